@@ -1,0 +1,92 @@
+# leash: RL fine-tuning of language models with a KL leash.
+#
+#   make            libleash.a, the leash binary, tests and benchmarks (in build/)
+#   make test       unit tests (Criterion); make SANITIZE=1 test builds in build-san/ with ASan + UBSan
+#   make bench      benchmarks (side by side ratios; PyTorch column where python3-torch is installed)
+#   make demo       the main job on the built-in example
+#   make clean
+#
+# Missing Debian packages are installed by scripts/deps.sh (or it prints the apt-get line to run).
+
+CC      ?= gcc
+BUILD   := build
+OPT     := -O2
+ifeq ($(SANITIZE),1)
+  BUILD := build-san
+  OPT   := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes
+ifeq ($(WERROR),1)
+  WARN  += -Werror
+endif
+
+# recursive (=) on purpose: pkg-config runs when a recipe needs the flags, after `deps` has run
+PKGS     = openblas libcjson
+CFLAGS   = -std=c11 -g $(OPT) $(WARN) -fopenmp -Iinclude $(shell pkg-config --cflags $(PKGS)) -MMD -MP
+LDFLAGS  = $(OPT) -fopenmp
+LDLIBS   = $(shell pkg-config --libs $(PKGS)) -lm
+TESTLIBS = $(shell pkg-config --libs criterion)
+
+LIB_SRC   := $(wildcard src/*.c)
+CLI_SRC   := $(wildcard src/cli/*.c)
+TEST_SRC  := $(wildcard tests/*.c)
+BENCH_SRC := $(wildcard bench/*.c)
+
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/%.o)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+LIB   := $(BUILD)/libleash.a
+BIN   := $(BUILD)/leash
+TESTS := $(BUILD)/tests/leash-tests
+
+.PHONY: all deps test bench demo clean
+all: $(LIB) $(BIN) $(TESTS) $(BENCH_BIN)
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/%.o: %.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# the tests find the CLI binary and the example files through these two paths
+$(BUILD)/tests/%.o: tests/%.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DLEASH_BIN='"$(abspath $(BIN))"' -DLEASH_SRCDIR='"$(CURDIR)"' -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BIN): $(CLI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(TESTS): $(TEST_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) $(TESTLIBS) -o $@
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+test: $(TESTS) $(BIN)
+	$(TESTS) --jobs 2
+
+bench: $(BENCH_BIN) $(BIN)
+	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
+	@bench/ref_kl.sh
+
+demo: $(BIN)
+	@echo "== leash kl: two logit rows (examples/kl_rows.json)"
+	$(BIN) kl examples/kl_rows.json
+	@echo
+	@echo "== leash kl --sampled: per-token log-probs of one response (examples/kl_tokens.txt)"
+	$(BIN) kl --sampled examples/kl_tokens.txt
+	@echo
+	@echo "== leash kl --optimum: the closed-form optimum of E[r] - beta KL (examples/kl_optimum.json)"
+	$(BIN) kl --optimum examples/kl_optimum.json
+
+clean:
+	rm -rf build build-san
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_BIN:=.d)

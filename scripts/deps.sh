@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages leash needs, if any is missing. Idempotent; a no-op (one dpkg-query) when
+# everything is there. Called by `make test`, `make demo`, `make bench` and `.ci/run`.
+#
+#   scripts/deps.sh           build + test dependencies
+#   scripts/deps.sh --bench   also the optional PyTorch reference used by `make bench` (python3-torch)
+set -euo pipefail
+
+# Why each: gcc/make build; pkg-config finds the libraries; OpenBLAS (cblas) does matrix products;
+# libgomp (with gcc) gives OpenMP threads; cJSON parses config/JSONL; Criterion runs the unit tests;
+# gnuplot draws PNG plots.
+pkgs=(gcc make pkg-config libopenblas-dev libcjson-dev libcriterion-dev gnuplot-nox)
+if [ "${1:-}" = "--bench" ]; then
+  pkgs+=(python3-torch)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "installed" ] || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "leash: missing Debian packages: ${missing[*]}" >&2
+  echo "leash: install them with:  sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+
+echo "leash: installing Debian packages: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

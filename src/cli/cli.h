@@ -1,0 +1,31 @@
+/* Shared pieces of the leash command-line tool: subcommand entry points and input helpers. */
+#ifndef LEASH_CLI_H
+#define LEASH_CLI_H
+
+#include <stddef.h>
+
+/* Subcommands: argc/argv start at the subcommand name; return the process exit status. */
+int cli_kl(int argc, char **argv);
+
+/* A list of numbers read from a file. */
+typedef struct {
+    double *v;
+    int n;
+} cli_numbers;
+
+/* Reads a whole file ("-" = stdin) into a NUL-terminated buffer; NULL and a message on stderr on
+ * failure. */
+char *cli_read_file(const char *path, size_t *len);
+
+/* Parses the plain-text form: every non-empty line that is not a comment (#) is one list of numbers
+ * separated by spaces, tabs or commas. Fills up to `max` lists; returns how many were found, or -1
+ * after printing "path:line:column: ..." to stderr. */
+int cli_parse_text_lists(const char *path, const char *text, cli_numbers *lists, int max);
+
+/* Fills `out` from a JSON array of numbers; -1 after printing an error naming path and key. */
+struct cJSON;
+int cli_json_numbers(const char *path, const char *key, const struct cJSON *arr, cli_numbers *out);
+
+void cli_numbers_free(cli_numbers *l);
+
+#endif

@@ -1,0 +1,25 @@
+/* The leash command-line tool: dispatches to one file per subcommand in src/cli/. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char *usage =
+    "usage: leash <command> [options]\n"
+    "\n"
+    "RL fine-tuning of language models with a KL leash to a frozen reference model.\n"
+    "\n"
+    "commands:\n"
+    "  kl        exact KL, k1/k2/k3 estimators and the closed-form optimum, from a shell\n"
+    "\n"
+    "leash <command> --help shows a command's options.\n";
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "kl") == 0) return cli_kl(argc - 1, argv + 1);
+    fprintf(stderr, "leash: unknown command '%s'\n\n%s", argv[1], usage);
+    return 2;
+}

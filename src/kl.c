@@ -1,0 +1,292 @@
+/* The KL penalty: see include/leash/kl.h.
+ *
+ * Dimensions: V vocabulary, N rows, B sequences, T tokens per sequence.
+ * Every row is processed in float64 from float32 storage: logits / T, the max, the exponentials and
+ * every sum. A logit of +-1e4 at T = 1e-3 is 1e7 in float64 and nothing overflows after the max is
+ * subtracted.
+ */
+#include "leash/kl.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "leash/error.h"
+
+/* ---- one logits row -------------------------------------------------------------------------- */
+
+static int check_row_args(const float *logits, int V, float temperature, const char *what) {
+    if (!logits) return leash_fail(LEASH_EINVAL, "%s is NULL", what);
+    if (V <= 0) return leash_fail(LEASH_EINVAL, "vocabulary size V = %d; it must be >= 1", V);
+    if (!(temperature > 0.0f) || !isfinite(temperature))
+        return leash_fail(LEASH_EINVAL,
+                          "temperature = %g; it must be finite and > 0 (T = 1 scores the raw logits; "
+                          "use the temperature the rollout sampled with)",
+                          (double)temperature);
+    return LEASH_OK;
+}
+
+/* logsumexp(logits / T) in float64, failing on the first non-finite logit. */
+static int row_lse(const float *logits, int V, double inv_t, const char *what, double *lse) {
+    double mx = -INFINITY;
+    for (int v = 0; v < V; v++) {
+        if (!isfinite(logits[v]))
+            return leash_fail(LEASH_ENUMERIC,
+                              "%s[%d] = %g; logits must be finite (mask a token with a large negative "
+                              "logit such as -1e30, not -inf; a NaN usually comes from an earlier "
+                              "overflow in the model)",
+                              what, v, (double)logits[v]);
+        double u = logits[v] * inv_t;
+        if (u > mx) mx = u;
+    }
+    double s = 0.0;
+    for (int v = 0; v < V; v++) s += exp(logits[v] * inv_t - mx);
+    *lse = mx + log(s);
+    return LEASH_OK;
+}
+
+int leash_log_softmax(const float *logits, int V, float temperature, float *out, double *lse) {
+    int rc = check_row_args(logits, V, temperature, "logits");
+    if (rc) return rc;
+    if (!out) return leash_fail(LEASH_EINVAL, "output row is NULL");
+    double inv_t = 1.0 / temperature, z;
+    if ((rc = row_lse(logits, V, inv_t, "logits", &z))) return rc;
+    for (int v = 0; v < V; v++) out[v] = (float)(logits[v] * inv_t - z);
+    if (lse) *lse = z;
+    return LEASH_OK;
+}
+
+int leash_entropy(const float *logits, int V, float temperature, double *entropy) {
+    int rc = check_row_args(logits, V, temperature, "logits");
+    if (rc) return rc;
+    double inv_t = 1.0 / temperature, z, h = 0.0;
+    if ((rc = row_lse(logits, V, inv_t, "logits", &z))) return rc;
+    for (int v = 0; v < V; v++) {
+        double lp = logits[v] * inv_t - z;
+        h -= exp(lp) * lp;
+    }
+    *entropy = h > 0.0 ? h : 0.0;
+    return LEASH_OK;
+}
+
+int leash_kl_exact(const float *logits, const float *ref_logits, int V, float temperature, double *kl,
+                   float *grad) {
+    int rc = check_row_args(logits, V, temperature, "logits");
+    if (rc || (rc = check_row_args(ref_logits, V, temperature, "ref_logits"))) return rc;
+    if (!kl) return leash_fail(LEASH_EINVAL, "kl output is NULL");
+    double inv_t = 1.0 / temperature, zp, zq;
+    if ((rc = row_lse(logits, V, inv_t, "logits", &zp))) return rc;
+    if ((rc = row_lse(ref_logits, V, inv_t, "ref_logits", &zq))) return rc;
+
+    // identical rows give identical log-probs, so every term is exactly 0 and KL(p||p) = 0 exactly
+    double d = 0.0;
+    for (int v = 0; v < V; v++) {
+        double lp = logits[v] * inv_t - zp;
+        double lq = ref_logits[v] * inv_t - zq;
+        d += exp(lp) * (lp - lq);
+    }
+    if (grad) {
+        for (int v = 0; v < V; v++) {
+            double lp = logits[v] * inv_t - zp;
+            double lq = ref_logits[v] * inv_t - zq;
+            grad[v] = (float)(inv_t * exp(lp) * (lp - lq - d));
+        }
+    }
+    *kl = d > 0.0 ? d : 0.0; // KL >= 0; rounding can leave -1e-17 when pi ~ pi_ref
+    return LEASH_OK;
+}
+
+int leash_kl_exact_rows(const float *logits, const float *ref_logits, int N, int V, float temperature,
+                        double *kl, float *grad) {
+    if (N < 0) return leash_fail(LEASH_EINVAL, "row count N = %d; it must be >= 0", N);
+    if (!logits || !ref_logits || !kl) return leash_fail(LEASH_EINVAL, "a logits, ref_logits or kl pointer is NULL");
+    if (V <= 0) return leash_fail(LEASH_EINVAL, "vocabulary size V = %d; it must be >= 1", V);
+    int first_bad = N;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        size_t off = (size_t)n * V;
+        if (leash_kl_exact(logits + off, ref_logits + off, V, temperature, kl + n, grad ? grad + off : NULL)) {
+#pragma omp critical(leash_kl_rows)
+            if (n < first_bad) first_bad = n;
+        }
+    }
+    if (first_bad < N) {
+        // the message was written on a worker thread; redo the failing row here to set it for the caller
+        size_t off = (size_t)first_bad * V;
+        double dummy;
+        int rc = leash_kl_exact(logits + off, ref_logits + off, V, temperature, &dummy, NULL);
+        return leash_fail_wrap(rc, "row %d", first_bad);
+    }
+    return LEASH_OK;
+}
+
+/* ---- sampled estimators ---------------------------------------------------------------------- */
+
+int leash_kl_estimator_parse(const char *name, leash_kl_estimator *est) {
+    static const struct {
+        const char *name;
+        leash_kl_estimator est;
+    } names[] = {{"k1", LEASH_KL_K1}, {"kl", LEASH_KL_K1},         {"k2", LEASH_KL_K2},
+                 {"mse", LEASH_KL_K2}, {"k3", LEASH_KL_K3},        {"low_var_kl", LEASH_KL_K3},
+                 {"abs", LEASH_KL_ABS}};
+    for (size_t i = 0; name && i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(name, names[i].name) == 0) {
+            *est = names[i].est;
+            return LEASH_OK;
+        }
+    }
+    return leash_fail(LEASH_EINVAL, "KL estimator '%s' is unknown; use k1 (alias kl), k2 (alias mse), "
+                                    "k3 (alias low_var_kl) or abs",
+                      name ? name : "(null)");
+}
+
+const char *leash_kl_estimator_name(leash_kl_estimator est) {
+    switch (est) {
+    case LEASH_KL_K1: return "k1";
+    case LEASH_KL_K2: return "k2";
+    case LEASH_KL_K3: return "k3";
+    case LEASH_KL_ABS: return "abs";
+    }
+    return "?";
+}
+
+double leash_kl_estimate(leash_kl_estimator est, double logp, double ref_logp) {
+    double lr = ref_logp - logp; // log r = log pi_ref(x) - log pi(x)
+    switch (est) {
+    case LEASH_KL_K1: return -lr;
+    case LEASH_KL_K2: return 0.5 * lr * lr;
+    case LEASH_KL_K3: return expm1(lr) - lr; // (r - 1) - log r, accurate when r ~ 1
+    case LEASH_KL_ABS: return fabs(lr);
+    }
+    return NAN;
+}
+
+double leash_kl_estimate_grad(leash_kl_estimator est, double logp, double ref_logp) {
+    double lr = ref_logp - logp; // d lr / d logp = -1
+    switch (est) {
+    case LEASH_KL_K1: return 1.0;
+    case LEASH_KL_K2: return -lr;
+    case LEASH_KL_K3: return -expm1(lr); // 1 - r
+    case LEASH_KL_ABS: return lr < 0.0 ? 1.0 : (lr > 0.0 ? -1.0 : 0.0);
+    }
+    return NAN;
+}
+
+int leash_kl_tokens(leash_kl_estimator est, const float *logp, const float *ref_logp, const uint8_t *mask,
+                    int n, float *kl, float *grad) {
+    if (n < 0) return leash_fail(LEASH_EINVAL, "token count n = %d; it must be >= 0", n);
+    if (!logp || !ref_logp || !kl) return leash_fail(LEASH_EINVAL, "a logp, ref_logp or kl pointer is NULL");
+    if ((unsigned)est > LEASH_KL_ABS) return leash_fail(LEASH_EINVAL, "KL estimator %d is unknown", (int)est);
+    for (int i = 0; i < n; i++) {
+        if (mask && !mask[i]) {
+            kl[i] = 0.0f;
+            if (grad) grad[i] = 0.0f;
+            continue;
+        }
+        if (!isfinite(logp[i]) || !isfinite(ref_logp[i]))
+            return leash_fail(LEASH_ENUMERIC,
+                              "token %d: log pi = %g, log pi_ref = %g; both must be finite (a -inf "
+                              "log-prob means the token was sampled with a filter, top-k or top-p, that "
+                              "scoring did not apply)",
+                              i, (double)logp[i], (double)ref_logp[i]);
+        double k = leash_kl_estimate(est, logp[i], ref_logp[i]);
+        double g = leash_kl_estimate_grad(est, logp[i], ref_logp[i]);
+        if (!(fabs(k) <= FLT_MAX) || !(fabs(g) <= FLT_MAX))
+            return leash_fail(LEASH_ENUMERIC,
+                              "token %d: the %s estimate overflows float32 (log pi_ref - log pi = %g): the "
+                              "policy has drifted far from the reference; raise beta or lower the "
+                              "learning rate",
+                              i, leash_kl_estimator_name(est), (double)ref_logp[i] - (double)logp[i]);
+        kl[i] = (float)k;
+        if (grad) grad[i] = (float)g;
+    }
+    return LEASH_OK;
+}
+
+/* ---- masked aggregation ---------------------------------------------------------------------- */
+
+static int check_batch(const float *x, int B, int T) {
+    if (!x) return leash_fail(LEASH_EINVAL, "values pointer is NULL");
+    if (B <= 0 || T <= 0) return leash_fail(LEASH_EINVAL, "batch shape (B=%d, T=%d); both must be >= 1", B, T);
+    return LEASH_OK;
+}
+
+/* Sum and count of the selected entries of row b of x (B, T). */
+static int row_sum(const float *x, const uint8_t *mask, int T, int b, double *sum, int *count) {
+    double s = 0.0;
+    int c = 0;
+    for (int t = 0; t < T; t++) {
+        size_t i = (size_t)b * T + t;
+        if (mask && !mask[i]) continue;
+        if (!isfinite(x[i]))
+            return leash_fail(LEASH_ENUMERIC, "value at (sequence %d, token %d) = %g; selected values must be finite",
+                              b, t, (double)x[i]);
+        s += x[i];
+        c++;
+    }
+    *sum = s;
+    *count = c;
+    return LEASH_OK;
+}
+
+int leash_masked_row_sums(const float *x, const uint8_t *mask, int B, int T, double *sums, int *counts) {
+    int rc = check_batch(x, B, T);
+    if (rc) return rc;
+    if (!sums) return leash_fail(LEASH_EINVAL, "sums output is NULL");
+    for (int b = 0; b < B; b++) {
+        int c;
+        if ((rc = row_sum(x, mask, T, b, &sums[b], &c))) return rc;
+        if (counts) counts[b] = c;
+    }
+    return LEASH_OK;
+}
+
+int leash_masked_reduce(const float *x, const uint8_t *mask, int B, int T, leash_agg agg, double *out,
+                        float *weights) {
+    int rc = check_batch(x, B, T);
+    if (rc) return rc;
+    if (!out) return leash_fail(LEASH_EINVAL, "output is NULL");
+    if ((unsigned)agg > LEASH_AGG_SEQ_MEAN) return leash_fail(LEASH_EINVAL, "aggregation %d is unknown", (int)agg);
+
+    // pass 1: totals, and how many sequences have at least one selected token
+    long total_count = 0;
+    int nonempty = 0;
+    double total = 0.0, seq_mean_sum = 0.0;
+    for (int b = 0; b < B; b++) {
+        double s;
+        int c;
+        if ((rc = row_sum(x, mask, T, b, &s, &c))) return rc;
+        total += s;
+        total_count += c;
+        if (c > 0) {
+            nonempty++;
+            seq_mean_sum += s / c;
+        }
+    }
+    if (total_count == 0)
+        return leash_fail(LEASH_EINVAL, "the mask selects no token in a (B=%d, T=%d) batch: nothing to "
+                                        "average (is the response mask empty?)",
+                          B, T);
+
+    switch (agg) {
+    case LEASH_AGG_SEQ_SUM: *out = total / B; break;
+    case LEASH_AGG_TOKEN_MEAN: *out = total / (double)total_count; break;
+    case LEASH_AGG_SEQ_MEAN: *out = seq_mean_sum / nonempty; break;
+    }
+    if (!weights) return LEASH_OK;
+
+    // pass 2: d out / d x
+    for (int b = 0; b < B; b++) {
+        int c = 0;
+        for (int t = 0; t < T; t++) c += !mask || mask[(size_t)b * T + t];
+        double w = agg == LEASH_AGG_SEQ_SUM      ? 1.0 / B
+                   : agg == LEASH_AGG_TOKEN_MEAN ? 1.0 / (double)total_count
+                   : c > 0                       ? 1.0 / ((double)nonempty * c)
+                                                 : 0.0;
+        for (int t = 0; t < T; t++) {
+            size_t i = (size_t)b * T + t;
+            weights[i] = (!mask || mask[i]) ? (float)w : 0.0f;
+        }
+    }
+    return LEASH_OK;
+}
