@@ -34,8 +34,17 @@ int leash_fail_wrap(int code, const char *fmt, ...) {
     memcpy(inner, errmsg, sizeof inner);
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    vsnprintf(errmsg, sizeof errmsg, fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof errmsg) snprintf(errmsg + n, sizeof errmsg - n, ": %s", inner);
+    // append ": <inner>", cut at the end of the buffer
+    size_t used = strlen(errmsg);
+    const char *parts[2] = {": ", inner};
+    for (int k = 0; k < 2; k++) {
+        size_t len = strlen(parts[k]);
+        if (len > sizeof errmsg - 1 - used) len = sizeof errmsg - 1 - used;
+        memcpy(errmsg + used, parts[k], len);
+        used += len;
+    }
+    errmsg[used] = '\0';
     return code;
 }

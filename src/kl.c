@@ -155,7 +155,13 @@ double leash_kl_estimate(leash_kl_estimator est, double logp, double ref_logp) {
     switch (est) {
     case LEASH_KL_K1: return -lr;
     case LEASH_KL_K2: return 0.5 * lr * lr;
-    case LEASH_KL_K3: return expm1(lr) - lr; // (r - 1) - log r, accurate when r ~ 1
+    case LEASH_KL_K3:
+        if (fabs(lr) < 1e-2) { // (r - 1) - log r = sum_{k>=2} lr^k / k!; the subtraction would cancel
+            double term = lr * lr / 2.0, sum = term;
+            for (int k = 3; k <= 9; k++) sum += (term *= lr / k);
+            return sum;
+        }
+        return expm1(lr) - lr;
     case LEASH_KL_ABS: return fabs(lr);
     }
     return NAN;

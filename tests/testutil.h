@@ -1,0 +1,43 @@
+/* Helpers shared by the unit tests: random inputs, finite differences, worst-difference reports. */
+#ifndef LEASH_TESTUTIL_H
+#define LEASH_TESTUTIL_H
+
+#include <math.h>
+
+#include "leash/rng.h"
+
+/* Random logits on a grid of 2^-10 in [-range, range]: x +- 2^-7 and x +- 2^-8 are then exact in
+ * float32, so finite differences of a float-input function perturb by exactly the step. */
+static inline void grid_logits(leash_rng *rng, float *x, int n, double range) {
+    for (int i = 0; i < n; i++) x[i] = (float)(round((2.0 * leash_rng_uniform(rng) - 1.0) * range * 1024.0) / 1024.0);
+}
+
+/* d f / d x[i] by central differences with Richardson extrapolation (steps 2^-7 and 2^-8; error
+ * O(h^4) ~ 4e-9 times the fifth derivative). f takes float32 inputs and returns float64. */
+typedef double (*float_fn)(const float *x, void *ctx);
+static inline double fd_richardson(float_fn f, float *x, int i, void *ctx) {
+    float x0 = x[i];
+    double d[2];
+    for (int k = 0; k < 2; k++) {
+        float h = k == 0 ? 0x1p-7f : 0x1p-8f;
+        x[i] = x0 + h;
+        double fp = f(x, ctx);
+        x[i] = x0 - h;
+        double fm = f(x, ctx);
+        d[k] = (fp - fm) / (2.0 * h);
+    }
+    x[i] = x0;
+    return (4.0 * d[1] - d[0]) / 3.0;
+}
+
+/* max_i |a_i - b_i| / max_i |b_i|: the worst error relative to the scale of the reference b. */
+static inline double rel_err_f(const float *a, const double *b, int n) {
+    double worst = 0.0, scale = 0.0;
+    for (int i = 0; i < n; i++) {
+        worst = fmax(worst, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs(b[i]));
+    }
+    return scale > 0.0 ? worst / scale : worst;
+}
+
+#endif
