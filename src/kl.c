@@ -13,6 +13,17 @@
 
 #include "leash/error.h"
 
+/* The row loops are compiled three times, for baseline x86-64 (SSE2), AVX2 and AVX-512, and the
+ * loader picks the widest the CPU has (GCC function multiversioning). The choice is fixed per
+ * machine, so a binary is bit-reproducible on its machine. Helpers they call are always inlined so
+ * that they are compiled for the same target. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define ROW_KERNEL __attribute__((target_clones("default", "avx2", "arch=x86-64-v4")))
+#else
+#define ROW_KERNEL
+#endif
+#define ROW_HELPER static inline __attribute__((always_inline))
+
 /* ---- one logits row -------------------------------------------------------------------------- */
 
 static int check_row_args(const float *logits, int V, float temperature, const char *what) {
@@ -26,70 +37,136 @@ static int check_row_args(const float *logits, int V, float temperature, const c
     return LEASH_OK;
 }
 
-/* logsumexp(logits / T) in float64, failing on the first non-finite logit. */
-static int row_lse(const float *logits, int V, double inv_t, const char *what, double *lse) {
-    double mx = -INFINITY;
+/* exp(x) for x <= 0 in float64, written so that loops over a row vectorise (glibc's exp does not
+ * without -ffast-math): x = n ln2 + r with |r| <= ln2/2 (Cody-Waite), exp(r) by its Taylor series to
+ * degree 13 (truncation < 5e-18), times 2^n built from the exponent bits. Relative error ~2e-16.
+ * Below -708 it returns 0: such a term is under 1e-307 next to the row's largest term, which is 1. */
+ROW_HELPER double exp_nonpos(double x) {
+    const double shifter = 0x1.8p52, log2e = 0x1.71547652b82fep0;
+    const double ln2_hi = 0x1.62e42fee00000p-1, ln2_lo = 0x1.a39ef35793c76p-33;
+    double xc = x < -708.0 ? -708.0 : x;
+    double t = xc * log2e + shifter; // round(x / ln2) sits in the low bits of t
+    double n = t - shifter;
+    double r = (xc - n * ln2_hi) - n * ln2_lo;
+    double p = 1.0 / 6227020800.0; // 1/13!
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    uint64_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    bits = (bits - 0x4338000000000000ull + 1023) << 52; // 2^n, n in [-1022, 0]
+    double scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return x < -708.0 ? 0.0 : p * scale;
+}
+
+/* max(logits) in float64, or a failure naming the first non-finite logit. */
+ROW_HELPER int row_max(const float *logits, int V, const char *what, double *mx) {
+    float m = -FLT_MAX;
+    int bad = 0;
+#pragma omp simd reduction(max : m) reduction(| : bad)
     for (int v = 0; v < V; v++) {
-        if (!isfinite(logits[v]))
-            return leash_fail(LEASH_ENUMERIC,
-                              "%s[%d] = %g; logits must be finite (mask a token with a large negative "
-                              "logit such as -1e30, not -inf; a NaN usually comes from an earlier "
-                              "overflow in the model)",
-                              what, v, (double)logits[v]);
-        double u = logits[v] * inv_t;
-        if (u > mx) mx = u;
+        bad |= !(fabsf(logits[v]) <= FLT_MAX); // NaN and +-Inf
+        m = logits[v] > m ? logits[v] : m;
     }
-    double s = 0.0;
-    for (int v = 0; v < V; v++) s += exp(logits[v] * inv_t - mx);
-    *lse = mx + log(s);
+    if (bad) {
+        for (int v = 0; v < V; v++)
+            if (!isfinite(logits[v]))
+                return leash_fail(LEASH_ENUMERIC,
+                                  "%s[%d] = %g; logits must be finite (mask a token with a large negative "
+                                  "logit such as -1e30, not -inf; a NaN usually comes from an earlier "
+                                  "overflow in the model)",
+                                  what, v, (double)logits[v]);
+    }
+    *mx = m;
     return LEASH_OK;
 }
 
-int leash_log_softmax(const float *logits, int V, float temperature, float *out, double *lse) {
+/* Per row: m = max(logits) / T (division by T > 0 keeps the argmax), a_v = logits_v / T - m <= 0,
+ * S = sum_v exp(a_v) in [1, V], and log pi(v) = a_v - log S. */
+ROW_HELPER int row_sum_exp(const float *logits, int V, double inv_t, const char *what, double *m, double *S) {
+    double mx = 0.0;
+    int rc = row_max(logits, V, what, &mx);
+    if (rc) return rc;
+    mx *= inv_t;
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (int v = 0; v < V; v++) s += exp_nonpos(logits[v] * inv_t - mx);
+    *m = mx;
+    *S = s;
+    return LEASH_OK;
+}
+
+ROW_KERNEL int leash_log_softmax(const float *logits, int V, float temperature, float *out, double *lse) {
     int rc = check_row_args(logits, V, temperature, "logits");
     if (rc) return rc;
     if (!out) return leash_fail(LEASH_EINVAL, "output row is NULL");
-    double inv_t = 1.0 / temperature, z;
-    if ((rc = row_lse(logits, V, inv_t, "logits", &z))) return rc;
+    double inv_t = 1.0 / temperature, m = 0.0, S = 1.0;
+    if ((rc = row_sum_exp(logits, V, inv_t, "logits", &m, &S))) return rc;
+    double z = m + log(S);
+#pragma omp simd
     for (int v = 0; v < V; v++) out[v] = (float)(logits[v] * inv_t - z);
     if (lse) *lse = z;
     return LEASH_OK;
 }
 
-int leash_entropy(const float *logits, int V, float temperature, double *entropy) {
+ROW_KERNEL int leash_entropy(const float *logits, int V, float temperature, double *entropy) {
     int rc = check_row_args(logits, V, temperature, "logits");
     if (rc) return rc;
-    double inv_t = 1.0 / temperature, z, h = 0.0;
-    if ((rc = row_lse(logits, V, inv_t, "logits", &z))) return rc;
+    double inv_t = 1.0 / temperature, m = 0.0;
+    if ((rc = row_max(logits, V, "logits", &m))) return rc;
+    m *= inv_t;
+    // H = -sum pi (a - log S) = log S - (sum e^a a) / S
+    double S = 0.0, W = 0.0;
+#pragma omp simd reduction(+ : S, W)
     for (int v = 0; v < V; v++) {
-        double lp = logits[v] * inv_t - z;
-        h -= exp(lp) * lp;
+        double a = logits[v] * inv_t - m, e = exp_nonpos(a);
+        S += e;
+        W += e * a;
     }
+    double h = log(S) - W / S;
     *entropy = h > 0.0 ? h : 0.0;
     return LEASH_OK;
 }
 
-int leash_kl_exact(const float *logits, const float *ref_logits, int V, float temperature, double *kl,
+ROW_KERNEL int leash_kl_exact(const float *logits, const float *ref_logits, int V, float temperature, double *kl,
                    float *grad) {
     int rc = check_row_args(logits, V, temperature, "logits");
     if (rc || (rc = check_row_args(ref_logits, V, temperature, "ref_logits"))) return rc;
     if (!kl) return leash_fail(LEASH_EINVAL, "kl output is NULL");
-    double inv_t = 1.0 / temperature, zp, zq;
-    if ((rc = row_lse(logits, V, inv_t, "logits", &zp))) return rc;
-    if ((rc = row_lse(ref_logits, V, inv_t, "ref_logits", &zq))) return rc;
+    double inv_t = 1.0 / temperature, mp = 0.0, mq = 0.0, Sq = 1.0;
+    if ((rc = row_max(logits, V, "logits", &mp))) return rc;
+    if ((rc = row_sum_exp(ref_logits, V, inv_t, "ref_logits", &mq, &Sq))) return rc;
+    mp *= inv_t;
 
-    // identical rows give identical log-probs, so every term is exactly 0 and KL(p||p) = 0 exactly
-    double d = 0.0;
+    // with a = z/T - mp, b = r/T - mq: log pi - log pi_ref = (a - b) - log Sp + log Sq, so
+    // KL = sum pi (log pi - log pi_ref) = W / Sp - log Sp + log Sq with W = sum e^a (a - b): one pass.
+    // Identical rows give a == b, W = 0 and Sp == Sq: KL(p||p) = 0 exactly.
+    double Sp = 0.0, W = 0.0;
+#pragma omp simd reduction(+ : Sp, W)
     for (int v = 0; v < V; v++) {
-        double lp = logits[v] * inv_t - zp;
-        double lq = ref_logits[v] * inv_t - zq;
-        d += exp(lp) * (lp - lq);
+        double a = logits[v] * inv_t - mp, b = ref_logits[v] * inv_t - mq, e = exp_nonpos(a);
+        Sp += e;
+        W += e * (a - b);
     }
+    double c = log(Sq) - log(Sp), d = W / Sp + c;
     if (grad) {
+        // d KL / d z_v = (1/T) pi(v) (log pi(v) - log pi_ref(v) - KL)
+        double scale = inv_t / Sp, shift = c - d;
+#pragma omp simd
         for (int v = 0; v < V; v++) {
-            double lp = logits[v] * inv_t - zp;
-            double lq = ref_logits[v] * inv_t - zq;
-            grad[v] = (float)(inv_t * exp(lp) * (lp - lq - d));
+            double a = logits[v] * inv_t - mp, b = ref_logits[v] * inv_t - mq;
+            grad[v] = (float)(scale * exp_nonpos(a) * ((a - b) + shift));
         }
     }
     *kl = d > 0.0 ? d : 0.0; // KL >= 0; rounding can leave -1e-17 when pi ~ pi_ref
@@ -240,7 +317,7 @@ int leash_masked_row_sums(const float *x, const uint8_t *mask, int B, int T, dou
     if (rc) return rc;
     if (!sums) return leash_fail(LEASH_EINVAL, "sums output is NULL");
     for (int b = 0; b < B; b++) {
-        int c;
+        int c = 0;
         if ((rc = row_sum(x, mask, T, b, &sums[b], &c))) return rc;
         if (counts) counts[b] = c;
     }
@@ -259,8 +336,8 @@ int leash_masked_reduce(const float *x, const uint8_t *mask, int B, int T, leash
     int nonempty = 0;
     double total = 0.0, seq_mean_sum = 0.0;
     for (int b = 0; b < B; b++) {
-        double s;
-        int c;
+        double s = 0.0;
+        int c = 0;
         if ((rc = row_sum(x, mask, T, b, &s, &c))) return rc;
         total += s;
         total_count += c;
