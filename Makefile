@@ -43,7 +43,7 @@ LIB   := $(BUILD)/libleash.a
 BIN   := $(BUILD)/leash
 TESTS := $(BUILD)/tests/leash-tests
 
-.PHONY: all deps test bench demo clean
+.PHONY: all deps test bench demo clean FORCE
 all: $(LIB) $(BIN) $(TESTS) $(BENCH_BIN)
 
 deps:
@@ -58,15 +58,23 @@ $(BUILD)/tests/%.o: tests/%.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DLEASH_BIN='"$(abspath $(BIN))"' -DLEASH_SRCDIR='"$(CURDIR)"' -c $< -o $@
 
-$(LIB): $(LIB_OBJ)
+# a removed source leaves no newer prerequisite behind: relink when the set of sources changes
+SOURCES := $(BUILD)/sources.list
+$(SOURCES): FORCE
 	@mkdir -p $(dir $@)
-	$(AR) rcs $@ $^
+	@echo '$(LIB_SRC) $(CLI_SRC) $(TEST_SRC) $(BENCH_SRC)' | cmp -s - $@ || echo '$(LIB_SRC) $(CLI_SRC) $(TEST_SRC) $(BENCH_SRC)' > $@
+FORCE:
 
-$(BIN): $(CLI_OBJ) $(LIB)
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(LIB): $(LIB_OBJ) $(SOURCES)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $(LIB_OBJ)
 
-$(TESTS): $(TEST_OBJ) $(LIB)
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) $(TESTLIBS) -o $@
+$(BIN): $(CLI_OBJ) $(LIB) $(SOURCES)
+	$(CC) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
+
+$(TESTS): $(TEST_OBJ) $(LIB) $(SOURCES)
+	$(CC) $(LDFLAGS) $(TEST_OBJ) $(LIB) $(LDLIBS) $(TESTLIBS) -o $@
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
