@@ -120,6 +120,23 @@ ROW_KERNEL int leash_log_softmax(const float *logits, int V, float temperature, 
     return LEASH_OK;
 }
 
+ROW_KERNEL int leash_logsumexp(const float *logits, int V, float temperature, double *lse) {
+    int rc = check_row_args(logits, V, temperature, "logits");
+    if (rc) return rc;
+    double m = 0.0, S = 1.0;
+    if ((rc = row_sum_exp(logits, V, 1.0 / temperature, "logits", &m, &S))) return rc;
+    *lse = m + log(S);
+    return LEASH_OK;
+}
+
+ROW_KERNEL void leash_logprob_backward(const float *logits, int V, float temperature, double lse, int target, float g,
+                                       float *dlogits) {
+    double inv_t = 1.0 / temperature, scale = g * inv_t;
+#pragma omp simd
+    for (int v = 0; v < V; v++) dlogits[v] -= (float)(scale * exp_nonpos(logits[v] * inv_t - lse));
+    dlogits[target] += (float)scale;
+}
+
 ROW_KERNEL int leash_entropy(const float *logits, int V, float temperature, double *entropy) {
     int rc = check_row_args(logits, V, temperature, "logits");
     if (rc) return rc;

@@ -24,6 +24,15 @@
  * If lse != NULL it receives logsumexp(logits/T). */
 int leash_log_softmax(const float *logits, int V, float temperature, float *out, double *lse);
 
+/* logsumexp(logits / T) of one row, in float64. */
+int leash_logsumexp(const float *logits, int V, float temperature, double *lse);
+
+/* dlogits (V) += g * d log pi(target) / d logits = (g / T) (onehot(target) - pi), where pi =
+ * softmax(logits / T) and lse = logsumexp(logits / T) from leash_logsumexp(). No checks: the caller
+ * has validated the row with leash_logsumexp(). */
+void leash_logprob_backward(const float *logits, int V, float temperature, double lse, int target, float g,
+                            float *dlogits);
+
 /* Entropy H(pi) = -sum pi log pi of pi = softmax(logits/T), in nats. */
 int leash_entropy(const float *logits, int V, float temperature, double *entropy);
 

@@ -1,0 +1,95 @@
+/* The GPT-2 transformer: parameters, forward, backward, token log-probs and an optional scalar head.
+ *
+ * Dimensions: B batch, T time, C channels (n_embd), V vocabulary, L layers, NH heads, N = B * T rows.
+ * Parameters live in one allocation (and their gradients in another of the same layout), laid out
+ * tensor after tensor in the order of leash_gpt_tensor(); each tensor is one contiguous slice with a
+ * Hugging Face GPT-2 name ("wte.weight", "h.0.attn.c_attn.weight" in Conv1D (in, out) layout, ...), so a
+ * checkpoint is one write per tensor and copying a model is one memcpy.
+ *
+ * Padding. A batch is (B, T) tokens with a mask (B, T) of real tokens (NULL: all real). Positions count
+ * real tokens only, and attention never looks at padding, so a sequence gets the same numbers left-padded,
+ * right-padded or alone. Tokens at padded places must still be valid ids (any, e.g. EOS).
+ *
+ * Gradients. Losses add d loss / d logits into leash_gpt_dlogits() (and d loss / d value into
+ * leash_gpt_dvalues()); leash_gpt_backward() turns them into parameter gradients (accumulated, for
+ * gradient accumulation) and clears them.
+ */
+#ifndef LEASH_GPT_H
+#define LEASH_GPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int vocab_size;           /* V */
+    int n_positions;          /* the longest sequence, T <= n_positions */
+    int n_embd;               /* C */
+    int n_layer;              /* L */
+    int n_head;               /* NH; C % NH == 0 */
+    int bos_token_id;         /* -1 when none */
+    int eos_token_id;         /* -1 when none */
+    float layer_norm_epsilon; /* GPT-2: 1e-5 */
+    int scalar_head;          /* 1: a scalar head (value or reward) on the final hidden state */
+} leash_gpt_config;
+
+/* Checks ranges and consistency (C % NH, ids < V, ...); a message names the field. */
+int leash_gpt_config_check(const leash_gpt_config *cfg);
+
+typedef struct {
+    char name[64];    /* Hugging Face GPT-2 name */
+    size_t offset;    /* into the parameter (and gradient) block, in floats */
+    size_t numel;
+    int ndim;
+    int64_t shape[2];
+    int decay;        /* 1: AdamW weight decay applies (matrices and embeddings, not biases or LayerNorm) */
+} leash_tensor_info;
+
+typedef struct leash_gpt leash_gpt;
+
+/* A model with zeroed parameters; leash_gpt_init() or a checkpoint fills them. */
+int leash_gpt_create(leash_gpt **out, const leash_gpt_config *cfg);
+void leash_gpt_free(leash_gpt *m);
+/* GPT-2's initialisation: N(0, 0.02) weights, residual projections N(0, 0.02 / sqrt(2 L)), zero biases,
+ * LayerNorm weights 1. Deterministic in seed. */
+void leash_gpt_init(leash_gpt *m, uint64_t seed);
+
+const leash_gpt_config *leash_gpt_cfg(const leash_gpt *m);
+size_t leash_gpt_num_params(const leash_gpt *m);
+float *leash_gpt_params(leash_gpt *m); /* (num_params) */
+float *leash_gpt_grads(leash_gpt *m);  /* (num_params), same layout */
+int leash_gpt_num_tensors(const leash_gpt *m);
+const leash_tensor_info *leash_gpt_tensor(const leash_gpt *m, int i);
+void leash_gpt_zero_grad(leash_gpt *m);
+
+/* Forward pass over tokens (B, T) with mask (B, T) or NULL. Activations are allocated for a (B, T) shape
+ * on its first use and reused while the shape stays. Fails on a token outside [0, V) or T > n_positions. */
+int leash_gpt_forward(leash_gpt *m, const int *tokens, const uint8_t *mask, int B, int T);
+const float *leash_gpt_logits(const leash_gpt *m); /* (B, T, V) of the last forward */
+const float *leash_gpt_values(const leash_gpt *m); /* (B, T) scalar head of the last forward, or NULL */
+float *leash_gpt_dlogits(leash_gpt *m);            /* (B, T, V) gradient accumulator, zero after backward */
+float *leash_gpt_dvalues(leash_gpt *m);            /* (B, T) gradient accumulator, or NULL */
+
+/* Backward pass of the last forward: parameter gradients += from dlogits and dvalues. */
+int leash_gpt_backward(leash_gpt *m);
+
+/* log pi(targets[b,t] | tokens[b, <=t]) at temperature T, from the last forward: logp (B, T), and the
+ * entropy of each position's distribution if entropy != NULL. Positions with target < 0 get 0. */
+int leash_gpt_token_logprobs(leash_gpt *m, const int *targets, float temperature, float *logp, float *entropy);
+/* dlogits += d (sum_bt dlogp[b,t] * logp[b,t]) / d logits, for the same targets and temperature. */
+int leash_gpt_token_logprobs_backward(leash_gpt *m, const int *targets, float temperature, const float *dlogp);
+/* Mean next-token cross-entropy over positions with targets >= 0 (nats per token), and its gradient
+ * added to dlogits. count receives the number of such positions (may be NULL). */
+int leash_gpt_cross_entropy(leash_gpt *m, const int *targets, double *loss, long *count);
+
+/* ---- checkpoints (src/gpt_io.c) -------------------------------------------------------------- */
+
+/* Loads a Hugging Face-style GPT-2 directory: config.json + model.safetensors (F32, F16 or BF16; names
+ * with or without the "transformer." prefix; the tied "lm_head.weight" and the attention-mask buffers
+ * old checkpoints carry are ignored). Every missing, unexpected or misshapen tensor is an error that
+ * names it. */
+int leash_gpt_load(leash_gpt **out, const char *dir);
+/* Writes config.json and model.safetensors (F32, Hugging Face names) into dir (created if missing),
+ * each atomically. */
+int leash_gpt_save(const leash_gpt *m, const char *dir);
+
+#endif

@@ -1,0 +1,146 @@
+/* leash's GPT-2 against an independent PyTorch implementation (tests/ref/gpt2_ref.py, float64): logits,
+ * loss, scalar head and every parameter gradient must agree to a relative error of 1e-4 (worst entry
+ * over the tensor's largest), on two configurations, one with GPT-2's vocabulary of 50257, with left and
+ * right padding in the batch. Skips with a printed reason when python3-torch is missing, unless
+ * LEASH_REQUIRE_TORCH=1 (CI sets it), where a missing reference is a failure. */
+#define _DEFAULT_SOURCE
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "leash/error.h"
+#include "leash/gpt.h"
+#include "leash/rng.h"
+#include "leash/safetensors.h"
+
+static int have_torch(void) {
+    if (system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0) return 1;
+    const char *req = getenv("LEASH_REQUIRE_TORCH");
+    cr_assert(!(req && strcmp(req, "1") == 0), "LEASH_REQUIRE_TORCH=1 but /usr/bin/python3 cannot import torch");
+    return 0;
+}
+
+static double rel_err(const float *a, const float *b, size_t n) {
+    double worst = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        worst = fmax(worst, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return scale > 0 ? worst / scale : worst;
+}
+
+static cJSON *int_matrix(const int *x, int B, int T) {
+    cJSON *rows = cJSON_CreateArray();
+    for (int b = 0; b < B; b++) cJSON_AddItemToArray(rows, cJSON_CreateIntArray(x + b * T, T));
+    return rows;
+}
+
+static void check_against_torch(const leash_gpt_config *cfg, int B, int T, uint64_t seed) {
+    leash_gpt *m;
+    cr_assert_eq(leash_gpt_create(&m, cfg), 0);
+    leash_gpt_init(m, seed);
+    // make LayerNorm and biases non-trivial so their gradients are tested at generic values
+    leash_rng rng;
+    leash_rng_seed(&rng, seed, 999);
+    for (int i = 0; i < leash_gpt_num_tensors(m); i++) {
+        const leash_tensor_info *t = leash_gpt_tensor(m, i);
+        if (t->ndim == 1)
+            for (size_t k = 0; k < t->numel; k++) leash_gpt_params(m)[t->offset + k] += (float)(0.1 * leash_rng_normal(&rng));
+    }
+    char dir[] = "/tmp/leash-ref-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    cr_assert_eq(leash_gpt_save(m, dir), 0);
+
+    // batch: row 0 full, row 1 left-padded by 2, row 2 (if any) right-padded by 3
+    int N = B * T, V = cfg->vocab_size;
+    int *tokens = malloc(N * sizeof *tokens), *targets = malloc(N * sizeof *targets);
+    uint8_t *mask = malloc(N);
+    int *mask_i = malloc(N * sizeof *mask_i);
+    float *vw = malloc(N * sizeof *vw);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            int i = b * T + t;
+            tokens[i] = (int)(leash_rng_uniform(&rng) * V);
+            mask[i] = !((b == 1 && t < 2) || (b == 2 && t >= T - 3));
+            mask_i[i] = mask[i];
+            vw[i] = mask[i] ? (float)leash_rng_normal(&rng) : 0.0f;
+        }
+    for (int i = 0; i < N; i++) targets[i] = mask[i] && (i + 1) % T && mask[i + 1] ? tokens[i + 1] : -1;
+    cJSON *in = cJSON_CreateObject();
+    cJSON_AddItemToObject(in, "tokens", int_matrix(tokens, B, T));
+    cJSON_AddItemToObject(in, "mask", int_matrix(mask_i, B, T));
+    cJSON_AddItemToObject(in, "targets", int_matrix(targets, B, T));
+    cJSON *vws = cJSON_AddArrayToObject(in, "value_weights");
+    for (int b = 0; b < B; b++) cJSON_AddItemToArray(vws, cJSON_CreateFloatArray(vw + b * T, T));
+    char path[256], *text = cJSON_Print(in);
+    snprintf(path, sizeof path, "%s/inputs.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    free(text);
+    cJSON_Delete(in);
+
+    // leash: forward, loss, backward
+    double loss;
+    cr_assert_eq(leash_gpt_forward(m, tokens, mask, B, T), 0);
+    cr_assert_eq(leash_gpt_cross_entropy(m, targets, &loss, NULL), 0, "%s", leash_errmsg());
+    if (cfg->scalar_head) {
+        for (int i = 0; i < N; i++) loss += vw[i] * leash_gpt_values(m)[i];
+        memcpy(leash_gpt_dvalues(m), vw, N * sizeof *vw);
+    }
+    leash_gpt_zero_grad(m);
+    cr_assert_eq(leash_gpt_backward(m), 0);
+
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "cd '%s' && /usr/bin/python3 tests/ref/gpt2_ref.py '%s'", LEASH_SRCDIR, dir);
+    cr_assert_eq(system(cmd), 0, "the PyTorch reference failed: %s", cmd);
+    leash_st_file st;
+    snprintf(path, sizeof path, "%s/ref.safetensors", dir);
+    cr_assert_eq(leash_st_open(&st, path), 0);
+    size_t cap = (size_t)N * V > leash_gpt_num_params(m) ? (size_t)N * V : leash_gpt_num_params(m);
+    float *ref = malloc(cap * sizeof *ref);
+    const leash_st_entry *e = leash_st_find(&st, "logits");
+    cr_assert(e && e->numel == (size_t)N * V);
+    cr_assert_eq(leash_st_read_f32(&st, e, ref), 0);
+    double err = rel_err(leash_gpt_logits(m), ref, (size_t)N * V);
+    cr_log_info("V=%d C=%d L=%d: logits relative error %.3g", V, cfg->n_embd, cfg->n_layer, err);
+    cr_assert(err <= 1e-4, "logits: relative error %g", err);
+    cr_assert_eq(leash_st_read_f32(&st, leash_st_find(&st, "loss"), ref), 0);
+    cr_assert(fabs(loss - ref[0]) <= 1e-4 * fabs(ref[0]), "loss %.9g vs PyTorch %.9g", loss, (double)ref[0]);
+    double worst = 0.0;
+    const char *worst_name = "";
+    for (int i = 0; i < leash_gpt_num_tensors(m); i++) {
+        const leash_tensor_info *t = leash_gpt_tensor(m, i);
+        char name[80];
+        snprintf(name, sizeof name, "grad.%s", t->name);
+        e = leash_st_find(&st, name);
+        cr_assert(e && e->numel == t->numel, "reference lacks %s", name);
+        cr_assert_eq(leash_st_read_f32(&st, e, ref), 0);
+        err = rel_err(leash_gpt_grads(m) + t->offset, ref, t->numel);
+        if (err > worst) worst = err, worst_name = t->name;
+        cr_assert(err <= 1e-4, "gradient of %s: relative error %g", t->name, err);
+    }
+    cr_log_info("worst parameter-gradient relative error %.3g (%s)", worst, worst_name);
+    leash_st_close(&st);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+    free(tokens), free(targets), free(mask), free(mask_i), free(vw), free(ref);
+    leash_gpt_free(m);
+}
+
+Test(gpt_vs_pytorch, small_with_scalar_head, .timeout = 120) {
+    if (!have_torch()) cr_skip_test("python3-torch is not installed (apt-get install python3-torch)");
+    leash_gpt_config cfg = {.vocab_size = 61, .n_positions = 16, .n_embd = 32, .n_layer = 2, .n_head = 4,
+                            .bos_token_id = -1, .eos_token_id = 60, .layer_norm_epsilon = 1e-5f, .scalar_head = 1};
+    check_against_torch(&cfg, 3, 9, 1);
+}
+
+Test(gpt_vs_pytorch, gpt2_vocabulary, .timeout = 120) {
+    if (!have_torch()) cr_skip_test("python3-torch is not installed (apt-get install python3-torch)");
+    leash_gpt_config cfg = {.vocab_size = 50257, .n_positions = 8, .n_embd = 16, .n_layer = 2, .n_head = 2,
+                            .bos_token_id = 50256, .eos_token_id = 50256, .layer_norm_epsilon = 1e-5f, .scalar_head = 0};
+    check_against_torch(&cfg, 3, 6, 2);
+}
