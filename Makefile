@@ -23,7 +23,7 @@ endif
 # -fno-trapping-math lets loops with float compares vectorise; it changes no computed value (leash
 # never reads floating-point exception flags). No -ffast-math: KL and PPO ratios live on exp/log edges.
 # recursive (=) on purpose: pkg-config runs when a recipe needs the flags, after `deps` has run
-PKGS     = openblas libcjson
+PKGS     = openblas libcjson libpcre2-8
 CFLAGS   = -std=c11 -g $(OPT) -fno-trapping-math $(WARN) -fopenmp -Iinclude $(shell pkg-config --cflags $(PKGS)) -MMD -MP
 LDFLAGS  = $(OPT) -fopenmp
 LDLIBS   = $(shell pkg-config --libs $(PKGS)) -lm

@@ -9,7 +9,7 @@ set -euo pipefail
 # Why each: gcc/make build; pkg-config finds the libraries; OpenBLAS (cblas) does matrix products;
 # libgomp (with gcc) gives OpenMP threads; cJSON parses config/JSONL; Criterion runs the unit tests;
 # gnuplot draws PNG plots.
-pkgs=(gcc make pkg-config libopenblas-dev libcjson-dev libcriterion-dev gnuplot-nox)
+pkgs=(gcc make pkg-config libopenblas-dev libcjson-dev libpcre2-dev libcriterion-dev gnuplot-nox)
 if [ "${1:-}" = "--bench" ]; then
   pkgs+=(python3-torch)
 fi

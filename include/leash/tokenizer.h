@@ -1,0 +1,42 @@
+/* GPT-2 byte-level BPE: load vocab.json + merges.txt (or a Hugging Face tokenizer.json of the same
+ * type), encode text to ids and decode ids to bytes, exactly as GPT-2 does: the pre-tokenisation regex
+ *     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ * (PCRE2, Unicode properties), the byte-to-unicode alphabet, and lowest-rank-first merges.
+ * Any byte string round-trips: bytes that are not valid UTF-8 are encoded byte by byte.
+ * Also trains a tokenizer of the same kind from a corpus and writes the same two files. */
+#ifndef LEASH_TOKENIZER_H
+#define LEASH_TOKENIZER_H
+
+#include <stddef.h>
+
+typedef struct leash_tokenizer leash_tokenizer;
+
+/* vocab.json + merges.txt, as GPT-2 ships them; "<|endoftext|>" is the special token when present. */
+int leash_tokenizer_load(leash_tokenizer **out, const char *vocab_path, const char *merges_path);
+/* tokenizer.json with model type "BPE" and a ByteLevel pre-tokenizer; added tokens become special
+ * tokens. Another type is an error naming it. */
+int leash_tokenizer_load_json(leash_tokenizer **out, const char *path);
+/* A model directory: tokenizer.json if present, else vocab.json + merges.txt. */
+int leash_tokenizer_load_dir(leash_tokenizer **out, const char *dir);
+void leash_tokenizer_free(leash_tokenizer *tok);
+
+int leash_tokenizer_vocab_size(const leash_tokenizer *tok); /* max id + 1 */
+/* The id of a special token such as "<|endoftext|>", or -1. */
+int leash_tokenizer_special_id(const leash_tokenizer *tok, const char *text);
+
+/* Encodes len bytes of text. With allow_special, special-token strings in the text become their ids;
+ * without, they are plain text. *ids is grown with realloc as needed (may start NULL, cap 0). */
+int leash_tokenizer_encode(const leash_tokenizer *tok, const char *text, size_t len, int allow_special, int **ids,
+                           size_t *n_ids, size_t *cap);
+/* Appends the bytes of ids to *out (grown with realloc; NUL-terminated for convenience). */
+int leash_tokenizer_decode(const leash_tokenizer *tok, const int *ids, size_t n_ids, char **out, size_t *len,
+                           size_t *cap);
+/* The bytes of one id (not NUL-terminated), or NULL for an id outside the vocabulary. */
+const char *leash_tokenizer_token(const leash_tokenizer *tok, int id, int *len);
+
+/* Trains a byte-level BPE of vocab_size ids (256 bytes + merges + "<|endoftext|>") on len bytes of
+ * text, merging the most frequent adjacent pair (ties: lowest ids) while it occurs at least
+ * min_frequency times; writes dir/vocab.json and dir/merges.txt atomically. */
+int leash_tokenizer_train(const char *text, size_t len, int vocab_size, int min_frequency, const char *dir);
+
+#endif

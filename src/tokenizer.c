@@ -1,0 +1,736 @@
+/* GPT-2 byte-level BPE: see include/leash/tokenizer.h.
+ *
+ * Tokens are stored as raw bytes. The files spell them in GPT-2's byte-to-unicode alphabet (every byte a
+ * printable code point: '!'..'~', U+00A1..U+00AC, U+00AE..U+00FF map to themselves, the other 68 bytes
+ * to U+0100.. in order), which this file translates at load and save time.
+ */
+#define _GNU_SOURCE /* memmem */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "leash/tokenizer.h"
+
+#include <cjson/cJSON.h>
+#include <pcre2.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "leash/error.h"
+#include "leash/fileio.h"
+
+#define GPT2_PATTERN "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
+
+struct leash_tokenizer {
+    int n_vocab;          // ids are 0 .. n_vocab - 1
+    char **bytes;         // (n_vocab) raw bytes of each id, NULL for an unused id
+    int *len;             // (n_vocab)
+    size_t cap;           // hash table of token bytes -> id, open addressing
+    int *slots;           // (cap) id or -1
+    size_t mcap;          // hash table of merges (a, b) -> rank
+    uint64_t *mkey;       // (mcap) a << 32 | b, or UINT64_MAX when empty
+    int *mrank, *mresult; // (mcap)
+    int byte_id[256];     // id of each single-byte token
+    int n_special;
+    int *special;         // (n_special) ids matched verbatim in text when allowed
+    pcre2_code *re;
+    pcre2_match_data *md_unused;
+};
+
+/* ---- the byte-to-unicode alphabet -------------------------------------------------------------- */
+
+static void byte_alphabet(int byte_to_cp[256]) {
+    int n = 0;
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        byte_to_cp[b] = printable ? b : 256 + n++;
+    }
+}
+
+/* GPT-2's id order for the 256 byte tokens: printable bytes first, in byte order, then the others. */
+static void byte_order(int order[256]) {
+    int k = 0, cp[256];
+    byte_alphabet(cp);
+    for (int b = 0; b < 256; b++)
+        if (cp[b] < 256) order[k++] = b;
+    for (int b = 0; b < 256; b++)
+        if (cp[b] >= 256) order[k++] = b;
+}
+
+/* Decodes one UTF-8 code point at s (n bytes left); returns its length, 0 if invalid. */
+static int utf8_decode(const unsigned char *s, size_t n, int *cp) {
+    if (n >= 1 && s[0] < 0x80) return *cp = s[0], 1;
+    if (n >= 2 && (s[0] & 0xE0) == 0xC0 && (s[1] & 0xC0) == 0x80) return *cp = (s[0] & 0x1F) << 6 | (s[1] & 0x3F), 2;
+    if (n >= 3 && (s[0] & 0xF0) == 0xE0 && (s[1] & 0xC0) == 0x80 && (s[2] & 0xC0) == 0x80)
+        return *cp = (s[0] & 0x0F) << 12 | (s[1] & 0x3F) << 6 | (s[2] & 0x3F), 3;
+    if (n >= 4 && (s[0] & 0xF8) == 0xF0 && (s[1] & 0xC0) == 0x80 && (s[2] & 0xC0) == 0x80 && (s[3] & 0xC0) == 0x80)
+        return *cp = (s[0] & 0x07) << 18 | (s[1] & 0x3F) << 12 | (s[2] & 0x3F) << 6 | (s[3] & 0x3F), 4;
+    return 0;
+}
+
+static int utf8_encode(int cp, char *out) {
+    if (cp < 0x80) return out[0] = (char)cp, 1;
+    if (cp < 0x800) return out[0] = (char)(0xC0 | cp >> 6), out[1] = (char)(0x80 | (cp & 0x3F)), 2;
+    out[0] = (char)(0xE0 | cp >> 12), out[1] = (char)(0x80 | (cp >> 6 & 0x3F)), out[2] = (char)(0x80 | (cp & 0x3F));
+    return 3;
+}
+
+/* A token as spelled in the files -> raw bytes (out holds >= strlen(s) bytes). -1 if a character is
+ * outside the alphabet. */
+static int unmap(const char *s, char *out, int *bad_cp) {
+    static int cp_to_byte[324];
+    static int ready = 0;
+    if (!ready) { // idempotent: concurrent first calls write the same values
+        int b2c[256];
+        byte_alphabet(b2c);
+        for (int i = 0; i < 324; i++) cp_to_byte[i] = -1;
+        for (int b = 0; b < 256; b++) cp_to_byte[b2c[b]] = b;
+        ready = 1;
+    }
+    size_t n = strlen(s);
+    int k = 0;
+    for (size_t i = 0; i < n;) {
+        int cp, l = utf8_decode((const unsigned char *)s + i, n - i, &cp);
+        if (!l || cp >= 324 || cp_to_byte[cp] < 0) return *bad_cp = l ? cp : -1, -1;
+        out[k++] = (char)cp_to_byte[cp];
+        i += l;
+    }
+    return k;
+}
+
+/* Raw bytes -> the files' spelling (out holds >= 2 * n + 1 bytes). */
+static void map_bytes(const char *s, int n, char *out) {
+    int b2c[256], k = 0;
+    byte_alphabet(b2c);
+    for (int i = 0; i < n; i++) k += utf8_encode(b2c[(unsigned char)s[i]], out + k);
+    out[k] = '\0';
+}
+
+/* ---- hash tables ------------------------------------------------------------------------------- */
+
+static uint64_t fnv1a(const char *s, int n) {
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static int lookup(const leash_tokenizer *t, const char *s, int n) {
+    for (size_t i = fnv1a(s, n) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        int id = t->slots[i];
+        if (id < 0) return -1;
+        if (t->len[id] == n && memcmp(t->bytes[id], s, n) == 0) return id;
+    }
+}
+
+static uint64_t mix64(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return x;
+}
+
+static int merge_find(const leash_tokenizer *t, int a, int b, int *result) {
+    uint64_t key = (uint64_t)a << 32 | (uint32_t)b;
+    for (size_t i = mix64(key) & (t->mcap - 1);; i = (i + 1) & (t->mcap - 1)) {
+        if (t->mkey[i] == UINT64_MAX) return -1;
+        if (t->mkey[i] == key) return *result = t->mresult[i], t->mrank[i];
+    }
+}
+
+static size_t pow2_above(size_t n) {
+    size_t c = 16;
+    while (c < 2 * n) c <<= 1;
+    return c;
+}
+
+void leash_tokenizer_free(leash_tokenizer *t) {
+    if (!t) return;
+    for (int i = 0; i < t->n_vocab; i++) free(t->bytes[i]);
+    free(t->bytes);
+    free(t->len);
+    free(t->slots);
+    free(t->mkey);
+    free(t->mrank);
+    free(t->mresult);
+    free(t->special);
+    pcre2_code_free(t->re);
+    free(t);
+}
+
+/* ---- building ---------------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *file;
+    leash_tokenizer *t;
+} builder;
+
+/* Vocabulary from a JSON object {token: id}; `mapped` says tokens are in the byte alphabet. */
+static int build_vocab(builder *bd, const cJSON *vocab, const cJSON *added) {
+    leash_tokenizer *t = bd->t;
+    int max_id = -1, count = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, vocab) {
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 1e7 || it->valuedouble != (int)it->valuedouble)
+            return leash_fail(LEASH_EFORMAT, "%s: the id of token \"%.40s\" is not an integer in [0, 1e7]", bd->file,
+                              it->string);
+        if (it->valueint > max_id) max_id = it->valueint;
+        count++;
+    }
+    cJSON_ArrayForEach(it, added) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 1e7)
+            return leash_fail(LEASH_EFORMAT, "%s: an added token has no valid \"id\"", bd->file);
+        if (id->valueint > max_id) max_id = id->valueint;
+        count++;
+    }
+    if (count == 0) return leash_fail(LEASH_EFORMAT, "%s: the vocabulary is empty", bd->file);
+    t->n_vocab = max_id + 1;
+    t->bytes = calloc(t->n_vocab, sizeof *t->bytes);
+    t->len = calloc(t->n_vocab, sizeof *t->len);
+    t->cap = pow2_above((size_t)count);
+    t->slots = malloc(t->cap * sizeof *t->slots);
+    t->special = malloc((size_t)(cJSON_GetArraySize(added) + 1) * sizeof *t->special);
+    if (!t->bytes || !t->len || !t->slots || !t->special) return leash_fail(LEASH_ENOMEM, "out of memory");
+    for (size_t i = 0; i < t->cap; i++) t->slots[i] = -1;
+    // pass 1: the vocabulary in the byte alphabet; pass 2: added tokens, in plain UTF-8
+    for (int pass = 0; pass < 2; pass++) {
+        const cJSON *list = pass == 0 ? vocab : added;
+        cJSON_ArrayForEach(it, list) {
+            const char *text;
+            int id;
+            if (pass == 0) text = it->string, id = it->valueint;
+            else {
+                const cJSON *c = cJSON_GetObjectItemCaseSensitive(it, "content");
+                if (!cJSON_IsString(c)) return leash_fail(LEASH_EFORMAT, "%s: an added token has no \"content\"", bd->file);
+                text = c->valuestring, id = cJSON_GetObjectItemCaseSensitive(it, "id")->valueint;
+            }
+            if (t->bytes[id]) {
+                if (pass == 1) continue; // an added token that is also in the vocabulary
+                return leash_fail(LEASH_EFORMAT, "%s: id %d is given to two tokens", bd->file, id);
+            }
+            char *b = malloc(strlen(text) + 1);
+            if (!b) return leash_fail(LEASH_ENOMEM, "out of memory");
+            int n, bad_cp = 0;
+            if (pass == 0) n = unmap(text, b, &bad_cp);
+            else n = (int)strlen(text), memcpy(b, text, n);
+            if (n < 0) {
+                free(b);
+                return leash_fail(LEASH_EFORMAT, "%s: token \"%.40s\" (id %d) has character U+%04X outside GPT-2's byte "
+                                                 "alphabet: not a byte-level BPE vocabulary",
+                                  bd->file, text, id, bad_cp);
+            }
+            if (n == 0) {
+                free(b);
+                return leash_fail(LEASH_EFORMAT, "%s: token id %d is the empty string", bd->file, id);
+            }
+            if (lookup(t, b, n) >= 0) {
+                free(b);
+                return leash_fail(LEASH_EFORMAT, "%s: token \"%.40s\" appears twice", bd->file, text);
+            }
+            t->bytes[id] = b;
+            t->len[id] = n;
+            size_t i = fnv1a(b, n) & (t->cap - 1);
+            while (t->slots[i] >= 0) i = (i + 1) & (t->cap - 1);
+            t->slots[i] = id;
+            if (pass == 1 || (n == 13 && memcmp(b, "<|endoftext|>", 13) == 0)) t->special[t->n_special++] = id;
+        }
+    }
+    for (int b = 0; b < 256; b++) {
+        char c = (char)b;
+        if ((t->byte_id[b] = lookup(t, &c, 1)) < 0) {
+            char spelled[8];
+            map_bytes(&c, 1, spelled);
+            return leash_fail(LEASH_EFORMAT, "%s: byte 0x%02X (spelled \"%s\") has no token; a byte-level BPE needs all 256",
+                              bd->file, b, spelled);
+        }
+    }
+    return LEASH_OK;
+}
+
+/* Merges from "a b" strings (merges.txt lines or tokenizer.json); line is 1-based for messages. */
+static int add_merge(builder *bd, const char *a_sp, const char *b_sp, int rank, int line) {
+    leash_tokenizer *t = bd->t;
+    size_t la = strlen(a_sp), lb = strlen(b_sp);
+    char *buf = malloc(la + lb + 2);
+    if (!buf) return leash_fail(LEASH_ENOMEM, "out of memory");
+    int bad, na = unmap(a_sp, buf, &bad), nb = na < 0 ? -1 : unmap(b_sp, buf + na, &bad);
+    int ia = na > 0 ? lookup(t, buf, na) : -1, ib = nb > 0 ? lookup(t, buf + na, nb) : -1;
+    int ir = ia >= 0 && ib >= 0 ? lookup(t, buf, na + nb) : -1;
+    free(buf);
+    if (ia < 0 || ib < 0 || ir < 0)
+        return leash_fail(LEASH_EFORMAT, "%s: merge %d \"%.40s %.40s\": %s is not in the vocabulary (vocabulary and merges "
+                                         "from different tokenizers?)",
+                          bd->file, line, a_sp, b_sp, ia < 0 ? "its first part" : ib < 0 ? "its second part" : "the merged token");
+    uint64_t key = (uint64_t)ia << 32 | (uint32_t)ib;
+    size_t i = mix64(key) & (t->mcap - 1);
+    while (t->mkey[i] != UINT64_MAX && t->mkey[i] != key) i = (i + 1) & (t->mcap - 1);
+    if (t->mkey[i] == key) return LEASH_OK; // a repeated merge keeps its first (lowest) rank
+    t->mkey[i] = key;
+    t->mrank[i] = rank;
+    t->mresult[i] = ir;
+    return LEASH_OK;
+}
+
+static int alloc_merges(leash_tokenizer *t, size_t n) {
+    t->mcap = pow2_above(n + 1);
+    t->mkey = malloc(t->mcap * sizeof *t->mkey);
+    t->mrank = malloc(t->mcap * sizeof *t->mrank);
+    t->mresult = malloc(t->mcap * sizeof *t->mresult);
+    if (!t->mkey || !t->mrank || !t->mresult) return leash_fail(LEASH_ENOMEM, "out of memory");
+    for (size_t i = 0; i < t->mcap; i++) t->mkey[i] = UINT64_MAX;
+    return LEASH_OK;
+}
+
+static int compile_pattern(leash_tokenizer *t) {
+    int err;
+    PCRE2_SIZE off;
+    t->re = pcre2_compile((PCRE2_SPTR)GPT2_PATTERN, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF,
+                          &err, &off, NULL);
+    if (!t->re) return leash_fail(LEASH_EINVAL, "cannot compile the GPT-2 pattern (PCRE2 error %d)", err);
+    pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE); // optional: falls back to the interpreter
+    return LEASH_OK;
+}
+
+int leash_tokenizer_load(leash_tokenizer **out, const char *vocab_path, const char *merges_path) {
+    char *vtext = NULL, *mtext = NULL;
+    int rc = leash_read_file(vocab_path, 64u << 20, &vtext, NULL);
+    if (rc) return rc;
+    if ((rc = leash_read_file(merges_path, 64u << 20, &mtext, NULL))) {
+        free(vtext);
+        return rc;
+    }
+    leash_tokenizer *t = calloc(1, sizeof *t);
+    const char *end = NULL;
+    cJSON *vocab = cJSON_ParseWithOpts(vtext, &end, 1);
+    builder bd = {vocab_path, t};
+    if (!t) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    else if (!cJSON_IsObject(vocab))
+        rc = leash_fail(LEASH_EFORMAT, "%s: not a JSON object of token -> id (malformed at byte %ld)", vocab_path,
+                        end ? (long)(end - vtext) : -1L);
+    else rc = build_vocab(&bd, vocab, NULL);
+    cJSON_Delete(vocab);
+    free(vtext);
+    // merges.txt: an optional "#version" line, then "a b" per line
+    size_t lines = 1;
+    for (char *p = mtext; *p; p++) lines += *p == '\n';
+    if (!rc) rc = alloc_merges(t, lines);
+    bd.file = merges_path;
+    int rank = 0, line = 0;
+    for (char *p = mtext, *next; !rc && *p; p = next) {
+        char *eol = strchr(p, '\n');
+        next = eol ? eol + 1 : p + strlen(p);
+        if (eol) *eol = '\0';
+        line++;
+        size_t n = strlen(p);
+        if (n && p[n - 1] == '\r') p[--n] = '\0';
+        if (n == 0 || (line == 1 && strncmp(p, "#version", 8) == 0)) continue;
+        char *sp = strchr(p, ' ');
+        if (!sp || sp == p || !sp[1] || strchr(sp + 1, ' ')) {
+            rc = leash_fail(LEASH_EFORMAT, "%s:%d: \"%.60s\" is not a merge \"a b\" (two tokens, one space)", merges_path,
+                            line, p);
+            break;
+        }
+        *sp = '\0';
+        rc = add_merge(&bd, p, sp + 1, rank++, line);
+    }
+    free(mtext);
+    if (!rc) rc = compile_pattern(t);
+    if (rc) {
+        leash_tokenizer_free(t);
+        return rc;
+    }
+    *out = t;
+    return LEASH_OK;
+}
+
+int leash_tokenizer_load_json(leash_tokenizer **out, const char *path) {
+    char *text;
+    int rc = leash_read_file(path, 256u << 20, &text, NULL);
+    if (rc) return rc;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
+    long at = end ? (long)(end - text) : -1L;
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return leash_fail(LEASH_EFORMAT, "%s: not a JSON object (malformed at byte %ld)", path, at);
+    }
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
+    const cJSON *pre_type = cJSON_GetObjectItemCaseSensitive(pre, "type");
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    leash_tokenizer *t = NULL;
+    if (!cJSON_IsString(type) || strcmp(type->valuestring, "BPE") != 0)
+        rc = leash_fail(LEASH_EFORMAT, "%s: tokenizer model type %s%s%s is not supported; leash reads byte-level \"BPE\"",
+                        path, cJSON_IsString(type) ? "\"" : "", cJSON_IsString(type) ? type->valuestring : "(missing)",
+                        cJSON_IsString(type) ? "\"" : "");
+    else if (!cJSON_IsString(pre_type) || strcmp(pre_type->valuestring, "ByteLevel") != 0)
+        rc = leash_fail(LEASH_EFORMAT, "%s: pre_tokenizer type %s%s%s is not supported; leash reads GPT-2's \"ByteLevel\"",
+                        path, cJSON_IsString(pre_type) ? "\"" : "",
+                        cJSON_IsString(pre_type) ? pre_type->valuestring : "(missing or a Sequence)",
+                        cJSON_IsString(pre_type) ? "\"" : "");
+    else if (!cJSON_IsObject(vocab) || !cJSON_IsArray(merges))
+        rc = leash_fail(LEASH_EFORMAT, "%s: model.vocab must be an object and model.merges an array", path);
+    else if (!(t = calloc(1, sizeof *t))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    builder bd = {path, t};
+    if (!rc) rc = build_vocab(&bd, vocab, cJSON_IsArray(added) ? added : NULL);
+    if (!rc) rc = alloc_merges(t, (size_t)cJSON_GetArraySize(merges));
+    int rank = 0;
+    const cJSON *mg;
+    cJSON_ArrayForEach(mg, merges) {
+        if (rc) break;
+        char a[512], b[512];
+        if (cJSON_IsString(mg)) { // "a b"
+            const char *sp = strchr(mg->valuestring, ' ');
+            size_t la = sp ? (size_t)(sp - mg->valuestring) : 0;
+            if (!sp || la == 0 || la >= sizeof a || strlen(sp + 1) >= sizeof b || !sp[1]) {
+                rc = leash_fail(LEASH_EFORMAT, "%s: merge %d \"%.60s\" is not \"a b\"", path, rank, mg->valuestring);
+                break;
+            }
+            memcpy(a, mg->valuestring, la), a[la] = '\0';
+            strcpy(b, sp + 1);
+        } else if (cJSON_IsArray(mg) && cJSON_GetArraySize(mg) == 2 && cJSON_IsString(cJSON_GetArrayItem(mg, 0)) &&
+                   cJSON_IsString(cJSON_GetArrayItem(mg, 1)) && strlen(cJSON_GetArrayItem(mg, 0)->valuestring) < sizeof a &&
+                   strlen(cJSON_GetArrayItem(mg, 1)->valuestring) < sizeof b) { // ["a", "b"]
+            strcpy(a, cJSON_GetArrayItem(mg, 0)->valuestring);
+            strcpy(b, cJSON_GetArrayItem(mg, 1)->valuestring);
+        } else {
+            rc = leash_fail(LEASH_EFORMAT, "%s: merge %d is neither \"a b\" nor [\"a\", \"b\"]", path, rank);
+            break;
+        }
+        rc = add_merge(&bd, a, b, rank, rank + 1);
+        rank++;
+    }
+    cJSON_Delete(root);
+    if (!rc) rc = compile_pattern(t);
+    if (rc) {
+        leash_tokenizer_free(t);
+        return rc;
+    }
+    *out = t;
+    return LEASH_OK;
+}
+
+int leash_tokenizer_load_dir(leash_tokenizer **out, const char *dir) {
+    char a[4096], b[4096];
+    snprintf(a, sizeof a, "%s/tokenizer.json", dir);
+    FILE *f = fopen(a, "rb");
+    if (f) {
+        fclose(f);
+        return leash_tokenizer_load_json(out, a);
+    }
+    snprintf(a, sizeof a, "%s/vocab.json", dir);
+    snprintf(b, sizeof b, "%s/merges.txt", dir);
+    return leash_tokenizer_load(out, a, b);
+}
+
+int leash_tokenizer_vocab_size(const leash_tokenizer *t) { return t->n_vocab; }
+
+int leash_tokenizer_special_id(const leash_tokenizer *t, const char *text) {
+    int n = (int)strlen(text);
+    for (int i = 0; i < t->n_special; i++) {
+        int id = t->special[i];
+        if (t->len[id] == n && memcmp(t->bytes[id], text, n) == 0) return id;
+    }
+    return -1;
+}
+
+const char *leash_tokenizer_token(const leash_tokenizer *t, int id, int *len) {
+    if (id < 0 || id >= t->n_vocab || !t->bytes[id]) return NULL;
+    *len = t->len[id];
+    return t->bytes[id];
+}
+
+/* ---- encoding ---------------------------------------------------------------------------------- */
+
+static int push_id(int **ids, size_t *n, size_t *cap, int id) {
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 64;
+        int *p = realloc(*ids, c * sizeof *p);
+        if (!p) return leash_fail(LEASH_ENOMEM, "out of memory");
+        *ids = p, *cap = c;
+    }
+    (*ids)[(*n)++] = id;
+    return LEASH_OK;
+}
+
+/* BPE of one pre-token: start from bytes, repeatedly merge every occurrence of the lowest-rank pair. */
+static int bpe_piece(const leash_tokenizer *t, const unsigned char *s, size_t n, int **ids, size_t *n_ids, size_t *cap) {
+    int stack_buf[64], *sym = n <= 64 ? stack_buf : malloc(n * sizeof *sym);
+    if (!sym) return leash_fail(LEASH_ENOMEM, "out of memory");
+    size_t k = n;
+    for (size_t i = 0; i < n; i++) sym[i] = t->byte_id[s[i]];
+    while (k > 1) {
+        int best = -1, best_a = 0, best_b = 0, result = 0, r;
+        for (size_t i = 0; i + 1 < k; i++) {
+            int rank = merge_find(t, sym[i], sym[i + 1], &r);
+            if (rank >= 0 && (best < 0 || rank < best)) best = rank, best_a = sym[i], best_b = sym[i + 1], result = r;
+        }
+        if (best < 0) break;
+        size_t w = 0;
+        for (size_t i = 0; i < k; i++) {
+            if (i + 1 < k && sym[i] == best_a && sym[i + 1] == best_b) sym[w++] = result, i++;
+            else sym[w++] = sym[i];
+        }
+        k = w;
+    }
+    int rc = LEASH_OK;
+    for (size_t i = 0; i < k && !rc; i++) rc = push_id(ids, n_ids, cap, sym[i]);
+    if (sym != stack_buf) free(sym);
+    return rc;
+}
+
+/* Pre-tokenise text without special tokens and BPE each piece; bytes the pattern cannot match (invalid
+ * UTF-8) form pieces of their own. */
+static int encode_plain(const leash_tokenizer *t, const char *text, size_t len, int **ids, size_t *n_ids, size_t *cap) {
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(t->re, NULL);
+    if (!md) return leash_fail(LEASH_ENOMEM, "out of memory");
+    size_t at = 0;
+    int rc = LEASH_OK;
+    while (at < len && !rc) {
+        int m = pcre2_match(t->re, (PCRE2_SPTR)text, len, at, 0, md, NULL);
+        size_t start = len, end = len;
+        if (m > 0) {
+            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+            start = ov[0], end = ov[1];
+        } else if (m != PCRE2_ERROR_NOMATCH) {
+            rc = leash_fail(LEASH_EINVAL, "tokenizer: PCRE2 match error %d at byte %zu", m, at);
+            break;
+        }
+        if (start > at) rc = bpe_piece(t, (const unsigned char *)text + at, start - at, ids, n_ids, cap);
+        if (!rc && end > start) rc = bpe_piece(t, (const unsigned char *)text + start, end - start, ids, n_ids, cap);
+        at = end > start ? end : (start < len ? start + 1 : len);
+    }
+    pcre2_match_data_free(md);
+    return rc;
+}
+
+int leash_tokenizer_encode(const leash_tokenizer *t, const char *text, size_t len, int allow_special, int **ids,
+                           size_t *n_ids, size_t *cap) {
+    size_t at = 0;
+    while (at < len) {
+        // the earliest special token at or after `at` (the longest one where two start together)
+        size_t best_pos = len;
+        int best = -1;
+        for (int i = 0; allow_special && i < t->n_special; i++) {
+            int id = t->special[i], l = t->len[id];
+            for (size_t p = at; p + l <= len && p <= best_pos; p++) {
+                if (memcmp(text + p, t->bytes[id], l) == 0) {
+                    if (p < best_pos || l > t->len[best]) best_pos = p, best = id;
+                    break;
+                }
+            }
+        }
+        int rc = encode_plain(t, text + at, best_pos - at, ids, n_ids, cap);
+        if (rc) return rc;
+        if (best < 0) break;
+        if ((rc = push_id(ids, n_ids, cap, best))) return rc;
+        at = best_pos + t->len[best];
+    }
+    return LEASH_OK;
+}
+
+int leash_tokenizer_decode(const leash_tokenizer *t, const int *ids, size_t n_ids, char **out, size_t *len, size_t *cap) {
+    for (size_t i = 0; i < n_ids; i++) {
+        if (ids[i] < 0 || ids[i] >= t->n_vocab || !t->bytes[ids[i]])
+            return leash_fail(LEASH_EINVAL, "token id %d at position %zu is not in the vocabulary (size %d)", ids[i], i,
+                              t->n_vocab);
+        int l = t->len[ids[i]];
+        if (*len + l + 1 > *cap) {
+            size_t c = (*len + l + 1) * 2;
+            char *p = realloc(*out, c);
+            if (!p) return leash_fail(LEASH_ENOMEM, "out of memory");
+            *out = p, *cap = c;
+        }
+        memcpy(*out + *len, t->bytes[ids[i]], l);
+        *len += l;
+        (*out)[*len] = '\0';
+    }
+    return LEASH_OK;
+}
+
+/* ---- training ---------------------------------------------------------------------------------- */
+
+typedef struct {
+    char *bytes; // the distinct pre-token
+    int n;
+    int *sym;    // its current symbols (token ids)
+    int nsym;
+    long count;  // occurrences in the corpus
+} word;
+
+typedef struct {
+    word *w;
+    size_t n, cap;
+    int *slot; // hash of bytes -> index into w, -1 empty
+    size_t hcap;
+} word_table;
+
+static int word_slot(const word_table *wt, const char *s, int n) {
+    size_t i = fnv1a(s, n) & (wt->hcap - 1);
+    while (wt->slot[i] >= 0 && !(wt->w[wt->slot[i]].n == n && memcmp(wt->w[wt->slot[i]].bytes, s, n) == 0))
+        i = (i + 1) & (wt->hcap - 1);
+    return (int)i;
+}
+
+static int add_word(word_table *wt, const char *s, int n, const int byte_tok[256]) {
+    int i = word_slot(wt, s, n);
+    if (wt->slot[i] >= 0) {
+        wt->w[wt->slot[i]].count++;
+        return LEASH_OK;
+    }
+    if (wt->n == wt->cap) {
+        word *g = realloc(wt->w, (wt->cap = wt->cap ? 2 * wt->cap : 1024) * sizeof *g);
+        if (!g) return leash_fail(LEASH_ENOMEM, "out of memory");
+        wt->w = g;
+    }
+    word *x = &wt->w[wt->n];
+    *x = (word){malloc(n), n, malloc(n * sizeof(int)), n, 1};
+    if (!x->bytes || !x->sym) return leash_fail(LEASH_ENOMEM, "out of memory");
+    memcpy(x->bytes, s, n);
+    for (int k = 0; k < n; k++) x->sym[k] = byte_tok[(unsigned char)s[k]];
+    wt->slot[i] = (int)wt->n++;
+    if (2 * wt->n > wt->hcap) { // grow and rehash
+        free(wt->slot);
+        wt->hcap *= 2;
+        if (!(wt->slot = malloc(wt->hcap * sizeof *wt->slot))) return leash_fail(LEASH_ENOMEM, "out of memory");
+        for (size_t j = 0; j < wt->hcap; j++) wt->slot[j] = -1;
+        for (size_t j = 0; j < wt->n; j++) wt->slot[word_slot(wt, wt->w[j].bytes, wt->w[j].n)] = (int)j;
+    }
+    return LEASH_OK;
+}
+
+int leash_tokenizer_train(const char *text, size_t len, int vocab_size, int min_frequency, const char *dir) {
+    if (vocab_size < 257 || vocab_size > 1000000)
+        return leash_fail(LEASH_EINVAL, "vocab size %d; it must be in [257, 1000000] (256 bytes + <|endoftext|> at least)",
+                          vocab_size);
+    if (min_frequency < 1) return leash_fail(LEASH_EINVAL, "min frequency %d; it must be >= 1", min_frequency);
+    leash_tokenizer base = {0}; // only for its compiled pattern
+    int rc = compile_pattern(&base);
+    if (rc) return rc;
+    int order[256], byte_tok[256];
+    byte_order(order);
+    for (int i = 0; i < 256; i++) byte_tok[order[i]] = i;
+
+    // token table: bytes of each id, filled as merges are made
+    int n_merges_max = vocab_size - 257, n_tok = 256;
+    char **tb = calloc(vocab_size, sizeof *tb);
+    int *tl = calloc(vocab_size, sizeof *tl), (*merges)[2] = calloc(n_merges_max + 1, sizeof *merges);
+    word_table wt = {.hcap = 4096};
+    wt.slot = malloc(wt.hcap * sizeof *wt.slot);
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(base.re, NULL);
+    if (!tb || !tl || !merges || !wt.slot || !md) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    for (int i = 0; i < 256 && !rc; i++) {
+        if (!(tb[i] = malloc(1))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+        else tb[i][0] = (char)order[i], tl[i] = 1;
+    }
+    for (size_t i = 0; wt.slot && i < wt.hcap; i++) wt.slot[i] = -1;
+
+    // 1. distinct pre-tokens and their counts; "<|endoftext|>" separates documents and is not text
+    for (size_t at = 0; at < len && !rc;) {
+        const char *eot = memmem(text + at, len - at, "<|endoftext|>", 13);
+        size_t seg_end = eot ? (size_t)(eot - text) : len;
+        while (at < seg_end && !rc) {
+            int m = pcre2_match(base.re, (PCRE2_SPTR)text, seg_end, at, 0, md, NULL);
+            size_t start = seg_end, end = seg_end;
+            if (m > 0) start = pcre2_get_ovector_pointer(md)[0], end = pcre2_get_ovector_pointer(md)[1];
+            if (start > at) rc = add_word(&wt, text + at, (int)(start - at), byte_tok); // bytes the pattern skips
+            if (!rc && end > start) rc = add_word(&wt, text + start, (int)(end - start), byte_tok);
+            at = end > start ? end : (start < seg_end ? start + 1 : seg_end);
+        }
+        at = eot ? seg_end + 13 : len;
+    }
+
+    // 2. merges: the most frequent adjacent pair, again and again
+    size_t total = 0;
+    for (size_t i = 0; i < wt.n; i++) total += wt.w[i].n;
+    size_t pcap = pow2_above(total + 1);
+    uint64_t *pk = malloc(pcap * sizeof *pk);
+    long *pc = malloc(pcap * sizeof *pc);
+    if (!rc && (!pk || !pc)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    int n_merges = 0;
+    while (!rc && n_merges < n_merges_max) {
+        for (size_t i = 0; i < pcap; i++) pk[i] = UINT64_MAX;
+        uint64_t best = UINT64_MAX;
+        long best_count = 0;
+        for (size_t i = 0; i < wt.n; i++) {
+            const word *x = &wt.w[i];
+            for (int k = 0; k + 1 < x->nsym; k++) {
+                uint64_t key = (uint64_t)x->sym[k] << 32 | (uint32_t)x->sym[k + 1];
+                size_t j = mix64(key) & (pcap - 1);
+                while (pk[j] != UINT64_MAX && pk[j] != key) j = (j + 1) & (pcap - 1);
+                if (pk[j] == UINT64_MAX) pk[j] = key, pc[j] = 0;
+                pc[j] += x->count;
+                if (pc[j] > best_count || (pc[j] == best_count && key < best)) best = key, best_count = pc[j];
+            }
+        }
+        if (best_count < min_frequency) break;
+        int a = (int)(best >> 32), b = (int)(best & 0xffffffffu), id = n_tok++;
+        if (!(tb[id] = malloc(tl[a] + tl[b]))) {
+            rc = leash_fail(LEASH_ENOMEM, "out of memory");
+            break;
+        }
+        memcpy(tb[id], tb[a], tl[a]);
+        memcpy(tb[id] + tl[a], tb[b], tl[b]);
+        tl[id] = tl[a] + tl[b];
+        merges[n_merges][0] = a, merges[n_merges][1] = b, n_merges++;
+        for (size_t i = 0; i < wt.n; i++) {
+            word *x = &wt.w[i];
+            int w = 0;
+            for (int k = 0; k < x->nsym; k++) {
+                if (k + 1 < x->nsym && x->sym[k] == a && x->sym[k + 1] == b) x->sym[w++] = id, k++;
+                else x->sym[w++] = x->sym[k];
+            }
+            x->nsym = w;
+        }
+    }
+
+    // 3. the two files, in the byte alphabet
+    if (!rc) rc = leash_mkdir(dir);
+    if (!rc) {
+        cJSON *v = cJSON_CreateObject();
+        char *spelled = malloc(1024 * 1024), path[4096];
+        size_t mcap = 64 + (size_t)n_merges * 64, mlen = 0;
+        char *mtext = malloc(mcap);
+        if (!v || !spelled || !mtext) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+        for (int id = 0; id < n_tok && !rc; id++) {
+            if (tl[id] * 2 + 1 > 1024 * 1024) { rc = leash_fail(LEASH_EINVAL, "a token longer than 512 KB"); break; }
+            map_bytes(tb[id], tl[id], spelled);
+            cJSON_AddItemToObject(v, spelled, cJSON_CreateNumber(id));
+        }
+        if (!rc) cJSON_AddItemToObject(v, "<|endoftext|>", cJSON_CreateNumber(n_tok));
+        char *vtext = rc ? NULL : cJSON_PrintUnformatted(v);
+        if (!rc && !vtext) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+        snprintf(path, sizeof path, "%s/vocab.json", dir);
+        if (!rc) rc = leash_write_file_atomic(path, vtext, strlen(vtext));
+        if (!rc) mlen = (size_t)snprintf(mtext, mcap, "#version: 0.2\n");
+        for (int i = 0; i < n_merges && !rc; i++) {
+            char a[2048], b[2048];
+            int la = tl[merges[i][0]], lb = tl[merges[i][1]];
+            if (la > 600 || lb > 600) { rc = leash_fail(LEASH_EINVAL, "merge %d: a token longer than 600 bytes", i); break; }
+            map_bytes(tb[merges[i][0]], la, a);
+            map_bytes(tb[merges[i][1]], lb, b);
+            size_t need = strlen(a) + strlen(b) + 2;
+            if (mlen + need + 1 > mcap) {
+                char *g = realloc(mtext, mcap = 2 * (mlen + need + 1));
+                if (!g) { rc = leash_fail(LEASH_ENOMEM, "out of memory"); break; }
+                mtext = g;
+            }
+            mlen += (size_t)snprintf(mtext + mlen, mcap - mlen, "%s %s\n", a, b);
+        }
+        snprintf(path, sizeof path, "%s/merges.txt", dir);
+        if (!rc) rc = leash_write_file_atomic(path, mtext, mlen);
+        free(vtext), free(spelled), free(mtext);
+        cJSON_Delete(v);
+    }
+
+    for (size_t i = 0; i < wt.n; i++) free(wt.w[i].bytes), free(wt.w[i].sym);
+    free(wt.w), free(wt.slot), free(pk), free(pc), free(merges), free(tl);
+    for (int i = 0; tb && i < vocab_size; i++) free(tb[i]);
+    free(tb);
+    pcre2_match_data_free(md);
+    pcre2_code_free(base.re);
+    return rc;
+}
