@@ -13,64 +13,7 @@
 #include "leash/kl.h"
 #include "leash/ops.h"
 #include "leash/rng.h"
-
-/* Pointers to one layer's tensors, into the parameter block or the gradient block. */
-typedef struct {
-    float *ln1w, *ln1b;         // (C), (C)
-    float *qkvw, *qkvb;         // (C, 3C), (3C)
-    float *attprojw, *attprojb; // (C, C), (C)
-    float *ln2w, *ln2b;         // (C), (C)
-    float *fcw, *fcb;           // (C, 4C), (4C)
-    float *fcprojw, *fcprojb;   // (4C, C), (C)
-} layer_ptrs;
-
-typedef struct {
-    float *wte;         // (V, C), also the LM head
-    float *wpe;         // (n_positions, C)
-    layer_ptrs *layer;  // (L)
-    float *lnfw, *lnfb; // (C), (C)
-    float *headw;       // (C) scalar head, or NULL
-    float *headb;       // (1), or NULL
-} param_ptrs;
-
-#define LAYER_TENSORS 12
-
-/* Activations of one forward pass at shape (B, T), one allocation. */
-typedef struct {
-    int *pos;                       // (B, T) position ids
-    float *encoded;                 // (N, C)
-    float *ln1, *ln1_mean, *ln1_rstd; // (L, N, C), (L, N), (L, N)
-    float *qkv;                     // (L, N, 3C)
-    float *atty;                    // (L, N, C)
-    float *att;                     // (L, B, NH, T, T)
-    float *resid2;                  // (L, N, C) after attention
-    float *ln2, *ln2_mean, *ln2_rstd; // (L, N, C), (L, N), (L, N)
-    float *fch, *fch_gelu;          // (L, N, 4C)
-    float *resid3;                  // (L, N, C) after the MLP: the layer's output
-    float *lnf, *lnf_mean, *lnf_rstd; // (N, C), (N), (N)
-    float *logits;                  // (N, V)
-    float *values;                  // (N) or NULL
-    // backward
-    float *dlogits;                 // (N, V)
-    float *dvalues;                 // (N) or NULL
-    float *dresid, *dln, *datty;    // (N, C)
-    float *dqkv;                    // (N, 3C)
-    float *dfch, *dfch_gelu;        // (N, 4C)
-    float *scratch;                 // (B, NH, T)
-} acts;
-
-struct leash_gpt {
-    leash_gpt_config cfg;
-    int n_tensors;
-    leash_tensor_info *tensors; // (n_tensors)
-    size_t num_params;
-    float *params, *grads;      // (num_params) each
-    param_ptrs p, g;
-    int B, T;                   // the shape activations are allocated for (0, 0: none)
-    void *act_memory;
-    acts a;
-    int *tokens;                // (B, T) copy of the last forward's tokens
-};
+#include "gpt_internal.h"
 
 int leash_gpt_config_check(const leash_gpt_config *c) {
     if (c->vocab_size < 1) return leash_fail(LEASH_EINVAL, "config: vocab_size = %d; it must be >= 1", c->vocab_size);

@@ -6,6 +6,13 @@
 
 /* Subcommands: argc/argv start at the subcommand name; return the process exit status. */
 int cli_kl(int argc, char **argv);
+int cli_pretrain(int argc, char **argv);
+int cli_sample(int argc, char **argv);
+int cli_tokenizer(int argc, char **argv);
+
+/* Option values with their accepted range; on failure print "leash CMD: --opt 'x' ..." and return -1. */
+int cli_int(const char *cmd, const char *opt, const char *arg, long lo, long hi, int *out);
+int cli_float(const char *cmd, const char *opt, const char *arg, double lo, double hi, float *out);
 
 /* A list of numbers read from a file. */
 typedef struct {

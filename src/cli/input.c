@@ -123,3 +123,26 @@ int cli_json_numbers(const char *path, const char *key, const cJSON *arr, cli_nu
     }
     return 0;
 }
+
+int cli_int(const char *cmd, const char *opt, const char *arg, long lo, long hi, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(arg, &end, 10);
+    if (end == arg || *end || errno || v < lo || v > hi) {
+        fprintf(stderr, "leash %s: %s '%s' must be an integer in [%ld, %ld]\n", cmd, opt, arg, lo, hi);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int cli_float(const char *cmd, const char *opt, const char *arg, double lo, double hi, float *out) {
+    char *end;
+    double v = strtod(arg, &end);
+    if (end == arg || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "leash %s: %s '%s' must be a number in [%g, %g]\n", cmd, opt, arg, lo, hi);
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}

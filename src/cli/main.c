@@ -11,6 +11,9 @@ static const char *usage =
     "\n"
     "commands:\n"
     "  kl        exact KL, k1/k2/k3 estimators and the closed-form optimum, from a shell\n"
+    "  pretrain  pre-train or fine-tune a GPT-2 on text files (next-token cross-entropy, AdamW)\n"
+    "  sample    generate from a model directory with the KV cache\n"
+    "  tokenizer train a byte-level BPE, or encode / decode with one\n"
     "\n"
     "leash <command> --help shows a command's options.\n";
 
@@ -20,6 +23,9 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "kl") == 0) return cli_kl(argc - 1, argv + 1);
+    if (strcmp(argv[1], "pretrain") == 0) return cli_pretrain(argc - 1, argv + 1);
+    if (strcmp(argv[1], "sample") == 0) return cli_sample(argc - 1, argv + 1);
+    if (strcmp(argv[1], "tokenizer") == 0) return cli_tokenizer(argc - 1, argv + 1);
     fprintf(stderr, "leash: unknown command '%s'\n\n%s", argv[1], usage);
     return 2;
 }

@@ -1,0 +1,48 @@
+/* Batched generation with a KV cache.
+ *
+ * Prompts of different lengths are left-padded into one batch; positions count real tokens and attention
+ * skips padding, so a sequence's tokens do not depend on the batch it is in. Each sequence draws from its
+ * own random stream (seed, stream id), so its samples do not depend on batch composition or thread count.
+ * For every sampled token the log-prob under the distribution it was drawn from (temperature, then
+ * top-k / top-p renormalised) is returned, the number a KL or a PPO ratio needs.
+ *
+ * Dimensions: B sequences, M = max_new_tokens.
+ */
+#ifndef LEASH_SAMPLE_H
+#define LEASH_SAMPLE_H
+
+#include <stdint.h>
+
+#include "leash/gpt.h"
+
+typedef struct {
+    float temperature;  /* > 0; logits are divided by it */
+    int top_k;          /* keep the k most likely tokens; 0: off */
+    float top_p;        /* keep the smallest set with mass >= top_p; 1: off */
+    int max_new_tokens; /* M >= 1 */
+    int eos_id;         /* stop a sequence after it emits this id; -1: never */
+    uint64_t seed;
+} leash_sample_config;
+
+/* temperature 1, no top-k / top-p, 64 new tokens, no EOS, seed 0. */
+leash_sample_config leash_sample_defaults(void);
+
+/* Generates for B prompts: prompt b is prompt_lens[b] >= 1 ids starting at prompts + prompt_offsets(b),
+ * packed one after the other. streams (B) gives each sequence's random stream (NULL: 0 .. B-1).
+ * Writes out_tokens (B, M), out_logprobs (B, M) and out_lens (B): sequence b generated out_lens[b] tokens
+ * (its EOS included); entries past that are eos_id (or 0) with log-prob 0. */
+int leash_generate(leash_gpt *m, const leash_sample_config *sc, const int *prompts, const int *prompt_lens, int B,
+                   const uint64_t *streams, int *out_tokens, float *out_logprobs, int *out_lens);
+
+typedef struct {
+    float logit;
+    int id;
+} leash_scored_token;
+
+/* Draws one token from a logits row (V) at the config's temperature, top-k and top-p, by inverse CDF
+ * at u in [0, 1); returns the id and its log-prob under the distribution it was drawn from (the kept
+ * tokens renormalised). work (V) is scratch, used only when top-k or top-p is on. */
+int leash_sample_token(const float *logits, int V, const leash_sample_config *sc, double u, leash_scored_token *work,
+                       int *token, float *logprob);
+
+#endif

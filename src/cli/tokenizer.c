@@ -1,0 +1,95 @@
+/* `leash tokenizer train|encode|decode`: the byte-level BPE from a shell. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "leash/error.h"
+#include "leash/fileio.h"
+#include "leash/tokenizer.h"
+
+static const char *usage =
+    "usage: leash tokenizer train CORPUS --vocab-size N --out DIR [--min-frequency K]\n"
+    "       leash tokenizer encode DIR [FILE]     ids of FILE's text (stdin if none), one line\n"
+    "       leash tokenizer decode DIR [FILE]     text of whitespace-separated ids\n"
+    "\n"
+    "train: a GPT-2-style byte-level BPE (256 byte tokens, merges of the most frequent pair occurring at\n"
+    "least K times (default 2), then <|endoftext|>); writes DIR/vocab.json and DIR/merges.txt in GPT-2's\n"
+    "format. DIR for encode/decode holds tokenizer.json or vocab.json + merges.txt.\n";
+
+int cli_tokenizer(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *sub = argv[1];
+    if (!strcmp(sub, "train")) {
+        int vocab = 0, minf = 2, bad = 0, ch;
+        const char *out = NULL;
+        static const struct option opts[] = {{"vocab-size", 1, 0, 'v'}, {"out", 1, 0, 'o'}, {"min-frequency", 1, 0, 'm'},
+                                             {0, 0, 0, 0}};
+        optind = 2;
+        while (!bad && (ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+            if (ch == 'v') bad = cli_int("tokenizer train", "--vocab-size", optarg, 257, 1000000, &vocab);
+            else if (ch == 'o') out = optarg;
+            else if (ch == 'm') bad = cli_int("tokenizer train", "--min-frequency", optarg, 1, 1 << 30, &minf);
+            else bad = 1;
+        }
+        if (bad || optind + 1 != argc || !vocab || !out) {
+            if (!bad) fprintf(stderr, "leash tokenizer train: need CORPUS, --vocab-size and --out\n");
+            fputs(usage, stderr);
+            return 2;
+        }
+        char *text;
+        size_t len;
+        if (leash_read_file(argv[optind], (size_t)4 << 30, &text, &len) ||
+            leash_tokenizer_train(text, len, vocab, minf, out)) {
+            fprintf(stderr, "leash tokenizer train: %s\n", leash_errmsg());
+            return 1;
+        }
+        free(text);
+        return 0;
+    }
+    if (strcmp(sub, "encode") && strcmp(sub, "decode")) {
+        fprintf(stderr, "leash tokenizer: unknown subcommand '%s'\n%s", sub, usage);
+        return 2;
+    }
+    if (argc < 3 || argc > 4) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    leash_tokenizer *tok;
+    char *text = cli_read_file(argc == 4 ? argv[3] : "-", NULL);
+    if (!text) return 1;
+    if (leash_tokenizer_load_dir(&tok, argv[2])) {
+        fprintf(stderr, "leash tokenizer: %s\n", leash_errmsg());
+        free(text);
+        return 1;
+    }
+    int status = 0, *ids = NULL;
+    size_t n = 0, cap = 0;
+    if (!strcmp(sub, "encode")) {
+        if (leash_tokenizer_encode(tok, text, strlen(text), 1, &ids, &n, &cap)) status = 1;
+        for (size_t i = 0; i < n && !status; i++) printf("%s%d", i ? " " : "", ids[i]);
+        if (!status) putchar('\n');
+    } else {
+        char *p = text, *end, *out = NULL;
+        size_t len = 0, ocap = 0;
+        for (long v; (v = strtol(p, &end, 10)), end != p; p = end) {
+            if (n == cap && !(ids = realloc(ids, (cap = 2 * cap + 16) * sizeof *ids))) return 1;
+            ids[n++] = (int)v;
+        }
+        while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') p++;
+        if (*p) {
+            fprintf(stderr, "leash tokenizer decode: '%.20s' is not a token id\n", p);
+            status = 1;
+        } else if (leash_tokenizer_decode(tok, ids, n, &out, &len, &ocap)) status = 1;
+        else fwrite(out ? out : "", 1, len, stdout);
+        free(out);
+    }
+    if (status && *leash_errmsg()) fprintf(stderr, "leash tokenizer: %s\n", leash_errmsg());
+    free(ids), free(text);
+    leash_tokenizer_free(tok);
+    return status;
+}

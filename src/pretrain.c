@@ -1,0 +1,341 @@
+/* Pre-training / supervised fine-tuning on plain text: see include/leash/pretrain.h.
+ * Dimensions: B batch, T sequence length. */
+#define _POSIX_C_SOURCE 200809L
+#include "leash/pretrain.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "leash/error.h"
+#include "leash/fileio.h"
+#include "leash/rng.h"
+#include "leash/tokenizer.h"
+
+#define EOT "<|endoftext|>"
+
+leash_pretrain_config leash_pretrain_defaults(void) {
+    leash_pretrain_config c = {0};
+    c.model = (leash_gpt_config){.n_positions = 128, .n_embd = 256, .n_layer = 6, .n_head = 8, .bos_token_id = -1,
+                                 .eos_token_id = -1, .layer_norm_epsilon = 1e-5f};
+    c.vocab_size = 2048;
+    c.batch_size = 16;
+    c.seq_len = 128;
+    c.grad_accum = 1;
+    c.steps = 1000;
+    c.optim = leash_adamw_defaults();
+    c.optim.lr = 1e-3f;
+    c.optim.warmup_steps = 50;
+    c.val_fraction = 0.05f;
+    c.val_every = 100;
+    c.val_batches = 8;
+    c.save_every = 500;
+    return c;
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* Copies a small file byte for byte (atomically); a missing source is not an error when optional. */
+static int copy_file(const char *from, const char *to, int optional) {
+    char *data;
+    size_t n;
+    FILE *f = fopen(from, "rb");
+    if (!f && optional) return LEASH_OK;
+    if (f) fclose(f);
+    int rc = leash_read_file(from, 512u << 20, &data, &n);
+    if (rc) return rc;
+    rc = leash_write_file_atomic(to, data, n);
+    free(data);
+    return rc;
+}
+
+static int copy_tokenizer(const char *from_dir, const char *to_dir) {
+    const char *names[] = {"vocab.json", "merges.txt", "tokenizer.json"};
+    for (int i = 0; i < 3; i++) {
+        char a[4096], b[4096];
+        snprintf(a, sizeof a, "%s/%s", from_dir, names[i]);
+        snprintf(b, sizeof b, "%s/%s", to_dir, names[i]);
+        int rc = copy_file(a, b, 1);
+        if (rc) return rc;
+    }
+    return LEASH_OK;
+}
+
+typedef struct {
+    int *ids;
+    size_t n, cap;
+} stream;
+
+/* Splits the text of all files into documents (by "<|endoftext|>" when a file has one, else by line) and
+ * tokenises them into train and val streams, each document followed by eos. */
+static int load_corpus(const leash_pretrain_config *c, const leash_tokenizer *tok, int eos, stream *train, stream *val) {
+    // pass 1: documents as (pointer, length) into the loaded texts
+    char **texts = calloc(c->n_data, sizeof *texts);
+    size_t n_docs = 0, cap_docs = 1024;
+    struct doc {
+        const char *s;
+        size_t n;
+    } *docs = malloc(cap_docs * sizeof *docs);
+    int rc = texts && docs ? LEASH_OK : leash_fail(LEASH_ENOMEM, "out of memory");
+    for (int f = 0; f < c->n_data && !rc; f++) {
+        size_t len;
+        if ((rc = leash_read_file(c->data[f], (size_t)4 << 30, &texts[f], &len))) break;
+        int by_eot = strstr(texts[f], EOT) != NULL;
+        for (char *p = texts[f]; *p && !rc;) {
+            char *end = by_eot ? strstr(p, EOT) : strchr(p, '\n');
+            size_t n = end ? (size_t)(end - p) : strlen(p);
+            const char *s = p;
+            p = end ? end + (by_eot ? strlen(EOT) : 1) : p + n;
+            while (n && (s[0] == '\n' || s[0] == '\r')) s++, n--; // documents do not start or end with newlines
+            while (n && (s[n - 1] == '\n' || s[n - 1] == '\r')) n--;
+            if (!n) continue;
+            if (n_docs == cap_docs) {
+                struct doc *g = realloc(docs, (cap_docs *= 2) * sizeof *docs);
+                if (!g) { rc = leash_fail(LEASH_ENOMEM, "out of memory"); break; }
+                docs = g;
+            }
+            docs[n_docs++] = (struct doc){s, n};
+        }
+    }
+    size_t n_val = (size_t)floor(n_docs * (double)c->val_fraction);
+    if (!rc && c->val_fraction > 0 && n_val == 0 && n_docs >= 2) n_val = 1;
+    if (!rc && n_docs - n_val == 0)
+        rc = leash_fail(LEASH_EINVAL, "the data files hold %zu document(s): nothing left to train on after the %zu held out",
+                        n_docs, n_val);
+    for (size_t d = 0; d < n_docs && !rc; d++) {
+        stream *s = d < n_docs - n_val ? train : val;
+        rc = leash_tokenizer_encode(tok, docs[d].s, docs[d].n, 0, &s->ids, &s->n, &s->cap);
+        if (!rc && s->n == s->cap) {
+            int *g = realloc(s->ids, (s->cap = 2 * s->cap + 1) * sizeof *g);
+            if (!g) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+            else s->ids = g;
+        }
+        if (!rc) s->ids[s->n++] = eos;
+    }
+    for (int f = 0; texts && f < c->n_data; f++) free(texts[f]);
+    free(texts);
+    free(docs);
+    return rc;
+}
+
+/* B windows of T + 1 tokens from s at positions drawn from rng: inputs (B, T) and targets (B, T). */
+static void draw_batch(const stream *s, leash_rng *rng, int B, int T, int *inputs, int *targets) {
+    size_t span = s->n - (size_t)T - 1 + 1;
+    for (int b = 0; b < B; b++) {
+        size_t at = (size_t)(leash_rng_uniform(rng) * span);
+        for (int t = 0; t < T; t++) inputs[b * T + t] = s->ids[at + t], targets[b * T + t] = s->ids[at + t + 1];
+    }
+}
+
+static int check_config(const leash_pretrain_config *c) {
+    if (!c->out_dir) return leash_fail(LEASH_EINVAL, "--out: an output directory is required");
+    if (c->n_data < 1 && !c->resume) return leash_fail(LEASH_EINVAL, "--data: at least one text file is required");
+    if (c->batch_size < 1) return leash_fail(LEASH_EINVAL, "--batch = %d; it must be >= 1", c->batch_size);
+    if (c->seq_len < 1) return leash_fail(LEASH_EINVAL, "--seq-len = %d; it must be >= 1", c->seq_len);
+    if (c->grad_accum < 1) return leash_fail(LEASH_EINVAL, "--grad-accum = %d; it must be >= 1", c->grad_accum);
+    if (c->steps < 1) return leash_fail(LEASH_EINVAL, "--steps = %d; it must be >= 1", c->steps);
+    if (!(c->val_fraction >= 0.0f && c->val_fraction < 1.0f))
+        return leash_fail(LEASH_EINVAL, "--val-fraction = %g; it must be in [0, 1)", (double)c->val_fraction);
+    if (c->val_every < 0 || c->save_every < 0 || c->val_batches < 1)
+        return leash_fail(LEASH_EINVAL, "--val-every and --save-every must be >= 0 and --val-batches >= 1");
+    return leash_adamw_config_check(&c->optim);
+}
+
+static int save_state(const leash_pretrain_config *c, leash_gpt *m, const leash_adamw *opt, int step) {
+    char path[4096];
+    int rc = leash_gpt_save(m, c->out_dir);
+    snprintf(path, sizeof path, "%s/optimizer.safetensors", c->out_dir);
+    if (!rc) rc = leash_adamw_save(opt, path);
+    if (rc) return rc;
+    // written last: a run killed before this line resumes from the previous state's step and finds newer
+    // weights, which resume detects through the optimizer's step
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", step);
+    cJSON_AddNumberToObject(o, "seed", (double)c->seed);
+    cJSON_AddNumberToObject(o, "batch_size", c->batch_size);
+    cJSON_AddNumberToObject(o, "seq_len", c->seq_len);
+    cJSON_AddNumberToObject(o, "grad_accum", c->grad_accum);
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    snprintf(path, sizeof path, "%s/trainer_state.json", c->out_dir);
+    rc = text ? leash_write_file_atomic(path, text, strlen(text)) : leash_fail(LEASH_ENOMEM, "out of memory");
+    free(text);
+    return rc;
+}
+
+static int load_state(const leash_pretrain_config *c, int *step) {
+    char path[4096], *text;
+    snprintf(path, sizeof path, "%s/trainer_state.json", c->out_dir);
+    int rc = leash_read_file(path, 1 << 20, &text, NULL);
+    if (rc) return leash_fail_wrap(rc, "--resume: no checkpoint to resume from");
+    cJSON *o = cJSON_Parse(text);
+    free(text);
+    const char *keys[] = {"step", "seed", "batch_size", "seq_len", "grad_accum"};
+    double want[] = {0, (double)c->seed, c->batch_size, c->seq_len, c->grad_accum};
+    for (int i = 0; i < 5 && !rc; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
+        if (!cJSON_IsNumber(v)) rc = leash_fail(LEASH_EFORMAT, "%s: missing or non-numeric \"%s\"", path, keys[i]);
+        else if (i == 0) *step = v->valueint;
+        else if (v->valuedouble != want[i])
+            rc = leash_fail(LEASH_EINVAL, "--resume: the checkpoint was trained with %s = %.0f, this run asks for %.0f; "
+                                          "resume with the same value",
+                            keys[i], v->valuedouble, want[i]);
+    }
+    cJSON_Delete(o);
+    return rc;
+}
+
+static int validate(leash_gpt *m, const leash_pretrain_config *c, const stream *val, int *inputs, int *targets,
+                    double *loss) {
+    leash_rng rng;
+    leash_rng_seed(&rng, c->seed, UINT64_C(0x76616c)); // the same windows every time
+    double total = 0.0;
+    for (int i = 0; i < c->val_batches; i++) {
+        draw_batch(val, &rng, c->batch_size, c->seq_len, inputs, targets);
+        double l;
+        int rc = leash_gpt_forward(m, inputs, NULL, c->batch_size, c->seq_len);
+        if (!rc) rc = leash_gpt_cross_entropy(m, targets, &l, NULL);
+        if (rc) return rc;
+        total += l;
+    }
+    // the cross-entropy left a gradient in dlogits: clear it, validation must not train
+    memset(leash_gpt_dlogits(m), 0, (size_t)c->batch_size * c->seq_len * leash_gpt_cfg(m)->vocab_size * sizeof(float));
+    *loss = total / c->val_batches;
+    return LEASH_OK;
+}
+
+int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *ctx) {
+    int rc = check_config(c);
+    if (rc) return rc;
+    if ((rc = leash_mkdir(c->out_dir))) return rc;
+    leash_tokenizer *tok = NULL;
+    leash_gpt *m = NULL;
+    leash_adamw opt = {0};
+    stream train = {0}, val = {0};
+    int *inputs = NULL, *targets = NULL, start = 0;
+    FILE *metrics = NULL;
+    char path[4096];
+
+    // tokenizer: the starting model's, the one given, or one trained on the data
+    const char *tok_dir = c->resume ? c->out_dir : c->init_dir ? c->init_dir : c->tokenizer_dir;
+    if (!tok_dir) {
+        size_t total = 0, cap = 0;
+        char *all = NULL;
+        for (int f = 0; f < c->n_data && !rc; f++) {
+            char *t;
+            size_t n;
+            if ((rc = leash_read_file(c->data[f], (size_t)4 << 30, &t, &n))) break;
+            if (total + n + 2 > cap) {
+                char *g = realloc(all, cap = 2 * (total + n + 2));
+                if (!g) { free(t); rc = leash_fail(LEASH_ENOMEM, "out of memory"); break; }
+                all = g;
+            }
+            memcpy(all + total, t, n);
+            total += n;
+            all[total++] = '\n';
+            free(t);
+        }
+        if (!rc) rc = leash_tokenizer_train(all ? all : "", total, c->vocab_size, 2, c->out_dir);
+        free(all);
+        tok_dir = c->out_dir;
+    } else if (!c->resume && !rc) {
+        rc = copy_tokenizer(tok_dir, c->out_dir);
+    }
+    if (!rc) rc = leash_tokenizer_load_dir(&tok, tok_dir);
+    int eos = tok ? leash_tokenizer_special_id(tok, EOT) : -1;
+    if (!rc && eos < 0) rc = leash_fail(LEASH_EFORMAT, "%s: the tokenizer has no \"<|endoftext|>\" token to separate documents", tok_dir);
+
+    // model
+    if (!rc && (c->resume || c->init_dir)) rc = leash_gpt_load(&m, c->resume ? c->out_dir : c->init_dir);
+    else if (!rc) {
+        leash_gpt_config mc = c->model;
+        mc.vocab_size = leash_tokenizer_vocab_size(tok);
+        mc.eos_token_id = mc.bos_token_id = eos;
+        if (mc.n_positions < c->seq_len) mc.n_positions = c->seq_len;
+        if (!(rc = leash_gpt_create(&m, &mc))) leash_gpt_init(m, c->seed);
+    }
+    if (!rc && leash_gpt_cfg(m)->vocab_size < leash_tokenizer_vocab_size(tok))
+        rc = leash_fail(LEASH_EINVAL, "the model's vocab_size %d is smaller than the tokenizer's %d: they do not belong "
+                                      "together",
+                        leash_gpt_cfg(m)->vocab_size, leash_tokenizer_vocab_size(tok));
+    if (!rc && c->seq_len > leash_gpt_cfg(m)->n_positions)
+        rc = leash_fail(LEASH_EINVAL, "--seq-len %d exceeds the model's n_positions %d", c->seq_len,
+                        leash_gpt_cfg(m)->n_positions);
+    if (!rc) rc = leash_adamw_create(&opt, &c->optim, leash_gpt_num_params(m));
+    if (!rc && c->resume) {
+        snprintf(path, sizeof path, "%s/optimizer.safetensors", c->out_dir);
+        if (!(rc = load_state(c, &start)) && !(rc = leash_adamw_load(&opt, path)) && opt.step != start)
+            rc = leash_fail(LEASH_EFORMAT, "%s: the optimizer is at step %ld but trainer_state.json at %d: the run was "
+                                           "killed while saving; delete the newer file's checkpoint or start over",
+                            c->out_dir, opt.step, start);
+        opt.cfg = c->optim; // the schedule of this invocation (same as before when resuming exactly)
+    }
+
+    // data
+    if (!rc) rc = load_corpus(c, tok, eos, &train, &val);
+    if (!rc && train.n < (size_t)c->seq_len + 1)
+        rc = leash_fail(LEASH_EINVAL, "the training data has %zu tokens; a window needs --seq-len + 1 = %d", train.n,
+                        c->seq_len + 1);
+    int have_val = !rc && val.n >= (size_t)c->seq_len + 1;
+    size_t BT = (size_t)c->batch_size * c->seq_len;
+    inputs = malloc(BT * sizeof *inputs);
+    targets = malloc(BT * sizeof *targets);
+    if (!rc && (!inputs || !targets)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
+    if (!rc && !(metrics = fopen(path, c->resume ? "a" : "w"))) rc = leash_fail(LEASH_EIO, "cannot open '%s' for writing", path);
+
+    long tokens_seen = (long)start * c->grad_accum * (long)BT;
+    int stop = 0;
+    for (int step = start; step < c->steps && !rc && !stop; step++) {
+        double t0 = now(), loss = 0.0;
+        leash_gpt_zero_grad(m);
+        for (int k = 0; k < c->grad_accum && !rc; k++) {
+            leash_rng rng;
+            leash_rng_seed(&rng, c->seed, (uint64_t)step * c->grad_accum + k);
+            draw_batch(&train, &rng, c->batch_size, c->seq_len, inputs, targets);
+            double l;
+            rc = leash_gpt_forward(m, inputs, NULL, c->batch_size, c->seq_len);
+            if (!rc) rc = leash_gpt_cross_entropy(m, targets, &l, NULL);
+            if (!rc && !isfinite(l))
+                rc = leash_fail(LEASH_ENUMERIC, "training loss is %g at step %d; the weights were not changed", l, step + 1);
+            if (!rc) rc = leash_gpt_backward(m);
+            loss += l / c->grad_accum;
+        }
+        if (!rc && c->grad_accum > 1) {
+            float *g = leash_gpt_grads(m), s = 1.0f / c->grad_accum;
+            for (size_t i = 0; i < leash_gpt_num_params(m); i++) g[i] *= s;
+        }
+        double gnorm = 0.0, lr = 0.0;
+        if (!rc) rc = leash_adamw_step(&opt, m, &gnorm, &lr);
+        if (rc) break;
+        tokens_seen += (long)c->grad_accum * (long)BT;
+        leash_pretrain_progress p = {.step = step + 1, .steps = c->steps, .loss = loss, .val_loss = NAN, .lr = lr,
+                                     .grad_norm = gnorm, .tokens_per_s = c->grad_accum * BT / (now() - t0),
+                                     .tokens_seen = tokens_seen};
+        int last = step + 1 == c->steps;
+        if (have_val && ((c->val_every && (step + 1) % c->val_every == 0) || last))
+            if ((rc = validate(m, c, &val, inputs, targets, &p.val_loss))) break;
+        char vl[32] = "null";
+        if (!isnan(p.val_loss)) snprintf(vl, sizeof vl, "%.6f", p.val_loss);
+        // one line per update, flushed whole: a killed run leaves at most a truncated last line
+        fprintf(metrics, "{\"step\": %d, \"loss\": %.6f, \"val_loss\": %s, \"lr\": %.6g, \"grad_norm\": %.6g, "
+                         "\"tokens_per_s\": %.1f, \"tokens\": %ld}\n",
+                p.step, p.loss, vl, p.lr, p.grad_norm, p.tokens_per_s, p.tokens_seen);
+        fflush(metrics);
+        if (fn) stop = fn(&p, ctx);
+        if (last || stop || (c->save_every && (step + 1) % c->save_every == 0)) rc = save_state(c, m, &opt, step + 1);
+    }
+    if (metrics) fclose(metrics);
+    leash_adamw_free(&opt);
+    leash_gpt_free(m);
+    leash_tokenizer_free(tok);
+    free(train.ids), free(val.ids), free(inputs), free(targets);
+    return rc;
+}

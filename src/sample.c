@@ -1,0 +1,246 @@
+/* Batched KV-cache generation: see include/leash/sample.h.
+ *
+ * Dimensions: B sequences, Tp longest prompt, M new tokens, Tc = Tp + M cache columns, C channels,
+ * V vocabulary, L layers, NH heads, hs = C / NH.
+ */
+#include "leash/sample.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpt_internal.h"
+#include "leash/error.h"
+#include "leash/kl.h"
+#include "leash/ops.h"
+#include "leash/rng.h"
+
+leash_sample_config leash_sample_defaults(void) {
+    return (leash_sample_config){.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .max_new_tokens = 64, .eos_id = -1};
+}
+
+static int by_logit_desc(const void *a, const void *b) {
+    const leash_scored_token *x = a, *y = b;
+    if (x->logit != y->logit) return x->logit < y->logit ? 1 : -1;
+    return x->id - y->id;
+}
+
+int leash_sample_token(const float *logits, int V, const leash_sample_config *sc, double u, leash_scored_token *work,
+                       int *token, float *logprob) {
+    double lse;
+    int rc = leash_logsumexp(logits, V, sc->temperature, &lse);
+    if (rc) return rc;
+    double inv_t = 1.0 / sc->temperature;
+    int filtered = (sc->top_k > 0 && sc->top_k < V) || sc->top_p < 1.0f;
+    if (!filtered) { // inverse CDF over the whole vocabulary
+        double c = 0.0;
+        int pick = V - 1;
+        for (int v = 0; v < V; v++) {
+            c += exp(logits[v] * inv_t - lse);
+            if (u < c) {
+                pick = v;
+                break;
+            }
+        }
+        *token = pick;
+        *logprob = (float)(logits[pick] * inv_t - lse);
+        return LEASH_OK;
+    }
+    // sort ids by logit (ties: lower id first), keep the top-k, then the top-p prefix
+    for (int v = 0; v < V; v++) work[v] = (leash_scored_token){logits[v], v};
+    qsort(work, V, sizeof *work, by_logit_desc);
+    int keep = sc->top_k > 0 && sc->top_k < V ? sc->top_k : V;
+    double kept_mass = 0.0;
+    for (int i = 0; i < keep; i++) {
+        kept_mass += exp(logits[work[i].id] * inv_t - lse);
+        if (sc->top_p < 1.0f && kept_mass >= sc->top_p) {
+            keep = i + 1;
+            break;
+        }
+    }
+    double target = u * kept_mass, c = 0.0;
+    int pick = work[keep - 1].id;
+    for (int i = 0; i < keep; i++) {
+        c += exp(logits[work[i].id] * inv_t - lse);
+        if (target < c) {
+            pick = work[i].id;
+            break;
+        }
+    }
+    *token = pick;
+    *logprob = (float)(logits[pick] * inv_t - lse - log(kept_mass));
+    return LEASH_OK;
+}
+
+static int check_config(const leash_gpt *m, const leash_sample_config *sc) {
+    if (!(sc->temperature > 0.0f) || !isfinite(sc->temperature))
+        return leash_fail(LEASH_EINVAL, "temperature = %g; it must be > 0 (greedy decoding: use a small T such as 1e-3 "
+                                        "or top_k = 1)",
+                          (double)sc->temperature);
+    if (sc->top_k < 0) return leash_fail(LEASH_EINVAL, "top_k = %d; it must be >= 0 (0: off)", sc->top_k);
+    if (!(sc->top_p > 0.0f && sc->top_p <= 1.0f))
+        return leash_fail(LEASH_EINVAL, "top_p = %g; it must be in (0, 1] (1: off)", (double)sc->top_p);
+    if (sc->max_new_tokens < 1) return leash_fail(LEASH_EINVAL, "max_new_tokens = %d; it must be >= 1", sc->max_new_tokens);
+    if (sc->eos_id < -1 || sc->eos_id >= m->cfg.vocab_size)
+        return leash_fail(LEASH_EINVAL, "eos_id = %d outside the vocabulary [0, %d)", sc->eos_id, m->cfg.vocab_size);
+    return LEASH_OK;
+}
+
+int leash_generate(leash_gpt *m, const leash_sample_config *sc, const int *prompts, const int *prompt_lens, int B,
+                   const uint64_t *streams, int *out_tokens, float *out_logprobs, int *out_lens) {
+    int rc = check_config(m, sc);
+    if (rc) return rc;
+    const leash_gpt_config *c = &m->cfg;
+    if (B < 1) return leash_fail(LEASH_EINVAL, "batch of %d prompts; need >= 1", B);
+    int Tp = 0, M = sc->max_new_tokens;
+    for (int b = 0; b < B; b++) {
+        if (prompt_lens[b] < 1)
+            return leash_fail(LEASH_EINVAL, "prompt %d is empty; start it with a token (GPT-2: <|endoftext|>)", b);
+        if (prompt_lens[b] + M > c->n_positions)
+            return leash_fail(LEASH_EINVAL, "prompt %d has %d tokens and %d new ones are asked for: more than the model's "
+                                            "%d positions; shorten the prompt or lower max_new_tokens",
+                              b, prompt_lens[b], M, c->n_positions);
+        if (prompt_lens[b] > Tp) Tp = prompt_lens[b];
+    }
+    int C = c->n_embd, L = c->n_layer, NH = c->n_head, hs = C / NH, V = c->vocab_size, Tc = Tp + M;
+
+    // one allocation for the call: cache, decode activations, sampling scratch
+    size_t kv = (size_t)L * B * NH * Tc * hs;
+    size_t floats = 2 * kv + (size_t)B * (3 * C + 3 * C + C + 8 * C + V + 2); // x ln atty, qkv, h, fch fchg, logits, mean rstd
+    float *mem = malloc(floats * sizeof(float));
+    int *imem = malloc(((size_t)B * Tp + 3 * (size_t)B) * sizeof(int));
+    uint8_t *valid = malloc((size_t)B * Tc), *pm = malloc((size_t)B * Tp);
+    leash_rng *rng = malloc((size_t)B * sizeof *rng);
+    leash_scored_token *work = malloc((size_t)V * sizeof *work);
+    if (!mem || !imem || !valid || !pm || !rng || !work) {
+        free(mem), free(imem), free(valid), free(pm), free(rng), free(work);
+        return leash_fail(LEASH_ENOMEM, "cannot allocate a KV cache for %d sequences of %d tokens (%.1f MB)", B, Tc,
+                          floats * 4e-6);
+    }
+    float *kc = mem, *vc = kc + kv;                                    // (L, B, NH, Tc, hs) each
+    float *x = vc + kv, *ln = x + (size_t)B * C, *atty = ln + (size_t)B * C; // (B, C) each
+    float *qkv = atty + (size_t)B * C;                                 // (B, 3C)
+    float *h = qkv + (size_t)B * 3 * C;                                // (B, C)
+    float *fch = h + (size_t)B * C, *fchg = fch + (size_t)B * 4 * C;   // (B, 4C) each
+    float *logits = fchg + (size_t)B * 4 * C;                          // (B, V)
+    float *mean = logits + (size_t)B * V, *rstd = mean + B;            // (B) each
+    int *ptoks = imem, *cur = imem + (size_t)B * Tp, *pos = cur + B, *done = pos + B; // (B, Tp), (B) x 3
+
+    // prefill: left-padded prompts through the full forward, then copy K and V into the cache
+    size_t off = 0;
+    for (int b = 0; b < B; b++) {
+        int pad = Tp - prompt_lens[b];
+        for (int t = 0; t < Tp; t++) {
+            ptoks[(size_t)b * Tp + t] = t < pad ? prompts[off] : prompts[off + t - pad]; // pads repeat a real id
+            pm[(size_t)b * Tp + t] = t >= pad;
+        }
+        off += prompt_lens[b];
+        leash_rng_seed(&rng[b], sc->seed, streams ? streams[b] : (uint64_t)b);
+    }
+    rc = leash_gpt_forward(m, ptoks, pm, B, Tp);
+    if (!rc) {
+        for (int l = 0; l < L; l++)
+            for (int b = 0; b < B; b++)
+                for (int t = 0; t < Tp; t++) {
+                    const float *q = m->a.qkv + (((size_t)l * B + b) * Tp + t) * 3 * C;
+                    for (int hh = 0; hh < NH; hh++) {
+                        size_t dst = ((((size_t)l * B + b) * NH + hh) * Tc + t) * hs;
+                        memcpy(kc + dst, q + C + hh * hs, hs * sizeof(float));
+                        memcpy(vc + dst, q + 2 * C + hh * hs, hs * sizeof(float));
+                    }
+                }
+        for (int b = 0; b < B; b++) {
+            for (int t = 0; t < Tc; t++) valid[(size_t)b * Tc + t] = t < Tp ? pm[(size_t)b * Tp + t] : 1;
+            memcpy(logits + (size_t)b * V, m->a.logits + ((size_t)b * Tp + Tp - 1) * V, V * sizeof(float));
+            pos[b] = prompt_lens[b];
+            done[b] = 0;
+            out_lens[b] = M;
+        }
+    }
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int i = 0; i < M && !rc; i++) {
+        // sample token i of every sequence from its logits
+        for (int b = 0; b < B && !rc; b++) {
+            int tok = sc->eos_id >= 0 ? sc->eos_id : 0;
+            float lp = 0.0f;
+            double u = leash_rng_uniform(&rng[b]); // drawn even when done: streams stay aligned
+            if (!done[b]) {
+                rc = leash_sample_token(logits + (size_t)b * V, V, sc, u, work, &tok, &lp);
+                if (rc) {
+                    rc = leash_fail_wrap(rc, "sampling token %d of sequence %d", i, b);
+                    break;
+                }
+                if (tok == sc->eos_id) done[b] = 1, out_lens[b] = i + 1;
+            }
+            out_tokens[(size_t)b * M + i] = tok;
+            out_logprobs[(size_t)b * M + i] = lp;
+            cur[b] = tok;
+        }
+        int all_done = 1;
+        for (int b = 0; b < B; b++) all_done &= done[b];
+        if (rc || all_done || i == M - 1) {
+            for (int b = 0; b < B && !rc && all_done; b++) // fill the rest for sequences that stopped
+                for (int j = i + 1; j < M; j++) out_tokens[(size_t)b * M + j] = sc->eos_id >= 0 ? sc->eos_id : 0,
+                                                     out_logprobs[(size_t)b * M + j] = 0.0f;
+            break;
+        }
+        // decode step: feed token i at cache column Tp + i
+        int col = Tp + i;
+        for (int b = 0; b < B; b++) {
+            int p = pos[b] < c->n_positions ? pos[b] : c->n_positions - 1;
+            for (int k = 0; k < C; k++)
+                x[(size_t)b * C + k] = m->p.wte[(size_t)cur[b] * C + k] + m->p.wpe[(size_t)p * C + k];
+            pos[b]++;
+        }
+        for (int l = 0; l < L; l++) {
+            const layer_ptrs *w = &m->p.layer[l];
+            leash_layernorm_forward(ln, mean, rstd, x, w->ln1w, w->ln1b, B, C, c->layer_norm_epsilon);
+            leash_matmul_forward(qkv, ln, w->qkvw, w->qkvb, B, C, 3 * C);
+#pragma omp parallel for collapse(2) schedule(static)
+            for (int b = 0; b < B; b++) {
+                for (int hh = 0; hh < NH; hh++) {
+                    size_t base = (((size_t)l * B + b) * NH + hh) * Tc;
+                    const float *q = qkv + (size_t)b * 3 * C + hh * hs;
+                    memcpy(kc + (base + col) * hs, q + C, hs * sizeof(float));
+                    memcpy(vc + (base + col) * hs, q + 2 * C, hs * sizeof(float));
+                    float a[Tc];
+                    float mx = -INFINITY, sum = 0.0f;
+                    for (int s = 0; s <= col; s++) {
+                        if (!valid[(size_t)b * Tc + s]) {
+                            a[s] = -INFINITY;
+                            continue;
+                        }
+                        const float *k = kc + (base + s) * hs;
+                        float d = 0.0f;
+                        for (int e = 0; e < hs; e++) d += q[e] * k[e];
+                        a[s] = d * scale;
+                        if (a[s] > mx) mx = a[s];
+                    }
+                    for (int s = 0; s <= col; s++) {
+                        a[s] = a[s] == -INFINITY ? 0.0f : expf(a[s] - mx);
+                        sum += a[s];
+                    }
+                    float *o = atty + (size_t)b * C + hh * hs;
+                    for (int e = 0; e < hs; e++) o[e] = 0.0f;
+                    for (int s = 0; s <= col; s++) {
+                        if (a[s] == 0.0f) continue;
+                        const float *v = vc + (base + s) * hs;
+                        float wgt = a[s] / sum;
+                        for (int e = 0; e < hs; e++) o[e] += wgt * v[e];
+                    }
+                }
+            }
+            leash_matmul_forward(h, atty, w->attprojw, w->attprojb, B, C, C);
+            for (size_t k = 0; k < (size_t)B * C; k++) x[k] += h[k];
+            leash_layernorm_forward(ln, mean, rstd, x, w->ln2w, w->ln2b, B, C, c->layer_norm_epsilon);
+            leash_matmul_forward(fch, ln, w->fcw, w->fcb, B, C, 4 * C);
+            leash_gelu_forward(fchg, fch, (size_t)B * 4 * C);
+            leash_matmul_forward(h, fchg, w->fcprojw, w->fcprojb, B, 4 * C, C);
+            for (size_t k = 0; k < (size_t)B * C; k++) x[k] += h[k];
+        }
+        leash_layernorm_forward(ln, mean, rstd, x, m->p.lnfw, m->p.lnfb, B, C, c->layer_norm_epsilon);
+        leash_sgemm(0, 1, B, V, C, 1.0f, ln, C, m->p.wte, C, 0.0f, logits, V);
+    }
+    free(mem), free(imem), free(valid), free(pm), free(rng), free(work);
+    return rc;
+}
