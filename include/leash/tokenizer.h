@@ -34,9 +34,9 @@ int leash_tokenizer_decode(const leash_tokenizer *tok, const int *ids, size_t n_
 /* The bytes of one id (not NUL-terminated), or NULL for an id outside the vocabulary. */
 const char *leash_tokenizer_token(const leash_tokenizer *tok, int id, int *len);
 
-/* Trains a byte-level BPE of vocab_size ids (256 bytes + merges + "<|endoftext|>") on len bytes of
- * text, merging the most frequent adjacent pair (ties: lowest ids) while it occurs at least
- * min_frequency times; writes dir/vocab.json and dir/merges.txt atomically. */
+/* Trains a byte-level BPE of at most vocab_size ids (256 bytes + merges + "<|endoftext|>", in GPT-2's id
+ * order) on len bytes of text, merging the most frequent adjacent pair (ties: lowest ids) while one
+ * occurs at least min_frequency times; writes dir/vocab.json and dir/merges.txt atomically. */
 int leash_tokenizer_train(const char *text, size_t len, int vocab_size, int min_frequency, const char *dir);
 
 #endif

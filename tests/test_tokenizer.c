@@ -1,0 +1,178 @@
+/* GPT-2 byte-level BPE: the real GPT-2 files against published and derived ids (../shared/data/gpt2,
+ * skipped with a printed reason when absent), round trips of arbitrary bytes, the trainer, tokenizer.json,
+ * special tokens, and bad files. */
+#define _DEFAULT_SOURCE
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "leash/error.h"
+#include "leash/fileio.h"
+#include "leash/rng.h"
+#include "leash/tokenizer.h"
+
+#define GPT2_DIR LEASH_SRCDIR "/../shared/data/gpt2"
+
+static leash_tokenizer *gpt2(void) {
+    leash_tokenizer *t;
+    if (access(GPT2_DIR "/vocab.json", R_OK) != 0) return NULL;
+    cr_assert_eq(leash_tokenizer_load(&t, GPT2_DIR "/vocab.json", GPT2_DIR "/merges.txt"), 0, "%s", leash_errmsg());
+    return t;
+}
+
+static void roundtrip(const leash_tokenizer *t, const char *s, size_t n) {
+    int *ids = NULL;
+    size_t k = 0, cap = 0, len = 0, ocap = 0;
+    char *out = NULL;
+    cr_assert_eq(leash_tokenizer_encode(t, s, n, 0, &ids, &k, &cap), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_tokenizer_decode(t, ids, k, &out, &len, &ocap), 0);
+    cr_assert(len == n && (n == 0 || memcmp(out, s, n) == 0), "round trip changed %zu bytes into %zu", n, len);
+    free(ids), free(out);
+}
+
+Test(tokenizer, gpt2_test_vectors) {
+    leash_tokenizer *t = gpt2();
+    if (!t) cr_skip_test("GPT-2 vocabulary not found at " GPT2_DIR);
+    cr_assert_eq(leash_tokenizer_vocab_size(t), 50257);
+    cr_assert_eq(leash_tokenizer_special_id(t, "<|endoftext|>"), 50256);
+    FILE *f = fopen(GPT2_DIR "/test_vectors.jsonl", "r");
+    cr_assert(f);
+    char line[1 << 16];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        cJSON *o = cJSON_Parse(line), *want = cJSON_GetObjectItem(o, "ids");
+        const char *text = cJSON_GetObjectItem(o, "text")->valuestring;
+        int *ids = NULL;
+        size_t k = 0, cap = 0;
+        cr_assert_eq(leash_tokenizer_encode(t, text, strlen(text), 0, &ids, &k, &cap), 0);
+        cr_assert_eq((int)k, cJSON_GetArraySize(want), "'%s': %zu ids, want %d", text, k, cJSON_GetArraySize(want));
+        for (size_t i = 0; i < k; i++) cr_assert_eq(ids[i], cJSON_GetArrayItem(want, i)->valueint, "'%s' id %zu", text, i);
+        roundtrip(t, text, strlen(text));
+        free(ids);
+        cJSON_Delete(o);
+        n++;
+    }
+    fclose(f);
+    cr_assert(n >= 20, "only %d vectors", n);
+    // special tokens only when allowed: "hello <|endoftext|>" -> [31373, 220, 50256] (tiktoken's test)
+    int *ids = NULL;
+    size_t k = 0, cap = 0;
+    cr_assert_eq(leash_tokenizer_encode(t, "hello <|endoftext|>", 19, 1, &ids, &k, &cap), 0);
+    cr_assert(k == 3 && ids[0] == 31373 && ids[1] == 220 && ids[2] == 50256);
+    k = 0;
+    cr_assert_eq(leash_tokenizer_encode(t, "hello <|endoftext|>", 19, 0, &ids, &k, &cap), 0);
+    cr_assert(k > 3, "without allow_special the text is plain text");
+    free(ids);
+    leash_tokenizer_free(t);
+}
+
+Test(tokenizer, arbitrary_bytes_round_trip) {
+    leash_tokenizer *t = gpt2();
+    if (!t) cr_skip_test("GPT-2 vocabulary not found at " GPT2_DIR);
+    leash_rng r;
+    leash_rng_seed(&r, 5, 0);
+    char buf[300];
+    for (int trial = 0; trial < 300; trial++) {
+        int n = (int)(leash_rng_uniform(&r) * sizeof buf);
+        for (int i = 0; i < n; i++) buf[i] = (char)(leash_rng_next(&r) & 0xff); // mostly invalid UTF-8
+        roundtrip(t, buf, n);
+    }
+    const char *utf8 = "naïve café — 日本語 테스트 🙂👍🏽 \t\r\n  end";
+    roundtrip(t, utf8, strlen(utf8));
+    leash_tokenizer_free(t);
+}
+
+Test(tokenizer, trainer_writes_files_that_load_and_round_trip) {
+    char dir[] = "/tmp/leash-tok-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char text[20000];
+    size_t n = 0;
+    for (int i = 0; n < sizeof text - 100; i++)
+        n += (size_t)snprintf(text + n, sizeof text - n, "the service was %s but the food was %s.<|endoftext|>",
+                              i % 2 ? "slow" : "friendly", i % 3 ? "great" : "cold");
+    cr_assert_eq(leash_tokenizer_train(text, n, 300, 2, dir), 0, "%s", leash_errmsg());
+    char vocab[256], merges[256];
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
+    snprintf(merges, sizeof merges, "%s/merges.txt", dir);
+    leash_tokenizer *t;
+    cr_assert_eq(leash_tokenizer_load(&t, vocab, merges), 0, "%s", leash_errmsg());
+    // this corpus runs out of pairs seen twice before 300: training stops there, <|endoftext|> last
+    int v = leash_tokenizer_vocab_size(t);
+    cr_assert(v > 257 && v <= 300, "vocabulary of %d", v);
+    cr_assert_eq(leash_tokenizer_special_id(t, "<|endoftext|>"), v - 1);
+    int *ids = NULL;
+    size_t k = 0, cap = 0;
+    const char *s = " the food was great";
+    cr_assert_eq(leash_tokenizer_encode(t, s, strlen(s), 0, &ids, &k, &cap), 0);
+    cr_assert(k <= 5, "frequent words should be single tokens: %zu ids", k);
+    roundtrip(t, s, strlen(s));
+    roundtrip(t, "zebra ßtrange bytes \xff\xfe", 24);
+    free(ids);
+    leash_tokenizer_free(t);
+    // a merges file that does not belong to the vocabulary
+    const char *m2 = "#version: 0.2\nq z\n";
+    cr_assert_eq(leash_write_file_atomic(merges, m2, strlen(m2)), 0);
+    cr_assert_eq(leash_tokenizer_load(&t, vocab, merges), LEASH_EFORMAT);
+    cr_assert(strstr(leash_errmsg(), "merges.txt") && strstr(leash_errmsg(), "not in the vocabulary"), "%s", leash_errmsg());
+    const char *m3 = "#version: 0.2\nth e extra\n";
+    cr_assert_eq(leash_write_file_atomic(merges, m3, strlen(m3)), 0);
+    cr_assert_eq(leash_tokenizer_load(&t, vocab, merges), LEASH_EFORMAT);
+    cr_assert(strstr(leash_errmsg(), ":2:"), "the message names the line: %s", leash_errmsg());
+    const char *v2 = "{\"a\": 0, \"b\": ";
+    cr_assert_eq(leash_write_file_atomic(vocab, v2, strlen(v2)), 0);
+    cr_assert_eq(leash_tokenizer_load(&t, vocab, merges), LEASH_EFORMAT);
+    cr_assert(strstr(leash_errmsg(), "vocab.json"), "%s", leash_errmsg());
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(tokenizer, tokenizer_json_matches_vocab_and_merges) {
+    leash_tokenizer *t = gpt2();
+    if (!t) cr_skip_test("GPT-2 vocabulary not found at " GPT2_DIR);
+    // build a tokenizer.json from the same files, as Hugging Face lays it out
+    char *vtext, *mtext;
+    cr_assert_eq(leash_read_file(GPT2_DIR "/vocab.json", 1 << 24, &vtext, NULL), 0);
+    cr_assert_eq(leash_read_file(GPT2_DIR "/merges.txt", 1 << 24, &mtext, NULL), 0);
+    cJSON *root = cJSON_CreateObject(), *model = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON_AddItemToObject(model, "vocab", cJSON_Parse(vtext));
+    cJSON *merges = cJSON_AddArrayToObject(model, "merges");
+    for (char *line = strtok(mtext, "\n"); line; line = strtok(NULL, "\n"))
+        if (line[0] != '#') cJSON_AddItemToArray(merges, cJSON_CreateString(line));
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(root, "pre_tokenizer"), "type", "ByteLevel");
+    cJSON *added = cJSON_AddArrayToObject(root, "added_tokens"), *eot = cJSON_CreateObject();
+    cJSON_AddNumberToObject(eot, "id", 50256);
+    cJSON_AddStringToObject(eot, "content", "<|endoftext|>");
+    cJSON_AddItemToArray(added, eot);
+    char *json = cJSON_PrintUnformatted(root);
+    char path[] = "/tmp/leash-tokjson-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    cr_assert_eq(leash_write_file_atomic(path, json, strlen(json)), 0);
+    leash_tokenizer *tj;
+    cr_assert_eq(leash_tokenizer_load_json(&tj, path), 0, "%s", leash_errmsg());
+    const char *s = "Hello world! It's 2026, naïve café <|endoftext|> 日本";
+    int *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0, ca = 0, cb = 0;
+    cr_assert_eq(leash_tokenizer_encode(t, s, strlen(s), 1, &a, &na, &ca), 0);
+    cr_assert_eq(leash_tokenizer_encode(tj, s, strlen(s), 1, &b, &nb, &cb), 0);
+    cr_assert(na == nb && memcmp(a, b, na * sizeof *a) == 0, "tokenizer.json encodes differently");
+    // an unsupported model type is named
+    cJSON_ReplaceItemInObject(model, "type", cJSON_CreateString("Unigram"));
+    free(json);
+    json = cJSON_PrintUnformatted(root);
+    cr_assert_eq(leash_write_file_atomic(path, json, strlen(json)), 0);
+    leash_tokenizer *bad;
+    cr_assert_eq(leash_tokenizer_load_json(&bad, path), LEASH_EFORMAT);
+    cr_assert(strstr(leash_errmsg(), "\"Unigram\""), "%s", leash_errmsg());
+    unlink(path);
+    free(a), free(b), free(json), free(vtext), free(mtext);
+    cJSON_Delete(root);
+    leash_tokenizer_free(t);
+    leash_tokenizer_free(tj);
+}
