@@ -22,10 +22,17 @@ endif
 
 # -fno-trapping-math lets loops with float compares vectorise; it changes no computed value (leash
 # never reads floating-point exception flags). No -ffast-math: KL and PPO ratios live on exp/log edges.
+# OpenBLAS: Debian's OpenMP build, so BLAS and leash's own loops share one thread pool (two pools
+# fighting over the cores cost PyTorch up to 2.6x here, see PERF.md); the rpath makes the loader pick it
+# over the pthread build that update-alternatives may prefer.
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+BLASDIR   := /usr/lib/$(MULTIARCH)/openblas-openmp
+export PKG_CONFIG_PATH := $(BLASDIR)/pkgconfig:$(PKG_CONFIG_PATH)
+
 # recursive (=) on purpose: pkg-config runs when a recipe needs the flags, after `deps` has run
 PKGS     = openblas libcjson libpcre2-8
 CFLAGS   = -std=c11 -g $(OPT) -fno-trapping-math $(WARN) -fopenmp -Iinclude $(shell pkg-config --cflags $(PKGS)) -MMD -MP
-LDFLAGS  = $(OPT) -fopenmp
+LDFLAGS  = $(OPT) -fopenmp -Wl,-rpath,$(BLASDIR)
 LDLIBS   = $(shell pkg-config --libs $(PKGS)) -lm
 TESTLIBS = $(shell pkg-config --libs criterion)
 

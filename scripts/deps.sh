@@ -3,14 +3,15 @@
 # everything is there. Called by `make test`, `make demo`, `make bench` and `.ci/run`.
 #
 #   scripts/deps.sh           build + test dependencies
-#   scripts/deps.sh --bench   also the optional PyTorch reference used by `make bench` (python3-torch)
+#   scripts/deps.sh --ref     also the PyTorch reference (python3-torch) that tests/ref/ and `make bench`
+#                             compare against; without it those comparisons are skipped with a message
 set -euo pipefail
 
 # Why each: gcc/make build; pkg-config finds the libraries; OpenBLAS (cblas) does matrix products;
 # libgomp (with gcc) gives OpenMP threads; cJSON parses config/JSONL; Criterion runs the unit tests;
 # gnuplot draws PNG plots.
-pkgs=(gcc make pkg-config libopenblas-dev libcjson-dev libpcre2-dev libcriterion-dev gnuplot-nox)
-if [ "${1:-}" = "--bench" ]; then
+pkgs=(gcc make pkg-config libopenblas-openmp-dev libcjson-dev libpcre2-dev libcriterion-dev gnuplot-nox)
+if [ "${1:-}" = "--ref" ]; then
   pkgs+=(python3-torch)
 fi
 
