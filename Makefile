@@ -27,13 +27,13 @@ endif
 # over the pthread build that update-alternatives may prefer.
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BLASDIR   := /usr/lib/$(MULTIARCH)/openblas-openmp
-export PKG_CONFIG_PATH := $(BLASDIR)/pkgconfig:$(PKG_CONFIG_PATH)
+PKGCONF   := PKG_CONFIG_PATH=$(BLASDIR)/pkgconfig:$$PKG_CONFIG_PATH pkg-config
 
 # recursive (=) on purpose: pkg-config runs when a recipe needs the flags, after `deps` has run
 PKGS     = openblas libcjson libpcre2-8
-CFLAGS   = -std=c11 -g $(OPT) -fno-trapping-math $(WARN) -fopenmp -Iinclude $(shell pkg-config --cflags $(PKGS)) -MMD -MP
+CFLAGS   = -std=c11 -g $(OPT) -fno-trapping-math $(WARN) -fopenmp -Iinclude $(shell $(PKGCONF) --cflags $(PKGS)) -MMD -MP
 LDFLAGS  = $(OPT) -fopenmp -Wl,-rpath,$(BLASDIR)
-LDLIBS   = $(shell pkg-config --libs $(PKGS)) -lm
+LDLIBS   = $(shell $(PKGCONF) --libs $(PKGS)) -lm
 TESTLIBS = $(shell pkg-config --libs criterion)
 
 LIB_SRC   := $(wildcard src/*.c)

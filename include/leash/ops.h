@@ -16,6 +16,18 @@
 void leash_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                  int ldb, float beta, float *C, int ldc);
 
+/* Seconds and floating-point operations spent in leash_sgemm since the last reset, for benchmarks that
+ * compare the products inside a training step with OpenBLAS alone. reset != 0 zeroes the counters. */
+void leash_sgemm_stats(double *seconds, double *flops, int reset);
+
+typedef struct {
+    int trans_a, trans_b, M, N, K;
+} leash_sgemm_shape;
+
+/* Records the shapes of the following leash_sgemm calls into shapes (up to max; shapes = NULL stops).
+ * Returns how many calls were recorded since recording started. For benchmarks. */
+int leash_sgemm_record(leash_sgemm_shape *shapes, int max);
+
 /* out (N, OC) = inp (N, C) @ w (C, OC) + bias (OC); bias may be NULL. */
 void leash_matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC);
 /* dinp (N, C) += dout @ w^T; dw (C, OC) += inp^T @ dout; dbias (OC) += column sums of dout.
