@@ -3,7 +3,7 @@
 # everything is there. Called by `make test`, `make demo`, `make bench` and `.ci/run`.
 #
 #   scripts/deps.sh           build + test dependencies
-#   scripts/deps.sh --ref     also the PyTorch reference (python3-torch) that tests/ref/ and `make bench`
+#   scripts/deps.sh --ref     also the Python references (python3-torch, python3-regex) that tests/ref/ and `make bench`
 #                             compare against; without it those comparisons are skipped with a message
 set -euo pipefail
 
@@ -12,7 +12,7 @@ set -euo pipefail
 # gnuplot draws PNG plots.
 pkgs=(gcc make pkg-config libopenblas-openmp-dev libcjson-dev libpcre2-dev libcriterion-dev gnuplot-nox)
 if [ "${1:-}" = "--ref" ]; then
-  pkgs+=(python3-torch)
+  pkgs+=(python3-torch python3-regex)
 fi
 
 missing=()

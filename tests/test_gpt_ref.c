@@ -2,7 +2,7 @@
  * loss, scalar head and every parameter gradient must agree to a relative error of 1e-4 (worst entry
  * over the tensor's largest), on two configurations, one with GPT-2's vocabulary of 50257, with left and
  * right padding in the batch. Skips with a printed reason when python3-torch is missing, unless
- * LEASH_REQUIRE_TORCH=1 (CI sets it), where a missing reference is a failure. */
+ * LEASH_REQUIRE_REF=1 (CI sets it), where a missing reference is a failure. */
 #define _DEFAULT_SOURCE
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -18,8 +18,8 @@
 
 static int have_torch(void) {
     if (system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0) return 1;
-    const char *req = getenv("LEASH_REQUIRE_TORCH");
-    cr_assert(!(req && strcmp(req, "1") == 0), "LEASH_REQUIRE_TORCH=1 but /usr/bin/python3 cannot import torch");
+    const char *req = getenv("LEASH_REQUIRE_REF");
+    cr_assert(!(req && strcmp(req, "1") == 0), "LEASH_REQUIRE_REF=1 but /usr/bin/python3 cannot import torch");
     return 0;
 }
 
