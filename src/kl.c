@@ -12,17 +12,7 @@
 #include <string.h>
 
 #include "leash/error.h"
-
-/* The row loops are compiled three times, for baseline x86-64 (SSE2), AVX2 and AVX-512, and the
- * loader picks the widest the CPU has (GCC function multiversioning). The choice is fixed per
- * machine, so a binary is bit-reproducible on its machine. Helpers they call are always inlined so
- * that they are compiled for the same target. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define ROW_KERNEL __attribute__((target_clones("default", "avx2", "arch=x86-64-v4")))
-#else
-#define ROW_KERNEL
-#endif
-#define ROW_HELPER static inline __attribute__((always_inline))
+#include "vecmath.h"
 
 /* ---- one logits row -------------------------------------------------------------------------- */
 
@@ -37,41 +27,8 @@ static int check_row_args(const float *logits, int V, float temperature, const c
     return LEASH_OK;
 }
 
-/* exp(x) for x <= 0 in float64, written so that loops over a row vectorise (glibc's exp does not
- * without -ffast-math): x = n ln2 + r with |r| <= ln2/2 (Cody-Waite), exp(r) by its Taylor series to
- * degree 13 (truncation < 5e-18), times 2^n built from the exponent bits. Relative error ~2e-16.
- * Below -708 it returns 0: such a term is under 1e-307 next to the row's largest term, which is 1. */
-ROW_HELPER double exp_nonpos(double x) {
-    const double shifter = 0x1.8p52, log2e = 0x1.71547652b82fep0;
-    const double ln2_hi = 0x1.62e42fee00000p-1, ln2_lo = 0x1.a39ef35793c76p-33;
-    double xc = x < -708.0 ? -708.0 : x;
-    double t = xc * log2e + shifter; // round(x / ln2) sits in the low bits of t
-    double n = t - shifter;
-    double r = (xc - n * ln2_hi) - n * ln2_lo;
-    double p = 1.0 / 6227020800.0; // 1/13!
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
-    uint64_t bits;
-    memcpy(&bits, &t, sizeof bits);
-    bits = (bits - 0x4338000000000000ull + 1023) << 52; // 2^n, n in [-1022, 0]
-    double scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return x < -708.0 ? 0.0 : p * scale;
-}
-
 /* max(logits) in float64, or a failure naming the first non-finite logit. */
-ROW_HELPER int row_max(const float *logits, int V, const char *what, double *mx) {
+VEC_HELPER int row_max(const float *logits, int V, const char *what, double *mx) {
     float m = -FLT_MAX;
     int bad = 0;
 #pragma omp simd reduction(max : m) reduction(| : bad)
@@ -94,7 +51,7 @@ ROW_HELPER int row_max(const float *logits, int V, const char *what, double *mx)
 
 /* Per row: m = max(logits) / T (division by T > 0 keeps the argmax), a_v = logits_v / T - m <= 0,
  * S = sum_v exp(a_v) in [1, V], and log pi(v) = a_v - log S. */
-ROW_HELPER int row_sum_exp(const float *logits, int V, double inv_t, const char *what, double *m, double *S) {
+VEC_HELPER int row_sum_exp(const float *logits, int V, double inv_t, const char *what, double *m, double *S) {
     double mx = 0.0;
     int rc = row_max(logits, V, what, &mx);
     if (rc) return rc;
@@ -107,7 +64,7 @@ ROW_HELPER int row_sum_exp(const float *logits, int V, double inv_t, const char 
     return LEASH_OK;
 }
 
-ROW_KERNEL int leash_log_softmax(const float *logits, int V, float temperature, float *out, double *lse) {
+VEC_KERNEL int leash_log_softmax(const float *logits, int V, float temperature, float *out, double *lse) {
     int rc = check_row_args(logits, V, temperature, "logits");
     if (rc) return rc;
     if (!out) return leash_fail(LEASH_EINVAL, "output row is NULL");
@@ -120,7 +77,7 @@ ROW_KERNEL int leash_log_softmax(const float *logits, int V, float temperature, 
     return LEASH_OK;
 }
 
-ROW_KERNEL int leash_logsumexp(const float *logits, int V, float temperature, double *lse) {
+VEC_KERNEL int leash_logsumexp(const float *logits, int V, float temperature, double *lse) {
     int rc = check_row_args(logits, V, temperature, "logits");
     if (rc) return rc;
     double m = 0.0, S = 1.0;
@@ -129,7 +86,7 @@ ROW_KERNEL int leash_logsumexp(const float *logits, int V, float temperature, do
     return LEASH_OK;
 }
 
-ROW_KERNEL void leash_logprob_backward(const float *logits, int V, float temperature, double lse, int target, float g,
+VEC_KERNEL void leash_logprob_backward(const float *logits, int V, float temperature, double lse, int target, float g,
                                        float *dlogits) {
     double inv_t = 1.0 / temperature, scale = g * inv_t;
 #pragma omp simd
@@ -137,7 +94,7 @@ ROW_KERNEL void leash_logprob_backward(const float *logits, int V, float tempera
     dlogits[target] += (float)scale;
 }
 
-ROW_KERNEL int leash_entropy(const float *logits, int V, float temperature, double *entropy) {
+VEC_KERNEL int leash_entropy(const float *logits, int V, float temperature, double *entropy) {
     int rc = check_row_args(logits, V, temperature, "logits");
     if (rc) return rc;
     double inv_t = 1.0 / temperature, m = 0.0;
@@ -156,7 +113,7 @@ ROW_KERNEL int leash_entropy(const float *logits, int V, float temperature, doub
     return LEASH_OK;
 }
 
-ROW_KERNEL int leash_kl_exact(const float *logits, const float *ref_logits, int V, float temperature, double *kl,
+VEC_KERNEL int leash_kl_exact(const float *logits, const float *ref_logits, int V, float temperature, double *kl,
                    float *grad) {
     int rc = check_row_args(logits, V, temperature, "logits");
     if (rc || (rc = check_row_args(ref_logits, V, temperature, "ref_logits"))) return rc;

@@ -10,6 +10,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "vecmath.h"
+
 /* ---- matmul ------------------------------------------------------------------------------------ */
 
 void leash_matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC) {
@@ -105,20 +107,20 @@ void leash_layernorm_backward(float *dinp, float *dw, float *db, const float *do
 
 #define GELU_SCALE 0.7978845608028654f // sqrt(2 / pi)
 
-void leash_gelu_forward(float *out, const float *inp, size_t n) {
+VEC_KERNEL void leash_gelu_forward(float *out, const float *inp, size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
+        out[i] = 0.5f * x * (1.0f + tanhf_vec(GELU_SCALE * (x + 0.044715f * x * x * x)));
     }
 }
 
-void leash_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+VEC_KERNEL void leash_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         float u = GELU_SCALE * (x + 0.044715f * x * x * x);
-        float t = tanhf(u), sech2 = 1.0f - t * t;
+        float t = tanhf_vec(u), sech2 = 1.0f - t * t;
         float local = 0.5f * (1.0f + t) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
         dinp[i] += local * dout[i];
     }
@@ -153,7 +155,7 @@ void leash_encoder_backward(float *dwte, float *dwpe, const float *dout, const i
 
 /* ---- attention --------------------------------------------------------------------------------- */
 
-void leash_attention_forward(float *out, float *att, const float *qkv, const uint8_t *mask, int B, int T, int C,
+VEC_KERNEL void leash_attention_forward(float *out, float *att, const float *qkv, const uint8_t *mask, int B, int T, int C,
                              int NH) {
     int C3 = 3 * C, hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
@@ -178,7 +180,7 @@ void leash_attention_forward(float *out, float *att, const float *qkv, const uin
                 }
                 float sum = 0.0f;
                 for (int s = 0; s <= t; s++) {
-                    float e = mx == -INFINITY || a[s] == -INFINITY ? 0.0f : expf(a[s] - mx);
+                    float e = mx == -INFINITY || a[s] == -INFINITY ? 0.0f : expf_nonpos(a[s] - mx);
                     a[s] = e;
                     sum += e;
                 }
@@ -196,7 +198,7 @@ void leash_attention_forward(float *out, float *att, const float *qkv, const uin
     }
 }
 
-void leash_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att, int B,
+VEC_KERNEL void leash_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv, const float *att, int B,
                               int T, int C, int NH) {
     int C3 = 3 * C, hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
