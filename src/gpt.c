@@ -129,6 +129,8 @@ void leash_gpt_free(leash_gpt *m) {
     free(m->params);
     free(m->grads);
     free(m->act_memory);
+    free(m->head_memory);
+    free(m->chunk);
     free(m->tokens);
     free(m);
 }
@@ -165,7 +167,7 @@ void leash_gpt_zero_grad(leash_gpt *m) { memset(m->grads, 0, m->num_params * siz
 static int alloc_acts(leash_gpt *m, int B, int T) {
     if (m->B == B && m->T == T) return LEASH_OK;
     const leash_gpt_config *c = &m->cfg;
-    size_t N = (size_t)B * T, C = c->n_embd, L = c->n_layer, V = c->vocab_size, NH = c->n_head;
+    size_t N = (size_t)B * T, C = c->n_embd, L = c->n_layer, NH = c->n_head;
     struct {
         void *dst;
         size_t count, size;
@@ -188,9 +190,8 @@ static int alloc_acts(leash_gpt *m, int B, int T) {
         {&m->a.lnf, N * C, 4},
         {&m->a.lnf_mean, N, 4},
         {&m->a.lnf_rstd, N, 4},
-        {&m->a.logits, N * V, 4},
         {&m->a.values, c->scalar_head ? N : 0, 4},
-        {&m->a.dlogits, N * V, 4},
+        {&m->a.tokbuf, N, 4},
         {&m->a.dvalues, c->scalar_head ? N : 0, 4},
         {&m->a.dresid, N * C, 4},
         {&m->a.dln, N * C, 4},
@@ -223,7 +224,8 @@ static int alloc_acts(leash_gpt *m, int B, int T) {
 
 /* ---- forward ----------------------------------------------------------------------------------- */
 
-int leash_gpt_forward(leash_gpt *m, const int *tokens, const uint8_t *mask, int B, int T) {
+/* Everything up to the final LayerNorm (and the scalar head): a->lnf (N, C). */
+static int forward_trunk(leash_gpt *m, const int *tokens, const uint8_t *mask, int B, int T) {
     const leash_gpt_config *c = &m->cfg;
     if (B < 1 || T < 1) return leash_fail(LEASH_EINVAL, "batch shape (B=%d, T=%d); both must be >= 1", B, T);
     if (T > c->n_positions)
@@ -236,8 +238,9 @@ int leash_gpt_forward(leash_gpt *m, const int *tokens, const uint8_t *mask, int 
                               tokens[i], i / T, i % T, c->vocab_size);
     int rc = alloc_acts(m, B, T);
     if (rc) return rc;
-    int N = B * T, C = c->n_embd, L = c->n_layer, V = c->vocab_size, NH = c->n_head;
+    int N = B * T, C = c->n_embd, L = c->n_layer, NH = c->n_head;
     acts *a = &m->a;
+    m->has_logits = 0;
     memcpy(m->tokens, tokens, (size_t)N * sizeof(int));
     for (int b = 0; b < B; b++) { // positions count real tokens
         int k = 0;
@@ -271,8 +274,70 @@ int leash_gpt_forward(leash_gpt *m, const int *tokens, const uint8_t *mask, int 
     }
     float *last = a->resid3 + (size_t)(L - 1) * N * C;
     leash_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last, m->p.lnfw, m->p.lnfb, N, C, c->layer_norm_epsilon);
-    leash_sgemm(0, 1, N, V, C, 1.0f, a->lnf, C, m->p.wte, C, 0.0f, a->logits, V); // tied LM head
     if (c->scalar_head) leash_matmul_forward(a->values, a->lnf, m->p.headw, m->p.headb, N, C, 1);
+    return LEASH_OK;
+}
+
+int leash_gpt_forward(leash_gpt *m, const int *tokens, const uint8_t *mask, int B, int T) {
+    int rc = forward_trunk(m, tokens, mask, B, T);
+    if (rc) return rc;
+    size_t N = (size_t)B * T, V = m->cfg.vocab_size;
+    if (m->head_B != B || m->head_T != T) { // logits and their gradient, once per shape
+        free(m->head_memory);
+        m->head_B = m->head_T = 0;
+        if (!(m->head_memory = calloc(2 * N * V, sizeof(float))))
+            return leash_fail(LEASH_ENOMEM, "cannot allocate logits for batch (B=%d, T=%d): %.1f MB; lower the batch "
+                                            "size, or use leash_gpt_score when no backward is needed",
+                              B, T, 8e-6 * N * V);
+        m->head_B = B, m->head_T = T;
+    }
+    m->a.logits = m->head_memory;
+    m->a.dlogits = m->head_memory + N * V;
+    leash_sgemm(0, 1, (int)N, (int)V, m->cfg.n_embd, 1.0f, m->a.lnf, m->cfg.n_embd, m->p.wte, m->cfg.n_embd, 0.0f,
+                m->a.logits, (int)V); // tied LM head
+    m->has_logits = 1;
+    return LEASH_OK;
+}
+
+#define SCORE_ROWS 64
+
+int leash_gpt_score(leash_gpt *m, const int *tokens, const uint8_t *mask, const int *targets, int B, int T,
+                    float temperature, float *logp, float *entropy) {
+    int rc = forward_trunk(m, tokens, mask, B, T);
+    if (rc) return rc;
+    int N = B * T, V = m->cfg.vocab_size, C = m->cfg.n_embd;
+    for (int n = 0; n < N; n++)
+        if (targets[n] >= V)
+            return leash_fail(LEASH_EINVAL, "target %d at (sequence %d, position %d) is outside the vocabulary [0, %d)",
+                              targets[n], n / T, n % T, V);
+    if (!m->chunk && !(m->chunk = malloc((size_t)SCORE_ROWS * V * sizeof(float))))
+        return leash_fail(LEASH_ENOMEM, "cannot allocate %d logit rows", SCORE_ROWS);
+    for (int r0 = 0; r0 < N; r0 += SCORE_ROWS) {
+        int rows = N - r0 < SCORE_ROWS ? N - r0 : SCORE_ROWS, bad = -1;
+        leash_sgemm(0, 1, rows, V, C, 1.0f, m->a.lnf + (size_t)r0 * C, C, m->p.wte, C, 0.0f, m->chunk, V);
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < rows; i++) {
+            int n = r0 + i;
+            const float *z = m->chunk + (size_t)i * V;
+            double lse, h = 0.0;
+            logp[n] = 0.0f;
+            if (entropy) entropy[n] = 0.0f;
+            if (targets[n] < 0) continue;
+            if (leash_logsumexp(z, V, temperature, &lse) || (entropy && leash_entropy(z, V, temperature, &h))) {
+#pragma omp critical(leash_gpt_score)
+                if (bad < 0 || i < bad) bad = i;
+                continue;
+            }
+            logp[n] = (float)(z[targets[n]] / (double)temperature - lse);
+            if (entropy) entropy[n] = (float)h;
+        }
+        if (bad >= 0) {
+            double lse;
+            rc = leash_logsumexp(m->chunk + (size_t)bad * V, V, temperature, &lse);
+            return leash_fail_wrap(rc ? rc : LEASH_ENUMERIC, "logits at (sequence %d, position %d)", (r0 + bad) / T,
+                                   (r0 + bad) % T);
+        }
+    }
     return LEASH_OK;
 }
 
@@ -284,7 +349,7 @@ float *leash_gpt_dvalues(leash_gpt *m) { return m->a.dvalues; }
 /* ---- backward ---------------------------------------------------------------------------------- */
 
 int leash_gpt_backward(leash_gpt *m) {
-    if (!m->B) return leash_fail(LEASH_EINVAL, "backward before any forward");
+    if (!m->has_logits) return leash_fail(LEASH_EINVAL, "backward needs a leash_gpt_forward first (leash_gpt_score keeps no logits)");
     const leash_gpt_config *c = &m->cfg;
     int B = m->B, T = m->T, N = B * T, C = c->n_embd, L = c->n_layer, V = c->vocab_size, NH = c->n_head;
     acts *a = &m->a;
@@ -337,7 +402,8 @@ int leash_gpt_backward(leash_gpt *m) {
 /* ---- token log-probs and losses ---------------------------------------------------------------- */
 
 static int check_targets(const leash_gpt *m, const int *targets) {
-    if (!m->B) return leash_fail(LEASH_EINVAL, "token log-probs before any forward");
+    if (!m->has_logits)
+        return leash_fail(LEASH_EINVAL, "token log-probs need a leash_gpt_forward first (leash_gpt_score returns its own)");
     for (size_t i = 0; i < (size_t)m->B * m->T; i++)
         if (targets[i] >= m->cfg.vocab_size)
             return leash_fail(LEASH_EINVAL, "target %d at (sequence %zu, position %zu) is outside the vocabulary [0, %d)",
@@ -405,19 +471,13 @@ int leash_gpt_cross_entropy(leash_gpt *m, const int *targets, double *loss, long
     long k = 0;
     for (int n = 0; n < N; n++) k += targets[n] >= 0;
     if (k == 0) return leash_fail(LEASH_EINVAL, "cross-entropy: no position has a target (all are < 0)");
-    float *lp = malloc((size_t)N * sizeof *lp);
-    if (!lp) return leash_fail(LEASH_ENOMEM, "cannot allocate %d log-probs", N);
-    if ((rc = leash_gpt_token_logprobs(m, targets, 1.0f, lp, NULL))) {
-        free(lp);
-        return rc;
-    }
+    float *lp = m->a.tokbuf;
+    if ((rc = leash_gpt_token_logprobs(m, targets, 1.0f, lp, NULL))) return rc;
     double s = 0.0;
     for (int n = 0; n < N; n++) s -= lp[n]; // 0 where there is no target
     // d mean(-logp) / d logp = -1 / k at every targeted position
     for (int n = 0; n < N; n++) lp[n] = targets[n] >= 0 ? (float)(-1.0 / k) : 0.0f;
-    rc = leash_gpt_token_logprobs_backward(m, targets, 1.0f, lp);
-    free(lp);
-    if (rc) return rc;
+    if ((rc = leash_gpt_token_logprobs_backward(m, targets, 1.0f, lp))) return rc;
     *loss = s / k;
     if (count) *count = k;
     return LEASH_OK;

@@ -41,10 +41,11 @@ typedef struct {
     float *fch, *fch_gelu;          // (L, N, 4C)
     float *resid3;                  // (L, N, C) after the MLP: the layer's output
     float *lnf, *lnf_mean, *lnf_rstd; // (N, C), (N), (N)
-    float *logits;                  // (N, V)
+    float *logits;                  // (N, V), in head_memory: only leash_gpt_forward makes it
     float *values;                  // (N) or NULL
     // backward
-    float *dlogits;                 // (N, V)
+    float *dlogits;                 // (N, V), in head_memory
+    float *tokbuf;                  // (N) per-token scratch for losses
     float *dvalues;                 // (N) or NULL
     float *dresid, *dln, *datty;    // (N, C)
     float *dqkv;                    // (N, 3C)
@@ -62,6 +63,10 @@ struct leash_gpt {
     int B, T;                   // the shape activations are allocated for (0, 0: none)
     void *act_memory;
     acts a;
+    float *head_memory;         // logits and dlogits for shape (head_B, head_T), allocated on first use
+    int head_B, head_T;
+    int has_logits;             // the last pass was leash_gpt_forward (not leash_gpt_score)
+    float *chunk;               // (SCORE_ROWS, V) logits of a few rows, for leash_gpt_score
     int *tokens;                // (B, T) copy of the last forward's tokens
 };
 

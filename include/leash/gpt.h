@@ -72,6 +72,13 @@ float *leash_gpt_dvalues(leash_gpt *m);            /* (B, T) gradient accumulato
 /* Backward pass of the last forward: parameter gradients += from dlogits and dvalues. */
 int leash_gpt_backward(leash_gpt *m);
 
+/* A forward pass that only scores: log pi(targets[b,t] | tokens[b, <=t]) at temperature T into logp (B, T)
+ * and the entropy of each position's distribution into entropy (B, T) if not NULL (0 where target < 0),
+ * computing the LM head a few rows at a time, so the (B, T, V) logits are never held: what a frozen
+ * reference model needs. No backward follows it. */
+int leash_gpt_score(leash_gpt *m, const int *tokens, const uint8_t *mask, const int *targets, int B, int T,
+                    float temperature, float *logp, float *entropy);
+
 /* log pi(targets[b,t] | tokens[b, <=t]) at temperature T, from the last forward: logp (B, T), and the
  * entropy of each position's distribution if entropy != NULL. Positions with target < 0 get 0. */
 int leash_gpt_token_logprobs(leash_gpt *m, const int *targets, float temperature, float *logp, float *entropy);
