@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "leash/error.h"
+#include "testutil.h"
 #include "leash/fileio.h"
 #include "leash/rng.h"
 #include "leash/tokenizer.h"
@@ -35,7 +36,7 @@ static void roundtrip(const leash_tokenizer *t, const char *s, size_t n) {
 
 Test(tokenizer, gpt2_test_vectors) {
     leash_tokenizer *t = gpt2();
-    if (!t) cr_skip_test("GPT-2 vocabulary not found at " GPT2_DIR);
+    if (!t) LEASH_SKIP_OR_FAIL("GPT-2 vocabulary not found at " GPT2_DIR);
     cr_assert_eq(leash_tokenizer_vocab_size(t), 50257);
     cr_assert_eq(leash_tokenizer_special_id(t, "<|endoftext|>"), 50256);
     FILE *f = fopen(GPT2_DIR "/test_vectors.jsonl", "r");
@@ -71,7 +72,7 @@ Test(tokenizer, gpt2_test_vectors) {
 
 Test(tokenizer, arbitrary_bytes_round_trip) {
     leash_tokenizer *t = gpt2();
-    if (!t) cr_skip_test("GPT-2 vocabulary not found at " GPT2_DIR);
+    if (!t) LEASH_SKIP_OR_FAIL("GPT-2 vocabulary not found at " GPT2_DIR);
     leash_rng r;
     leash_rng_seed(&r, 5, 0);
     char buf[300];
@@ -132,7 +133,7 @@ Test(tokenizer, trainer_writes_files_that_load_and_round_trip) {
 
 Test(tokenizer, tokenizer_json_matches_vocab_and_merges) {
     leash_tokenizer *t = gpt2();
-    if (!t) cr_skip_test("GPT-2 vocabulary not found at " GPT2_DIR);
+    if (!t) LEASH_SKIP_OR_FAIL("GPT-2 vocabulary not found at " GPT2_DIR);
     // build a tokenizer.json from the same files, as Hugging Face lays it out
     char *vtext, *mtext;
     cr_assert_eq(leash_read_file(GPT2_DIR "/vocab.json", 1 << 24, &vtext, NULL), 0);
