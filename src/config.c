@@ -66,6 +66,12 @@ int leash_config_load(const char *path, leash_gpt_config *cfg) {
         cfg->layer_norm_epsilon = eps ? (float)eps->valuedouble : 1e-5f;
         const cJSON *sh = cJSON_IsObject(lh) ? cJSON_GetObjectItemCaseSensitive(lh, "scalar_head") : NULL;
         cfg->scalar_head = cJSON_IsTrue(sh);
+        const cJSON *mu = cJSON_IsObject(lh) ? cJSON_GetObjectItemCaseSensitive(lh, "score_mean") : NULL;
+        const cJSON *sd = cJSON_IsObject(lh) ? cJSON_GetObjectItemCaseSensitive(lh, "score_std") : NULL;
+        if ((mu && !cJSON_IsNumber(mu)) || (sd && (!cJSON_IsNumber(sd) || sd->valuedouble < 0)))
+            rc = leash_fail(LEASH_EFORMAT, "%s: \"leash\".score_mean / score_std must be numbers (std >= 0)", path);
+        cfg->score_mean = cJSON_IsNumber(mu) ? (float)mu->valuedouble : 0.0f;
+        cfg->score_std = cJSON_IsNumber(sd) ? (float)sd->valuedouble : 0.0f;
     }
     cJSON_Delete(root);
     if (!rc && (rc = leash_gpt_config_check(cfg))) return leash_fail_wrap(rc, "%s", path);
@@ -94,6 +100,10 @@ int leash_config_save(const char *path, const leash_gpt_config *c) {
     cJSON_AddNumberToObject(o, "attn_pdrop", 0.0);
     cJSON *lh = cJSON_AddObjectToObject(o, "leash");
     cJSON_AddBoolToObject(lh, "scalar_head", c->scalar_head != 0);
+    if (c->scalar_head) {
+        cJSON_AddNumberToObject(lh, "score_mean", c->score_mean);
+        cJSON_AddNumberToObject(lh, "score_std", c->score_std);
+    }
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
     if (!text) return leash_fail(LEASH_ENOMEM, "out of memory");

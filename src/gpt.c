@@ -153,6 +153,33 @@ void leash_gpt_init(leash_gpt *m, uint64_t seed) {
 }
 
 const leash_gpt_config *leash_gpt_cfg(const leash_gpt *m) { return &m->cfg; }
+
+void leash_gpt_set_score_stats(leash_gpt *m, float mean, float std) {
+    m->cfg.score_mean = mean;
+    m->cfg.score_std = std;
+}
+
+int leash_gpt_copy_with_head(leash_gpt **out, const leash_gpt *src, int keep_head, uint64_t seed) {
+    leash_gpt_config cfg = src->cfg;
+    cfg.scalar_head = 1;
+    leash_gpt *m;
+    int rc = leash_gpt_create(&m, &cfg);
+    if (rc) return rc;
+    // the tensors of src come first in the same order; the head (last two) is copied or initialised
+    size_t body = src->cfg.scalar_head ? src->num_params - (size_t)cfg.n_embd - 1 : src->num_params;
+    memcpy(m->params, src->params, body * sizeof(float));
+    if (src->cfg.scalar_head && keep_head) {
+        memcpy(m->params + body, src->params + body, ((size_t)cfg.n_embd + 1) * sizeof(float));
+    } else {
+        leash_rng rng;
+        leash_rng_seed(&rng, seed, UINT64_C(0x68656164));
+        for (int k = 0; k < cfg.n_embd; k++) m->p.headw[k] = (float)(0.02 * leash_rng_normal(&rng));
+        m->p.headb[0] = 0.0f;
+        m->cfg.score_mean = m->cfg.score_std = 0.0f;
+    }
+    *out = m;
+    return LEASH_OK;
+}
 size_t leash_gpt_num_params(const leash_gpt *m) { return m->num_params; }
 float *leash_gpt_params(leash_gpt *m) { return m->params; }
 float *leash_gpt_grads(leash_gpt *m) { return m->grads; }

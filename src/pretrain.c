@@ -42,32 +42,6 @@ static double now(void) {
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
-/* Copies a small file byte for byte (atomically); a missing source is not an error when optional. */
-static int copy_file(const char *from, const char *to, int optional) {
-    char *data;
-    size_t n;
-    FILE *f = fopen(from, "rb");
-    if (!f && optional) return LEASH_OK;
-    if (f) fclose(f);
-    int rc = leash_read_file(from, 512u << 20, &data, &n);
-    if (rc) return rc;
-    rc = leash_write_file_atomic(to, data, n);
-    free(data);
-    return rc;
-}
-
-static int copy_tokenizer(const char *from_dir, const char *to_dir) {
-    const char *names[] = {"vocab.json", "merges.txt", "tokenizer.json"};
-    for (int i = 0; i < 3; i++) {
-        char a[4096], b[4096];
-        snprintf(a, sizeof a, "%s/%s", from_dir, names[i]);
-        snprintf(b, sizeof b, "%s/%s", to_dir, names[i]);
-        int rc = copy_file(a, b, 1);
-        if (rc) return rc;
-    }
-    return LEASH_OK;
-}
-
 typedef struct {
     int *ids;
     size_t n, cap;
@@ -246,7 +220,7 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
         free(all);
         tok_dir = c->out_dir;
     } else if (!c->resume && !rc) {
-        rc = copy_tokenizer(tok_dir, c->out_dir);
+        rc = leash_tokenizer_copy(tok_dir, c->out_dir);
     }
     if (!rc) rc = leash_tokenizer_load_dir(&tok, tok_dir);
     int eos = tok ? leash_tokenizer_special_id(tok, EOT) : -1;

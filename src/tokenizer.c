@@ -426,6 +426,27 @@ int leash_tokenizer_load_dir(leash_tokenizer **out, const char *dir) {
     return leash_tokenizer_load(out, a, b);
 }
 
+int leash_tokenizer_copy(const char *from_dir, const char *to_dir) {
+    const char *names[] = {"vocab.json", "merges.txt", "tokenizer.json"};
+    int copied = 0;
+    for (int i = 0; i < 3; i++) {
+        char from[4096], to[4096], *data = NULL;
+        size_t n = 0;
+        snprintf(from, sizeof from, "%s/%s", from_dir, names[i]);
+        snprintf(to, sizeof to, "%s/%s", to_dir, names[i]);
+        FILE *f = fopen(from, "rb");
+        if (!f) continue;
+        fclose(f);
+        int rc = leash_read_file(from, 512u << 20, &data, &n);
+        if (!rc) rc = leash_write_file_atomic(to, data, n);
+        free(data);
+        if (rc) return rc;
+        copied++;
+    }
+    return copied ? LEASH_OK
+                  : leash_fail(LEASH_EIO, "%s holds no tokenizer (tokenizer.json, or vocab.json + merges.txt)", from_dir);
+}
+
 int leash_tokenizer_vocab_size(const leash_tokenizer *t) { return t->n_vocab; }
 
 int leash_tokenizer_special_id(const leash_tokenizer *t, const char *text) {

@@ -30,6 +30,8 @@ typedef struct {
     int eos_token_id;         /* -1 when none */
     float layer_norm_epsilon; /* GPT-2: 1e-5 */
     int scalar_head;          /* 1: a scalar head (value or reward) on the final hidden state */
+    float score_mean;         /* scalar head: mean and standard deviation of its scores on reference texts, */
+    float score_std;          /* for reward normalisation; both 0 when not measured */
 } leash_gpt_config;
 
 /* Checks ranges and consistency (C % NH, ids < V, ...); a message names the field. */
@@ -54,6 +56,11 @@ void leash_gpt_free(leash_gpt *m);
 void leash_gpt_init(leash_gpt *m, uint64_t seed);
 
 const leash_gpt_config *leash_gpt_cfg(const leash_gpt *m);
+/* A copy of src with a scalar head (new, N(0, 0.02) weight and zero bias, from seed) or, if src has one
+ * and keep_head, the same head: how a reward or value model starts from the SFT checkpoint. */
+int leash_gpt_copy_with_head(leash_gpt **out, const leash_gpt *src, int keep_head, uint64_t seed);
+/* Records the scalar head's score statistics (written to config.json on save). */
+void leash_gpt_set_score_stats(leash_gpt *m, float mean, float std);
 size_t leash_gpt_num_params(const leash_gpt *m);
 float *leash_gpt_params(leash_gpt *m); /* (num_params) */
 float *leash_gpt_grads(leash_gpt *m);  /* (num_params), same layout */

@@ -19,6 +19,9 @@ int leash_tokenizer_load_json(leash_tokenizer **out, const char *path);
 /* A model directory: tokenizer.json if present, else vocab.json + merges.txt. */
 int leash_tokenizer_load_dir(leash_tokenizer **out, const char *dir);
 void leash_tokenizer_free(leash_tokenizer *tok);
+/* Copies a directory's tokenizer files (vocab.json, merges.txt, tokenizer.json: those present) byte for
+ * byte, atomically, so a model directory carries its tokenizer. */
+int leash_tokenizer_copy(const char *from_dir, const char *to_dir);
 
 int leash_tokenizer_vocab_size(const leash_tokenizer *tok); /* max id + 1 */
 /* The id of a special token such as "<|endoftext|>", or -1. */

@@ -9,6 +9,15 @@ int cli_kl(int argc, char **argv);
 int cli_pretrain(int argc, char **argv);
 int cli_sample(int argc, char **argv);
 int cli_tokenizer(int argc, char **argv);
+int cli_world(int argc, char **argv);
+int cli_rm(int argc, char **argv);
+int cli_judge(int argc, char **argv);
+
+/* Reward-model training options shared by `rm train` and `judge train` (argv[1] is the subcommand):
+ * 0 ok, 1 --help, -1 bad option (message printed). cli_rm_run trains and reports. */
+#include "leash/reward.h"
+int cli_rm_train_options(int argc, char **argv, const char *cmd, leash_rm_config *c, int *quiet);
+int cli_rm_run(leash_rm_config *c, int quiet, const char *cmd);
 
 /* Option values with their accepted range; on failure print "leash CMD: --opt 'x' ..." and return -1. */
 int cli_int(const char *cmd, const char *opt, const char *arg, long lo, long hi, int *out);

@@ -14,6 +14,9 @@ static const char *usage =
     "  pretrain  pre-train or fine-tune a GPT-2 on text files (next-token cross-entropy, AdamW)\n"
     "  sample    generate from a model directory with the KV cache\n"
     "  tokenizer train a byte-level BPE, or encode / decode with one\n"
+    "  world     write the default world: review corpus, prompts, judge data, held-out set; gold scores\n"
+    "  judge     train the default world's AI judge, or label preference pairs with a judge (RLAIF)\n"
+    "  rm        train a Bradley-Terry reward model on preference pairs, or score texts\n"
     "\n"
     "leash <command> --help shows a command's options.\n";
 
@@ -26,6 +29,9 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "pretrain") == 0) return cli_pretrain(argc - 1, argv + 1);
     if (strcmp(argv[1], "sample") == 0) return cli_sample(argc - 1, argv + 1);
     if (strcmp(argv[1], "tokenizer") == 0) return cli_tokenizer(argc - 1, argv + 1);
+    if (strcmp(argv[1], "world") == 0) return cli_world(argc - 1, argv + 1);
+    if (strcmp(argv[1], "judge") == 0) return cli_judge(argc - 1, argv + 1);
+    if (strcmp(argv[1], "rm") == 0) return cli_rm(argc - 1, argv + 1);
     fprintf(stderr, "leash: unknown command '%s'\n\n%s", argv[1], usage);
     return 2;
 }

@@ -1,0 +1,20 @@
+/* JSONL datasets: one JSON object per line, read into columns by key. Prompts ({"prompt"}), preference
+ * pairs ({"prompt", "chosen", "rejected", "margin"}), labelled texts ({"text", "sentiment"}) and any user
+ * file of those shapes. Every bad line is an error naming file, line and key. */
+#ifndef LEASH_DATA_H
+#define LEASH_DATA_H
+
+typedef struct {
+    int n;        /* rows */
+    int n_str, n_num;
+    char ***str;  /* [column][row] strings */
+    double **num; /* [column][row] numbers (NAN where an optional number is absent) */
+} leash_table;
+
+/* Reads path; every line must hold the string keys; numeric keys are required unless num_optional.
+ * Blank lines are skipped. */
+int leash_jsonl_load(const char *path, const char *const *str_keys, int n_str, const char *const *num_keys, int n_num,
+                     int num_optional, leash_table *t);
+void leash_table_free(leash_table *t);
+
+#endif

@@ -1,0 +1,76 @@
+/* JSONL datasets: see include/leash/data.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "leash/data.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "leash/error.h"
+#include "leash/fileio.h"
+
+void leash_table_free(leash_table *t) {
+    for (int c = 0; t->str && c < t->n_str; c++) {
+        for (int r = 0; t->str[c] && r < t->n; r++) free(t->str[c][r]);
+        free(t->str[c]);
+    }
+    for (int c = 0; t->num && c < t->n_num; c++) free(t->num[c]);
+    free(t->str);
+    free(t->num);
+    memset(t, 0, sizeof *t);
+}
+
+int leash_jsonl_load(const char *path, const char *const *str_keys, int n_str, const char *const *num_keys, int n_num,
+                     int num_optional, leash_table *t) {
+    char *text;
+    size_t len;
+    memset(t, 0, sizeof *t);
+    int rc = leash_read_file(path, (size_t)4 << 30, &text, &len);
+    if (rc) return rc;
+    int lines = 1;
+    for (size_t i = 0; i < len; i++) lines += text[i] == '\n';
+    t->n_str = n_str, t->n_num = n_num;
+    t->str = calloc(n_str ? n_str : 1, sizeof *t->str);
+    t->num = calloc(n_num ? n_num : 1, sizeof *t->num);
+    if (!t->str || !t->num) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    for (int c = 0; c < n_str && !rc; c++)
+        if (!(t->str[c] = calloc(lines, sizeof(char *)))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    for (int c = 0; c < n_num && !rc; c++)
+        if (!(t->num[c] = calloc(lines, sizeof(double)))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    int line = 0;
+    for (char *p = text, *next; !rc && p < text + len; p = next) {
+        char *eol = memchr(p, '\n', (size_t)(text + len - p));
+        next = eol ? eol + 1 : text + len;
+        if (eol) *eol = '\0';
+        line++;
+        char *q = p;
+        while (*q == ' ' || *q == '\t' || *q == '\r') q++;
+        if (!*q) continue;
+        cJSON *o = cJSON_Parse(p);
+        if (!cJSON_IsObject(o)) {
+            rc = leash_fail(LEASH_EFORMAT, "%s:%d: not a JSON object%s", path, line,
+                            eol ? "" : " (the last line is cut short: was the file truncated?)");
+            cJSON_Delete(o);
+            break;
+        }
+        for (int c = 0; c < n_str && !rc; c++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, str_keys[c]);
+            if (!cJSON_IsString(v)) rc = leash_fail(LEASH_EFORMAT, "%s:%d: missing string \"%s\"", path, line, str_keys[c]);
+            else if (!(t->str[c][t->n] = strdup(v->valuestring))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+        }
+        for (int c = 0; c < n_num && !rc; c++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, num_keys[c]);
+            if (cJSON_IsNumber(v) && isfinite(v->valuedouble)) t->num[c][t->n] = v->valuedouble;
+            else if (!v && num_optional) t->num[c][t->n] = NAN;
+            else rc = leash_fail(LEASH_EFORMAT, "%s:%d: \"%s\" must be a finite number", path, line, num_keys[c]);
+        }
+        cJSON_Delete(o);
+        if (!rc) t->n++;
+        else for (int c = 0; c < n_str; c++) free(t->str[c][t->n]), t->str[c][t->n] = NULL;
+    }
+    free(text);
+    if (!rc && t->n == 0) rc = leash_fail(LEASH_EFORMAT, "%s: no records", path);
+    if (rc) leash_table_free(t);
+    return rc;
+}

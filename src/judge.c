@@ -1,0 +1,299 @@
+/* RLAIF labelling with a built-in or an external judge: see include/leash/judge.h. */
+#define _GNU_SOURCE /* pipe2, sigtimedwait */
+#include "leash/judge.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "leash/data.h"
+#include "leash/error.h"
+#include "leash/gpt.h"
+#include "leash/reward.h"
+#include "leash/tokenizer.h"
+
+#define EOT "<|endoftext|>"
+
+leash_label_config leash_label_defaults(void) {
+    leash_label_config c = {0};
+    c.timeout_s = 30.0;
+    c.sample = leash_sample_defaults();
+    c.sample.max_new_tokens = 48;
+    c.batch = 32;
+    return c;
+}
+
+/* ---- an external judge process ------------------------------------------------------------------- */
+
+typedef struct {
+    pid_t pid;
+    int to, from;      // its stdin (we write), its stdout (we read)
+    char buf[1 << 16]; // bytes read, not yet consumed
+    size_t n;
+    const char *cmd;
+} external;
+
+static int ext_start(external *x, const char *cmd) {
+    int in[2], out[2];
+    memset(x, 0, sizeof *x);
+    x->cmd = cmd;
+    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC))
+        return leash_fail(LEASH_EIO, "cannot create pipes for the judge command: %s", strerror(errno));
+    x->pid = fork();
+    if (x->pid < 0) return leash_fail(LEASH_EIO, "cannot start the judge command: %s", strerror(errno));
+    if (x->pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]), close(out[1]);
+    x->to = in[1], x->from = out[0];
+    return LEASH_OK;
+}
+
+static void ext_stop(external *x) {
+    if (x->to >= 0) close(x->to);
+    if (x->from >= 0) close(x->from);
+    x->to = x->from = -1;
+    if (x->pid > 0) {
+        kill(x->pid, SIGTERM);
+        waitpid(x->pid, NULL, 0);
+        x->pid = 0;
+    }
+}
+
+/* Writes all of s; a judge that closed its stdin gives EPIPE, never a SIGPIPE that kills us. */
+static int ext_write(external *x, const char *s, size_t n) {
+    sigset_t pipe_set, old;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    int err = 0;
+    while (n && !err) {
+        ssize_t k = write(x->to, s, n);
+        if (k < 0 && errno != EINTR) err = errno;
+        else if (k > 0) s += k, n -= (size_t)k;
+    }
+    if (err == EPIPE) { // consume the pending signal before unblocking it
+        struct timespec zero = {0, 0};
+        sigtimedwait(&pipe_set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return err;
+}
+
+/* Reads one line (without the newline) into line, waiting at most timeout_s. */
+static int ext_read_line(external *x, double timeout_s, char *line, size_t cap, int id) {
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        char *nl = memchr(x->buf, '\n', x->n);
+        if (nl) {
+            size_t k = (size_t)(nl - x->buf);
+            if (k >= cap) return leash_fail(LEASH_EFORMAT, "judge command: answer %d is longer than %zu bytes", id, cap);
+            memcpy(line, x->buf, k);
+            line[k] = '\0';
+            memmove(x->buf, nl + 1, x->n - k - 1);
+            x->n -= k + 1;
+            return LEASH_OK;
+        }
+        if (x->n == sizeof x->buf) return leash_fail(LEASH_EFORMAT, "judge command: answer %d has no newline", id);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double left = timeout_s - (now.tv_sec - t0.tv_sec) - 1e-9 * (now.tv_nsec - t0.tv_nsec);
+        if (left <= 0) {
+            ext_stop(x);
+            return leash_fail(LEASH_EIO, "judge command '%s' did not answer request %d within %g s; it was stopped "
+                                         "(raise --judge-timeout if it is just slow)",
+                              x->cmd, id, timeout_s);
+        }
+        struct pollfd pfd = {x->from, POLLIN, 0};
+        int r = poll(&pfd, 1, (int)(left * 1000) + 1);
+        if (r < 0 && errno != EINTR) return leash_fail(LEASH_EIO, "judge command: poll: %s", strerror(errno));
+        if (r <= 0) continue;
+        ssize_t k = read(x->from, x->buf + x->n, sizeof x->buf - x->n);
+        if (k == 0) { // its output closed: reap it (killing one that lingers) to report how it ended
+            int st = 0;
+            struct timespec pause = {0, 50 * 1000 * 1000};
+            if (waitpid(x->pid, &st, WNOHANG) == 0) {
+                nanosleep(&pause, NULL);
+                if (waitpid(x->pid, &st, WNOHANG) == 0) kill(x->pid, SIGKILL), waitpid(x->pid, &st, 0);
+            }
+            x->pid = 0;
+            return leash_fail(LEASH_EIO, "judge command '%s' ended (%s %d) before answering request %d; run it by hand "
+                                         "on the request line to see why",
+                              x->cmd, WIFEXITED(st) ? "exit status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+                              id);
+        }
+        if (k < 0 && errno != EINTR) return leash_fail(LEASH_EIO, "judge command: read: %s", strerror(errno));
+        if (k > 0) x->n += (size_t)k;
+    }
+}
+
+/* One pair through the external judge: *pref_a = 1 when it prefers a; margin (NAN when not given). */
+static int ext_judge(external *x, double timeout_s, int id, const char *prompt, const char *a, const char *b,
+                     int *pref_a, double *margin) {
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddNumberToObject(req, "id", id);
+    cJSON_AddStringToObject(req, "prompt", prompt);
+    cJSON_AddStringToObject(req, "a", a);
+    cJSON_AddStringToObject(req, "b", b);
+    char *s = cJSON_PrintUnformatted(req);
+    cJSON_Delete(req);
+    if (!s) return leash_fail(LEASH_ENOMEM, "out of memory");
+    size_t n = strlen(s);
+    s[n] = '\n'; // cJSON's buffer holds the NUL: replace it, write n + 1 bytes
+    int err = ext_write(x, s, n + 1);
+    free(s);
+    if (err)
+        return leash_fail(LEASH_EIO, "judge command '%s' stopped reading its input at request %d (%s)", x->cmd, id,
+                          strerror(err));
+    char line[1 << 14];
+    int rc = ext_read_line(x, timeout_s, line, sizeof line, id);
+    if (rc) return rc;
+    cJSON *ans = cJSON_Parse(line);
+    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(ans, "id");
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(ans, "preferred");
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(ans, "margin");
+    if (!cJSON_IsObject(ans)) rc = leash_fail(LEASH_EFORMAT, "judge answer to request %d is not a JSON object: '%.80s'", id, line);
+    else if (!cJSON_IsNumber(jid) || jid->valueint != id)
+        rc = leash_fail(LEASH_EFORMAT, "judge answer '%.80s' does not carry \"id\": %d (answers must come in request order)",
+                        line, id);
+    else if (!cJSON_IsString(p) || (strcmp(p->valuestring, "a") && strcmp(p->valuestring, "b")))
+        rc = leash_fail(LEASH_EFORMAT, "judge answer to request %d: \"preferred\" must be \"a\" or \"b\": '%.80s'", id, line);
+    else if (m && (!cJSON_IsNumber(m) || !(m->valuedouble >= 0.0) || !isfinite(m->valuedouble)))
+        rc = leash_fail(LEASH_EFORMAT, "judge answer to request %d: \"margin\" must be a finite number >= 0", id);
+    else {
+        *pref_a = p->valuestring[0] == 'a';
+        *margin = m ? m->valuedouble : NAN;
+    }
+    cJSON_Delete(ans);
+    return rc;
+}
+
+/* ---- labelling ----------------------------------------------------------------------------------- */
+
+static int write_pair(FILE *f, const char *prompt, const char *chosen, const char *rejected, double margin) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "prompt", prompt);
+    cJSON_AddStringToObject(o, "chosen", chosen);
+    cJSON_AddStringToObject(o, "rejected", rejected);
+    if (isnan(margin)) cJSON_AddNullToObject(o, "margin");
+    else cJSON_AddNumberToObject(o, "margin", margin);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!s) return leash_fail(LEASH_ENOMEM, "out of memory");
+    int ok = fprintf(f, "%s\n", s) > 0 && fflush(f) == 0; // each pair reaches the file whole, as it is made
+    free(s);
+    return ok ? LEASH_OK : leash_fail(LEASH_EIO, "cannot write the preference file: %s", strerror(errno));
+}
+
+int leash_judge_label(const leash_label_config *c, leash_label_fn fn, void *ctx, leash_label_progress *final) {
+    if (!c->policy_dir || !c->prompts_path || !c->out_path)
+        return leash_fail(LEASH_EINVAL, "--policy, --prompts and --out are required");
+    if (!c->judge_dir == !c->judge_cmd) return leash_fail(LEASH_EINVAL, "give exactly one of --judge DIR and --judge-cmd CMD");
+    if (!(c->timeout_s > 0)) return leash_fail(LEASH_EINVAL, "--judge-timeout %g; it must be > 0 seconds", c->timeout_s);
+    if (c->batch < 1) return leash_fail(LEASH_EINVAL, "--batch %d; it must be >= 1", c->batch);
+    static const char *const keys[] = {"prompt"};
+    leash_table pr;
+    int rc = leash_jsonl_load(c->prompts_path, keys, 1, NULL, 0, 0, &pr);
+    if (rc) return rc;
+    leash_gpt *policy = NULL, *judge = NULL;
+    leash_tokenizer *tok = NULL, *jtok = NULL;
+    external ext = {.to = -1, .from = -1};
+    FILE *out = NULL;
+    int n_prompts = c->max_prompts > 0 && c->max_prompts < pr.n ? c->max_prompts : pr.n, B = c->batch, M = c->sample.max_new_tokens;
+    leash_label_progress p = {.prompts = n_prompts};
+    int *ids = NULL, *lens = calloc(2 * B, sizeof *lens), *gen = malloc((size_t)2 * B * M * sizeof *gen);
+    int *glens = malloc(2 * B * sizeof *glens);
+    float *lps = malloc((size_t)2 * B * M * sizeof *lps), *scores = malloc(4 * B * sizeof *scores);
+    char **resp = calloc(2 * B, sizeof *resp), **texts = calloc(2 * B, sizeof *texts);
+    size_t n_ids = 0, cap = 0;
+    if (!lens || !gen || !glens || !lps || !scores || !resp || !texts) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    if (!rc) rc = leash_gpt_load(&policy, c->policy_dir);
+    if (!rc) rc = leash_tokenizer_load_dir(&tok, c->policy_dir);
+    if (!rc && c->judge_dir) {
+        if (!(rc = leash_gpt_load(&judge, c->judge_dir)) && !(rc = leash_tokenizer_load_dir(&jtok, c->judge_dir)) &&
+            !leash_gpt_cfg(judge)->scalar_head)
+            rc = leash_fail(LEASH_EINVAL, "%s has no scalar head: not a judge or reward model", c->judge_dir);
+    }
+    if (!rc && c->judge_cmd) rc = ext_start(&ext, c->judge_cmd);
+    if (!rc && !(out = fopen(c->out_path, "w"))) rc = leash_fail(LEASH_EIO, "cannot write '%s': %s", c->out_path, strerror(errno));
+    leash_sample_config sc = c->sample;
+    sc.eos_id = tok ? leash_tokenizer_special_id(tok, EOT) : -1;
+    uint64_t *streams = malloc(2 * B * sizeof *streams);
+    if (!rc && !streams) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    for (int i0 = 0; i0 < n_prompts && !rc; i0 += B) {
+        int nb = n_prompts - i0 < B ? n_prompts - i0 : B;
+        n_ids = 0;
+        for (int k = 0; k < 2 * nb && !rc; k++) { // two samples of each prompt: rows 2k and 2k + 1
+            size_t before = n_ids;
+            const char *prompt = pr.str[0][i0 + k / 2];
+            rc = leash_tokenizer_encode(tok, prompt, strlen(prompt), 0, &ids, &n_ids, &cap);
+            lens[k] = (int)(n_ids - before);
+            streams[k] = 2 * (uint64_t)(i0 + k / 2) + (k & 1); // a pair's samples do not depend on the batching
+        }
+        if (!rc) rc = leash_generate(policy, &sc, ids, lens, 2 * nb, streams, gen, lps, glens);
+        for (int k = 0; k < 2 * nb && !rc; k++) {
+            size_t len = 0, rcap = 0;
+            int n = glens[k] - (glens[k] && gen[k * M + glens[k] - 1] == sc.eos_id); // the EOS is not text
+            free(resp[k]);
+            resp[k] = NULL;
+            rc = leash_tokenizer_decode(tok, gen + k * M, n, &resp[k], &len, &rcap);
+            if (!rc && !resp[k]) resp[k] = calloc(1, 1);
+        }
+        if (!rc && judge) {
+            for (int k = 0; k < 2 * nb && !rc; k++) {
+                const char *prompt = pr.str[0][i0 + k / 2];
+                free(texts[k]);
+                texts[k] = malloc(strlen(prompt) + strlen(resp[k]) + 1);
+                if (!texts[k]) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+                else strcat(strcpy(texts[k], prompt), resp[k]);
+            }
+            if (!rc) rc = leash_rm_score_texts(judge, jtok, (const char *const *)texts, 2 * nb, 2 * nb, scores);
+        }
+        for (int j = 0; j < nb && !rc; j++) {
+            const char *prompt = pr.str[0][i0 + j], *a = resp[2 * j], *b = resp[2 * j + 1];
+            int pref_a = 0;
+            double margin = NAN;
+            if (judge) {
+                margin = fabs((double)scores[2 * j] - scores[2 * j + 1]);
+                pref_a = scores[2 * j] > scores[2 * j + 1];
+                if (margin == 0.0 || strcmp(a, b) == 0) {
+                    p.skipped++;
+                    continue;
+                }
+            } else {
+                if (strcmp(a, b) == 0) {
+                    p.skipped++;
+                    continue;
+                }
+                rc = ext_judge(&ext, c->timeout_s, i0 + j, prompt, a, b, &pref_a, &margin);
+                if (rc) break;
+            }
+            rc = write_pair(out, prompt, pref_a ? a : b, pref_a ? b : a, margin);
+            if (!rc) p.written++;
+        }
+        p.prompts_done = i0 + nb;
+        if (!rc && fn && fn(&p, ctx)) break;
+    }
+    if (final) *final = p;
+    if (out && fclose(out) != 0 && !rc) rc = leash_fail(LEASH_EIO, "cannot write '%s': %s", c->out_path, strerror(errno));
+    if (c->judge_cmd) ext_stop(&ext);
+    for (int k = 0; k < 2 * B; k++) free(resp ? resp[k] : NULL), free(texts ? texts[k] : NULL);
+    free(resp), free(texts), free(ids), free(lens), free(gen), free(glens), free(lps), free(scores), free(streams);
+    leash_gpt_free(policy), leash_gpt_free(judge);
+    leash_tokenizer_free(tok), leash_tokenizer_free(jtok);
+    leash_table_free(&pr);
+    return rc;
+}
