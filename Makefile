@@ -86,8 +86,9 @@ $(TESTS): $(TEST_OBJ) $(LIB) $(SOURCES)
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+# under SANITIZE=1, LeakSanitizer ignores Criterion's own leaks (tests/lsan.supp) but not ours
 test: $(TESTS) $(BIN)
-	$(TESTS) --jobs 2
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(TESTS) --jobs 2
 
 bench: $(BENCH_BIN) $(BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done

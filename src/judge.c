@@ -247,10 +247,13 @@ int leash_judge_label(const leash_label_config *c, leash_label_fn fn, void *ctx,
         for (int k = 0; k < 2 * nb && !rc; k++) {
             size_t len = 0, rcap = 0;
             int n = glens[k] - (glens[k] && gen[k * M + glens[k] - 1] == sc.eos_id); // the EOS is not text
+            char *raw = NULL;
             free(resp[k]);
             resp[k] = NULL;
-            rc = leash_tokenizer_decode(tok, gen + k * M, n, &resp[k], &len, &rcap);
-            if (!rc && !resp[k]) resp[k] = calloc(1, 1);
+            rc = leash_tokenizer_decode(tok, gen + k * M, n, &raw, &len, &rcap);
+            // judges and JSONL files get valid UTF-8: bytes that are not become U+FFFD
+            if (!rc && !(resp[k] = leash_utf8_sanitize(raw ? raw : "", len))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+            free(raw);
         }
         if (!rc && judge) {
             for (int k = 0; k < 2 * nb && !rc; k++) {

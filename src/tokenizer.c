@@ -464,6 +464,26 @@ const char *leash_tokenizer_token(const leash_tokenizer *t, int id, int *len) {
     return t->bytes[id];
 }
 
+char *leash_utf8_sanitize(const char *s, size_t len) {
+    char *out = malloc(3 * len + 1), *o = out;
+    if (!out) return NULL;
+    for (size_t i = 0; i < len;) {
+        int cp, l = utf8_decode((const unsigned char *)s + i, len - i, &cp);
+        // overlong forms, surrogates and code points past U+10FFFF are invalid too
+        int ok = l && !(l == 2 && cp < 0x80) && !(l == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) &&
+                 !(l == 4 && (cp < 0x10000 || cp > 0x10FFFF)) && !(l == 1 && cp == 0);
+        if (ok) {
+            memcpy(o, s + i, l);
+            o += l, i += l;
+        } else {
+            memcpy(o, "\xEF\xBF\xBD", 3); // U+FFFD
+            o += 3, i += 1;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 /* ---- encoding ---------------------------------------------------------------------------------- */
 
 static int push_id(int **ids, size_t *n, size_t *cap, int id) {

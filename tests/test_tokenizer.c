@@ -177,3 +177,10 @@ Test(tokenizer, tokenizer_json_matches_vocab_and_merges) {
     leash_tokenizer_free(t);
     leash_tokenizer_free(tj);
 }
+
+Test(tokenizer, utf8_sanitize_replaces_only_invalid_bytes) {
+    const char in[] = "ok \xc3\xa9 \xff bad \xe2\x82 cut \xf0\x9f\x99\x82 \xc0\xaf end";
+    char *out = leash_utf8_sanitize(in, sizeof in - 1);
+    cr_assert_str_eq(out, "ok \xc3\xa9 \xef\xbf\xbd bad \xef\xbf\xbd\xef\xbf\xbd cut \xf0\x9f\x99\x82 \xef\xbf\xbd\xef\xbf\xbd end");
+    free(out);
+}

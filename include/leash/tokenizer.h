@@ -34,6 +34,10 @@ int leash_tokenizer_encode(const leash_tokenizer *tok, const char *text, size_t 
 /* Appends the bytes of ids to *out (grown with realloc; NUL-terminated for convenience). */
 int leash_tokenizer_decode(const leash_tokenizer *tok, const int *ids, size_t n_ids, char **out, size_t *len,
                            size_t *cap);
+/* A copy of len bytes as valid UTF-8: each byte that does not start a valid sequence becomes U+FFFD
+ * (as Python's errors="replace"), so decoded text can go into JSON. Caller frees. */
+char *leash_utf8_sanitize(const char *s, size_t len);
+
 /* The bytes of one id (not NUL-terminated), or NULL for an id outside the vocabulary. */
 const char *leash_tokenizer_token(const leash_tokenizer *tok, int id, int *len);
 

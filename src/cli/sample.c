@@ -94,8 +94,10 @@ int cli_sample(int argc, char **argv) {
         }
         if (json) {
             cJSON *o = cJSON_CreateObject();
+            char *valid = leash_utf8_sanitize(text ? text : "", len); // JSON strings are UTF-8
             cJSON_AddStringToObject(o, "prompt", prompt);
-            cJSON_AddStringToObject(o, "text", text ? text : "");
+            cJSON_AddStringToObject(o, "text", valid ? valid : "");
+            free(valid);
             cJSON_AddItemToObject(o, "tokens", cJSON_CreateIntArray(out + (size_t)i * M, k));
             cJSON_AddItemToObject(o, "logprobs", cJSON_CreateFloatArray(lps + (size_t)i * M, k));
             cJSON_AddNumberToObject(o, "temperature", sc.temperature);
