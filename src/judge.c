@@ -72,6 +72,19 @@ static void ext_stop(external *x) {
     }
 }
 
+/* Reaps a judge whose pipes closed (killing one that lingers) and describes how it ended. */
+static const char *ext_ended(external *x, char *buf, size_t cap) {
+    int st = 0;
+    struct timespec pause = {0, 50 * 1000 * 1000};
+    if (x->pid > 0 && waitpid(x->pid, &st, WNOHANG) == 0) {
+        nanosleep(&pause, NULL);
+        if (waitpid(x->pid, &st, WNOHANG) == 0) kill(x->pid, SIGKILL), waitpid(x->pid, &st, 0);
+    }
+    x->pid = 0;
+    snprintf(buf, cap, "%s %d", WIFEXITED(st) ? "exit status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+    return buf;
+}
+
 /* Writes all of s; a judge that closed its stdin gives EPIPE, never a SIGPIPE that kills us. */
 static int ext_write(external *x, const char *s, size_t n) {
     sigset_t pipe_set, old;
@@ -122,18 +135,11 @@ static int ext_read_line(external *x, double timeout_s, char *line, size_t cap, 
         if (r < 0 && errno != EINTR) return leash_fail(LEASH_EIO, "judge command: poll: %s", strerror(errno));
         if (r <= 0) continue;
         ssize_t k = read(x->from, x->buf + x->n, sizeof x->buf - x->n);
-        if (k == 0) { // its output closed: reap it (killing one that lingers) to report how it ended
-            int st = 0;
-            struct timespec pause = {0, 50 * 1000 * 1000};
-            if (waitpid(x->pid, &st, WNOHANG) == 0) {
-                nanosleep(&pause, NULL);
-                if (waitpid(x->pid, &st, WNOHANG) == 0) kill(x->pid, SIGKILL), waitpid(x->pid, &st, 0);
-            }
-            x->pid = 0;
-            return leash_fail(LEASH_EIO, "judge command '%s' ended (%s %d) before answering request %d; run it by hand "
+        if (k == 0) { // its output closed
+            char how[64];
+            return leash_fail(LEASH_EIO, "judge command '%s' ended (%s) before answering request %d; run it by hand "
                                          "on the request line to see why",
-                              x->cmd, WIFEXITED(st) ? "exit status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
-                              id);
+                              x->cmd, ext_ended(x, how, sizeof how), id);
         }
         if (k < 0 && errno != EINTR) return leash_fail(LEASH_EIO, "judge command: read: %s", strerror(errno));
         if (k > 0) x->n += (size_t)k;
@@ -155,9 +161,13 @@ static int ext_judge(external *x, double timeout_s, int id, const char *prompt, 
     s[n] = '\n'; // cJSON's buffer holds the NUL: replace it, write n + 1 bytes
     int err = ext_write(x, s, n + 1);
     free(s);
-    if (err)
-        return leash_fail(LEASH_EIO, "judge command '%s' stopped reading its input at request %d (%s)", x->cmd, id,
-                          strerror(err));
+    if (err == EPIPE) {
+        char how[64];
+        return leash_fail(LEASH_EIO, "judge command '%s' ended (%s) before answering request %d; run it by hand on the "
+                                     "request line to see why",
+                          x->cmd, ext_ended(x, how, sizeof how), id);
+    }
+    if (err) return leash_fail(LEASH_EIO, "cannot send request %d to judge command '%s': %s", id, x->cmd, strerror(err));
     char line[1 << 14];
     int rc = ext_read_line(x, timeout_s, line, sizeof line, id);
     if (rc) return rc;
