@@ -111,9 +111,9 @@ leash_rm_config leash_rm_defaults(void) {
                                  .eos_token_id = -1, .layer_norm_epsilon = 1e-5f, .scalar_head = 1};
     c.loss = LEASH_RM_BRADLEY_TERRY;
     c.batch_size = 32;
-    c.epochs = 1;
+    c.epochs = 2;
     c.optim = leash_adamw_defaults();
-    c.optim.lr = 1e-4f;
+    c.optim.lr = 5e-4f;
     c.optim.weight_decay = 0.0f;
     c.val_fraction = 0.1f;
     return c;

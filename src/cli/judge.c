@@ -13,7 +13,8 @@ static const char *usage =
     "       leash judge label --policy DIR --prompts PROMPTS.jsonl (--judge DIR | --judge-cmd CMD) --out PREFS.jsonl\n"
     "\n"
     "train: a sentiment judge, a small transformer with a scalar head trained by regression on labelled\n"
-    "  texts {\"text\", \"sentiment\"} (the default world's judge.jsonl). Options as `leash rm train`, plus the\n"
+    "  texts {\"text\", \"sentiment\"} (the default world's judge.jsonl). Options as `leash rm train` (but\n"
+    "  --epochs 3, --lr 1e-3, --warmup 50 by default), plus the\n"
     "  new model's shape: --n-layer (2) --n-embd (128) --n-head (4) --n-positions (128).\n"
     "label: samples two responses per prompt from the policy and writes {\"prompt\", \"chosen\", \"rejected\",\n"
     "  \"margin\"} lines as the judge decides. A judge model prefers the higher score. An external judge\n"
@@ -84,6 +85,7 @@ int cli_judge(int argc, char **argv) {
     }
     leash_rm_config c = leash_rm_defaults();
     c.loss = LEASH_RM_REGRESSION;
+    c.epochs = 3;
     c.optim.lr = 1e-3f;
     c.optim.warmup_steps = 50;
     int quiet = 0, r = cli_rm_train_options(argc, argv, "judge train", &c, &quiet);

@@ -25,7 +25,7 @@ static const char *usage =
     "  --file takes JSONL {\"text\"}.\n"
     "\n"
     "options (train):\n"
-    "  --epochs N (1)  --batch B (32)  --lr X (1e-4)  --warmup N (0)  --weight-decay X (0)  --grad-clip X (1)\n"
+    "  --epochs N (2)  --batch B (32)  --lr X (5e-4)  --warmup N (0)  --weight-decay X (0)  --grad-clip X (1)\n"
     "  --val-fraction X (0.1, from the end of the file)  --seed S (0)\n"
     "  --gold-world   also report agreement with the default world's gold reward\n"
     "  -q, --quiet\n";

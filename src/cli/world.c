@@ -12,7 +12,7 @@ static const char *usage =
     "\n"
     "Writes the default world, a seeded grammar of short English reviews with a gold truth (docs/world.md):\n"
     "  corpus.txt     N reviews, one per line, for pre-training / SFT       (default 200000)\n"
-    "  prompts.jsonl  N review openings {\"prompt\"} for RL and labelling     (default 2000)\n"
+    "  prompts.jsonl  N review openings {\"prompt\"} for RL and labelling     (default 10000)\n"
     "  judge.jsonl    N labelled reviews {\"text\", \"sentiment\"} for the judge  (default 50000)\n"
     "  heldout.jsonl  N labelled reviews for evaluation                    (default 5000)\n"
     "  leash world score TEXT   prints the gold verdict on a text (grammatical, sentiment, reward)\n";
@@ -29,7 +29,7 @@ int cli_world(int argc, char **argv) {
         return 0;
     }
     const char *out = NULL, *cmd = "world";
-    int seed = 0, corpus = 200000, prompts = 2000, judge = 50000, heldout = 5000, bad = 0, ch;
+    int seed = 0, corpus = 200000, prompts = 10000, judge = 50000, heldout = 5000, bad = 0, ch;
     static const struct option opts[] = {{"out", 1, 0, 'o'},     {"seed", 1, 0, 's'},    {"corpus", 1, 0, 'c'},
                                          {"prompts", 1, 0, 'p'}, {"judge", 1, 0, 'j'},   {"heldout", 1, 0, 'H'},
                                          {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
