@@ -17,6 +17,8 @@ static const char *usage =
     "  world     write the default world: review corpus, prompts, judge data, held-out set; gold scores\n"
     "  judge     train the default world's AI judge, or label preference pairs with a judge (RLAIF)\n"
     "  rm        train a Bradley-Terry reward model on preference pairs, or score texts\n"
+    "  ppo       RL fine-tuning with PPO and the KL leash (KL in the reward, adaptive beta)\n"
+    "  grpo      RL fine-tuning with GRPO (group-relative advantages, k3 KL in the loss)\n"
     "\n"
     "leash <command> --help shows a command's options.\n";
 
@@ -32,6 +34,8 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "world") == 0) return cli_world(argc - 1, argv + 1);
     if (strcmp(argv[1], "judge") == 0) return cli_judge(argc - 1, argv + 1);
     if (strcmp(argv[1], "rm") == 0) return cli_rm(argc - 1, argv + 1);
+    if (strcmp(argv[1], "ppo") == 0) return cli_ppo(argc - 1, argv + 1);
+    if (strcmp(argv[1], "grpo") == 0) return cli_grpo(argc - 1, argv + 1);
     fprintf(stderr, "leash: unknown command '%s'\n\n%s", argv[1], usage);
     return 2;
 }

@@ -1,0 +1,87 @@
+/* RL fine-tuning with a KL leash: PPO (the InstructGPT / RLHF recipe) and GRPO (DeepSeekMath).
+ *
+ * Both sample responses from the policy at temperature T, score prompt + response with a reward model (or
+ * the default world's gold scorer), and measure the KL to a frozen reference (the starting checkpoint,
+ * loaded once, never updated) with log-probs computed at the same T.
+ *   PPO:  per-token reward -beta * kl_t, plus the (shaped) score at the last response token; a value model
+ *         (initialised from the reward model, or the policy plus a head); GAE; whitened advantages; clipped
+ *         policy and value losses; several epochs over mini-batches.
+ *   GRPO: G responses per prompt; advantage (r - mean) / (std + eps) within the group (or r - mean); the KL
+ *         inside the loss with the k3 estimator and its gradient; clipped ratio; loss averaged per sequence
+ *         (the paper) or per token.
+ * Dimensions: B sequences in a step, P longest prompt, M new tokens, T = P + M.
+ */
+#ifndef LEASH_RL_H
+#define LEASH_RL_H
+
+#include <stdint.h>
+
+#include "leash/beta.h"
+#include "leash/kl.h"
+#include "leash/optim.h"
+
+typedef enum { LEASH_PPO = 0, LEASH_GRPO = 1 } leash_rl_algo;
+
+typedef struct {
+    leash_rl_algo algo;
+    const char *policy_dir;  /* the SFT checkpoint: the policy starts here and it is the frozen reference */
+    const char *reward_dir;  /* a reward model (scalar head); NULL with gold_reward */
+    int gold_reward;         /* score with the default world's gold reward instead of a model */
+    int gold_metrics;        /* report the default world's gold reward and grammaticality */
+    const char *prompts;     /* JSONL {"prompt"} */
+    const char *out_dir;     /* policy (and value model), metrics.jsonl, samples.jsonl, report.json */
+    int steps, batch;        /* updates; prompts per step (PPO: sequences; GRPO: groups) */
+    int group;               /* GRPO: responses per prompt (G) */
+    int max_new;             /* M */
+    float temperature;       /* rollouts and every log-prob */
+    uint64_t seed;
+    /* the leash */
+    leash_beta_ctl beta;     /* fixed or adaptive (target in nats per sequence) */
+    int kl_exact;            /* PPO: the exact full-vocabulary KL per token instead of an estimator */
+    leash_kl_estimator kl_estimator; /* PPO: k1 (default) or k3 in the reward; GRPO: k3 in the loss */
+    /* reward shaping */
+    int normalize_scores;    /* (score - mean) / std with the reward model's stored statistics */
+    float score_clip;        /* clip the (normalised) score to [-x, x]; 0: off */
+    float no_eos_penalty;    /* added to the score of a response that never emitted EOS (e.g. -1); 0: off */
+    float length_penalty;    /* subtracted per response token */
+    int whiten_rewards;      /* PPO: whiten per-token rewards over the batch */
+    /* optimisation */
+    leash_adamw_config optim;       /* policy */
+    leash_adamw_config value_optim; /* PPO value model */
+    int epochs, minibatch;   /* passes over each batch; sequences per update */
+    float clip_eps, value_clip, vf_coef, gamma, lam;
+    int scale_group_std;     /* GRPO: divide by the group's std (paper) */
+    int token_level_loss;    /* GRPO: average the loss over tokens instead of per sequence */
+    /* reporting */
+    int sample_every;        /* print / store samples every N steps; 0: off */
+} leash_rl_config;
+
+leash_rl_config leash_rl_defaults(leash_rl_algo algo);
+
+/* One step's metrics (TRL's names in the JSONL where TRL has one). KLs are nats per sequence unless
+ * marked per token. */
+typedef struct {
+    int step, steps;
+    double kl;             /* objective/kl: mean per-sequence KL by the estimator used (nats/seq) */
+    double kl_per_token;   /* the same, per response token */
+    double kl_exact;       /* objective/kl_exact: exact full-vocabulary KL of the same batch (nats/seq) */
+    double entropy;        /* objective/entropy: per response token (nats) */
+    double scores;         /* objective/scores: raw reward-model score */
+    double non_score_reward; /* objective/non_score_reward: mean of -beta * KL summed per sequence */
+    double rlhf_reward;    /* objective/rlhf_reward = shaped score + non-score reward */
+    double beta;
+    double clipfrac, approxkl, policy_loss, value_loss, ratio;
+    double gold_reward, grammatical; /* NAN without the world */
+    double ref_nll;        /* fluency: reference model's NLL of the responses, per token */
+    double distinct2, repetition, length, eos_rate;
+    int hacking_alarm;     /* proxy up while gold reward or fluency falls */
+    int kl_band_warning;   /* running KL outside 0..10 nats per sequence */
+    double seconds;
+    const char *sample;    /* one response of this step, when sampled */
+} leash_rl_progress;
+
+typedef int (*leash_rl_fn)(const leash_rl_progress *p, void *ctx);
+
+int leash_rl_train(const leash_rl_config *cfg, leash_rl_fn fn, void *ctx, leash_rl_progress *final);
+
+#endif

@@ -1,0 +1,158 @@
+/* `leash ppo` and `leash grpo`: RL fine-tuning with the KL leash. Options, validation, the progress line
+ * and the warnings; the work is in src/rl.c, src/ppo.c, src/grpo.c. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "leash/error.h"
+#include "leash/rl.h"
+
+static const char *usage =
+    "usage: leash ppo  --policy SFT_DIR (--reward RM_DIR | --gold-reward) --prompts PROMPTS.jsonl --out DIR [options]\n"
+    "       leash grpo --policy SFT_DIR (--reward RM_DIR | --gold-reward) --prompts PROMPTS.jsonl --out DIR [options]\n"
+    "\n"
+    "RL fine-tuning with a KL leash to the frozen SFT model. The policy samples at --temperature and every\n"
+    "log-prob (ratios, KL) is computed at that same temperature. DIR gets metrics.jsonl (one line per step,\n"
+    "TRL's metric names), samples.jsonl, and the final policy in DIR/policy.\n"
+    "\n"
+    "the leash:\n"
+    "  --beta B             KL coefficient (PPO: start of the adaptive controller, default 0.2; GRPO: fixed,\n"
+    "                       default 0.04); 0 turns the leash off\n"
+    "  --fixed-beta         PPO: keep beta fixed (default: adaptive, Ziegler et al.)\n"
+    "  --kl-target X        adaptive: target KL in nats per sequence (default 6)\n"
+    "  --kl-horizon N       adaptive: horizon in samples (default 10000; smaller adapts faster)\n"
+    "  --kl-estimator E     PPO: k1 (default), k3, or exact (full-vocabulary KL per token) in the reward\n"
+    "rewards:\n"
+    "  --no-normalize       do not normalise scores with the reward model's stored mean and std\n"
+    "  --score-clip X       clip the score to [-X, X] (0 = off)   --no-eos-penalty X (added, e.g. -1; 0 = off)\n"
+    "  --length-penalty X   per response token (0)                --whiten-rewards  (PPO)\n"
+    "  --gold-metrics       also report the default world's gold reward and grammaticality\n"
+    "sampling and updates:\n"
+    "  --steps N (100)  --batch N (PPO 64 sequences; GRPO 8 prompts)  --group G (GRPO, 8)  --max-new N (24)\n"
+    "  -t, --temperature T (1)  --seed S (0)  --epochs N (PPO 4, GRPO 1)  --minibatch N (whole batch)\n"
+    "  --lr X (3e-5)  --value-lr X (1e-4)  --clip X (0.2)  --value-clip X (0.2)  --vf-coef X (0.1)\n"
+    "  --gamma X (1)  --lambda X (0.95)  --no-std-scaling (GRPO: r - mean only)  --token-level-loss (GRPO)\n"
+    "  --sample-every N (10)  -q, --quiet\n";
+
+typedef struct {
+    int quiet, warned_alarm, warned_band;
+} rl_ctx;
+
+static int progress(const leash_rl_progress *p, void *vctx) {
+    rl_ctx *ctx = vctx;
+    if (p->hacking_alarm && !ctx->warned_alarm) {
+        ctx->warned_alarm = 1;
+        fprintf(stderr, "\nleash: REWARD HACKING ALARM at step %d: the proxy reward climbs while %s falls. The policy is "
+                        "exploiting the reward model; raise --beta (or use the adaptive controller) to keep it near "
+                        "the reference.\n",
+                p->step, isnan(p->gold_reward) ? "fluency (reference NLL)" : "the gold reward or grammaticality");
+    }
+    if (p->kl_band_warning && !ctx->warned_band) {
+        ctx->warned_band = 1;
+        fprintf(stderr, "\nleash: warning at step %d: the running KL is %.2f nats per sequence, outside 0..10. %s\n", p->step,
+                p->kl, p->kl > 10 ? "Raise --beta or lower the learning rate." :
+                       "A negative k1 mean usually means sampling and scoring differ (temperature, top-k/top-p).");
+    }
+    if (ctx->quiet) return 0;
+    fprintf(stderr, "\rstep %4d/%d  score %+.3f  KL %6.3f nats/seq (exact %6.3f)  beta %.4f  ent %.3f", p->step, p->steps,
+            p->scores, p->kl, p->kl_exact, p->beta, p->entropy);
+    if (!isnan(p->gold_reward)) fprintf(stderr, "  gold %+.3f  gram %3.0f%%", p->gold_reward, 100 * p->grammatical);
+    fprintf(stderr, "  %.2fs ", p->seconds);
+    if (p->sample) fprintf(stderr, "\n    sample: %.100s\n", p->sample);
+    return 0;
+}
+
+static int run(int argc, char **argv, leash_rl_algo algo) {
+    leash_rl_config c = leash_rl_defaults(algo);
+    const char *cmd = algo == LEASH_PPO ? "ppo" : "grpo";
+    float beta = (float)c.beta.beta, target = LEASH_BETA_DEFAULT_TARGET, horizon = LEASH_BETA_DEFAULT_HORIZON;
+    int fixed = algo == LEASH_GRPO, seed = 0, bad = 0, ch;
+    rl_ctx ctx = {0};
+    enum { O_POLICY = 256, O_REWARD, O_GOLDR, O_GOLDM, O_PROMPTS, O_OUT, O_BETA, O_FIXED, O_TARGET, O_HORIZON, O_EST,
+           O_NONORM, O_SCLIP, O_EOSP, O_LENP, O_WHITEN, O_STEPS, O_BATCH, O_GROUP, O_MAXNEW, O_SEED, O_EPOCHS, O_MB,
+           O_LR, O_VLR, O_CLIP, O_VCLIP, O_VF, O_GAMMA, O_LAMBDA, O_NOSTD, O_TOKLOSS, O_SAMPLE };
+    static const struct option opts[] = {
+        {"policy", 1, 0, O_POLICY}, {"reward", 1, 0, O_REWARD}, {"gold-reward", 0, 0, O_GOLDR},
+        {"gold-metrics", 0, 0, O_GOLDM}, {"prompts", 1, 0, O_PROMPTS}, {"out", 1, 0, O_OUT}, {"beta", 1, 0, O_BETA},
+        {"fixed-beta", 0, 0, O_FIXED}, {"kl-target", 1, 0, O_TARGET}, {"kl-horizon", 1, 0, O_HORIZON},
+        {"kl-estimator", 1, 0, O_EST}, {"no-normalize", 0, 0, O_NONORM}, {"score-clip", 1, 0, O_SCLIP},
+        {"no-eos-penalty", 1, 0, O_EOSP}, {"length-penalty", 1, 0, O_LENP}, {"whiten-rewards", 0, 0, O_WHITEN},
+        {"steps", 1, 0, O_STEPS}, {"batch", 1, 0, O_BATCH}, {"group", 1, 0, O_GROUP}, {"max-new", 1, 0, O_MAXNEW},
+        {"temperature", 1, 0, 't'}, {"seed", 1, 0, O_SEED}, {"epochs", 1, 0, O_EPOCHS}, {"minibatch", 1, 0, O_MB},
+        {"lr", 1, 0, O_LR}, {"value-lr", 1, 0, O_VLR}, {"clip", 1, 0, O_CLIP}, {"value-clip", 1, 0, O_VCLIP},
+        {"vf-coef", 1, 0, O_VF}, {"gamma", 1, 0, O_GAMMA}, {"lambda", 1, 0, O_LAMBDA}, {"no-std-scaling", 0, 0, O_NOSTD},
+        {"token-level-loss", 0, 0, O_TOKLOSS}, {"sample-every", 1, 0, O_SAMPLE}, {"quiet", 0, 0, 'q'},
+        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    optind = 1;
+    while (!bad && (ch = getopt_long(argc, argv, "t:qh", opts, NULL)) != -1) {
+        switch (ch) {
+        case O_POLICY: c.policy_dir = optarg; break;
+        case O_REWARD: c.reward_dir = optarg; break;
+        case O_GOLDR: c.gold_reward = 1; break;
+        case O_GOLDM: c.gold_metrics = 1; break;
+        case O_PROMPTS: c.prompts = optarg; break;
+        case O_OUT: c.out_dir = optarg; break;
+        case O_BETA: bad = cli_float(cmd, "--beta", optarg, 0, 1e6, &beta); break;
+        case O_FIXED: fixed = 1; break;
+        case O_TARGET: bad = cli_float(cmd, "--kl-target", optarg, 1e-6, 1e6, &target); break;
+        case O_HORIZON: bad = cli_float(cmd, "--kl-horizon", optarg, 1, 1e12, &horizon); break;
+        case O_EST:
+            if (!strcmp(optarg, "exact")) c.kl_exact = 1;
+            else if (leash_kl_estimator_parse(optarg, &c.kl_estimator)) {
+                fprintf(stderr, "leash %s: --kl-estimator: %s, or exact\n", cmd, leash_errmsg());
+                bad = 1;
+            }
+            break;
+        case O_NONORM: c.normalize_scores = 0; break;
+        case O_SCLIP: bad = cli_float(cmd, "--score-clip", optarg, 0, 1e6, &c.score_clip); break;
+        case O_EOSP: bad = cli_float(cmd, "--no-eos-penalty", optarg, -1e6, 1e6, &c.no_eos_penalty); break;
+        case O_LENP: bad = cli_float(cmd, "--length-penalty", optarg, 0, 1e6, &c.length_penalty); break;
+        case O_WHITEN: c.whiten_rewards = 1; break;
+        case O_STEPS: bad = cli_int(cmd, "--steps", optarg, 1, 1 << 30, &c.steps); break;
+        case O_BATCH: bad = cli_int(cmd, "--batch", optarg, 1, 1 << 16, &c.batch); break;
+        case O_GROUP: bad = cli_int(cmd, "--group", optarg, 2, 1 << 12, &c.group); break;
+        case O_MAXNEW: bad = cli_int(cmd, "--max-new", optarg, 1, 1 << 20, &c.max_new); break;
+        case 't': bad = cli_float(cmd, "--temperature", optarg, 1e-3, 100, &c.temperature); break;
+        case O_SEED: bad = cli_int(cmd, "--seed", optarg, 0, 2147483647, &seed); break;
+        case O_EPOCHS: bad = cli_int(cmd, "--epochs", optarg, 1, 1000, &c.epochs); break;
+        case O_MB: bad = cli_int(cmd, "--minibatch", optarg, 1, 1 << 16, &c.minibatch); break;
+        case O_LR: bad = cli_float(cmd, "--lr", optarg, 1e-12, 1, &c.optim.lr); break;
+        case O_VLR: bad = cli_float(cmd, "--value-lr", optarg, 1e-12, 1, &c.value_optim.lr); break;
+        case O_CLIP: bad = cli_float(cmd, "--clip", optarg, 1e-6, 0.999, &c.clip_eps); break;
+        case O_VCLIP: bad = cli_float(cmd, "--value-clip", optarg, 1e-6, 1e6, &c.value_clip); break;
+        case O_VF: bad = cli_float(cmd, "--vf-coef", optarg, 0, 1e6, &c.vf_coef); break;
+        case O_GAMMA: bad = cli_float(cmd, "--gamma", optarg, 0, 1, &c.gamma); break;
+        case O_LAMBDA: bad = cli_float(cmd, "--lambda", optarg, 0, 1, &c.lam); break;
+        case O_NOSTD: c.scale_group_std = 0; break;
+        case O_TOKLOSS: c.token_level_loss = 1; break;
+        case O_SAMPLE: bad = cli_int(cmd, "--sample-every", optarg, 0, 1 << 30, &c.sample_every); break;
+        case 'q': ctx.quiet = 1; break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    if (bad) return 2;
+    if (optind < argc) {
+        fprintf(stderr, "leash %s: unexpected argument '%s'\n", cmd, argv[optind]);
+        return 2;
+    }
+    c.seed = (uint64_t)seed;
+    int rcb = fixed || beta == 0.0f ? leash_beta_fixed(&c.beta, beta) : leash_beta_adaptive(&c.beta, beta, target, horizon);
+    if (rcb) {
+        fprintf(stderr, "leash %s: %s\n", cmd, leash_errmsg());
+        return 2;
+    }
+    leash_rl_progress fin;
+    if (leash_rl_train(&c, progress, &ctx, &fin)) {
+        fprintf(stderr, "\nleash %s: %s\n", cmd, leash_errmsg());
+        return 1;
+    }
+    if (!ctx.quiet) fprintf(stderr, "\nleash %s: policy written to %s/policy, metrics in %s/metrics.jsonl\n", cmd, c.out_dir, c.out_dir);
+    return 0;
+}
+
+int cli_ppo(int argc, char **argv) { return run(argc, argv, LEASH_PPO); }
+int cli_grpo(int argc, char **argv) { return run(argc, argv, LEASH_GRPO); }

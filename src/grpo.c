@@ -1,0 +1,74 @@
+/* GRPO: group-relative advantages and the clipped objective with the KL (k3) inside the loss.
+ * See include/leash/rl.h; the rollout layout is in src/rl_internal.h. Dimensions: B rows, T columns,
+ * G rows per group (consecutive). */
+#include <math.h>
+
+#include "leash/error.h"
+#include "leash/optim.h"
+#include "rl_internal.h"
+
+int grpo_advantages(rollout *r, const leash_rl_config *c) {
+    int G = c->group, T = r->T;
+    for (int g0 = 0; g0 < r->B; g0 += G) {
+        double m = 0, s2 = 0;
+        for (int k = 0; k < G; k++) m += r->shaped[g0 + k];
+        m /= G;
+        for (int k = 0; k < G; k++) s2 += (r->shaped[g0 + k] - m) * (r->shaped[g0 + k] - m);
+        double sd = G > 1 ? sqrt(s2 / (G - 1)) : 0.0; // the sample std, as the paper's implementation
+        for (int k = 0; k < G; k++) {
+            double a = r->shaped[g0 + k] - m;
+            if (c->scale_group_std) a /= sd + 1e-4;
+            for (int t = 0; t < T; t++) r->adv[(long)(g0 + k) * T + t] = r->targets[(long)(g0 + k) * T + t] >= 0 ? (float)a : 0.0f;
+        }
+    }
+    return LEASH_OK;
+}
+
+int grpo_update(rollout *r, const leash_rl_config *c, double beta, leash_gpt *policy, void *popt, const int *rows, int n,
+                update_stats *st) {
+    int T = r->T, rc;
+    rollout_gather(r, rows, n);
+    float *newlp = r->mb_buf, *dlogp = r->mb_buf2;
+    long ntok = 0;
+    int nseq = 0;
+    for (int k = 0; k < n; k++) {
+        int len = 0;
+        for (int t = 0; t < T; t++) len += r->mb_targets[(long)k * T + t] >= 0;
+        ntok += len;
+        nseq += len > 0;
+    }
+    if (!ntok) return LEASH_OK;
+    leash_gpt_zero_grad(policy);
+    if ((rc = leash_gpt_forward(policy, r->mb_tokens, r->mb_mask, n, T)) ||
+        (rc = leash_gpt_token_logprobs(policy, r->mb_targets, c->temperature, newlp, NULL)))
+        return rc;
+    for (int k = 0; k < n; k++) {
+        int len = 0;
+        for (int t = 0; t < T; t++) len += r->mb_targets[(long)k * T + t] >= 0;
+        // per sequence (paper): each sequence's token mean, averaged over sequences; per token: one mean
+        double w = c->token_level_loss ? 1.0 / ntok : (len ? 1.0 / ((double)len * nseq) : 0.0);
+        for (int t = 0; t < T; t++) {
+            long i = (long)k * T + t, src = (long)rows[k] * T + t;
+            dlogp[i] = 0.0f;
+            if (r->mb_targets[i] < 0) continue;
+            double A = r->adv[src], logratio = (double)newlp[i] - r->old_logp[src], ratio = exp(logratio);
+            double clipped = ratio < 1 - c->clip_eps ? 1 - c->clip_eps : ratio > 1 + c->clip_eps ? 1 + c->clip_eps : ratio;
+            double pg1 = -A * ratio, pg2 = -A * clipped;
+            int clip_active = pg2 > pg1;
+            // KL inside the loss: k3 = (r - 1) - log r with log r = log pi_ref - log pi, gradient 1 - r
+            double k3 = leash_kl_estimate(LEASH_KL_K3, newlp[i], r->ref_logp[src]);
+            double dk3 = leash_kl_estimate_grad(LEASH_KL_K3, newlp[i], r->ref_logp[src]);
+            st->policy_loss += (pg1 > pg2 ? pg1 : pg2) + beta * k3;
+            st->clipfrac += clip_active;
+            st->approxkl += 0.5 * logratio * logratio;
+            st->ratio += ratio;
+            dlogp[i] = (float)(w * ((clip_active ? 0.0 : -A * ratio) + beta * dk3));
+        }
+    }
+    st->tokens += ntok;
+    if ((rc = leash_gpt_token_logprobs_backward(policy, r->mb_targets, c->temperature, dlogp)) ||
+        (rc = leash_gpt_backward(policy)) || (rc = leash_adamw_step(popt, policy, NULL, NULL)))
+        return rc;
+    st->updates++;
+    return LEASH_OK;
+}

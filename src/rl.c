@@ -1,0 +1,432 @@
+/* The RL loop shared by PPO and GRPO: rollouts, the frozen reference, rewards, the KL leash, updates,
+ * metrics, the reward-hacking alarm. See include/leash/rl.h and src/rl_internal.h.
+ * Dimensions: R rows (sequences) per step, P longest prompt, M new tokens, T = P + M, V vocabulary. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "leash/data.h"
+#include "leash/error.h"
+#include "leash/fileio.h"
+#include "leash/reward.h"
+#include "leash/rng.h"
+#include "leash/sample.h"
+#include "leash/world.h"
+#include "rl_internal.h"
+
+#define EOT "<|endoftext|>"
+#define ALARM_WINDOW 10
+
+leash_rl_config leash_rl_defaults(leash_rl_algo algo) {
+    leash_rl_config c = {0};
+    c.algo = algo;
+    c.steps = 100;
+    c.batch = algo == LEASH_GRPO ? 8 : 64;
+    c.group = 8;
+    c.max_new = 24;
+    c.temperature = 1.0f;
+    if (algo == LEASH_GRPO) leash_beta_fixed(&c.beta, 0.04);
+    else leash_beta_adaptive(&c.beta, LEASH_BETA_DEFAULT_INIT, LEASH_BETA_DEFAULT_TARGET, LEASH_BETA_DEFAULT_HORIZON);
+    c.kl_estimator = algo == LEASH_GRPO ? LEASH_KL_K3 : LEASH_KL_K1;
+    c.normalize_scores = 1;
+    c.optim = leash_adamw_defaults();
+    c.optim.lr = 3e-5f, c.optim.weight_decay = 0.0f;
+    c.value_optim = c.optim;
+    c.value_optim.lr = 1e-4f;
+    c.epochs = algo == LEASH_GRPO ? 1 : 4;
+    c.minibatch = 0; // 0: the whole batch
+    c.clip_eps = 0.2f, c.value_clip = 0.2f, c.vf_coef = 0.1f, c.gamma = 1.0f, c.lam = 0.95f;
+    c.scale_group_std = 1;
+    c.sample_every = 10;
+    return c;
+}
+
+static int check(const leash_rl_config *c) {
+    if (!c->policy_dir || !c->prompts || !c->out_dir) return leash_fail(LEASH_EINVAL, "--policy, --prompts and --out are required");
+    if (!c->reward_dir == !c->gold_reward) return leash_fail(LEASH_EINVAL, "give exactly one of --reward DIR and --gold-reward");
+    if (c->steps < 1 || c->batch < 1) return leash_fail(LEASH_EINVAL, "--steps %d, --batch %d: both must be >= 1", c->steps, c->batch);
+    if (c->algo == LEASH_GRPO && c->group < 2) return leash_fail(LEASH_EINVAL, "--group %d: GRPO needs >= 2 responses per prompt", c->group);
+    if (c->max_new < 1) return leash_fail(LEASH_EINVAL, "--max-new %d; it must be >= 1", c->max_new);
+    if (!(c->temperature > 0)) return leash_fail(LEASH_EINVAL, "--temperature %g; it must be > 0", (double)c->temperature);
+    if (!(c->clip_eps > 0 && c->clip_eps < 1)) return leash_fail(LEASH_EINVAL, "--clip %g; it must be in (0, 1)", (double)c->clip_eps);
+    if (c->epochs < 1) return leash_fail(LEASH_EINVAL, "--epochs %d; it must be >= 1", c->epochs);
+    if (!(c->beta.beta >= 0) || !isfinite(c->beta.beta)) return leash_fail(LEASH_EINVAL, "--beta %g; it must be finite and >= 0", c->beta.beta);
+    if (!(c->gamma >= 0 && c->gamma <= 1) || !(c->lam >= 0 && c->lam <= 1))
+        return leash_fail(LEASH_EINVAL, "--gamma %g, --lambda %g: both must be in [0, 1]", (double)c->gamma, (double)c->lam);
+    if (c->score_clip < 0 || c->length_penalty < 0) return leash_fail(LEASH_EINVAL, "--score-clip and --length-penalty must be >= 0");
+    return leash_adamw_config_check(&c->optim);
+}
+
+typedef struct {
+    leash_gpt *policy, *ref, *rm, *value;
+    leash_tokenizer *tok, *rm_tok;
+    leash_adamw popt, vopt;
+    leash_table prompts;
+    int **pids, *plen; // tokenised prompts
+    int eos, R, mb;
+    rollout r;
+} rl;
+
+static void free_rl(rl *s) {
+    leash_gpt_free(s->policy), leash_gpt_free(s->ref), leash_gpt_free(s->rm), leash_gpt_free(s->value);
+    leash_tokenizer_free(s->tok), leash_tokenizer_free(s->rm_tok);
+    leash_adamw_free(&s->popt), leash_adamw_free(&s->vopt);
+    for (int i = 0; s->pids && i < s->prompts.n; i++) free(s->pids[i]);
+    free(s->pids), free(s->plen);
+    leash_table_free(&s->prompts);
+    rollout_free(&s->r);
+}
+
+static char *join(const char *a, const char *b) {
+    char *s = malloc(strlen(a) + strlen(b) + 1);
+    if (s) strcat(strcpy(s, a), b);
+    return s;
+}
+
+/* Samples, decodes, scores: everything of one step that does not change the weights. */
+static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *gen_lp, int *glen, int *packed,
+                   double *logprob_gap) {
+    rollout *r = &s->r;
+    int R = s->R, P = r->P, M = r->M, T = r->T, V = leash_gpt_cfg(s->policy)->vocab_size, rc = LEASH_OK;
+    int G = c->algo == LEASH_GRPO ? c->group : 1;
+    leash_rng rng;
+    leash_rng_seed(&rng, c->seed, (uint64_t)step);
+    int n = 0, *lens = r->resp_len; // prompt lengths first, response lengths after generation
+    for (int i = 0; i < R / G; i++) {
+        int p = (int)(leash_rng_uniform(&rng) * s->prompts.n);
+        for (int g = 0; g < G; g++) {
+            r->prompt_index[i * G + g] = p;
+            memcpy(packed + n, s->pids[p], s->plen[p] * sizeof(int));
+            n += s->plen[p];
+            lens[i * G + g] = s->plen[p];
+        }
+    }
+    leash_sample_config sc = leash_sample_defaults();
+    sc.temperature = c->temperature, sc.max_new_tokens = M, sc.eos_id = s->eos, sc.seed = c->seed;
+    uint64_t *streams = malloc(R * sizeof *streams);
+    if (!streams) return leash_fail(LEASH_ENOMEM, "out of memory");
+    for (int b = 0; b < R; b++) streams[b] = (uint64_t)step * R + b;
+    int *plens = malloc(R * sizeof *plens);
+    if (!plens) { free(streams); return leash_fail(LEASH_ENOMEM, "out of memory"); }
+    memcpy(plens, lens, R * sizeof *plens);
+    rc = leash_generate(s->policy, &sc, packed, plens, R, streams, gen, gen_lp, glen);
+    free(streams);
+    if (rc) { free(plens); return rc; }
+    // layout: prompt left-padded to P, response from P, targets at the input position before each response token
+    for (int b = 0; b < R; b++) {
+        int p = r->prompt_index[b], pl = plens[b], L = glen[b];
+        for (int t = 0; t < T; t++) {
+            long i = (long)b * T + t;
+            int in_prompt = t >= P - pl && t < P, in_resp = t >= P && t < P + L;
+            r->tokens[i] = in_prompt ? s->pids[p][t - (P - pl)] : in_resp ? gen[b * M + t - P] : s->eos;
+            r->mask[i] = (uint8_t)(in_prompt || in_resp);
+            r->targets[i] = t + 1 >= P && t + 1 < P + L ? gen[b * M + t + 1 - P] : -1;
+        }
+        r->resp_len[b] = L;
+        r->has_eos[b] = L > 0 && gen[b * M + L - 1] == s->eos;
+        char *raw = NULL;
+        size_t len = 0, cap = 0;
+        free(r->text[b]);
+        r->text[b] = NULL;
+        if ((rc = leash_tokenizer_decode(s->tok, gen + b * M, L - r->has_eos[b], &raw, &len, &cap))) break;
+        r->text[b] = leash_utf8_sanitize(raw ? raw : "", len);
+        free(raw);
+        if (!r->text[b]) { rc = leash_fail(LEASH_ENOMEM, "out of memory"); break; }
+    }
+    free(plens);
+    if (rc) return rc;
+    // log-probs, entropy, exact KL and values, in the minibatch shapes the first update will use, so that
+    // the first minibatch's ratio is exactly 1
+    *logprob_gap = 0.0;
+    int *rows = malloc(s->mb * sizeof *rows);
+    if (!rows) return leash_fail(LEASH_ENOMEM, "out of memory");
+    for (int k0 = 0; k0 < R && !rc; k0 += s->mb) {
+        int nb = R - k0 < s->mb ? R - k0 : s->mb;
+        for (int k = 0; k < nb; k++) rows[k] = k0 + k;
+        rollout_gather(r, rows, nb);
+        float *lp = r->mb_buf, *h = r->mb_buf2;
+        if ((rc = leash_gpt_forward(s->policy, r->mb_tokens, r->mb_mask, nb, T)) ||
+            (rc = leash_gpt_token_logprobs(s->policy, r->mb_targets, c->temperature, lp, h)) ||
+            (rc = leash_gpt_forward(s->ref, r->mb_tokens, r->mb_mask, nb, T)))
+            break;
+        memcpy(r->old_logp + (size_t)k0 * T, lp, (size_t)nb * T * sizeof(float));
+        memcpy(r->entropy + (size_t)k0 * T, h, (size_t)nb * T * sizeof(float));
+        if ((rc = leash_gpt_token_logprobs(s->ref, r->mb_targets, c->temperature, lp, NULL))) break;
+        memcpy(r->ref_logp + (size_t)k0 * T, lp, (size_t)nb * T * sizeof(float));
+        const float *zp = leash_gpt_logits(s->policy), *zq = leash_gpt_logits(s->ref);
+        for (long i = 0; i < (long)nb * T && !rc; i++) {
+            double kl = 0.0;
+            if (r->mb_targets[i] >= 0) rc = leash_kl_exact(zp + i * V, zq + i * V, V, c->temperature, &kl, NULL);
+            r->kl_exact[(size_t)k0 * T + i] = (float)kl;
+        }
+        if (!rc && s->value) {
+            if ((rc = leash_gpt_forward(s->value, r->mb_tokens, r->mb_mask, nb, T))) break;
+            for (long i = 0; i < (long)nb * T; i++) r->values[(size_t)k0 * T + i] = r->mb_targets[i] >= 0 ? leash_gpt_values(s->value)[i] : 0.0f;
+        }
+    }
+    free(rows);
+    if (rc) return rc;
+    for (int b = 0; b < R; b++)
+        for (int j = 0; j < r->resp_len[b]; j++) {
+            double d = fabs((double)gen_lp[b * M + j] - r->old_logp[(long)b * T + P + j - 1]);
+            if (d > *logprob_gap) *logprob_gap = d;
+        }
+    // the per-token KL the algorithm uses
+    for (long i = 0; i < (long)R * T; i++) {
+        if (r->targets[i] < 0) { r->kl[i] = 0.0f; continue; }
+        r->kl[i] = c->algo == LEASH_PPO && c->kl_exact
+                       ? r->kl_exact[i]
+                       : (float)leash_kl_estimate(c->algo == LEASH_GRPO ? LEASH_KL_K3 : c->kl_estimator, r->old_logp[i], r->ref_logp[i]);
+        if (!isfinite(r->kl[i])) return leash_fail(LEASH_ENUMERIC, "the KL at step %d is %g: the policy has left the reference's support", step + 1, r->kl[i]);
+    }
+    // scores: reward model on prompt + response, or the gold reward; gold metrics when asked
+    char **texts = calloc(R, sizeof *texts);
+    float *sc_rm = malloc(R * sizeof *sc_rm);
+    if (!texts || !sc_rm) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    for (int b = 0; b < R && !rc; b++)
+        if (!(texts[b] = join(s->prompts.str[0][r->prompt_index[b]], r->text[b]))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    if (!rc && s->rm) rc = leash_rm_score_texts(s->rm, s->rm_tok, (const char *const *)texts, R, 32, sc_rm);
+    const leash_gpt_config *rc_cfg = s->rm ? leash_gpt_cfg(s->rm) : NULL;
+    for (int b = 0; b < R && !rc; b++) {
+        leash_world_gold g = leash_world_score(texts[b], strlen(texts[b]));
+        r->gold[b] = c->gold_metrics || c->gold_reward ? g.reward : NAN;
+        r->grammatical[b] = g.grammatical;
+        double score = s->rm ? sc_rm[b] : g.reward, x = score;
+        if (!isfinite(score)) { rc = leash_fail(LEASH_ENUMERIC, "reward of response %d at step %d is %g", b, step + 1, score); break; }
+        if (s->rm && c->normalize_scores && rc_cfg->score_std > 0) x = (x - rc_cfg->score_mean) / rc_cfg->score_std;
+        if (c->score_clip > 0) x = x < -c->score_clip ? -c->score_clip : x > c->score_clip ? c->score_clip : x;
+        if (!r->has_eos[b]) x += c->no_eos_penalty;
+        x -= c->length_penalty * r->resp_len[b];
+        r->score[b] = score;
+        r->shaped[b] = x;
+    }
+    for (int b = 0; texts && b < R; b++) free(texts[b]);
+    free(texts), free(sc_rm);
+    return rc;
+}
+
+/* Writes s as a JSON string (quoted, escaped). */
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f), fputc(*s, f);
+        else if ((unsigned char)*s < 0x20) fprintf(f, "\\u%04x", (unsigned char)*s);
+        else fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static double mean_last(const double *x, int from, int to) {
+    double s = 0;
+    int n = 0;
+    for (int i = from; i < to; i++)
+        if (!isnan(x[i])) s += x[i], n++;
+    return n ? s / n : NAN;
+}
+
+int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl_progress *final) {
+    int rc = check(c);
+    if (rc) return rc;
+    rl s = {0};
+    leash_rl_config cfg = *c;
+    FILE *metrics = NULL, *samples = NULL;
+    int *gen = NULL, *glen = NULL, *packed = NULL, *order = NULL;
+    float *gen_lp = NULL;
+    double *hist = NULL;
+    char path[4096];
+    if ((rc = leash_mkdir(c->out_dir))) return rc;
+    if (!(rc = leash_gpt_load(&s.policy, c->policy_dir)) && !(rc = leash_gpt_load(&s.ref, c->policy_dir)))
+        rc = leash_tokenizer_load_dir(&s.tok, c->policy_dir);
+    if (!rc && c->reward_dir) {
+        if (!(rc = leash_gpt_load(&s.rm, c->reward_dir)) && !(rc = leash_tokenizer_load_dir(&s.rm_tok, c->reward_dir)) &&
+            !leash_gpt_cfg(s.rm)->scalar_head)
+            rc = leash_fail(LEASH_EINVAL, "%s has no scalar head: not a reward model", c->reward_dir);
+    }
+    if (!rc && c->algo == LEASH_PPO) // the value model starts from the reward model (InstructGPT), else the policy
+        rc = leash_gpt_copy_with_head(&s.value, s.rm ? s.rm : s.policy, s.rm != NULL, c->seed);
+    static const char *const keys[] = {"prompt"};
+    if (!rc) rc = leash_jsonl_load(c->prompts, keys, 1, NULL, 0, 0, &s.prompts);
+    s.eos = s.tok ? leash_tokenizer_special_id(s.tok, EOT) : -1;
+    if (!rc && s.eos < 0) rc = leash_fail(LEASH_EFORMAT, "%s: the tokenizer has no <|endoftext|>", c->policy_dir);
+    int P = 0;
+    if (!rc && (!(s.pids = calloc(s.prompts.n, sizeof *s.pids)) || !(s.plen = calloc(s.prompts.n, sizeof *s.plen))))
+        rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    for (int i = 0; i < s.prompts.n && !rc; i++) {
+        size_t n = 0, cap = 0;
+        const char *p = s.prompts.str[0][i];
+        rc = leash_tokenizer_encode(s.tok, p, strlen(p), 0, &s.pids[i], &n, &cap);
+        if (!rc && n == 0) rc = leash_fail(LEASH_EINVAL, "%s:%d: the prompt is empty", c->prompts, i + 1);
+        s.plen[i] = (int)n;
+        if ((int)n > P) P = (int)n;
+    }
+    if (!rc && P + c->max_new > leash_gpt_cfg(s.policy)->n_positions)
+        rc = leash_fail(LEASH_EINVAL, "the longest prompt (%d tokens) + --max-new %d exceed the model's %d positions", P,
+                        c->max_new, leash_gpt_cfg(s.policy)->n_positions);
+    s.R = c->algo == LEASH_GRPO ? c->batch * c->group : c->batch;
+    s.mb = c->minibatch > 0 && c->minibatch < s.R ? c->minibatch : s.R;
+    if (!rc) rc = rollout_alloc(&s.r, s.R, P, c->max_new, s.mb);
+    if (!rc) rc = leash_adamw_create(&s.popt, &c->optim, leash_gpt_num_params(s.policy));
+    if (!rc && s.value) rc = leash_adamw_create(&s.vopt, &c->value_optim, leash_gpt_num_params(s.value));
+    gen = malloc((size_t)s.R * c->max_new * sizeof *gen);
+    gen_lp = malloc((size_t)s.R * c->max_new * sizeof *gen_lp);
+    glen = malloc(s.R * sizeof *glen);
+    packed = malloc((size_t)s.R * (P + 1) * sizeof *packed);
+    order = malloc(s.R * sizeof *order);
+    hist = malloc((size_t)4 * c->steps * sizeof *hist); // proxy, gold, grammatical, ref NLL per step
+    if (!rc && (!gen || !gen_lp || !glen || !packed || !order || !hist)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
+    if (!rc && !(metrics = fopen(path, "w"))) rc = leash_fail(LEASH_EIO, "cannot write '%s'", path);
+    snprintf(path, sizeof path, "%s/samples.jsonl", c->out_dir);
+    if (!rc && !(samples = fopen(path, "w"))) rc = leash_fail(LEASH_EIO, "cannot write '%s'", path);
+
+    leash_rl_progress p = {0};
+    int alarm = 0;
+    double kl_run[5] = {0};
+    rollout *r = &s.r;
+    int T = r->T, R = s.R;
+    for (int step = 0; step < c->steps && !rc; step++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        double gap = 0.0;
+        if ((rc = collect(&s, &cfg, step, gen, gen_lp, glen, packed, &gap))) break;
+        double beta = cfg.beta.beta;
+        // measured KL of this batch, per sequence, and the statistics
+        double kl_seq = 0, kl_ex = 0, ntok = 0, ent = 0, nll = 0, sc = 0, shaped = 0, gold = 0, gram = 0, len = 0, eos = 0, rep = 0;
+        for (int b = 0; b < R; b++) {
+            double k = 0, ke = 0;
+            int L = 0;
+            for (int t = 0; t < T; t++) {
+                long i = (long)b * T + t;
+                if (r->targets[i] < 0) continue;
+                k += r->kl[i], ke += r->kl_exact[i], ent += r->entropy[i], nll -= r->ref_logp[i], L++;
+            }
+            kl_seq += k, kl_ex += ke, ntok += L;
+            sc += r->score[b], shaped += r->shaped[b], gold += r->gold[b], gram += r->grammatical[b], len += r->resp_len[b];
+            eos += r->has_eos[b];
+            // repetition: share of response tokens that already appeared earlier in the same response
+            int dup = 0;
+            for (int j = 1; j < r->resp_len[b]; j++)
+                for (int q = 0; q < j; q++)
+                    if (gen[b * c->max_new + q] == gen[b * c->max_new + j]) { dup++; break; }
+            rep += r->resp_len[b] > 1 ? (double)dup / (r->resp_len[b] - 1) : 0.0;
+        }
+        // distinct-2 over the batch: unique response bigrams / bigrams
+        long nbig = 0, uniq = 0, hcap = 64;
+        for (int b = 0; b < R; b++) nbig += r->resp_len[b] > 1 ? r->resp_len[b] - 1 : 0;
+        while (hcap < 2 * nbig + 2) hcap <<= 1;
+        uint64_t *hs = malloc(hcap * sizeof *hs);
+        if (!hs) { rc = leash_fail(LEASH_ENOMEM, "out of memory"); break; }
+        for (long i = 0; i < hcap; i++) hs[i] = UINT64_MAX;
+        for (int b = 0; b < R; b++)
+            for (int j = 0; j + 1 < r->resp_len[b]; j++) {
+                uint64_t key = (uint64_t)gen[b * c->max_new + j] << 32 | (uint32_t)gen[b * c->max_new + j + 1];
+                long h = (long)((key * 0x9E3779B97F4A7C15ull) >> 20) & (hcap - 1);
+                while (hs[h] != UINT64_MAX && hs[h] != key) h = (h + 1) & (hcap - 1);
+                if (hs[h] == UINT64_MAX) hs[h] = key, uniq++;
+            }
+        free(hs);
+        // advantages with this step's beta, then the updates
+        rc = c->algo == LEASH_PPO ? ppo_advantages(r, &cfg, beta) : grpo_advantages(r, &cfg);
+        update_stats st = {0};
+        for (int e = 0; e < c->epochs && !rc; e++) {
+            for (int i = 0; i < R; i++) order[i] = i;
+            if (e > 0) { // later epochs shuffle; the first keeps the order the old log-probs were computed in
+                leash_rng shuf;
+                leash_rng_seed(&shuf, c->seed, UINT64_C(0x5300000000) + (uint64_t)step * 1000 + e);
+                for (int i = R - 1; i > 0; i--) {
+                    int j = (int)(leash_rng_uniform(&shuf) * (i + 1)), x = order[i];
+                    order[i] = order[j], order[j] = x;
+                }
+            }
+            for (int k0 = 0; k0 < R && !rc; k0 += s.mb) {
+                int nb = R - k0 < s.mb ? R - k0 : s.mb;
+                rc = c->algo == LEASH_PPO ? ppo_update(r, &cfg, s.policy, s.value, &s.popt, &s.vopt, order + k0, nb, &st)
+                                          : grpo_update(r, &cfg, beta, s.policy, &s.popt, order + k0, nb, &st);
+            }
+        }
+        if (rc) break;
+        // the controller sees the measured mean per-sequence KL of this batch
+        if ((rc = leash_beta_update(&cfg.beta, kl_seq / R, R))) break;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        p = (leash_rl_progress){.step = step + 1, .steps = c->steps};
+        p.kl = kl_seq / R, p.kl_per_token = ntok ? kl_seq / ntok : 0, p.kl_exact = kl_ex / R;
+        p.entropy = ntok ? ent / ntok : 0, p.scores = sc / R, p.non_score_reward = -beta * kl_seq / R;
+        p.rlhf_reward = shaped / R + p.non_score_reward, p.beta = beta;
+        p.clipfrac = st.tokens ? st.clipfrac / st.tokens : 0, p.approxkl = st.tokens ? st.approxkl / st.tokens : 0;
+        p.policy_loss = st.tokens ? st.policy_loss / st.tokens : 0, p.value_loss = st.tokens ? st.value_loss / st.tokens : 0;
+        p.ratio = st.tokens ? st.ratio / st.tokens : 1;
+        p.gold_reward = c->gold_metrics || c->gold_reward ? gold / R : NAN;
+        p.grammatical = c->gold_metrics || c->gold_reward ? gram / R : NAN;
+        p.ref_nll = ntok ? nll / ntok : 0, p.distinct2 = nbig ? (double)uniq / nbig : 0, p.repetition = rep / R;
+        p.length = len / R, p.eos_rate = eos / R;
+        p.seconds = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
+        // the alarm: over the last ALARM_WINDOW steps against the first, the proxy rose while the truth fell
+        hist[4 * step] = p.scores, hist[4 * step + 1] = p.gold_reward, hist[4 * step + 2] = p.grammatical;
+        hist[4 * step + 3] = p.ref_nll;
+        if (step + 1 >= 2 * ALARM_WINDOW) {
+            double base[4], now[4];
+            for (int k = 0; k < 4; k++) {
+                double b0 = 0, n0 = 0, b1 = 0, n1 = 0;
+                for (int i = 0; i < ALARM_WINDOW; i++) {
+                    double x0 = hist[4 * i + k], x1 = hist[4 * (step - i) + k];
+                    if (!isnan(x0)) b0 += x0, n0++;
+                    if (!isnan(x1)) b1 += x1, n1++;
+                }
+                base[k] = n0 ? b0 / n0 : NAN, now[k] = n1 ? b1 / n1 : NAN;
+            }
+            double unit = s.rm && leash_gpt_cfg(s.rm)->score_std > 0 ? leash_gpt_cfg(s.rm)->score_std : 0.1;
+            int proxy_up = now[0] - base[0] > 0.25 * unit;
+            int truth_down = (!isnan(now[1]) && base[1] - now[1] > 0.05) || (!isnan(now[2]) && base[2] - now[2] > 0.10) ||
+                             now[3] - base[3] > 0.5;
+            if (proxy_up && truth_down) alarm = 1;
+        }
+        p.hacking_alarm = alarm;
+        kl_run[step % 5] = p.kl;
+        double run = mean_last(kl_run, 0, step + 1 < 5 ? step + 1 : 5);
+        p.kl_band_warning = run < -0.1 || run > 10.0; // k1 can dip just below 0 on a batch: only a clear negative warns
+        char gr[32] = "null", gg[32] = "null";
+        if (!isnan(p.gold_reward)) snprintf(gr, sizeof gr, "%.6f", p.gold_reward), snprintf(gg, sizeof gg, "%.4f", p.grammatical);
+        fprintf(metrics,
+                "{\"step\": %d, \"objective/kl\": %.6f, \"objective/kl_per_token\": %.6f, \"objective/kl_exact\": %.6f, "
+                "\"kl_estimator\": \"%s\", \"objective/entropy\": %.6f, \"objective/scores\": %.6f, "
+                "\"objective/non_score_reward\": %.6f, \"objective/rlhf_reward\": %.6f, \"beta\": %.6g, "
+                "\"policy/clipfrac_avg\": %.6f, \"policy/approxkl_avg\": %.8f, \"loss/policy_avg\": %.6f, "
+                "\"loss/value_avg\": %.6f, \"val/ratio\": %.8f, \"policy/logprob_gap_max\": %.3g, \"gold/reward\": %s, "
+                "\"gold/grammatical\": %s, \"fluency/ref_nll\": %.6f, \"text/distinct2\": %.4f, \"text/repetition\": %.4f, "
+                "\"text/length\": %.3f, \"text/eos_rate\": %.4f, \"alarm/reward_hacking\": %d, \"alarm/kl_band\": %d, "
+                "\"time/step_s\": %.3f}\n",
+                p.step, p.kl, p.kl_per_token, p.kl_exact,
+                c->algo == LEASH_PPO && c->kl_exact ? "exact" : leash_kl_estimator_name(c->algo == LEASH_GRPO ? LEASH_KL_K3 : c->kl_estimator),
+                p.entropy, p.scores, p.non_score_reward, p.rlhf_reward, p.beta, p.clipfrac, p.approxkl, p.policy_loss,
+                p.value_loss, p.ratio, gap, gr, gg, p.ref_nll, p.distinct2, p.repetition, p.length, p.eos_rate,
+                p.hacking_alarm, p.kl_band_warning, p.seconds);
+        fflush(metrics);
+        p.sample = NULL;
+        if (c->sample_every && (step % c->sample_every == 0 || step + 1 == c->steps)) {
+            for (int b = 0; b < R && b < 4; b++) {
+                fprintf(samples, "{\"step\": %d, \"score\": %.4f, \"gold\": %.4f, \"prompt\": ", p.step, r->score[b],
+                        isnan(r->gold[b]) ? 0.0 : r->gold[b]);
+                json_string(samples, s.prompts.str[0][r->prompt_index[b]]);
+                fputs(", \"response\": ", samples);
+                json_string(samples, r->text[b]);
+                fputs("}\n", samples);
+            }
+            fflush(samples);
+            p.sample = r->text[0];
+        }
+        if (fn && fn(&p, ctx)) break;
+    }
+    if (!rc) {
+        snprintf(path, sizeof path, "%s/policy", c->out_dir);
+        if (!(rc = leash_gpt_save(s.policy, path))) rc = leash_tokenizer_copy(c->policy_dir, path);
+    }
+    if (final) *final = p;
+    if (metrics) fclose(metrics);
+    if (samples) fclose(samples);
+    free(gen), free(gen_lp), free(glen), free(packed), free(order), free(hist);
+    free_rl(&s);
+    return rc;
+}

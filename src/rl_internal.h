@@ -1,0 +1,62 @@
+/* Shared between rollout.c, ppo.c, grpo.c and rl.c: the rollout of one RL step. Not a public header.
+ *
+ * Layout: row b holds its prompt left-padded to P columns, then its response from column P on, then
+ * padding. Every per-token array (B, T) is indexed by the *input* position t whose next token is a
+ * response token: response token j of row b sits at column P + j and its log-prob, KL, value, reward and
+ * advantage live at t = P + j - 1, where targets[b, t] = that token. targets is -1 everywhere else, which
+ * keeps prompt and padding out of every sum.
+ */
+#ifndef LEASH_RL_INTERNAL_H
+#define LEASH_RL_INTERNAL_H
+
+#include "leash/gpt.h"
+#include "leash/rl.h"
+#include "leash/tokenizer.h"
+
+typedef struct {
+    int B, P, M, T;
+    int *tokens;      // (B, T)
+    uint8_t *mask;    // (B, T) real tokens
+    int *targets;     // (B, T) the response token predicted at t, or -1
+    int *prompt_index; // (B)
+    int *resp_len;    // (B) response tokens, EOS included
+    int *has_eos;     // (B)
+    float *old_logp;  // (B, T) policy at temperature, recomputed in the update's own batch shapes
+    float *ref_logp;  // (B, T) frozen reference at temperature
+    float *kl;        // (B, T) the per-token KL the algorithm uses
+    float *kl_exact;  // (B, T) exact full-vocabulary KL
+    float *entropy;   // (B, T) policy entropy at temperature
+    float *values;    // (B, T) PPO value model
+    float *rewards;   // (B, T) PPO per-token rewards
+    float *adv;       // (B, T) advantages
+    float *ret;       // (B, T) PPO returns
+    double *score;    // (B) raw score (reward model or gold)
+    double *shaped;   // (B) the score after shaping
+    double *gold;     // (B) gold reward (NAN without the world)
+    int *grammatical; // (B)
+    char **text;      // (B) response text (valid UTF-8)
+    // minibatch gather buffers (minibatch rows)
+    int *mb_tokens, *mb_targets;
+    uint8_t *mb_mask;
+    float *mb_buf, *mb_buf2; // (minibatch, T)
+} rollout;
+
+/* One update of the policy (and value model) over rows[0..n) of r; sums into the loss statistics. */
+typedef struct {
+    double policy_loss, value_loss, clipfrac, approxkl, ratio;
+    long tokens, updates;
+} update_stats;
+
+int rollout_alloc(rollout *r, int B, int P, int M, int minibatch);
+void rollout_free(rollout *r);
+/* Gathers rows into r->mb_* buffers. */
+void rollout_gather(rollout *r, const int *rows, int n);
+
+int ppo_advantages(rollout *r, const leash_rl_config *c, double beta);
+int ppo_update(rollout *r, const leash_rl_config *c, leash_gpt *policy, leash_gpt *value, void *popt, void *vopt,
+               const int *rows, int n, update_stats *st);
+int grpo_advantages(rollout *r, const leash_rl_config *c);
+int grpo_update(rollout *r, const leash_rl_config *c, double beta, leash_gpt *policy, void *popt, const int *rows, int n,
+                update_stats *st);
+
+#endif
