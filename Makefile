@@ -50,7 +50,7 @@ LIB   := $(BUILD)/libleash.a
 BIN   := $(BUILD)/leash
 TESTS := $(BUILD)/tests/leash-tests
 
-.PHONY: all deps test bench demo clean FORCE
+.PHONY: all deps test bench demo kl-examples clean FORCE
 all: $(LIB) $(BIN) $(TESTS) $(BENCH_BIN)
 
 deps:
@@ -93,14 +93,14 @@ test: $(TESTS) $(BIN)
 bench: $(BENCH_BIN) $(BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
 
+# the whole story on the default world (scripts/demo.sh; stages are cached in build/demo)
 demo: $(BIN)
-	@echo "== leash kl: two logit rows (examples/kl_rows.json)"
+	scripts/demo.sh
+
+# the KL math from a shell, on the files in examples/
+kl-examples: $(BIN)
 	$(BIN) kl examples/kl_rows.json
-	@echo
-	@echo "== leash kl --sampled: per-token log-probs of one response (examples/kl_tokens.txt)"
 	$(BIN) kl --sampled examples/kl_tokens.txt
-	@echo
-	@echo "== leash kl --optimum: the closed-form optimum of E[r] - beta KL (examples/kl_optimum.json)"
 	$(BIN) kl --optimum examples/kl_optimum.json
 
 clean:

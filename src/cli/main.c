@@ -19,6 +19,7 @@ static const char *usage =
     "  rm        train a Bradley-Terry reward model on preference pairs, or score texts\n"
     "  ppo       RL fine-tuning with PPO and the KL leash (KL in the reward, adaptive beta)\n"
     "  grpo      RL fine-tuning with GRPO (group-relative advantages, k3 KL in the loss)\n"
+    "  report    runs side by side: proxy and gold reward, grammaticality, KL, fluency, samples\n"
     "\n"
     "leash <command> --help shows a command's options.\n";
 
@@ -36,6 +37,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "rm") == 0) return cli_rm(argc - 1, argv + 1);
     if (strcmp(argv[1], "ppo") == 0) return cli_ppo(argc - 1, argv + 1);
     if (strcmp(argv[1], "grpo") == 0) return cli_grpo(argc - 1, argv + 1);
+    if (strcmp(argv[1], "report") == 0) return cli_report(argc - 1, argv + 1);
     fprintf(stderr, "leash: unknown command '%s'\n\n%s", argv[1], usage);
     return 2;
 }

@@ -1,0 +1,80 @@
+/* `leash report RUN_DIR...`: runs side by side, from their metrics.jsonl and samples.jsonl. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "leash/data.h"
+#include "leash/error.h"
+
+static const char *const KEYS[] = {"step", "objective/scores", "gold/reward", "gold/grammatical", "objective/kl",
+                                   "objective/kl_exact", "beta", "fluency/ref_nll", "text/repetition", "text/distinct2",
+                                   "text/length", "alarm/reward_hacking"};
+static const char *const LABELS[] = {"", "proxy reward (reward model)", "gold reward (the truth)", "grammatical",
+                                     "KL, nats/sequence (estimator)", "KL, nats/sequence (exact)", "beta",
+                                     "reference NLL, nats/token", "repetition", "distinct-2", "response tokens", ""};
+enum { NK = sizeof KEYS / sizeof KEYS[0], WINDOW = 5 };
+
+static double avg(const leash_table *t, int k, int from, int to) {
+    double s = 0;
+    int n = 0;
+    for (int i = from; i < to; i++)
+        if (i >= 0 && i < t->n && !isnan(t->num[k][i])) s += t->num[k][i], n++;
+    return n ? s / n : NAN;
+}
+
+int cli_report(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        fputs("usage: leash report RUN_DIR [RUN_DIR ...]\n\nPrints each run's first and last 5 steps side by side "
+              "(proxy and gold reward, grammaticality, KL, fluency, repetition), when the reward-hacking alarm fired, "
+              "and samples from the start and the end.\n",
+              argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    int n = argc - 1 > 8 ? 8 : argc - 1;
+    leash_table t[8] = {{0}}, s[8] = {{0}};
+    static const char *const skeys[] = {"prompt", "response"}, *const snum[] = {"step", "score", "gold"};
+    for (int r = 0; r < n; r++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/metrics.jsonl", argv[r + 1]);
+        if (leash_jsonl_load(path, NULL, 0, KEYS, NK, 1, &t[r])) {
+            fprintf(stderr, "leash report: %s\n", leash_errmsg());
+            return 1;
+        }
+        snprintf(path, sizeof path, "%s/samples.jsonl", argv[r + 1]);
+        leash_jsonl_load(path, skeys, 2, snum, 3, 1, &s[r]); // samples are optional
+    }
+    printf("%-32s", "first -> last 5 steps");
+    for (int r = 0; r < n; r++) printf(" | %-27.27s", argv[r + 1]);
+    printf("\n");
+    for (int k = 1; k < NK - 1; k++) {
+        printf("%-32s", LABELS[k]);
+        for (int r = 0; r < n; r++) {
+            double a = avg(&t[r], k, 0, WINDOW), b = avg(&t[r], k, t[r].n - WINDOW, t[r].n);
+            if (isnan(a)) printf(" | %-27s", "-");
+            else printf(" | %+11.3f -> %+11.3f", a, b);
+        }
+        printf("\n");
+    }
+    printf("%-32s", "reward-hacking alarm");
+    for (int r = 0; r < n; r++) {
+        int at = 0;
+        for (int i = 0; i < t[r].n && !at; i++)
+            if (t[r].num[NK - 1][i] > 0) at = (int)t[r].num[0][i];
+        char buf[64];
+        snprintf(buf, sizeof buf, at ? "fired at step %d" : "silent", at);
+        printf(" | %-27s", buf);
+    }
+    printf("\n");
+    for (int r = 0; r < n; r++) {
+        if (!s[r].n) continue;
+        double first = s[r].num[0][0], last = s[r].num[0][s[r].n - 1];
+        printf("\n%s: samples at step %.0f and step %.0f (proxy score, gold reward):\n", argv[r + 1], first, last);
+        for (int i = 0; i < s[r].n; i++)
+            if (s[r].num[0][i] == first || s[r].num[0][i] == last)
+                printf("  step %3.0f  %+6.2f %+6.2f  %s|%s\n", s[r].num[0][i], s[r].num[1][i], s[r].num[2][i], s[r].str[0][i],
+                       s[r].str[1][i]);
+    }
+    for (int r = 0; r < n; r++) leash_table_free(&t[r]), leash_table_free(&s[r]);
+    return 0;
+}
