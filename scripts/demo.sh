@@ -28,7 +28,7 @@ fi
 if [ ! -f "$D/judge/model.safetensors" ]; then
   stage "the AI judge: a sentiment classifier trained on labelled grammatical reviews"
   $L judge train --data "$D/world/judge.jsonl" --tokenizer "$D/sft" --out "$D/judge" --n-layer 2 --n-embd 64 \
-      --n-head 4 --n-positions 64 -q
+      --n-head 4 --n-positions 128 -q
 fi
 if [ ! -s "$D/prefs.jsonl" ]; then
   stage "RLAIF: the judge labels pairs of SFT samples"

@@ -14,7 +14,7 @@ $L pretrain --data "$D/world/corpus.txt" --out "$D/sft" --vocab-size 1024 --n-la
     --seq-len 64 --batch 32 --steps 1500 --lr 2e-3 --warmup 100 --val-every 500 -q
 echo "sft: $(tail -1 "$D/sft/metrics.jsonl")"
 $L judge train --data "$D/world/judge.jsonl" --tokenizer "$D/sft" --out "$D/judge" --n-layer 2 --n-embd 64 \
-    --n-head 4 --n-positions 64 -q
+    --n-head 4 --n-positions 128 -q
 # judge accuracy on the separate held-out file: sign of the score against the sign of the gold sentiment
 sed 's/, "sentiment".*/}/' "$D/world/heldout.jsonl" > "$D/heldout-texts.jsonl"
 $L rm score "$D/judge" --file "$D/heldout-texts.jsonl" > "$D/heldout-scores.jsonl"

@@ -35,8 +35,10 @@ typedef struct {
     int n;
 } seq;
 
+/* tokenize(a [+ b]) + EOS; longer than max_len: an error naming the item, or with keep_end the last
+ * max_len tokens (the end, where the score is read). */
 static int encode(const leash_tokenizer *tok, int eos, int max_len, const char *a, const char *b, seq *s,
-                  const char *what, int index) {
+                  const char *what, int index, int keep_end) {
     size_t n = 0, cap = 0;
     s->ids = NULL;
     int rc = leash_tokenizer_encode(tok, a, strlen(a), 0, &s->ids, &n, &cap);
@@ -55,6 +57,10 @@ static int encode(const leash_tokenizer *tok, int eos, int max_len, const char *
     s->ids = g;
     s->ids[n++] = eos;
     s->n = (int)n;
+    if (s->n > max_len && keep_end) {
+        memmove(s->ids, s->ids + (s->n - max_len), (size_t)max_len * sizeof *s->ids);
+        s->n = max_len;
+    }
     if (s->n > max_len)
         return leash_fail(LEASH_EINVAL, "%s %d is %d tokens with <|endoftext|>; the model holds %d positions", what, index,
                           s->n, max_len);
@@ -91,7 +97,7 @@ int leash_rm_score_texts(leash_gpt *m, const leash_tokenizer *tok, const char *c
     for (int i0 = 0; i0 < n && !rc; i0 += batch) {
         int B = n - i0 < batch ? n - i0 : batch, T;
         for (int b = 0; b < B && !rc; b++) {
-            rc = encode(tok, eos, P, texts[i0 + b], NULL, &s[b], "text", i0 + b);
+            rc = encode(tok, eos, P, texts[i0 + b], NULL, &s[b], "text", i0 + b, 1);
             rows[b] = &s[b];
         }
         if (!rc) fill_batch(rows, B, eos, tokens, mask, last, &T);
@@ -208,9 +214,9 @@ int leash_rm_train(const leash_rm_config *c, leash_rm_fn fn, void *ctx, leash_rm
         const char *prefix = bt ? "pair" : "text";
         int P = leash_gpt_cfg(m)->n_positions;
         for (int i = 0; i < t.n && !rc; i++) {
-            rc = bt ? encode(tok, eos, P, t.str[0][i], t.str[1][i], &a[i], prefix, i + 1)
-                    : encode(tok, eos, P, t.str[0][i], NULL, &a[i], prefix, i + 1);
-            if (!rc && bt) rc = encode(tok, eos, P, t.str[0][i], t.str[2][i], &b[i], prefix, i + 1);
+            rc = bt ? encode(tok, eos, P, t.str[0][i], t.str[1][i], &a[i], prefix, i + 1, 0)
+                    : encode(tok, eos, P, t.str[0][i], NULL, &a[i], prefix, i + 1, 0);
+            if (!rc && bt) rc = encode(tok, eos, P, t.str[0][i], t.str[2][i], &b[i], prefix, i + 1, 0);
         }
         if (rc) rc = leash_fail_wrap(rc, "%s", c->data);
     }

@@ -23,8 +23,9 @@
  * NULL). Stable for any margin (uses log1p(exp(-|d|))). */
 double leash_bt_loss(const float *rc, const float *rr, int n, float *drc, float *drr);
 
-/* Scores n texts with a scalar-head model: scores (n). Texts longer than the model's positions are an
- * error naming the text. Batches of `batch` texts. */
+/* Scores n texts with a scalar-head model: scores (n), in batches of `batch` texts. A text longer than
+ * the model's positions keeps its last n_positions tokens (the end, where the score is read), so a long
+ * rollout is scored rather than stopping a run; training data that long is an error instead. */
 int leash_rm_score_texts(leash_gpt *m, const leash_tokenizer *tok, const char *const *texts, int n, int batch,
                          float *scores);
 
