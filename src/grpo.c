@@ -62,6 +62,7 @@ int grpo_update(rollout *r, const leash_rl_config *c, double beta, leash_gpt *po
             st->clipfrac += clip_active;
             st->approxkl += 0.5 * logratio * logratio;
             st->ratio += ratio;
+            if (st->updates == 0 && fabs(ratio - 1.0) > st->first_ratio_dev) st->first_ratio_dev = fabs(ratio - 1.0);
             dlogp[i] = (float)(w * ((clip_active ? 0.0 : -A * ratio) + beta * dk3));
         }
     }

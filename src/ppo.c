@@ -75,6 +75,7 @@ int ppo_update(rollout *r, const leash_rl_config *c, leash_gpt *policy, leash_gp
             st->clipfrac += clip_active;
             st->approxkl += 0.5 * logratio * logratio;
             st->ratio += ratio;
+            if (st->updates == 0 && fabs(ratio - 1.0) > st->first_ratio_dev) st->first_ratio_dev = fabs(ratio - 1.0);
             dlogp[i] = clip_active ? 0.0f : (float)(-A * ratio / ntok);
         }
     }

@@ -358,6 +358,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         p.clipfrac = st.tokens ? st.clipfrac / st.tokens : 0, p.approxkl = st.tokens ? st.approxkl / st.tokens : 0;
         p.policy_loss = st.tokens ? st.policy_loss / st.tokens : 0, p.value_loss = st.tokens ? st.value_loss / st.tokens : 0;
         p.ratio = st.tokens ? st.ratio / st.tokens : 1;
+        p.first_ratio_dev = st.first_ratio_dev, p.logprob_gap = gap;
         p.gold_reward = c->gold_metrics || c->gold_reward ? gold / R : NAN;
         p.grammatical = c->gold_metrics || c->gold_reward ? gram / R : NAN;
         p.ref_nll = ntok ? nll / ntok : 0, p.distinct2 = nbig ? (double)uniq / nbig : 0, p.repetition = rep / R;
@@ -394,14 +395,15 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
                 "\"kl_estimator\": \"%s\", \"objective/entropy\": %.6f, \"objective/scores\": %.6f, "
                 "\"objective/non_score_reward\": %.6f, \"objective/rlhf_reward\": %.6f, \"beta\": %.6g, "
                 "\"policy/clipfrac_avg\": %.6f, \"policy/approxkl_avg\": %.8f, \"loss/policy_avg\": %.6f, "
-                "\"loss/value_avg\": %.6f, \"val/ratio\": %.8f, \"policy/logprob_gap_max\": %.3g, \"gold/reward\": %s, "
+                "\"loss/value_avg\": %.6f, \"val/ratio\": %.8f, \"policy/first_ratio_maxdev\": %.3g, "
+                "\"policy/logprob_gap_max\": %.3g, \"gold/reward\": %s, "
                 "\"gold/grammatical\": %s, \"fluency/ref_nll\": %.6f, \"text/distinct2\": %.4f, \"text/repetition\": %.4f, "
                 "\"text/length\": %.3f, \"text/eos_rate\": %.4f, \"alarm/reward_hacking\": %d, \"alarm/kl_band\": %d, "
                 "\"time/step_s\": %.3f}\n",
                 p.step, p.kl, p.kl_per_token, p.kl_exact,
                 c->algo == LEASH_PPO && c->kl_exact ? "exact" : leash_kl_estimator_name(c->algo == LEASH_GRPO ? LEASH_KL_K3 : c->kl_estimator),
                 p.entropy, p.scores, p.non_score_reward, p.rlhf_reward, p.beta, p.clipfrac, p.approxkl, p.policy_loss,
-                p.value_loss, p.ratio, gap, gr, gg, p.ref_nll, p.distinct2, p.repetition, p.length, p.eos_rate,
+                p.value_loss, p.ratio, p.first_ratio_dev, gap, gr, gg, p.ref_nll, p.distinct2, p.repetition, p.length, p.eos_rate,
                 p.hacking_alarm, p.kl_band_warning, p.seconds);
         fflush(metrics);
         p.sample = NULL;

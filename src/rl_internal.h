@@ -44,6 +44,8 @@ typedef struct {
 /* One update of the policy (and value model) over rows[0..n) of r; sums into the loss statistics. */
 typedef struct {
     double policy_loss, value_loss, clipfrac, approxkl, ratio;
+    double first_ratio_dev; // max |ratio - 1| over the first minibatch of the first epoch: 0 when rollout and
+                            // training agree (old policy = current policy)
     long tokens, updates;
 } update_stats;
 

@@ -71,6 +71,8 @@ typedef struct {
     double rlhf_reward;    /* objective/rlhf_reward = shaped score + non-score reward */
     double beta;
     double clipfrac, approxkl, policy_loss, value_loss, ratio;
+    double first_ratio_dev; /* max |ratio - 1| on the first minibatch: 0 when rollout and training agree */
+    double logprob_gap;     /* max |log-prob at sampling - log-prob recomputed for training| */
     double gold_reward, grammatical; /* NAN without the world */
     double ref_nll;        /* fluency: reference model's NLL of the responses, per token */
     double distinct2, repetition, length, eos_rate;

@@ -1,0 +1,151 @@
+/* PPO and GRPO: where rewards land, GAE and group advantages against closed forms, and a short run in
+ * which the first step's KL is exactly 0 and the first minibatch's ratio exactly 1. */
+#define _DEFAULT_SOURCE
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/rl_internal.h"
+#include "leash/error.h"
+#include "leash/rl.h"
+#include "leash/tokenizer.h"
+#include "leash/world.h"
+
+/* Two rows, prompt width P = 2, M = 4: row 0 has 3 response tokens, row 1 has 1. */
+static void tiny_rollout(rollout *r) {
+    cr_assert_eq(rollout_alloc(r, 2, 2, 4, 2), 0);
+    int T = r->T;
+    for (int i = 0; i < 2 * T; i++) r->targets[i] = -1;
+    r->resp_len[0] = 3, r->resp_len[1] = 1;
+    for (int b = 0; b < 2; b++)
+        for (int j = 0; j < r->resp_len[b]; j++) {
+            int t = b * T + r->P + j - 1;
+            r->targets[t] = 7;
+            r->kl[t] = 0.5f * (j + 1);
+            r->values[t] = 0.25f * j;
+        }
+    r->shaped[0] = 2.0, r->shaped[1] = -1.0;
+}
+
+Test(ppo, rewards_land_on_the_last_token_and_gae_matches_returns) {
+    rollout r;
+    tiny_rollout(&r);
+    leash_rl_config c = leash_rl_defaults(LEASH_PPO);
+    c.gamma = 1.0f, c.lam = 1.0f;
+    const double beta = 0.1;
+    cr_assert_eq(ppo_advantages(&r, &c, beta), 0);
+    int T = r.T, P = r.P;
+    // row 0: rewards -beta*kl at each token, + score at the last (t = P + 3 - 2)
+    double want_r[3] = {-0.05, -0.1, -0.15 + 2.0};
+    for (int j = 0; j < 3; j++)
+        cr_assert(fabs(r.rewards[P + j - 1] - want_r[j]) < 1e-6, "row 0 token %d reward %g, want %g", j, r.rewards[P + j - 1], want_r[j]);
+    cr_assert(fabs(r.rewards[T + P - 1] - (-0.05 - 1.0)) < 1e-6, "row 1: one token carries kl and score");
+    for (int t = 0; t < 2 * T; t++)
+        if (r.targets[t] < 0) cr_assert_eq(r.rewards[t], 0.0f, "prompt or padding at %d got reward", t);
+    // gamma = lambda = 1: the return is the sum of the rewards to come
+    double future = 0;
+    for (int j = 2; j >= 0; j--) {
+        future += want_r[j];
+        cr_assert(fabs(r.ret[P + j - 1] - future) < 1e-5, "row 0 return at %d: %g, want %g", j, r.ret[P + j - 1], future);
+    }
+    // advantages are whitened over the 4 response tokens: mean 0, and zero outside
+    double m = 0;
+    for (int t = 0; t < 2 * T; t++) m += r.adv[t];
+    cr_assert(fabs(m) < 1e-5, "whitened advantages sum to %g", m);
+    rollout_free(&r);
+}
+
+Test(grpo, group_relative_advantages) {
+    rollout r;
+    cr_assert_eq(rollout_alloc(&r, 4, 1, 2, 4), 0);
+    for (int i = 0; i < 4 * r.T; i++) r.targets[i] = i % r.T == 0 ? 3 : -1;
+    double sc[4] = {1.0, 2.0, 3.0, 6.0};
+    for (int b = 0; b < 4; b++) r.shaped[b] = sc[b];
+    leash_rl_config c = leash_rl_defaults(LEASH_GRPO);
+    c.group = 4;
+    cr_assert_eq(grpo_advantages(&r, &c), 0);
+    double mean = 3.0, sd = sqrt((4.0 + 1.0 + 0.0 + 9.0) / 3.0);
+    for (int b = 0; b < 4; b++)
+        cr_assert(fabs(r.adv[b * r.T] - (sc[b] - mean) / (sd + 1e-4)) < 1e-6, "row %d: %g", b, r.adv[b * r.T]);
+    c.scale_group_std = 0;
+    cr_assert_eq(grpo_advantages(&r, &c), 0);
+    for (int b = 0; b < 4; b++) cr_assert(fabs(r.adv[b * r.T] - (sc[b] - mean)) < 1e-6);
+    rollout_free(&r);
+}
+
+/* A tiny policy on the world's words, scored by the gold reward. */
+static void tiny_policy(const char *dir) {
+    leash_rng rng;
+    leash_rng_seed(&rng, 3, 0);
+    size_t cap = 1 << 20, n = 0;
+    char *text = malloc(cap), line[512];
+    while (n + 600 < cap / 4) {
+        int k = leash_world_review(&rng, 0.0, line, sizeof line);
+        memcpy(text + n, line, k), n += k, text[n++] = '\n';
+    }
+    cr_assert_eq(leash_tokenizer_train(text, n, 400, 2, dir), 0, "%s", leash_errmsg());
+    free(text);
+    leash_tokenizer *tok;
+    cr_assert_eq(leash_tokenizer_load_dir(&tok, dir), 0);
+    leash_gpt_config cfg = {.vocab_size = leash_tokenizer_vocab_size(tok), .n_positions = 32, .n_embd = 32, .n_layer = 1,
+                            .n_head = 2, .bos_token_id = -1, .eos_token_id = leash_tokenizer_special_id(tok, "<|endoftext|>"),
+                            .layer_norm_epsilon = 1e-5f};
+    leash_gpt *m;
+    cr_assert_eq(leash_gpt_create(&m, &cfg), 0);
+    leash_gpt_init(m, 1);
+    cr_assert_eq(leash_gpt_save(m, dir), 0);
+    leash_gpt_free(m);
+    leash_tokenizer_free(tok);
+    char path[256];
+    snprintf(path, sizeof path, "%s/prompts.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < 20; i++) {
+        leash_world_opening(&rng, line, sizeof line);
+        fprintf(f, "{\"prompt\": \"%s\"}\n", line);
+    }
+    fclose(f);
+}
+
+typedef struct {
+    leash_rl_progress first;
+    int steps;
+} seen;
+
+static int record(const leash_rl_progress *p, void *ctx) {
+    seen *s = ctx;
+    if (p->step == 1) s->first = *p;
+    s->steps = p->step;
+    return 0;
+}
+
+static void short_run(leash_rl_algo algo) {
+    char dir[] = "/tmp/leash-rl-XXXXXX", prompts[256], out[256], cmd[1024];
+    cr_assert(mkdtemp(dir));
+    tiny_policy(dir);
+    snprintf(prompts, sizeof prompts, "%s/prompts.jsonl", dir);
+    snprintf(out, sizeof out, "%s/run", dir);
+    leash_rl_config c = leash_rl_defaults(algo);
+    c.policy_dir = dir, c.prompts = prompts, c.out_dir = out, c.gold_reward = 1, c.steps = 3, c.batch = 4, c.group = 4;
+    c.max_new = 8, c.temperature = 0.7f, c.minibatch = algo == LEASH_PPO ? 2 : 0, c.optim.lr = 1e-3f;
+    c.kl_exact = algo == LEASH_PPO;
+    seen s = {0};
+    leash_rl_progress fin;
+    cr_assert_eq(leash_rl_train(&c, record, &s, &fin), 0, "%s", leash_errmsg());
+    cr_assert_eq(s.steps, 3);
+    // step 1: the policy is the reference, so every KL is exactly 0 and the first minibatch's ratio exactly 1
+    cr_assert_eq(s.first.kl, 0.0, "KL at step 1: %g", s.first.kl);
+    cr_assert_eq(s.first.kl_exact, 0.0, "exact KL at step 1: %g", s.first.kl_exact);
+    cr_assert_eq(s.first.first_ratio_dev, 0.0, "first minibatch ratio off 1 by %g", s.first.first_ratio_dev);
+    cr_assert(s.first.logprob_gap < 1e-4, "sampling and training log-probs differ by %g", s.first.logprob_gap);
+    cr_assert(isfinite(fin.kl) && fin.kl_exact >= 0 && !isnan(fin.gold_reward));
+    snprintf(cmd, sizeof cmd, "test -s %s/metrics.jsonl && test -f %s/policy/model.safetensors && test -f %s/policy/vocab.json",
+             out, out, out);
+    cr_assert_eq(system(cmd), 0, "run outputs missing");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(ppo, short_run_starts_at_the_reference, .timeout = 120) { short_run(LEASH_PPO); }
+Test(grpo, short_run_starts_at_the_reference, .timeout = 120) { short_run(LEASH_GRPO); }
