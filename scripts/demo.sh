@@ -51,3 +51,6 @@ if [ ! -f "$D/ppo-no-leash/policy/model.safetensors" ]; then
 fi
 stage "report"
 $L report "$D/ppo-leash" "$D/ppo-no-leash"
+if command -v gnuplot >/dev/null 2>&1; then
+  $L plot "$D/ppo-leash" "$D/ppo-no-leash" --out "$D/curves.png"
+fi
