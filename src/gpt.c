@@ -328,6 +328,15 @@ int leash_gpt_forward(leash_gpt *m, const int *tokens, const uint8_t *mask, int 
 
 #define SCORE_ROWS 64
 
+/* The message for row n of (., T) logits that failed inside a parallel loop (where a worker thread's
+ * message is lost): the row is checked again here, on the caller's thread. */
+static int row_failure(const float *row, int V, float temperature, int n, int T) {
+    double lse;
+    int rc = leash_logsumexp(row, V, temperature, &lse);
+    return leash_fail_wrap(rc ? rc : LEASH_ENUMERIC, "logits at (sequence %d, position %d)", n / T, n % T);
+}
+
+
 int leash_gpt_score(leash_gpt *m, const int *tokens, const uint8_t *mask, const int *targets, int B, int T,
                     float temperature, float *logp, float *entropy) {
     int rc = forward_trunk(m, tokens, mask, B, T);
@@ -358,12 +367,7 @@ int leash_gpt_score(leash_gpt *m, const int *tokens, const uint8_t *mask, const 
             logp[n] = (float)(z[targets[n]] / (double)temperature - lse);
             if (entropy) entropy[n] = (float)h;
         }
-        if (bad >= 0) {
-            double lse;
-            rc = leash_logsumexp(m->chunk + (size_t)bad * V, V, temperature, &lse);
-            return leash_fail_wrap(rc ? rc : LEASH_ENUMERIC, "logits at (sequence %d, position %d)", (r0 + bad) / T,
-                                   (r0 + bad) % T);
-        }
+        if (bad >= 0) return row_failure(m->chunk + (size_t)bad * V, V, temperature, r0 + bad, T);
     }
     return LEASH_OK;
 }
@@ -457,13 +461,7 @@ int leash_gpt_token_logprobs(leash_gpt *m, const int *targets, float temperature
         logp[n] = (float)(z[targets[n]] / (double)temperature - lse);
         if (entropy) entropy[n] = (float)h;
     }
-    if (first_bad < N) {
-        double lse;
-        rc = leash_logsumexp(m->a.logits + (size_t)first_bad * V, V, temperature, &lse);
-        return leash_fail_wrap(rc ? rc : LEASH_ENUMERIC, "logits at (sequence %d, position %d)", first_bad / m->T,
-                               first_bad % m->T);
-    }
-    return LEASH_OK;
+    return first_bad < N ? row_failure(m->a.logits + (size_t)first_bad * V, V, temperature, first_bad, m->T) : LEASH_OK;
 }
 
 int leash_gpt_token_logprobs_backward(leash_gpt *m, const int *targets, float temperature, const float *dlogp) {
@@ -482,13 +480,7 @@ int leash_gpt_token_logprobs_backward(leash_gpt *m, const int *targets, float te
         }
         leash_logprob_backward(z, V, temperature, lse, targets[n], dlogp[n], m->a.dlogits + (size_t)n * V);
     }
-    if (first_bad < N) {
-        double lse;
-        rc = leash_logsumexp(m->a.logits + (size_t)first_bad * V, V, temperature, &lse);
-        return leash_fail_wrap(rc ? rc : LEASH_ENUMERIC, "logits at (sequence %d, position %d)", first_bad / m->T,
-                               first_bad % m->T);
-    }
-    return LEASH_OK;
+    return first_bad < N ? row_failure(m->a.logits + (size_t)first_bad * V, V, temperature, first_bad, m->T) : LEASH_OK;
 }
 
 int leash_gpt_cross_entropy(leash_gpt *m, const int *targets, double *loss, long *count) {

@@ -51,19 +51,13 @@ int grpo_update(rollout *r, const leash_rl_config *c, double beta, leash_gpt *po
             long i = (long)k * T + t, src = (long)rows[k] * T + t;
             dlogp[i] = 0.0f;
             if (r->mb_targets[i] < 0) continue;
-            double A = r->adv[src], logratio = (double)newlp[i] - r->old_logp[src], ratio = exp(logratio);
-            double clipped = ratio < 1 - c->clip_eps ? 1 - c->clip_eps : ratio > 1 + c->clip_eps ? 1 + c->clip_eps : ratio;
-            double pg1 = -A * ratio, pg2 = -A * clipped;
-            int clip_active = pg2 > pg1;
+            double d;
+            double pg = clipped_surrogate(r->adv[src], newlp[i], r->old_logp[src], c->clip_eps, st, &d);
             // KL inside the loss: k3 = (r - 1) - log r with log r = log pi_ref - log pi, gradient 1 - r
             double k3 = leash_kl_estimate(LEASH_KL_K3, newlp[i], r->ref_logp[src]);
             double dk3 = leash_kl_estimate_grad(LEASH_KL_K3, newlp[i], r->ref_logp[src]);
-            st->policy_loss += (pg1 > pg2 ? pg1 : pg2) + beta * k3;
-            st->clipfrac += clip_active;
-            st->approxkl += 0.5 * logratio * logratio;
-            st->ratio += ratio;
-            if (st->updates == 0 && fabs(ratio - 1.0) > st->first_ratio_dev) st->first_ratio_dev = fabs(ratio - 1.0);
-            dlogp[i] = (float)(w * ((clip_active ? 0.0 : -A * ratio) + beta * dk3));
+            st->policy_loss += pg + beta * k3;
+            dlogp[i] = (float)(w * (d + beta * dk3));
         }
     }
     st->tokens += ntok;

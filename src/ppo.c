@@ -67,16 +67,9 @@ int ppo_update(rollout *r, const leash_rl_config *c, leash_gpt *policy, leash_gp
             long i = (long)k * T + t, src = (long)rows[k] * T + t;
             dlogp[i] = 0.0f;
             if (r->mb_targets[i] < 0) continue;
-            double A = r->adv[src], logratio = (double)newlp[i] - r->old_logp[src], ratio = exp(logratio);
-            double clipped = ratio < 1 - c->clip_eps ? 1 - c->clip_eps : ratio > 1 + c->clip_eps ? 1 + c->clip_eps : ratio;
-            double pg1 = -A * ratio, pg2 = -A * clipped;
-            int clip_active = pg2 > pg1; // the clipped term is the max: its gradient is 0
-            st->policy_loss += pg1 > pg2 ? pg1 : pg2;
-            st->clipfrac += clip_active;
-            st->approxkl += 0.5 * logratio * logratio;
-            st->ratio += ratio;
-            if (st->updates == 0 && fabs(ratio - 1.0) > st->first_ratio_dev) st->first_ratio_dev = fabs(ratio - 1.0);
-            dlogp[i] = clip_active ? 0.0f : (float)(-A * ratio / ntok);
+            double d;
+            st->policy_loss += clipped_surrogate(r->adv[src], newlp[i], r->old_logp[src], c->clip_eps, st, &d);
+            dlogp[i] = (float)(d / ntok);
         }
     }
     st->tokens += ntok;

@@ -9,6 +9,8 @@
 #ifndef LEASH_RL_INTERNAL_H
 #define LEASH_RL_INTERNAL_H
 
+#include <math.h>
+
 #include "leash/gpt.h"
 #include "leash/rl.h"
 #include "leash/tokenizer.h"
@@ -41,6 +43,8 @@ typedef struct {
     float *mb_buf, *mb_buf2; // (minibatch, T)
 } rollout;
 
+
+
 /* One update of the policy (and value model) over rows[0..n) of r; sums into the loss statistics. */
 typedef struct {
     double policy_loss, value_loss, clipfrac, approxkl, ratio;
@@ -51,6 +55,22 @@ typedef struct {
 
 int rollout_alloc(rollout *r, int B, int P, int M, int minibatch);
 void rollout_free(rollout *r);
+/* The clipped surrogate of one token (PPO and GRPO): returns max(-A ratio, -A clip(ratio, 1 +- eps)) and
+ * its derivative with respect to the new log-prob in *dloss (0 where the clipped term is the max: the clip
+ * is active), and adds the token to the statistics. */
+static inline double clipped_surrogate(double A, double newlp, double oldlp, double eps, update_stats *st, double *dloss) {
+    double logratio = newlp - oldlp, ratio = exp(logratio);
+    double clipped = ratio < 1 - eps ? 1 - eps : ratio > 1 + eps ? 1 + eps : ratio;
+    double pg1 = -A * ratio, pg2 = -A * clipped;
+    int clip_active = pg2 > pg1;
+    st->clipfrac += clip_active;
+    st->approxkl += 0.5 * logratio * logratio;
+    st->ratio += ratio;
+    if (st->updates == 0 && fabs(ratio - 1.0) > st->first_ratio_dev) st->first_ratio_dev = fabs(ratio - 1.0);
+    *dloss = clip_active ? 0.0 : -A * ratio;
+    return clip_active ? pg2 : pg1;
+}
+
 /* Gathers rows into r->mb_* buffers. */
 void rollout_gather(rollout *r, const int *rows, int n);
 
