@@ -46,13 +46,17 @@ leash_rl_config leash_rl_defaults(leash_rl_algo algo) {
 
 static int check(const leash_rl_config *c) {
     if (!c->policy_dir || !c->prompts || !c->out_dir) return leash_fail(LEASH_EINVAL, "--policy, --prompts and --out are required");
-    if (!c->reward_dir == !c->gold_reward) return leash_fail(LEASH_EINVAL, "give exactly one of --reward DIR and --gold-reward");
+    if ((c->reward_dir != NULL) + (c->gold_reward != 0) + (c->reward_fn != NULL) != 1)
+        return leash_fail(LEASH_EINVAL, "give exactly one reward: --reward DIR, --gold-reward, or a scoring function");
     if (c->steps < 1 || c->batch < 1) return leash_fail(LEASH_EINVAL, "--steps %d, --batch %d: both must be >= 1", c->steps, c->batch);
     if (c->algo == LEASH_GRPO && c->group < 2) return leash_fail(LEASH_EINVAL, "--group %d: GRPO needs >= 2 responses per prompt", c->group);
     if (c->max_new < 1) return leash_fail(LEASH_EINVAL, "--max-new %d; it must be >= 1", c->max_new);
     if (!(c->temperature > 0)) return leash_fail(LEASH_EINVAL, "--temperature %g; it must be > 0", (double)c->temperature);
     if (!(c->clip_eps > 0 && c->clip_eps < 1)) return leash_fail(LEASH_EINVAL, "--clip %g; it must be in (0, 1)", (double)c->clip_eps);
     if (c->epochs < 1) return leash_fail(LEASH_EINVAL, "--epochs %d; it must be >= 1", c->epochs);
+    if (c->algo == LEASH_GRPO && (c->kl_exact || c->kl_estimator == LEASH_KL_K1 || c->kl_estimator == LEASH_KL_ABS))
+        return leash_fail(LEASH_EINVAL, "GRPO puts the KL inside the loss: use --kl-estimator k3 (the paper) or k2 (whose "
+                                        "expected gradient is exactly that of KL(pi || pi_ref)); k1's is zero");
     if (!(c->beta.beta >= 0) || !isfinite(c->beta.beta)) return leash_fail(LEASH_EINVAL, "--beta %g; it must be finite and >= 0", c->beta.beta);
     if (!(c->gamma >= 0 && c->gamma <= 1) || !(c->lam >= 0 && c->lam <= 1))
         return leash_fail(LEASH_EINVAL, "--gamma %g, --lambda %g: both must be in [0, 1]", (double)c->gamma, (double)c->lam);
@@ -179,7 +183,7 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
         if (r->targets[i] < 0) { r->kl[i] = 0.0f; continue; }
         r->kl[i] = c->algo == LEASH_PPO && c->kl_exact
                        ? r->kl_exact[i]
-                       : (float)leash_kl_estimate(c->algo == LEASH_GRPO ? LEASH_KL_K3 : c->kl_estimator, r->old_logp[i], r->ref_logp[i]);
+                       : (float)leash_kl_estimate(c->kl_estimator, r->old_logp[i], r->ref_logp[i]);
         if (!isfinite(r->kl[i])) return leash_fail(LEASH_ENUMERIC, "the KL at step %d is %g: the policy has left the reference's support", step + 1, r->kl[i]);
     }
     // scores: reward model on prompt + response, or the gold reward; gold metrics when asked
@@ -194,7 +198,10 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
         leash_world_gold g = leash_world_score(texts[b], strlen(texts[b]));
         r->gold[b] = c->gold_metrics || c->gold_reward ? g.reward : NAN;
         r->grammatical[b] = g.grammatical;
-        double score = s->rm ? sc_rm[b] : g.reward, x = score;
+        double score = s->rm ? sc_rm[b]
+                       : c->reward_fn ? c->reward_fn(s->prompts.str[0][r->prompt_index[b]], r->text[b], gen + b * M, r->resp_len[b], c->reward_ctx)
+                                      : g.reward,
+               x = score;
         if (!isfinite(score)) { rc = leash_fail(LEASH_ENUMERIC, "reward of response %d at step %d is %g", b, step + 1, score); break; }
         if (s->rm && c->normalize_scores && rc_cfg->score_std > 0) x = (x - rc_cfg->score_mean) / rc_cfg->score_std;
         if (c->score_clip > 0) x = x < -c->score_clip ? -c->score_clip : x > c->score_clip ? c->score_clip : x;
@@ -401,7 +408,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
                 "\"text/length\": %.3f, \"text/eos_rate\": %.4f, \"alarm/reward_hacking\": %d, \"alarm/kl_band\": %d, "
                 "\"time/step_s\": %.3f}\n",
                 p.step, p.kl, p.kl_per_token, p.kl_exact,
-                c->algo == LEASH_PPO && c->kl_exact ? "exact" : leash_kl_estimator_name(c->algo == LEASH_GRPO ? LEASH_KL_K3 : c->kl_estimator),
+                c->algo == LEASH_PPO && c->kl_exact ? "exact" : leash_kl_estimator_name(c->kl_estimator),
                 p.entropy, p.scores, p.non_score_reward, p.rlhf_reward, p.beta, p.clipfrac, p.approxkl, p.policy_loss,
                 p.value_loss, p.ratio, p.first_ratio_dev, gap, gr, gg, p.ref_nll, p.distinct2, p.repetition, p.length, p.eos_rate,
                 p.hacking_alarm, p.kl_band_warning, p.seconds);

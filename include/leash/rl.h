@@ -28,6 +28,10 @@ typedef struct {
     const char *reward_dir;  /* a reward model (scalar head); NULL with gold_reward */
     int gold_reward;         /* score with the default world's gold reward instead of a model */
     int gold_metrics;        /* report the default world's gold reward and grammaticality */
+    /* or a verifiable scorer of your own: the score of a response, given its prompt text, its text and
+     * its token ids (the EOS included when it was emitted) */
+    double (*reward_fn)(const char *prompt, const char *response, const int *tokens, int n, void *ctx);
+    void *reward_ctx;
     const char *prompts;     /* JSONL {"prompt"} */
     const char *out_dir;     /* policy (and value model), metrics.jsonl, samples.jsonl, report.json */
     int steps, batch;        /* updates; prompts per step (PPO: sequences; GRPO: groups) */
