@@ -12,6 +12,7 @@
 #include "leash/rl.h"
 #include "leash/tokenizer.h"
 #include "leash/world.h"
+#include "leash/bon.h"
 
 /* Two rows, prompt width P = 2, M = 4: row 0 has 3 response tokens, row 1 has 1. */
 static void tiny_rollout(rollout *r) {
@@ -149,3 +150,30 @@ static void short_run(leash_rl_algo algo) {
 
 Test(ppo, short_run_starts_at_the_reference, .timeout = 120) { short_run(LEASH_PPO); }
 Test(grpo, short_run_starts_at_the_reference, .timeout = 120) { short_run(LEASH_GRPO); }
+
+Test(best_of_n, nested_samples_and_the_kl_bound, .timeout = 120) {
+    char dir[] = "/tmp/leash-bon-XXXXXX", rmdir_[300], prompts[256], cmd[1024];
+    cr_assert(mkdtemp(dir));
+    tiny_policy(dir);
+    // a reward model: the policy with a fresh scalar head (any scorer will do for the mechanics)
+    leash_gpt *p, *rm;
+    cr_assert_eq(leash_gpt_load(&p, dir), 0);
+    cr_assert_eq(leash_gpt_copy_with_head(&rm, p, 0, 5), 0);
+    snprintf(rmdir_, sizeof rmdir_, "%s/rm", dir);
+    cr_assert_eq(leash_gpt_save(rm, rmdir_), 0);
+    cr_assert_eq(leash_tokenizer_copy(dir, rmdir_), 0);
+    leash_gpt_free(p), leash_gpt_free(rm);
+    snprintf(prompts, sizeof prompts, "%s/prompts.jsonl", dir);
+    const int ns[4] = {1, 2, 4, 8};
+    leash_bon_result res[4];
+    cr_assert_eq(leash_best_of_n(dir, rmdir_, prompts, ns, 4, 12, 6, 1.0f, 3, res), 0, "%s", leash_errmsg());
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(res[i].n, ns[i]);
+        cr_assert(fabs(res[i].kl_bound - (log(ns[i]) - (ns[i] - 1.0) / ns[i])) < 1e-12);
+        if (i) cr_assert(res[i].proxy >= res[i - 1].proxy - 1e-9, "best-of-%d proxy %g below best-of-%d %g", ns[i],
+                         res[i].proxy, ns[i - 1], res[i - 1].proxy);
+    }
+    cr_assert_eq(res[0].kl_bound, 0.0);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
