@@ -91,8 +91,16 @@ static char *join(const char *a, const char *b) {
 }
 
 /* Samples, decodes, scores: everything of one step that does not change the weights. */
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* phase[0] rollout, [1] policy + reference scoring (and values), [2] rewards: seconds, accumulated. */
 static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *gen_lp, int *glen, int *packed,
-                   double *logprob_gap) {
+                   double *logprob_gap, double *phase) {
+    double t0 = now_s();
     rollout *r = &s->r;
     int R = s->R, P = r->P, M = r->M, T = r->T, V = leash_gpt_cfg(s->policy)->vocab_size, rc = LEASH_OK;
     int G = c->algo == LEASH_GRPO ? c->group : 1;
@@ -118,6 +126,7 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
     memcpy(plens, lens, R * sizeof *plens);
     rc = leash_generate(s->policy, &sc, packed, plens, R, streams, gen, gen_lp, glen);
     free(streams);
+    phase[0] += now_s() - t0;
     if (rc) { free(plens); return rc; }
     // layout: prompt left-padded to P, response from P, targets at the input position before each response token
     for (int b = 0; b < R; b++) {
@@ -142,6 +151,7 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
     }
     free(plens);
     if (rc) return rc;
+    double t1 = now_s();
     // log-probs, entropy, exact KL and values, in the minibatch shapes the first update will use, so that
     // the first minibatch's ratio is exactly 1
     *logprob_gap = 0.0;
@@ -186,6 +196,8 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
                        : (float)leash_kl_estimate(c->kl_estimator, r->old_logp[i], r->ref_logp[i]);
         if (!isfinite(r->kl[i])) return leash_fail(LEASH_ENUMERIC, "the KL at step %d is %g: the policy has left the reference's support", step + 1, r->kl[i]);
     }
+    double t2 = now_s();
+    phase[1] += t2 - t1;
     // scores: reward model on prompt + response, or the gold reward; gold metrics when asked
     char **texts = calloc(R, sizeof *texts);
     float *sc_rm = malloc(R * sizeof *sc_rm);
@@ -212,6 +224,7 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
     }
     for (int b = 0; texts && b < R; b++) free(texts[b]);
     free(texts), free(sc_rm);
+    phase[2] += now_s() - t2;
     return rc;
 }
 
@@ -297,8 +310,9 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     for (int step = 0; step < c->steps && !rc; step++) {
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        double gap = 0.0;
-        if ((rc = collect(&s, &cfg, step, gen, gen_lp, glen, packed, &gap))) break;
+        double gap = 0.0, phase[4] = {0};
+        if ((rc = collect(&s, &cfg, step, gen, gen_lp, glen, packed, &gap, phase))) break;
+        double t_update = now_s();
         double beta = cfg.beta.beta;
         // measured KL of this batch, per sequence, and the statistics
         double kl_seq = 0, kl_ex = 0, ntok = 0, ent = 0, nll = 0, sc = 0, shaped = 0, gold = 0, gram = 0, len = 0, eos = 0, rep = 0;
@@ -355,6 +369,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
             }
         }
         if (rc) break;
+        phase[3] = now_s() - t_update;
         // the controller sees the measured mean per-sequence KL of this batch
         if ((rc = leash_beta_update(&cfg.beta, kl_seq / R, R))) break;
         clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -371,6 +386,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         p.ref_nll = ntok ? nll / ntok : 0, p.distinct2 = nbig ? (double)uniq / nbig : 0, p.repetition = rep / R;
         p.length = len / R, p.eos_rate = eos / R;
         p.seconds = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
+        for (int k = 0; k < 4; k++) p.phase_seconds[k] = phase[k];
         // the alarm: over the last ALARM_WINDOW steps against the first, the proxy rose while the truth fell
         hist[4 * step] = p.scores, hist[4 * step + 1] = p.gold_reward, hist[4 * step + 2] = p.grammatical;
         hist[4 * step + 3] = p.ref_nll;

@@ -83,6 +83,7 @@ typedef struct {
     int hacking_alarm;     /* proxy up while gold reward or fluency falls */
     int kl_band_warning;   /* running KL outside 0..10 nats per sequence */
     double seconds;
+    double phase_seconds[4]; /* rollout, policy + reference scoring (and values), rewards, updates */
     const char *sample;    /* one response of this step, when sampled */
 } leash_rl_progress;
 
