@@ -1,25 +1,19 @@
 /* RLAIF labelling with a built-in or an external judge: see include/leash/judge.h. */
-#define _GNU_SOURCE /* pipe2, sigtimedwait */
 #include "leash/judge.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "leash/data.h"
 #include "leash/error.h"
 #include "leash/gpt.h"
 #include "leash/reward.h"
 #include "leash/tokenizer.h"
+#include "subprocess.h"
 
 #define EOT "<|endoftext|>"
 
@@ -32,122 +26,10 @@ leash_label_config leash_label_defaults(void) {
     return c;
 }
 
-/* ---- an external judge process ------------------------------------------------------------------- */
-
-typedef struct {
-    pid_t pid;
-    int to, from;      // its stdin (we write), its stdout (we read)
-    char buf[1 << 16]; // bytes read, not yet consumed
-    size_t n;
-    const char *cmd;
-} external;
-
-static int ext_start(external *x, const char *cmd) {
-    int in[2], out[2];
-    memset(x, 0, sizeof *x);
-    x->cmd = cmd;
-    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC))
-        return leash_fail(LEASH_EIO, "cannot create pipes for the judge command: %s", strerror(errno));
-    x->pid = fork();
-    if (x->pid < 0) return leash_fail(LEASH_EIO, "cannot start the judge command: %s", strerror(errno));
-    if (x->pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]), close(out[1]);
-    x->to = in[1], x->from = out[0];
-    return LEASH_OK;
-}
-
-static void ext_stop(external *x) {
-    if (x->to >= 0) close(x->to);
-    if (x->from >= 0) close(x->from);
-    x->to = x->from = -1;
-    if (x->pid > 0) {
-        kill(x->pid, SIGTERM);
-        waitpid(x->pid, NULL, 0);
-        x->pid = 0;
-    }
-}
-
-/* Reaps a judge whose pipes closed (killing one that lingers) and describes how it ended. */
-static const char *ext_ended(external *x, char *buf, size_t cap) {
-    int st = 0;
-    struct timespec pause = {0, 50 * 1000 * 1000};
-    if (x->pid > 0 && waitpid(x->pid, &st, WNOHANG) == 0) {
-        nanosleep(&pause, NULL);
-        if (waitpid(x->pid, &st, WNOHANG) == 0) kill(x->pid, SIGKILL), waitpid(x->pid, &st, 0);
-    }
-    x->pid = 0;
-    snprintf(buf, cap, "%s %d", WIFEXITED(st) ? "exit status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-    return buf;
-}
-
-/* Writes all of s; a judge that closed its stdin gives EPIPE, never a SIGPIPE that kills us. */
-static int ext_write(external *x, const char *s, size_t n) {
-    sigset_t pipe_set, old;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-    int err = 0;
-    while (n && !err) {
-        ssize_t k = write(x->to, s, n);
-        if (k < 0 && errno != EINTR) err = errno;
-        else if (k > 0) s += k, n -= (size_t)k;
-    }
-    if (err == EPIPE) { // consume the pending signal before unblocking it
-        struct timespec zero = {0, 0};
-        sigtimedwait(&pipe_set, NULL, &zero);
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return err;
-}
-
-/* Reads one line (without the newline) into line, waiting at most timeout_s. */
-static int ext_read_line(external *x, double timeout_s, char *line, size_t cap, int id) {
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        char *nl = memchr(x->buf, '\n', x->n);
-        if (nl) {
-            size_t k = (size_t)(nl - x->buf);
-            if (k >= cap) return leash_fail(LEASH_EFORMAT, "judge command: answer %d is longer than %zu bytes", id, cap);
-            memcpy(line, x->buf, k);
-            line[k] = '\0';
-            memmove(x->buf, nl + 1, x->n - k - 1);
-            x->n -= k + 1;
-            return LEASH_OK;
-        }
-        if (x->n == sizeof x->buf) return leash_fail(LEASH_EFORMAT, "judge command: answer %d has no newline", id);
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        double left = timeout_s - (now.tv_sec - t0.tv_sec) - 1e-9 * (now.tv_nsec - t0.tv_nsec);
-        if (left <= 0) {
-            ext_stop(x);
-            return leash_fail(LEASH_EIO, "judge command '%s' did not answer request %d within %g s; it was stopped "
-                                         "(raise --judge-timeout if it is just slow)",
-                              x->cmd, id, timeout_s);
-        }
-        struct pollfd pfd = {x->from, POLLIN, 0};
-        int r = poll(&pfd, 1, (int)(left * 1000) + 1);
-        if (r < 0 && errno != EINTR) return leash_fail(LEASH_EIO, "judge command: poll: %s", strerror(errno));
-        if (r <= 0) continue;
-        ssize_t k = read(x->from, x->buf + x->n, sizeof x->buf - x->n);
-        if (k == 0) { // its output closed
-            char how[64];
-            return leash_fail(LEASH_EIO, "judge command '%s' ended (%s) before answering request %d; run it by hand "
-                                         "on the request line to see why",
-                              x->cmd, ext_ended(x, how, sizeof how), id);
-        }
-        if (k < 0 && errno != EINTR) return leash_fail(LEASH_EIO, "judge command: read: %s", strerror(errno));
-        if (k > 0) x->n += (size_t)k;
-    }
-}
+/* ---- an external judge --------------------------------------------------------------------------- */
 
 /* One pair through the external judge: *pref_a = 1 when it prefers a; margin (NAN when not given). */
-static int ext_judge(external *x, double timeout_s, int id, const char *prompt, const char *a, const char *b,
+static int ext_judge(leash_subprocess *x, double timeout_s, int id, const char *prompt, const char *a, const char *b,
                      int *pref_a, double *margin) {
     cJSON *req = cJSON_CreateObject();
     cJSON_AddNumberToObject(req, "id", id);
@@ -157,19 +39,9 @@ static int ext_judge(external *x, double timeout_s, int id, const char *prompt, 
     char *s = cJSON_PrintUnformatted(req);
     cJSON_Delete(req);
     if (!s) return leash_fail(LEASH_ENOMEM, "out of memory");
-    size_t n = strlen(s);
-    s[n] = '\n'; // cJSON's buffer holds the NUL: replace it, write n + 1 bytes
-    int err = ext_write(x, s, n + 1);
-    free(s);
-    if (err == EPIPE) {
-        char how[64];
-        return leash_fail(LEASH_EIO, "judge command '%s' ended (%s) before answering request %d; run it by hand on the "
-                                     "request line to see why",
-                          x->cmd, ext_ended(x, how, sizeof how), id);
-    }
-    if (err) return leash_fail(LEASH_EIO, "cannot send request %d to judge command '%s': %s", id, x->cmd, strerror(err));
     char line[1 << 14];
-    int rc = ext_read_line(x, timeout_s, line, sizeof line, id);
+    int rc = subprocess_request(x, timeout_s, id, s, line, sizeof line);
+    free(s);
     if (rc) return rc;
     cJSON *ans = cJSON_Parse(line);
     const cJSON *jid = cJSON_GetObjectItemCaseSensitive(ans, "id");
@@ -220,7 +92,7 @@ int leash_judge_label(const leash_label_config *c, leash_label_fn fn, void *ctx,
     if (rc) return rc;
     leash_gpt *policy = NULL, *judge = NULL;
     leash_tokenizer *tok = NULL, *jtok = NULL;
-    external ext = {.to = -1, .from = -1};
+    leash_subprocess ext = {.to = -1, .from = -1};
     FILE *out = NULL;
     int n_prompts = c->max_prompts > 0 && c->max_prompts < pr.n ? c->max_prompts : pr.n, B = c->batch, M = c->sample.max_new_tokens;
     leash_label_progress p = {.prompts = n_prompts};
@@ -237,7 +109,7 @@ int leash_judge_label(const leash_label_config *c, leash_label_fn fn, void *ctx,
             !leash_gpt_cfg(judge)->scalar_head)
             rc = leash_fail(LEASH_EINVAL, "%s has no scalar head: not a judge or reward model", c->judge_dir);
     }
-    if (!rc && c->judge_cmd) rc = ext_start(&ext, c->judge_cmd);
+    if (!rc && c->judge_cmd) rc = subprocess_start(&ext, c->judge_cmd, "judge command");
     if (!rc && !(out = fopen(c->out_path, "w"))) rc = leash_fail(LEASH_EIO, "cannot write '%s': %s", c->out_path, strerror(errno));
     leash_sample_config sc = c->sample;
     sc.eos_id = tok ? leash_tokenizer_special_id(tok, EOT) : -1;
@@ -302,7 +174,7 @@ int leash_judge_label(const leash_label_config *c, leash_label_fn fn, void *ctx,
     }
     if (final) *final = p;
     if (out && fclose(out) != 0 && !rc) rc = leash_fail(LEASH_EIO, "cannot write '%s': %s", c->out_path, strerror(errno));
-    if (c->judge_cmd) ext_stop(&ext);
+    if (c->judge_cmd) subprocess_stop(&ext);
     for (int k = 0; k < 2 * B; k++) free(resp ? resp[k] : NULL), free(texts ? texts[k] : NULL);
     free(resp), free(texts), free(ids), free(lens), free(gen), free(glens), free(lps), free(scores), free(streams);
     leash_gpt_free(policy), leash_gpt_free(judge);

@@ -2,6 +2,7 @@
  * metrics, the reward-hacking alarm. See include/leash/rl.h and src/rl_internal.h.
  * Dimensions: R rows (sequences) per step, P longest prompt, M new tokens, T = P + M, V vocabulary. */
 #define _POSIX_C_SOURCE 200809L
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "leash/sample.h"
 #include "leash/world.h"
 #include "rl_internal.h"
+#include "subprocess.h"
 
 #define EOT "<|endoftext|>"
 #define ALARM_WINDOW 10
@@ -41,13 +43,17 @@ leash_rl_config leash_rl_defaults(leash_rl_algo algo) {
     c.clip_eps = 0.2f, c.value_clip = 0.2f, c.vf_coef = 0.1f, c.gamma = 1.0f, c.lam = 0.95f;
     c.scale_group_std = 1;
     c.sample_every = 10;
+    c.reward_timeout_s = 30.0;
     return c;
 }
 
 static int check(const leash_rl_config *c) {
     if (!c->policy_dir || !c->prompts || !c->out_dir) return leash_fail(LEASH_EINVAL, "--policy, --prompts and --out are required");
-    if ((c->reward_dir != NULL) + (c->gold_reward != 0) + (c->reward_fn != NULL) != 1)
-        return leash_fail(LEASH_EINVAL, "give exactly one reward: --reward DIR, --gold-reward, or a scoring function");
+    if ((c->reward_dir != NULL) + (c->gold_reward != 0) + (c->reward_fn != NULL) + (c->reward_cmd != NULL) != 1)
+        return leash_fail(LEASH_EINVAL, "give exactly one reward: --reward DIR, --reward-cmd CMD, --gold-reward, or a "
+                                        "scoring function");
+    if (c->reward_cmd && !(c->reward_timeout_s > 0))
+        return leash_fail(LEASH_EINVAL, "--reward-timeout %g; it must be > 0 seconds", c->reward_timeout_s);
     if (c->steps < 1 || c->batch < 1) return leash_fail(LEASH_EINVAL, "--steps %d, --batch %d: both must be >= 1", c->steps, c->batch);
     if (c->algo == LEASH_GRPO && c->group < 2) return leash_fail(LEASH_EINVAL, "--group %d: GRPO needs >= 2 responses per prompt", c->group);
     if (c->max_new < 1) return leash_fail(LEASH_EINVAL, "--max-new %d; it must be >= 1", c->max_new);
@@ -72,6 +78,7 @@ typedef struct {
     int **pids, *plen; // tokenised prompts
     int eos, R, mb;
     rollout r;
+    leash_subprocess cmd; // the reward command, when there is one
 } rl;
 
 static void free_rl(rl *s) {
@@ -82,6 +89,31 @@ static void free_rl(rl *s) {
     free(s->pids), free(s->plen);
     leash_table_free(&s->prompts);
     rollout_free(&s->r);
+    if (s->cmd.pid > 0 || s->cmd.to >= 0) subprocess_stop(&s->cmd);
+}
+
+/* One response through the reward command. */
+static int command_reward(rl *s, const leash_rl_config *c, int id, const char *prompt, const char *response, double *out) {
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddNumberToObject(req, "id", id);
+    cJSON_AddStringToObject(req, "prompt", prompt);
+    cJSON_AddStringToObject(req, "response", response);
+    char *line = cJSON_PrintUnformatted(req), answer[4096];
+    cJSON_Delete(req);
+    if (!line) return leash_fail(LEASH_ENOMEM, "out of memory");
+    int rc = subprocess_request(&s->cmd, c->reward_timeout_s, id, line, answer, sizeof answer);
+    free(line);
+    if (rc) return rc;
+    cJSON *a = cJSON_Parse(answer);
+    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(a, "id"), *r = cJSON_GetObjectItemCaseSensitive(a, "reward");
+    if (!cJSON_IsObject(a)) rc = leash_fail(LEASH_EFORMAT, "reward command: answer to request %d is not a JSON object: '%.80s'", id, answer);
+    else if (!cJSON_IsNumber(jid) || jid->valueint != id)
+        rc = leash_fail(LEASH_EFORMAT, "reward command: answer '%.80s' does not carry \"id\": %d (answers come in request order)", answer, id);
+    else if (!cJSON_IsNumber(r) || !isfinite(r->valuedouble))
+        rc = leash_fail(LEASH_EFORMAT, "reward command: answer to request %d needs a finite number \"reward\": '%.80s'", id, answer);
+    else *out = r->valuedouble;
+    cJSON_Delete(a);
+    return rc;
 }
 
 static char *join(const char *a, const char *b) {
@@ -212,8 +244,10 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
         r->grammatical[b] = g.grammatical;
         double score = s->rm ? sc_rm[b]
                        : c->reward_fn ? c->reward_fn(s->prompts.str[0][r->prompt_index[b]], r->text[b], gen + b * M, r->resp_len[b], c->reward_ctx)
-                                      : g.reward,
-               x = score;
+                                      : g.reward;
+        if (c->reward_cmd && (rc = command_reward(s, c, step * R + b, s->prompts.str[0][r->prompt_index[b]], r->text[b], &score)))
+            break;
+        double x = score;
         if (!isfinite(score)) { rc = leash_fail(LEASH_ENUMERIC, "reward of response %d at step %d is %g", b, step + 1, score); break; }
         if (s->rm && c->normalize_scores && rc_cfg->score_std > 0) x = (x - rc_cfg->score_mean) / rc_cfg->score_std;
         if (c->score_clip > 0) x = x < -c->score_clip ? -c->score_clip : x > c->score_clip ? c->score_clip : x;
@@ -269,6 +303,8 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         rc = leash_gpt_copy_with_head(&s.value, s.rm ? s.rm : s.policy, s.rm != NULL, c->seed);
     static const char *const keys[] = {"prompt"};
     if (!rc) rc = leash_jsonl_load(c->prompts, keys, 1, NULL, 0, 0, &s.prompts);
+    s.cmd.to = s.cmd.from = -1;
+    if (!rc && c->reward_cmd) rc = subprocess_start(&s.cmd, c->reward_cmd, "reward command");
     s.eos = s.tok ? leash_tokenizer_special_id(s.tok, EOT) : -1;
     if (!rc && s.eos < 0) rc = leash_fail(LEASH_EFORMAT, "%s: the tokenizer has no <|endoftext|>", c->policy_dir);
     int P = 0;

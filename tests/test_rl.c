@@ -177,3 +177,36 @@ Test(best_of_n, nested_samples_and_the_kl_bound, .timeout = 120) {
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+Test(grpo, reward_command_scores_and_fails_clearly, .timeout = 120) {
+    char dir[] = "/tmp/leash-rcmd-XXXXXX", prompts[256], out[256], script[256], cmd[1024];
+    cr_assert(mkdtemp(dir));
+    tiny_policy(dir);
+    snprintf(prompts, sizeof prompts, "%s/prompts.jsonl", dir);
+    snprintf(out, sizeof out, "%s/run", dir);
+    snprintf(script, sizeof script, "%s/reward.sh", dir);
+    // a verifiable scorer: 1 for a response that ends a sentence, else 0
+    const char *good = "#!/bin/sh\nwhile IFS= read -r line; do\n"
+                       "  id=$(echo \"$line\" | LC_ALL=C sed 's/.*\"id\":\\([0-9]*\\).*/\\1/')\n"
+                       "  case \"$line\" in *'.\"}') r=1;; *) r=0;; esac\n"
+                       "  echo \"{\\\"id\\\": $id, \\\"reward\\\": $r}\"\ndone\n";
+    FILE *f = fopen(script, "w");
+    fputs(good, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "chmod +x %s", script);
+    cr_assert_eq(system(cmd), 0);
+    leash_rl_config c = leash_rl_defaults(LEASH_GRPO);
+    c.policy_dir = dir, c.prompts = prompts, c.out_dir = out, c.reward_cmd = script, c.steps = 2, c.batch = 2, c.group = 4;
+    c.max_new = 6;
+    leash_rl_progress fin;
+    cr_assert_eq(leash_rl_train(&c, NULL, NULL, &fin), 0, "%s", leash_errmsg());
+    cr_assert(fin.scores >= 0.0 && fin.scores <= 1.0, "mean reward %g", fin.scores);
+    c.reward_cmd = "read line; echo '{\"id\": 0, \"reward\": \"high\"}'";
+    cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_EFORMAT);
+    cr_assert(strstr(leash_errmsg(), "finite number \"reward\""), "%s", leash_errmsg());
+    c.reward_cmd = "exit 4";
+    cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_EIO);
+    cr_assert(strstr(leash_errmsg(), "exit status 4"), "%s", leash_errmsg());
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}

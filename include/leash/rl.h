@@ -32,6 +32,10 @@ typedef struct {
      * its token ids (the EOS included when it was emitted) */
     double (*reward_fn)(const char *prompt, const char *response, const int *tokens, int n, void *ctx);
     void *reward_ctx;
+    /* or a verifiable scorer as a command (/bin/sh -c), one JSON line each way, answers in order:
+     *     leash -> cmd: {"id": 7, "prompt": "...", "response": "..."}    cmd -> leash: {"id": 7, "reward": 0.5} */
+    const char *reward_cmd;
+    double reward_timeout_s; /* per answer (default 30) */
     const char *prompts;     /* JSONL {"prompt"} */
     const char *out_dir;     /* policy (and value model), metrics.jsonl, samples.jsonl, report.json */
     int steps, batch;        /* updates; prompts per step (PPO: sequences; GRPO: groups) */

@@ -11,8 +11,11 @@
 #include "leash/rl.h"
 
 static const char *usage =
-    "usage: leash ppo  --policy SFT_DIR (--reward RM_DIR | --gold-reward) --prompts PROMPTS.jsonl --out DIR [options]\n"
-    "       leash grpo --policy SFT_DIR (--reward RM_DIR | --gold-reward) --prompts PROMPTS.jsonl --out DIR [options]\n"
+    "usage: leash ppo  --policy SFT_DIR REWARD --prompts PROMPTS.jsonl --out DIR [options]\n"
+    "       leash grpo --policy SFT_DIR REWARD --prompts PROMPTS.jsonl --out DIR [options]\n"
+    "REWARD is one of: --reward RM_DIR (a reward model), --gold-reward (the default world's truth), or\n"
+    "--reward-cmd CMD: a verifiable scorer that reads {\"id\", \"prompt\", \"response\"} lines on stdin and\n"
+    "answers {\"id\", \"reward\"} lines on stdout, in order (--reward-timeout SECONDS per answer, default 30).\n"
     "\n"
     "RL fine-tuning with a KL leash to the frozen SFT model. The policy samples at --temperature and every\n"
     "log-prob (ratios, KL) is computed at that same temperature. DIR gets metrics.jsonl (one line per step,\n"
@@ -75,7 +78,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
     rl_ctx ctx = {0};
     enum { O_POLICY = 256, O_REWARD, O_GOLDR, O_GOLDM, O_PROMPTS, O_OUT, O_BETA, O_FIXED, O_TARGET, O_HORIZON, O_EST,
            O_NONORM, O_SCLIP, O_EOSP, O_LENP, O_WHITEN, O_STEPS, O_BATCH, O_GROUP, O_MAXNEW, O_SEED, O_EPOCHS, O_MB,
-           O_LR, O_VLR, O_CLIP, O_VCLIP, O_VF, O_GAMMA, O_LAMBDA, O_NOSTD, O_TOKLOSS, O_SAMPLE };
+           O_LR, O_VLR, O_CLIP, O_VCLIP, O_VF, O_GAMMA, O_LAMBDA, O_NOSTD, O_TOKLOSS, O_SAMPLE, O_RCMD, O_RTIMEOUT };
     static const struct option opts[] = {
         {"policy", 1, 0, O_POLICY}, {"reward", 1, 0, O_REWARD}, {"gold-reward", 0, 0, O_GOLDR},
         {"gold-metrics", 0, 0, O_GOLDM}, {"prompts", 1, 0, O_PROMPTS}, {"out", 1, 0, O_OUT}, {"beta", 1, 0, O_BETA},
@@ -86,7 +89,8 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         {"temperature", 1, 0, 't'}, {"seed", 1, 0, O_SEED}, {"epochs", 1, 0, O_EPOCHS}, {"minibatch", 1, 0, O_MB},
         {"lr", 1, 0, O_LR}, {"value-lr", 1, 0, O_VLR}, {"clip", 1, 0, O_CLIP}, {"value-clip", 1, 0, O_VCLIP},
         {"vf-coef", 1, 0, O_VF}, {"gamma", 1, 0, O_GAMMA}, {"lambda", 1, 0, O_LAMBDA}, {"no-std-scaling", 0, 0, O_NOSTD},
-        {"token-level-loss", 0, 0, O_TOKLOSS}, {"sample-every", 1, 0, O_SAMPLE}, {"quiet", 0, 0, 'q'},
+        {"token-level-loss", 0, 0, O_TOKLOSS}, {"sample-every", 1, 0, O_SAMPLE}, {"reward-cmd", 1, 0, O_RCMD},
+        {"reward-timeout", 1, 0, O_RTIMEOUT}, {"quiet", 0, 0, 'q'},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     optind = 1;
     while (!bad && (ch = getopt_long(argc, argv, "t:qh", opts, NULL)) != -1) {
@@ -131,6 +135,13 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         case O_NOSTD: c.scale_group_std = 0; break;
         case O_TOKLOSS: c.token_level_loss = 1; break;
         case O_SAMPLE: bad = cli_int(cmd, "--sample-every", optarg, 0, 1 << 30, &c.sample_every); break;
+        case O_RCMD: c.reward_cmd = optarg; break;
+        case O_RTIMEOUT: {
+            float x;
+            bad = cli_float(cmd, "--reward-timeout", optarg, 1e-3, 1e6, &x);
+            c.reward_timeout_s = x;
+            break;
+        }
         case 'q': ctx.quiet = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;

@@ -1,0 +1,27 @@
+/* A command run as a line-by-line JSON peer: leash writes one request line to its stdin and reads one
+ * answer line from its stdout, with a timeout. Used by the external judge (judge.c) and the reward command
+ * (rl.c). Internal to the library. */
+#ifndef LEASH_SUBPROCESS_H
+#define LEASH_SUBPROCESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct {
+    pid_t pid;
+    int to, from;      // its stdin (we write), its stdout (we read)
+    char buf[1 << 16]; // bytes read, not yet consumed
+    size_t n;
+    const char *cmd;
+    const char *what;  // "judge command", "reward command": how messages name it
+} leash_subprocess;
+
+/* Starts cmd with /bin/sh -c. */
+int subprocess_start(leash_subprocess *x, const char *cmd, const char *what);
+/* Sends request (one line, no newline) as request number id, and reads the answer line into answer (cap
+ * bytes) within timeout_s. A command that ended, hangs, or writes an over-long line is an error that says
+ * which (a hanging command is stopped); a command that closed its input never kills us with SIGPIPE. */
+int subprocess_request(leash_subprocess *x, double timeout_s, int id, const char *request, char *answer, size_t cap);
+void subprocess_stop(leash_subprocess *x);
+
+#endif
