@@ -20,6 +20,7 @@
 #include "leash/optimum.h"
 #include "leash/rl.h"
 #include "leash/tokenizer.h"
+#include "testutil.h"
 
 enum { MAXV = 300, REWARDED_FIRST = 'a' - '!', REWARDED = 8, G = 8 };
 
@@ -62,18 +63,7 @@ static int train(leash_rl_algo algo, leash_kl_estimator est, int steps, double *
     cr_assert(mkdtemp(dir));
     char text[4000];
     for (int i = 0; i < 4000; i++) text[i] = (char)('a' + i % 26);
-    cr_assert_eq(leash_tokenizer_train(text, sizeof text, 257, 2, dir), 0, "%s", leash_errmsg());
-    leash_tokenizer *t;
-    cr_assert_eq(leash_tokenizer_load_dir(&t, dir), 0);
-    leash_gpt_config cfg = {.vocab_size = leash_tokenizer_vocab_size(t), .n_positions = 8, .n_embd = 32, .n_layer = 1,
-                            .n_head = 2, .bos_token_id = -1, .eos_token_id = leash_tokenizer_special_id(t, "<|endoftext|>"),
-                            .layer_norm_epsilon = 1e-5f};
-    leash_tokenizer_free(t);
-    leash_gpt *m;
-    cr_assert_eq(leash_gpt_create(&m, &cfg), 0);
-    leash_gpt_init(m, 1);
-    cr_assert_eq(leash_gpt_save(m, dir), 0);
-    leash_gpt_free(m);
+    tiny_model_dir(dir, text, sizeof text, 257, 8);
     snprintf(path, sizeof path, "%s/prompts.jsonl", dir);
     cr_assert_eq(leash_write_file_atomic(path, "{\"prompt\": \"a\"}\n", 16), 0);
     snprintf(out, sizeof out, "%s/run", dir);

@@ -14,6 +14,7 @@
 #include "leash/judge.h"
 #include "leash/reward.h"
 #include "leash/tokenizer.h"
+#include "testutil.h"
 
 Test(bt_loss, values_and_gradient) {
     float rc[5] = {2.0f, -1.0f, 0.0f, 40.0f, -40.0f}, rr[5] = {1.0f, 1.0f, 0.0f, 0.0f, 0.0f}, dc[5], dr[5];
@@ -42,18 +43,7 @@ static void tiny_setup(const char *dir) {
     for (int i = 0; n < sizeof text - 200; i++)
         n += (size_t)snprintf(text + n, sizeof text - n, "the soup was %s. the bread was %s.\n", i % 2 ? "good" : "bad",
                               i % 3 ? "fresh" : "stale");
-    cr_assert_eq(leash_tokenizer_train(text, n, 300, 2, dir), 0, "%s", leash_errmsg());
-    leash_tokenizer *tok;
-    cr_assert_eq(leash_tokenizer_load_dir(&tok, dir), 0);
-    leash_gpt_config cfg = {.vocab_size = leash_tokenizer_vocab_size(tok), .n_positions = 32, .n_embd = 32, .n_layer = 1,
-                            .n_head = 2, .bos_token_id = -1, .eos_token_id = leash_tokenizer_special_id(tok, "<|endoftext|>"),
-                            .layer_norm_epsilon = 1e-5f};
-    leash_gpt *m;
-    cr_assert_eq(leash_gpt_create(&m, &cfg), 0);
-    leash_gpt_init(m, 1);
-    cr_assert_eq(leash_gpt_save(m, dir), 0);
-    leash_gpt_free(m);
-    leash_tokenizer_free(tok);
+    tiny_model_dir(dir, text, n, 300, 32);
 }
 
 Test(reward_model, learns_a_preference, .timeout = 60) {

@@ -12,6 +12,7 @@
 #include "leash/rl.h"
 #include "leash/tokenizer.h"
 #include "leash/world.h"
+#include "testutil.h"
 #include "leash/bon.h"
 
 /* Two rows, prompt width P = 2, M = 4: row 0 has 3 response tokens, row 1 has 1. */
@@ -86,19 +87,8 @@ static void tiny_policy(const char *dir) {
         int k = leash_world_review(&rng, 0.0, line, sizeof line);
         memcpy(text + n, line, k), n += k, text[n++] = '\n';
     }
-    cr_assert_eq(leash_tokenizer_train(text, n, 400, 2, dir), 0, "%s", leash_errmsg());
+    tiny_model_dir(dir, text, n, 400, 32);
     free(text);
-    leash_tokenizer *tok;
-    cr_assert_eq(leash_tokenizer_load_dir(&tok, dir), 0);
-    leash_gpt_config cfg = {.vocab_size = leash_tokenizer_vocab_size(tok), .n_positions = 32, .n_embd = 32, .n_layer = 1,
-                            .n_head = 2, .bos_token_id = -1, .eos_token_id = leash_tokenizer_special_id(tok, "<|endoftext|>"),
-                            .layer_norm_epsilon = 1e-5f};
-    leash_gpt *m;
-    cr_assert_eq(leash_gpt_create(&m, &cfg), 0);
-    leash_gpt_init(m, 1);
-    cr_assert_eq(leash_gpt_save(m, dir), 0);
-    leash_gpt_free(m);
-    leash_tokenizer_free(tok);
     char path[256];
     snprintf(path, sizeof path, "%s/prompts.jsonl", dir);
     FILE *f = fopen(path, "w");

@@ -55,4 +55,24 @@ static inline double rel_err_f(const float *a, const double *b, int n) {
         cr_skip_test(__VA_ARGS__);                                                                                   \
     } while (0)
 
+/* A model directory for tests: a byte-level BPE of `vocab` ids trained on text, and a 1-layer, 2-head GPT of
+ * width 32 over it with n_positions positions (GPT-2 initialisation, seed 1), saved in dir. */
+#include "leash/error.h"
+#include "leash/gpt.h"
+#include "leash/tokenizer.h"
+static inline void tiny_model_dir(const char *dir, const char *text, size_t n, int vocab, int n_positions) {
+    cr_assert_eq(leash_tokenizer_train(text, n, vocab, 2, dir), 0, "%s", leash_errmsg());
+    leash_tokenizer *tok;
+    cr_assert_eq(leash_tokenizer_load_dir(&tok, dir), 0);
+    leash_gpt_config cfg = {.vocab_size = leash_tokenizer_vocab_size(tok), .n_positions = n_positions, .n_embd = 32,
+                            .n_layer = 1, .n_head = 2, .bos_token_id = -1,
+                            .eos_token_id = leash_tokenizer_special_id(tok, "<|endoftext|>"), .layer_norm_epsilon = 1e-5f};
+    leash_tokenizer_free(tok);
+    leash_gpt *m;
+    cr_assert_eq(leash_gpt_create(&m, &cfg), 0);
+    leash_gpt_init(m, 1);
+    cr_assert_eq(leash_gpt_save(m, dir), 0);
+    leash_gpt_free(m);
+}
+
 #endif
