@@ -292,8 +292,11 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     double *hist = NULL;
     char path[4096];
     if ((rc = leash_mkdir(c->out_dir))) return rc;
-    if (!(rc = leash_gpt_load(&s.policy, c->policy_dir)) && !(rc = leash_gpt_load(&s.ref, c->policy_dir)))
+    if (!(rc = leash_gpt_load(&s.policy, c->policy_dir)) && !(rc = leash_gpt_load(&s.ref, c->ref_dir ? c->ref_dir : c->policy_dir)))
         rc = leash_tokenizer_load_dir(&s.tok, c->policy_dir);
+    if (!rc && leash_gpt_cfg(s.ref)->vocab_size != leash_gpt_cfg(s.policy)->vocab_size)
+        rc = leash_fail(LEASH_EINVAL, "the reference %s has a vocabulary of %d, the policy %d: they must share a tokenizer",
+                        c->ref_dir, leash_gpt_cfg(s.ref)->vocab_size, leash_gpt_cfg(s.policy)->vocab_size);
     if (!rc && c->reward_dir) {
         if (!(rc = leash_gpt_load(&s.rm, c->reward_dir)) && !(rc = leash_tokenizer_load_dir(&s.rm_tok, c->reward_dir)) &&
             !leash_gpt_cfg(s.rm)->scalar_head)

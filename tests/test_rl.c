@@ -200,3 +200,56 @@ Test(grpo, reward_command_scores_and_fails_clearly, .timeout = 120) {
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+/* Pitfall "sign": with no reward at all, the KL term alone must pull a perturbed policy back towards the
+ * reference, so the exact KL falls (measured: PPO 0.30 -> 0.17, GRPO 0.30 -> 0.06 nats per sequence). It can
+ * fail: with the sign of the KL term flipped in ppo_advantages and grpo_update, the KL grew to 32.8 (PPO) and
+ * 5.4 (GRPO) and both tests failed (checked by hand when they were written). */
+static double zero_reward(const char *p, const char *r, const int *t, int n, void *ctx) {
+    (void)p, (void)r, (void)t, (void)n, (void)ctx;
+    return 0.0;
+}
+
+typedef struct {
+    double first, last;
+} kl_track;
+
+static int track_kl(const leash_rl_progress *p, void *ctx) {
+    kl_track *k = ctx;
+    if (p->step == 1) k->first = p->kl_exact;
+    k->last = p->kl_exact;
+    return 0;
+}
+
+static void kl_alone_pulls_back(leash_rl_algo algo) {
+    char dir[] = "/tmp/leash-sign-XXXXXX", pol[300], prompts[256], out[256], cmd[1024];
+    cr_assert(mkdtemp(dir));
+    tiny_policy(dir);
+    // the policy: the reference with its weights perturbed
+    leash_gpt *m;
+    cr_assert_eq(leash_gpt_load(&m, dir), 0);
+    leash_rng rng;
+    leash_rng_seed(&rng, 11, 0);
+    for (size_t i = 0; i < leash_gpt_num_params(m); i++) leash_gpt_params(m)[i] += (float)(0.05 * leash_rng_normal(&rng));
+    snprintf(pol, sizeof pol, "%s/perturbed", dir);
+    cr_assert_eq(leash_gpt_save(m, pol), 0);
+    cr_assert_eq(leash_tokenizer_copy(dir, pol), 0);
+    leash_gpt_free(m);
+    snprintf(prompts, sizeof prompts, "%s/prompts.jsonl", dir);
+    snprintf(out, sizeof out, "%s/run", dir);
+    leash_rl_config c = leash_rl_defaults(algo);
+    c.policy_dir = pol, c.ref_dir = dir, c.prompts = prompts, c.out_dir = out, c.reward_fn = zero_reward;
+    c.steps = 30, c.batch = algo == LEASH_GRPO ? 8 : 32, c.group = 4, c.max_new = 6, c.optim.lr = 3e-3f, c.sample_every = 0;
+    c.kl_estimator = algo == LEASH_GRPO ? LEASH_KL_K3 : LEASH_KL_K1;
+    cr_assert_eq(leash_beta_fixed(&c.beta, 1.0), 0);
+    kl_track k = {0};
+    cr_assert_eq(leash_rl_train(&c, track_kl, &k, NULL), 0, "%s", leash_errmsg());
+    cr_log_info("%s: exact KL %.4f -> %.4f nats per sequence", algo == LEASH_PPO ? "PPO" : "GRPO", k.first, k.last);
+    cr_assert(k.first > 0.01, "the perturbation should start away from the reference (KL %g)", k.first);
+    cr_assert(k.last < 0.7 * k.first, "with reward 0 the KL should fall: %g -> %g", k.first, k.last);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(pitfall, sign_ppo_kl_in_the_reward_lowers_kl, .timeout = 120) { kl_alone_pulls_back(LEASH_PPO); }
+Test(pitfall, sign_grpo_kl_in_the_loss_lowers_kl, .timeout = 120) { kl_alone_pulls_back(LEASH_GRPO); }

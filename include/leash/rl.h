@@ -25,6 +25,8 @@ typedef enum { LEASH_PPO = 0, LEASH_GRPO = 1 } leash_rl_algo;
 typedef struct {
     leash_rl_algo algo;
     const char *policy_dir;  /* the SFT checkpoint: the policy starts here and it is the frozen reference */
+    const char *ref_dir;     /* another frozen reference (same vocabulary), e.g. the original SFT model when
+                              * continuing from an RL checkpoint; NULL: policy_dir */
     const char *reward_dir;  /* a reward model (scalar head); NULL with gold_reward */
     int gold_reward;         /* score with the default world's gold reward instead of a model */
     int gold_metrics;        /* report the default world's gold reward and grammaticality */

@@ -40,7 +40,8 @@ static const char *usage =
     "  -t, --temperature T (1)  --seed S (0)  --epochs N (PPO 4, GRPO 1)  --minibatch N (whole batch)\n"
     "  --lr X (3e-5)  --value-lr X (1e-4)  --clip X (0.2)  --value-clip X (0.2)  --vf-coef X (0.1)\n"
     "  --gamma X (1)  --lambda X (0.95)  --no-std-scaling (GRPO: r - mean only)  --token-level-loss (GRPO)\n"
-    "  --sample-every N (10)  -q, --quiet\n";
+    "  --sample-every N (10)  -q, --quiet\n"
+    "  --ref DIR            a different frozen reference (same tokenizer; default: the --policy model)\n";
 
 typedef struct {
     int quiet, warned_alarm, warned_band;
@@ -78,7 +79,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
     rl_ctx ctx = {0};
     enum { O_POLICY = 256, O_REWARD, O_GOLDR, O_GOLDM, O_PROMPTS, O_OUT, O_BETA, O_FIXED, O_TARGET, O_HORIZON, O_EST,
            O_NONORM, O_SCLIP, O_EOSP, O_LENP, O_WHITEN, O_STEPS, O_BATCH, O_GROUP, O_MAXNEW, O_SEED, O_EPOCHS, O_MB,
-           O_LR, O_VLR, O_CLIP, O_VCLIP, O_VF, O_GAMMA, O_LAMBDA, O_NOSTD, O_TOKLOSS, O_SAMPLE, O_RCMD, O_RTIMEOUT };
+           O_LR, O_VLR, O_CLIP, O_VCLIP, O_VF, O_GAMMA, O_LAMBDA, O_NOSTD, O_TOKLOSS, O_SAMPLE, O_RCMD, O_RTIMEOUT, O_REF };
     static const struct option opts[] = {
         {"policy", 1, 0, O_POLICY}, {"reward", 1, 0, O_REWARD}, {"gold-reward", 0, 0, O_GOLDR},
         {"gold-metrics", 0, 0, O_GOLDM}, {"prompts", 1, 0, O_PROMPTS}, {"out", 1, 0, O_OUT}, {"beta", 1, 0, O_BETA},
@@ -90,7 +91,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         {"lr", 1, 0, O_LR}, {"value-lr", 1, 0, O_VLR}, {"clip", 1, 0, O_CLIP}, {"value-clip", 1, 0, O_VCLIP},
         {"vf-coef", 1, 0, O_VF}, {"gamma", 1, 0, O_GAMMA}, {"lambda", 1, 0, O_LAMBDA}, {"no-std-scaling", 0, 0, O_NOSTD},
         {"token-level-loss", 0, 0, O_TOKLOSS}, {"sample-every", 1, 0, O_SAMPLE}, {"reward-cmd", 1, 0, O_RCMD},
-        {"reward-timeout", 1, 0, O_RTIMEOUT}, {"quiet", 0, 0, 'q'},
+        {"reward-timeout", 1, 0, O_RTIMEOUT}, {"ref", 1, 0, O_REF}, {"quiet", 0, 0, 'q'},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     optind = 1;
     while (!bad && (ch = getopt_long(argc, argv, "t:qh", opts, NULL)) != -1) {
@@ -136,6 +137,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         case O_TOKLOSS: c.token_level_loss = 1; break;
         case O_SAMPLE: bad = cli_int(cmd, "--sample-every", optarg, 0, 1 << 30, &c.sample_every); break;
         case O_RCMD: c.reward_cmd = optarg; break;
+        case O_REF: c.ref_dir = optarg; break;
         case O_RTIMEOUT: {
             float x;
             bad = cli_float(cmd, "--reward-timeout", optarg, 1e-3, 1e6, &x);
