@@ -38,10 +38,7 @@ int grpo_update(rollout *r, const leash_rl_config *c, double beta, leash_gpt *po
         nseq += len > 0;
     }
     if (!ntok) return LEASH_OK;
-    leash_gpt_zero_grad(policy);
-    if ((rc = leash_gpt_forward(policy, r->mb_tokens, r->mb_mask, n, T)) ||
-        (rc = leash_gpt_token_logprobs(policy, r->mb_targets, c->temperature, newlp, NULL)))
-        return rc;
+    if ((rc = policy_logprobs(r, c, policy, n))) return rc;
     for (int k = 0; k < n; k++) {
         int len = 0;
         for (int t = 0; t < T; t++) len += r->mb_targets[(long)k * T + t] >= 0;
@@ -63,9 +60,7 @@ int grpo_update(rollout *r, const leash_rl_config *c, double beta, leash_gpt *po
         }
     }
     st->tokens += ntok;
-    if ((rc = leash_gpt_token_logprobs_backward(policy, r->mb_targets, c->temperature, dlogp)) ||
-        (rc = leash_gpt_backward(policy)) || (rc = leash_adamw_step(popt, policy, NULL, NULL)))
-        return rc;
+    if ((rc = policy_step(r, c, policy, popt))) return rc;
     st->updates++;
     return LEASH_OK;
 }

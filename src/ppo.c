@@ -58,10 +58,7 @@ int ppo_update(rollout *r, const leash_rl_config *c, leash_gpt *policy, leash_gp
     for (long i = 0; i < (long)n * T; i++) ntok += r->mb_targets[i] >= 0;
     if (!ntok) return LEASH_OK;
     // policy: clipped surrogate, averaged over the minibatch's response tokens
-    leash_gpt_zero_grad(policy);
-    if ((rc = leash_gpt_forward(policy, r->mb_tokens, r->mb_mask, n, T)) ||
-        (rc = leash_gpt_token_logprobs(policy, r->mb_targets, c->temperature, newlp, NULL)))
-        return rc;
+    if ((rc = policy_logprobs(r, c, policy, n))) return rc;
     for (int k = 0; k < n; k++) {
         for (int t = 0; t < T; t++) {
             long i = (long)k * T + t, src = (long)rows[k] * T + t;
@@ -73,9 +70,7 @@ int ppo_update(rollout *r, const leash_rl_config *c, leash_gpt *policy, leash_gp
         }
     }
     st->tokens += ntok;
-    if ((rc = leash_gpt_token_logprobs_backward(policy, r->mb_targets, c->temperature, dlogp)) ||
-        (rc = leash_gpt_backward(policy)) || (rc = leash_adamw_step(popt, policy, NULL, NULL)))
-        return rc;
+    if ((rc = policy_step(r, c, policy, popt))) return rc;
     // value model: clipped value loss on the same tokens
     leash_gpt_zero_grad(value);
     if ((rc = leash_gpt_forward(value, r->mb_tokens, r->mb_mask, n, T))) return rc;

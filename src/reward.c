@@ -41,16 +41,12 @@ static int encode(const leash_tokenizer *tok, int eos, int max_len, const char *
                   const char *what, int index, int keep_end) {
     size_t n = 0, cap = 0;
     s->ids = NULL;
-    int rc = leash_tokenizer_encode(tok, a, strlen(a), 0, &s->ids, &n, &cap);
-    if (!rc && b) { // prompt + response, tokenised as one text
-        char *joined = malloc(strlen(a) + strlen(b) + 1);
-        if (!joined) return leash_fail(LEASH_ENOMEM, "out of memory");
-        strcpy(joined, a);
-        strcat(joined, b);
-        n = 0;
-        rc = leash_tokenizer_encode(tok, joined, strlen(joined), 0, &s->ids, &n, &cap);
-        free(joined);
-    }
+    char *joined = NULL; // prompt + response, tokenised as one text
+    if (b && !(joined = malloc(strlen(a) + strlen(b) + 1))) return leash_fail(LEASH_ENOMEM, "out of memory");
+    if (joined) strcat(strcpy(joined, a), b);
+    const char *text = joined ? joined : a;
+    int rc = leash_tokenizer_encode(tok, text, strlen(text), 0, &s->ids, &n, &cap);
+    free(joined);
     if (rc) return rc;
     int *g = realloc(s->ids, (n + 1) * sizeof *g);
     if (!g) return leash_fail(LEASH_ENOMEM, "out of memory");

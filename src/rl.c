@@ -239,8 +239,10 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
     if (!rc && s->rm) rc = leash_rm_score_texts(s->rm, s->rm_tok, (const char *const *)texts, R, 32, sc_rm);
     const leash_gpt_config *rc_cfg = s->rm ? leash_gpt_cfg(s->rm) : NULL;
     for (int b = 0; b < R && !rc; b++) {
-        leash_world_gold g = leash_world_score(texts[b], strlen(texts[b]));
-        r->gold[b] = c->gold_metrics || c->gold_reward ? g.reward : NAN;
+        // the world's verdict only where it is reported or is the reward
+        leash_world_gold g = {.reward = NAN};
+        if (c->gold_metrics || c->gold_reward) g = leash_world_score(texts[b], strlen(texts[b]));
+        r->gold[b] = g.reward;
         r->grammatical[b] = g.grammatical;
         double score = s->rm ? sc_rm[b]
                        : c->reward_fn ? c->reward_fn(s->prompts.str[0][r->prompt_index[b]], r->text[b], gen + b * M, r->resp_len[b], c->reward_ctx)

@@ -12,6 +12,7 @@
 #include <math.h>
 
 #include "leash/gpt.h"
+#include "leash/optim.h"
 #include "leash/rl.h"
 #include "leash/tokenizer.h"
 
@@ -73,6 +74,19 @@ static inline double clipped_surrogate(double A, double newlp, double oldlp, dou
 
 /* Gathers rows into r->mb_* buffers. */
 void rollout_gather(rollout *r, const int *rows, int n);
+
+/* The policy's side of an update: log-probs of the gathered minibatch (n rows) at the rollout temperature
+ * into r->mb_buf, then, with d loss / d log-prob in r->mb_buf2, backward and one AdamW step. */
+static inline int policy_logprobs(rollout *r, const leash_rl_config *c, leash_gpt *policy, int n) {
+    leash_gpt_zero_grad(policy);
+    int rc = leash_gpt_forward(policy, r->mb_tokens, r->mb_mask, n, r->T);
+    return rc ? rc : leash_gpt_token_logprobs(policy, r->mb_targets, c->temperature, r->mb_buf, NULL);
+}
+static inline int policy_step(rollout *r, const leash_rl_config *c, leash_gpt *policy, void *popt) {
+    int rc = leash_gpt_token_logprobs_backward(policy, r->mb_targets, c->temperature, r->mb_buf2);
+    if (!rc) rc = leash_gpt_backward(policy);
+    return rc ? rc : leash_adamw_step(popt, policy, NULL, NULL);
+}
 
 int ppo_advantages(rollout *r, const leash_rl_config *c, double beta);
 int ppo_update(rollout *r, const leash_rl_config *c, leash_gpt *policy, leash_gpt *value, void *popt, void *vopt,
