@@ -179,7 +179,7 @@ int leash_kl_estimator_parse(const char *name, leash_kl_estimator *est) {
         leash_kl_estimator est;
     } names[] = {{"k1", LEASH_KL_K1}, {"kl", LEASH_KL_K1},         {"k2", LEASH_KL_K2},
                  {"mse", LEASH_KL_K2}, {"k3", LEASH_KL_K3},        {"low_var_kl", LEASH_KL_K3},
-                 {"abs", LEASH_KL_ABS}};
+                 {"abs", LEASH_KL_ABS}, {"k3+", LEASH_KL_K3_PLUS}};
     for (size_t i = 0; name && i < sizeof names / sizeof names[0]; i++) {
         if (strcmp(name, names[i].name) == 0) {
             *est = names[i].est;
@@ -187,7 +187,7 @@ int leash_kl_estimator_parse(const char *name, leash_kl_estimator *est) {
         }
     }
     return leash_fail(LEASH_EINVAL, "KL estimator '%s' is unknown; use k1 (alias kl), k2 (alias mse), "
-                                    "k3 (alias low_var_kl) or abs",
+                                    "k3 (alias low_var_kl), abs, or k3+ (k3's value, k2's gradient)",
                       name ? name : "(null)");
 }
 
@@ -197,8 +197,20 @@ const char *leash_kl_estimator_name(leash_kl_estimator est) {
     case LEASH_KL_K2: return "k2";
     case LEASH_KL_K3: return "k3";
     case LEASH_KL_ABS: return "abs";
+    case LEASH_KL_K3_PLUS: return "k3+";
     }
     return "?";
+}
+
+/* K3 = (r - 1) - log r of log r = lr, and its derivative in lr, r - 1; the tangent line beyond the bound. */
+static double k3_value(double lr) {
+    if (lr > LEASH_KL_LOG_RATIO_MAX) return k3_value(LEASH_KL_LOG_RATIO_MAX) + expm1(LEASH_KL_LOG_RATIO_MAX) * (lr - LEASH_KL_LOG_RATIO_MAX);
+    if (fabs(lr) < 1e-2) { // (r - 1) - log r = sum_{k>=2} lr^k / k!; the subtraction would cancel
+        double term = lr * lr / 2.0, sum = term;
+        for (int k = 3; k <= 9; k++) sum += (term *= lr / k);
+        return sum;
+    }
+    return expm1(lr) - lr;
 }
 
 double leash_kl_estimate(leash_kl_estimator est, double logp, double ref_logp) {
@@ -207,12 +219,7 @@ double leash_kl_estimate(leash_kl_estimator est, double logp, double ref_logp) {
     case LEASH_KL_K1: return -lr;
     case LEASH_KL_K2: return 0.5 * lr * lr;
     case LEASH_KL_K3:
-        if (fabs(lr) < 1e-2) { // (r - 1) - log r = sum_{k>=2} lr^k / k!; the subtraction would cancel
-            double term = lr * lr / 2.0, sum = term;
-            for (int k = 3; k <= 9; k++) sum += (term *= lr / k);
-            return sum;
-        }
-        return expm1(lr) - lr;
+    case LEASH_KL_K3_PLUS: return k3_value(lr);
     case LEASH_KL_ABS: return fabs(lr);
     }
     return NAN;
@@ -222,18 +229,23 @@ double leash_kl_estimate_grad(leash_kl_estimator est, double logp, double ref_lo
     double lr = ref_logp - logp; // d lr / d logp = -1
     switch (est) {
     case LEASH_KL_K1: return 1.0;
-    case LEASH_KL_K2: return -lr;
-    case LEASH_KL_K3: return -expm1(lr); // 1 - r
+    case LEASH_KL_K2:
+    case LEASH_KL_K3_PLUS: return -lr;
+    case LEASH_KL_K3: return -expm1(lr < LEASH_KL_LOG_RATIO_MAX ? lr : LEASH_KL_LOG_RATIO_MAX); // 1 - r
     case LEASH_KL_ABS: return lr < 0.0 ? 1.0 : (lr > 0.0 ? -1.0 : 0.0);
     }
     return NAN;
+}
+
+int leash_kl_estimate_clamped(leash_kl_estimator est, double logp, double ref_logp) {
+    return (est == LEASH_KL_K3 || est == LEASH_KL_K3_PLUS) && ref_logp - logp > LEASH_KL_LOG_RATIO_MAX;
 }
 
 int leash_kl_tokens(leash_kl_estimator est, const float *logp, const float *ref_logp, const uint8_t *mask,
                     int n, float *kl, float *grad) {
     if (n < 0) return leash_fail(LEASH_EINVAL, "token count n = %d; it must be >= 0", n);
     if (!logp || !ref_logp || !kl) return leash_fail(LEASH_EINVAL, "a logp, ref_logp or kl pointer is NULL");
-    if ((unsigned)est > LEASH_KL_ABS) return leash_fail(LEASH_EINVAL, "KL estimator %d is unknown", (int)est);
+    if ((unsigned)est > LEASH_KL_K3_PLUS) return leash_fail(LEASH_EINVAL, "KL estimator %d is unknown", (int)est);
     for (int i = 0; i < n; i++) {
         if (mask && !mask[i]) {
             kl[i] = 0.0f;

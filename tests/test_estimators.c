@@ -1,6 +1,7 @@
 /* Sampled KL estimators k1, k2, k3, abs: closed forms, gradients, Monte Carlo bias, what each one's
  * gradient estimates inside a loss, and the masked per-token API. Dimension: K outcomes. */
 #include <criterion/criterion.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -8,7 +9,7 @@
 #include "leash/kl.h"
 #include "testutil.h"
 
-static const leash_kl_estimator ALL[] = {LEASH_KL_K1, LEASH_KL_K2, LEASH_KL_K3, LEASH_KL_ABS};
+static const leash_kl_estimator ALL[] = {LEASH_KL_K1, LEASH_KL_K2, LEASH_KL_K3, LEASH_KL_ABS, LEASH_KL_K3_PLUS};
 
 Test(estimators, closed_form_values) {
     double lp = -1.2, lq = -0.4, lr = lq - lp; // log r = 0.8
@@ -119,7 +120,8 @@ Test(estimators, k2_bias_is_third_order) {
 
 Test(estimators, expected_loss_gradients) {
     // Inside a loss, d k / d log pi(x) times d log pi(x) / d logits = e_x - pi, averaged over x ~ pi:
-    //   k1 -> 0;  k2 -> grad KL(pi || pi_ref);  k3 -> grad KL(pi_ref || pi) = pi - pi_ref.
+    //   k1 -> 0;  k2 -> grad KL(pi || pi_ref);  k3 -> grad KL(pi_ref || pi) = pi - pi_ref;  k3+ -> as k2.
+    // (Swapping k3+'s gradient for k3's own made the k3+ row fail with an error of 0.106.)
     enum { V = 12 };
     float z[V], r[V], gkl[V], lp[V], lq[V];
     leash_rng rng;
@@ -132,8 +134,9 @@ Test(estimators, expected_loss_gradients) {
     cr_assert_eq(leash_log_softmax(r, V, 1.0f, lq, NULL), LEASH_OK);
     double want_k2[V], want_k3[V], want_k1[V] = {0};
     for (int j = 0; j < V; j++) want_k2[j] = gkl[j], want_k3[j] = exp((double)lp[j]) - exp((double)lq[j]);
-    const double *want[3] = {want_k1, want_k2, want_k3};
-    for (int e = 0; e < 3; e++) {
+    const double *want[5] = {want_k1, want_k2, want_k3, NULL, want_k2};
+    for (int e = 0; e < 5; e++) {
+        if (!want[e]) continue; // abs: no KL gradient
         double g[V] = {0}, worst = 0.0;
         for (int x = 0; x < V; x++) {
             double px = exp((double)lp[x]), dk = leash_kl_estimate_grad(ALL[e], lp[x], lq[x]);
@@ -149,7 +152,7 @@ Test(estimators, tokens_respect_the_mask) {
     float lq[6] = {-0.7f, -1.0f, -1.5f, -0.1f, -1.0f, -2.0f};
     uint8_t mask[6] = {1, 0, 1, 1, 0, 1};
     float kl[6], g[6];
-    for (int e = 0; e < 4; e++) {
+    for (int e = 0; e < 5; e++) {
         memset(kl, 0xff, sizeof kl);
         cr_assert_eq(leash_kl_tokens(ALL[e], lp, lq, mask, 6, kl, g), LEASH_OK, "%s", leash_errmsg());
         for (int i = 0; i < 6; i++) {
@@ -167,19 +170,21 @@ Test(estimators, tokens_bad_input) {
     float lp[3] = {-0.5f, NAN, -1.0f}, lq[3] = {-0.5f, -0.5f, -0.5f}, kl[3];
     cr_assert_eq(leash_kl_tokens(LEASH_KL_K3, lp, lq, NULL, 3, kl, NULL), LEASH_ENUMERIC);
     cr_assert(strstr(leash_errmsg(), "token 1"), "message: %s", leash_errmsg());
-    lp[1] = -200.0f; // log r = 199.5: k3 = e^199.5 overflows float32
-    cr_assert_eq(leash_kl_tokens(LEASH_KL_K3, lp, lq, NULL, 3, kl, NULL), LEASH_ENUMERIC);
+    lp[1] = -1e20f; // log r = 1e20: k2 = 5e39 overflows float32
+    cr_assert_eq(leash_kl_tokens(LEASH_KL_K2, lp, lq, NULL, 3, kl, NULL), LEASH_ENUMERIC);
     cr_assert(strstr(leash_errmsg(), "overflows float32"), "message: %s", leash_errmsg());
-    cr_assert_eq(leash_kl_tokens(LEASH_KL_K1, lp, lq, NULL, 3, kl, NULL), LEASH_OK); // k1 = -199.5 fits
+    lp[1] = -200.0f; // log r = 199.5: k3 runs on its tangent line and fits; so does k1 = -199.5
+    cr_assert_eq(leash_kl_tokens(LEASH_KL_K3, lp, lq, NULL, 3, kl, NULL), LEASH_OK);
+    cr_assert_eq(leash_kl_tokens(LEASH_KL_K1, lp, lq, NULL, 3, kl, NULL), LEASH_OK);
     cr_assert_eq(leash_kl_tokens(LEASH_KL_K1, lp, lq, NULL, -1, kl, NULL), LEASH_EINVAL);
     cr_assert_eq(leash_kl_tokens((leash_kl_estimator)9, lp, lq, NULL, 3, kl, NULL), LEASH_EINVAL);
 }
 
 Test(estimators, names) {
-    const char *names[] = {"k1", "kl", "k2", "mse", "k3", "low_var_kl", "abs"};
+    const char *names[] = {"k1", "kl", "k2", "mse", "k3", "low_var_kl", "abs", "k3+"};
     const leash_kl_estimator want[] = {LEASH_KL_K1, LEASH_KL_K1, LEASH_KL_K2, LEASH_KL_K2,
-                                       LEASH_KL_K3, LEASH_KL_K3, LEASH_KL_ABS};
-    for (int i = 0; i < 7; i++) {
+                                       LEASH_KL_K3, LEASH_KL_K3, LEASH_KL_ABS, LEASH_KL_K3_PLUS};
+    for (int i = 0; i < 8; i++) {
         leash_kl_estimator e;
         cr_assert_eq(leash_kl_estimator_parse(names[i], &e), LEASH_OK);
         cr_assert_eq(e, want[i], "%s", names[i]);
@@ -187,4 +192,38 @@ Test(estimators, names) {
     leash_kl_estimator e;
     cr_assert_eq(leash_kl_estimator_parse("k4", &e), LEASH_EINVAL);
     cr_assert(strstr(leash_errmsg(), "'k4' is unknown"), "message: %s", leash_errmsg());
+}
+
+Test(estimators, pitfall_extreme_log_ratio_stays_finite) {
+    // Pitfall 11 (docs/kl-pitfalls.md): |log r| up to 1e3 must give finite values and gradients. Without
+    // the tangent line (k3 = expm1(lr) - lr everywhere) k3 is +inf at lr = 1e3 and this test fails.
+    const double lrs[] = {-1e3, -700.0, -100.0, -20.5, -20.0, -1.0, 0.0, 1.0, 19.999, 20.0, 20.001, 100.0, 709.0, 1e3};
+    int n = (int)(sizeof lrs / sizeof lrs[0]);
+    for (int e = 0; e < 5; e++) {
+        double prev = -INFINITY;
+        for (int i = 0; i < n; i++) {
+            double lp = -3.0, lq = lp + lrs[i];
+            double k = leash_kl_estimate(ALL[e], lp, lq), g = leash_kl_estimate_grad(ALL[e], lp, lq);
+            cr_assert(fabs(k) <= FLT_MAX && fabs(g) <= FLT_MAX, "%s at log r = %g: value %g, gradient %g",
+                      leash_kl_estimator_name(ALL[e]), lrs[i], k, g);
+            int clamped = leash_kl_estimate_clamped(ALL[e], lp, lq);
+            cr_assert_eq(clamped, (ALL[e] == LEASH_KL_K3 || ALL[e] == LEASH_KL_K3_PLUS) && lrs[i] > LEASH_KL_LOG_RATIO_MAX,
+                         "%s at log r = %g", leash_kl_estimator_name(ALL[e]), lrs[i]);
+            if ((ALL[e] == LEASH_KL_K3 || ALL[e] == LEASH_KL_K3_PLUS) && lrs[i] >= 0) {
+                cr_assert(k > prev, "k3 must keep growing with log r (%g)", lrs[i]);
+                prev = k;
+            }
+        }
+        float flp[2] = {-1000.5f, -0.5f}, flq[2] = {-0.5f, -1000.5f}, fk[2], fg[2];
+        cr_assert_eq(leash_kl_tokens(ALL[e], flp, flq, NULL, 2, fk, fg), LEASH_OK, "%s: %s", leash_kl_estimator_name(ALL[e]), leash_errmsg());
+        for (int i = 0; i < 2; i++) cr_assert(isfinite(fk[i]) && isfinite(fg[i]));
+    }
+    // continuity of k3 and its slope at the bound, and the slope beyond it
+    double b = LEASH_KL_LOG_RATIO_MAX, h = 1e-7;
+    double below = leash_kl_estimate(LEASH_KL_K3, 0.0, b - h), above = leash_kl_estimate(LEASH_KL_K3, 0.0, b + h);
+    cr_assert(fabs(above - below) < 1e-6 * below, "k3 jumps at the bound: %g vs %g", below, above);
+    cr_assert_eq(leash_kl_estimate_grad(LEASH_KL_K3, 0.0, b + 50.0), leash_kl_estimate_grad(LEASH_KL_K3, 0.0, b));
+    cr_assert(leash_kl_estimate_grad(LEASH_KL_K3, 0.0, b + 50.0) < -4e8, "beyond the bound k3 still pulls back");
+    double slope = (leash_kl_estimate(LEASH_KL_K3, 0.0, b + 10.0) - leash_kl_estimate(LEASH_KL_K3, 0.0, b + 5.0)) / 5.0;
+    cr_assert(fabs(slope - expm1(b)) < 1e-6 * expm1(b), "slope beyond the bound %g, want e^20 - 1", slope);
 }

@@ -67,16 +67,28 @@ typedef enum {
     LEASH_KL_K2 = 1,
     LEASH_KL_K3 = 2,
     LEASH_KL_ABS = 3,
+    LEASH_KL_K3_PLUS = 4, /* "k3+": the value of K3 (unbiased, never negative) with the gradient of K2
+                           * (whose expectation is exactly grad KL(pi || pi_ref)): for a KL inside a loss
+                           * that logs an unbiased KL and pulls along the true KL gradient */
 } leash_kl_estimator;
 
-/* "k1" ("kl"), "k2" ("mse"), "k3" ("low_var_kl"), "abs". Returns LEASH_EINVAL for another name. */
+/* K3 grows like r = exp(log r): at log r = 1e3 it would be +inf, and its gradient too. Beyond
+ * log r = LEASH_KL_LOG_RATIO_MAX, K3 (and K3+'s value) continues as the straight line tangent at the
+ * bound: finite, still increasing, still pulling the policy back with the bound's slope 1 - e^20. The
+ * other estimators need no bound (|log r| <= 1e3 keeps K2 <= 5e5). leash_kl_estimate_clamped() says when
+ * the line is in use; the trainers count those tokens (metric kl/clamped_tokens). */
+#define LEASH_KL_LOG_RATIO_MAX 20.0
+
+/* "k1" ("kl"), "k2" ("mse"), "k3" ("low_var_kl"), "abs", "k3+". Returns LEASH_EINVAL for another name. */
 int leash_kl_estimator_parse(const char *name, leash_kl_estimator *est);
 const char *leash_kl_estimator_name(leash_kl_estimator est);
 
 /* One token: the estimate and its derivative with respect to log pi(x). Pure functions of two
- * finite numbers; K3 returns +inf when r overflows a double (log r > 709). */
+ * finite numbers; finite for every finite input (K3 beyond LEASH_KL_LOG_RATIO_MAX: see above). */
 double leash_kl_estimate(leash_kl_estimator est, double logp, double ref_logp);
 double leash_kl_estimate_grad(leash_kl_estimator est, double logp, double ref_logp);
+/* 1 when the estimate of this token runs on K3's tangent line (log r > LEASH_KL_LOG_RATIO_MAX). */
+int leash_kl_estimate_clamped(leash_kl_estimator est, double logp, double ref_logp);
 
 /* n tokens: kl[i] (and grad[i] = d kl[i] / d logp[i] if grad != NULL) where mask[i] != 0, exactly 0
  * where mask[i] == 0 (prompt and padding: their inputs are never read). mask == NULL selects all.

@@ -135,7 +135,7 @@ static int lib_error(const char *path) {
 }
 
 static const leash_kl_estimator estimators[] = {LEASH_KL_K1, LEASH_KL_K2, LEASH_KL_K3, LEASH_KL_ABS};
-#define N_EST 4
+#define N_EST 4 // k3+ has the value of k3 (it differs in its gradient only)
 
 static int run_rows(const kl_args *a, const char *text) {
     const char *keys[2] = {"logits", "ref_logits"};
