@@ -5,6 +5,8 @@
 
 #include "leash/error.h"
 
+const char *leash_kl_units_name(leash_kl_units units) { return units == LEASH_KL_PER_TOKEN ? "nats/token" : "nats/seq"; }
+
 int leash_beta_fixed(leash_beta_ctl *ctl, double beta) {
     if (!(beta >= 0.0) || !isfinite(beta))
         return leash_fail(LEASH_EINVAL, "beta = %g; a fixed beta must be finite and >= 0 (0 turns the KL "

@@ -32,6 +32,7 @@ int leash_best_of_n(const char *policy_dir, const char *reward_dir, const char *
     if (!rc) rc = leash_tokenizer_load_dir(&tok, policy_dir);
     if (!rc) rc = leash_gpt_load(&rm, reward_dir);
     if (!rc) rc = leash_tokenizer_load_dir(&rtok, reward_dir);
+    if (!rc) leash_gpt_freeze(policy), leash_gpt_freeze(rm); // both only score
     if (!rc) rc = leash_jsonl_load(prompts_path, keys, 1, NULL, 0, 0, &pr);
     int R = P * N, *pidx = malloc(P * sizeof *pidx), *gen = malloc((size_t)N * M * sizeof *gen), *glen = malloc(N * sizeof *glen);
     float *lp = malloc((size_t)N * M * sizeof *lp), *score = malloc(R * sizeof *score);

@@ -65,6 +65,8 @@ static void point(param_ptrs *p, float *base, const leash_gpt *m) {
     p->headb = m->cfg.scalar_head ? base + m->tensors[i++].offset : NULL;
 }
 
+#define SCORE_ROWS 64 // rows of logits leash_gpt_score computes at a time
+
 int leash_gpt_create(leash_gpt **out, const leash_gpt_config *cfg) {
     int rc = leash_gpt_config_check(cfg);
     if (rc) return rc;
@@ -187,7 +189,34 @@ int leash_gpt_num_tensors(const leash_gpt *m) { return m->n_tensors; }
 const leash_tensor_info *leash_gpt_tensor(const leash_gpt *m, int i) {
     return i >= 0 && i < m->n_tensors ? &m->tensors[i] : NULL;
 }
-void leash_gpt_zero_grad(leash_gpt *m) { memset(m->grads, 0, m->num_params * sizeof(float)); }
+void leash_gpt_zero_grad(leash_gpt *m) {
+    if (m->grads) memset(m->grads, 0, m->num_params * sizeof(float));
+}
+
+void leash_gpt_freeze(leash_gpt *m) {
+    if (m->frozen) return;
+    m->frozen = 1;
+    free(m->grads);
+    m->grads = NULL;
+    for (int l = 0; l < m->cfg.n_layer; l++) memset(&m->g.layer[l], 0, sizeof m->g.layer[l]);
+    layer_ptrs *keep = m->g.layer;
+    memset(&m->g, 0, sizeof m->g);
+    m->g.layer = keep;
+    // activations and logits are reallocated without their backward halves at the next forward
+    free(m->act_memory), free(m->tokens), free(m->head_memory);
+    m->act_memory = NULL, m->tokens = NULL, m->head_memory = NULL;
+    m->act_bytes = 0;
+    m->B = m->T = m->head_B = m->head_T = 0;
+    m->has_logits = 0;
+}
+
+int leash_gpt_is_frozen(const leash_gpt *m) { return m->frozen; }
+
+size_t leash_gpt_memory_bytes(const leash_gpt *m) {
+    size_t V = m->cfg.vocab_size, head = (size_t)m->head_B * m->head_T * V * (m->frozen ? 1 : 2);
+    return (m->num_params * (m->grads ? 2 : 1) + head + (m->chunk ? (size_t)SCORE_ROWS * V : 0)) * sizeof(float) +
+           m->act_bytes + (m->tokens ? (size_t)m->B * m->T * sizeof(int) : 0);
+}
 
 /* ---- activations ------------------------------------------------------------------------------- */
 
@@ -219,13 +248,14 @@ static int alloc_acts(leash_gpt *m, int B, int T) {
         {&m->a.lnf_rstd, N, 4},
         {&m->a.values, c->scalar_head ? N : 0, 4},
         {&m->a.tokbuf, N, 4},
-        {&m->a.dvalues, c->scalar_head ? N : 0, 4},
-        {&m->a.dresid, N * C, 4},
-        {&m->a.dln, N * C, 4},
-        {&m->a.datty, N * C, 4},
-        {&m->a.dqkv, N * 3 * C, 4},
-        {&m->a.dfch, N * 4 * C, 4},
-        {&m->a.dfch_gelu, N * 4 * C, 4},
+        // backward only: none for a frozen model
+        {&m->a.dvalues, c->scalar_head && !m->frozen ? N : 0, 4},
+        {&m->a.dresid, m->frozen ? 0 : N * C, 4},
+        {&m->a.dln, m->frozen ? 0 : N * C, 4},
+        {&m->a.datty, m->frozen ? 0 : N * C, 4},
+        {&m->a.dqkv, m->frozen ? 0 : N * 3 * C, 4},
+        {&m->a.dfch, m->frozen ? 0 : N * 4 * C, 4},
+        {&m->a.dfch_gelu, m->frozen ? 0 : N * 4 * C, 4},
         {&m->a.scratch, B * NH * T, 4},
     };
     size_t total = 0;
@@ -235,6 +265,7 @@ static int alloc_acts(leash_gpt *m, int B, int T) {
     m->act_memory = calloc(1, total);
     m->tokens = malloc(N * sizeof(int));
     m->B = m->T = 0;
+    m->act_bytes = m->act_memory ? total : 0;
     if (!m->act_memory || !m->tokens)
         return leash_fail(LEASH_ENOMEM, "cannot allocate activations for batch (B=%d, T=%d): %.1f MB; lower the batch "
                                         "size or the sequence length",
@@ -312,21 +343,20 @@ int leash_gpt_forward(leash_gpt *m, const int *tokens, const uint8_t *mask, int 
     if (m->head_B != B || m->head_T != T) { // logits and their gradient, once per shape
         free(m->head_memory);
         m->head_B = m->head_T = 0;
-        if (!(m->head_memory = calloc(2 * N * V, sizeof(float))))
+        if (!(m->head_memory = calloc((m->frozen ? 1 : 2) * N * V, sizeof(float))))
             return leash_fail(LEASH_ENOMEM, "cannot allocate logits for batch (B=%d, T=%d): %.1f MB; lower the batch "
                                             "size, or use leash_gpt_score when no backward is needed",
                               B, T, 8e-6 * N * V);
         m->head_B = B, m->head_T = T;
     }
     m->a.logits = m->head_memory;
-    m->a.dlogits = m->head_memory + N * V;
+    m->a.dlogits = m->frozen ? NULL : m->head_memory + N * V;
     leash_sgemm(0, 1, (int)N, (int)V, m->cfg.n_embd, 1.0f, m->a.lnf, m->cfg.n_embd, m->p.wte, m->cfg.n_embd, 0.0f,
                 m->a.logits, (int)V); // tied LM head
     m->has_logits = 1;
     return LEASH_OK;
 }
 
-#define SCORE_ROWS 64
 
 /* The message for row n of (., T) logits that failed inside a parallel loop (where a worker thread's
  * message is lost): the row is checked again here, on the caller's thread. */
@@ -379,7 +409,12 @@ float *leash_gpt_dvalues(leash_gpt *m) { return m->a.dvalues; }
 
 /* ---- backward ---------------------------------------------------------------------------------- */
 
+static int refuse_frozen(const leash_gpt *m, const char *what) {
+    return m->frozen ? leash_fail(LEASH_EINVAL, "%s: the model is frozen (a reference): it has no gradients", what) : LEASH_OK;
+}
+
 int leash_gpt_backward(leash_gpt *m) {
+    if (refuse_frozen(m, "backward")) return LEASH_EINVAL;
     if (!m->has_logits) return leash_fail(LEASH_EINVAL, "backward needs a leash_gpt_forward first (leash_gpt_score keeps no logits)");
     const leash_gpt_config *c = &m->cfg;
     int B = m->B, T = m->T, N = B * T, C = c->n_embd, L = c->n_layer, V = c->vocab_size, NH = c->n_head;
@@ -465,7 +500,8 @@ int leash_gpt_token_logprobs(leash_gpt *m, const int *targets, float temperature
 }
 
 int leash_gpt_token_logprobs_backward(leash_gpt *m, const int *targets, float temperature, const float *dlogp) {
-    int rc = check_targets(m, targets);
+    int rc = refuse_frozen(m, "log-prob backward");
+    if (!rc) rc = check_targets(m, targets);
     if (rc) return rc;
     int N = m->B * m->T, V = m->cfg.vocab_size, first_bad = N;
 #pragma omp parallel for schedule(static)
@@ -484,7 +520,8 @@ int leash_gpt_token_logprobs_backward(leash_gpt *m, const int *targets, float te
 }
 
 int leash_gpt_cross_entropy(leash_gpt *m, const int *targets, double *loss, long *count) {
-    int rc = check_targets(m, targets);
+    int rc = refuse_frozen(m, "cross-entropy (it adds its gradient)");
+    if (!rc) rc = check_targets(m, targets);
     if (rc) return rc;
     int N = m->B * m->T;
     long k = 0;

@@ -68,6 +68,8 @@ struct leash_gpt {
     int has_logits;             // the last pass was leash_gpt_forward (not leash_gpt_score)
     float *chunk;               // (SCORE_ROWS, V) logits of a few rows, for leash_gpt_score
     int *tokens;                // (B, T) copy of the last forward's tokens
+    int frozen;                 // leash_gpt_freeze(): no gradients, no backward buffers
+    size_t act_bytes;           // bytes of act_memory
 };
 
 #endif

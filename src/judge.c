@@ -109,6 +109,10 @@ int leash_judge_label(const leash_label_config *c, leash_label_fn fn, void *ctx,
             !leash_gpt_cfg(judge)->scalar_head)
             rc = leash_fail(LEASH_EINVAL, "%s has no scalar head: not a judge or reward model", c->judge_dir);
     }
+    if (!rc) { // both only generate or score
+        leash_gpt_freeze(policy);
+        if (judge) leash_gpt_freeze(judge);
+    }
     if (!rc && c->judge_cmd) rc = subprocess_start(&ext, c->judge_cmd, "judge command");
     if (!rc && !(out = fopen(c->out_path, "w"))) rc = leash_fail(LEASH_EIO, "cannot write '%s': %s", c->out_path, strerror(errno));
     leash_sample_config sc = c->sample;

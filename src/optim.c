@@ -63,6 +63,7 @@ double leash_lr_at(const leash_adamw_config *c, long step) {
 int leash_adamw_step(leash_adamw *opt, leash_gpt *m, double *grad_norm, double *lr_out) {
     size_t n = leash_gpt_num_params(m);
     if (n != opt->n) return leash_fail(LEASH_EINVAL, "optimizer holds %zu parameters, the model %zu", opt->n, n);
+    if (leash_gpt_is_frozen(m)) return leash_fail(LEASH_EINVAL, "AdamW step on a frozen model (a reference): it never trains");
     float *p = leash_gpt_params(m);
     const float *g = leash_gpt_grads(m);
     double ss = 0.0;

@@ -296,6 +296,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     if ((rc = leash_mkdir(c->out_dir))) return rc;
     if (!(rc = leash_gpt_load(&s.policy, c->policy_dir)) && !(rc = leash_gpt_load(&s.ref, c->ref_dir ? c->ref_dir : c->policy_dir)))
         rc = leash_tokenizer_load_dir(&s.tok, c->policy_dir);
+    if (!rc) leash_gpt_freeze(s.ref); // no gradients, no backward buffers, never stepped
     if (!rc && leash_gpt_cfg(s.ref)->vocab_size != leash_gpt_cfg(s.policy)->vocab_size)
         rc = leash_fail(LEASH_EINVAL, "the reference %s has a vocabulary of %d, the policy %d: they must share a tokenizer",
                         c->ref_dir, leash_gpt_cfg(s.ref)->vocab_size, leash_gpt_cfg(s.policy)->vocab_size);
@@ -306,6 +307,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     }
     if (!rc && c->algo == LEASH_PPO) // the value model starts from the reward model (InstructGPT), else the policy
         rc = leash_gpt_copy_with_head(&s.value, s.rm ? s.rm : s.policy, s.rm != NULL, c->seed);
+    if (!rc && s.rm) leash_gpt_freeze(s.rm); // the reward model only scores
     static const char *const keys[] = {"prompt"};
     if (!rc) rc = leash_jsonl_load(c->prompts, keys, 1, NULL, 0, 0, &s.prompts);
     s.cmd.to = s.cmd.from = -1;

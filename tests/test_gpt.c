@@ -4,6 +4,7 @@
 #define _DEFAULT_SOURCE
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -325,4 +326,67 @@ Test(gpt, score_matches_forward_without_logits) {
     cr_assert_eq(leash_gpt_token_logprobs(m, tgt, 0.7f, a, NULL), LEASH_EINVAL);
     cr_assert_eq(leash_gpt_backward(m), LEASH_EINVAL);
     leash_gpt_free(m);
+}
+
+Test(gpt, pitfall_logprobs_do_not_depend_on_thread_count) {
+    // Pitfall 6 (docs/kl-pitfalls.md): the same batch scored with 1 and with 2 threads, at shapes where
+    // OpenBLAS does split the matrix products between threads (N = 512 rows, C = 128). Not bit-identical:
+    // OpenBLAS picks its blocking by thread count, which changes float32 summation order; the stated bound
+    // is 1e-5 relative, the same as for batch shapes (measured: 9e-8). Same thread count: bit-identical.
+    leash_gpt_config cfg = {.vocab_size = 500, .n_positions = 128, .n_embd = 128, .n_layer = 2, .n_head = 4,
+                            .bos_token_id = 0, .eos_token_id = 1, .layer_norm_epsilon = 1e-5f};
+    leash_gpt *m;
+    cr_assert_eq(leash_gpt_create(&m, &cfg), 0);
+    leash_gpt_init(m, 6);
+    enum { B = 4, T = 128 };
+    int *tok = malloc(B * T * sizeof *tok), *tgt = malloc(B * T * sizeof *tgt);
+    uint8_t *mask = malloc(B * T);
+    float *lp[2] = {malloc(B * T * sizeof(float)), malloc(B * T * sizeof(float))};
+    for (int i = 0; i < B * T; i++) {
+        int b = i / T, t = i % T;
+        tok[i] = (i * 37 + 11) % 500;
+        mask[i] = t >= 10 * b; // left padding of 0, 10, 20, 30
+        tgt[i] = t + 1 < T && mask[i] ? (i * 53 + 5) % 500 : -1;
+    }
+    int before = omp_get_max_threads();
+    for (int k = 0; k < 2; k++) {
+        omp_set_num_threads(k + 1);
+        cr_assert_eq(leash_gpt_forward(m, tok, mask, B, T), 0);
+        cr_assert_eq(leash_gpt_token_logprobs(m, tgt, 0.7f, lp[k], NULL), 0);
+    }
+    omp_set_num_threads(before);
+    double worst = 0.0;
+    for (int i = 0; i < B * T; i++) worst = fmax(worst, fabs((double)lp[0][i] - lp[1][i]) / fmax(1.0, fabs(lp[0][i])));
+    cr_assert(worst <= 1e-5, "log-probs with 1 and 2 threads differ by %g relative", worst);
+    cr_log_info("thread count: worst relative difference %g\n", worst);
+    free(tok), free(tgt), free(mask), free(lp[0]), free(lp[1]);
+    leash_gpt_free(m);
+}
+
+Test(gpt, frozen_model_scores_the_same_and_holds_no_gradients) {
+    // Pitfall 10 (docs/kl-pitfalls.md): a frozen model (the reference) computes the same logits, holds no
+    // gradient or backward buffer, and refuses a backward or an optimiser step.
+    leash_gpt *a = tiny(0, 5), *b = tiny(0, 5);
+    enum { B = 2, T = 6 };
+    int tok[B * T] = {0, 5, 9, 33, 2, 17, /**/ 0, 3, 3, 40, 1, 7};
+    cr_assert_eq(leash_gpt_forward(a, tok, NULL, B, T), 0);
+    leash_gpt_freeze(b);
+    cr_assert(leash_gpt_is_frozen(b) && !leash_gpt_is_frozen(a));
+    cr_assert_eq(leash_gpt_forward(b, tok, NULL, B, T), 0, "%s", leash_errmsg());
+    cr_assert_eq(memcmp(leash_gpt_logits(a), leash_gpt_logits(b), sizeof(float) * B * T * 50), 0, "logits differ");
+    cr_assert(leash_gpt_grads(b) == NULL && leash_gpt_dlogits(b) == NULL);
+    cr_assert(leash_gpt_memory_bytes(b) < leash_gpt_memory_bytes(a) * 0.7, "frozen %zu bytes vs %zu",
+              leash_gpt_memory_bytes(b), leash_gpt_memory_bytes(a));
+    cr_assert_eq(leash_gpt_backward(b), LEASH_EINVAL);
+    cr_assert(strstr(leash_errmsg(), "frozen"), "%s", leash_errmsg());
+    int tgt[B * T];
+    for (int i = 0; i < B * T; i++) tgt[i] = i % T == T - 1 ? -1 : tok[i + 1];
+    double loss;
+    cr_assert_eq(leash_gpt_cross_entropy(b, tgt, &loss, NULL), LEASH_EINVAL);
+    leash_adamw_config oc = leash_adamw_defaults();
+    leash_adamw opt;
+    cr_assert_eq(leash_adamw_create(&opt, &oc, leash_gpt_num_params(b)), 0);
+    cr_assert_eq(leash_adamw_step(&opt, b, NULL, NULL), LEASH_EINVAL);
+    leash_adamw_free(&opt);
+    leash_gpt_free(a), leash_gpt_free(b);
 }

@@ -63,17 +63,25 @@ int leash_gpt_copy_with_head(leash_gpt **out, const leash_gpt *src, int keep_hea
 void leash_gpt_set_score_stats(leash_gpt *m, float mean, float std);
 size_t leash_gpt_num_params(const leash_gpt *m);
 float *leash_gpt_params(leash_gpt *m); /* (num_params) */
-float *leash_gpt_grads(leash_gpt *m);  /* (num_params), same layout */
+float *leash_gpt_grads(leash_gpt *m);  /* (num_params), same layout; NULL when frozen */
 int leash_gpt_num_tensors(const leash_gpt *m);
 const leash_tensor_info *leash_gpt_tensor(const leash_gpt *m, int i);
 void leash_gpt_zero_grad(leash_gpt *m);
+
+/* Freezes the model for good, as a reference or any model that only scores: its gradients are freed and
+ * its later forwards allocate no backward buffers (about half the activation and logit memory);
+ * leash_gpt_grads() and leash_gpt_dlogits() then return NULL and a backward fails with a clear error. */
+void leash_gpt_freeze(leash_gpt *m);
+int leash_gpt_is_frozen(const leash_gpt *m);
+/* Bytes the model holds now: parameters, gradients, activations and logits of the current batch shape. */
+size_t leash_gpt_memory_bytes(const leash_gpt *m);
 
 /* Forward pass over tokens (B, T) with mask (B, T) or NULL. Activations are allocated for a (B, T) shape
  * on its first use and reused while the shape stays. Fails on a token outside [0, V) or T > n_positions. */
 int leash_gpt_forward(leash_gpt *m, const int *tokens, const uint8_t *mask, int B, int T);
 const float *leash_gpt_logits(const leash_gpt *m); /* (B, T, V) of the last forward */
 const float *leash_gpt_values(const leash_gpt *m); /* (B, T) scalar head of the last forward, or NULL */
-float *leash_gpt_dlogits(leash_gpt *m);            /* (B, T, V) gradient accumulator, zero after backward */
+float *leash_gpt_dlogits(leash_gpt *m);            /* (B, T, V) gradient accumulator, zero after backward (NULL frozen) */
 float *leash_gpt_dvalues(leash_gpt *m);            /* (B, T) gradient accumulator, or NULL */
 
 /* Backward pass of the last forward: parameter gradients += from dlogits and dvalues. */
