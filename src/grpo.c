@@ -51,10 +51,11 @@ int grpo_update(rollout *r, const leash_rl_config *c, double beta, leash_gpt *po
             double d;
             double pg = clipped_surrogate(r->adv[src], newlp[i], r->old_logp[src], c->clip_eps, st, &d);
             // KL inside the loss, differentiated through log pi: k3 = (r - 1) - log r (the paper; its expected
-            // gradient is that of the reverse KL(pi_ref || pi)), or k2 = (log r)^2 / 2 (expected gradient: exactly
-            // that of KL(pi || pi_ref)), with log r = log pi_ref - log pi
+            // gradient is that of the reverse KL(pi_ref || pi)), k2 = (log r)^2 / 2 (expected gradient: exactly
+            // that of KL(pi || pi_ref)), or k3+ (k3's value, k2's gradient), with log r = log pi_ref - log pi
             double kl = leash_kl_estimate(c->kl_estimator, newlp[i], r->ref_logp[src]);
             double dk = leash_kl_estimate_grad(c->kl_estimator, newlp[i], r->ref_logp[src]);
+            st->kl_clamped += leash_kl_estimate_clamped(c->kl_estimator, newlp[i], r->ref_logp[src]);
             st->policy_loss += pg + beta * kl;
             dlogp[i] = (float)(w * (d + beta * dk));
         }

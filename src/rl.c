@@ -12,6 +12,7 @@
 #include "leash/data.h"
 #include "leash/error.h"
 #include "leash/fileio.h"
+#include "leash/klwatch.h"
 #include "leash/reward.h"
 #include "leash/rng.h"
 #include "leash/sample.h"
@@ -221,11 +222,12 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
             if (d > *logprob_gap) *logprob_gap = d;
         }
     // the per-token KL the algorithm uses
+    r->kl_clamped = 0;
     for (long i = 0; i < (long)R * T; i++) {
         if (r->targets[i] < 0) { r->kl[i] = 0.0f; continue; }
-        r->kl[i] = c->algo == LEASH_PPO && c->kl_exact
-                       ? r->kl_exact[i]
-                       : (float)leash_kl_estimate(c->kl_estimator, r->old_logp[i], r->ref_logp[i]);
+        int exact = c->algo == LEASH_PPO && c->kl_exact;
+        r->kl[i] = exact ? r->kl_exact[i] : (float)leash_kl_estimate(c->kl_estimator, r->old_logp[i], r->ref_logp[i]);
+        if (!exact) r->kl_clamped += leash_kl_estimate_clamped(c->kl_estimator, r->old_logp[i], r->ref_logp[i]);
         if (!isfinite(r->kl[i])) return leash_fail(LEASH_ENUMERIC, "the KL at step %d is %g: the policy has left the reference's support", step + 1, r->kl[i]);
     }
     double t2 = now_s();
@@ -273,14 +275,6 @@ static void json_string(FILE *f, const char *s) {
         else fputc(*s, f);
     }
     fputc('"', f);
-}
-
-static double mean_last(const double *x, int from, int to) {
-    double s = 0;
-    int n = 0;
-    for (int i = from; i < to; i++)
-        if (!isnan(x[i])) s += x[i], n++;
-    return n ? s / n : NAN;
 }
 
 int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl_progress *final) {
@@ -347,7 +341,8 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
 
     leash_rl_progress p = {0};
     int alarm = 0;
-    double kl_run[5] = {0};
+    leash_klwatch watch;
+    if (!rc) rc = leash_klwatch_init(&watch, LEASH_KLWATCH_DEFAULT_LOW, LEASH_KLWATCH_DEFAULT_HIGH);
     rollout *r = &s.r;
     int T = r->T, R = s.R;
     for (int step = 0; step < c->steps && !rc; step++) {
@@ -413,8 +408,9 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         }
         if (rc) break;
         phase[3] = now_s() - t_update;
-        // the controller sees the measured mean per-sequence KL of this batch
-        if ((rc = leash_beta_update(&cfg.beta, kl_seq / R, R))) break;
+        // the controller sees the measured mean KL of this batch, in its own units
+        double kl_ctl = cfg.beta.units == LEASH_KL_PER_TOKEN ? (ntok ? kl_seq / ntok : 0.0) : kl_seq / R;
+        if ((rc = leash_beta_update(&cfg.beta, kl_ctl, R))) break;
         clock_gettime(CLOCK_MONOTONIC, &t1);
         p = (leash_rl_progress){.step = step + 1, .steps = c->steps};
         p.kl = kl_seq / R, p.kl_per_token = ntok ? kl_seq / ntok : 0, p.kl_exact = kl_ex / R;
@@ -424,6 +420,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         p.policy_loss = st.tokens ? st.policy_loss / st.tokens : 0, p.value_loss = st.tokens ? st.value_loss / st.tokens : 0;
         p.ratio = st.tokens ? st.ratio / st.tokens : 1;
         p.first_ratio_dev = st.first_ratio_dev, p.logprob_gap = gap;
+        p.kl_clamped = r->kl_clamped, p.kl_clamped_loss = st.kl_clamped, p.ratio_clamped = st.ratio_clamped;
         p.gold_reward = c->gold_metrics || c->gold_reward ? gold / R : NAN;
         p.grammatical = c->gold_metrics || c->gold_reward ? gram / R : NAN;
         p.ref_nll = ntok ? nll / ntok : 0, p.distinct2 = nbig ? (double)uniq / nbig : 0, p.repetition = rep / R;
@@ -451,26 +448,28 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
             if (proxy_up && truth_down) alarm = 1;
         }
         p.hacking_alarm = alarm;
-        kl_run[step % 5] = p.kl;
-        double run = mean_last(kl_run, 0, step + 1 < 5 ? step + 1 : 5);
-        p.kl_band_warning = run < -0.1 || run > 10.0; // k1 can dip just below 0 on a batch: only a clear negative warns
+        int signals = leash_klwatch_update(&watch, p.kl); // k1 can dip below 0 on a batch: only a mean that stays warns
+        if (signals < 0) { rc = LEASH_ENUMERIC; break; }
+        p.kl_band_warning = signals != 0;
+        p.kl_negative_warning = (signals & LEASH_KLWATCH_NEGATIVE) != 0;
         char gr[32] = "null", gg[32] = "null";
         if (!isnan(p.gold_reward)) snprintf(gr, sizeof gr, "%.6f", p.gold_reward), snprintf(gg, sizeof gg, "%.4f", p.grammatical);
         fprintf(metrics,
                 "{\"step\": %d, \"objective/kl\": %.6f, \"objective/kl_per_token\": %.6f, \"objective/kl_exact\": %.6f, "
-                "\"kl_estimator\": \"%s\", \"objective/entropy\": %.6f, \"objective/scores\": %.6f, "
+                "\"kl_estimator\": \"%s\", \"kl_target_units\": \"%s\", \"kl/clamped_tokens\": %ld, "
+                "\"kl/clamped_tokens_loss\": %ld, \"policy/ratio_clamped\": %ld, \"objective/entropy\": %.6f, \"objective/scores\": %.6f, "
                 "\"objective/non_score_reward\": %.6f, \"objective/rlhf_reward\": %.6f, \"beta\": %.6g, "
                 "\"policy/clipfrac_avg\": %.6f, \"policy/approxkl_avg\": %.8f, \"loss/policy_avg\": %.6f, "
                 "\"loss/value_avg\": %.6f, \"val/ratio\": %.8f, \"policy/first_ratio_maxdev\": %.3g, "
                 "\"policy/logprob_gap_max\": %.3g, \"gold/reward\": %s, "
                 "\"gold/grammatical\": %s, \"fluency/ref_nll\": %.6f, \"text/distinct2\": %.4f, \"text/repetition\": %.4f, "
-                "\"text/length\": %.3f, \"text/eos_rate\": %.4f, \"alarm/reward_hacking\": %d, \"alarm/kl_band\": %d, "
+                "\"text/length\": %.3f, \"text/eos_rate\": %.4f, \"alarm/reward_hacking\": %d, \"alarm/kl_band\": %d, \"alarm/kl_negative\": %d, "
                 "\"time/step_s\": %.3f}\n",
                 p.step, p.kl, p.kl_per_token, p.kl_exact,
                 c->algo == LEASH_PPO && c->kl_exact ? "exact" : leash_kl_estimator_name(c->kl_estimator),
-                p.entropy, p.scores, p.non_score_reward, p.rlhf_reward, p.beta, p.clipfrac, p.approxkl, p.policy_loss,
+                leash_kl_units_name(cfg.beta.units), p.kl_clamped, p.kl_clamped_loss, p.ratio_clamped, p.entropy, p.scores, p.non_score_reward, p.rlhf_reward, p.beta, p.clipfrac, p.approxkl, p.policy_loss,
                 p.value_loss, p.ratio, p.first_ratio_dev, gap, gr, gg, p.ref_nll, p.distinct2, p.repetition, p.length, p.eos_rate,
-                p.hacking_alarm, p.kl_band_warning, p.seconds);
+                p.hacking_alarm, p.kl_band_warning, p.kl_negative_warning, p.seconds);
         fflush(metrics);
         p.sample = NULL;
         if (c->sample_every && (step % c->sample_every == 0 || step + 1 == c->steps)) {
@@ -485,7 +484,13 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
             fflush(samples);
             p.sample = r->text[0];
         }
+        leash_rl_batch view = {.rows = R, .P = r->P, .T = T, .tokens = r->tokens, .mask = r->mask, .targets = r->targets,
+                               .resp_len = r->resp_len, .has_eos = r->has_eos, .logp = r->old_logp, .ref_logp = r->ref_logp,
+                               .kl = r->kl, .kl_exact = r->kl_exact, .rewards = c->algo == LEASH_PPO ? r->rewards : NULL,
+                               .advantages = r->adv, .scores = r->score, .shaped = r->shaped, .policy = s.policy, .ref = s.ref};
+        p.batch = &view;
         if (fn && fn(&p, ctx)) break;
+        p.batch = NULL;
     }
     if (!rc) {
         snprintf(path, sizeof path, "%s/policy", c->out_dir);

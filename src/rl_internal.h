@@ -38,6 +38,7 @@ typedef struct {
     double *gold;     // (B) gold reward (NAN without the world)
     int *grammatical; // (B)
     char **text;      // (B) response text (valid UTF-8)
+    long kl_clamped;  // tokens whose k3 ran on its tangent line
     // minibatch gather buffers (minibatch rows)
     int *mb_tokens, *mb_targets;
     uint8_t *mb_mask;
@@ -52,15 +53,23 @@ typedef struct {
     double first_ratio_dev; // max |ratio - 1| over the first minibatch of the first epoch: 0 when rollout and
                             // training agree (old policy = current policy)
     long tokens, updates;
+    long ratio_clamped;     // tokens whose |log ratio| exceeded LEASH_KL_LOG_RATIO_MAX (clamped there)
+    long kl_clamped;        // GRPO: tokens whose k3 inside the loss ran on its tangent line
 } update_stats;
 
 int rollout_alloc(rollout *r, int B, int P, int M, int minibatch);
 void rollout_free(rollout *r);
 /* The clipped surrogate of one token (PPO and GRPO): returns max(-A ratio, -A clip(ratio, 1 +- eps)) and
  * its derivative with respect to the new log-prob in *dloss (0 where the clipped term is the max: the clip
- * is active), and adds the token to the statistics. */
+ * is active), and adds the token to the statistics. The log-ratio is clamped to +-LEASH_KL_LOG_RATIO_MAX
+ * (counted) so that exp() cannot overflow into an infinite loss. */
 static inline double clipped_surrogate(double A, double newlp, double oldlp, double eps, update_stats *st, double *dloss) {
-    double logratio = newlp - oldlp, ratio = exp(logratio);
+    double logratio = newlp - oldlp;
+    if (fabs(logratio) > LEASH_KL_LOG_RATIO_MAX) {
+        logratio = logratio > 0 ? LEASH_KL_LOG_RATIO_MAX : -LEASH_KL_LOG_RATIO_MAX;
+        st->ratio_clamped++;
+    }
+    double ratio = exp(logratio);
     double clipped = ratio < 1 - eps ? 1 - eps : ratio > 1 + eps ? 1 + eps : ratio;
     double pg1 = -A * ratio, pg2 = -A * clipped;
     int clip_active = pg2 > pg1;

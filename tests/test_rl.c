@@ -77,28 +77,6 @@ Test(grpo, group_relative_advantages) {
     rollout_free(&r);
 }
 
-/* A tiny policy on the world's words, scored by the gold reward. */
-static void tiny_policy(const char *dir) {
-    leash_rng rng;
-    leash_rng_seed(&rng, 3, 0);
-    size_t cap = 1 << 20, n = 0;
-    char *text = malloc(cap), line[512];
-    while (n + 600 < cap / 4) {
-        int k = leash_world_review(&rng, 0.0, line, sizeof line);
-        memcpy(text + n, line, k), n += k, text[n++] = '\n';
-    }
-    tiny_model_dir(dir, text, n, 400, 32);
-    free(text);
-    char path[256];
-    snprintf(path, sizeof path, "%s/prompts.jsonl", dir);
-    FILE *f = fopen(path, "w");
-    for (int i = 0; i < 20; i++) {
-        leash_world_opening(&rng, line, sizeof line);
-        fprintf(f, "{\"prompt\": \"%s\"}\n", line);
-    }
-    fclose(f);
-}
-
 typedef struct {
     leash_rl_progress first;
     int steps;

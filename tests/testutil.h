@@ -60,6 +60,10 @@ static inline double rel_err_f(const float *a, const double *b, int n) {
 #include "leash/error.h"
 #include "leash/gpt.h"
 #include "leash/tokenizer.h"
+#include "leash/world.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 static inline void tiny_model_dir(const char *dir, const char *text, size_t n, int vocab, int n_positions) {
     cr_assert_eq(leash_tokenizer_train(text, n, vocab, 2, dir), 0, "%s", leash_errmsg());
     leash_tokenizer *tok;
@@ -73,6 +77,28 @@ static inline void tiny_model_dir(const char *dir, const char *text, size_t n, i
     leash_gpt_init(m, 1);
     cr_assert_eq(leash_gpt_save(m, dir), 0);
     leash_gpt_free(m);
+}
+
+/* A tiny policy on the world's words (tokenizer of 400, untrained weights) and 20 prompts.jsonl beside it. */
+static inline void tiny_policy(const char *dir) {
+    leash_rng rng;
+    leash_rng_seed(&rng, 3, 0);
+    size_t cap = 1 << 20, n = 0;
+    char *text = malloc(cap), line[512];
+    while (n + 600 < cap / 4) {
+        int k = leash_world_review(&rng, 0.0, line, sizeof line);
+        memcpy(text + n, line, k), n += k, text[n++] = '\n';
+    }
+    tiny_model_dir(dir, text, n, 400, 32);
+    free(text);
+    char path[256];
+    snprintf(path, sizeof path, "%s/prompts.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < 20; i++) {
+        leash_world_opening(&rng, line, sizeof line);
+        fprintf(f, "{\"prompt\": \"%s\"}\n", line);
+    }
+    fclose(f);
 }
 
 #endif

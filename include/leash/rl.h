@@ -18,6 +18,7 @@
 
 #include "leash/beta.h"
 #include "leash/kl.h"
+#include "leash/gpt.h"
 #include "leash/optim.h"
 
 typedef enum { LEASH_PPO = 0, LEASH_GRPO = 1 } leash_rl_algo;
@@ -46,9 +47,10 @@ typedef struct {
     float temperature;       /* rollouts and every log-prob */
     uint64_t seed;
     /* the leash */
-    leash_beta_ctl beta;     /* fixed or adaptive (target in nats per sequence) */
+    leash_beta_ctl beta;     /* fixed or adaptive (target in nats per sequence, or per token: beta.units) */
     int kl_exact;            /* PPO: the exact full-vocabulary KL per token instead of an estimator */
-    leash_kl_estimator kl_estimator; /* PPO: k1 (default) or k3 in the reward; GRPO: k3 in the loss */
+    leash_kl_estimator kl_estimator; /* PPO: k1 (default), k3 (or k3+, the same value) in the reward;
+                                      * GRPO: k3 (default), k2 or k3+ inside the loss */
     /* reward shaping */
     int normalize_scores;    /* (score - mean) / std with the reward model's stored statistics */
     float score_clip;        /* clip the (normalised) score to [-x, x]; 0: off */
@@ -67,6 +69,29 @@ typedef struct {
 } leash_rl_config;
 
 leash_rl_config leash_rl_defaults(leash_rl_algo algo);
+
+/* The batch of one step as the trainer saw it, for a callback that inspects it (valid during the callback).
+ * Row b: its prompt left-padded to P columns, its response from column P, then padding (EOS ids, mask 0).
+ * Per-token arrays (rows, T) are indexed by the input position t whose next token is a response token:
+ * response token j of row b is predicted at t = P + j - 1, where targets[b, t] is that token; targets is
+ * -1 at every other place, and every per-token array is exactly 0 there. */
+typedef struct {
+    int rows, P, T;
+    const int *tokens;        /* (rows, T) */
+    const uint8_t *mask;      /* (rows, T) 1 at real (prompt and response) tokens */
+    const int *targets;       /* (rows, T) */
+    const int *resp_len;      /* (rows) response tokens, the EOS included when emitted */
+    const int *has_eos;       /* (rows) */
+    const float *logp;        /* (rows, T) the policy's log-probs at the rollout temperature, before the update */
+    const float *ref_logp;    /* (rows, T) the reference's, at the same temperature */
+    const float *kl;          /* (rows, T) the per-token KL the algorithm used (objective/kl sums these) */
+    const float *kl_exact;    /* (rows, T) the exact full-vocabulary KL per token */
+    const float *rewards;     /* (rows, T) PPO: the per-token rewards GAE saw; NULL for GRPO */
+    const float *advantages;  /* (rows, T) */
+    const double *scores;     /* (rows) raw scores */
+    const double *shaped;     /* (rows) scores after shaping */
+    const leash_gpt *policy, *ref; /* the models (the policy after this step's update) */
+} leash_rl_batch;
 
 /* One step's metrics (TRL's names in the JSONL where TRL has one). KLs are nats per sequence unless
  * marked per token. */
@@ -87,13 +112,19 @@ typedef struct {
     double ref_nll;        /* fluency: reference model's NLL of the responses, per token */
     double distinct2, repetition, length, eos_rate;
     int hacking_alarm;     /* proxy up while gold reward or fluency falls */
-    int kl_band_warning;   /* running KL outside 0..10 nats per sequence */
+    int kl_band_warning;   /* running KL outside the band (-0.1..10 nats per sequence): leash/klwatch.h */
+    int kl_negative_warning; /* the running KL stays below -0.1 nats per sequence */
+    long kl_clamped;       /* tokens of the batch whose k3 ran on its tangent line (log r > 20) */
+    long kl_clamped_loss;  /* GRPO: the same inside the loss, over all updates */
+    long ratio_clamped;    /* tokens whose |log ratio| exceeded 20 in the clipped surrogate (clamped) */
     double seconds;
     double phase_seconds[4]; /* rollout, policy + reference scoring (and values), rewards, updates */
     const char *sample;    /* one response of this step, when sampled */
+    const leash_rl_batch *batch; /* the step's batch */
 } leash_rl_progress;
 
 typedef int (*leash_rl_fn)(const leash_rl_progress *p, void *ctx);
+
 
 int leash_rl_train(const leash_rl_config *cfg, leash_rl_fn fn, void *ctx, leash_rl_progress *final);
 

@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "leash/error.h"
+#include "leash/klwatch.h"
 #include "leash/rl.h"
 
 static const char *usage =
@@ -25,11 +26,14 @@ static const char *usage =
     "  --beta B             KL coefficient (PPO: start of the adaptive controller, default 0.2; GRPO: fixed,\n"
     "                       default 0.04); 0 turns the leash off\n"
     "  --fixed-beta         PPO: keep beta fixed (default: adaptive, Ziegler et al.)\n"
-    "  --kl-target X        adaptive: target KL in nats per sequence (default 6)\n"
+    "  --kl-target X        adaptive: target KL in nats per sequence (default 6; the sum over a response)\n"
+    "  --kl-per-token       adaptive: the target and the measured KL are per response token instead\n"
     "  --kl-horizon N       adaptive: horizon in samples (default 10000; smaller adapts faster)\n"
     "  --kl-estimator E     PPO: k1 (default), k3, or exact (full-vocabulary KL per token) in the reward;\n"
-    "                       GRPO: k3 (default, the paper; its gradient is that of the reverse KL) or k2 (its\n"
-    "                       gradient is that of KL(pi || pi_ref), whose optimum is pi*) inside the loss\n"
+    "                       GRPO: k3 (default, the paper; its gradient is that of the reverse KL), k2 (its\n"
+    "                       gradient is that of KL(pi || pi_ref), whose optimum is pi*) or k3+ (k3's value,\n"
+    "                       k2's gradient) inside the loss. k3 beyond log r = 20 runs on its tangent line\n"
+    "                       (counted: kl/clamped_tokens). See docs/kl-pitfalls.md\n"
     "rewards:\n"
     "  --no-normalize       do not normalise scores with the reward model's stored mean and std\n"
     "  --score-clip X       clip the score to [-X, X] (0 = off)   --no-eos-penalty X (added, e.g. -1; 0 = off)\n"
@@ -58,9 +62,9 @@ static int progress(const leash_rl_progress *p, void *vctx) {
     }
     if (p->kl_band_warning && !ctx->warned_band) {
         ctx->warned_band = 1;
-        fprintf(stderr, "\nleash: warning at step %d: the running KL is %.2f nats per sequence, outside 0..10. %s\n", p->step,
-                p->kl, p->kl > 10 ? "Raise --beta or lower the learning rate." :
-                       "A negative k1 mean usually means sampling and scoring differ (temperature, top-k/top-p).");
+        fprintf(stderr, "\nleash: warning at step %d: the running KL is outside %g..%g nats per sequence (this batch: %.2f). %s\n",
+                p->step, LEASH_KLWATCH_DEFAULT_LOW, LEASH_KLWATCH_DEFAULT_HIGH, p->kl,
+                leash_klwatch_advice(p->kl_negative_warning ? LEASH_KLWATCH_NEGATIVE : LEASH_KLWATCH_HIGH));
     }
     if (ctx->quiet) return 0;
     fprintf(stderr, "\rstep %4d/%d  score %+.3f  KL %6.3f nats/seq (exact %6.3f)  beta %.4f  ent %.3f", p->step, p->steps,
@@ -75,11 +79,11 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
     leash_rl_config c = leash_rl_defaults(algo);
     const char *cmd = algo == LEASH_PPO ? "ppo" : "grpo";
     float beta = (float)c.beta.beta, target = LEASH_BETA_DEFAULT_TARGET, horizon = LEASH_BETA_DEFAULT_HORIZON;
-    int fixed = algo == LEASH_GRPO, seed = 0, bad = 0, ch;
+    int fixed = algo == LEASH_GRPO, seed = 0, bad = 0, ch, per_token = 0;
     rl_ctx ctx = {0};
     enum { O_POLICY = 256, O_REWARD, O_GOLDR, O_GOLDM, O_PROMPTS, O_OUT, O_BETA, O_FIXED, O_TARGET, O_HORIZON, O_EST,
            O_NONORM, O_SCLIP, O_EOSP, O_LENP, O_WHITEN, O_STEPS, O_BATCH, O_GROUP, O_MAXNEW, O_SEED, O_EPOCHS, O_MB,
-           O_LR, O_VLR, O_CLIP, O_VCLIP, O_VF, O_GAMMA, O_LAMBDA, O_NOSTD, O_TOKLOSS, O_SAMPLE, O_RCMD, O_RTIMEOUT, O_REF };
+           O_LR, O_VLR, O_CLIP, O_VCLIP, O_VF, O_GAMMA, O_LAMBDA, O_NOSTD, O_TOKLOSS, O_SAMPLE, O_RCMD, O_RTIMEOUT, O_REF, O_PERTOK };
     static const struct option opts[] = {
         {"policy", 1, 0, O_POLICY}, {"reward", 1, 0, O_REWARD}, {"gold-reward", 0, 0, O_GOLDR},
         {"gold-metrics", 0, 0, O_GOLDM}, {"prompts", 1, 0, O_PROMPTS}, {"out", 1, 0, O_OUT}, {"beta", 1, 0, O_BETA},
@@ -91,7 +95,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         {"lr", 1, 0, O_LR}, {"value-lr", 1, 0, O_VLR}, {"clip", 1, 0, O_CLIP}, {"value-clip", 1, 0, O_VCLIP},
         {"vf-coef", 1, 0, O_VF}, {"gamma", 1, 0, O_GAMMA}, {"lambda", 1, 0, O_LAMBDA}, {"no-std-scaling", 0, 0, O_NOSTD},
         {"token-level-loss", 0, 0, O_TOKLOSS}, {"sample-every", 1, 0, O_SAMPLE}, {"reward-cmd", 1, 0, O_RCMD},
-        {"reward-timeout", 1, 0, O_RTIMEOUT}, {"ref", 1, 0, O_REF}, {"quiet", 0, 0, 'q'},
+        {"reward-timeout", 1, 0, O_RTIMEOUT}, {"ref", 1, 0, O_REF}, {"kl-per-token", 0, 0, O_PERTOK}, {"quiet", 0, 0, 'q'},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     optind = 1;
     while (!bad && (ch = getopt_long(argc, argv, "t:qh", opts, NULL)) != -1) {
@@ -138,6 +142,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         case O_SAMPLE: bad = cli_int(cmd, "--sample-every", optarg, 0, 1 << 30, &c.sample_every); break;
         case O_RCMD: c.reward_cmd = optarg; break;
         case O_REF: c.ref_dir = optarg; break;
+        case O_PERTOK: per_token = 1; break;
         case O_RTIMEOUT: {
             float x;
             bad = cli_float(cmd, "--reward-timeout", optarg, 1e-3, 1e6, &x);
@@ -160,6 +165,11 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         fprintf(stderr, "leash %s: %s\n", cmd, leash_errmsg());
         return 2;
     }
+    if (per_token && c.beta.kind != LEASH_BETA_ADAPTIVE) {
+        fprintf(stderr, "leash %s: --kl-per-token sets the adaptive controller's units; beta is fixed here\n", cmd);
+        return 2;
+    }
+    c.beta.units = per_token ? LEASH_KL_PER_TOKEN : LEASH_KL_PER_SEQUENCE;
     leash_rl_progress fin;
     if (leash_rl_train(&c, progress, &ctx, &fin)) {
         fprintf(stderr, "\nleash %s: %s\n", cmd, leash_errmsg());
