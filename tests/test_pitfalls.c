@@ -187,7 +187,7 @@ static int on_step(const leash_rl_progress *p, void *ctx) {
     // pitfall 10: the reference is frozen and still the starting checkpoint, bit for bit
     const leash_gpt *ref = p->batch->ref;
     size_t n = leash_gpt_num_params(ref);
-    pr->frozen_ok = leash_gpt_is_frozen(ref) && leash_gpt_grads((leash_gpt *)ref) == NULL &&
+    pr->frozen_ok &= leash_gpt_is_frozen(ref) && leash_gpt_grads((leash_gpt *)ref) == NULL &&
                     !memcmp(leash_gpt_params((leash_gpt *)ref), leash_gpt_params(pr->ref0), n * sizeof(float));
     pr->steps = p->step;
     return 0;
@@ -195,7 +195,7 @@ static int on_step(const leash_rl_progress *p, void *ctx) {
 
 static void run(const world *w, leash_rl_algo algo, leash_kl_units units, probe *pr) {
     memset(pr, 0, sizeof *pr);
-    pr->w = w, pr->algo = algo;
+    pr->w = w, pr->algo = algo, pr->frozen_ok = 1;
     cr_assert_eq(leash_gpt_load(&pr->pol0, w->pol), 0);
     cr_assert_eq(leash_gpt_load(&pr->ref0, w->ref), 0);
     leash_rl_config c = leash_rl_defaults(algo);
