@@ -2,6 +2,8 @@
 #
 #   make            libleash.a, the leash binary, tests and benchmarks (in build/)
 #   make test       unit tests (Criterion); make SANITIZE=1 test builds in build-san/ with ASan + UBSan
+#   make MPI=1      the same with Open MPI (mpicc) in build-mpi/: mpirun -np N build-mpi/leash ppo ...
+#   make MPI=1 test-mpi   2-rank runs against 1-rank runs (tests/mpi/)
 #   make bench      benchmarks (side by side ratios; PyTorch column where python3-torch is installed)
 #   make demo       the main job on the built-in example
 #   make clean
@@ -14,6 +16,12 @@ OPT     := -O3
 ifeq ($(SANITIZE),1)
   BUILD := build-san
   OPT   := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+MPIFLAG :=
+ifeq ($(MPI),1)
+  CC      := mpicc
+  BUILD   := $(BUILD)-mpi
+  MPIFLAG := -DLEASH_MPI
 endif
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes
 ifeq ($(WERROR),1)
@@ -31,7 +39,7 @@ PKGCONF   := PKG_CONFIG_PATH=$(BLASDIR)/pkgconfig:$$PKG_CONFIG_PATH pkg-config
 
 # recursive (=) on purpose: pkg-config runs when a recipe needs the flags, after `deps` has run
 PKGS     = openblas libcjson libpcre2-8
-CFLAGS   = -std=c11 -g $(OPT) -fno-trapping-math $(WARN) -fopenmp -Iinclude $(shell $(PKGCONF) --cflags $(PKGS)) -MMD -MP
+CFLAGS   = -std=c11 -g $(OPT) -fno-trapping-math $(WARN) $(MPIFLAG) -fopenmp -Iinclude $(shell $(PKGCONF) --cflags $(PKGS)) -MMD -MP
 LDFLAGS  = $(OPT) -fopenmp -Wl,-rpath,$(BLASDIR)
 LDLIBS   = $(shell $(PKGCONF) --libs $(PKGS)) -lm
 TESTLIBS = $(shell pkg-config --libs criterion)
@@ -50,11 +58,11 @@ LIB   := $(BUILD)/libleash.a
 BIN   := $(BUILD)/leash
 TESTS := $(BUILD)/tests/leash-tests
 
-.PHONY: all deps test bench demo kl-examples clean FORCE
+.PHONY: all deps test test-mpi bench demo kl-examples clean FORCE
 all: $(LIB) $(BIN) $(TESTS) $(BENCH_BIN)
 
 deps:
-	@scripts/deps.sh
+	@scripts/deps.sh $(if $(filter 1,$(MPI)),--mpi)
 
 $(BUILD)/%.o: %.c | deps
 	@mkdir -p $(dir $@)
@@ -104,7 +112,17 @@ kl-examples: $(BIN)
 	$(BIN) kl --sampled examples/kl_tokens.txt
 	$(BIN) kl --optimum examples/kl_optimum.json
 
+# MPI: a 2-rank PPO, GRPO and pretraining run against 1-rank runs of the same global batch, and a rank
+# that fails or hangs stopping the job (tests/mpi/check.sh; needs make MPI=1)
+test-mpi: $(BIN) $(BUILD)/tests/mpi-collectives
+	@test "$(MPI)" = 1 || { echo "make test-mpi needs MPI=1" >&2; exit 2; }
+	tests/mpi/check.sh $(BUILD)
+
+$(BUILD)/tests/mpi-collectives: tests/mpi/collectives.c $(LIB) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-mpi build-san-mpi
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_BIN:=.d)

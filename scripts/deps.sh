@@ -3,6 +3,7 @@
 # everything is there. Called by `make test`, `make demo`, `make bench` and `.ci/run`.
 #
 #   scripts/deps.sh           build + test dependencies
+#   scripts/deps.sh --mpi     also Open MPI (mpicc, mpirun) for make MPI=1
 #   scripts/deps.sh --ref     also the Python references (python3-torch, python3-regex) that tests/ref/ and `make bench`
 #                             compare against; without it those comparisons are skipped with a message
 set -euo pipefail
@@ -11,9 +12,14 @@ set -euo pipefail
 # libgomp (with gcc) gives OpenMP threads; cJSON parses config/JSONL; Criterion runs the unit tests;
 # gnuplot draws PNG plots.
 pkgs=(gcc make pkg-config libopenblas-openmp-dev libcjson-dev libpcre2-dev libcriterion-dev gnuplot-nox)
-if [ "${1:-}" = "--ref" ]; then
-  pkgs+=(python3-torch python3-regex)
-fi
+# Open MPI (optional) runs data-parallel training across processes and machines.
+for arg in "$@"; do
+  case "$arg" in
+    --ref) pkgs+=(python3-torch python3-regex) ;;
+    --mpi) pkgs+=(libopenmpi-dev openmpi-bin) ;;
+    *) echo "scripts/deps.sh: unknown option $arg (use --ref, --mpi)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${pkgs[@]}"; do

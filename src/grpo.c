@@ -26,26 +26,29 @@ int grpo_advantages(rollout *r, const leash_rl_config *c) {
 
 int grpo_update(rollout *r, const leash_rl_config *c, double beta, leash_gpt *policy, void *popt, const int *rows, int n,
                 update_stats *st) {
-    int T = r->T, rc;
-    rollout_gather(r, rows, n);
-    float *newlp = r->mb_buf, *dlogp = r->mb_buf2;
-    long ntok = 0;
+    int T = r->T, rc, lo, hi;
+    long ntok = 0; // the whole minibatch's response tokens and sequences (every rank counts the same)
     int nseq = 0;
     for (int k = 0; k < n; k++) {
         int len = 0;
-        for (int t = 0; t < T; t++) len += r->mb_targets[(long)k * T + t] >= 0;
+        for (int t = 0; t < T; t++) len += r->targets[(long)rows[k] * T + t] >= 0;
         ntok += len;
         nseq += len > 0;
     }
     if (!ntok) return LEASH_OK;
-    if ((rc = policy_logprobs(r, c, policy, n))) return rc;
-    for (int k = 0; k < n; k++) {
+    local_part(n, &lo, &hi);
+    int nl = hi - lo;
+    rollout_gather(r, rows + lo, nl);
+    float *newlp = r->mb_buf, *dlogp = r->mb_buf2;
+    if ((rc = policy_logprobs(r, c, policy, nl))) return rc;
+    long mine = 0;
+    for (int k = 0; k < nl; k++) {
         int len = 0;
         for (int t = 0; t < T; t++) len += r->mb_targets[(long)k * T + t] >= 0;
         // per sequence (paper): each sequence's token mean, averaged over sequences; per token: one mean
         double w = c->token_level_loss ? 1.0 / ntok : (len ? 1.0 / ((double)len * nseq) : 0.0);
         for (int t = 0; t < T; t++) {
-            long i = (long)k * T + t, src = (long)rows[k] * T + t;
+            long i = (long)k * T + t, src = (long)rows[lo + k] * T + t;
             dlogp[i] = 0.0f;
             if (r->mb_targets[i] < 0) continue;
             double d;
@@ -58,10 +61,11 @@ int grpo_update(rollout *r, const leash_rl_config *c, double beta, leash_gpt *po
             st->kl_clamped += leash_kl_estimate_clamped(c->kl_estimator, newlp[i], r->ref_logp[src]);
             st->policy_loss += pg + beta * kl;
             dlogp[i] = (float)(w * (d + beta * dk));
+            mine++;
         }
     }
-    st->tokens += ntok;
-    if ((rc = policy_step(r, c, policy, popt))) return rc;
+    st->tokens += mine;
+    if ((rc = policy_step(r, c, policy, popt, nl))) return rc;
     st->updates++;
     return LEASH_OK;
 }

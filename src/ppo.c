@@ -51,45 +51,53 @@ int ppo_advantages(rollout *r, const leash_rl_config *c, double beta) {
 
 int ppo_update(rollout *r, const leash_rl_config *c, leash_gpt *policy, leash_gpt *value, void *popt, void *vopt,
                const int *rows, int n, update_stats *st) {
-    int T = r->T, rc;
-    rollout_gather(r, rows, n);
-    float *newlp = r->mb_buf, *dlogp = r->mb_buf2;
-    long ntok = 0;
-    for (long i = 0; i < (long)n * T; i++) ntok += r->mb_targets[i] >= 0;
+    int T = r->T, rc, lo, hi;
+    long ntok = 0; // the whole minibatch's response tokens (every rank counts the same)
+    for (int k = 0; k < n; k++)
+        for (int t = 0; t < T; t++) ntok += r->targets[(long)rows[k] * T + t] >= 0;
     if (!ntok) return LEASH_OK;
+    local_part(n, &lo, &hi);
+    int nl = hi - lo;
+    rollout_gather(r, rows + lo, nl);
+    float *newlp = r->mb_buf, *dlogp = r->mb_buf2;
     // policy: clipped surrogate, averaged over the minibatch's response tokens
-    if ((rc = policy_logprobs(r, c, policy, n))) return rc;
-    for (int k = 0; k < n; k++) {
+    if ((rc = policy_logprobs(r, c, policy, nl))) return rc;
+    long mine = 0;
+    for (int k = 0; k < nl; k++) {
         for (int t = 0; t < T; t++) {
-            long i = (long)k * T + t, src = (long)rows[k] * T + t;
+            long i = (long)k * T + t, src = (long)rows[lo + k] * T + t;
             dlogp[i] = 0.0f;
             if (r->mb_targets[i] < 0) continue;
             double d;
             st->policy_loss += clipped_surrogate(r->adv[src], newlp[i], r->old_logp[src], c->clip_eps, st, &d);
             dlogp[i] = (float)(d / ntok);
+            mine++;
         }
     }
-    st->tokens += ntok;
-    if ((rc = policy_step(r, c, policy, popt))) return rc;
+    st->tokens += mine;
+    if ((rc = policy_step(r, c, policy, popt, nl))) return rc;
     // value model: clipped value loss on the same tokens
     leash_gpt_zero_grad(value);
-    if ((rc = leash_gpt_forward(value, r->mb_tokens, r->mb_mask, n, T))) return rc;
-    const float *v = leash_gpt_values(value);
-    float *dv = leash_gpt_dvalues(value);
-    for (int k = 0; k < n; k++) {
-        for (int t = 0; t < T; t++) {
-            long i = (long)k * T + t, src = (long)rows[k] * T + t;
-            if (r->mb_targets[i] < 0) continue;
-            double vold = r->values[src], R = r->ret[src], vp = v[i];
-            double vc = vold + (vp - vold < -c->value_clip ? -c->value_clip : vp - vold > c->value_clip ? c->value_clip : vp - vold);
-            double l1 = (vp - R) * (vp - R), l2 = (vc - R) * (vc - R);
-            int clip_active = l2 > l1 && fabs(vp - vold) > c->value_clip;
-            st->value_loss += 0.5 * (l1 > l2 ? l1 : l2);
-            dv[i] = clip_active ? 0.0f : (float)(c->vf_coef * (vp - R) / ntok);
+    if (nl) {
+        if ((rc = leash_gpt_forward(value, r->mb_tokens, r->mb_mask, nl, T))) return rc;
+        const float *v = leash_gpt_values(value);
+        float *dv = leash_gpt_dvalues(value);
+        for (int k = 0; k < nl; k++) {
+            for (int t = 0; t < T; t++) {
+                long i = (long)k * T + t, src = (long)rows[lo + k] * T + t;
+                if (r->mb_targets[i] < 0) continue;
+                double vold = r->values[src], R = r->ret[src], vp = v[i];
+                double vc = vold + (vp - vold < -c->value_clip ? -c->value_clip : vp - vold > c->value_clip ? c->value_clip : vp - vold);
+                double l1 = (vp - R) * (vp - R), l2 = (vc - R) * (vc - R);
+                int clip_active = l2 > l1 && fabs(vp - vold) > c->value_clip;
+                st->value_loss += 0.5 * (l1 > l2 ? l1 : l2);
+                dv[i] = clip_active ? 0.0f : (float)(c->vf_coef * (vp - R) / ntok);
+            }
         }
+        // the value model predicts no tokens: its LM head gets no gradient (dlogits stays 0)
+        if ((rc = leash_gpt_backward(value))) return rc;
     }
-    // the value model predicts no tokens: its LM head gets no gradient (dlogits stays 0)
-    if ((rc = leash_gpt_backward(value)) || (rc = leash_adamw_step(vopt, value, NULL, NULL))) return rc;
+    if ((rc = step_summed(value, vopt, "value gradients"))) return rc;
     st->updates++;
     return LEASH_OK;
 }

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "leash/data.h"
+#include "leash/dist.h"
 #include "leash/error.h"
 #include "leash/fileio.h"
 #include "leash/klwatch.h"
@@ -78,6 +79,7 @@ typedef struct {
     leash_table prompts;
     int **pids, *plen; // tokenised prompts
     int eos, R, mb;
+    int *own, n_own;  // the rows this rank generates, scores and rewards (all of them in one process)
     rollout r;
     leash_subprocess cmd; // the reward command, when there is one
 } rl;
@@ -87,7 +89,7 @@ static void free_rl(rl *s) {
     leash_tokenizer_free(s->tok), leash_tokenizer_free(s->rm_tok);
     leash_adamw_free(&s->popt), leash_adamw_free(&s->vopt);
     for (int i = 0; s->pids && i < s->prompts.n; i++) free(s->pids[i]);
-    free(s->pids), free(s->plen);
+    free(s->pids), free(s->plen), free(s->own);
     leash_table_free(&s->prompts);
     rollout_free(&s->r);
     if (s->cmd.pid > 0 || s->cmd.to >= 0) subprocess_stop(&s->cmd);
@@ -130,40 +132,72 @@ static double now_s(void) {
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
-/* phase[0] rollout, [1] policy + reference scoring (and values), [2] rewards: seconds, accumulated. */
+/* The rows of a step this rank owns: in every minibatch chunk [k0, k0 + nb) of the first epoch, the part
+ * leash_dist_split gives it, so that it scores its rows in exactly the shapes its first update will use. */
+static int own_rows(rl *s) {
+    int rank = leash_dist_rank(), N = leash_dist_size(), n = 0;
+    if (!(s->own = malloc((size_t)s->R * sizeof *s->own))) return leash_fail(LEASH_ENOMEM, "out of memory");
+    for (int k0 = 0; k0 < s->R; k0 += s->mb) {
+        int nb = s->R - k0 < s->mb ? s->R - k0 : s->mb, lo, hi;
+        leash_dist_split(nb, rank, N, &lo, &hi);
+        for (int b = k0 + lo; b < k0 + hi; b++) s->own[n++] = b;
+    }
+    s->n_own = n;
+    return LEASH_OK;
+}
+
+/* Per-row results of the ranks, put together on every rank: each row has one owner and zeros elsewhere. */
+static int assemble_f32(float *x, size_t n, const char *what) { return leash_dist_sum_f32(x, n, what); }
+
+/* phase[0] rollout, [1] policy + reference scoring (and values), [2] rewards: seconds, accumulated.
+ * With several ranks each generates, scores and rewards its own rows (s->own) and the results are
+ * assembled, so that every rank ends the call with the whole batch, as one process would have it. */
 static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *gen_lp, int *glen, int *packed,
                    double *logprob_gap, double *phase) {
     double t0 = now_s();
     rollout *r = &s->r;
     int R = s->R, P = r->P, M = r->M, T = r->T, V = leash_gpt_cfg(s->policy)->vocab_size, rc = LEASH_OK;
-    int G = c->algo == LEASH_GRPO ? c->group : 1;
+    int G = c->algo == LEASH_GRPO ? c->group : 1, n_own = s->n_own;
     leash_rng rng;
     leash_rng_seed(&rng, c->seed, (uint64_t)step);
-    int n = 0, *lens = r->resp_len; // prompt lengths first, response lengths after generation
-    for (int i = 0; i < R / G; i++) {
+    for (int i = 0; i < R / G; i++) { // the prompts of the whole batch: the same stream on every rank
         int p = (int)(leash_rng_uniform(&rng) * s->prompts.n);
-        for (int g = 0; g < G; g++) {
-            r->prompt_index[i * G + g] = p;
-            memcpy(packed + n, s->pids[p], s->plen[p] * sizeof(int));
-            n += s->plen[p];
-            lens[i * G + g] = s->plen[p];
-        }
+        for (int g = 0; g < G; g++) r->prompt_index[i * G + g] = p;
     }
     leash_sample_config sc = leash_sample_defaults();
     sc.temperature = c->temperature, sc.max_new_tokens = M, sc.eos_id = s->eos, sc.seed = c->seed;
-    uint64_t *streams = malloc(R * sizeof *streams);
-    if (!streams) return leash_fail(LEASH_ENOMEM, "out of memory");
-    for (int b = 0; b < R; b++) streams[b] = (uint64_t)step * R + b;
-    int *plens = malloc(R * sizeof *plens);
-    if (!plens) { free(streams); return leash_fail(LEASH_ENOMEM, "out of memory"); }
-    memcpy(plens, lens, R * sizeof *plens);
-    rc = leash_generate(s->policy, &sc, packed, plens, R, streams, gen, gen_lp, glen);
-    free(streams);
+    uint64_t *streams = malloc((n_own ? n_own : 1) * sizeof *streams);
+    int *plens = malloc((n_own ? n_own : 1) * sizeof *plens), *lgen = malloc((size_t)(n_own ? n_own : 1) * M * sizeof *lgen);
+    int *lglen = malloc((n_own ? n_own : 1) * sizeof *lglen);
+    float *llp = malloc((size_t)(n_own ? n_own : 1) * M * sizeof *llp);
+    if (!streams || !plens || !lgen || !lglen || !llp) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    int n = 0;
+    for (int k = 0; k < n_own && !rc; k++) {
+        int b = s->own[k], p = r->prompt_index[b];
+        memcpy(packed + n, s->pids[p], s->plen[p] * sizeof(int));
+        n += s->plen[p];
+        plens[k] = s->plen[p];
+        streams[k] = (uint64_t)step * R + b; // a row's stream depends on its place in the batch only
+    }
+    if (!rc && n_own) rc = leash_generate(s->policy, &sc, packed, plens, n_own, streams, lgen, llp, lglen);
+    if (!rc) {
+        memset(gen, 0, (size_t)R * M * sizeof *gen), memset(gen_lp, 0, (size_t)R * M * sizeof *gen_lp);
+        memset(glen, 0, R * sizeof *glen);
+        for (int k = 0; k < n_own; k++) {
+            int b = s->own[k];
+            memcpy(gen + (size_t)b * M, lgen + (size_t)k * M, M * sizeof *gen);
+            memcpy(gen_lp + (size_t)b * M, llp + (size_t)k * M, M * sizeof *gen_lp);
+            glen[b] = lglen[k];
+        }
+        if (!(rc = leash_dist_sum_i32(gen, (size_t)R * M, "sampled tokens")) && !(rc = leash_dist_sum_i32(glen, R, "response lengths")))
+            rc = assemble_f32(gen_lp, (size_t)R * M, "sampling log-probs");
+    }
+    free(streams), free(plens), free(lgen), free(lglen), free(llp);
     phase[0] += now_s() - t0;
-    if (rc) { free(plens); return rc; }
+    if (rc) return rc;
     // layout: prompt left-padded to P, response from P, targets at the input position before each response token
     for (int b = 0; b < R; b++) {
-        int p = r->prompt_index[b], pl = plens[b], L = glen[b];
+        int p = r->prompt_index[b], pl = s->plen[p], L = glen[b];
         for (int t = 0; t < T; t++) {
             long i = (long)b * T + t;
             int in_prompt = t >= P - pl && t < P, in_resp = t >= P && t < P + L;
@@ -182,40 +216,43 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
         free(raw);
         if (!r->text[b]) { rc = leash_fail(LEASH_ENOMEM, "out of memory"); break; }
     }
-    free(plens);
     if (rc) return rc;
     double t1 = now_s();
-    // log-probs, entropy, exact KL and values, in the minibatch shapes the first update will use, so that
-    // the first minibatch's ratio is exactly 1
-    *logprob_gap = 0.0;
-    int *rows = malloc(s->mb * sizeof *rows);
-    if (!rows) return leash_fail(LEASH_ENOMEM, "out of memory");
-    for (int k0 = 0; k0 < R && !rc; k0 += s->mb) {
-        int nb = R - k0 < s->mb ? R - k0 : s->mb;
-        for (int k = 0; k < nb; k++) rows[k] = k0 + k;
-        rollout_gather(r, rows, nb);
+    // log-probs, entropy, exact KL and values of this rank's rows, in the minibatch shapes the first update
+    // will use, so that the first minibatch's ratio is exactly 1
+    float *assembled[] = {r->old_logp, r->entropy, r->ref_logp, r->kl_exact, r->values};
+    for (size_t a = 0; a < sizeof assembled / sizeof assembled[0]; a++) memset(assembled[a], 0, (size_t)R * T * sizeof(float));
+    for (int k0 = 0, nb = 0; k0 < n_own && !rc; k0 += nb) {
+        // this rank's rows come in runs, one per minibatch chunk: score run by run
+        nb = 1;
+        while (k0 + nb < n_own && s->own[k0 + nb] == s->own[k0] + nb && (s->own[k0] / s->mb) == (s->own[k0 + nb] / s->mb)) nb++;
+        int first = s->own[k0];
+        rollout_gather(r, s->own + k0, nb);
         float *lp = r->mb_buf, *h = r->mb_buf2;
         if ((rc = leash_gpt_forward(s->policy, r->mb_tokens, r->mb_mask, nb, T)) ||
             (rc = leash_gpt_token_logprobs(s->policy, r->mb_targets, c->temperature, lp, h)) ||
             (rc = leash_gpt_forward(s->ref, r->mb_tokens, r->mb_mask, nb, T)))
             break;
-        memcpy(r->old_logp + (size_t)k0 * T, lp, (size_t)nb * T * sizeof(float));
-        memcpy(r->entropy + (size_t)k0 * T, h, (size_t)nb * T * sizeof(float));
+        memcpy(r->old_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
+        memcpy(r->entropy + (size_t)first * T, h, (size_t)nb * T * sizeof(float));
         if ((rc = leash_gpt_token_logprobs(s->ref, r->mb_targets, c->temperature, lp, NULL))) break;
-        memcpy(r->ref_logp + (size_t)k0 * T, lp, (size_t)nb * T * sizeof(float));
+        memcpy(r->ref_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
         const float *zp = leash_gpt_logits(s->policy), *zq = leash_gpt_logits(s->ref);
         for (long i = 0; i < (long)nb * T && !rc; i++) {
             double kl = 0.0;
             if (r->mb_targets[i] >= 0) rc = leash_kl_exact(zp + i * V, zq + i * V, V, c->temperature, &kl, NULL);
-            r->kl_exact[(size_t)k0 * T + i] = (float)kl;
+            r->kl_exact[(size_t)first * T + i] = (float)kl;
         }
         if (!rc && s->value) {
             if ((rc = leash_gpt_forward(s->value, r->mb_tokens, r->mb_mask, nb, T))) break;
-            for (long i = 0; i < (long)nb * T; i++) r->values[(size_t)k0 * T + i] = r->mb_targets[i] >= 0 ? leash_gpt_values(s->value)[i] : 0.0f;
+            for (long i = 0; i < (long)nb * T; i++) r->values[(size_t)first * T + i] = r->mb_targets[i] >= 0 ? leash_gpt_values(s->value)[i] : 0.0f;
         }
     }
-    free(rows);
+    const char *names[] = {"policy log-probs", "entropies", "reference log-probs", "exact KLs", "values"};
+    for (size_t a = 0; a < sizeof assembled / sizeof assembled[0] && !rc; a++)
+        if (a < 4 || s->value) rc = assemble_f32(assembled[a], (size_t)R * T, names[a]);
     if (rc) return rc;
+    *logprob_gap = 0.0;
     for (int b = 0; b < R; b++)
         for (int j = 0; j < r->resp_len[b]; j++) {
             double d = fabs((double)gen_lp[b * M + j] - r->old_logp[(long)b * T + P + j - 1]);
@@ -232,21 +269,26 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
     }
     double t2 = now_s();
     phase[1] += t2 - t1;
-    // scores: reward model on prompt + response, or the gold reward; gold metrics when asked
-    char **texts = calloc(R, sizeof *texts);
-    float *sc_rm = malloc(R * sizeof *sc_rm);
+    // scores of this rank's rows: reward model on prompt + response, or the gold reward; gold metrics when asked
+    char **texts = calloc(n_own ? n_own : 1, sizeof *texts);
+    float *sc_rm = malloc((n_own ? n_own : 1) * sizeof *sc_rm);
     if (!texts || !sc_rm) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-    for (int b = 0; b < R && !rc; b++)
-        if (!(texts[b] = join(s->prompts.str[0][r->prompt_index[b]], r->text[b]))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-    if (!rc && s->rm) rc = leash_rm_score_texts(s->rm, s->rm_tok, (const char *const *)texts, R, 32, sc_rm);
+    for (int k = 0; k < n_own && !rc; k++) {
+        int b = s->own[k];
+        if (!(texts[k] = join(s->prompts.str[0][r->prompt_index[b]], r->text[b]))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    }
+    if (!rc && s->rm && n_own) rc = leash_rm_score_texts(s->rm, s->rm_tok, (const char *const *)texts, n_own, 32, sc_rm);
     const leash_gpt_config *rc_cfg = s->rm ? leash_gpt_cfg(s->rm) : NULL;
-    for (int b = 0; b < R && !rc; b++) {
+    memset(r->score, 0, R * sizeof *r->score), memset(r->shaped, 0, R * sizeof *r->shaped);
+    memset(r->gold, 0, R * sizeof *r->gold), memset(r->grammatical, 0, R * sizeof *r->grammatical);
+    for (int k = 0; k < n_own && !rc; k++) {
+        int b = s->own[k];
         // the world's verdict only where it is reported or is the reward
         leash_world_gold g = {.reward = NAN};
-        if (c->gold_metrics || c->gold_reward) g = leash_world_score(texts[b], strlen(texts[b]));
+        if (c->gold_metrics || c->gold_reward) g = leash_world_score(texts[k], strlen(texts[k]));
         r->gold[b] = g.reward;
         r->grammatical[b] = g.grammatical;
-        double score = s->rm ? sc_rm[b]
+        double score = s->rm ? sc_rm[k]
                        : c->reward_fn ? c->reward_fn(s->prompts.str[0][r->prompt_index[b]], r->text[b], gen + b * M, r->resp_len[b], c->reward_ctx)
                                       : g.reward;
         if (c->reward_cmd && (rc = command_reward(s, c, step * R + b, s->prompts.str[0][r->prompt_index[b]], r->text[b], &score)))
@@ -260,8 +302,11 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
         r->score[b] = score;
         r->shaped[b] = x;
     }
-    for (int b = 0; texts && b < R; b++) free(texts[b]);
+    for (int k = 0; texts && k < n_own; k++) free(texts[k]);
     free(texts), free(sc_rm);
+    if (!rc && !(rc = leash_dist_sum_f64(r->score, R, "scores")) && !(rc = leash_dist_sum_f64(r->shaped, R, "shaped scores")) &&
+        !(rc = leash_dist_sum_f64(r->gold, R, "gold rewards")))
+        rc = leash_dist_sum_i32(r->grammatical, R, "grammaticality");
     phase[2] += now_s() - t2;
     return rc;
 }
@@ -287,7 +332,8 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     float *gen_lp = NULL;
     double *hist = NULL;
     char path[4096];
-    if ((rc = leash_mkdir(c->out_dir))) return rc;
+    int rank0 = leash_dist_rank() == 0; // writes every file; the other ranks compute
+    if (rank0 && (rc = leash_mkdir(c->out_dir))) return rc;
     if (!(rc = leash_gpt_load(&s.policy, c->policy_dir)) && !(rc = leash_gpt_load(&s.ref, c->ref_dir ? c->ref_dir : c->policy_dir)))
         rc = leash_tokenizer_load_dir(&s.tok, c->policy_dir);
     if (!rc) leash_gpt_freeze(s.ref); // no gradients, no backward buffers, never stepped
@@ -325,6 +371,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     s.R = c->algo == LEASH_GRPO ? c->batch * c->group : c->batch;
     s.mb = c->minibatch > 0 && c->minibatch < s.R ? c->minibatch : s.R;
     if (!rc) rc = rollout_alloc(&s.r, s.R, P, c->max_new, s.mb);
+    if (!rc) rc = own_rows(&s);
     if (!rc) rc = leash_adamw_create(&s.popt, &c->optim, leash_gpt_num_params(s.policy));
     if (!rc && s.value) rc = leash_adamw_create(&s.vopt, &c->value_optim, leash_gpt_num_params(s.value));
     gen = malloc((size_t)s.R * c->max_new * sizeof *gen);
@@ -335,9 +382,9 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     hist = malloc((size_t)4 * c->steps * sizeof *hist); // proxy, gold, grammatical, ref NLL per step
     if (!rc && (!gen || !gen_lp || !glen || !packed || !order || !hist)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
-    if (!rc && !(metrics = fopen(path, "w"))) rc = leash_fail(LEASH_EIO, "cannot write '%s'", path);
+    if (!rc && rank0 && !(metrics = fopen(path, "w"))) rc = leash_fail(LEASH_EIO, "cannot write '%s'", path);
     snprintf(path, sizeof path, "%s/samples.jsonl", c->out_dir);
-    if (!rc && !(samples = fopen(path, "w"))) rc = leash_fail(LEASH_EIO, "cannot write '%s'", path);
+    if (!rc && rank0 && !(samples = fopen(path, "w"))) rc = leash_fail(LEASH_EIO, "cannot write '%s'", path);
 
     leash_rl_progress p = {0};
     int alarm = 0;
@@ -407,6 +454,17 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
             }
         }
         if (rc) break;
+        // the update statistics of all ranks, and the proof that their weights are still the same
+        double sums[8] = {st.policy_loss, st.value_loss, st.clipfrac, st.approxkl, st.ratio, (double)st.tokens,
+                          (double)st.kl_clamped, (double)st.ratio_clamped};
+        if ((rc = leash_dist_sum_f64(sums, 8, "update statistics")) || (rc = leash_dist_max_f64(&st.first_ratio_dev, 1, "first ratio")))
+            break;
+        st.policy_loss = sums[0], st.value_loss = sums[1], st.clipfrac = sums[2], st.approxkl = sums[3], st.ratio = sums[4];
+        st.tokens = (long)sums[5], st.kl_clamped = (long)sums[6], st.ratio_clamped = (long)sums[7];
+        if (leash_dist_size() > 1 &&
+            ((rc = leash_dist_check_same(leash_gpt_params(s.policy), leash_gpt_num_params(s.policy) * sizeof(float), "policy weights", NULL)) ||
+             (s.value && (rc = leash_dist_check_same(leash_gpt_params(s.value), leash_gpt_num_params(s.value) * sizeof(float), "value weights", NULL)))))
+            break;
         phase[3] = now_s() - t_update;
         // the controller sees the measured mean KL of this batch, in its own units
         double kl_ctl = cfg.beta.units == LEASH_KL_PER_TOKEN ? (ntok ? kl_seq / ntok : 0.0) : kl_seq / R;
@@ -453,6 +511,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         p.kl_band_warning = signals != 0;
         p.kl_negative_warning = (signals & LEASH_KLWATCH_NEGATIVE) != 0;
         char gr[32] = "null", gg[32] = "null";
+        if (metrics) {
         if (!isnan(p.gold_reward)) snprintf(gr, sizeof gr, "%.6f", p.gold_reward), snprintf(gg, sizeof gg, "%.4f", p.grammatical);
         fprintf(metrics,
                 "{\"step\": %d, \"objective/kl\": %.6f, \"objective/kl_per_token\": %.6f, \"objective/kl_exact\": %.6f, "
@@ -471,9 +530,10 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
                 p.value_loss, p.ratio, p.first_ratio_dev, gap, gr, gg, p.ref_nll, p.distinct2, p.repetition, p.length, p.eos_rate,
                 p.hacking_alarm, p.kl_band_warning, p.kl_negative_warning, p.seconds);
         fflush(metrics);
+        }
         p.sample = NULL;
         if (c->sample_every && (step % c->sample_every == 0 || step + 1 == c->steps)) {
-            for (int b = 0; b < R && b < 4; b++) {
+            for (int b = 0; samples && b < R && b < 4; b++) {
                 fprintf(samples, "{\"step\": %d, \"score\": %.4f, \"gold\": %.4f, \"prompt\": ", p.step, r->score[b],
                         isnan(r->gold[b]) ? 0.0 : r->gold[b]);
                 json_string(samples, s.prompts.str[0][r->prompt_index[b]]);
@@ -481,7 +541,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
                 json_string(samples, r->text[b]);
                 fputs("}\n", samples);
             }
-            fflush(samples);
+            if (samples) fflush(samples);
             p.sample = r->text[0];
         }
         leash_rl_batch view = {.rows = R, .P = r->P, .T = T, .tokens = r->tokens, .mask = r->mask, .targets = r->targets,
@@ -492,7 +552,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         if (fn && fn(&p, ctx)) break;
         p.batch = NULL;
     }
-    if (!rc) {
+    if (!rc && rank0) {
         snprintf(path, sizeof path, "%s/policy", c->out_dir);
         if (!(rc = leash_gpt_save(s.policy, path))) rc = leash_tokenizer_copy(c->policy_dir, path);
     }

@@ -11,6 +11,8 @@
 
 #include <math.h>
 
+#include "leash/dist.h"
+#include "leash/error.h"
 #include "leash/gpt.h"
 #include "leash/optim.h"
 #include "leash/rl.h"
@@ -84,17 +86,33 @@ static inline double clipped_surrogate(double A, double newlp, double oldlp, dou
 /* Gathers rows into r->mb_* buffers. */
 void rollout_gather(rollout *r, const int *rows, int n);
 
-/* The policy's side of an update: log-probs of the gathered minibatch (n rows) at the rollout temperature
- * into r->mb_buf, then, with d loss / d log-prob in r->mb_buf2, backward and one AdamW step. */
+/* The part rows[*lo..*hi) of a minibatch of n rows that this rank computes (all of it in one process). Every
+ * rank knows the whole minibatch, so losses are normalised by its global token and sequence counts and the
+ * sum of the ranks' gradients is the minibatch's gradient. */
+static inline void local_part(int n, int *lo, int *hi) { leash_dist_split(n, leash_dist_rank(), leash_dist_size(), lo, hi); }
+
+/* The policy's side of an update: log-probs of the gathered minibatch part (n rows) at the rollout
+ * temperature into r->mb_buf, then, with d loss / d log-prob in r->mb_buf2, backward, the gradient summed
+ * over the ranks (one call over the whole gradient block) and one AdamW step. n = 0: this rank has no rows
+ * in this minibatch and contributes a zero gradient. */
 static inline int policy_logprobs(rollout *r, const leash_rl_config *c, leash_gpt *policy, int n) {
     leash_gpt_zero_grad(policy);
+    if (!n) return LEASH_OK;
     int rc = leash_gpt_forward(policy, r->mb_tokens, r->mb_mask, n, r->T);
     return rc ? rc : leash_gpt_token_logprobs(policy, r->mb_targets, c->temperature, r->mb_buf, NULL);
 }
-static inline int policy_step(rollout *r, const leash_rl_config *c, leash_gpt *policy, void *popt) {
-    int rc = leash_gpt_token_logprobs_backward(policy, r->mb_targets, c->temperature, r->mb_buf2);
-    if (!rc) rc = leash_gpt_backward(policy);
-    return rc ? rc : leash_adamw_step(popt, policy, NULL, NULL);
+/* Sums the gradient over the ranks and steps the model. */
+static inline int step_summed(leash_gpt *m, void *opt, const char *what) {
+    int rc = leash_dist_sum_f32(leash_gpt_grads(m), leash_gpt_num_params(m), what);
+    return rc ? rc : leash_adamw_step(opt, m, NULL, NULL);
+}
+static inline int policy_step(rollout *r, const leash_rl_config *c, leash_gpt *policy, void *popt, int n) {
+    int rc = LEASH_OK;
+    if (n) {
+        rc = leash_gpt_token_logprobs_backward(policy, r->mb_targets, c->temperature, r->mb_buf2);
+        if (!rc) rc = leash_gpt_backward(policy);
+    }
+    return rc ? rc : step_summed(policy, popt, "policy gradients");
 }
 
 int ppo_advantages(rollout *r, const leash_rl_config *c, double beta);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "leash/dist.h"
 
 static const char *usage =
     "usage: leash <command> [options]\n"
@@ -25,7 +26,7 @@ static const char *usage =
     "\n"
     "leash <command> --help shows a command's options.\n";
 
-int main(int argc, char **argv) {
+static int dispatch(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
         fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
@@ -44,4 +45,17 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "sweep") == 0) return cli_sweep(argc - 1, argv + 1);
     fprintf(stderr, "leash: unknown command '%s'\n\n%s", argv[1], usage);
     return 2;
+}
+
+/* Under mpirun (a build with make MPI=1) every rank runs the same command; a rank whose command fails stops
+ * the whole job, so that no other rank waits for it. */
+int main(int argc, char **argv) {
+    if (leash_dist_init(&argc, &argv)) {
+        fprintf(stderr, "leash: cannot start MPI\n");
+        return 1;
+    }
+    int rc = dispatch(argc, argv);
+    if (rc && leash_dist_size() > 1) leash_dist_abort(rc, "the command failed (its message is above)");
+    leash_dist_finalize();
+    return rc;
 }
