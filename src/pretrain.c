@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "leash/dist.h"
 #include "leash/error.h"
 #include "leash/fileio.h"
 #include "leash/rng.h"
@@ -188,7 +189,10 @@ static int validate(leash_gpt *m, const leash_pretrain_config *c, const stream *
 int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *ctx) {
     int rc = check_config(c);
     if (rc) return rc;
-    if ((rc = leash_mkdir(c->out_dir))) return rc;
+    // several MPI ranks: each computes its part of every batch; rank 0 alone writes files (a tokenizer
+    // trained here is read back by the others from DIR, which must then be on a shared file system)
+    int rank = leash_dist_rank(), nranks = leash_dist_size();
+    if (rank == 0 && (rc = leash_mkdir(c->out_dir))) return rc;
     leash_tokenizer *tok = NULL;
     leash_gpt *m = NULL;
     leash_adamw opt = {0};
@@ -216,11 +220,16 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
             all[total++] = '\n';
             free(t);
         }
-        if (!rc) rc = leash_tokenizer_train(all ? all : "", total, c->vocab_size, 2, c->out_dir);
+        if (!rc && rank == 0) rc = leash_tokenizer_train(all ? all : "", total, c->vocab_size, 2, c->out_dir);
         free(all);
         tok_dir = c->out_dir;
-    } else if (!c->resume && !rc) {
+    } else if (!c->resume && !rc && rank == 0) {
         rc = leash_tokenizer_copy(tok_dir, c->out_dir);
+    }
+    if (nranks > 1) { // wait for rank 0's tokenizer, and stop together if it failed
+        int failed = rc != 0;
+        int rc2 = leash_dist_sum_i32(&failed, 1, "tokenizer");
+        if (!rc && (rc2 || failed)) rc = rc2 ? rc2 : leash_fail(LEASH_EIO, "rank 0 could not write the tokenizer to %s", c->out_dir);
     }
     if (!rc) rc = leash_tokenizer_load_dir(&tok, tok_dir);
     int eos = tok ? leash_tokenizer_special_id(tok, EOT) : -1;
@@ -263,7 +272,10 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
     targets = malloc(BT * sizeof *targets);
     if (!rc && (!inputs || !targets)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
-    if (!rc && !(metrics = fopen(path, c->resume ? "a" : "w"))) rc = leash_fail(LEASH_EIO, "cannot open '%s' for writing", path);
+    if (!rc && rank == 0 && !(metrics = fopen(path, c->resume ? "a" : "w")))
+        rc = leash_fail(LEASH_EIO, "cannot open '%s' for writing", path);
+    int lo, hi; // this rank's rows of every batch
+    leash_dist_split(c->batch_size, rank, nranks, &lo, &hi);
 
     long tokens_seen = (long)start * c->grad_accum * (long)BT;
     int stop = 0;
@@ -273,21 +285,29 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
         for (int k = 0; k < c->grad_accum && !rc; k++) {
             leash_rng rng;
             leash_rng_seed(&rng, c->seed, (uint64_t)step * c->grad_accum + k);
-            draw_batch(&train, &rng, c->batch_size, c->seq_len, inputs, targets);
-            double l;
-            rc = leash_gpt_forward(m, inputs, NULL, c->batch_size, c->seq_len);
-            if (!rc) rc = leash_gpt_cross_entropy(m, targets, &l, NULL);
-            if (!rc && !isfinite(l))
-                rc = leash_fail(LEASH_ENUMERIC, "training loss is %g at step %d; the weights were not changed", l, step + 1);
-            if (!rc) rc = leash_gpt_backward(m);
-            loss += l / c->grad_accum;
+            draw_batch(&train, &rng, c->batch_size, c->seq_len, inputs, targets); // the whole batch, on every rank
+            double l = 0.0;
+            if (hi > lo) { // rows [lo, hi): every row has seq_len targets, so the batch mean is the rows' mean
+                size_t off = (size_t)lo * c->seq_len;
+                rc = leash_gpt_forward(m, inputs + off, NULL, hi - lo, c->seq_len);
+                if (!rc) rc = leash_gpt_cross_entropy(m, targets + off, &l, NULL);
+                if (!rc && !isfinite(l))
+                    rc = leash_fail(LEASH_ENUMERIC, "training loss is %g at step %d; the weights were not changed", l, step + 1);
+                if (!rc) rc = leash_gpt_backward(m);
+            }
+            loss += (nranks > 1 ? l * (hi - lo) / c->batch_size : l) / c->grad_accum;
         }
-        if (!rc && c->grad_accum > 1) {
-            float *g = leash_gpt_grads(m), s = 1.0f / c->grad_accum;
+        // the mean over micro-batches and over ranks: this rank's gradient weighs its share of the rows
+        if (!rc && (c->grad_accum > 1 || nranks > 1)) {
+            float *g = leash_gpt_grads(m), s = (float)((double)(hi - lo) / c->batch_size / c->grad_accum);
             for (size_t i = 0; i < leash_gpt_num_params(m); i++) g[i] *= s;
         }
+        if (!rc && nranks > 1 && !(rc = leash_dist_sum_f32(leash_gpt_grads(m), leash_gpt_num_params(m), "gradients")))
+            rc = leash_dist_sum_f64(&loss, 1, "loss");
         double gnorm = 0.0, lr = 0.0;
         if (!rc) rc = leash_adamw_step(&opt, m, &gnorm, &lr);
+        if (!rc && nranks > 1)
+            rc = leash_dist_check_same(leash_gpt_params(m), leash_gpt_num_params(m) * sizeof(float), "model weights", NULL);
         if (rc) break;
         tokens_seen += (long)c->grad_accum * (long)BT;
         leash_pretrain_progress p = {.step = step + 1, .steps = c->steps, .loss = loss, .val_loss = NAN, .lr = lr,
@@ -299,12 +319,13 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
         char vl[32] = "null";
         if (!isnan(p.val_loss)) snprintf(vl, sizeof vl, "%.6f", p.val_loss);
         // one line per update, flushed whole: a killed run leaves at most a truncated last line
-        fprintf(metrics, "{\"step\": %d, \"loss\": %.6f, \"val_loss\": %s, \"lr\": %.6g, \"grad_norm\": %.6g, "
+        if (metrics)
+            fprintf(metrics, "{\"step\": %d, \"loss\": %.6f, \"val_loss\": %s, \"lr\": %.6g, \"grad_norm\": %.6g, "
                          "\"tokens_per_s\": %.1f, \"tokens\": %ld}\n",
                 p.step, p.loss, vl, p.lr, p.grad_norm, p.tokens_per_s, p.tokens_seen);
-        fflush(metrics);
+        if (metrics) fflush(metrics);
         if (fn) stop = fn(&p, ctx);
-        if (last || stop || (c->save_every && (step + 1) % c->save_every == 0)) rc = save_state(c, m, &opt, step + 1);
+        if (rank == 0 && (last || stop || (c->save_every && (step + 1) % c->save_every == 0))) rc = save_state(c, m, &opt, step + 1);
     }
     if (metrics) fclose(metrics);
     leash_adamw_free(&opt);
