@@ -455,6 +455,11 @@ int leash_gpt_backward(leash_gpt *m) {
         leash_attention_backward(a->dqkv, a->scratch, a->datty, qkv, att, B, T, C, NH);
         memset(a->dln, 0, nc_bytes);
         leash_matmul_backward(a->dln, dw->qkvw, dw->qkvb, a->dqkv, ln1, w->qkvw, N, C, 3 * C);
+        // the key bias adds q . b_k to every score of a query alike, which softmax ignores: its gradient is 0 in
+        // exact arithmetic (each query's score gradients sum to 0). Make it exactly 0, or AdamW turns the
+        // rounding noise into steps of the learning rate's size (and runs that differ only in summation
+        // order, such as 1 and 2 MPI ranks, drift apart there).
+        memset(dw->qkvb + C, 0, (size_t)C * sizeof(float));
         leash_layernorm_backward(a->dresid, dw->ln1w, dw->ln1b, a->dln, x, w->ln1w, a->ln1_mean + (size_t)l * N,
                                  a->ln1_rstd + (size_t)l * N, N, C);
     }

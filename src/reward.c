@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "leash/data.h"
+#include "leash/dist.h"
 #include "leash/error.h"
 #include "leash/fileio.h"
 #include "leash/rng.h"
@@ -233,6 +234,13 @@ int leash_rm_train(const leash_rm_config *c, leash_rm_fn fn, void *ctx, leash_rm
     if (!rc) rc = leash_adamw_create(&opt, &oc, leash_gpt_num_params(m));
     leash_rm_progress p = {.steps = steps, .val_accuracy = NAN, .val_gold_accuracy = NAN};
     const seq *rows[512];
+    size_t score_bias = 0; // the scalar head's bias: the last parameter
+    const leash_tensor_info *lnf_bias = NULL;
+    for (int i = 0; !rc && i < leash_gpt_num_tensors(m); i++)
+        if (!strcmp(leash_gpt_tensor(m, i)->name, "ln_f.bias")) lnf_bias = leash_gpt_tensor(m, i);
+    if (!rc) score_bias = leash_gpt_num_params(m) - 1;
+    if (!rc && (!lnf_bias || strcmp(leash_gpt_tensor(m, leash_gpt_num_tensors(m) - 1)->name, "score.bias") != 0))
+        rc = leash_fail(LEASH_EINVAL, "internal: the reward model has no ln_f.bias, or its last tensor is not score.bias");
     for (int e = 0; e < c->epochs && !rc; e++) {
         leash_rng rng;
         leash_rng_seed(&rng, c->seed, (uint64_t)e);
@@ -242,31 +250,56 @@ int leash_rm_train(const leash_rm_config *c, leash_rm_fn fn, void *ctx, leash_rm
             order[i] = order[j], order[j] = x;
         }
         for (int i0 = 0; i0 < n_train && !rc; i0 += c->batch_size) {
-            int nb = n_train - i0 < c->batch_size ? n_train - i0 : c->batch_size, RB = bt ? 2 * nb : nb, T;
-            for (int k = 0; k < nb; k++) rows[k] = &a[order[i0 + k]], rows[nb + k] = bt ? &b[order[i0 + k]] : NULL;
-            fill_batch(rows, RB, eos, tokens, mask, last, &T);
+            // several MPI ranks: each takes the records [lo, hi) of the batch and weighs its loss by its share, so
+            // that the summed gradient is the batch's
+            int nb = n_train - i0 < c->batch_size ? n_train - i0 : c->batch_size, lo, hi, T;
+            leash_dist_split(nb, leash_dist_rank(), leash_dist_size(), &lo, &hi);
+            int nl = hi - lo, RB = bt ? 2 * nl : nl;
+            double loss = 0.0, share = (double)nl / nb;
             leash_gpt_zero_grad(m);
-            if ((rc = leash_gpt_forward(m, tokens, mask, RB, T))) break;
-            const float *v = leash_gpt_values(m);
-            for (int r = 0; r < RB; r++) values[r] = v[r * T + last[r]];
-            double loss = 0.0;
-            if (bt) {
-                loss = leash_bt_loss(values, values + nb, nb, dv_rows, dv_rows + nb);
-            } else {
-                for (int k = 0; k < nb; k++) {
-                    double d = values[k] - t.num[0][order[i0 + k]];
-                    loss += d * d / nb;
-                    dv_rows[k] = (float)(2.0 * d / nb);
+            if (nl) {
+                for (int k = 0; k < nl; k++) rows[k] = &a[order[i0 + lo + k]], rows[nl + k] = bt ? &b[order[i0 + lo + k]] : NULL;
+                fill_batch(rows, RB, eos, tokens, mask, last, &T);
+                if ((rc = leash_gpt_forward(m, tokens, mask, RB, T))) break;
+                const float *v = leash_gpt_values(m);
+                for (int r = 0; r < RB; r++) values[r] = v[r * T + last[r]];
+                if (bt) {
+                    loss = leash_bt_loss(values, values + nl, nl, dv_rows, dv_rows + nl);
+                    if (share != 1.0) {
+                        loss *= share;
+                        for (int r = 0; r < RB; r++) dv_rows[r] = (float)(dv_rows[r] * share);
+                    }
+                } else {
+                    for (int k = 0; k < nl; k++) {
+                        double d = values[k] - t.num[0][order[i0 + lo + k]];
+                        loss += d * d / nb;
+                        dv_rows[k] = (float)(2.0 * d / nb);
+                    }
+                }
+                if (!isfinite(loss)) {
+                    rc = leash_fail(LEASH_ENUMERIC, "reward-model loss is %g at step %d; the weights were not changed", loss, p.step + 1);
+                    break;
+                }
+                float *dv = leash_gpt_dvalues(m);
+                for (int r = 0; r < RB; r++) dv[r * T + last[r]] = dv_rows[r]; // the score lands on the last token only
+                // no LM loss: dlogits stays zero, so only the value path carries gradient
+                if ((rc = leash_gpt_backward(m))) break;
+                // Bradley-Terry sees only score differences, so a shift of every score changes nothing: the head's
+                // bias and the final LayerNorm's bias (which reaches the score only as w . b, the same for every
+                // text) get no gradient in exact arithmetic, only rounding noise, which AdamW would turn into
+                // steps of the learning rate's size. Zero them.
+                if (bt) {
+                    float *g = leash_gpt_grads(m);
+                    g[score_bias] = 0.0f;
+                    memset(g + lnf_bias->offset, 0, lnf_bias->numel * sizeof(float));
                 }
             }
-            if (!isfinite(loss)) {
-                rc = leash_fail(LEASH_ENUMERIC, "reward-model loss is %g at step %d; the weights were not changed", loss, p.step + 1);
+            if ((rc = leash_dist_sum_f32(leash_gpt_grads(m), leash_gpt_num_params(m), "gradients")) ||
+                (rc = leash_dist_sum_f64(&loss, 1, "loss")) || (rc = leash_adamw_step(&opt, m, NULL, NULL)))
                 break;
-            }
-            float *dv = leash_gpt_dvalues(m);
-            for (int r = 0; r < RB; r++) dv[r * T + last[r]] = dv_rows[r]; // the score lands on the last token only
-            // no LM loss: dlogits stays zero, so only the value path carries gradient
-            if ((rc = leash_gpt_backward(m)) || (rc = leash_adamw_step(&opt, m, NULL, NULL))) break;
+            if (leash_dist_size() > 1 &&
+                (rc = leash_dist_check_same(leash_gpt_params(m), leash_gpt_num_params(m) * sizeof(float), "model weights", NULL)))
+                break;
             p.step++, p.epoch = e + 1, p.loss = loss;
             if (fn && fn(&p, ctx)) break;
         }
@@ -294,8 +327,8 @@ int leash_rm_train(const leash_rm_config *c, leash_rm_fn fn, void *ctx, leash_rm
         double mean = s / cnt, var = s2 / cnt - mean * mean;
         leash_gpt_set_score_stats(m, (float)mean, (float)sqrt(var > 0 ? var : 0));
     }
-    if (!rc) rc = leash_gpt_save(m, c->out_dir);
-    if (!rc) rc = leash_tokenizer_copy(tok_dir, c->out_dir); // the tokenizer travels with the model
+    if (!rc && leash_dist_rank() == 0) rc = leash_gpt_save(m, c->out_dir);
+    if (!rc && leash_dist_rank() == 0) rc = leash_tokenizer_copy(tok_dir, c->out_dir); // the tokenizer travels with the model
     if (final) *final = p;
     for (int i = 0; i < t.n; i++) free(a ? a[i].ids : NULL), free(b ? b[i].ids : NULL);
     free(a), free(b), free(order), free(tokens), free(last), free(mask), free(dv_rows), free(values);

@@ -115,7 +115,7 @@ Test(judge_protocol, external_judges_good_and_bad, .timeout = 60) {
     int written;
     // a judge that prefers the longer response (a real script around any labeller looks like this)
     const char *good = "#!/bin/sh\nwhile IFS= read -r line; do\n"
-                       "  id=$(echo \"$line\" | LC_ALL=C sed 's/.*\"id\":\\([0-9]*\\).*/\\1/')\n"
+                       "  id=$(printf '%s\\n' \"$line\" | LC_ALL=C sed 's/.*\"id\":\\([0-9]*\\).*/\\1/')\n"
                        "  echo \"{\\\"id\\\": $id, \\\"preferred\\\": \\\"a\\\", \\\"margin\\\": 1}\"\ndone\n";
     cr_assert_eq(label_with(dir, good, 10.0, &written), 0, "%s", leash_errmsg());
     cr_assert(written >= 8, "only %d pairs labelled", written);

@@ -155,7 +155,7 @@ Test(grpo, reward_command_scores_and_fails_clearly, .timeout = 120) {
     snprintf(script, sizeof script, "%s/reward.sh", dir);
     // a verifiable scorer: 1 for a response that ends a sentence, else 0
     const char *good = "#!/bin/sh\nwhile IFS= read -r line; do\n"
-                       "  id=$(echo \"$line\" | LC_ALL=C sed 's/.*\"id\":\\([0-9]*\\).*/\\1/')\n"
+                       "  id=$(printf '%s\\n' \"$line\" | LC_ALL=C sed 's/.*\"id\":\\([0-9]*\\).*/\\1/')\n"
                        "  case \"$line\" in *'.\"}') r=1;; *) r=0;; esac\n"
                        "  echo \"{\\\"id\\\": $id, \\\"reward\\\": $r}\"\ndone\n";
     FILE *f = fopen(script, "w");

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "leash/dist.h"
 #include "leash/error.h"
 #include "leash/pretrain.h"
 
@@ -39,7 +40,7 @@ typedef struct {
 
 static int progress(const leash_pretrain_progress *p, void *vctx) {
     progress_ctx *ctx = vctx;
-    if (ctx->quiet) return 0;
+    if (ctx->quiet || leash_dist_rank() != 0) return 0; // rank 0 speaks for an MPI job
     fprintf(stderr, "\rstep %5d/%d  loss %.4f", p->step, p->steps, p->loss);
     if (!isnan(p->val_loss)) fprintf(stderr, "  val %.4f", p->val_loss);
     fprintf(stderr, "  lr %.2e  |g| %.3f  %.0f tok/s   ", p->lr, p->grad_norm, p->tokens_per_s);
@@ -119,6 +120,6 @@ int cli_pretrain(int argc, char **argv) {
         fprintf(stderr, "\nleash pretrain: %s\n", leash_errmsg());
         return 1;
     }
-    if (!ctx.quiet) fprintf(stderr, "leash pretrain: model written to %s\n", c.out_dir);
+    if (!ctx.quiet && leash_dist_rank() == 0) fprintf(stderr, "leash pretrain: model written to %s\n", c.out_dir);
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "leash/dist.h"
 #include "leash/error.h"
 #include "leash/klwatch.h"
 #include "leash/rl.h"
@@ -53,6 +54,7 @@ typedef struct {
 
 static int progress(const leash_rl_progress *p, void *vctx) {
     rl_ctx *ctx = vctx;
+    if (leash_dist_rank() != 0) return 0; // rank 0 speaks for an MPI job
     if (p->hacking_alarm && !ctx->warned_alarm) {
         ctx->warned_alarm = 1;
         fprintf(stderr, "\nleash: REWARD HACKING ALARM at step %d: the proxy reward climbs while %s falls. The policy is "
@@ -160,6 +162,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         return 2;
     }
     c.seed = (uint64_t)seed;
+    if (leash_dist_rank() != 0) ctx.quiet = 1;
     int rcb = fixed || beta == 0.0f ? leash_beta_fixed(&c.beta, beta) : leash_beta_adaptive(&c.beta, beta, target, horizon);
     if (rcb) {
         fprintf(stderr, "leash %s: %s\n", cmd, leash_errmsg());

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "leash/dist.h"
 #include "leash/data.h"
 #include "leash/error.h"
 #include "leash/gpt.h"
@@ -42,6 +43,7 @@ typedef struct {
 
 static int rm_progress(const leash_rm_progress *p, void *vctx) {
     rm_ctx *ctx = vctx;
+    if (leash_dist_rank() != 0) return 0; // rank 0 speaks for an MPI job
     if (p->validation) { // validation results are printed even when quiet
         fprintf(stderr, "\repoch %d: held-out accuracy %.2f%% on %d", p->epoch, 100 * p->val_accuracy, p->val_n);
         if (!isnan(p->val_gold_accuracy)) fprintf(stderr, ", agreement with gold %.2f%%", 100 * p->val_gold_accuracy);
@@ -103,7 +105,7 @@ int cli_rm_run(leash_rm_config *c, int quiet, const char *cmd) {
         fprintf(stderr, "\nleash %s: %s\n", cmd, leash_errmsg());
         return 1;
     }
-    if (!quiet) fprintf(stderr, "leash %s: model written to %s\n", cmd, c->out_dir);
+    if (!quiet && leash_dist_rank() == 0) fprintf(stderr, "leash %s: model written to %s\n", cmd, c->out_dir);
     return 0;
 }
 
