@@ -101,6 +101,10 @@ test: $(TESTS) $(BIN)
 
 bench: $(BENCH_BIN) $(BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
+	@if command -v mpicc >/dev/null && command -v mpirun >/dev/null; then \
+	  echo "== bench/scaling.sh (2 MPI ranks x 1 thread against 1 rank x 2 threads)"; \
+	  $(MAKE) --no-print-directory MPI=1 build-mpi/leash >/dev/null && bench/scaling.sh build-mpi; \
+	else echo "== bench/scaling.sh skipped: Open MPI is not installed (scripts/deps.sh --mpi)"; fi
 
 # the whole story on the default world (scripts/demo.sh; stages are cached in build/demo)
 demo: $(BIN)
