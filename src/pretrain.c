@@ -10,8 +10,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "leash/checkpoint.h"
 #include "leash/dist.h"
 #include "leash/error.h"
+#include "leash/stop.h"
 #include "leash/fileio.h"
 #include "leash/rng.h"
 #include "leash/tokenizer.h"
@@ -123,14 +125,15 @@ static int check_config(const leash_pretrain_config *c) {
     return leash_adamw_config_check(&c->optim);
 }
 
-static int save_state(const leash_pretrain_config *c, leash_gpt *m, const leash_adamw *opt, int step) {
-    char path[4096];
-    int rc = leash_gpt_save(m, c->out_dir);
-    snprintf(path, sizeof path, "%s/optimizer.safetensors", c->out_dir);
+/* The checkpoint (OUT/checkpoint, replaced as a set: include/leash/checkpoint.h): weights, optimizer state and
+ * trainer_state.json; at the end of the run the weights also go to OUT itself, the model directory. */
+static int save_state(const leash_pretrain_config *c, leash_gpt *m, const leash_adamw *opt, int step, int last) {
+    char dir[4200], path[4300];
+    int rc = leash_checkpoint_begin(c->out_dir, dir, sizeof dir);
+    if (!rc) rc = leash_gpt_save(m, dir);
+    snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
     if (!rc) rc = leash_adamw_save(opt, path);
-    if (rc) return rc;
-    // written last: a run killed before this line resumes from the previous state's step and finds newer
-    // weights, which resume detects through the optimizer's step
+    if (rc) return leash_fail_wrap(rc, "writing the checkpoint of step %d (the previous one is intact)", step);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "step", step);
     cJSON_AddNumberToObject(o, "seed", (double)c->seed);
@@ -139,17 +142,19 @@ static int save_state(const leash_pretrain_config *c, leash_gpt *m, const leash_
     cJSON_AddNumberToObject(o, "grad_accum", c->grad_accum);
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
-    snprintf(path, sizeof path, "%s/trainer_state.json", c->out_dir);
+    snprintf(path, sizeof path, "%s/trainer_state.json", dir);
     rc = text ? leash_write_file_atomic(path, text, strlen(text)) : leash_fail(LEASH_ENOMEM, "out of memory");
     free(text);
+    if (!rc) rc = leash_checkpoint_commit(c->out_dir);
+    if (!rc && last) rc = leash_gpt_save(m, c->out_dir);
     return rc;
 }
 
-static int load_state(const leash_pretrain_config *c, int *step) {
-    char path[4096], *text;
-    snprintf(path, sizeof path, "%s/trainer_state.json", c->out_dir);
+static int load_state(const leash_pretrain_config *c, const char *dir, int *step) {
+    char path[4300], *text;
+    snprintf(path, sizeof path, "%s/trainer_state.json", dir);
     int rc = leash_read_file(path, 1 << 20, &text, NULL);
-    if (rc) return leash_fail_wrap(rc, "--resume: no checkpoint to resume from");
+    if (rc) return leash_fail_wrap(rc, "--resume: the checkpoint is damaged");
     cJSON *o = cJSON_Parse(text);
     free(text);
     const char *keys[] = {"step", "seed", "batch_size", "seq_len", "grad_accum"};
@@ -236,7 +241,9 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
     if (!rc && eos < 0) rc = leash_fail(LEASH_EFORMAT, "%s: the tokenizer has no \"<|endoftext|>\" token to separate documents", tok_dir);
 
     // model
-    if (!rc && (c->resume || c->init_dir)) rc = leash_gpt_load(&m, c->resume ? c->out_dir : c->init_dir);
+    char ckpt[4200] = "";
+    if (!rc && c->resume && (rc = leash_checkpoint_find(c->out_dir, ckpt, sizeof ckpt))) rc = leash_fail_wrap(rc, "--resume");
+    if (!rc && (c->resume || c->init_dir)) rc = leash_gpt_load(&m, c->resume ? ckpt : c->init_dir);
     else if (!rc) {
         leash_gpt_config mc = c->model;
         mc.vocab_size = leash_tokenizer_vocab_size(tok);
@@ -253,11 +260,11 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
                         leash_gpt_cfg(m)->n_positions);
     if (!rc) rc = leash_adamw_create(&opt, &c->optim, leash_gpt_num_params(m));
     if (!rc && c->resume) {
-        snprintf(path, sizeof path, "%s/optimizer.safetensors", c->out_dir);
-        if (!(rc = load_state(c, &start)) && !(rc = leash_adamw_load(&opt, path)) && opt.step != start)
-            rc = leash_fail(LEASH_EFORMAT, "%s: the optimizer is at step %ld but trainer_state.json at %d: the run was "
-                                           "killed while saving; delete the newer file's checkpoint or start over",
-                            c->out_dir, opt.step, start);
+        snprintf(path, sizeof path, "%s/optimizer.safetensors", ckpt);
+        if (!(rc = load_state(c, ckpt, &start)) && !(rc = leash_adamw_load(&opt, path)) && opt.step != start)
+            rc = leash_fail(LEASH_EFORMAT, "%s: the optimizer is at step %ld but trainer_state.json at %d: the checkpoint "
+                                           "is damaged (its files were not written together)",
+                            ckpt, opt.step, start);
         opt.cfg = c->optim; // the schedule of this invocation (same as before when resuming exactly)
     }
 
@@ -272,6 +279,7 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
     targets = malloc(BT * sizeof *targets);
     if (!rc && (!inputs || !targets)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
+    if (!rc && rank == 0 && c->resume) rc = leash_log_trim(path, start); // a killed run may have logged further
     if (!rc && rank == 0 && !(metrics = fopen(path, c->resume ? "a" : "w")))
         rc = leash_fail(LEASH_EIO, "cannot open '%s' for writing", path);
     int lo, hi; // this rank's rows of every batch
@@ -325,7 +333,10 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
                 p.step, p.loss, vl, p.lr, p.grad_norm, p.tokens_per_s, p.tokens_seen);
         if (metrics) fflush(metrics);
         if (fn) stop = fn(&p, ctx);
-        if (rank == 0 && (last || stop || (c->save_every && (step + 1) % c->save_every == 0))) rc = save_state(c, m, &opt, step + 1);
+        // a stop asked for on any rank (the callback, or SIGINT/SIGTERM) stops every rank after this step
+        stop = stop || leash_stop_requested();
+        if (nranks > 1 && (rc = leash_dist_sum_i32(&stop, 1, "stop request"))) break;
+        if (rank == 0 && (last || stop || (c->save_every && (step + 1) % c->save_every == 0))) rc = save_state(c, m, &opt, step + 1, last);
     }
     if (metrics) fclose(metrics);
     leash_adamw_free(&opt);

@@ -3,12 +3,14 @@
  * Dimensions: R rows (sequences) per step, P longest prompt, M new tokens, T = P + M, V vocabulary. */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "leash/checkpoint.h"
 #include "leash/data.h"
 #include "leash/dist.h"
 #include "leash/error.h"
@@ -17,6 +19,7 @@
 #include "leash/reward.h"
 #include "leash/rng.h"
 #include "leash/sample.h"
+#include "leash/stop.h"
 #include "leash/world.h"
 #include "rl_internal.h"
 #include "subprocess.h"
@@ -381,18 +384,28 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     order = malloc(s.R * sizeof *order);
     hist = malloc((size_t)4 * c->steps * sizeof *hist); // proxy, gold, grammatical, ref NLL per step
     if (!rc && (!gen || !gen_lp || !glen || !packed || !order || !hist)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-    snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
-    if (!rc && rank0 && !(metrics = fopen(path, "w"))) rc = leash_fail(LEASH_EIO, "cannot write '%s'", path);
-    snprintf(path, sizeof path, "%s/samples.jsonl", c->out_dir);
-    if (!rc && rank0 && !(samples = fopen(path, "w"))) rc = leash_fail(LEASH_EIO, "cannot write '%s'", path);
-
-    leash_rl_progress p = {0};
-    int alarm = 0;
+    // the state that is not a function of (seed, step): fresh, or from OUT/checkpoint
+    int alarm = 0, start = 0;
     leash_klwatch watch;
     if (!rc) rc = leash_klwatch_init(&watch, LEASH_KLWATCH_DEFAULT_LOW, LEASH_KLWATCH_DEFAULT_HIGH);
+    if (!rc && c->resume) {
+        rl_state st = {.beta = cfg.beta, .watch = watch, .hist = hist};
+        if (!(rc = rl_checkpoint_load(c->out_dir, c, s.policy, s.value, &s.popt, s.value ? &s.vopt : NULL, &st)))
+            start = st.step, cfg.beta = st.beta, watch = st.watch, alarm = st.alarm;
+    }
+    // the logs: on resume, cut back to the checkpoint's step (a killed run may have logged further, or half a line)
+    const char *logs[2] = {"metrics.jsonl", "samples.jsonl"};
+    FILE **files[2] = {&metrics, &samples};
+    for (int k = 0; k < 2 && !rc && rank0; k++) {
+        snprintf(path, sizeof path, "%s/%s", c->out_dir, logs[k]);
+        if (c->resume) rc = leash_log_trim(path, start);
+        if (!rc && !(*files[k] = fopen(path, c->resume ? "a" : "w"))) rc = leash_fail(LEASH_EIO, "cannot write '%s': %s", path, strerror(errno));
+    }
+
+    leash_rl_progress p = {.step = start, .steps = c->steps};
     rollout *r = &s.r;
     int T = r->T, R = s.R;
-    for (int step = 0; step < c->steps && !rc; step++) {
+    for (int step = start; step < c->steps && !rc; step++) {
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         double gap = 0.0, phase[4] = {0};
@@ -549,10 +562,19 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
                                .kl = r->kl, .kl_exact = r->kl_exact, .rewards = c->algo == LEASH_PPO ? r->rewards : NULL,
                                .advantages = r->adv, .scores = r->score, .shaped = r->shaped, .policy = s.policy, .ref = s.ref};
         p.batch = &view;
-        if (fn && fn(&p, ctx)) break;
+        int stop = fn && fn(&p, ctx);
         p.batch = NULL;
+        // a stop asked for on any rank (the callback, or SIGINT/SIGTERM) stops every rank after this step
+        stop = stop || leash_stop_requested();
+        if ((rc = leash_dist_sum_i32(&stop, 1, "stop request"))) break;
+        int last = step + 1 == c->steps;
+        if (rank0 && (stop || last || (c->save_every && (step + 1) % c->save_every == 0))) {
+            rl_state now = {.step = step + 1, .beta = cfg.beta, .watch = watch, .alarm = alarm, .hist = hist};
+            rc = rl_checkpoint_save(c->out_dir, c, s.policy, s.value, &s.popt, s.value ? &s.vopt : NULL, &now);
+        }
+        if (stop) break;
     }
-    if (!rc && rank0) {
+    if (!rc && rank0 && p.step == c->steps) { // the trained policy, once the run is complete
         snprintf(path, sizeof path, "%s/policy", c->out_dir);
         if (!(rc = leash_gpt_save(s.policy, path))) rc = leash_tokenizer_copy(c->policy_dir, path);
     }

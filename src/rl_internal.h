@@ -14,6 +14,7 @@
 #include "leash/dist.h"
 #include "leash/error.h"
 #include "leash/gpt.h"
+#include "leash/klwatch.h"
 #include "leash/optim.h"
 #include "leash/rl.h"
 #include "leash/tokenizer.h"
@@ -114,6 +115,23 @@ static inline int policy_step(rollout *r, const leash_rl_config *c, leash_gpt *p
     }
     return rc ? rc : step_summed(policy, popt, "policy gradients");
 }
+
+/* Checkpoints (src/rl_checkpoint.c): everything of a run that is not a function of (seed, step). */
+typedef struct {
+    int step;             // steps done
+    leash_beta_ctl beta;  // the controller as it stands after `step` steps
+    leash_klwatch watch;
+    int alarm;
+    double *hist;         // (4 x steps) proxy, gold, grammatical, reference NLL of each step done
+} rl_state;
+
+/* Writes OUT/checkpoint atomically as a set (value and vopt may be NULL: GRPO). */
+int rl_checkpoint_save(const char *out_dir, const leash_rl_config *c, const leash_gpt *policy, const leash_gpt *value,
+                       const leash_adamw *popt, const leash_adamw *vopt, const rl_state *st);
+/* Loads OUT/checkpoint into the run's models, optimisers and state (st->hist must hold 4 x c->steps);
+ * fails, naming the setting, when the checkpoint was written with other settings. */
+int rl_checkpoint_load(const char *out_dir, const leash_rl_config *c, leash_gpt *policy, leash_gpt *value,
+                       leash_adamw *popt, leash_adamw *vopt, rl_state *st);
 
 int ppo_advantages(rollout *r, const leash_rl_config *c, double beta);
 int ppo_update(rollout *r, const leash_rl_config *c, leash_gpt *policy, leash_gpt *value, void *popt, void *vopt,

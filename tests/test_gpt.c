@@ -300,8 +300,8 @@ Test(pretrain, killed_and_resumed_run_is_bit_identical, .timeout = 120) {
              "OMP_NUM_THREADS=2 %s pretrain --data %s/corpus.txt --out %s/b %s --resume",
              LEASH_BIN, dir, dir, common, LEASH_BIN, dir, dir, common);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
-    snprintf(cmd, sizeof cmd, "cmp %s/a/model.safetensors %s/b/model.safetensors && cmp %s/a/optimizer.safetensors "
-                              "%s/b/optimizer.safetensors",
+    snprintf(cmd, sizeof cmd, "cmp %s/a/model.safetensors %s/b/model.safetensors && cmp %s/a/checkpoint/optimizer.safetensors "
+                              "%s/b/checkpoint/optimizer.safetensors",
              dir, dir, dir, dir);
     cr_assert_eq(system(cmd), 0, "resumed run differs from the uninterrupted one");
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

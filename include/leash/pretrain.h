@@ -13,7 +13,8 @@
 #include "leash/optim.h"
 
 typedef struct {
-    const char *out_dir;    /* model, tokenizer, optimizer.safetensors, trainer_state.json, metrics.jsonl */
+    const char *out_dir;    /* the model and tokenizer (at the end), metrics.jsonl, and checkpoint/ (weights,
+                             * optimizer.safetensors, trainer_state.json; replaced as a set) */
     const char **data;      /* text files */
     int n_data;
     const char *init_dir;   /* start from this model (and its tokenizer); NULL: a new model */

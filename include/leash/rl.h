@@ -66,6 +66,10 @@ typedef struct {
     int token_level_loss;    /* GRPO: average the loss over tokens instead of per sequence */
     /* reporting */
     int sample_every;        /* print / store samples every N steps; 0: off */
+    /* checkpoints (OUT/checkpoint, replaced atomically as a set): every save_every steps (0: only at the end
+     * and when stopped), and when leash_request_stop() (SIGINT/SIGTERM in the CLI) stops the run after a step */
+    int save_every;
+    int resume;              /* continue OUT's run from OUT/checkpoint: bit-identical to an uninterrupted run */
 } leash_rl_config;
 
 leash_rl_config leash_rl_defaults(leash_rl_algo algo);
@@ -123,9 +127,12 @@ typedef struct {
     const leash_rl_batch *batch; /* the step's batch */
 } leash_rl_progress;
 
+/* Called after every step on every rank; a non-zero return stops the run after a checkpoint. */
 typedef int (*leash_rl_fn)(const leash_rl_progress *p, void *ctx);
 
 
+/* Trains; LEASH_OK also when stopped early (by fn or leash_request_stop()) with a checkpoint written: then
+ * final->step < cfg->steps. */
 int leash_rl_train(const leash_rl_config *cfg, leash_rl_fn fn, void *ctx, leash_rl_progress *final);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "leash/dist.h"
+#include "leash/stop.h"
 #include "leash/error.h"
 #include "leash/pretrain.h"
 
@@ -16,7 +17,8 @@ static const char *usage =
     "\n"
     "Trains a GPT-2 on text (one document per line, or documents separated by <|endoftext|>) with\n"
     "next-token cross-entropy and AdamW. DIR receives a Hugging Face-style model (config.json,\n"
-    "model.safetensors, vocab.json, merges.txt), optimizer.safetensors, trainer_state.json and\n"
+    "model.safetensors, vocab.json, merges.txt) at the end, checkpoint/ (weights, optimizer, trainer state;\n"
+    "replaced as a whole, so a kill at any moment leaves the last complete one) and\n"
     "metrics.jsonl (one JSON line per update).\n"
     "\n"
     "model (a new one; ignored with --init):\n"
@@ -29,7 +31,8 @@ static const char *usage =
     "  --lr X (1e-3)  --warmup N (50)  --min-lr-ratio X (0.1; cosine decay to lr*X at the last step)\n"
     "  --weight-decay X (0.1)  --grad-clip X (1.0; 0 = off)  --beta1 X (0.9)  --beta2 X (0.95)\n"
     "  --val-fraction X (0.05 of documents held out)  --val-every N (100)  --val-batches N (8)\n"
-    "  --save-every N (500; a checkpoint is always written at the end)\n"
+    "  --save-every N (500; a checkpoint is always written at the end, and when SIGINT or SIGTERM stops the\n"
+    "                      run after its current step)\n"
     "  --resume            continue DIR's run from its last checkpoint, exactly\n"
     "  -q, --quiet         no progress line\n";
 
@@ -120,6 +123,10 @@ int cli_pretrain(int argc, char **argv) {
         fprintf(stderr, "\nleash pretrain: %s\n", leash_errmsg());
         return 1;
     }
-    if (!ctx.quiet && leash_dist_rank() == 0) fprintf(stderr, "leash pretrain: model written to %s\n", c.out_dir);
+    if (leash_dist_rank() == 0 && leash_stop_requested())
+        fprintf(stderr, "\nleash pretrain: stopped by a signal; checkpoint written to %s (continue with the same options and "
+                        "--resume)\n",
+                c.out_dir);
+    else if (!ctx.quiet && leash_dist_rank() == 0) fprintf(stderr, "leash pretrain: model written to %s\n", c.out_dir);
     return 0;
 }

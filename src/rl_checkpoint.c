@@ -1,0 +1,183 @@
+/* Checkpoints of an RL run (PPO, GRPO), and resuming one exactly. See src/rl_internal.h.
+ *
+ * OUT/checkpoint/ holds everything a step depends on that is not a function of (seed, step): the policy and
+ * value weights, both AdamW states, and state.json (steps done, the beta controller, the KL watch, the
+ * reward-hacking alarm and its history, and the settings that must not change on resume). The rollouts of
+ * step k come from random streams seeded by (seed, k), so nothing else is needed for a resumed run to be
+ * bit-identical to an uninterrupted one.
+ *
+ * The set is replaced atomically as a whole (include/leash/checkpoint.h).
+ */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "leash/checkpoint.h"
+#include "leash/error.h"
+#include "leash/fileio.h"
+#include "rl_internal.h"
+
+/* The settings a resumed run must share with the one that wrote the checkpoint. */
+static void add_settings(cJSON *o, const leash_rl_config *c) {
+    cJSON_AddStringToObject(o, "algo", c->algo == LEASH_PPO ? "ppo" : "grpo");
+    cJSON_AddNumberToObject(o, "seed", (double)c->seed);
+    cJSON_AddNumberToObject(o, "batch", c->batch);
+    cJSON_AddNumberToObject(o, "group", c->algo == LEASH_GRPO ? c->group : 1);
+    cJSON_AddNumberToObject(o, "max_new", c->max_new);
+    cJSON_AddNumberToObject(o, "minibatch", c->minibatch);
+    cJSON_AddNumberToObject(o, "epochs", c->epochs);
+    cJSON_AddNumberToObject(o, "temperature", c->temperature);
+}
+
+int rl_checkpoint_save(const char *out_dir, const leash_rl_config *c, const leash_gpt *policy, const leash_gpt *value,
+                       const leash_adamw *popt, const leash_adamw *vopt, const rl_state *st) {
+    char dir[4200], path[4300];
+    int rc = leash_checkpoint_begin(out_dir, dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/policy", dir);
+    if (!rc) rc = leash_gpt_save(policy, path);
+    snprintf(path, sizeof path, "%s/policy_optimizer.safetensors", dir);
+    if (!rc) rc = leash_adamw_save(popt, path);
+    if (!rc && value) {
+        snprintf(path, sizeof path, "%s/value", dir);
+        if (!(rc = leash_gpt_save(value, path))) {
+            snprintf(path, sizeof path, "%s/value_optimizer.safetensors", dir);
+            rc = leash_adamw_save(vopt, path);
+        }
+    }
+    if (rc) return leash_fail_wrap(rc, "writing the checkpoint of step %d (the previous one is intact)", st->step);
+    cJSON *o = cJSON_CreateObject(), *b = cJSON_CreateObject(), *w = cJSON_CreateObject(), *h = cJSON_CreateArray();
+    cJSON_AddNumberToObject(o, "step", st->step);
+    add_settings(o, c);
+    cJSON_AddNumberToObject(b, "kind", st->beta.kind);
+    cJSON_AddNumberToObject(b, "beta", st->beta.beta);
+    cJSON_AddNumberToObject(b, "target", st->beta.target);
+    cJSON_AddNumberToObject(b, "horizon", st->beta.horizon);
+    cJSON_AddNumberToObject(b, "error", st->beta.error);
+    cJSON_AddNumberToObject(b, "units", st->beta.units);
+    cJSON_AddItemToObject(o, "beta", b);
+    cJSON_AddNumberToObject(w, "low", st->watch.low);
+    cJSON_AddNumberToObject(w, "high", st->watch.high);
+    cJSON_AddNumberToObject(w, "steps", (double)st->watch.steps);
+    cJSON_AddNumberToObject(w, "running", st->watch.running);
+    cJSON_AddItemToObject(w, "last", cJSON_CreateDoubleArray(st->watch.last, LEASH_KLWATCH_WINDOW));
+    cJSON_AddItemToObject(o, "kl_watch", w);
+    cJSON_AddNumberToObject(o, "alarm", st->alarm);
+    for (int i = 0; i < 4 * st->step; i++) // NaN (no gold metrics) is written as null
+        cJSON_AddItemToArray(h, isnan(st->hist[i]) ? cJSON_CreateNull() : cJSON_CreateNumber(st->hist[i]));
+    cJSON_AddItemToObject(o, "history", h); // proxy, gold, grammatical, reference NLL per step
+    char *text = cJSON_Print(o); // doubles are printed so that they read back exactly
+    cJSON_Delete(o);
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    rc = text ? leash_write_file_atomic(path, text, strlen(text)) : leash_fail(LEASH_ENOMEM, "out of memory");
+    free(text);
+    if (rc) return leash_fail_wrap(rc, "writing the checkpoint of step %d (the previous one is intact)", st->step);
+    return leash_checkpoint_commit(out_dir);
+}
+
+static int get_number(const cJSON *o, const char *key, const char *path, double *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v)) return leash_fail(LEASH_EFORMAT, "%s: \"%s\" is missing or not a number", path, key);
+    *out = v->valuedouble;
+    return LEASH_OK;
+}
+
+/* Loads weights from dir into an existing model of the same shape. */
+static int load_into(leash_gpt *m, const char *dir) {
+    leash_gpt *tmp;
+    int rc = leash_gpt_load(&tmp, dir);
+    if (rc) return rc;
+    if (leash_gpt_num_params(tmp) != leash_gpt_num_params(m))
+        rc = leash_fail(LEASH_EFORMAT, "%s: %zu weights, the run's model has %zu: not this run's checkpoint", dir,
+                        leash_gpt_num_params(tmp), leash_gpt_num_params(m));
+    else memcpy(leash_gpt_params(m), leash_gpt_params(tmp), leash_gpt_num_params(m) * sizeof(float));
+    leash_gpt_free(tmp);
+    return rc;
+}
+
+int rl_checkpoint_load(const char *out_dir, const leash_rl_config *c, leash_gpt *policy, leash_gpt *value,
+                       leash_adamw *popt, leash_adamw *vopt, rl_state *st) {
+    char cur[4200], path[4300];
+    int rc = leash_checkpoint_find(out_dir, cur, sizeof cur);
+    if (rc) return leash_fail_wrap(rc, "--resume");
+    snprintf(path, sizeof path, "%s/state.json", cur);
+    char *text = NULL;
+    rc = leash_read_file(path, (size_t)1 << 28, &text, NULL);
+    if (rc) return leash_fail_wrap(rc, "--resume");
+    cJSON *o = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return leash_fail(LEASH_EFORMAT, "%s: not a JSON object; the checkpoint is damaged", path);
+    }
+    // the settings must be this run's
+    cJSON *want = cJSON_CreateObject();
+    add_settings(want, c);
+    for (const cJSON *item = want->child; item && !rc; item = item->next) {
+        const cJSON *have = cJSON_GetObjectItemCaseSensitive(o, item->string);
+        if (!have || !cJSON_Compare(have, item, 1)) {
+            char *a = have ? cJSON_PrintUnformatted(have) : NULL, *b = cJSON_PrintUnformatted(item);
+            rc = leash_fail(LEASH_EINVAL, "--resume: the checkpoint in %s was written with %s = %s, this run asks for %s; resume with "
+                                          "the same value",
+                            out_dir, item->string, a ? a : "(missing)", b ? b : "?");
+            free(a), free(b);
+        }
+    }
+    cJSON_Delete(want);
+    double x = 0;
+    if (!rc && !(rc = get_number(o, "step", path, &x))) {
+        st->step = (int)x;
+        if (st->step < 1 || st->step > c->steps)
+            rc = leash_fail(LEASH_EINVAL, "--resume: the checkpoint is at step %d; --steps %d must be at least that", st->step, c->steps);
+    }
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "beta"), *w = cJSON_GetObjectItemCaseSensitive(o, "kl_watch");
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "history"), *last = cJSON_GetObjectItemCaseSensitive(w, "last");
+    if (!rc && (!cJSON_IsObject(b) || !cJSON_IsObject(w) || !cJSON_IsArray(h) || cJSON_GetArraySize(h) != 4 * st->step ||
+                !cJSON_IsArray(last) || cJSON_GetArraySize(last) != LEASH_KLWATCH_WINDOW))
+        rc = leash_fail(LEASH_EFORMAT, "%s: \"beta\", \"kl_watch\" or \"history\" is missing or misshapen", path);
+    double kind = 0, units = 0, steps = 0, alarm = 0;
+    if (!rc) rc = get_number(b, "kind", path, &kind);
+    if (!rc) rc = get_number(b, "beta", path, &st->beta.beta);
+    if (!rc) rc = get_number(b, "target", path, &st->beta.target);
+    if (!rc) rc = get_number(b, "horizon", path, &st->beta.horizon);
+    if (!rc) rc = get_number(b, "error", path, &st->beta.error);
+    if (!rc) rc = get_number(b, "units", path, &units);
+    if (!rc) rc = get_number(w, "low", path, &st->watch.low);
+    if (!rc) rc = get_number(w, "high", path, &st->watch.high);
+    if (!rc) rc = get_number(w, "steps", path, &steps);
+    if (!rc) rc = get_number(w, "running", path, &st->watch.running);
+    if (!rc) rc = get_number(o, "alarm", path, &alarm);
+    if (!rc && (kind != c->beta.kind || units != c->beta.units))
+        rc = leash_fail(LEASH_EINVAL, "--resume: the checkpoint's beta controller (%s, %s) differs from this run's; resume "
+                                      "with the same beta options",
+                        kind ? "adaptive" : "fixed", leash_kl_units_name((leash_kl_units)units));
+    if (!rc && !(st->beta.beta >= 0 && isfinite(st->beta.beta)))
+        rc = leash_fail(LEASH_EFORMAT, "%s: beta %g is not a finite number >= 0", path, st->beta.beta);
+    st->beta.kind = (leash_beta_kind)kind, st->beta.units = (leash_kl_units)units;
+    st->watch.steps = (long)steps, st->alarm = alarm != 0;
+    for (int i = 0; !rc && i < LEASH_KLWATCH_WINDOW; i++) {
+        const cJSON *v = cJSON_GetArrayItem(last, i);
+        if (!cJSON_IsNumber(v)) rc = leash_fail(LEASH_EFORMAT, "%s: kl_watch.last[%d] is not a number", path, i);
+        else st->watch.last[i] = v->valuedouble;
+    }
+    for (int i = 0; !rc && i < 4 * st->step; i++) {
+        const cJSON *v = cJSON_GetArrayItem(h, i);
+        if (cJSON_IsNull(v)) st->hist[i] = NAN;
+        else if (cJSON_IsNumber(v)) st->hist[i] = v->valuedouble;
+        else rc = leash_fail(LEASH_EFORMAT, "%s: history[%d] is not a number", path, i);
+    }
+    cJSON_Delete(o);
+    snprintf(path, sizeof path, "%s/policy", cur);
+    if (!rc) rc = load_into(policy, path);
+    snprintf(path, sizeof path, "%s/policy_optimizer.safetensors", cur);
+    if (!rc) rc = leash_adamw_load(popt, path);
+    if (!rc && value) {
+        snprintf(path, sizeof path, "%s/value", cur);
+        if (!(rc = load_into(value, path))) {
+            snprintf(path, sizeof path, "%s/value_optimizer.safetensors", cur);
+            rc = leash_adamw_load(vopt, path);
+        }
+    }
+    return rc ? leash_fail_wrap(rc, "--resume") : LEASH_OK;
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Kill-and-resume (run by tests/test_resume.c): a training run SIGKILLed at several points, each time resumed
+# with --resume from its last checkpoint (or started again when it was killed before the first one), and
+# once stopped with SIGTERM (which must exit 0 after writing a checkpoint), must end bit-identical to an
+# uninterrupted run with the same seed and thread count: the final weights compared with cmp, the metrics
+# line by line with the timings taken out.
+#
+#   tests/kill_resume.sh LEASH_BIN WORKDIR ppo|grpo|pretrain SEED
+# WORKDIR must hold model/ (a model with its tokenizer), prompts.jsonl and corpus.txt.
+set -euo pipefail
+L=$1 W=$2 WHAT=$3 SEED=$4
+export OMP_NUM_THREADS=2
+case $WHAT in
+  ppo)  args=(ppo --policy "$W/model" --gold-reward --prompts "$W/prompts.jsonl" --steps 24 --batch 8 --minibatch 4
+              --max-new 6 --lr 1e-3 --save-every 1 -q); final=policy/model.safetensors ;;
+  grpo) args=(grpo --policy "$W/model" --gold-reward --prompts "$W/prompts.jsonl" --steps 24 --batch 2 --group 4
+              --max-new 6 --lr 1e-3 --save-every 1 -q); final=policy/model.safetensors ;;
+  pretrain) args=(pretrain --data "$W/corpus.txt" --tokenizer "$W/model" --n-layer 1 --n-embd 32 --n-head 2
+              --seq-len 16 --batch 4 --steps 120 --val-every 10 --save-every 1 -q); final=model.safetensors ;;
+esac
+strip_times() { sed -e 's/"time\/step_s": [0-9.e+-]*//' -e 's/"tokens_per_s": [0-9.e+-]*//' "$1"; }
+
+"$L" "${args[@]}" --out "$W/$WHAT-a"                       # uninterrupted
+
+out="$W/$WHAT-b"
+has_checkpoint() { [ -d "$out/checkpoint" ] || [ -d "$out/checkpoint.old" ]; }
+# waits until the run has logged `n` steps (it checkpoints every step), then a random 0 to 60 ms more: the
+# signal lands at a random moment of a later step (sampling, scoring, the update, or writing a checkpoint)
+at_step() {
+  local n=$1 pid=$2
+  while kill -0 "$pid" 2>/dev/null && [ "$( { wc -l < "$out/metrics.jsonl"; } 2>/dev/null || echo 0)" -lt "$n" ]; do sleep 0.01; done
+  sleep "$(awk -v s="$SEED$n" 'BEGIN { srand(s); printf "%.3f", rand() * 0.06 }')"
+}
+case $WHAT in pretrain) marks="15 40 65 90"; term=105 ;; *) marks="3 8 13 18"; term=21 ;; esac
+kills=0 stopped=0
+for n in $marks; do
+  resume=(); has_checkpoint && resume=(--resume)
+  "$L" "${args[@]}" --out "$out" "${resume[@]}" &
+  pid=$!
+  at_step "$n" $pid
+  if kill -KILL $pid 2>/dev/null; then kills=$((kills + 1)); fi
+  wait $pid 2>/dev/null || true
+done
+# SIGTERM: the run finishes its step, writes a checkpoint and exits 0
+resume=(); has_checkpoint && resume=(--resume)
+"$L" "${args[@]}" --out "$out" "${resume[@]}" 2>"$W/$WHAT-term.log" &
+pid=$!
+at_step $term $pid
+if kill -TERM $pid 2>/dev/null; then
+  wait $pid || { echo "kill_resume: $WHAT: SIGTERM gave exit status $?" >&2; cat "$W/$WHAT-term.log" >&2; exit 1; }
+  grep -q "stopped" "$W/$WHAT-term.log" && stopped=1
+else
+  wait $pid
+fi
+resume=(); has_checkpoint && resume=(--resume)
+"$L" "${args[@]}" --out "$out" "${resume[@]}"             # to the end
+
+cmp "$W/$WHAT-a/$final" "$out/$final" || { echo "kill_resume: $WHAT: final weights differ" >&2; exit 1; }
+if ! diff <(strip_times "$W/$WHAT-a/metrics.jsonl") <(strip_times "$out/metrics.jsonl") >/dev/null; then
+  echo "kill_resume: $WHAT: metrics differ:" >&2
+  diff <(strip_times "$W/$WHAT-a/metrics.jsonl") <(strip_times "$out/metrics.jsonl") | head -5 >&2
+  exit 1
+fi
+# the test must not pass vacuously: the kills and the SIGTERM must have landed inside runs
+[ $kills -eq 4 ] && [ $stopped = 1 ] || { echo "kill_resume: $WHAT: only $kills SIGKILLs and $stopped SIGTERM stops landed" >&2; exit 1; }
+echo "kill_resume: $WHAT: $kills SIGKILLs (after steps $marks) and a SIGTERM stop (after step $term), each resumed: final weights and every metrics line identical"
