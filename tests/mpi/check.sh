@@ -8,7 +8,8 @@
 #      weights are compared with `leash diff`: they may differ only by float summation order (a batch split
 #      in two halves sums its gradient in another order), bounded by TOL of each tensor's scale, while
 #      training itself moves them by ~1e-1 of that scale.
-#   3. resume with another number of ranks: 2 ranks for 10 steps, then 1 rank to 20, against 1 rank for 20
+#   3. resume with another number of ranks: pretraining 2 ranks for 10 steps then 1 rank to 20 (and the other
+#      way), PPO and GRPO 2 ranks for 2 steps then 1 rank to 4, against uninterrupted 1-rank runs
 #   4. failures: a rank whose command fails stops the job at once; a rank that hangs (SIGSTOP) makes the
 #      others time out (LEASH_DIST_TIMEOUT) and stop the job; a rank killed with SIGKILL ends the job. Each
 #      must end with a non-zero status and a message, never hang.
@@ -69,6 +70,9 @@ for algo in ppo grpo; do
   awk -v a="$k1" -v b="$k2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-4 + 1e-3 * (a < 0 ? -a : a)) }' ||
     fail "$algo: last objective/kl $k1 (1 rank) vs $k2 (2 ranks)"
   pass "$algo: last objective/kl $k1 (1 rank), $k2 (2 ranks)"
+  # resume with another number of ranks: 2 steps on 2 ranks, then on to 4 on 1 rank
+  run2 "${RL[@]}" --out "$W/${algo}21" --steps 2 && run1 "${RL[@]}" --out "$W/${algo}21" --resume
+  same "$W/${algo}1/policy" "$W/${algo}21/policy" "$algo: 2 steps on 2 ranks, resumed on 1 rank to 4"
 done
 
 # failures end the job with a message, never a hang
