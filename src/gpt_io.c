@@ -1,4 +1,5 @@
 /* Loading and saving a GPT-2 as a Hugging Face-style directory: see include/leash/gpt.h. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +64,15 @@ int leash_gpt_load(leash_gpt **out, const char *dir) {
                             path, e->name);
             break;
         }
-        rc = leash_st_read_f32(&st, e, leash_gpt_params(m) + t->offset);
+        if ((rc = leash_st_read_f32(&st, e, leash_gpt_params(m) + t->offset))) break;
+        // a damaged byte can make a weight NaN or Inf, which would poison every later number: refuse it here
+        const float *w = leash_gpt_params(m) + t->offset;
+        for (size_t j = 0; j < t->numel; j++)
+            if (!isfinite(w[j])) {
+                rc = leash_fail(LEASH_EFORMAT, "%s: tensor '%s' holds %g at index %zu: the file is damaged", path, t->name,
+                                (double)w[j], j);
+                break;
+            }
     }
     for (int k = 0; k < n && !rc; k++)
         if (!seen[k]) rc = leash_fail(LEASH_EFORMAT, "%s: tensor '%s' is missing", path, leash_gpt_tensor(m, k)->name);

@@ -128,6 +128,10 @@ int leash_adamw_load(leash_adamw *opt, const char *path) {
         rc = leash_fail(LEASH_EFORMAT, "%s: metadata \"step\" is missing or not a non-negative integer", path);
     if (!rc) rc = leash_st_read_f32(&st, m, opt->m);
     if (!rc) rc = leash_st_read_f32(&st, v, opt->v);
+    for (size_t i = 0; !rc && i < opt->n; i++) // moments must be finite, the second one >= 0
+        if (!isfinite(opt->m[i]) || !isfinite(opt->v[i]) || opt->v[i] < 0)
+            rc = leash_fail(LEASH_EFORMAT, "%s: moment %zu is (m %g, v %g): the file is damaged", path, i, (double)opt->m[i],
+                            (double)opt->v[i]);
     if (!rc) opt->step = s;
     cJSON_Delete(md);
     leash_st_close(&st);

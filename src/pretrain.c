@@ -204,7 +204,7 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
     stream train = {0}, val = {0};
     int *inputs = NULL, *targets = NULL, start = 0;
     FILE *metrics = NULL;
-    char path[4096];
+    char path[4400];
 
     // tokenizer: the starting model's, the one given, or one trained on the data
     const char *tok_dir = c->resume ? c->out_dir : c->init_dir ? c->init_dir : c->tokenizer_dir;

@@ -118,9 +118,9 @@ int rl_checkpoint_load(const char *out_dir, const leash_rl_config *c, leash_gpt 
         const cJSON *have = cJSON_GetObjectItemCaseSensitive(o, item->string);
         if (!have || !cJSON_Compare(have, item, 1)) {
             char *a = have ? cJSON_PrintUnformatted(have) : NULL, *b = cJSON_PrintUnformatted(item);
-            rc = leash_fail(LEASH_EINVAL, "--resume: the checkpoint in %s was written with %s = %s, this run asks for %s; resume with "
-                                          "the same value",
-                            out_dir, item->string, a ? a : "(missing)", b ? b : "?");
+            rc = leash_fail(LEASH_EINVAL, "%s: the checkpoint was written with %s = %s, this run asks for %s; resume with the "
+                                          "same value",
+                            path, item->string, a ? a : "(missing)", b ? b : "?");
             free(a), free(b);
         }
     }
@@ -129,7 +129,8 @@ int rl_checkpoint_load(const char *out_dir, const leash_rl_config *c, leash_gpt 
     if (!rc && !(rc = get_number(o, "step", path, &x))) {
         st->step = (int)x;
         if (st->step < 1 || st->step > c->steps)
-            rc = leash_fail(LEASH_EINVAL, "--resume: the checkpoint is at step %d; --steps %d must be at least that", st->step, c->steps);
+            rc = leash_fail(LEASH_EINVAL, "%s: the checkpoint is at step %d; --steps %d must be at least that (and >= 1)", path,
+                            st->step, c->steps);
     }
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "beta"), *w = cJSON_GetObjectItemCaseSensitive(o, "kl_watch");
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "history"), *last = cJSON_GetObjectItemCaseSensitive(w, "last");
@@ -149,9 +150,9 @@ int rl_checkpoint_load(const char *out_dir, const leash_rl_config *c, leash_gpt 
     if (!rc) rc = get_number(w, "running", path, &st->watch.running);
     if (!rc) rc = get_number(o, "alarm", path, &alarm);
     if (!rc && (kind != c->beta.kind || units != c->beta.units))
-        rc = leash_fail(LEASH_EINVAL, "--resume: the checkpoint's beta controller (%s, %s) differs from this run's; resume "
-                                      "with the same beta options",
-                        kind ? "adaptive" : "fixed", leash_kl_units_name((leash_kl_units)units));
+        rc = leash_fail(LEASH_EINVAL, "%s: the checkpoint's beta controller (%s, %s) differs from this run's; resume with "
+                                      "the same beta options",
+                        path, kind ? "adaptive" : "fixed", leash_kl_units_name((leash_kl_units)units));
     if (!rc && !(st->beta.beta >= 0 && isfinite(st->beta.beta)))
         rc = leash_fail(LEASH_EFORMAT, "%s: beta %g is not a finite number >= 0", path, st->beta.beta);
     st->beta.kind = (leash_beta_kind)kind, st->beta.units = (leash_kl_units)units;

@@ -161,6 +161,7 @@ void leash_tokenizer_free(leash_tokenizer *t) {
 typedef struct {
     const char *file;
     leash_tokenizer *t;
+    const char *vocab_file; // where the vocabulary came from, for messages about merges
 } builder;
 
 /* Vocabulary from a JSON object {token: id}; `mapped` says tokens are in the byte alphabet. */
@@ -257,9 +258,10 @@ static int add_merge(builder *bd, const char *a_sp, const char *b_sp, int rank, 
     int ir = ia >= 0 && ib >= 0 ? lookup(t, buf, na + nb) : -1;
     free(buf);
     if (ia < 0 || ib < 0 || ir < 0)
-        return leash_fail(LEASH_EFORMAT, "%s: merge %d \"%.40s %.40s\": %s is not in the vocabulary (vocabulary and merges "
-                                         "from different tokenizers?)",
-                          bd->file, line, a_sp, b_sp, ia < 0 ? "its first part" : ib < 0 ? "its second part" : "the merged token");
+        return leash_fail(LEASH_EFORMAT, "%s: merge %d \"%.40s %.40s\": %s is not in the vocabulary of %s (vocabulary and "
+                                         "merges from different tokenizers, or one of the two files damaged?)",
+                          bd->file, line, a_sp, b_sp, ia < 0 ? "its first part" : ib < 0 ? "its second part" : "the merged token",
+                          bd->vocab_file ? bd->vocab_file : "the same file");
     uint64_t key = (uint64_t)ia << 32 | (uint32_t)ib;
     size_t i = mix64(key) & (t->mcap - 1);
     while (t->mkey[i] != UINT64_MAX && t->mkey[i] != key) i = (i + 1) & (t->mcap - 1);
@@ -301,7 +303,7 @@ int leash_tokenizer_load(leash_tokenizer **out, const char *vocab_path, const ch
     leash_tokenizer *t = calloc(1, sizeof *t);
     const char *end = NULL;
     cJSON *vocab = cJSON_ParseWithOpts(vtext, &end, 1);
-    builder bd = {vocab_path, t};
+    builder bd = {vocab_path, t, vocab_path};
     if (!t) rc = leash_fail(LEASH_ENOMEM, "out of memory");
     else if (!cJSON_IsObject(vocab))
         rc = leash_fail(LEASH_EFORMAT, "%s: not a JSON object of token -> id (malformed at byte %ld)", vocab_path,
@@ -374,7 +376,7 @@ int leash_tokenizer_load_json(leash_tokenizer **out, const char *path) {
     else if (!cJSON_IsObject(vocab) || !cJSON_IsArray(merges))
         rc = leash_fail(LEASH_EFORMAT, "%s: model.vocab must be an object and model.merges an array", path);
     else if (!(t = calloc(1, sizeof *t))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-    builder bd = {path, t};
+    builder bd = {path, t, NULL};
     if (!rc) rc = build_vocab(&bd, vocab, cJSON_IsArray(added) ? added : NULL);
     if (!rc) rc = alloc_merges(t, (size_t)cJSON_GetArraySize(merges));
     int rank = 0;

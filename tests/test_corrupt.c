@@ -1,0 +1,310 @@
+/* Bad files (issue 6): every loader is fed its small valid file truncated at every byte boundary (files over
+ * 8 KB: every byte of the first and last 2 KB and every 7th byte between), with 400 random single-byte
+ * changes, and with hand-written malicious contents. None may crash (ASan and UBSan watch under
+ * make SANITIZE=1 test); each either loads (a truncation can leave a valid file, e.g. a JSONL file cut at a
+ * line end) or fails with a message that names the file. Counts per loader are logged (--verbose). */
+#define _DEFAULT_SOURCE
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/rl_internal.h"
+#include "leash/checkpoint.h"
+#include "leash/data.h"
+#include "leash/error.h"
+#include "leash/fileio.h"
+#include "leash/gpt.h"
+#include "leash/optim.h"
+#include "leash/rng.h"
+#include "leash/safetensors.h"
+#include "leash/tokenizer.h"
+#include "testutil.h"
+
+typedef int (*loader)(const char *dir, void *ctx); // loads the file under test from dir; 0 or an error
+
+typedef struct {
+    long tried, loaded, failed;
+} tally;
+
+/* Writes `data` (n bytes) to dir/name, calls load, checks the outcome. */
+static void attempt(const char *dir, const char *name, const char *data, size_t n, loader load, void *ctx, tally *t,
+                    const char *what) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    cr_assert_eq(leash_write_file_atomic(path, data, n), 0);
+    int rc = load(dir, ctx);
+    t->tried++;
+    if (rc == LEASH_OK) {
+        t->loaded++;
+        return;
+    }
+    t->failed++;
+    cr_assert(strstr(leash_errmsg(), name), "%s (%s, %zu bytes): the message does not name the file: %s", name, what, n,
+              leash_errmsg());
+}
+
+/* Truncations, random byte changes, then the valid file back. */
+static void torture(const char *dir, const char *name, loader load, void *ctx, uint64_t seed) {
+    char path[512], *good;
+    size_t n;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    cr_assert_eq(leash_read_file(path, (size_t)1 << 26, &good, &n), 0, "%s", leash_errmsg());
+    cr_assert_eq(load(dir, ctx), LEASH_OK, "the valid %s does not load: %s", name, leash_errmsg());
+    tally cut = {0}, flip = {0};
+    for (size_t k = 0; k < n; k += n <= 8192 || k < 2048 || k + 2048 >= n ? 1 : 7) attempt(dir, name, good, k, load, ctx, &cut, "truncated");
+    char *bad = malloc(n);
+    leash_rng rng;
+    leash_rng_seed(&rng, seed, 0);
+    for (int i = 0; i < 400; i++) {
+        memcpy(bad, good, n);
+        size_t at = (size_t)(leash_rng_uniform(&rng) * n);
+        bad[at] = (char)(leash_rng_uniform(&rng) * 256);
+        attempt(dir, name, bad, n, load, ctx, &flip, "one byte changed");
+    }
+    cr_assert_eq(leash_write_file_atomic(path, good, n), 0);
+    cr_log_info("%-28s %6zu bytes: %ld truncations (%ld loaded, %ld clear errors); %ld byte changes (%ld loaded, %ld clear "
+                "errors)\n",
+                name, n, cut.tried, cut.loaded, cut.failed, flip.tried, flip.loaded, flip.failed);
+    free(good), free(bad);
+}
+
+static int load_model(const char *dir, void *ctx) {
+    (void)ctx;
+    leash_gpt *m = NULL;
+    int rc = leash_gpt_load(&m, dir);
+    leash_gpt_free(m);
+    return rc;
+}
+static int load_tokenizer(const char *dir, void *ctx) {
+    (void)ctx;
+    leash_tokenizer *t = NULL;
+    int rc = leash_tokenizer_load_dir(&t, dir);
+    leash_tokenizer_free(t);
+    return rc;
+}
+static int load_tokenizer_json(const char *dir, void *ctx) {
+    (void)ctx;
+    char path[512];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    leash_tokenizer *t = NULL;
+    int rc = leash_tokenizer_load_json(&t, path);
+    leash_tokenizer_free(t);
+    return rc;
+}
+static int load_prefs(const char *dir, void *ctx) {
+    (void)ctx;
+    static const char *const keys[] = {"prompt", "chosen", "rejected"};
+    char path[512];
+    snprintf(path, sizeof path, "%s/prefs.jsonl", dir);
+    leash_table t = {0};
+    int rc = leash_jsonl_load(path, keys, 3, NULL, 0, 0, &t);
+    leash_table_free(&t);
+    return rc;
+}
+static int load_prompts(const char *dir, void *ctx) {
+    (void)ctx;
+    static const char *const keys[] = {"prompt"};
+    char path[512];
+    snprintf(path, sizeof path, "%s/prompts.jsonl", dir);
+    leash_table t = {0};
+    int rc = leash_jsonl_load(path, keys, 1, NULL, 0, 0, &t);
+    leash_table_free(&t);
+    return rc;
+}
+static int load_optimizer(const char *dir, void *ctx) {
+    leash_adamw *opt = ctx;
+    char path[512];
+    snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
+    return leash_adamw_load(opt, path);
+}
+
+/* A tiny model (V 40, C 8, 1 layer: a 6 KB safetensors file) with a trained tokenizer beside it. */
+static void small_model_dir(const char *dir) {
+    const char *text = "the soup was good. the bread was bad. their class seemed fine and the room was warm.\n";
+    cr_assert_eq(leash_tokenizer_train(text, strlen(text), 300, 2, dir), 0, "%s", leash_errmsg());
+    leash_gpt_config cfg = {.vocab_size = 300, .n_positions = 8, .n_embd = 4, .n_layer = 1, .n_head = 1,
+                            .bos_token_id = -1, .eos_token_id = -1, .layer_norm_epsilon = 1e-5f};
+    leash_gpt *m;
+    cr_assert_eq(leash_gpt_create(&m, &cfg), 0, "%s", leash_errmsg());
+    leash_gpt_init(m, 1);
+    cr_assert_eq(leash_gpt_save(m, dir), 0);
+    leash_gpt_free(m);
+}
+
+Test(corrupt, model_and_tokenizer_files, .timeout = 600) {
+    char dir[] = "/tmp/leash-corrupt-XXXXXX", cmd[256];
+    cr_assert(mkdtemp(dir));
+    small_model_dir(dir);
+    torture(dir, "config.json", load_model, NULL, 1);
+    torture(dir, "model.safetensors", load_model, NULL, 2);
+    torture(dir, "vocab.json", load_tokenizer, NULL, 3);
+    torture(dir, "merges.txt", load_tokenizer, NULL, 4);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(corrupt, tokenizer_json_optimizer_and_data_files, .timeout = 600) {
+    char dir[] = "/tmp/leash-corrupt-XXXXXX", path[256], cmd[256];
+    cr_assert(mkdtemp(dir));
+    // tokenizer.json: GPT-2's file format, written from a small trained tokenizer by hand
+    small_model_dir(dir);
+    leash_tokenizer *tok;
+    cr_assert_eq(leash_tokenizer_load_dir(&tok, dir), 0);
+    char *vocab, *merges;
+    size_t nv, nm;
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    cr_assert_eq(leash_read_file(path, 1 << 20, &vocab, &nv), 0);
+    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    cr_assert_eq(leash_read_file(path, 1 << 20, &merges, &nm), 0);
+    FILE *f = fopen((snprintf(path, sizeof path, "%s/tokenizer.json", dir), path), "w");
+    fprintf(f, "{\"version\": \"1.0\", \"added_tokens\": [], \"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": "
+               "{\"type\": \"BPE\", \"vocab\": %s, \"merges\": [",
+            vocab);
+    int first = 1;
+    for (char *line = strtok(merges, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == '#') continue;
+        fprintf(f, "%s\"%s\"", first ? "" : ", ", line);
+        first = 0;
+    }
+    fputs("]}}\n", f);
+    fclose(f);
+    leash_tokenizer_free(tok);
+    free(vocab), free(merges);
+    torture(dir, "tokenizer.json", load_tokenizer_json, NULL, 5);
+    // the optimizer state of a 2-step run on a 600-parameter model
+    leash_adamw_config oc = leash_adamw_defaults();
+    leash_adamw opt;
+    cr_assert_eq(leash_adamw_create(&opt, &oc, 600), 0);
+    snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
+    cr_assert_eq(leash_adamw_save(&opt, path), 0);
+    torture(dir, "optimizer.safetensors", load_optimizer, &opt, 6);
+    leash_adamw_free(&opt);
+    // preference pairs and prompts
+    f = fopen((snprintf(path, sizeof path, "%s/prefs.jsonl", dir), path), "w");
+    for (int i = 0; i < 12; i++)
+        fprintf(f, "{\"prompt\": \"The soup %d\", \"chosen\": \" was good.\", \"rejected\": \" was \\u00e9 bad.\"}\n", i);
+    fclose(f);
+    torture(dir, "prefs.jsonl", load_prefs, NULL, 7);
+    f = fopen((snprintf(path, sizeof path, "%s/prompts.jsonl", dir), path), "w");
+    for (int i = 0; i < 20; i++) fprintf(f, "{\"prompt\": \"Their class %d seemed\"}\n", i);
+    fclose(f);
+    torture(dir, "prompts.jsonl", load_prompts, NULL, 8);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* The RL checkpoint's state.json, through the resume path (models and optimisers loaded once). */
+typedef struct {
+    leash_rl_config c;
+    leash_gpt *policy;
+    leash_adamw popt;
+    double hist[4 * 8];
+} resume_ctx;
+
+static int load_rl_state(const char *dir, void *vctx) {
+    resume_ctx *x = vctx;
+    rl_state st = {.beta = x->c.beta, .hist = x->hist};
+    (void)dir;
+    return rl_checkpoint_load(x->c.out_dir, &x->c, x->policy, NULL, &x->popt, NULL, &st);
+}
+
+Test(corrupt, rl_checkpoint_state_and_logs_on_resume, .timeout = 600) {
+    char dir[] = "/tmp/leash-corrupt-XXXXXX", prompts[256], out[256], ckpt[300], cmd[512];
+    cr_assert(mkdtemp(dir));
+    tiny_policy(dir);
+    snprintf(prompts, sizeof prompts, "%s/prompts.jsonl", dir);
+    snprintf(out, sizeof out, "%s/run", dir);
+    resume_ctx x = {.c = leash_rl_defaults(LEASH_GRPO)};
+    x.c.policy_dir = dir, x.c.prompts = prompts, x.c.out_dir = out, x.c.gold_reward = 1, x.c.steps = 3, x.c.batch = 2;
+    x.c.group = 2, x.c.max_new = 4;
+    cr_assert_eq(leash_rl_train(&x.c, NULL, NULL, NULL), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_load(&x.policy, dir), 0);
+    cr_assert_eq(leash_adamw_create(&x.popt, &x.c.optim, leash_gpt_num_params(x.policy)), 0);
+    cr_assert_eq(leash_checkpoint_find(out, ckpt, sizeof ckpt), 0);
+    torture(ckpt, "state.json", load_rl_state, &x, 9);
+    // the metrics log on resume: whatever a kill left, what stays is whole lines of steps up to the checkpoint
+    char path[512], *good, *back;
+    size_t n, m;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", out);
+    cr_assert_eq(leash_read_file(path, 1 << 20, &good, &n), 0);
+    for (size_t cut = 0; cut <= n; cut++) {
+        cr_assert_eq(leash_write_file_atomic(path, good, cut), 0);
+        cr_assert_eq(leash_log_trim(path, 2), 0, "%s", leash_errmsg());
+        cr_assert_eq(leash_read_file(path, 1 << 20, &back, &m), 0);
+        cr_assert(m <= cut && memcmp(back, good, m) == 0 && (m == 0 || back[m - 1] == '\n'), "cut %zu: kept %zu bytes", cut, m);
+        int lines = 0;
+        for (size_t i = 0; i < m; i++) lines += back[i] == '\n';
+        cr_assert(lines <= 2, "cut %zu: %d lines kept past the checkpoint's step 2", cut, lines);
+        free(back);
+    }
+    free(good);
+    leash_adamw_free(&x.popt);
+    leash_gpt_free(x.policy);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* Hand-written safetensors headers that lie. */
+static void write_st(const char *path, const char *header, size_t data_bytes) {
+    size_t h = strlen(header);
+    char *buf = calloc(8 + h + data_bytes, 1);
+    uint64_t len = h;
+    memcpy(buf, &len, 8);
+    memcpy(buf + 8, header, h);
+    cr_assert_eq(leash_write_file_atomic(path, buf, 8 + h + data_bytes), 0);
+    free(buf);
+}
+
+Test(corrupt, malicious_safetensors_headers) {
+    char dir[] = "/tmp/leash-corrupt-XXXXXX", path[256], cmd[256];
+    cr_assert(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/x.safetensors", dir);
+    const struct {
+        const char *header;
+        size_t data;
+        const char *why;
+    } cases[] = {
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, NULL}, // valid
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 4, "past the end"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", 8, "reversed offsets"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12, "overlap"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,8]}}", 8, "shape overflow"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[9223372036854775807,4],\"data_offsets\":[0,8]}}", 8, "shape overflow"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8, "negative dimension"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8, "size disagrees with shape"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,18446744073709551615]}}", 8, "huge offset"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4, "too many dimensions"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":\"2\",\"data_offsets\":[0,8]}}", 8, "shape not an array"},
+        {"{\"a\":{\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "no dtype"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2]}}", 8, "no offsets"},
+        {"[1, 2, 3]", 0, "not an object"},
+        {"{\"a\": 5}", 0, "entry not an object"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}", 8, "unterminated JSON"},
+        {"", 0, "empty header"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_st(path, cases[i].header, cases[i].data);
+        leash_st_file st;
+        int rc = leash_st_open(&st, path);
+        if (!cases[i].why) {
+            cr_assert_eq(rc, 0, "the valid file: %s", leash_errmsg());
+            leash_st_close(&st);
+            continue;
+        }
+        cr_assert_neq(rc, 0, "case %zu (%s) was accepted", i, cases[i].why);
+        cr_assert(strstr(leash_errmsg(), "x.safetensors"), "case %zu (%s): %s", i, cases[i].why, leash_errmsg());
+    }
+    // a header length beyond the file, and one of 2^63
+    uint64_t lens[2] = {1000, (uint64_t)1 << 63};
+    for (int k = 0; k < 2; k++) {
+        char buf[16] = {0};
+        memcpy(buf, &lens[k], 8);
+        cr_assert_eq(leash_write_file_atomic(path, buf, 16), 0);
+        leash_st_file st;
+        cr_assert_neq(leash_st_open(&st, path), 0);
+        cr_assert(strstr(leash_errmsg(), "x.safetensors"), "%s", leash_errmsg());
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
