@@ -58,7 +58,7 @@ LIB   := $(BUILD)/libleash.a
 BIN   := $(BUILD)/leash
 TESTS := $(BUILD)/tests/leash-tests
 
-.PHONY: all deps test test-mpi bench demo kl-examples clean FORCE
+.PHONY: all deps fuzz-deps test test-mpi valgrind fuzz bench demo kl-examples clean FORCE
 all: $(LIB) $(BIN) $(TESTS) $(BENCH_BIN)
 
 deps:
@@ -116,6 +116,43 @@ kl-examples: $(BIN)
 	$(BIN) kl --sampled examples/kl_tokens.txt
 	$(BIN) kl --optimum examples/kl_optimum.json
 
+# fuzzing: clang's libFuzzer under ASan + UBSan, each harness in fuzz/ for FUZZ_SECONDS from its seed corpus
+# in fuzz/corpus/ (new inputs go to build-fuzz/corpus/, a crash to build-fuzz/crash-*; a crash found
+# becomes a seed file, and the fix a regression test). Needs clang: scripts/deps.sh --fuzz.
+FUZZ_SECONDS ?= 30
+FUZZ_SRC   := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BIN   := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
+FUZZ_OBJ   := $(LIB_SRC:src/%.c=build-fuzz/src/%.o)
+FUZZ_FLAGS  = -std=c11 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+              -Wno-unknown-pragmas -Iinclude $(shell $(PKGCONF) --cflags $(PKGS))
+
+fuzz-deps: deps
+	@scripts/deps.sh --fuzz
+
+build-fuzz/src/%.o: src/%.c | fuzz-deps
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+build-fuzz/libleash.a: $(FUZZ_OBJ)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+build-fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_common.h build-fuzz/libleash.a
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer $< build-fuzz/libleash.a -Wl,-rpath,$(BLASDIR) $(LDLIBS) -o $@
+
+fuzz: $(FUZZ_BIN)
+	@for b in $(FUZZ_BIN); do n=$$(basename $$b); mkdir -p build-fuzz/corpus/$$n; \
+	  echo "== $$n: $(FUZZ_SECONDS) s"; \
+	  $$b build-fuzz/corpus/$$n fuzz/corpus/$$n -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -max_len=65536 \
+	    -artifact_prefix=build-fuzz/crash-$$n- -print_final_stats=1 2>&1 | grep -E '^(stat::number_of_executed_units|stat::new_units_added|==[0-9]+==|SUMMARY|fuzz:|#[0-9]+.*DONE)' || true; \
+	  if ls build-fuzz/crash-$$n-* >/dev/null 2>&1; then echo "fuzz: $$n found a crash: build-fuzz/crash-$$n-*" >&2; exit 1; fi; \
+	done
+
+# a short PPO run under valgrind memcheck (tests/valgrind.sh; needs valgrind: scripts/deps.sh --valgrind)
+valgrind: $(BIN)
+	@scripts/deps.sh --valgrind
+	tests/valgrind.sh $(BIN)
+
 # MPI: a 2-rank PPO, GRPO and pretraining run against 1-rank runs of the same global batch, and a rank
 # that fails or hangs stopping the job (tests/mpi/check.sh; needs make MPI=1)
 test-mpi: $(BIN) $(BUILD)/tests/mpi-collectives
@@ -127,6 +164,6 @@ $(BUILD)/tests/mpi-collectives: tests/mpi/collectives.c $(LIB) | deps
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 clean:
-	rm -rf build build-san build-mpi build-san-mpi
+	rm -rf build build-san build-mpi build-san-mpi build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_BIN:=.d)

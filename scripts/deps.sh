@@ -4,6 +4,8 @@
 #
 #   scripts/deps.sh           build + test dependencies
 #   scripts/deps.sh --mpi     also Open MPI (mpicc, mpirun) for make MPI=1
+#   scripts/deps.sh --valgrind  also valgrind, for make valgrind
+#   scripts/deps.sh --fuzz    also clang (libFuzzer), for make fuzz
 #   scripts/deps.sh --ref     also the Python references (python3-torch, python3-regex) that tests/ref/ and `make bench`
 #                             compare against; without it those comparisons are skipped with a message
 set -euo pipefail
@@ -17,7 +19,9 @@ for arg in "$@"; do
   case "$arg" in
     --ref) pkgs+=(python3-torch python3-regex) ;;
     --mpi) pkgs+=(libopenmpi-dev openmpi-bin) ;;
-    *) echo "scripts/deps.sh: unknown option $arg (use --ref, --mpi)" >&2; exit 2 ;;
+    --valgrind) pkgs+=(valgrind) ;;
+    --fuzz) pkgs+=(clang) ;;
+    *) echo "scripts/deps.sh: unknown option $arg (use --ref, --mpi, --valgrind, --fuzz)" >&2; exit 2 ;;
   esac
 done
 

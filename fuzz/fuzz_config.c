@@ -1,0 +1,11 @@
+/* libFuzzer: config.json of a model directory. */
+#include <stdint.h>
+
+#include "fuzz_common.h"
+#include "leash/config.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
+    leash_gpt_config cfg;
+    fuzz_check(leash_config_load(fuzz_file("config.json", data, n), &cfg), "config.json");
+    return 0;
+}
