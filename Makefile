@@ -71,7 +71,8 @@ $(BUILD)/%.o: %.c | deps
 # the tests find the CLI binary and the example files through these two paths
 $(BUILD)/tests/%.o: tests/%.c | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DLEASH_BIN='"$(abspath $(BIN))"' -DLEASH_SRCDIR='"$(CURDIR)"' -c $< -o $@
+	$(CC) $(CFLAGS) -DLEASH_BIN='"$(abspath $(BIN))"' -DLEASH_SRCDIR='"$(CURDIR)"' \
+	  -DLEASH_ENOSPC_SO='"$(abspath $(BUILD))/tests/libenospc.so"' -c $< -o $@
 
 # a removed source leaves no newer prerequisite behind: relink when the set of sources changes
 SOURCES := $(BUILD)/sources.list
@@ -88,8 +89,13 @@ $(LIB): $(LIB_OBJ) $(SOURCES)
 $(BIN): $(CLI_OBJ) $(LIB) $(SOURCES)
 	$(CC) $(LDFLAGS) $(CLI_OBJ) $(LIB) $(LDLIBS) -o $@
 
-$(TESTS): $(TEST_OBJ) $(LIB) $(SOURCES)
+$(TESTS): $(TEST_OBJ) $(LIB) $(SOURCES) $(BUILD)/tests/libenospc.so
 	$(CC) $(LDFLAGS) $(TEST_OBJ) $(LIB) $(LDLIBS) $(TESTLIBS) -o $@
+
+# a full disk on demand (LD_PRELOAD) for the disk-full tests
+$(BUILD)/tests/libenospc.so: tests/shim/enospc.c
+	@mkdir -p $(dir $@)
+	gcc -std=c11 -O2 -fPIC -shared $< -o $@ -ldl
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@

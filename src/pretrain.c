@@ -4,6 +4,7 @@
 #include "leash/pretrain.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -331,7 +332,11 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
             fprintf(metrics, "{\"step\": %d, \"loss\": %.6f, \"val_loss\": %s, \"lr\": %.6g, \"grad_norm\": %.6g, "
                          "\"tokens_per_s\": %.1f, \"tokens\": %ld}\n",
                 p.step, p.loss, vl, p.lr, p.grad_norm, p.tokens_per_s, p.tokens_seen);
-        if (metrics) fflush(metrics);
+        if (metrics && (fflush(metrics) != 0 || ferror(metrics))) {
+            rc = leash_fail(LEASH_EIO, "cannot write '%s/metrics.jsonl': %s%s", c->out_dir, strerror(errno),
+                            errno == ENOSPC ? " (the disk is full; the last checkpoint is intact: free space and --resume)" : "");
+            break;
+        }
         if (fn) stop = fn(&p, ctx);
         // a stop asked for on any rank (the callback, or SIGINT/SIGTERM) stops every rank after this step
         stop = stop || leash_stop_requested();

@@ -542,7 +542,11 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
                 leash_kl_units_name(cfg.beta.units), p.kl_clamped, p.kl_clamped_loss, p.ratio_clamped, p.entropy, p.scores, p.non_score_reward, p.rlhf_reward, p.beta, p.clipfrac, p.approxkl, p.policy_loss,
                 p.value_loss, p.ratio, p.first_ratio_dev, gap, gr, gg, p.ref_nll, p.distinct2, p.repetition, p.length, p.eos_rate,
                 p.hacking_alarm, p.kl_band_warning, p.kl_negative_warning, p.seconds);
-        fflush(metrics);
+            if (fflush(metrics) != 0 || ferror(metrics)) {
+                rc = leash_fail(LEASH_EIO, "cannot write '%s/metrics.jsonl': %s%s", c->out_dir, strerror(errno),
+                                errno == ENOSPC ? " (the disk is full; the last checkpoint is intact: free space and --resume)" : "");
+                break;
+            }
         }
         p.sample = NULL;
         if (c->sample_every && (step % c->sample_every == 0 || step + 1 == c->steps)) {
@@ -554,7 +558,11 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
                 json_string(samples, r->text[b]);
                 fputs("}\n", samples);
             }
-            if (samples) fflush(samples);
+            if (samples && (fflush(samples) != 0 || ferror(samples))) {
+                rc = leash_fail(LEASH_EIO, "cannot write '%s/samples.jsonl': %s%s", c->out_dir, strerror(errno),
+                                errno == ENOSPC ? " (the disk is full; the last checkpoint is intact: free space and --resume)" : "");
+                break;
+            }
             p.sample = r->text[0];
         }
         leash_rl_batch view = {.rows = R, .P = r->P, .T = T, .tokens = r->tokens, .mask = r->mask, .targets = r->targets,

@@ -5,10 +5,15 @@
 # uninterrupted run with the same seed and thread count: the final weights compared with cmp, the metrics
 # line by line with the timings taken out.
 #
-#   tests/kill_resume.sh LEASH_BIN WORKDIR ppo|grpo|pretrain SEED
+#   tests/kill_resume.sh LEASH_BIN WORKDIR ppo|grpo|pretrain SEED [ENOSPC_SO]
 # WORKDIR must hold model/ (a model with its tokenizer), prompts.jsonl and corpus.txt.
+#
+# With ENOSPC_SO (tests/shim/enospc.c) the fault is a full disk instead: the run is started with the disk
+# "filling up" after a budget of bytes; it must fail with an error that says the disk is full, and the
+# run resumed afterwards (with space again) must end bit-identical to the uninterrupted one: the last
+# checkpoint was intact.
 set -euo pipefail
-L=$1 W=$2 WHAT=$3 SEED=$4
+L=$1 W=$2 WHAT=$3 SEED=$4 ENOSPC_SO=${5:-}
 export OMP_NUM_THREADS=2
 case $WHAT in
   ppo)  args=(ppo --policy "$W/model" --gold-reward --prompts "$W/prompts.jsonl" --steps 24 --batch 8 --minibatch 4
@@ -24,6 +29,32 @@ strip_times() { sed -e 's/"time\/step_s": [0-9.e+-]*//' -e 's/"tokens_per_s": [0
 
 out="$W/$WHAT-b"
 has_checkpoint() { [ -d "$out/checkpoint" ] || [ -d "$out/checkpoint.old" ]; }
+compare() {
+  cmp "$W/$WHAT-a/$final" "$out/$final" || { echo "kill_resume: $WHAT: final weights differ" >&2; exit 1; }
+  if ! diff <(strip_times "$W/$WHAT-a/metrics.jsonl") <(strip_times "$out/metrics.jsonl") >/dev/null; then
+    echo "kill_resume: $WHAT: metrics differ:" >&2
+    diff <(strip_times "$W/$WHAT-a/metrics.jsonl") <(strip_times "$out/metrics.jsonl") | head -5 >&2
+    exit 1
+  fi
+}
+if [ -n "$ENOSPC_SO" ]; then
+  # the budget: what 10 checkpoints take (the run writes one every step), so that the disk fills in the
+  # middle of the run
+  ckpt=$(du -sb "$W/$WHAT-a/checkpoint" | cut -f1)
+  budget=$(( ckpt * 10 + (SEED * 7919) % 4096 ))
+  set +e
+  LD_PRELOAD="$ENOSPC_SO" LEASH_TEST_ENOSPC_AFTER=$budget ASAN_OPTIONS=verify_asan_link_order=0 \
+    "$L" "${args[@]}" --out "$out" 2>"$W/$WHAT-full.log"
+  rc=$?
+  set -e
+  [ $rc -ne 0 ] || { echo "kill_resume: $WHAT: a full disk went unnoticed" >&2; exit 1; }
+  grep -q "disk is full" "$W/$WHAT-full.log" || { echo "kill_resume: $WHAT: no clear message: $(cat "$W/$WHAT-full.log")" >&2; exit 1; }
+  has_checkpoint || { echo "kill_resume: $WHAT: the disk filled before the first checkpoint; raise the budget" >&2; exit 1; }
+  "$L" "${args[@]}" --out "$out" --resume
+  compare
+  echo "kill_resume: $WHAT: disk full after $budget bytes: '$(grep -o "[^:]*disk is full[^)]*" "$W/$WHAT-full.log" | head -1)'; resumed: identical"
+  exit 0
+fi
 # waits until the run has logged `n` steps (it checkpoints every step), then a random 0 to 60 ms more: the
 # signal lands at a random moment of a later step (sampling, scoring, the update, or writing a checkpoint)
 at_step() {
@@ -55,12 +86,7 @@ fi
 resume=(); has_checkpoint && resume=(--resume)
 "$L" "${args[@]}" --out "$out" "${resume[@]}"             # to the end
 
-cmp "$W/$WHAT-a/$final" "$out/$final" || { echo "kill_resume: $WHAT: final weights differ" >&2; exit 1; }
-if ! diff <(strip_times "$W/$WHAT-a/metrics.jsonl") <(strip_times "$out/metrics.jsonl") >/dev/null; then
-  echo "kill_resume: $WHAT: metrics differ:" >&2
-  diff <(strip_times "$W/$WHAT-a/metrics.jsonl") <(strip_times "$out/metrics.jsonl") | head -5 >&2
-  exit 1
-fi
+compare
 # the test must not pass vacuously: the kills and the SIGTERM must have landed inside runs
 [ $kills -eq 4 ] && [ $stopped = 1 ] || { echo "kill_resume: $WHAT: only $kills SIGKILLs and $stopped SIGTERM stops landed" >&2; exit 1; }
 echo "kill_resume: $WHAT: $kills SIGKILLs (after steps $marks) and a SIGTERM stop (after step $term), each resumed: final weights and every metrics line identical"

@@ -1,6 +1,6 @@
 /* Runs that survive kills (issue 6): PPO, GRPO and pretraining SIGKILLed at several random moments, each
  * time resumed from their last checkpoint, once stopped with SIGTERM, end bit-identical to an uninterrupted
- * run (tests/kill_resume.sh does the killing and the comparing). Also: a checkpoint whose settings differ is
+ * run (tests/kill_resume.sh does the killing and the comparing); the same after a disk that fills up. Also: a checkpoint whose settings differ is
  * refused by name, and a resume without a checkpoint says so. */
 #define _DEFAULT_SOURCE
 #include <criterion/criterion.h>
@@ -13,7 +13,7 @@
 #include "leash/rl.h"
 #include "testutil.h"
 
-static void kill_and_resume(const char *what, int seed) {
+static void kill_and_resume(const char *what, int seed, const char *enospc_so) {
     char dir[] = "/tmp/leash-kill-XXXXXX", cmd[4096];
     cr_assert(mkdtemp(dir));
     char model[128];
@@ -24,15 +24,20 @@ static void kill_and_resume(const char *what, int seed) {
                               ">/dev/null && mv %s/w/corpus.txt %s/",
              model, dir, LEASH_BIN, dir, dir, dir);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
-    snprintf(cmd, sizeof cmd, "bash %s/tests/kill_resume.sh %s %s %s %d", LEASH_SRCDIR, LEASH_BIN, dir, what, seed);
+    snprintf(cmd, sizeof cmd, "bash %s/tests/kill_resume.sh %s %s %s %d %s", LEASH_SRCDIR, LEASH_BIN, dir, what, seed,
+             enospc_so ? enospc_so : "");
     cr_assert_eq(system(cmd), 0, "%s", cmd);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
 }
 
-Test(resume, ppo_killed_at_random_moments_ends_bit_identical, .timeout = 240) { kill_and_resume("ppo", 1); }
-Test(resume, grpo_killed_at_random_moments_ends_bit_identical, .timeout = 240) { kill_and_resume("grpo", 2); }
-Test(resume, pretrain_killed_at_random_moments_ends_bit_identical, .timeout = 240) { kill_and_resume("pretrain", 3); }
+Test(resume, ppo_killed_at_random_moments_ends_bit_identical, .timeout = 240) { kill_and_resume("ppo", 1, NULL); }
+Test(resume, grpo_killed_at_random_moments_ends_bit_identical, .timeout = 240) { kill_and_resume("grpo", 2, NULL); }
+Test(resume, pretrain_killed_at_random_moments_ends_bit_identical, .timeout = 240) { kill_and_resume("pretrain", 3, NULL); }
+/* A disk that fills up in the middle of a run (an LD_PRELOAD shim makes writes fail with ENOSPC): a clear
+ * error, and the last checkpoint intact (the run resumed afterwards ends bit-identical). */
+Test(resume, ppo_disk_full_loses_nothing, .timeout = 240) { kill_and_resume("ppo", 4, LEASH_ENOSPC_SO); }
+Test(resume, pretrain_disk_full_loses_nothing, .timeout = 240) { kill_and_resume("pretrain", 5, LEASH_ENOSPC_SO); }
 
 Test(resume, other_settings_or_no_checkpoint_are_refused, .timeout = 120) {
     char dir[] = "/tmp/leash-resume-XXXXXX", prompts[300], out[300], cmd[1024];
