@@ -284,6 +284,7 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
     const leash_gpt_config *rc_cfg = s->rm ? leash_gpt_cfg(s->rm) : NULL;
     memset(r->score, 0, R * sizeof *r->score), memset(r->shaped, 0, R * sizeof *r->shaped);
     memset(r->gold, 0, R * sizeof *r->gold), memset(r->grammatical, 0, R * sizeof *r->grammatical);
+    int bad = 0;
     for (int k = 0; k < n_own && !rc; k++) {
         int b = s->own[k];
         // the world's verdict only where it is reported or is the reward
@@ -297,7 +298,14 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
         if (c->reward_cmd && (rc = command_reward(s, c, step * R + b, s->prompts.str[0][r->prompt_index[b]], r->text[b], &score)))
             break;
         double x = score;
-        if (!isfinite(score)) { rc = leash_fail(LEASH_ENUMERIC, "reward of response %d at step %d is %g", b, step + 1, score); break; }
+        if (!isfinite(score)) {
+            if (!c->skip_nonfinite) {
+                rc = leash_fail(LEASH_ENUMERIC, "reward of response %d at step %d is %g", b, step + 1, score);
+                break;
+            }
+            bad++; // skipped below, once every rank knows (the collectives must still run)
+            score = 0.0;
+        }
         if (s->rm && c->normalize_scores && rc_cfg->score_std > 0) x = (x - rc_cfg->score_mean) / rc_cfg->score_std;
         if (c->score_clip > 0) x = x < -c->score_clip ? -c->score_clip : x > c->score_clip ? c->score_clip : x;
         if (!r->has_eos[b]) x += c->no_eos_penalty;
@@ -310,6 +318,8 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
     if (!rc && !(rc = leash_dist_sum_f64(r->score, R, "scores")) && !(rc = leash_dist_sum_f64(r->shaped, R, "shaped scores")) &&
         !(rc = leash_dist_sum_f64(r->gold, R, "gold rewards")))
         rc = leash_dist_sum_i32(r->grammatical, R, "grammaticality");
+    if (!rc && c->skip_nonfinite && !(rc = leash_dist_sum_i32(&bad, 1, "non-finite rewards")) && bad)
+        rc = leash_fail(LEASH_ENUMERIC, "%d reward(s) of step %d are not finite", bad, step + 1);
     phase[2] += now_s() - t2;
     return rc;
 }
@@ -386,12 +396,13 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     if (!rc && (!gen || !gen_lp || !glen || !packed || !order || !hist)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
     // the state that is not a function of (seed, step): fresh, or from OUT/checkpoint
     int alarm = 0, start = 0;
+    long skipped = 0;
     leash_klwatch watch;
     if (!rc) rc = leash_klwatch_init(&watch, LEASH_KLWATCH_DEFAULT_LOW, LEASH_KLWATCH_DEFAULT_HIGH);
     if (!rc && c->resume) {
         rl_state st = {.beta = cfg.beta, .watch = watch, .hist = hist};
         if (!(rc = rl_checkpoint_load(c->out_dir, c, s.policy, s.value, &s.popt, s.value ? &s.vopt : NULL, &st)))
-            start = st.step, cfg.beta = st.beta, watch = st.watch, alarm = st.alarm;
+            start = st.step, cfg.beta = st.beta, watch = st.watch, alarm = st.alarm, skipped = st.skipped;
     }
     // the logs: on resume, cut back to the checkpoint's step (a killed run may have logged further, or half a line)
     const char *logs[2] = {"metrics.jsonl", "samples.jsonl"};
@@ -406,10 +417,18 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     rollout *r = &s.r;
     int T = r->T, R = s.R;
     for (int step = start; step < c->steps && !rc; step++) {
+        int stop = 0;
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         double gap = 0.0, phase[4] = {0};
-        if ((rc = collect(&s, &cfg, step, gen, gen_lp, glen, packed, &gap, phase))) break;
+        if ((rc = collect(&s, &cfg, step, gen, gen_lp, glen, packed, &gap, phase))) {
+            if (rc != LEASH_ENUMERIC || !c->skip_nonfinite) break;
+            skipped++, rc = LEASH_OK; // the whole batch: no update, no metrics line for this step
+            if (rank0) fprintf(stderr, "\nleash: step %d skipped (--skip-nonfinite): %s\n", step + 1, leash_errmsg());
+            for (int k = 0; k < 4; k++) hist[4 * step + k] = NAN; // the alarm ignores it
+            p.step = step + 1, p.skipped = skipped;
+            goto step_end;
+        }
         double t_update = now_s();
         double beta = cfg.beta.beta;
         // measured KL of this batch, per sequence, and the statistics
@@ -464,6 +483,10 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
                 int nb = R - k0 < s.mb ? R - k0 : s.mb;
                 rc = c->algo == LEASH_PPO ? ppo_update(r, &cfg, s.policy, s.value, &s.popt, &s.vopt, order + k0, nb, &st)
                                           : grpo_update(r, &cfg, beta, s.policy, &s.popt, order + k0, nb, &st);
+                if (rc == LEASH_ENUMERIC && c->skip_nonfinite) { // a non-finite gradient: this update is dropped
+                    skipped++, rc = LEASH_OK;
+                    if (rank0) fprintf(stderr, "\nleash: an update of step %d skipped (--skip-nonfinite): %s\n", step + 1, leash_errmsg());
+                }
             }
         }
         if (rc) break;
@@ -492,6 +515,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         p.ratio = st.tokens ? st.ratio / st.tokens : 1;
         p.first_ratio_dev = st.first_ratio_dev, p.logprob_gap = gap;
         p.kl_clamped = r->kl_clamped, p.kl_clamped_loss = st.kl_clamped, p.ratio_clamped = st.ratio_clamped;
+        p.skipped = skipped;
         p.gold_reward = c->gold_metrics || c->gold_reward ? gold / R : NAN;
         p.grammatical = c->gold_metrics || c->gold_reward ? gram / R : NAN;
         p.ref_nll = ntok ? nll / ntok : 0, p.distinct2 = nbig ? (double)uniq / nbig : 0, p.repetition = rep / R;
@@ -529,7 +553,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         fprintf(metrics,
                 "{\"step\": %d, \"objective/kl\": %.6f, \"objective/kl_per_token\": %.6f, \"objective/kl_exact\": %.6f, "
                 "\"kl_estimator\": \"%s\", \"kl_target_units\": \"%s\", \"kl/clamped_tokens\": %ld, "
-                "\"kl/clamped_tokens_loss\": %ld, \"policy/ratio_clamped\": %ld, \"objective/entropy\": %.6f, \"objective/scores\": %.6f, "
+                "\"kl/clamped_tokens_loss\": %ld, \"policy/ratio_clamped\": %ld, \"skipped/nonfinite\": %ld, \"objective/entropy\": %.6f, \"objective/scores\": %.6f, "
                 "\"objective/non_score_reward\": %.6f, \"objective/rlhf_reward\": %.6f, \"beta\": %.6g, "
                 "\"policy/clipfrac_avg\": %.6f, \"policy/approxkl_avg\": %.8f, \"loss/policy_avg\": %.6f, "
                 "\"loss/value_avg\": %.6f, \"val/ratio\": %.8f, \"policy/first_ratio_maxdev\": %.3g, "
@@ -539,7 +563,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
                 "\"time/step_s\": %.3f}\n",
                 p.step, p.kl, p.kl_per_token, p.kl_exact,
                 c->algo == LEASH_PPO && c->kl_exact ? "exact" : leash_kl_estimator_name(c->kl_estimator),
-                leash_kl_units_name(cfg.beta.units), p.kl_clamped, p.kl_clamped_loss, p.ratio_clamped, p.entropy, p.scores, p.non_score_reward, p.rlhf_reward, p.beta, p.clipfrac, p.approxkl, p.policy_loss,
+                leash_kl_units_name(cfg.beta.units), p.kl_clamped, p.kl_clamped_loss, p.ratio_clamped, p.skipped, p.entropy, p.scores, p.non_score_reward, p.rlhf_reward, p.beta, p.clipfrac, p.approxkl, p.policy_loss,
                 p.value_loss, p.ratio, p.first_ratio_dev, gap, gr, gg, p.ref_nll, p.distinct2, p.repetition, p.length, p.eos_rate,
                 p.hacking_alarm, p.kl_band_warning, p.kl_negative_warning, p.seconds);
             if (fflush(metrics) != 0 || ferror(metrics)) {
@@ -570,14 +594,15 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
                                .kl = r->kl, .kl_exact = r->kl_exact, .rewards = c->algo == LEASH_PPO ? r->rewards : NULL,
                                .advantages = r->adv, .scores = r->score, .shaped = r->shaped, .policy = s.policy, .ref = s.ref};
         p.batch = &view;
-        int stop = fn && fn(&p, ctx);
+        stop = fn && fn(&p, ctx);
         p.batch = NULL;
+    step_end:
         // a stop asked for on any rank (the callback, or SIGINT/SIGTERM) stops every rank after this step
         stop = stop || leash_stop_requested();
         if ((rc = leash_dist_sum_i32(&stop, 1, "stop request"))) break;
         int last = step + 1 == c->steps;
         if (rank0 && (stop || last || (c->save_every && (step + 1) % c->save_every == 0))) {
-            rl_state now = {.step = step + 1, .beta = cfg.beta, .watch = watch, .alarm = alarm, .hist = hist};
+            rl_state now = {.step = step + 1, .beta = cfg.beta, .watch = watch, .alarm = alarm, .skipped = skipped, .hist = hist};
             rc = rl_checkpoint_save(c->out_dir, c, s.policy, s.value, &s.popt, s.value ? &s.vopt : NULL, &now);
         }
         if (stop) break;

@@ -64,6 +64,7 @@ int rl_checkpoint_save(const char *out_dir, const leash_rl_config *c, const leas
     cJSON_AddItemToObject(w, "last", cJSON_CreateDoubleArray(st->watch.last, LEASH_KLWATCH_WINDOW));
     cJSON_AddItemToObject(o, "kl_watch", w);
     cJSON_AddNumberToObject(o, "alarm", st->alarm);
+    cJSON_AddNumberToObject(o, "skipped", (double)st->skipped);
     for (int i = 0; i < 4 * st->step; i++) // NaN (no gold metrics) is written as null
         cJSON_AddItemToArray(h, isnan(st->hist[i]) ? cJSON_CreateNull() : cJSON_CreateNumber(st->hist[i]));
     cJSON_AddItemToObject(o, "history", h); // proxy, gold, grammatical, reference NLL per step
@@ -149,6 +150,9 @@ int rl_checkpoint_load(const char *out_dir, const leash_rl_config *c, leash_gpt 
     if (!rc) rc = get_number(w, "steps", path, &steps);
     if (!rc) rc = get_number(w, "running", path, &st->watch.running);
     if (!rc) rc = get_number(o, "alarm", path, &alarm);
+    double skipped = 0;
+    if (!rc) rc = get_number(o, "skipped", path, &skipped);
+    st->skipped = (long)skipped;
     if (!rc && (kind != c->beta.kind || units != c->beta.units))
         rc = leash_fail(LEASH_EINVAL, "%s: the checkpoint's beta controller (%s, %s) differs from this run's; resume with "
                                       "the same beta options",

@@ -122,6 +122,7 @@ typedef struct {
     leash_beta_ctl beta;  // the controller as it stands after `step` steps
     leash_klwatch watch;
     int alarm;
+    long skipped;         // batches and updates skipped for a non-finite value (skip_nonfinite)
     double *hist;         // (4 x steps) proxy, gold, grammatical, reference NLL of each step done
 } rl_state;
 

@@ -4,6 +4,7 @@
  * refused by name, and a resume without a checkpoint says so. */
 #define _DEFAULT_SOURCE
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,4 +67,35 @@ Test(resume, other_settings_or_no_checkpoint_are_refused, .timeout = 120) {
     cr_assert_eq(fin.step, 3);
     snprintf(cmd, sizeof cmd, "test $(wc -l < %s/metrics.jsonl) -eq 3 && rm -rf %s", out, dir);
     cr_assert_eq(system(cmd), 0, "metrics.jsonl should hold exactly steps 1..3");
+}
+
+/* A reward that turns NaN on one call: without --skip-nonfinite the run stops naming the response and
+ * the step; with it the step is skipped, counted, and the run finishes. */
+static double nan_once(const char *p, const char *r, const int *t, int n, void *ctx) {
+    (void)p, (void)r, (void)t;
+    int *calls = ctx;
+    return ++*calls == 6 ? NAN : 0.1 * n;
+}
+
+Test(resume, nonfinite_reward_stops_or_is_skipped, .timeout = 120) {
+    char dir[] = "/tmp/leash-nan-XXXXXX", prompts[300], out[300], cmd[2048];
+    cr_assert(mkdtemp(dir));
+    tiny_policy(dir);
+    snprintf(prompts, sizeof prompts, "%s/prompts.jsonl", dir);
+    snprintf(out, sizeof out, "%s/run", dir);
+    int calls = 0;
+    leash_rl_config c = leash_rl_defaults(LEASH_PPO);
+    c.policy_dir = dir, c.prompts = prompts, c.out_dir = out, c.reward_fn = nan_once, c.reward_ctx = &calls;
+    c.steps = 3, c.batch = 4, c.max_new = 4, c.sample_every = 0;
+    cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_ENUMERIC);
+    cr_assert(strstr(leash_errmsg(), "reward of response 1 at step 2 is nan"), "%s", leash_errmsg());
+    calls = 0, c.skip_nonfinite = 1;
+    leash_rl_progress fin;
+    cr_assert_eq(leash_rl_train(&c, NULL, NULL, &fin), 0, "%s", leash_errmsg());
+    cr_assert_eq(fin.step, 3);
+    cr_assert_eq(fin.skipped, 1);
+    snprintf(cmd, sizeof cmd, "test $(wc -l < %s/metrics.jsonl) -eq 2 && grep -q '\"skipped/nonfinite\": 1' %s/metrics.jsonl && "
+                              "test -f %s/policy/model.safetensors && rm -rf %s",
+             out, out, out, dir);
+    cr_assert_eq(system(cmd), 0, "two metrics lines (step 2 skipped), the count logged, the policy written");
 }

@@ -70,6 +70,8 @@ typedef struct {
      * and when stopped), and when leash_request_stop() (SIGINT/SIGTERM in the CLI) stops the run after a step */
     int save_every;
     int resume;              /* continue OUT's run from OUT/checkpoint: bit-identical to an uninterrupted run */
+    int skip_nonfinite;      /* a non-finite reward, KL or gradient skips that batch (or minibatch update),
+                              * counted (skipped/nonfinite) and reported, instead of stopping the run */
 } leash_rl_config;
 
 leash_rl_config leash_rl_defaults(leash_rl_algo algo);
@@ -121,6 +123,7 @@ typedef struct {
     long kl_clamped;       /* tokens of the batch whose k3 ran on its tangent line (log r > 20) */
     long kl_clamped_loss;  /* GRPO: the same inside the loss, over all updates */
     long ratio_clamped;    /* tokens whose |log ratio| exceeded 20 in the clipped surrogate (clamped) */
+    long skipped;          /* batches and minibatch updates skipped for a non-finite value so far (skip_nonfinite) */
     double seconds;
     double phase_seconds[4]; /* rollout, policy + reference scoring (and values), rewards, updates */
     const char *sample;    /* one response of this step, when sampled */
