@@ -16,12 +16,12 @@ set -euo pipefail
 L=$1 W=$2 WHAT=$3 SEED=$4 ENOSPC_SO=${5:-}
 export OMP_NUM_THREADS=2
 case $WHAT in
-  ppo)  args=(ppo --policy "$W/model" --gold-reward --prompts "$W/prompts.jsonl" --steps 24 --batch 8 --minibatch 4
+  ppo)  args=(ppo --policy "$W/model" --gold-reward --prompts "$W/prompts.jsonl" --steps 40 --batch 8 --minibatch 4
               --max-new 6 --lr 1e-3 --save-every 1 -q); final=policy/model.safetensors ;;
-  grpo) args=(grpo --policy "$W/model" --gold-reward --prompts "$W/prompts.jsonl" --steps 24 --batch 2 --group 4
+  grpo) args=(grpo --policy "$W/model" --gold-reward --prompts "$W/prompts.jsonl" --steps 40 --batch 2 --group 4
               --max-new 6 --lr 1e-3 --save-every 1 -q); final=policy/model.safetensors ;;
   pretrain) args=(pretrain --data "$W/corpus.txt" --tokenizer "$W/model" --n-layer 1 --n-embd 32 --n-head 2
-              --seq-len 16 --batch 4 --steps 120 --val-every 10 --save-every 1 -q); final=model.safetensors ;;
+              --seq-len 16 --batch 4 --steps 200 --val-every 10 --save-every 1 -q); final=model.safetensors ;;
 esac
 strip_times() { sed -e 's/"time\/step_s": [0-9.e+-]*//' -e 's/"tokens_per_s": [0-9.e+-]*//' "$1"; }
 
@@ -55,14 +55,15 @@ if [ -n "$ENOSPC_SO" ]; then
   echo "kill_resume: $WHAT: disk full after $budget bytes: '$(grep -o "[^:]*disk is full[^)]*" "$W/$WHAT-full.log" | head -1)'; resumed: identical"
   exit 0
 fi
-# waits until the run has logged `n` steps (it checkpoints every step), then a random 0 to 60 ms more: the
-# signal lands at a random moment of a later step (sampling, scoring, the update, or writing a checkpoint)
+# waits until the run has logged `n` steps (it checkpoints every step), then a random 0 to 20 ms more: the
+# signal lands at a random moment of a later step (sampling, scoring, the update, or writing a checkpoint).
+# The marks leave many steps after each, so that a fast machine cannot finish the run before the signal.
 at_step() {
   local n=$1 pid=$2
-  while kill -0 "$pid" 2>/dev/null && [ "$( { wc -l < "$out/metrics.jsonl"; } 2>/dev/null || echo 0)" -lt "$n" ]; do sleep 0.01; done
-  sleep "$(awk -v s="$SEED$n" 'BEGIN { srand(s); printf "%.3f", rand() * 0.06 }')"
+  while kill -0 "$pid" 2>/dev/null && [ "$( { wc -l < "$out/metrics.jsonl"; } 2>/dev/null || echo 0)" -lt "$n" ]; do sleep 0.005; done
+  sleep "$(awk -v s="$SEED$n" 'BEGIN { srand(s); printf "%.3f", rand() * 0.02 }')"
 }
-case $WHAT in pretrain) marks="15 40 65 90"; term=105 ;; *) marks="3 8 13 18"; term=21 ;; esac
+case $WHAT in pretrain) marks="15 45 75 105"; term=135 ;; *) marks="3 9 15 21"; term=27 ;; esac
 kills=0 stopped=0
 for n in $marks; do
   resume=(); has_checkpoint && resume=(--resume)
