@@ -432,7 +432,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         double t_update = now_s();
         double beta = cfg.beta.beta;
         // measured KL of this batch, per sequence, and the statistics
-        double kl_seq = 0, kl_ex = 0, ntok = 0, ent = 0, nll = 0, sc = 0, shaped = 0, gold = 0, gram = 0, len = 0, eos = 0, rep = 0;
+        double kl_seq = 0, kl_seq2 = 0, kl_ex = 0, ntok = 0, ent = 0, nll = 0, sc = 0, shaped = 0, gold = 0, gram = 0, len = 0, eos = 0, rep = 0;
         for (int b = 0; b < R; b++) {
             double k = 0, ke = 0;
             int L = 0;
@@ -441,7 +441,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
                 if (r->targets[i] < 0) continue;
                 k += r->kl[i], ke += r->kl_exact[i], ent += r->entropy[i], nll -= r->ref_logp[i], L++;
             }
-            kl_seq += k, kl_ex += ke, ntok += L;
+            kl_seq += k, kl_seq2 += k * k, kl_ex += ke, ntok += L;
             sc += r->score[b], shaped += r->shaped[b], gold += r->gold[b], gram += r->grammatical[b], len += r->resp_len[b];
             eos += r->has_eos[b];
             // repetition: share of response tokens that already appeared earlier in the same response
@@ -543,7 +543,9 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
             if (proxy_up && truth_down) alarm = 1;
         }
         p.hacking_alarm = alarm;
-        int signals = leash_klwatch_update(&watch, p.kl); // k1 can dip below 0 on a batch: only a mean that stays warns
+        // k1 can dip below 0 on a batch: only a mean that stays there, beyond its noise, warns
+        double kl_var = R > 1 ? (kl_seq2 - kl_seq * kl_seq / R) / (R - 1) : 0.0;
+        int signals = leash_klwatch_update(&watch, p.kl, sqrt(kl_var > 0 ? kl_var / R : 0.0));
         if (signals < 0) { rc = LEASH_ENUMERIC; break; }
         p.kl_band_warning = signals != 0;
         p.kl_negative_warning = (signals & LEASH_KLWATCH_NEGATIVE) != 0;

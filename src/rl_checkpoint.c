@@ -62,6 +62,7 @@ int rl_checkpoint_save(const char *out_dir, const leash_rl_config *c, const leas
     cJSON_AddNumberToObject(w, "steps", (double)st->watch.steps);
     cJSON_AddNumberToObject(w, "running", st->watch.running);
     cJSON_AddItemToObject(w, "last", cJSON_CreateDoubleArray(st->watch.last, LEASH_KLWATCH_WINDOW));
+    cJSON_AddItemToObject(w, "var", cJSON_CreateDoubleArray(st->watch.var, LEASH_KLWATCH_WINDOW));
     cJSON_AddItemToObject(o, "kl_watch", w);
     cJSON_AddNumberToObject(o, "alarm", st->alarm);
     cJSON_AddNumberToObject(o, "skipped", (double)st->skipped);
@@ -135,8 +136,10 @@ int rl_checkpoint_load(const char *out_dir, const leash_rl_config *c, leash_gpt 
     }
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "beta"), *w = cJSON_GetObjectItemCaseSensitive(o, "kl_watch");
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "history"), *last = cJSON_GetObjectItemCaseSensitive(w, "last");
+    const cJSON *var = cJSON_GetObjectItemCaseSensitive(w, "var");
     if (!rc && (!cJSON_IsObject(b) || !cJSON_IsObject(w) || !cJSON_IsArray(h) || cJSON_GetArraySize(h) != 4 * st->step ||
-                !cJSON_IsArray(last) || cJSON_GetArraySize(last) != LEASH_KLWATCH_WINDOW))
+                !cJSON_IsArray(last) || cJSON_GetArraySize(last) != LEASH_KLWATCH_WINDOW || !cJSON_IsArray(var) ||
+                cJSON_GetArraySize(var) != LEASH_KLWATCH_WINDOW))
         rc = leash_fail(LEASH_EFORMAT, "%s: \"beta\", \"kl_watch\" or \"history\" is missing or misshapen", path);
     double kind = 0, units = 0, steps = 0, alarm = 0;
     if (!rc) rc = get_number(b, "kind", path, &kind);
@@ -162,9 +165,10 @@ int rl_checkpoint_load(const char *out_dir, const leash_rl_config *c, leash_gpt 
     st->beta.kind = (leash_beta_kind)kind, st->beta.units = (leash_kl_units)units;
     st->watch.steps = (long)steps, st->alarm = alarm != 0;
     for (int i = 0; !rc && i < LEASH_KLWATCH_WINDOW; i++) {
-        const cJSON *v = cJSON_GetArrayItem(last, i);
-        if (!cJSON_IsNumber(v)) rc = leash_fail(LEASH_EFORMAT, "%s: kl_watch.last[%d] is not a number", path, i);
-        else st->watch.last[i] = v->valuedouble;
+        const cJSON *v = cJSON_GetArrayItem(last, i), *v2 = cJSON_GetArrayItem(var, i);
+        if (!cJSON_IsNumber(v) || !cJSON_IsNumber(v2) || !(v2->valuedouble >= 0))
+            rc = leash_fail(LEASH_EFORMAT, "%s: kl_watch.last[%d] or .var[%d] is not a number (>= 0)", path, i, i);
+        else st->watch.last[i] = v->valuedouble, st->watch.var[i] = v2->valuedouble;
     }
     for (int i = 0; !rc && i < 4 * st->step; i++) {
         const cJSON *v = cJSON_GetArrayItem(h, i);
