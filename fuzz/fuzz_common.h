@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "leash/error.h"
+#include "leash/tokenizer.h"
 
 /* dir/name, written with the bytes; dir is one directory per process. */
 static inline const char *fuzz_file(const char *name, const uint8_t *data, size_t n) {
@@ -33,6 +34,20 @@ static inline void fuzz_check(int rc, const char *name) {
         fprintf(stderr, "fuzz: a failure that does not name %s: %s\n", name, leash_errmsg());
         abort();
     }
+}
+
+/* Encodes and decodes a fixed text with a tokenizer that loaded (errors are fine, crashes are not). */
+static inline void fuzz_use_tokenizer(const leash_tokenizer *t) {
+    const char *text = "Hello world, the soup was good! 123 <|endoftext|>";
+    int *ids = NULL;
+    size_t k = 0, cap = 0;
+    if (!leash_tokenizer_encode(t, text, strlen(text), 1, &ids, &k, &cap)) {
+        char *out = NULL;
+        size_t len = 0, ocap = 0;
+        leash_tokenizer_decode(t, ids, k, &out, &len, &ocap);
+        free(out);
+    }
+    free(ids);
 }
 
 #endif

@@ -17,18 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
         fprintf(stderr, "fuzz: a failure that names neither file: %s\n", leash_errmsg());
         abort();
     }
-    if (!rc) {
-        const char *text = "Hello world, the soup was good! 123 <|endoftext|>";
-        int *ids = NULL;
-        size_t k = 0, cap = 0;
-        if (!leash_tokenizer_encode(t, text, strlen(text), 1, &ids, &k, &cap)) {
-            char *out = NULL;
-            size_t len = 0, ocap = 0;
-            leash_tokenizer_decode(t, ids, k, &out, &len, &ocap);
-            free(out);
-        }
-        free(ids);
-    }
+    if (!rc) fuzz_use_tokenizer(t);
     leash_tokenizer_free(t);
     return 0;
 }

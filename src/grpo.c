@@ -26,19 +26,10 @@ int grpo_advantages(rollout *r, const leash_rl_config *c) {
 
 int grpo_update(rollout *r, const leash_rl_config *c, double beta, leash_gpt *policy, void *popt, const int *rows, int n,
                 update_stats *st) {
-    int T = r->T, rc, lo, hi;
-    long ntok = 0; // the whole minibatch's response tokens and sequences (every rank counts the same)
-    int nseq = 0;
-    for (int k = 0; k < n; k++) {
-        int len = 0;
-        for (int t = 0; t < T; t++) len += r->targets[(long)rows[k] * T + t] >= 0;
-        ntok += len;
-        nseq += len > 0;
-    }
+    int T = r->T, rc, lo, nseq;
+    long ntok = minibatch_tokens(r, rows, n, &nseq);
     if (!ntok) return LEASH_OK;
-    local_part(n, &lo, &hi);
-    int nl = hi - lo;
-    rollout_gather(r, rows + lo, nl);
+    int nl = gather_local_part(r, rows, n, &lo);
     float *newlp = r->mb_buf, *dlogp = r->mb_buf2;
     if ((rc = policy_logprobs(r, c, policy, nl))) return rc;
     long mine = 0;

@@ -51,14 +51,10 @@ int ppo_advantages(rollout *r, const leash_rl_config *c, double beta) {
 
 int ppo_update(rollout *r, const leash_rl_config *c, leash_gpt *policy, leash_gpt *value, void *popt, void *vopt,
                const int *rows, int n, update_stats *st) {
-    int T = r->T, rc, lo, hi;
-    long ntok = 0; // the whole minibatch's response tokens (every rank counts the same)
-    for (int k = 0; k < n; k++)
-        for (int t = 0; t < T; t++) ntok += r->targets[(long)rows[k] * T + t] >= 0;
+    int T = r->T, rc, lo;
+    long ntok = minibatch_tokens(r, rows, n, NULL);
     if (!ntok) return LEASH_OK;
-    local_part(n, &lo, &hi);
-    int nl = hi - lo;
-    rollout_gather(r, rows + lo, nl);
+    int nl = gather_local_part(r, rows, n, &lo);
     float *newlp = r->mb_buf, *dlogp = r->mb_buf2;
     // policy: clipped surrogate, averaged over the minibatch's response tokens
     if ((rc = policy_logprobs(r, c, policy, nl))) return rc;

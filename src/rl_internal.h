@@ -92,6 +92,28 @@ void rollout_gather(rollout *r, const int *rows, int n);
  * sum of the ranks' gradients is the minibatch's gradient. */
 static inline void local_part(int n, int *lo, int *hi) { leash_dist_split(n, leash_dist_rank(), leash_dist_size(), lo, hi); }
 
+/* The response tokens of the whole minibatch rows[0..n) (and in *nseq, if not NULL, its sequences with at
+ * least one): every rank counts the same, so losses normalised by them sum to the minibatch's. */
+static inline long minibatch_tokens(const rollout *r, const int *rows, int n, int *nseq) {
+    long ntok = 0;
+    int seqs = 0;
+    for (int k = 0; k < n; k++) {
+        int len = 0;
+        for (int t = 0; t < r->T; t++) len += r->targets[(long)rows[k] * r->T + t] >= 0;
+        ntok += len, seqs += len > 0;
+    }
+    if (nseq) *nseq = seqs;
+    return ntok;
+}
+
+/* Gathers this rank's part of the minibatch into r->mb_*: returns its number of rows, its first in *lo. */
+static inline int gather_local_part(rollout *r, const int *rows, int n, int *lo) {
+    int hi;
+    local_part(n, lo, &hi);
+    rollout_gather(r, rows + *lo, hi - *lo);
+    return hi - *lo;
+}
+
 /* The policy's side of an update: log-probs of the gathered minibatch part (n rows) at the rollout
  * temperature into r->mb_buf, then, with d loss / d log-prob in r->mb_buf2, backward, the gradient summed
  * over the ranks (one call over the whole gradient block) and one AdamW step. n = 0: this rank has no rows
