@@ -128,7 +128,7 @@ static int check_config(const leash_pretrain_config *c) {
 
 /* The checkpoint (OUT/checkpoint, replaced as a set: include/leash/checkpoint.h): weights, optimizer state and
  * trainer_state.json; at the end of the run the weights also go to OUT itself, the model directory. */
-static int save_state(const leash_pretrain_config *c, leash_gpt *m, const leash_adamw *opt, int step, int last) {
+static int save_state(const leash_pretrain_config *c, leash_gpt *m, const leash_adamw *opt, int step, long skipped, int last) {
     char dir[4200], path[4300];
     int rc = leash_checkpoint_begin(c->out_dir, dir, sizeof dir);
     if (!rc) rc = leash_gpt_save(m, dir);
@@ -141,6 +141,7 @@ static int save_state(const leash_pretrain_config *c, leash_gpt *m, const leash_
     cJSON_AddNumberToObject(o, "batch_size", c->batch_size);
     cJSON_AddNumberToObject(o, "seq_len", c->seq_len);
     cJSON_AddNumberToObject(o, "grad_accum", c->grad_accum);
+    cJSON_AddNumberToObject(o, "skipped", (double)skipped);
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
     snprintf(path, sizeof path, "%s/trainer_state.json", dir);
@@ -151,7 +152,7 @@ static int save_state(const leash_pretrain_config *c, leash_gpt *m, const leash_
     return rc;
 }
 
-static int load_state(const leash_pretrain_config *c, const char *dir, int *step) {
+static int load_state(const leash_pretrain_config *c, const char *dir, int *step, long *skipped) {
     char path[4300], *text;
     snprintf(path, sizeof path, "%s/trainer_state.json", dir);
     int rc = leash_read_file(path, 1 << 20, &text, NULL);
@@ -165,10 +166,15 @@ static int load_state(const leash_pretrain_config *c, const char *dir, int *step
         if (!cJSON_IsNumber(v)) rc = leash_fail(LEASH_EFORMAT, "%s: missing or non-numeric \"%s\"", path, keys[i]);
         else if (i == 0) *step = v->valueint;
         else if (v->valuedouble != want[i])
-            rc = leash_fail(LEASH_EINVAL, "--resume: the checkpoint was trained with %s = %.0f, this run asks for %.0f; "
+            rc = leash_fail(LEASH_EINVAL, "%s: the checkpoint was trained with %s = %.0f, this run asks for %.0f; "
                                           "resume with the same value",
-                            keys[i], v->valuedouble, want[i]);
+                            path, keys[i], v->valuedouble, want[i]);
     }
+    const cJSON *sk = cJSON_GetObjectItemCaseSensitive(o, "skipped");
+    if (!rc && !cJSON_IsNumber(sk)) rc = leash_fail(LEASH_EFORMAT, "%s: missing or non-numeric \"skipped\"", path);
+    if (!rc) *skipped = (long)sk->valuedouble;
+    if (!rc && (*skipped < 0 || *skipped > *step))
+        rc = leash_fail(LEASH_EFORMAT, "%s: \"skipped\" = %ld is not in [0, step %d]", path, *skipped, *step);
     cJSON_Delete(o);
     return rc;
 }
@@ -204,6 +210,7 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
     leash_adamw opt = {0};
     stream train = {0}, val = {0};
     int *inputs = NULL, *targets = NULL, start = 0;
+    long skipped = 0;
     FILE *metrics = NULL;
     char path[4400];
 
@@ -262,7 +269,8 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
     if (!rc) rc = leash_adamw_create(&opt, &c->optim, leash_gpt_num_params(m));
     if (!rc && c->resume) {
         snprintf(path, sizeof path, "%s/optimizer.safetensors", ckpt);
-        if (!(rc = load_state(c, ckpt, &start)) && !(rc = leash_adamw_load(&opt, path)) && opt.step != start)
+        // the optimizer counts the updates it made: the steps done less those skipped
+        if (!(rc = load_state(c, ckpt, &start, &skipped)) && !(rc = leash_adamw_load(&opt, path)) && opt.step != start - skipped)
             rc = leash_fail(LEASH_EFORMAT, "%s: the optimizer is at step %ld but trainer_state.json at %d: the checkpoint "
                                            "is damaged (its files were not written together)",
                             ckpt, opt.step, start);
@@ -290,6 +298,7 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
     int stop = 0;
     for (int step = start; step < c->steps && !rc && !stop; step++) {
         double t0 = now(), loss = 0.0;
+        int bad = 0; // a non-finite loss with skip_nonfinite: this update is skipped on every rank
         leash_gpt_zero_grad(m);
         for (int k = 0; k < c->grad_accum && !rc; k++) {
             leash_rng rng;
@@ -300,9 +309,13 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
                 size_t off = (size_t)lo * c->seq_len;
                 rc = leash_gpt_forward(m, inputs + off, NULL, hi - lo, c->seq_len);
                 if (!rc) rc = leash_gpt_cross_entropy(m, targets + off, &l, NULL);
-                if (!rc && !isfinite(l))
-                    rc = leash_fail(LEASH_ENUMERIC, "training loss is %g at step %d; the weights were not changed", l, step + 1);
-                if (!rc) rc = leash_gpt_backward(m);
+                if (rc == LEASH_ENUMERIC && c->skip_nonfinite) bad = 1, rc = LEASH_OK, l = NAN; // non-finite logits
+                if (!rc && !isfinite(l)) {
+                    if (!c->skip_nonfinite)
+                        rc = leash_fail(LEASH_ENUMERIC, "training loss is %g at step %d; the weights were not changed", l, step + 1);
+                    bad = 1;
+                }
+                if (!rc && !bad) rc = leash_gpt_backward(m);
             }
             loss += (nranks > 1 ? l * (hi - lo) / c->batch_size : l) / c->grad_accum;
         }
@@ -313,25 +326,33 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
         }
         if (!rc && nranks > 1 && !(rc = leash_dist_sum_f32(leash_gpt_grads(m), leash_gpt_num_params(m), "gradients")))
             rc = leash_dist_sum_f64(&loss, 1, "loss");
+        if (!rc && c->skip_nonfinite && nranks > 1) rc = leash_dist_sum_i32(&bad, 1, "non-finite losses");
         double gnorm = 0.0, lr = 0.0;
-        if (!rc) rc = leash_adamw_step(&opt, m, &gnorm, &lr);
+        if (!rc && !bad) rc = leash_adamw_step(&opt, m, &gnorm, &lr);
+        if (rc == LEASH_ENUMERIC && c->skip_nonfinite) bad = 1, rc = LEASH_OK; // a non-finite gradient: nothing was changed
+        if (!rc && bad) {
+            skipped++;
+            if (rank == 0) fprintf(stderr, "\nleash: update %d skipped (--skip-nonfinite): a non-finite loss or gradient\n", step + 1);
+            loss = NAN;
+        }
         if (!rc && nranks > 1)
             rc = leash_dist_check_same(leash_gpt_params(m), leash_gpt_num_params(m) * sizeof(float), "model weights", NULL);
         if (rc) break;
         tokens_seen += (long)c->grad_accum * (long)BT;
         leash_pretrain_progress p = {.step = step + 1, .steps = c->steps, .loss = loss, .val_loss = NAN, .lr = lr,
                                      .grad_norm = gnorm, .tokens_per_s = c->grad_accum * BT / (now() - t0),
-                                     .tokens_seen = tokens_seen};
+                                     .tokens_seen = tokens_seen, .skipped = skipped};
         int last = step + 1 == c->steps;
         if (have_val && ((c->val_every && (step + 1) % c->val_every == 0) || last))
             if ((rc = validate(m, c, &val, inputs, targets, &p.val_loss))) break;
-        char vl[32] = "null";
+        char vl[32] = "null", tl[32] = "null";
         if (!isnan(p.val_loss)) snprintf(vl, sizeof vl, "%.6f", p.val_loss);
+        if (!isnan(p.loss)) snprintf(tl, sizeof tl, "%.6f", p.loss);
         // one line per update, flushed whole: a killed run leaves at most a truncated last line
         if (metrics)
-            fprintf(metrics, "{\"step\": %d, \"loss\": %.6f, \"val_loss\": %s, \"lr\": %.6g, \"grad_norm\": %.6g, "
-                         "\"tokens_per_s\": %.1f, \"tokens\": %ld}\n",
-                p.step, p.loss, vl, p.lr, p.grad_norm, p.tokens_per_s, p.tokens_seen);
+            fprintf(metrics, "{\"step\": %d, \"loss\": %s, \"val_loss\": %s, \"lr\": %.6g, \"grad_norm\": %.6g, "
+                         "\"tokens_per_s\": %.1f, \"tokens\": %ld, \"skipped\": %ld}\n",
+                p.step, tl, vl, p.lr, p.grad_norm, p.tokens_per_s, p.tokens_seen, p.skipped);
         if (metrics && (fflush(metrics) != 0 || ferror(metrics))) {
             rc = leash_fail(LEASH_EIO, "cannot write '%s/metrics.jsonl': %s%s", c->out_dir, strerror(errno),
                             errno == ENOSPC ? " (the disk is full; the last checkpoint is intact: free space and --resume)" : "");
@@ -341,7 +362,7 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
         // a stop asked for on any rank (the callback, or SIGINT/SIGTERM) stops every rank after this step
         stop = stop || leash_stop_requested();
         if (nranks > 1 && (rc = leash_dist_sum_i32(&stop, 1, "stop request"))) break;
-        if (rank == 0 && (last || stop || (c->save_every && (step + 1) % c->save_every == 0))) rc = save_state(c, m, &opt, step + 1, last);
+        if (rank == 0 && (last || stop || (c->save_every && (step + 1) % c->save_every == 0))) rc = save_state(c, m, &opt, step + 1, skipped, last);
     }
     if (metrics) fclose(metrics);
     leash_adamw_free(&opt);

@@ -66,8 +66,9 @@ static int check(const leash_rl_config *c) {
     if (!(c->clip_eps > 0 && c->clip_eps < 1)) return leash_fail(LEASH_EINVAL, "--clip %g; it must be in (0, 1)", (double)c->clip_eps);
     if (c->epochs < 1) return leash_fail(LEASH_EINVAL, "--epochs %d; it must be >= 1", c->epochs);
     if (c->algo == LEASH_GRPO && (c->kl_exact || c->kl_estimator == LEASH_KL_K1 || c->kl_estimator == LEASH_KL_ABS))
-        return leash_fail(LEASH_EINVAL, "GRPO puts the KL inside the loss: use --kl-estimator k3 (the paper) or k2 (whose "
-                                        "expected gradient is exactly that of KL(pi || pi_ref)); k1's is zero");
+        return leash_fail(LEASH_EINVAL, "GRPO puts the KL inside the loss: use --kl-estimator k3 (the paper), k2 (whose "
+                                        "expected gradient is exactly that of KL(pi || pi_ref)) or k3+ (k3's value, k2's "
+                                        "gradient); k1's expected gradient is zero");
     if (!(c->beta.beta >= 0) || !isfinite(c->beta.beta)) return leash_fail(LEASH_EINVAL, "--beta %g; it must be finite and >= 0", c->beta.beta);
     if (!(c->gamma >= 0 && c->gamma <= 1) || !(c->lam >= 0 && c->lam <= 1))
         return leash_fail(LEASH_EINVAL, "--gamma %g, --lambda %g: both must be in [0, 1]", (double)c->gamma, (double)c->lam);

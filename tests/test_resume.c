@@ -99,3 +99,35 @@ Test(resume, nonfinite_reward_stops_or_is_skipped, .timeout = 120) {
              out, out, out, dir);
     cr_assert_eq(system(cmd), 0, "two metrics lines (step 2 skipped), the count logged, the policy written");
 }
+
+/* Pretraining from a model with absurd embeddings (3e38), whose gradients turn NaN: without --skip-nonfinite
+ * the run stops with an error before the weights change; with it those updates are skipped and counted,
+ * the weights stay finite (leash diff loads them, and loading refuses non-finite weights), and a run
+ * stopped half-way resumes (the optimizer's update count is the steps less the skipped ones). */
+Test(resume, pretrain_nonfinite_stops_or_is_skipped, .timeout = 120) {
+    char dir[] = "/tmp/leash-nanpt-XXXXXX", cmd[4096];
+    cr_assert(mkdtemp(dir));
+    char model[128];
+    snprintf(model, sizeof model, "%s/model", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", model);
+    cr_assert_eq(system(cmd), 0);
+    tiny_policy(model);
+    leash_gpt *m;
+    cr_assert_eq(leash_gpt_load(&m, model), 0);
+    const leash_tensor_info *wte = leash_gpt_tensor(m, 0);
+    for (size_t i = 0; i < wte->numel; i++) leash_gpt_params(m)[wte->offset + i] = 3e38f; // logits overflow to inf
+    cr_assert_eq(leash_gpt_save(m, model), 0);
+    leash_gpt_free(m);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && %s world --out w --corpus 300 --prompts 5 --judge 5 --heldout 5 >/dev/null && "
+             "! %s pretrain --data w/corpus.txt --init model --out a --seq-len 16 --batch 4 --steps 4 -q 2>a.err && "
+             "grep -q 'the weights were not changed' a.err && "
+             "%s pretrain --data w/corpus.txt --init model --out b --seq-len 16 --batch 4 --steps 2 -q --skip-nonfinite 2>/dev/null && "
+             "%s pretrain --data w/corpus.txt --init model --out b --seq-len 16 --batch 4 --steps 4 -q --skip-nonfinite --resume "
+             "2>/dev/null && test $(wc -l < b/metrics.jsonl) -eq 4 && tail -1 b/metrics.jsonl | grep -q '\"skipped\": [1-4]}' && "
+             "%s diff model b -q >/dev/null",
+             dir, LEASH_BIN, LEASH_BIN, LEASH_BIN, LEASH_BIN, LEASH_BIN);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}

@@ -28,6 +28,8 @@ typedef struct {
     int val_every, val_batches, save_every;
     uint64_t seed;
     int resume;             /* continue from out_dir's checkpoint */
+    int skip_nonfinite;     /* a non-finite loss or gradient skips that update (counted: "skipped" in the
+                             * metrics) instead of stopping the run */
 } leash_pretrain_config;
 
 /* Defaults: a 6-layer, 256-wide, 8-head model with 128 positions and a 2048-token tokenizer, batch 16,
@@ -40,6 +42,7 @@ typedef struct {
     double val_loss;          /* NAN when not measured this step */
     double lr, grad_norm, tokens_per_s;
     long tokens_seen;
+    long skipped;             /* updates skipped so far for a non-finite value (skip_nonfinite) */
 } leash_pretrain_progress;
 
 /* Called after every update; a non-zero return stops the run after a checkpoint. */

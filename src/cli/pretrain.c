@@ -34,6 +34,8 @@ static const char *usage =
     "  --save-every N (500; a checkpoint is always written at the end, and when SIGINT or SIGTERM stops the\n"
     "                      run after its current step)\n"
     "  --resume            continue DIR's run from its last checkpoint, exactly\n"
+    "  --skip-nonfinite    a non-finite loss or gradient skips that update (counted: \"skipped\" in the\n"
+    "                      metrics) instead of stopping the run with an error\n"
     "  -q, --quiet         no progress line\n";
 
 typedef struct {
@@ -57,7 +59,7 @@ int cli_pretrain(int argc, char **argv) {
     int n_data = 0, bad = 0;
     progress_ctx ctx = {0};
     enum { O_DATA = 256, O_OUT, O_INIT, O_TOK, O_VOCAB, O_NL, O_NE, O_NH, O_NP, O_BATCH, O_SEQ, O_ACC, O_STEPS, O_SEED,
-           O_LR, O_WARM, O_MINLR, O_WD, O_CLIP, O_B1, O_B2, O_VF, O_VE, O_VB, O_SE, O_RESUME };
+           O_LR, O_WARM, O_MINLR, O_WD, O_CLIP, O_B1, O_B2, O_VF, O_VE, O_VB, O_SE, O_RESUME, O_SKIPNF };
     static const struct option opts[] = {
         {"data", 1, 0, O_DATA}, {"out", 1, 0, O_OUT}, {"init", 1, 0, O_INIT}, {"tokenizer", 1, 0, O_TOK},
         {"vocab-size", 1, 0, O_VOCAB}, {"n-layer", 1, 0, O_NL}, {"n-embd", 1, 0, O_NE}, {"n-head", 1, 0, O_NH},
@@ -65,7 +67,7 @@ int cli_pretrain(int argc, char **argv) {
         {"steps", 1, 0, O_STEPS}, {"seed", 1, 0, O_SEED}, {"lr", 1, 0, O_LR}, {"warmup", 1, 0, O_WARM},
         {"min-lr-ratio", 1, 0, O_MINLR}, {"weight-decay", 1, 0, O_WD}, {"grad-clip", 1, 0, O_CLIP},
         {"beta1", 1, 0, O_B1}, {"beta2", 1, 0, O_B2}, {"val-fraction", 1, 0, O_VF}, {"val-every", 1, 0, O_VE},
-        {"val-batches", 1, 0, O_VB}, {"save-every", 1, 0, O_SE}, {"resume", 0, 0, O_RESUME}, {"quiet", 0, 0, 'q'},
+        {"val-batches", 1, 0, O_VB}, {"save-every", 1, 0, O_SE}, {"resume", 0, 0, O_RESUME}, {"skip-nonfinite", 0, 0, O_SKIPNF}, {"quiet", 0, 0, 'q'},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     const char *cmd = "pretrain";
     int seed = 0, ch;
@@ -104,6 +106,7 @@ int cli_pretrain(int argc, char **argv) {
         case O_VB: bad = cli_int(cmd, "--val-batches", optarg, 1, 1 << 20, &c.val_batches); break;
         case O_SE: bad = cli_int(cmd, "--save-every", optarg, 0, 1 << 30, &c.save_every); break;
         case O_RESUME: c.resume = 1; break;
+        case O_SKIPNF: c.skip_nonfinite = 1; break;
         case 'q': ctx.quiet = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
