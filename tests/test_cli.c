@@ -120,3 +120,47 @@ Test(cli, help_is_on_stdout) {
     cr_assert_eq(run(LEASH_BIN " --help", out, sizeof out), 0);
     cr_assert(strstr(out, "kl "));
 }
+
+/* Issue 6: every numeric option of the trainers (and of sample) is checked before any work starts. The
+ * options are read from each command's own --help (every "--name N|X|B|T|S|G|K|SECONDS"), so an option added
+ * later is covered too; each gets "abc", "nan" and "1e999": exit status 2, a message naming the option, the
+ * value and the accepted range, and no output directory created. (Parsing --steps with atoi instead made
+ * it fail: "--steps abc" ran on and failed later with status 1.) */
+Test(cli, every_numeric_option_is_validated_before_work_starts, .timeout = 120) {
+    const char *cmds[][2] = {
+        {"ppo", "--policy x --gold-reward --prompts p.jsonl --out /tmp/leash-optcheck/out"},
+        {"grpo", "--policy x --gold-reward --prompts p.jsonl --out /tmp/leash-optcheck/out"},
+        {"pretrain", "--data d.txt --out /tmp/leash-optcheck/out"},
+        {"rm train", "--data d.jsonl --init x --out /tmp/leash-optcheck/out"},
+        {"sample", "x --prompt hi"},
+    };
+    static char help[1 << 16], cmd[1024];
+    int checked = 0;
+    cr_assert_eq(system("rm -rf /tmp/leash-optcheck"), 0);
+    for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
+        snprintf(cmd, sizeof cmd, LEASH_BIN " %s --help", cmds[c][0]);
+        cr_assert_eq(run(cmd, help, sizeof help), 0);
+        int in_cmd = 0;
+        for (char *p = help; (p = strstr(p, "--")) != NULL; p += 2) {
+            char name[64], meta[16];
+            if (sscanf(p, "--%63[a-z-] %15[A-Z]", name, meta) != 2) continue;
+            if (strcmp(meta, "N") && strcmp(meta, "X") && strcmp(meta, "B") && strcmp(meta, "T") && strcmp(meta, "S") &&
+                strcmp(meta, "G") && strcmp(meta, "K") && strcmp(meta, "SECONDS"))
+                continue;
+            const char *bad[] = {"abc", "nan", "1e999"};
+            for (int b = 0; b < 3; b++) {
+                snprintf(cmd, sizeof cmd, LEASH_BIN " %s %s --%s %s", cmds[c][0], cmds[c][1], name, bad[b]);
+                int st = run(cmd, out, sizeof out);
+                cr_assert_eq(st, 2, "%s: exit status %d: %s", cmd, st, out);
+                char want[128];
+                snprintf(want, sizeof want, "--%s '%s' must be", name, bad[b]);
+                cr_assert(strstr(out, want) && strstr(out, "["), "%s: the message does not name the option, the value and "
+                                                                 "the range: %s", cmd, out);
+                checked++, in_cmd++;
+            }
+        }
+        cr_assert(in_cmd >= 3 * 4, "%s: only %d numeric options found in --help", cmds[c][0], in_cmd / 3);
+    }
+    cr_assert_neq(system("test -e /tmp/leash-optcheck"), 0, "an output directory was created before the options were checked");
+    cr_log_info("%d bad values of numeric options, each refused before work started\n", checked);
+}
