@@ -276,7 +276,7 @@ int leash_rm_train(const leash_rm_config *c, leash_rm_fn fn, void *ctx, leash_rm
                         dv_rows[k] = (float)(2.0 * d / nb);
                     }
                 }
-                if (!isfinite(loss)) {
+                if (!isfinite(loss) && !c->skip_nonfinite) {
                     rc = leash_fail(LEASH_ENUMERIC, "reward-model loss is %g at step %d; the weights were not changed", loss, p.step + 1);
                     break;
                 }
@@ -295,8 +295,16 @@ int leash_rm_train(const leash_rm_config *c, leash_rm_fn fn, void *ctx, leash_rm
                 }
             }
             if ((rc = leash_dist_sum_f32(leash_gpt_grads(m), leash_gpt_num_params(m), "gradients")) ||
-                (rc = leash_dist_sum_f64(&loss, 1, "loss")) || (rc = leash_adamw_step(&opt, m, NULL, NULL)))
+                (rc = leash_dist_sum_f64(&loss, 1, "loss")))
                 break;
+            // a non-finite loss (the sum carries it to every rank) or gradient: AdamW refuses before changing anything
+            rc = isfinite(loss) ? leash_adamw_step(&opt, m, NULL, NULL) : leash_fail(LEASH_ENUMERIC, "reward-model loss is %g", loss);
+            if (rc == LEASH_ENUMERIC && c->skip_nonfinite) {
+                p.skipped++, rc = LEASH_OK;
+                if (leash_dist_rank() == 0)
+                    fprintf(stderr, "\nleash: update %d skipped (--skip-nonfinite): %s\n", p.step + 1, leash_errmsg());
+            }
+            if (rc) break;
             if (leash_dist_size() > 1 &&
                 (rc = leash_dist_check_same(leash_gpt_params(m), leash_gpt_num_params(m) * sizeof(float), "model weights", NULL)))
                 break;

@@ -131,3 +131,24 @@ Test(resume, pretrain_nonfinite_stops_or_is_skipped, .timeout = 120) {
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+/* A reward-model (judge) label of 1e300 makes the squared loss infinite: without --skip-nonfinite the
+ * training stops naming the step; with it that update is skipped, counted and reported, and the model
+ * written loads (its weights are finite). */
+Test(resume, reward_model_nonfinite_stops_or_is_skipped, .timeout = 120) {
+    char dir[] = "/tmp/leash-nanrm-XXXXXX", path[256], cmd[4096];
+    cr_assert(mkdtemp(dir));
+    tiny_policy(dir);
+    snprintf(path, sizeof path, "%s/labels.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < 40; i++) fprintf(f, "{\"text\": \"the soup was good %d\", \"sentiment\": %s}\n", i, i == 6 ? "1e300" : "0.5");
+    fclose(f);
+    const char *common = "judge train --data labels.jsonl --tokenizer . --n-layer 1 --n-embd 16 --n-head 2 --epochs 1 --batch 8 -q";
+    snprintf(cmd, sizeof cmd,
+             "cd %s && ! %s %s --out a 2>a.err && grep -q 'loss is inf at step [0-9]*; the weights were not changed' a.err && "
+             "%s %s --out b --skip-nonfinite 2>b.err && grep -q '1 updates were skipped' b.err && %s diff b b -q >/dev/null",
+             dir, LEASH_BIN, common, LEASH_BIN, common, LEASH_BIN);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}

@@ -45,6 +45,8 @@ typedef struct {
     /* optional gold reward of a text (the default world's), to report agreement with the truth */
     double (*gold)(const char *text, void *ctx);
     void *gold_ctx;
+    int skip_nonfinite;    /* a non-finite loss or gradient skips that batch's update (counted) instead of
+                            * stopping the training with an error */
 } leash_rm_config;
 
 leash_rm_config leash_rm_defaults(void);
@@ -56,6 +58,7 @@ typedef struct {
     double val_accuracy;      /* pairs: fraction with r(chosen) > r(rejected); texts: sign agreement */
     double val_gold_accuracy; /* pairs: agreement with the default world's gold order, NAN when not measured */
     int val_n;
+    long skipped;             /* updates skipped for a non-finite value (skip_nonfinite) */
 } leash_rm_progress;
 
 typedef int (*leash_rm_fn)(const leash_rm_progress *p, void *ctx);

@@ -29,6 +29,7 @@ static const char *usage =
     "  --epochs N (2)  --batch B (32)  --lr X (5e-4)  --warmup N (0)  --weight-decay X (0)  --grad-clip X (1)\n"
     "  --val-fraction X (0.1, from the end of the file)  --seed S (0)\n"
     "  --gold-world   also report agreement with the default world's gold reward\n"
+    "  --skip-nonfinite  a non-finite loss or gradient skips that update (counted) instead of stopping\n"
     "  -q, --quiet\n";
 
 static double world_gold(const char *text, void *ctx) {
@@ -56,13 +57,13 @@ static int rm_progress(const leash_rm_progress *p, void *vctx) {
 
 int cli_rm_train_options(int argc, char **argv, const char *cmd, leash_rm_config *c, int *quiet) {
     enum { O_DATA = 256, O_INIT, O_TOK, O_OUT, O_EPOCHS, O_BATCH, O_LR, O_WARM, O_WD, O_CLIP, O_VF, O_SEED, O_GOLD, O_NL,
-           O_NE, O_NH, O_NP };
+           O_NE, O_NH, O_NP, O_SKIPNF };
     static const struct option opts[] = {
         {"data", 1, 0, O_DATA}, {"init", 1, 0, O_INIT}, {"tokenizer", 1, 0, O_TOK}, {"out", 1, 0, O_OUT},
         {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"lr", 1, 0, O_LR}, {"warmup", 1, 0, O_WARM},
         {"weight-decay", 1, 0, O_WD}, {"grad-clip", 1, 0, O_CLIP}, {"val-fraction", 1, 0, O_VF}, {"seed", 1, 0, O_SEED},
         {"gold-world", 0, 0, O_GOLD}, {"n-layer", 1, 0, O_NL}, {"n-embd", 1, 0, O_NE}, {"n-head", 1, 0, O_NH},
-        {"n-positions", 1, 0, O_NP}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"n-positions", 1, 0, O_NP}, {"skip-nonfinite", 0, 0, O_SKIPNF}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int bad = 0, ch, seed = 0;
     optind = 2;
     while (!bad && (ch = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
@@ -84,6 +85,7 @@ int cli_rm_train_options(int argc, char **argv, const char *cmd, leash_rm_config
         case O_NE: bad = cli_int(cmd, "--n-embd", optarg, 1, 65536, &c->model.n_embd); break;
         case O_NH: bad = cli_int(cmd, "--n-head", optarg, 1, 1024, &c->model.n_head); break;
         case O_NP: bad = cli_int(cmd, "--n-positions", optarg, 1, 1 << 20, &c->model.n_positions); break;
+        case O_SKIPNF: c->skip_nonfinite = 1; break;
         case 'q': *quiet = 1; break;
         case 'h': return 1;
         default: return -1;
@@ -105,6 +107,8 @@ int cli_rm_run(leash_rm_config *c, int quiet, const char *cmd) {
         fprintf(stderr, "\nleash %s: %s\n", cmd, leash_errmsg());
         return 1;
     }
+    if (fin.skipped && leash_dist_rank() == 0)
+        fprintf(stderr, "leash %s: %ld updates were skipped for a non-finite loss or gradient\n", cmd, fin.skipped);
     if (!quiet && leash_dist_rank() == 0) fprintf(stderr, "leash %s: model written to %s\n", cmd, c->out_dir);
     return 0;
 }
