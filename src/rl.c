@@ -350,6 +350,10 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     if (rank0 && (rc = leash_mkdir(c->out_dir))) return rc;
     if (!(rc = leash_gpt_load(&s.policy, c->policy_dir)) && !(rc = leash_gpt_load(&s.ref, c->ref_dir ? c->ref_dir : c->policy_dir)))
         rc = leash_tokenizer_load_dir(&s.tok, c->policy_dir);
+    if (!rc && leash_tokenizer_vocab_size(s.tok) > leash_gpt_cfg(s.policy)->vocab_size)
+        rc = leash_fail(LEASH_EINVAL, "%s: the tokenizer has %d tokens but the model's vocab_size is %d: they do not belong "
+                                      "together",
+                        c->policy_dir, leash_tokenizer_vocab_size(s.tok), leash_gpt_cfg(s.policy)->vocab_size);
     if (!rc) leash_gpt_freeze(s.ref); // no gradients, no backward buffers, never stepped
     if (!rc && leash_gpt_cfg(s.ref)->vocab_size != leash_gpt_cfg(s.policy)->vocab_size)
         rc = leash_fail(LEASH_EINVAL, "the reference %s has a vocabulary of %d, the policy %d: they must share a tokenizer",
