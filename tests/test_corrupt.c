@@ -210,23 +210,21 @@ static int load_rl_state(const char *dir, void *vctx) {
 }
 
 Test(corrupt, rl_checkpoint_state_and_logs_on_resume, .timeout = 600) {
-    char dir[] = "/tmp/leash-corrupt-XXXXXX", prompts[256], out[256], ckpt[300], cmd[512];
-    cr_assert(mkdtemp(dir));
-    tiny_policy(dir);
-    snprintf(prompts, sizeof prompts, "%s/prompts.jsonl", dir);
-    snprintf(out, sizeof out, "%s/run", dir);
+    rl_scratch w;
+    char ckpt[300];
+    rl_scratch_make(&w, "corrupt");
     resume_ctx x = {.c = leash_rl_defaults(LEASH_GRPO)};
-    x.c.policy_dir = dir, x.c.prompts = prompts, x.c.out_dir = out, x.c.gold_reward = 1, x.c.steps = 3, x.c.batch = 2;
+    x.c.policy_dir = w.dir, x.c.prompts = w.prompts, x.c.out_dir = w.out, x.c.gold_reward = 1, x.c.steps = 3, x.c.batch = 2;
     x.c.group = 2, x.c.max_new = 4;
     cr_assert_eq(leash_rl_train(&x.c, NULL, NULL, NULL), 0, "%s", leash_errmsg());
-    cr_assert_eq(leash_gpt_load(&x.policy, dir), 0);
+    cr_assert_eq(leash_gpt_load(&x.policy, w.dir), 0);
     cr_assert_eq(leash_adamw_create(&x.popt, &x.c.optim, leash_gpt_num_params(x.policy)), 0);
-    cr_assert_eq(leash_checkpoint_find(out, ckpt, sizeof ckpt), 0);
+    cr_assert_eq(leash_checkpoint_find(w.out, ckpt, sizeof ckpt), 0);
     torture(ckpt, "state.json", load_rl_state, &x, 9);
     // the metrics log on resume: whatever a kill left, what stays is whole lines of steps up to the checkpoint
     char path[512], *good, *back;
     size_t n, m;
-    snprintf(path, sizeof path, "%s/metrics.jsonl", out);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", w.out);
     cr_assert_eq(leash_read_file(path, 1 << 20, &good, &n), 0);
     for (size_t cut = 0; cut <= n; cut++) {
         cr_assert_eq(leash_write_file_atomic(path, good, cut), 0);
@@ -241,8 +239,7 @@ Test(corrupt, rl_checkpoint_state_and_logs_on_resume, .timeout = 600) {
     free(good);
     leash_adamw_free(&x.popt);
     leash_gpt_free(x.policy);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    rl_scratch_drop(&w);
 }
 
 /* Hand-written safetensors headers that lie. */

@@ -1,5 +1,6 @@
 /* Sampled KL estimators k1, k2, k3, abs: closed forms, gradients, Monte Carlo bias, what each one's
  * gradient estimates inside a loss, and the masked per-token API. Dimension: K outcomes. */
+#define _DEFAULT_SOURCE // mkdtemp, used by a helper in testutil.h
 #include <criterion/criterion.h>
 #include <float.h>
 #include <math.h>

@@ -1,5 +1,6 @@
 /* Exact KL, log-softmax and entropy: closed forms, invariances, extreme inputs, finite-difference
  * gradients and bad input. Dimensions: V vocabulary, N rows. */
+#define _DEFAULT_SOURCE // mkdtemp, used by a helper in testutil.h
 #include <criterion/criterion.h>
 #include <float.h>
 #include <math.h>

@@ -41,13 +41,11 @@ Test(resume, ppo_disk_full_loses_nothing, .timeout = 240) { kill_and_resume("ppo
 Test(resume, pretrain_disk_full_loses_nothing, .timeout = 240) { kill_and_resume("pretrain", 5, LEASH_ENOSPC_SO); }
 
 Test(resume, other_settings_or_no_checkpoint_are_refused, .timeout = 120) {
-    char dir[] = "/tmp/leash-resume-XXXXXX", prompts[300], out[300], cmd[1024];
-    cr_assert(mkdtemp(dir));
-    tiny_policy(dir);
-    snprintf(prompts, sizeof prompts, "%s/prompts.jsonl", dir);
-    snprintf(out, sizeof out, "%s/run", dir);
+    rl_scratch w;
+    char cmd[1024];
+    rl_scratch_make(&w, "resume");
     leash_rl_config c = leash_rl_defaults(LEASH_PPO);
-    c.policy_dir = dir, c.prompts = prompts, c.out_dir = out, c.gold_reward = 1, c.steps = 2, c.batch = 4, c.max_new = 4;
+    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.gold_reward = 1, c.steps = 2, c.batch = 4, c.max_new = 4;
     c.sample_every = 0, c.resume = 1;
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_EINVAL);
     cr_assert(strstr(leash_errmsg(), "has no checkpoint"), "%s", leash_errmsg());
@@ -57,15 +55,15 @@ Test(resume, other_settings_or_no_checkpoint_are_refused, .timeout = 120) {
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_EINVAL);
     cr_assert(strstr(leash_errmsg(), "batch = 4, this run asks for 8"), "%s", leash_errmsg());
     // a checkpoint left between the two renames of a save (only checkpoint.old) is taken back
-    snprintf(cmd, sizeof cmd, "mv %s/checkpoint %s/checkpoint.old", out, out);
+    snprintf(cmd, sizeof cmd, "mv %s/checkpoint %s/checkpoint.old", w.out, w.out);
     cr_assert_eq(system(cmd), 0);
     char found[4200];
-    cr_assert_eq(leash_checkpoint_find(out, found, sizeof found), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_checkpoint_find(w.out, found, sizeof found), 0, "%s", leash_errmsg());
     c.batch = 4;
     leash_rl_progress fin;
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, &fin), 0, "%s", leash_errmsg());
     cr_assert_eq(fin.step, 3);
-    snprintf(cmd, sizeof cmd, "test $(wc -l < %s/metrics.jsonl) -eq 3 && rm -rf %s", out, dir);
+    snprintf(cmd, sizeof cmd, "test $(wc -l < %s/metrics.jsonl) -eq 3 && rm -rf %s", w.out, w.dir);
     cr_assert_eq(system(cmd), 0, "metrics.jsonl should hold exactly steps 1..3");
 }
 
@@ -78,14 +76,12 @@ static double nan_once(const char *p, const char *r, const int *t, int n, void *
 }
 
 Test(resume, nonfinite_reward_stops_or_is_skipped, .timeout = 120) {
-    char dir[] = "/tmp/leash-nan-XXXXXX", prompts[300], out[300], cmd[2048];
-    cr_assert(mkdtemp(dir));
-    tiny_policy(dir);
-    snprintf(prompts, sizeof prompts, "%s/prompts.jsonl", dir);
-    snprintf(out, sizeof out, "%s/run", dir);
+    rl_scratch w;
+    char cmd[2048];
+    rl_scratch_make(&w, "nan");
     int calls = 0;
     leash_rl_config c = leash_rl_defaults(LEASH_PPO);
-    c.policy_dir = dir, c.prompts = prompts, c.out_dir = out, c.reward_fn = nan_once, c.reward_ctx = &calls;
+    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward_fn = nan_once, c.reward_ctx = &calls;
     c.steps = 3, c.batch = 4, c.max_new = 4, c.sample_every = 0;
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_ENUMERIC);
     cr_assert(strstr(leash_errmsg(), "reward of response 1 at step 2 is nan"), "%s", leash_errmsg());
@@ -96,7 +92,7 @@ Test(resume, nonfinite_reward_stops_or_is_skipped, .timeout = 120) {
     cr_assert_eq(fin.skipped, 1);
     snprintf(cmd, sizeof cmd, "test $(wc -l < %s/metrics.jsonl) -eq 2 && grep -q '\"skipped/nonfinite\": 1' %s/metrics.jsonl && "
                               "test -f %s/policy/model.safetensors && rm -rf %s",
-             out, out, out, dir);
+             w.out, w.out, w.out, w.dir);
     cr_assert_eq(system(cmd), 0, "two metrics lines (step 2 skipped), the count logged, the policy written");
 }
 

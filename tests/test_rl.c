@@ -90,13 +90,11 @@ static int record(const leash_rl_progress *p, void *ctx) {
 }
 
 static void short_run(leash_rl_algo algo) {
-    char dir[] = "/tmp/leash-rl-XXXXXX", prompts[256], out[256], cmd[1024];
-    cr_assert(mkdtemp(dir));
-    tiny_policy(dir);
-    snprintf(prompts, sizeof prompts, "%s/prompts.jsonl", dir);
-    snprintf(out, sizeof out, "%s/run", dir);
+    rl_scratch w;
+    char cmd[1024];
+    rl_scratch_make(&w, "rl");
     leash_rl_config c = leash_rl_defaults(algo);
-    c.policy_dir = dir, c.prompts = prompts, c.out_dir = out, c.gold_reward = 1, c.steps = 3, c.batch = 4, c.group = 4;
+    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.gold_reward = 1, c.steps = 3, c.batch = 4, c.group = 4;
     c.max_new = 8, c.temperature = 0.7f, c.minibatch = algo == LEASH_PPO ? 2 : 0, c.optim.lr = 1e-3f;
     c.kl_exact = algo == LEASH_PPO;
     seen s = {0};
@@ -110,10 +108,9 @@ static void short_run(leash_rl_algo algo) {
     cr_assert(s.first.logprob_gap < 1e-4, "sampling and training log-probs differ by %g", s.first.logprob_gap);
     cr_assert(isfinite(fin.kl) && fin.kl_exact >= 0 && !isnan(fin.gold_reward));
     snprintf(cmd, sizeof cmd, "test -s %s/metrics.jsonl && test -f %s/policy/model.safetensors && test -f %s/policy/vocab.json",
-             out, out, out);
+             w.out, w.out, w.out);
     cr_assert_eq(system(cmd), 0, "run outputs missing");
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    rl_scratch_drop(&w);
 }
 
 Test(ppo, short_run_starts_at_the_reference, .timeout = 120) { short_run(LEASH_PPO); }
@@ -147,12 +144,10 @@ Test(best_of_n, nested_samples_and_the_kl_bound, .timeout = 120) {
 }
 
 Test(grpo, reward_command_scores_and_fails_clearly, .timeout = 120) {
-    char dir[] = "/tmp/leash-rcmd-XXXXXX", prompts[256], out[256], script[256], cmd[1024];
-    cr_assert(mkdtemp(dir));
-    tiny_policy(dir);
-    snprintf(prompts, sizeof prompts, "%s/prompts.jsonl", dir);
-    snprintf(out, sizeof out, "%s/run", dir);
-    snprintf(script, sizeof script, "%s/reward.sh", dir);
+    rl_scratch w;
+    char script[256], cmd[1024];
+    rl_scratch_make(&w, "rcmd");
+    snprintf(script, sizeof script, "%s/reward.sh", w.dir);
     // a verifiable scorer: 1 for a response that ends a sentence, else 0
     const char *good = "#!/bin/sh\nwhile IFS= read -r line; do\n"
                        "  id=$(printf '%s\\n' \"$line\" | LC_ALL=C sed 's/.*\"id\":\\([0-9]*\\).*/\\1/')\n"
@@ -164,7 +159,7 @@ Test(grpo, reward_command_scores_and_fails_clearly, .timeout = 120) {
     snprintf(cmd, sizeof cmd, "chmod +x %s", script);
     cr_assert_eq(system(cmd), 0);
     leash_rl_config c = leash_rl_defaults(LEASH_GRPO);
-    c.policy_dir = dir, c.prompts = prompts, c.out_dir = out, c.reward_cmd = script, c.steps = 2, c.batch = 2, c.group = 4;
+    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward_cmd = script, c.steps = 2, c.batch = 2, c.group = 4;
     c.max_new = 6;
     leash_rl_progress fin;
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, &fin), 0, "%s", leash_errmsg());
@@ -175,8 +170,7 @@ Test(grpo, reward_command_scores_and_fails_clearly, .timeout = 120) {
     c.reward_cmd = "exit 4";
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_EIO);
     cr_assert(strstr(leash_errmsg(), "exit status 4"), "%s", leash_errmsg());
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    rl_scratch_drop(&w);
 }
 
 /* Pitfall "sign": with no reward at all, the KL term alone must pull a perturbed policy back towards the
@@ -200,23 +194,21 @@ static int track_kl(const leash_rl_progress *p, void *ctx) {
 }
 
 static void kl_alone_pulls_back(leash_rl_algo algo) {
-    char dir[] = "/tmp/leash-sign-XXXXXX", pol[300], prompts[256], out[256], cmd[1024];
-    cr_assert(mkdtemp(dir));
-    tiny_policy(dir);
+    rl_scratch w;
+    char pol[300];
+    rl_scratch_make(&w, "sign");
     // the policy: the reference with its weights perturbed
     leash_gpt *m;
-    cr_assert_eq(leash_gpt_load(&m, dir), 0);
+    cr_assert_eq(leash_gpt_load(&m, w.dir), 0);
     leash_rng rng;
     leash_rng_seed(&rng, 11, 0);
     for (size_t i = 0; i < leash_gpt_num_params(m); i++) leash_gpt_params(m)[i] += (float)(0.05 * leash_rng_normal(&rng));
-    snprintf(pol, sizeof pol, "%s/perturbed", dir);
+    snprintf(pol, sizeof pol, "%s/perturbed", w.dir);
     cr_assert_eq(leash_gpt_save(m, pol), 0);
-    cr_assert_eq(leash_tokenizer_copy(dir, pol), 0);
+    cr_assert_eq(leash_tokenizer_copy(w.dir, pol), 0);
     leash_gpt_free(m);
-    snprintf(prompts, sizeof prompts, "%s/prompts.jsonl", dir);
-    snprintf(out, sizeof out, "%s/run", dir);
     leash_rl_config c = leash_rl_defaults(algo);
-    c.policy_dir = pol, c.ref_dir = dir, c.prompts = prompts, c.out_dir = out, c.reward_fn = zero_reward;
+    c.policy_dir = pol, c.ref_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward_fn = zero_reward;
     c.steps = 30, c.batch = algo == LEASH_GRPO ? 8 : 32, c.group = 4, c.max_new = 6, c.optim.lr = 3e-3f, c.sample_every = 0;
     c.kl_estimator = algo == LEASH_GRPO ? LEASH_KL_K3 : LEASH_KL_K1;
     cr_assert_eq(leash_beta_fixed(&c.beta, 1.0), 0);
@@ -225,8 +217,7 @@ static void kl_alone_pulls_back(leash_rl_algo algo) {
     cr_log_info("%s: exact KL %.4f -> %.4f nats per sequence", algo == LEASH_PPO ? "PPO" : "GRPO", k.first, k.last);
     cr_assert(k.first > 0.01, "the perturbation should start away from the reference (KL %g)", k.first);
     cr_assert(k.last < 0.7 * k.first, "with reward 0 the KL should fall: %g -> %g", k.first, k.last);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    rl_scratch_drop(&w);
 }
 
 Test(pitfall, sign_ppo_kl_in_the_reward_lowers_kl, .timeout = 120) { kl_alone_pulls_back(LEASH_PPO); }

@@ -101,4 +101,23 @@ static inline void tiny_policy(const char *dir) {
     fclose(f);
 }
 
+/* A scratch directory for an RL test: tiny_policy() in it, and the paths of its prompts and of a run. */
+typedef struct {
+    char dir[64], prompts[128], out[128];
+} rl_scratch;
+
+static inline void rl_scratch_make(rl_scratch *w, const char *tag) {
+    snprintf(w->dir, sizeof w->dir, "/tmp/leash-%s-XXXXXX", tag);
+    cr_assert(mkdtemp(w->dir));
+    tiny_policy(w->dir);
+    snprintf(w->prompts, sizeof w->prompts, "%s/prompts.jsonl", w->dir);
+    snprintf(w->out, sizeof w->out, "%s/run", w->dir);
+}
+
+static inline void rl_scratch_drop(const rl_scratch *w) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", w->dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
 #endif
