@@ -5,6 +5,7 @@
 #include "leash/gpt.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,13 +16,46 @@
 #include "leash/rng.h"
 #include "gpt_internal.h"
 
+int leash_gpt_head_size(const leash_gpt_config *c) { return c->head_dim ? c->head_dim : c->n_embd / c->n_head; }
+int leash_gpt_kv_heads(const leash_gpt_config *c) { return c->n_kv_head ? c->n_kv_head : c->n_head; }
+int leash_gpt_mlp_width(const leash_gpt_config *c) { return c->n_inner ? c->n_inner : 4 * c->n_embd; }
+
 int leash_gpt_config_check(const leash_gpt_config *c) {
+    if (c->arch != LEASH_ARCH_GPT2 && c->arch != LEASH_ARCH_LLAMA)
+        return leash_fail(LEASH_EINVAL, "config: arch = %d; it must be LEASH_ARCH_GPT2 or LEASH_ARCH_LLAMA", c->arch);
     if (c->vocab_size < 1) return leash_fail(LEASH_EINVAL, "config: vocab_size = %d; it must be >= 1", c->vocab_size);
     if (c->n_positions < 1) return leash_fail(LEASH_EINVAL, "config: n_positions = %d; it must be >= 1", c->n_positions);
     if (c->n_layer < 1) return leash_fail(LEASH_EINVAL, "config: n_layer = %d; it must be >= 1", c->n_layer);
-    if (c->n_head < 1 || c->n_embd < 1 || c->n_embd % c->n_head)
+    if (c->n_head < 1 || c->n_embd < 1 || (!c->head_dim && c->n_embd % c->n_head))
         return leash_fail(LEASH_EINVAL, "config: n_embd = %d, n_head = %d; n_embd must be a positive multiple of n_head",
                           c->n_embd, c->n_head);
+    if (c->head_dim < 0 || c->n_kv_head < 0 || c->n_inner < 0)
+        return leash_fail(LEASH_EINVAL, "config: head_dim = %d, n_kv_head = %d, n_inner = %d; none may be negative",
+                          c->head_dim, c->n_kv_head, c->n_inner);
+    if (c->n_head % leash_gpt_kv_heads(c))
+        return leash_fail(LEASH_EINVAL, "config: n_head = %d is not a multiple of n_kv_head = %d (grouped-query attention)",
+                          c->n_head, c->n_kv_head);
+    if (c->arch == LEASH_ARCH_GPT2) {
+        if (c->head_dim || c->n_kv_head || c->qkv_bias || c->o_bias || c->mlp_bias || c->untied_head || c->rope_scaling ||
+            c->rope_theta != 0.0f)
+            return leash_fail(LEASH_EINVAL, "config: GPT-2 has no head_dim, n_kv_head, bias switches, untied head or "
+                                            "rotary settings; leave them 0 or choose the Llama architecture");
+    } else {
+        if (leash_gpt_head_size(c) % 2)
+            return leash_fail(LEASH_EINVAL, "config: head size %d is odd; rotary embeddings rotate pairs",
+                              leash_gpt_head_size(c));
+        if (c->rope_theta < 0.0f || !isfinite(c->rope_theta))
+            return leash_fail(LEASH_EINVAL, "config: rope_theta = %g; it must be > 0 (0: 10000)", (double)c->rope_theta);
+        if (c->rope_scaling < 0 || c->rope_scaling > LEASH_ROPE_LLAMA3)
+            return leash_fail(LEASH_EINVAL, "config: rope_scaling = %d is not a LEASH_ROPE_* value", c->rope_scaling);
+        if (c->rope_scaling && !(c->rope_factor > 0.0f && isfinite(c->rope_factor)))
+            return leash_fail(LEASH_EINVAL, "config: rope_scaling.factor = %g; it must be > 0", (double)c->rope_factor);
+        if (c->rope_scaling == LEASH_ROPE_LLAMA3 &&
+            !(c->rope_high_freq_factor > c->rope_low_freq_factor && c->rope_low_freq_factor > 0.0f &&
+              c->rope_original_max_positions > 0))
+            return leash_fail(LEASH_EINVAL, "config: llama3 rope_scaling needs high_freq_factor > low_freq_factor > 0 "
+                                            "and original_max_position_embeddings > 0");
+    }
     if (c->bos_token_id < -1 || c->bos_token_id >= c->vocab_size)
         return leash_fail(LEASH_EINVAL, "config: bos_token_id = %d outside the vocabulary [0, %d)", c->bos_token_id,
                           c->vocab_size);
@@ -31,7 +65,8 @@ int leash_gpt_config_check(const leash_gpt_config *c) {
     if (!(c->layer_norm_epsilon > 0.0f) || !isfinite(c->layer_norm_epsilon))
         return leash_fail(LEASH_EINVAL, "config: layer_norm_epsilon = %g; it must be > 0", (double)c->layer_norm_epsilon);
     // every buffer index must fit: the largest activation is L * B * NH * T * T, bounded at forward time
-    if ((double)c->vocab_size * c->n_embd > 4e9 || (double)c->n_embd * c->n_embd * 12.0 * c->n_layer > 4e11)
+    double width = (double)c->n_head * leash_gpt_head_size(c) + leash_gpt_mlp_width(c);
+    if ((double)c->vocab_size * c->n_embd > 4e9 || (double)c->n_embd * width * 4.0 * c->n_layer > 4e11)
         return leash_fail(LEASH_EINVAL, "config: model too large (vocab %d x n_embd %d, %d layers)", c->vocab_size,
                           c->n_embd, c->n_layer);
     return LEASH_OK;
@@ -39,8 +74,12 @@ int leash_gpt_config_check(const leash_gpt_config *c) {
 
 /* ---- parameters -------------------------------------------------------------------------------- */
 
-static void add_tensor(leash_gpt *m, const char *name, int ndim, int64_t d0, int64_t d1, int decay) {
-    leash_tensor_info *t = &m->tensors[m->n_tensors++];
+#define SLOT(type, field) offsetof(type, field)
+
+static void add_tensor(leash_gpt *m, const char *name, int layer, size_t slot, int ndim, int64_t d0, int64_t d1,
+                       int decay) {
+    int i = m->n_tensors++;
+    leash_tensor_info *t = &m->tensors[i];
     snprintf(t->name, sizeof t->name, "%s", name);
     t->ndim = ndim;
     t->shape[0] = d0;
@@ -48,74 +87,138 @@ static void add_tensor(leash_gpt *m, const char *name, int ndim, int64_t d0, int
     t->numel = (size_t)d0 * (ndim == 2 ? (size_t)d1 : 1);
     t->offset = m->num_params;
     t->decay = decay;
+    m->tensor_layer[i] = layer;
+    m->tensor_slot[i] = slot;
     m->num_params += t->numel;
 }
 
 static void point(param_ptrs *p, float *base, const leash_gpt *m) {
-    int i = 0;
-    p->wte = base + m->tensors[i++].offset;
-    p->wpe = base + m->tensors[i++].offset;
-    for (int l = 0; l < m->cfg.n_layer; l++) {
-        float **f = (float **)&p->layer[l];
-        for (int k = 0; k < LAYER_TENSORS; k++) f[k] = base + m->tensors[i++].offset;
+    layer_ptrs *keep = p->layer;
+    memset(p, 0, sizeof *p);
+    p->layer = keep;
+    memset(p->layer, 0, (size_t)m->cfg.n_layer * sizeof *p->layer);
+    for (int i = 0; i < m->n_tensors; i++) {
+        char *owner = m->tensor_layer[i] < 0 ? (char *)p : (char *)&p->layer[m->tensor_layer[i]];
+        *(float **)(owner + m->tensor_slot[i]) = base ? base + m->tensors[i].offset : NULL;
     }
-    p->lnfw = base + m->tensors[i++].offset;
-    p->lnfb = base + m->tensors[i++].offset;
-    p->headw = m->cfg.scalar_head ? base + m->tensors[i++].offset : NULL;
-    p->headb = m->cfg.scalar_head ? base + m->tensors[i++].offset : NULL;
 }
 
 #define SCORE_ROWS 64 // rows of logits leash_gpt_score computes at a time
 
+static dims derive(const leash_gpt_config *c) {
+    dims d = {.C = c->n_embd, .L = c->n_layer, .NH = c->n_head, .NKV = leash_gpt_kv_heads(c),
+              .hs = leash_gpt_head_size(c), .I = leash_gpt_mlp_width(c), .V = c->vocab_size};
+    int llama = c->arch == LEASH_ARCH_LLAMA;
+    d.W = (d.NH + 2 * d.NKV) * d.hs;
+    d.AW = d.NH * d.hs;
+    d.FW = llama ? 2 * d.I : d.I;
+    d.out_in = d.rms = d.rope = d.swiglu = llama;
+    return d;
+}
+
+/* Rotary frequencies inv_freq[i] = theta^(-2i / hs), rescaled as the config's rope_scaling says. */
+static void rope_frequencies(const leash_gpt_config *c, int hs, float *inv_freq) {
+    double theta = c->rope_theta > 0.0f ? c->rope_theta : 10000.0;
+    for (int i = 0; i < hs / 2; i++) {
+        double f = (double)(float)(1.0 / pow(theta, (double)(2 * i) / hs));
+        if (c->rope_scaling == LEASH_ROPE_LINEAR) f /= c->rope_factor;
+        if (c->rope_scaling == LEASH_ROPE_LLAMA3) { // Llama 3.1: long wavelengths slowed by factor, a smooth band between
+            double old = c->rope_original_max_positions, lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor;
+            double wavelen = 2.0 * 3.14159265358979323846 / f;
+            if (wavelen > old / lo) f /= c->rope_factor;
+            else if (wavelen >= old / hi) {
+                double smooth = (old / wavelen - lo) / (hi - lo);
+                f = (1.0 - smooth) * f / c->rope_factor + smooth * f;
+            }
+        }
+        inv_freq[i] = (float)f;
+    }
+}
+
 int leash_gpt_create(leash_gpt **out, const leash_gpt_config *cfg) {
     int rc = leash_gpt_config_check(cfg);
     if (rc) return rc;
-    int L = cfg->n_layer, C = cfg->n_embd;
     leash_gpt *m = calloc(1, sizeof *m);
     if (!m) return leash_fail(LEASH_ENOMEM, "cannot allocate a model");
     m->cfg = *cfg;
-    m->tensors = calloc((size_t)4 + LAYER_TENSORS * L + 2, sizeof *m->tensors);
+    m->d = derive(cfg);
+    const dims *d = &m->d;
+    int L = d->L, C = d->C, llama = cfg->arch == LEASH_ARCH_LLAMA;
+    size_t most = (size_t)6 + 16 * (size_t)L;
+    m->tensors = calloc(most, sizeof *m->tensors);
+    m->tensor_layer = calloc(most, sizeof *m->tensor_layer);
+    m->tensor_slot = calloc(most, sizeof *m->tensor_slot);
     m->p.layer = calloc(L, sizeof(layer_ptrs));
     m->g.layer = calloc(L, sizeof(layer_ptrs));
-    if (!m->tensors || !m->p.layer || !m->g.layer) {
+    m->inv_freq = d->rope ? calloc(d->hs / 2, sizeof(float)) : NULL;
+    if (!m->tensors || !m->tensor_layer || !m->tensor_slot || !m->p.layer || !m->g.layer || (d->rope && !m->inv_freq)) {
         leash_gpt_free(m);
         return leash_fail(LEASH_ENOMEM, "cannot allocate a model's tensor table");
     }
-    // the order here is the order of layer_ptrs: point() walks it the same way
-    add_tensor(m, "wte.weight", 2, cfg->vocab_size, C, 1);
-    add_tensor(m, "wpe.weight", 2, cfg->n_positions, C, 1);
-    for (int l = 0; l < L; l++) {
-        char n[64];
-#define T1(suffix, d0, decay) (snprintf(n, sizeof n, "h.%d.%s", l, suffix), add_tensor(m, n, 1, d0, 0, decay))
-#define T2(suffix, d0, d1, decay) (snprintf(n, sizeof n, "h.%d.%s", l, suffix), add_tensor(m, n, 2, d0, d1, decay))
-        T1("ln_1.weight", C, 0);
-        T1("ln_1.bias", C, 0);
-        T2("attn.c_attn.weight", C, 3 * C, 1);
-        T1("attn.c_attn.bias", 3 * C, 0);
-        T2("attn.c_proj.weight", C, C, 1);
-        T1("attn.c_proj.bias", C, 0);
-        T1("ln_2.weight", C, 0);
-        T1("ln_2.bias", C, 0);
-        T2("mlp.c_fc.weight", C, 4 * C, 1);
-        T1("mlp.c_fc.bias", 4 * C, 0);
-        T2("mlp.c_proj.weight", 4 * C, C, 1);
-        T1("mlp.c_proj.bias", C, 0);
+    if (d->rope) rope_frequencies(cfg, d->hs, m->inv_freq);
+    char n[64];
+#define G1(name, field, d0, decay) add_tensor(m, name, -1, SLOT(param_ptrs, field), 1, d0, 0, decay)
+#define G2(name, field, d0, d1, decay) add_tensor(m, name, -1, SLOT(param_ptrs, field), 2, d0, d1, decay)
+#define T1(fmt, field, d0, decay) (snprintf(n, sizeof n, fmt, l), add_tensor(m, n, l, SLOT(layer_ptrs, field), 1, d0, 0, decay))
+#define T2(fmt, field, d0, d1, decay) (snprintf(n, sizeof n, fmt, l), add_tensor(m, n, l, SLOT(layer_ptrs, field), 2, d0, d1, decay))
+    if (!llama) { // Hugging Face GPT-2 names and Conv1D (in, out) layout
+        G2("wte.weight", wte, d->V, C, 1);
+        G2("wpe.weight", wpe, cfg->n_positions, C, 1);
+        for (int l = 0; l < L; l++) {
+            T1("h.%d.ln_1.weight", ln1w, C, 0);
+            T1("h.%d.ln_1.bias", ln1b, C, 0);
+            T2("h.%d.attn.c_attn.weight", q.w, C, 3 * C, 1);
+            T1("h.%d.attn.c_attn.bias", q.b, 3 * C, 0);
+            T2("h.%d.attn.c_proj.weight", o.w, C, C, 1);
+            T1("h.%d.attn.c_proj.bias", o.b, C, 0);
+            T1("h.%d.ln_2.weight", ln2w, C, 0);
+            T1("h.%d.ln_2.bias", ln2b, C, 0);
+            T2("h.%d.mlp.c_fc.weight", gate.w, C, d->I, 1);
+            T1("h.%d.mlp.c_fc.bias", gate.b, d->I, 0);
+            T2("h.%d.mlp.c_proj.weight", down.w, d->I, C, 1);
+            T1("h.%d.mlp.c_proj.bias", down.b, C, 0);
+        }
+        G1("ln_f.weight", lnfw, C, 0);
+        G1("ln_f.bias", lnfb, C, 0);
+    } else { // Hugging Face Llama names and Linear (out, in) layout
+        int qo = d->NH * d->hs, kvo = d->NKV * d->hs;
+        G2("model.embed_tokens.weight", wte, d->V, C, 1);
+        for (int l = 0; l < L; l++) {
+            T1("model.layers.%d.input_layernorm.weight", ln1w, C, 0);
+            T2("model.layers.%d.self_attn.q_proj.weight", q.w, qo, C, 1);
+            if (cfg->qkv_bias) T1("model.layers.%d.self_attn.q_proj.bias", q.b, qo, 0);
+            T2("model.layers.%d.self_attn.k_proj.weight", k.w, kvo, C, 1);
+            if (cfg->qkv_bias) T1("model.layers.%d.self_attn.k_proj.bias", k.b, kvo, 0);
+            T2("model.layers.%d.self_attn.v_proj.weight", v.w, kvo, C, 1);
+            if (cfg->qkv_bias) T1("model.layers.%d.self_attn.v_proj.bias", v.b, kvo, 0);
+            T2("model.layers.%d.self_attn.o_proj.weight", o.w, C, qo, 1);
+            if (cfg->o_bias) T1("model.layers.%d.self_attn.o_proj.bias", o.b, C, 0);
+            T1("model.layers.%d.post_attention_layernorm.weight", ln2w, C, 0);
+            T2("model.layers.%d.mlp.gate_proj.weight", gate.w, d->I, C, 1);
+            if (cfg->mlp_bias) T1("model.layers.%d.mlp.gate_proj.bias", gate.b, d->I, 0);
+            T2("model.layers.%d.mlp.up_proj.weight", up.w, d->I, C, 1);
+            if (cfg->mlp_bias) T1("model.layers.%d.mlp.up_proj.bias", up.b, d->I, 0);
+            T2("model.layers.%d.mlp.down_proj.weight", down.w, C, d->I, 1);
+            if (cfg->mlp_bias) T1("model.layers.%d.mlp.down_proj.bias", down.b, C, 0);
+        }
+        G1("model.norm.weight", lnfw, C, 0);
+        if (cfg->untied_head) G2("lm_head.weight", lm_head, d->V, C, 1);
+    }
+    if (cfg->scalar_head) {
+        G2("score.weight", headw, 1, C, 1);
+        G1("score.bias", headb, 1, 0);
+    }
+#undef G1
+#undef G2
 #undef T1
 #undef T2
-    }
-    add_tensor(m, "ln_f.weight", 1, C, 0, 0);
-    add_tensor(m, "ln_f.bias", 1, C, 0, 0);
-    if (cfg->scalar_head) {
-        add_tensor(m, "score.weight", 2, 1, C, 1);
-        add_tensor(m, "score.bias", 1, 1, 0, 0);
-    }
     m->params = calloc(m->num_params, sizeof(float));
     m->grads = calloc(m->num_params, sizeof(float));
     if (!m->params || !m->grads) {
-        size_t n = m->num_params;
+        size_t np = m->num_params;
         leash_gpt_free(m);
-        return leash_fail(LEASH_ENOMEM, "cannot allocate %zu parameters (%.1f MB, twice: weights and gradients)", n,
-                          n * 4e-6);
+        return leash_fail(LEASH_ENOMEM, "cannot allocate %zu parameters (%.1f MB, twice: weights and gradients)", np,
+                          np * 4e-6);
     }
     point(&m->p, m->params, m);
     point(&m->g, m->grads, m);
@@ -126,6 +229,9 @@ int leash_gpt_create(leash_gpt **out, const leash_gpt_config *cfg) {
 void leash_gpt_free(leash_gpt *m) {
     if (!m) return;
     free(m->tensors);
+    free(m->tensor_layer);
+    free(m->tensor_slot);
+    free(m->inv_freq);
     free(m->p.layer);
     free(m->g.layer);
     free(m->params);
@@ -144,8 +250,11 @@ void leash_gpt_init(leash_gpt *m, uint64_t seed) {
         const leash_tensor_info *t = &m->tensors[i];
         float *x = m->params + t->offset;
         leash_rng_seed(&rng, seed, (uint64_t)i); // one stream per tensor: independent of the others' sizes
-        int is_ln_weight = strstr(t->name, "ln_") && strstr(t->name, ".weight");
-        int is_proj = strstr(t->name, "c_proj.weight") != NULL;
+        size_t len = strlen(t->name);
+        // the only 1-D weights are norm weights; the residual projections are c_proj, o_proj and down_proj
+        int is_ln_weight = t->ndim == 1 && len > 7 && strcmp(t->name + len - 7, ".weight") == 0;
+        int is_proj = strstr(t->name, "c_proj.weight") || strstr(t->name, "o_proj.weight") ||
+                      strstr(t->name, "down_proj.weight");
         for (size_t k = 0; k < t->numel; k++) {
             if (is_ln_weight) x[k] = 1.0f;
             else if (t->ndim == 2) x[k] = (float)((is_proj ? proj_std : 0.02) * leash_rng_normal(&rng));
@@ -198,10 +307,7 @@ void leash_gpt_freeze(leash_gpt *m) {
     m->frozen = 1;
     free(m->grads);
     m->grads = NULL;
-    for (int l = 0; l < m->cfg.n_layer; l++) memset(&m->g.layer[l], 0, sizeof m->g.layer[l]);
-    layer_ptrs *keep = m->g.layer;
-    memset(&m->g, 0, sizeof m->g);
-    m->g.layer = keep;
+    point(&m->g, NULL, m);
     // activations and logits are reallocated without their backward halves at the next forward
     free(m->act_memory), free(m->tokens), free(m->head_memory);
     m->act_memory = NULL, m->tokens = NULL, m->head_memory = NULL;
@@ -223,7 +329,9 @@ size_t leash_gpt_memory_bytes(const leash_gpt *m) {
 static int alloc_acts(leash_gpt *m, int B, int T) {
     if (m->B == B && m->T == T) return LEASH_OK;
     const leash_gpt_config *c = &m->cfg;
-    size_t N = (size_t)B * T, C = c->n_embd, L = c->n_layer, NH = c->n_head;
+    const dims *d = &m->d;
+    size_t N = (size_t)B * T, C = d->C, L = d->L, NH = d->NH, W = d->W, AW = d->AW, FW = d->FW, I = d->I;
+    int bw = !m->frozen; // backward buffers
     struct {
         void *dst;
         size_t count, size;
@@ -231,31 +339,31 @@ static int alloc_acts(leash_gpt *m, int B, int T) {
         {&m->a.pos, N, sizeof(int)},
         {&m->a.encoded, N * C, 4},
         {&m->a.ln1, L * N * C, 4},
-        {&m->a.ln1_mean, L * N, 4},
+        {&m->a.ln1_mean, d->rms ? 0 : L * N, 4},
         {&m->a.ln1_rstd, L * N, 4},
-        {&m->a.qkv, L * N * 3 * C, 4},
-        {&m->a.atty, L * N * C, 4},
+        {&m->a.qkv, L * N * W, 4},
+        {&m->a.atty, L * N * AW, 4},
         {&m->a.att, L * B * NH * T * T, 4},
         {&m->a.resid2, L * N * C, 4},
         {&m->a.ln2, L * N * C, 4},
-        {&m->a.ln2_mean, L * N, 4},
+        {&m->a.ln2_mean, d->rms ? 0 : L * N, 4},
         {&m->a.ln2_rstd, L * N, 4},
-        {&m->a.fch, L * N * 4 * C, 4},
-        {&m->a.fch_gelu, L * N * 4 * C, 4},
+        {&m->a.fch, L * N * FW, 4},
+        {&m->a.fch_gelu, L * N * I, 4},
         {&m->a.resid3, L * N * C, 4},
         {&m->a.lnf, N * C, 4},
-        {&m->a.lnf_mean, N, 4},
+        {&m->a.lnf_mean, d->rms ? 0 : N, 4},
         {&m->a.lnf_rstd, N, 4},
         {&m->a.values, c->scalar_head ? N : 0, 4},
         {&m->a.tokbuf, N, 4},
         // backward only: none for a frozen model
-        {&m->a.dvalues, c->scalar_head && !m->frozen ? N : 0, 4},
-        {&m->a.dresid, m->frozen ? 0 : N * C, 4},
-        {&m->a.dln, m->frozen ? 0 : N * C, 4},
-        {&m->a.datty, m->frozen ? 0 : N * C, 4},
-        {&m->a.dqkv, m->frozen ? 0 : N * 3 * C, 4},
-        {&m->a.dfch, m->frozen ? 0 : N * 4 * C, 4},
-        {&m->a.dfch_gelu, m->frozen ? 0 : N * 4 * C, 4},
+        {&m->a.dvalues, c->scalar_head && bw ? N : 0, 4},
+        {&m->a.dresid, bw ? N * C : 0, 4},
+        {&m->a.dln, bw ? N * C : 0, 4},
+        {&m->a.datty, bw ? N * AW : 0, 4},
+        {&m->a.dqkv, bw ? N * W : 0, 4},
+        {&m->a.dfch, bw ? N * FW : 0, 4},
+        {&m->a.dfch_gelu, bw ? N * I : 0, 4},
         {&m->a.scratch, B * NH * T, 4},
     };
     size_t total = 0;
@@ -282,7 +390,66 @@ static int alloc_acts(leash_gpt *m, int B, int T) {
 
 /* ---- forward ----------------------------------------------------------------------------------- */
 
-/* Everything up to the final LayerNorm (and the scalar head): a->lnf (N, C). */
+void leash_gpt_norm(const leash_gpt *m, float *out, float *mean, float *rstd, const float *x, const float *w,
+                    const float *b, int N) {
+    if (m->d.rms) leash_rmsnorm_forward(out, rstd, x, w, N, m->d.C, m->cfg.layer_norm_epsilon);
+    else leash_layernorm_forward(out, mean, rstd, x, w, b, N, m->d.C, m->cfg.layer_norm_epsilon);
+}
+
+static void norm_backward(const leash_gpt *m, float *dx, float *dw, float *db, const float *dout, const float *x,
+                          const float *w, const float *mean, const float *rstd, int N) {
+    if (m->d.rms) leash_rmsnorm_backward(dx, dw, dout, x, w, rstd, N, m->d.C);
+    else leash_layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, N, m->d.C);
+}
+
+void leash_gpt_qkv(const leash_gpt *m, float *qkv, const float *ln, const layer_ptrs *w, const int *pos, int N) {
+    const dims *d = &m->d;
+    if (!d->out_in) { // GPT-2's fused c_attn
+        leash_linear_forward(qkv, d->W, ln, w->q.w, w->q.b, N, d->C, d->W, 0);
+        return;
+    }
+    int qo = d->NH * d->hs, kvo = d->NKV * d->hs;
+    leash_linear_forward(qkv, d->W, ln, w->q.w, w->q.b, N, d->C, qo, 1);
+    leash_linear_forward(qkv + qo, d->W, ln, w->k.w, w->k.b, N, d->C, kvo, 1);
+    leash_linear_forward(qkv + qo + kvo, d->W, ln, w->v.w, w->v.b, N, d->C, kvo, 1);
+    if (d->rope) leash_rope(qkv, d->W, pos, m->inv_freq, N, d->NH + d->NKV, d->hs, 1);
+}
+
+/* d qkv (N, W) -> d ln (N, C) += and the projections' gradients; dqkv is rotated back in place. */
+static void qkv_backward(const leash_gpt *m, float *dln, layer_ptrs *dw, float *dqkv, const float *ln,
+                         const layer_ptrs *w, const int *pos, int N) {
+    const dims *d = &m->d;
+    if (!d->out_in) {
+        leash_linear_backward(dln, dw->q.w, dw->q.b, dqkv, d->W, ln, w->q.w, N, d->C, d->W, 0);
+        return;
+    }
+    int qo = d->NH * d->hs, kvo = d->NKV * d->hs;
+    if (d->rope) leash_rope(dqkv, d->W, pos, m->inv_freq, N, d->NH + d->NKV, d->hs, -1);
+    leash_linear_backward(dln, dw->q.w, dw->q.b, dqkv, d->W, ln, w->q.w, N, d->C, qo, 1);
+    leash_linear_backward(dln, dw->k.w, dw->k.b, dqkv + qo, d->W, ln, w->k.w, N, d->C, kvo, 1);
+    leash_linear_backward(dln, dw->v.w, dw->v.b, dqkv + qo + kvo, d->W, ln, w->v.w, N, d->C, kvo, 1);
+}
+
+void leash_gpt_attn_out(const leash_gpt *m, float *out, const float *atty, const layer_ptrs *w, int N) {
+    leash_linear_forward(out, m->d.C, atty, w->o.w, w->o.b, N, m->d.AW, m->d.C, m->d.out_in);
+}
+
+void leash_gpt_mlp(const leash_gpt *m, float *out, float *fch, float *fchg, const float *ln, const layer_ptrs *w, int N) {
+    const dims *d = &m->d;
+    if (d->swiglu) {
+        leash_linear_forward(fch, d->FW, ln, w->gate.w, w->gate.b, N, d->C, d->I, 1);
+        leash_linear_forward(fch + d->I, d->FW, ln, w->up.w, w->up.b, N, d->C, d->I, 1);
+        leash_swiglu_forward(fchg, fch, N, d->I);
+    } else {
+        leash_linear_forward(fch, d->FW, ln, w->gate.w, w->gate.b, N, d->C, d->I, 0);
+        leash_gelu_forward(fchg, fch, (size_t)N * d->I);
+    }
+    leash_linear_forward(out, d->C, fchg, w->down.w, w->down.b, N, d->I, d->C, d->out_in);
+}
+
+const float *leash_gpt_head_weight(const leash_gpt *m) { return m->p.lm_head ? m->p.lm_head : m->p.wte; }
+
+/* Everything up to the final norm (and the scalar head): a->lnf (N, C). */
 static int forward_trunk(leash_gpt *m, const int *tokens, const uint8_t *mask, int B, int T) {
     const leash_gpt_config *c = &m->cfg;
     if (B < 1 || T < 1) return leash_fail(LEASH_EINVAL, "batch shape (B=%d, T=%d); both must be >= 1", B, T);
@@ -296,7 +463,8 @@ static int forward_trunk(leash_gpt *m, const int *tokens, const uint8_t *mask, i
                               tokens[i], i / T, i % T, c->vocab_size);
     int rc = alloc_acts(m, B, T);
     if (rc) return rc;
-    int N = B * T, C = c->n_embd, L = c->n_layer, NH = c->n_head;
+    const dims *d = &m->d;
+    int N = B * T, C = d->C, L = d->L, NH = d->NH;
     acts *a = &m->a;
     m->has_logits = 0;
     memcpy(m->tokens, tokens, (size_t)N * sizeof(int));
@@ -310,28 +478,24 @@ static int forward_trunk(leash_gpt *m, const int *tokens, const uint8_t *mask, i
     leash_encoder_forward(a->encoded, tokens, a->pos, m->p.wte, m->p.wpe, N, C);
     for (int l = 0; l < L; l++) {
         const layer_ptrs *w = &m->p.layer[l];
-        size_t nc = (size_t)l * N * C;
+        size_t nc = (size_t)l * N * C, ln_ = (size_t)l * N;
         float *x = l == 0 ? a->encoded : a->resid3 + nc - (size_t)N * C;
-        float *ln1 = a->ln1 + nc, *qkv = a->qkv + 3 * nc, *atty = a->atty + nc;
+        float *ln1 = a->ln1 + nc, *qkv = a->qkv + ln_ * d->W, *atty = a->atty + ln_ * d->AW;
         float *att = a->att + (size_t)l * B * NH * T * T, *r2 = a->resid2 + nc, *ln2 = a->ln2 + nc;
-        float *fch = a->fch + 4 * nc, *fchg = a->fch_gelu + 4 * nc, *r3 = a->resid3 + nc;
-        leash_layernorm_forward(ln1, a->ln1_mean + (size_t)l * N, a->ln1_rstd + (size_t)l * N, x, w->ln1w, w->ln1b, N, C,
-                                c->layer_norm_epsilon);
-        leash_matmul_forward(qkv, ln1, w->qkvw, w->qkvb, N, C, 3 * C);
-        leash_attention_forward(atty, att, qkv, mask, B, T, C, NH);
-        leash_matmul_forward(r2, atty, w->attprojw, w->attprojb, N, C, C);
+        float *fch = a->fch + ln_ * d->FW, *fchg = a->fch_gelu + ln_ * d->I, *r3 = a->resid3 + nc;
+        leash_gpt_norm(m, ln1, d->rms ? NULL : a->ln1_mean + ln_, a->ln1_rstd + ln_, x, w->ln1w, w->ln1b, N);
+        leash_gpt_qkv(m, qkv, ln1, w, a->pos, N);
+        leash_attention_forward(atty, att, qkv, mask, B, T, NH, d->NKV, d->hs);
+        leash_gpt_attn_out(m, r2, atty, w, N);
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < (size_t)N * C; i++) r2[i] += x[i];
-        leash_layernorm_forward(ln2, a->ln2_mean + (size_t)l * N, a->ln2_rstd + (size_t)l * N, r2, w->ln2w, w->ln2b, N, C,
-                                c->layer_norm_epsilon);
-        leash_matmul_forward(fch, ln2, w->fcw, w->fcb, N, C, 4 * C);
-        leash_gelu_forward(fchg, fch, (size_t)N * 4 * C);
-        leash_matmul_forward(r3, fchg, w->fcprojw, w->fcprojb, N, 4 * C, C);
+        leash_gpt_norm(m, ln2, d->rms ? NULL : a->ln2_mean + ln_, a->ln2_rstd + ln_, r2, w->ln2w, w->ln2b, N);
+        leash_gpt_mlp(m, r3, fch, fchg, ln2, w, N);
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < (size_t)N * C; i++) r3[i] += r2[i];
     }
     float *last = a->resid3 + (size_t)(L - 1) * N * C;
-    leash_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, last, m->p.lnfw, m->p.lnfb, N, C, c->layer_norm_epsilon);
+    leash_gpt_norm(m, a->lnf, a->lnf_mean, a->lnf_rstd, last, m->p.lnfw, m->p.lnfb, N);
     if (c->scalar_head) leash_matmul_forward(a->values, a->lnf, m->p.headw, m->p.headb, N, C, 1);
     return LEASH_OK;
 }
@@ -351,8 +515,8 @@ int leash_gpt_forward(leash_gpt *m, const int *tokens, const uint8_t *mask, int 
     }
     m->a.logits = m->head_memory;
     m->a.dlogits = m->frozen ? NULL : m->head_memory + N * V;
-    leash_sgemm(0, 1, (int)N, (int)V, m->cfg.n_embd, 1.0f, m->a.lnf, m->cfg.n_embd, m->p.wte, m->cfg.n_embd, 0.0f,
-                m->a.logits, (int)V); // tied LM head
+    leash_sgemm(0, 1, (int)N, (int)V, m->cfg.n_embd, 1.0f, m->a.lnf, m->cfg.n_embd, leash_gpt_head_weight(m),
+                m->cfg.n_embd, 0.0f, m->a.logits, (int)V);
     m->has_logits = 1;
     return LEASH_OK;
 }
@@ -380,7 +544,7 @@ int leash_gpt_score(leash_gpt *m, const int *tokens, const uint8_t *mask, const 
         return leash_fail(LEASH_ENOMEM, "cannot allocate %d logit rows", SCORE_ROWS);
     for (int r0 = 0; r0 < N; r0 += SCORE_ROWS) {
         int rows = N - r0 < SCORE_ROWS ? N - r0 : SCORE_ROWS, bad = -1;
-        leash_sgemm(0, 1, rows, V, C, 1.0f, m->a.lnf + (size_t)r0 * C, C, m->p.wte, C, 0.0f, m->chunk, V);
+        leash_sgemm(0, 1, rows, V, C, 1.0f, m->a.lnf + (size_t)r0 * C, C, leash_gpt_head_weight(m), C, 0.0f, m->chunk, V);
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < rows; i++) {
             int n = r0 + i;
@@ -417,51 +581,59 @@ int leash_gpt_backward(leash_gpt *m) {
     if (refuse_frozen(m, "backward")) return LEASH_EINVAL;
     if (!m->has_logits) return leash_fail(LEASH_EINVAL, "backward needs a leash_gpt_forward first (leash_gpt_score keeps no logits)");
     const leash_gpt_config *c = &m->cfg;
-    int B = m->B, T = m->T, N = B * T, C = c->n_embd, L = c->n_layer, V = c->vocab_size, NH = c->n_head;
+    const dims *d = &m->d;
+    int B = m->B, T = m->T, N = B * T, C = d->C, L = d->L, V = d->V, NH = d->NH;
     acts *a = &m->a;
     size_t nc_bytes = (size_t)N * C * sizeof(float);
 
-    // LM head (tied) and scalar head: d lnf
+    // LM head (tied or not) and scalar head: d lnf
     memset(a->dln, 0, nc_bytes);
-    leash_sgemm(0, 0, N, C, V, 1.0f, a->dlogits, V, m->p.wte, C, 0.0f, a->dln, C);
-    leash_sgemm(1, 0, V, C, N, 1.0f, a->dlogits, V, a->lnf, C, 1.0f, m->g.wte, C);
+    leash_sgemm(0, 0, N, C, V, 1.0f, a->dlogits, V, leash_gpt_head_weight(m), C, 0.0f, a->dln, C);
+    leash_sgemm(1, 0, V, C, N, 1.0f, a->dlogits, V, a->lnf, C, 1.0f, m->g.lm_head ? m->g.lm_head : m->g.wte, C);
     if (c->scalar_head) leash_matmul_backward(a->dln, m->g.headw, m->g.headb, a->dvalues, a->lnf, m->p.headw, N, C, 1);
 
     memset(a->dresid, 0, nc_bytes);
     float *last = a->resid3 + (size_t)(L - 1) * N * C;
-    leash_layernorm_backward(a->dresid, m->g.lnfw, m->g.lnfb, a->dln, last, m->p.lnfw, a->lnf_mean, a->lnf_rstd, N, C);
+    norm_backward(m, a->dresid, m->g.lnfw, m->g.lnfb, a->dln, last, m->p.lnfw, a->lnf_mean, a->lnf_rstd, N);
 
     for (int l = L - 1; l >= 0; l--) {
         const layer_ptrs *w = &m->p.layer[l];
         layer_ptrs *dw = &m->g.layer[l];
-        size_t nc = (size_t)l * N * C;
+        size_t nc = (size_t)l * N * C, ln_ = (size_t)l * N;
         float *x = l == 0 ? a->encoded : a->resid3 + nc - (size_t)N * C;
-        float *ln1 = a->ln1 + nc, *qkv = a->qkv + 3 * nc, *atty = a->atty + nc;
+        float *ln1 = a->ln1 + nc, *qkv = a->qkv + ln_ * d->W, *atty = a->atty + ln_ * d->AW;
         float *att = a->att + (size_t)l * B * NH * T * T, *r2 = a->resid2 + nc, *ln2 = a->ln2 + nc;
-        float *fch = a->fch + 4 * nc, *fchg = a->fch_gelu + 4 * nc;
-        // r3 = r2 + fcproj(gelu(fc(ln2(r2)))): dresid flows through the residual unchanged
-        memset(a->dfch_gelu, 0, 4 * nc_bytes);
-        leash_matmul_backward(a->dfch_gelu, dw->fcprojw, dw->fcprojb, a->dresid, fchg, w->fcprojw, N, 4 * C, C);
-        memset(a->dfch, 0, 4 * nc_bytes);
-        leash_gelu_backward(a->dfch, fch, a->dfch_gelu, (size_t)N * 4 * C);
+        float *fch = a->fch + ln_ * d->FW, *fchg = a->fch_gelu + ln_ * d->I;
+        // r3 = r2 + down(act(up-projections(norm2(r2)))): dresid flows through the residual unchanged
+        memset(a->dfch_gelu, 0, (size_t)N * d->I * sizeof(float));
+        leash_linear_backward(a->dfch_gelu, dw->down.w, dw->down.b, a->dresid, C, fchg, w->down.w, N, d->I, C, d->out_in);
+        memset(a->dfch, 0, (size_t)N * d->FW * sizeof(float));
         memset(a->dln, 0, nc_bytes);
-        leash_matmul_backward(a->dln, dw->fcw, dw->fcb, a->dfch, ln2, w->fcw, N, C, 4 * C);
-        leash_layernorm_backward(a->dresid, dw->ln2w, dw->ln2b, a->dln, r2, w->ln2w, a->ln2_mean + (size_t)l * N,
-                                 a->ln2_rstd + (size_t)l * N, N, C);
-        // r2 = x + attproj(attention(qkv(ln1(x))))
-        memset(a->datty, 0, nc_bytes);
-        leash_matmul_backward(a->datty, dw->attprojw, dw->attprojb, a->dresid, atty, w->attprojw, N, C, C);
-        memset(a->dqkv, 0, 3 * nc_bytes);
-        leash_attention_backward(a->dqkv, a->scratch, a->datty, qkv, att, B, T, C, NH);
+        if (d->swiglu) {
+            leash_swiglu_backward(a->dfch, fch, a->dfch_gelu, N, d->I);
+            leash_linear_backward(a->dln, dw->gate.w, dw->gate.b, a->dfch, d->FW, ln2, w->gate.w, N, C, d->I, 1);
+            leash_linear_backward(a->dln, dw->up.w, dw->up.b, a->dfch + d->I, d->FW, ln2, w->up.w, N, C, d->I, 1);
+        } else {
+            leash_gelu_backward(a->dfch, fch, a->dfch_gelu, (size_t)N * d->I);
+            leash_linear_backward(a->dln, dw->gate.w, dw->gate.b, a->dfch, d->FW, ln2, w->gate.w, N, C, d->I, 0);
+        }
+        norm_backward(m, a->dresid, dw->ln2w, dw->ln2b, a->dln, r2, w->ln2w, d->rms ? NULL : a->ln2_mean + ln_,
+                      a->ln2_rstd + ln_, N);
+        // r2 = x + o(attention(qkv(norm1(x))))
+        memset(a->datty, 0, (size_t)N * d->AW * sizeof(float));
+        leash_linear_backward(a->datty, dw->o.w, dw->o.b, a->dresid, C, atty, w->o.w, N, d->AW, C, d->out_in);
+        memset(a->dqkv, 0, (size_t)N * d->W * sizeof(float));
+        leash_attention_backward(a->dqkv, a->scratch, a->datty, qkv, att, B, T, NH, d->NKV, d->hs);
         memset(a->dln, 0, nc_bytes);
-        leash_matmul_backward(a->dln, dw->qkvw, dw->qkvb, a->dqkv, ln1, w->qkvw, N, C, 3 * C);
-        // the key bias adds q . b_k to every score of a query alike, which softmax ignores: its gradient is 0 in
-        // exact arithmetic (each query's score gradients sum to 0). Make it exactly 0, or AdamW turns the
-        // rounding noise into steps of the learning rate's size (and runs that differ only in summation
-        // order, such as 1 and 2 MPI ranks, drift apart there).
-        memset(dw->qkvb + C, 0, (size_t)C * sizeof(float));
-        leash_layernorm_backward(a->dresid, dw->ln1w, dw->ln1b, a->dln, x, w->ln1w, a->ln1_mean + (size_t)l * N,
-                                 a->ln1_rstd + (size_t)l * N, N, C);
+        qkv_backward(m, a->dln, dw, a->dqkv, ln1, w, a->pos, N);
+        // without rotation, the key bias adds q . b_k to every score of a query alike, which softmax ignores:
+        // its gradient is 0 in exact arithmetic (each query's score gradients sum to 0). Make it exactly 0,
+        // or AdamW turns the rounding noise into steps of the learning rate's size (and runs that differ only
+        // in summation order, such as 1 and 2 MPI ranks, drift apart there). Rotated keys make it position-
+        // dependent, so a rotary model's key bias keeps its gradient.
+        if (!d->rope && dw->q.b) memset(dw->q.b + C, 0, (size_t)C * sizeof(float));
+        norm_backward(m, a->dresid, dw->ln1w, dw->ln1b, a->dln, x, w->ln1w, d->rms ? NULL : a->ln1_mean + ln_,
+                      a->ln1_rstd + ln_, N);
     }
     leash_encoder_backward(m->g.wte, m->g.wpe, a->dresid, m->tokens, a->pos, N, C);
 

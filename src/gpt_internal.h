@@ -6,39 +6,54 @@
 
 #include "leash/gpt.h"
 
-/* Pointers to one layer's tensors, into the parameter block or the gradient block. */
+/* One projection: weight and bias (NULL when it has none). */
 typedef struct {
-    float *ln1w, *ln1b;         // (C), (C)
-    float *qkvw, *qkvb;         // (C, 3C), (3C)
-    float *attprojw, *attprojb; // (C, C), (C)
-    float *ln2w, *ln2b;         // (C), (C)
-    float *fcw, *fcb;           // (C, 4C), (4C)
-    float *fcprojw, *fcprojb;   // (4C, C), (C)
+    float *w, *b;
+} proj;
+
+/* Pointers to one layer's tensors, into the parameter block or the gradient block; NULL where the
+ * architecture has no such tensor. GPT-2 keeps its fused c_attn in q (k and v empty), c_fc in gate
+ * (up empty) and the MLP's c_proj in down. */
+typedef struct {
+    float *ln1w, *ln1b;   // (C); the bias only for LayerNorm
+    proj q, k, v, o;      // GPT-2: q = c_attn (C, 3C), o = c_proj (C, C); Llama: (NH hs, C), (NKV hs, C) x 2, (C, NH hs)
+    float *ln2w, *ln2b;   // (C)
+    proj gate, up, down;  // GPT-2: gate = c_fc (C, 4C), down = c_proj (4C, C); Llama: (I, C), (I, C), (C, I)
 } layer_ptrs;
 
 typedef struct {
-    float *wte;         // (V, C), also the LM head
-    float *wpe;         // (n_positions, C)
+    float *wte;         // (V, C), also the LM head when it is tied
+    float *wpe;         // (n_positions, C) learned positions, or NULL (rotary)
     layer_ptrs *layer;  // (L)
-    float *lnfw, *lnfb; // (C), (C)
+    float *lnfw, *lnfb; // (C), (C) or NULL
+    float *lm_head;     // (V, C) untied LM head, or NULL
     float *headw;       // (C) scalar head, or NULL
     float *headb;       // (1), or NULL
 } param_ptrs;
 
-#define LAYER_TENSORS 12
-_Static_assert(sizeof(layer_ptrs) == LAYER_TENSORS * sizeof(float *), "layer_ptrs must be 12 pointers");
+/* The derived shape of a model, computed once from its config. */
+typedef struct {
+    int C, L, NH, NKV, hs, I, V;
+    int W;        // qkv row width: (NH + 2 NKV) hs
+    int AW;       // attention output width: NH hs
+    int FW;       // MLP input-projection width: GPT-2 I (= 4C), Llama 2I (gate, then up)
+    int out_in;   // 1: projection weights in Linear (out, in) layout (Llama), 0: Conv1D (in, out) (GPT-2)
+    int rms;      // 1: RMSNorm, 0: LayerNorm
+    int rope;     // 1: rotary positions, 0: learned
+    int swiglu;   // 1: SwiGLU MLP, 0: GELU
+} dims;
 
 /* Activations of one forward pass at shape (B, T), one allocation. */
 typedef struct {
     int *pos;                       // (B, T) position ids
     float *encoded;                 // (N, C)
     float *ln1, *ln1_mean, *ln1_rstd; // (L, N, C), (L, N), (L, N)
-    float *qkv;                     // (L, N, 3C)
-    float *atty;                    // (L, N, C)
+    float *qkv;                     // (L, N, W), q and k after the rotation
+    float *atty;                    // (L, N, AW)
     float *att;                     // (L, B, NH, T, T)
     float *resid2;                  // (L, N, C) after attention
     float *ln2, *ln2_mean, *ln2_rstd; // (L, N, C), (L, N), (L, N)
-    float *fch, *fch_gelu;          // (L, N, 4C)
+    float *fch, *fch_gelu;          // (L, N, FW), (L, N, I): MLP input projection and its activation
     float *resid3;                  // (L, N, C) after the MLP: the layer's output
     float *lnf, *lnf_mean, *lnf_rstd; // (N, C), (N), (N)
     float *logits;                  // (N, V), in head_memory: only leash_gpt_forward makes it
@@ -47,16 +62,33 @@ typedef struct {
     float *dlogits;                 // (N, V), in head_memory
     float *tokbuf;                  // (N) per-token scratch for losses
     float *dvalues;                 // (N) or NULL
-    float *dresid, *dln, *datty;    // (N, C)
-    float *dqkv;                    // (N, 3C)
-    float *dfch, *dfch_gelu;        // (N, 4C)
+    float *dresid, *dln;            // (N, C)
+    float *datty;                   // (N, AW)
+    float *dqkv;                    // (N, W)
+    float *dfch, *dfch_gelu;        // (N, FW), (N, I)
     float *scratch;                 // (B, NH, T)
 } acts;
 
+/* Forward of one layer's building blocks, shared with KV-cache decoding (sample.c). */
+void leash_gpt_norm(const leash_gpt *m, float *out, float *mean, float *rstd, const float *x, const float *w,
+                    const float *b, int N);
+/* qkv (N, W) from the normalised input (N, C), rotated at positions pos when the model is rotary. */
+void leash_gpt_qkv(const leash_gpt *m, float *qkv, const float *ln, const layer_ptrs *w, const int *pos, int N);
+/* out (N, C) = attention output (N, AW) through o; out (N, C) = the MLP of ln (N, C) with fch (N, FW) and
+ * fchg (N, I) as its intermediates. */
+void leash_gpt_attn_out(const leash_gpt *m, float *out, const float *atty, const layer_ptrs *w, int N);
+void leash_gpt_mlp(const leash_gpt *m, float *out, float *fch, float *fchg, const float *ln, const layer_ptrs *w, int N);
+/* The LM head's weight (V, C): the token embedding or the untied head. */
+const float *leash_gpt_head_weight(const leash_gpt *m);
+
 struct leash_gpt {
     leash_gpt_config cfg;
+    dims d;
+    float *inv_freq;            // (hs / 2) rotary frequencies, or NULL
     int n_tensors;
     leash_tensor_info *tensors; // (n_tensors)
+    int *tensor_layer;          // (n_tensors) the layer a tensor belongs to, -1 for global ones
+    size_t *tensor_slot;        // (n_tensors) offset of its pointer in layer_ptrs or param_ptrs
     size_t num_params;
     float *params, *grads;      // (num_params) each
     param_ptrs p, g;

@@ -1,7 +1,8 @@
 /* Batched KV-cache generation: see include/leash/sample.h.
  *
  * Dimensions: B sequences, Tp longest prompt, M new tokens, Tc = Tp + M cache columns, C channels,
- * V vocabulary, L layers, NH heads, hs = C / NH.
+ * V vocabulary, L layers, NH query heads, NKV key/value heads, hs head size; W, AW, FW, I as in
+ * gpt_internal.h.
  */
 #include "leash/sample.h"
 
@@ -102,13 +103,15 @@ int leash_generate(leash_gpt *m, const leash_sample_config *sc, const int *promp
                               b, prompt_lens[b], M, c->n_positions);
         if (prompt_lens[b] > Tp) Tp = prompt_lens[b];
     }
-    int C = c->n_embd, L = c->n_layer, NH = c->n_head, hs = C / NH, V = c->vocab_size, Tc = Tp + M;
+    const dims *d = &m->d;
+    int C = d->C, L = d->L, NH = d->NH, NKV = d->NKV, G = NH / NKV, hs = d->hs, V = d->V, Tc = Tp + M;
+    int W = d->W, AW = d->AW;
 
     // one allocation for the call: cache, decode activations, sampling scratch
-    size_t kv = (size_t)L * B * NH * Tc * hs;
-    size_t floats = 2 * kv + (size_t)B * (3 * C + 3 * C + C + 8 * C + V + 2); // x ln atty, qkv, h, fch fchg, logits, mean rstd
+    size_t kv = (size_t)L * B * NKV * Tc * hs;
+    size_t floats = 2 * kv + (size_t)B * (3 * C + AW + W + d->FW + d->I + V + 2); // x ln h, atty, qkv, fch, fchg, logits, mean rstd
     float *mem = malloc(floats * sizeof(float));
-    int *imem = malloc(((size_t)B * Tp + 3 * (size_t)B) * sizeof(int));
+    int *imem = malloc(((size_t)B * Tp + 4 * (size_t)B) * sizeof(int));
     uint8_t *valid = malloc((size_t)B * Tc), *pm = malloc((size_t)B * Tp);
     leash_rng *rng = malloc((size_t)B * sizeof *rng);
     leash_scored_token *work = malloc((size_t)V * sizeof *work);
@@ -117,14 +120,14 @@ int leash_generate(leash_gpt *m, const leash_sample_config *sc, const int *promp
         return leash_fail(LEASH_ENOMEM, "cannot allocate a KV cache for %d sequences of %d tokens (%.1f MB)", B, Tc,
                           floats * 4e-6);
     }
-    float *kc = mem, *vc = kc + kv;                                    // (L, B, NH, Tc, hs) each
-    float *x = vc + kv, *ln = x + (size_t)B * C, *atty = ln + (size_t)B * C; // (B, C) each
-    float *qkv = atty + (size_t)B * C;                                 // (B, 3C)
-    float *h = qkv + (size_t)B * 3 * C;                                // (B, C)
-    float *fch = h + (size_t)B * C, *fchg = fch + (size_t)B * 4 * C;   // (B, 4C) each
-    float *logits = fchg + (size_t)B * 4 * C;                          // (B, V)
-    float *mean = logits + (size_t)B * V, *rstd = mean + B;            // (B) each
-    int *ptoks = imem, *cur = imem + (size_t)B * Tp, *pos = cur + B, *done = pos + B; // (B, Tp), (B) x 3
+    float *kc = mem, *vc = kc + kv;                                       // (L, B, NKV, Tc, hs) each
+    float *x = vc + kv, *ln = x + (size_t)B * C, *h = ln + (size_t)B * C; // (B, C) each
+    float *atty = h + (size_t)B * C;                                      // (B, AW)
+    float *qkv = atty + (size_t)B * AW;                                   // (B, W)
+    float *fch = qkv + (size_t)B * W, *fchg = fch + (size_t)B * d->FW;    // (B, FW), (B, I)
+    float *logits = fchg + (size_t)B * d->I;                              // (B, V)
+    float *mean = logits + (size_t)B * V, *rstd = mean + B;               // (B) each
+    int *ptoks = imem, *cur = imem + (size_t)B * Tp, *pos = cur + B, *done = pos + B, *step_pos = done + B; // (B, Tp), (B) x 4
 
     // prefill: left-padded prompts through the full forward, then copy K and V into the cache
     size_t off = 0;
@@ -142,11 +145,11 @@ int leash_generate(leash_gpt *m, const leash_sample_config *sc, const int *promp
         for (int l = 0; l < L; l++)
             for (int b = 0; b < B; b++)
                 for (int t = 0; t < Tp; t++) {
-                    const float *q = m->a.qkv + (((size_t)l * B + b) * Tp + t) * 3 * C;
-                    for (int hh = 0; hh < NH; hh++) {
-                        size_t dst = ((((size_t)l * B + b) * NH + hh) * Tc + t) * hs;
-                        memcpy(kc + dst, q + C + hh * hs, hs * sizeof(float));
-                        memcpy(vc + dst, q + 2 * C + hh * hs, hs * sizeof(float));
+                    const float *q = m->a.qkv + (((size_t)l * B + b) * Tp + t) * W;
+                    for (int kh = 0; kh < NKV; kh++) {
+                        size_t dst = ((((size_t)l * B + b) * NKV + kh) * Tc + t) * hs;
+                        memcpy(kc + dst, q + (NH + kh) * hs, hs * sizeof(float));
+                        memcpy(vc + dst, q + (NH + NKV + kh) * hs, hs * sizeof(float));
                     }
                 }
         for (int b = 0; b < B; b++) {
@@ -188,21 +191,26 @@ int leash_generate(leash_gpt *m, const leash_sample_config *sc, const int *promp
         int col = Tp + i;
         for (int b = 0; b < B; b++) {
             int p = pos[b] < c->n_positions ? pos[b] : c->n_positions - 1;
+            step_pos[b] = p;
             for (int k = 0; k < C; k++)
-                x[(size_t)b * C + k] = m->p.wte[(size_t)cur[b] * C + k] + m->p.wpe[(size_t)p * C + k];
+                x[(size_t)b * C + k] = m->p.wte[(size_t)cur[b] * C + k] + (m->p.wpe ? m->p.wpe[(size_t)p * C + k] : 0.0f);
             pos[b]++;
         }
         for (int l = 0; l < L; l++) {
             const layer_ptrs *w = &m->p.layer[l];
-            leash_layernorm_forward(ln, mean, rstd, x, w->ln1w, w->ln1b, B, C, c->layer_norm_epsilon);
-            leash_matmul_forward(qkv, ln, w->qkvw, w->qkvb, B, C, 3 * C);
+            leash_gpt_norm(m, ln, mean, rstd, x, w->ln1w, w->ln1b, B);
+            leash_gpt_qkv(m, qkv, ln, w, step_pos, B);
+            for (int b = 0; b < B; b++) // this token's keys and values join the cache
+                for (int kh = 0; kh < NKV; kh++) {
+                    size_t at = ((((size_t)l * B + b) * NKV + kh) * Tc + col) * hs;
+                    memcpy(kc + at, qkv + (size_t)b * W + (NH + kh) * hs, hs * sizeof(float));
+                    memcpy(vc + at, qkv + (size_t)b * W + (NH + NKV + kh) * hs, hs * sizeof(float));
+                }
 #pragma omp parallel for collapse(2) schedule(static)
             for (int b = 0; b < B; b++) {
                 for (int hh = 0; hh < NH; hh++) {
-                    size_t base = (((size_t)l * B + b) * NH + hh) * Tc;
-                    const float *q = qkv + (size_t)b * 3 * C + hh * hs;
-                    memcpy(kc + (base + col) * hs, q + C, hs * sizeof(float));
-                    memcpy(vc + (base + col) * hs, q + 2 * C, hs * sizeof(float));
+                    size_t base = (((size_t)l * B + b) * NKV + hh / G) * Tc;
+                    const float *q = qkv + (size_t)b * W + hh * hs;
                     float a[Tc];
                     float mx = -INFINITY, sum = 0.0f;
                     for (int s = 0; s <= col; s++) {
@@ -211,16 +219,16 @@ int leash_generate(leash_gpt *m, const leash_sample_config *sc, const int *promp
                             continue;
                         }
                         const float *k = kc + (base + s) * hs;
-                        float d = 0.0f;
-                        for (int e = 0; e < hs; e++) d += q[e] * k[e];
-                        a[s] = d * scale;
+                        float dt = 0.0f;
+                        for (int e = 0; e < hs; e++) dt += q[e] * k[e];
+                        a[s] = dt * scale;
                         if (a[s] > mx) mx = a[s];
                     }
                     for (int s = 0; s <= col; s++) {
                         a[s] = a[s] == -INFINITY ? 0.0f : expf(a[s] - mx);
                         sum += a[s];
                     }
-                    float *o = atty + (size_t)b * C + hh * hs;
+                    float *o = atty + (size_t)b * AW + hh * hs;
                     for (int e = 0; e < hs; e++) o[e] = 0.0f;
                     for (int s = 0; s <= col; s++) {
                         if (a[s] == 0.0f) continue;
@@ -230,16 +238,14 @@ int leash_generate(leash_gpt *m, const leash_sample_config *sc, const int *promp
                     }
                 }
             }
-            leash_matmul_forward(h, atty, w->attprojw, w->attprojb, B, C, C);
+            leash_gpt_attn_out(m, h, atty, w, B);
             for (size_t k = 0; k < (size_t)B * C; k++) x[k] += h[k];
-            leash_layernorm_forward(ln, mean, rstd, x, w->ln2w, w->ln2b, B, C, c->layer_norm_epsilon);
-            leash_matmul_forward(fch, ln, w->fcw, w->fcb, B, C, 4 * C);
-            leash_gelu_forward(fchg, fch, (size_t)B * 4 * C);
-            leash_matmul_forward(h, fchg, w->fcprojw, w->fcprojb, B, 4 * C, C);
+            leash_gpt_norm(m, ln, mean, rstd, x, w->ln2w, w->ln2b, B);
+            leash_gpt_mlp(m, h, fch, fchg, ln, w, B);
             for (size_t k = 0; k < (size_t)B * C; k++) x[k] += h[k];
         }
-        leash_layernorm_forward(ln, mean, rstd, x, m->p.lnfw, m->p.lnfb, B, C, c->layer_norm_epsilon);
-        leash_sgemm(0, 1, B, V, C, 1.0f, ln, C, m->p.wte, C, 0.0f, logits, V);
+        leash_gpt_norm(m, ln, mean, rstd, x, m->p.lnfw, m->p.lnfb, B);
+        leash_sgemm(0, 1, B, V, C, 1.0f, ln, C, leash_gpt_head_weight(m), C, 0.0f, logits, V);
     }
     free(mem), free(imem), free(valid), free(pm), free(rng), free(work);
     return rc;

@@ -128,7 +128,7 @@ static const uint8_t at_mask[AB * AT] = {1, 1, 1, 1, 1, 0, 0, 1, 1, 1}; // row 1
 static void at_fwd(float *out, void *ctx) {
     (void)ctx;
     static float att[AB * ANH * AT * AT];
-    leash_attention_forward(out, att, at_qkv, at_mask, AB, AT, AC, ANH);
+    leash_attention_forward(out, att, at_qkv, at_mask, AB, AT, ANH, ANH, AC / ANH);
 }
 
 Test(ops_grad, attention_with_padding) {
@@ -140,8 +140,8 @@ Test(ops_grad, attention_with_padding) {
     randn(&r, w, AB * AT * AC, 1.0);
     for (int t = 0; t < 2; t++)
         for (int c = 0; c < AC; c++) w[(AT + t) * AC + c] = 0.0f; // padded queries: output unused
-    leash_attention_forward(out, att, at_qkv, at_mask, AB, AT, AC, ANH);
-    leash_attention_backward(dqkv, scratch, w, at_qkv, att, AB, AT, AC, ANH);
+    leash_attention_forward(out, att, at_qkv, at_mask, AB, AT, ANH, ANH, AC / ANH);
+    leash_attention_backward(dqkv, scratch, w, at_qkv, att, AB, AT, ANH, ANH, AC / ANH);
     double g[AB * AT * 3 * AC];
     numeric_grad(at_fwd, NULL, at_qkv, AB * AT * 3 * AC, w, AB * AT * AC, g);
     double e = rel(dqkv, g, AB * AT * 3 * AC);

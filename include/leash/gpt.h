@@ -1,10 +1,16 @@
-/* The GPT-2 transformer: parameters, forward, backward, token log-probs and an optional scalar head.
+/* The transformer: parameters, forward, backward, token log-probs and an optional scalar head, for two
+ * architecture families chosen by the configuration (one code path, not a fork):
+ *   GPT-2 (LEASH_ARCH_GPT2): LayerNorm, learned positions, GELU MLP, fused Conv1D qkv, tied LM head;
+ *   Llama (LEASH_ARCH_LLAMA; also Qwen2, Mistral, SmolLM2): RMSNorm, rotary positions, SwiGLU MLP,
+ *   separate q/k/v/o projections with grouped-query attention, optional biases, tied or untied head.
  *
- * Dimensions: B batch, T time, C channels (n_embd), V vocabulary, L layers, NH heads, N = B * T rows.
+ * Dimensions: B batch, T time, C channels (n_embd), V vocabulary, L layers, NH query heads, NKV key/value
+ * heads, hs head size, I MLP width, N = B * T rows.
  * Parameters live in one allocation (and their gradients in another of the same layout), laid out
- * tensor after tensor in the order of leash_gpt_tensor(); each tensor is one contiguous slice with a
- * Hugging Face GPT-2 name ("wte.weight", "h.0.attn.c_attn.weight" in Conv1D (in, out) layout, ...), so a
- * checkpoint is one write per tensor and copying a model is one memcpy.
+ * tensor after tensor in the order of leash_gpt_tensor(); each tensor is one contiguous slice with its
+ * Hugging Face name and layout (GPT-2: "wte.weight", "h.0.attn.c_attn.weight" in Conv1D (in, out) layout;
+ * Llama: "model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight" in Linear (out, in)
+ * layout, ...), so a checkpoint is one write per tensor and copying a model is one memcpy.
  *
  * Padding. A batch is (B, T) tokens with a mask (B, T) of real tokens (NULL: all real). Positions count
  * real tokens only, and attention never looks at padding, so a sequence gets the same numbers left-padded,
@@ -20,25 +26,49 @@
 #include <stddef.h>
 #include <stdint.h>
 
+enum { LEASH_ARCH_GPT2 = 0, LEASH_ARCH_LLAMA = 1 };
+/* Rotary scaling variants (config.json "rope_scaling"): none, "linear" (positions / factor) and "llama3"
+ * (Llama 3.1's frequency-band rescaling). Others are refused at load with their name. */
+enum { LEASH_ROPE_DEFAULT = 0, LEASH_ROPE_LINEAR = 1, LEASH_ROPE_LLAMA3 = 2 };
+
+/* Every field's zero is GPT-2's choice, so a GPT-2 configuration names only the sizes. */
 typedef struct {
     int vocab_size;           /* V */
     int n_positions;          /* the longest sequence, T <= n_positions */
     int n_embd;               /* C */
     int n_layer;              /* L */
-    int n_head;               /* NH; C % NH == 0 */
+    int n_head;               /* NH */
+    int arch;                 /* LEASH_ARCH_GPT2 or LEASH_ARCH_LLAMA */
+    char model_type[16];      /* config.json's model_type, kept for saving ("" = "gpt2" or "llama") */
+    int n_kv_head;            /* NKV, grouped-query attention (NH % NKV == 0); 0: NKV = NH */
+    int head_dim;             /* hs; 0: C / NH (then C % NH == 0) */
+    int n_inner;              /* I, the MLP width; 0: 4 C */
+    int qkv_bias;             /* Llama family: q, k, v projections have biases (Qwen2; GPT-2 always has all biases) */
+    int o_bias;               /* Llama family: o_proj has a bias */
+    int mlp_bias;             /* Llama family: gate, up, down projections have biases */
+    int untied_head;          /* 1: a separate lm_head.weight (V, C); 0: the LM head is the token embedding */
+    float rope_theta;         /* RoPE base; 0: 10000 */
+    int rope_scaling;         /* LEASH_ROPE_* */
+    float rope_factor;        /* linear and llama3 scaling */
+    float rope_low_freq_factor, rope_high_freq_factor; /* llama3 */
+    int rope_original_max_positions;                  /* llama3 */
     int bos_token_id;         /* -1 when none */
     int eos_token_id;         /* -1 when none */
-    float layer_norm_epsilon; /* GPT-2: 1e-5 */
+    float layer_norm_epsilon; /* GPT-2's LayerNorm or Llama's RMSNorm epsilon: 1e-5, 1e-6, ... */
     int scalar_head;          /* 1: a scalar head (value or reward) on the final hidden state */
     float score_mean;         /* scalar head: mean and standard deviation of its scores on reference texts, */
     float score_std;          /* for reward normalisation; both 0 when not measured */
 } leash_gpt_config;
 
-/* Checks ranges and consistency (C % NH, ids < V, ...); a message names the field. */
+/* Checks ranges and consistency (C % NH, NH % NKV, ids < V, ...); a message names the field. */
 int leash_gpt_config_check(const leash_gpt_config *cfg);
+/* The derived sizes: head size hs, key/value heads NKV, MLP width I. */
+int leash_gpt_head_size(const leash_gpt_config *cfg);
+int leash_gpt_kv_heads(const leash_gpt_config *cfg);
+int leash_gpt_mlp_width(const leash_gpt_config *cfg);
 
 typedef struct {
-    char name[64];    /* Hugging Face GPT-2 name */
+    char name[64];    /* Hugging Face name */
     size_t offset;    /* into the parameter (and gradient) block, in floats */
     size_t numel;
     int ndim;
@@ -52,7 +82,7 @@ typedef struct leash_gpt leash_gpt;
 int leash_gpt_create(leash_gpt **out, const leash_gpt_config *cfg);
 void leash_gpt_free(leash_gpt *m);
 /* GPT-2's initialisation: N(0, 0.02) weights, residual projections N(0, 0.02 / sqrt(2 L)), zero biases,
- * LayerNorm weights 1. Deterministic in seed. */
+ * norm weights 1 (the same for the Llama family). Deterministic in seed. */
 void leash_gpt_init(leash_gpt *m, uint64_t seed);
 
 const leash_gpt_config *leash_gpt_cfg(const leash_gpt *m);
