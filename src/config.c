@@ -1,4 +1,4 @@
-/* config.json for GPT-2 models: see include/leash/config.h. */
+/* config.json for GPT-2 and Llama-family models: see include/leash/config.h. */
 #include "leash/config.h"
 
 #include <cjson/cJSON.h>
@@ -22,30 +22,48 @@ static int get_int(const char *path, const cJSON *root, const char *key, int req
     return LEASH_OK;
 }
 
-int leash_config_load(const char *path, leash_gpt_config *cfg) {
-    char *text;
-    int rc = leash_read_file(path, 1 << 20, &text, NULL);
-    if (rc) return rc;
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
-    long at = root ? 0 : (long)(end ? end - text : -1);
-    free(text);
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return leash_fail(LEASH_EFORMAT, "%s: not a JSON object (malformed at byte %ld)", path, at);
+static int get_float(const char *path, const cJSON *root, const char *key, double dflt, double *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v || cJSON_IsNull(v)) {
+        *out = dflt;
+        return LEASH_OK;
     }
-    memset(cfg, 0, sizeof *cfg);
-    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return leash_fail(LEASH_EFORMAT, "%s: \"%s\" must be a number", path, key);
+    *out = v->valuedouble;
+    return LEASH_OK;
+}
+
+static int get_bool(const char *path, const cJSON *root, const char *key, int dflt, int *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v || cJSON_IsNull(v)) {
+        *out = dflt;
+        return LEASH_OK;
+    }
+    if (!cJSON_IsBool(v)) return leash_fail(LEASH_EFORMAT, "%s: \"%s\" must be true or false", path, key);
+    *out = cJSON_IsTrue(v);
+    return LEASH_OK;
+}
+
+/* A token id that some configs give as a list (Llama 3's several end-of-turn tokens): the first one. */
+static int get_token_id(const char *path, const cJSON *root, const char *key, int *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (cJSON_IsArray(v)) {
+        const cJSON *first = cJSON_GetArrayItem(v, 0);
+        if (!cJSON_IsNumber(first) || first->valuedouble != floor(first->valuedouble) || first->valuedouble < 0)
+            return leash_fail(LEASH_EFORMAT, "%s: \"%s\" must be an integer or a list of integers", path, key);
+        *out = (int)first->valuedouble;
+        return LEASH_OK;
+    }
+    return get_int(path, root, key, 0, -1, out);
+}
+
+static int load_gpt2(const char *path, const cJSON *root, leash_gpt_config *cfg) {
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "activation_function");
     const cJSON *eps = cJSON_GetObjectItemCaseSensitive(root, "layer_norm_epsilon");
     const cJSON *tie = cJSON_GetObjectItemCaseSensitive(root, "tie_word_embeddings");
-    const cJSON *lh = cJSON_GetObjectItemCaseSensitive(root, "leash");
-    int n_inner = 0;
-    if (!cJSON_IsString(mt) || strcmp(mt->valuestring, "gpt2") != 0)
-        rc = leash_fail(LEASH_EFORMAT, "%s: \"model_type\" is %s%s%s; this build of leash loads \"gpt2\"", path,
-                        cJSON_IsString(mt) ? "\"" : "", cJSON_IsString(mt) ? mt->valuestring : "missing",
-                        cJSON_IsString(mt) ? "\"" : "");
-    else if (act && (!cJSON_IsString(act) || (strcmp(act->valuestring, "gelu_new") && strcmp(act->valuestring, "gelu_pytorch_tanh"))))
+    int rc = LEASH_OK, n_inner = 0;
+    if (act && (!cJSON_IsString(act) || (strcmp(act->valuestring, "gelu_new") && strcmp(act->valuestring, "gelu_pytorch_tanh"))))
         rc = leash_fail(LEASH_EFORMAT, "%s: \"activation_function\" must be \"gelu_new\" (GPT-2's tanh GELU)", path);
     else if (tie && !cJSON_IsTrue(tie))
         rc = leash_fail(LEASH_EFORMAT, "%s: \"tie_word_embeddings\" is false; GPT-2 ties the LM head to wte", path);
@@ -62,8 +80,101 @@ int leash_config_load(const char *path, leash_gpt_config *cfg) {
     if (!rc && n_inner && n_inner != 4 * cfg->n_embd)
         rc = leash_fail(LEASH_EFORMAT, "%s: \"n_inner\" = %d; leash's GPT-2 uses 4 * n_embd = %d", path, n_inner,
                         4 * cfg->n_embd);
+    if (!rc) cfg->layer_norm_epsilon = eps ? (float)eps->valuedouble : 1e-5f;
+    return rc;
+}
+
+/* Llama, Qwen2, Mistral (and the models built on them: SmolLM2, TinyLlama, ...). */
+static int load_llama(const char *path, const cJSON *root, const char *type, leash_gpt_config *cfg) {
+    cfg->arch = LEASH_ARCH_LLAMA;
+    snprintf(cfg->model_type, sizeof cfg->model_type, "%s", type);
+    int qwen2 = strcmp(type, "qwen2") == 0, tie = 0, attn_bias = 0, sliding = 0, window = 0;
+    double eps = 0.0, theta = 0.0;
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
+    int rc = LEASH_OK;
+    if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu")))
+        rc = leash_fail(LEASH_EFORMAT, "%s: \"hidden_act\" is %s; leash's Llama MLP is SwiGLU with \"silu\"", path,
+                        cJSON_IsString(act) ? act->valuestring : "not a string");
+    if (!rc) rc = get_int(path, root, "vocab_size", 1, 0, &cfg->vocab_size);
+    if (!rc) rc = get_int(path, root, "max_position_embeddings", 1, 0, &cfg->n_positions);
+    if (!rc) rc = get_int(path, root, "hidden_size", 1, 0, &cfg->n_embd);
+    if (!rc) rc = get_int(path, root, "num_hidden_layers", 1, 0, &cfg->n_layer);
+    if (!rc) rc = get_int(path, root, "num_attention_heads", 1, 0, &cfg->n_head);
+    if (!rc) rc = get_int(path, root, "num_key_value_heads", 0, 0, &cfg->n_kv_head);
+    if (!rc) rc = get_int(path, root, "head_dim", 0, 0, &cfg->head_dim);
+    if (!rc) rc = get_int(path, root, "intermediate_size", 1, 0, &cfg->n_inner);
+    if (!rc) rc = get_token_id(path, root, "bos_token_id", &cfg->bos_token_id);
+    if (!rc) rc = get_token_id(path, root, "eos_token_id", &cfg->eos_token_id);
+    if (!rc) rc = get_float(path, root, "rms_norm_eps", 1e-6, &eps);
+    if (!rc) rc = get_float(path, root, "rope_theta", 10000.0, &theta);
+    if (!rc) rc = get_bool(path, root, "tie_word_embeddings", 0, &tie);
+    if (!rc) rc = get_bool(path, root, "attention_bias", 0, &attn_bias);
+    if (!rc) rc = get_bool(path, root, "mlp_bias", 0, &cfg->mlp_bias);
+    if (!rc) rc = get_bool(path, root, "use_sliding_window", strcmp(type, "mistral") == 0, &sliding);
+    if (!rc) rc = get_int(path, root, "sliding_window", 0, 0, &window);
+    if (rc) return rc;
+    if (cfg->head_dim && cfg->head_dim == cfg->n_embd / cfg->n_head && cfg->n_embd % cfg->n_head == 0) cfg->head_dim = 0;
+    if (cfg->n_kv_head == cfg->n_head) cfg->n_kv_head = 0;
+    cfg->layer_norm_epsilon = (float)eps;
+    cfg->rope_theta = (float)theta;
+    cfg->untied_head = !tie;
+    cfg->qkv_bias = qwen2 || attn_bias; // Qwen2's q, k, v always carry biases; Llama's attention_bias covers o too
+    cfg->o_bias = !qwen2 && attn_bias;
+    // a sliding window changes nothing while sequences fit in it: leash's sequences are kept that short
+    if (sliding && window > 0 && window < cfg->n_positions) cfg->n_positions = window;
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+    if (rs && !cJSON_IsNull(rs)) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+        if (!t) t = cJSON_GetObjectItemCaseSensitive(rs, "type");
+        const char *name = cJSON_IsString(t) ? t->valuestring : NULL;
+        double factor = 0.0, lo = 0.0, hi = 0.0;
+        int orig = 0;
+        if (!cJSON_IsObject(rs) || !name)
+            return leash_fail(LEASH_EFORMAT, "%s: \"rope_scaling\" must be null or an object with \"rope_type\"", path);
+        if (strcmp(name, "default") == 0) return LEASH_OK;
+        if (strcmp(name, "linear") && strcmp(name, "llama3"))
+            return leash_fail(LEASH_EFORMAT, "%s: rope_scaling \"%s\" is not supported; leash supports \"default\", "
+                                             "\"linear\" and \"llama3\"",
+                              path, name);
+        if ((rc = get_float(path, rs, "factor", 0.0, &factor))) return rc;
+        cfg->rope_factor = (float)factor;
+        cfg->rope_scaling = strcmp(name, "linear") == 0 ? LEASH_ROPE_LINEAR : LEASH_ROPE_LLAMA3;
+        if (cfg->rope_scaling == LEASH_ROPE_LLAMA3) {
+            if (!rc) rc = get_float(path, rs, "low_freq_factor", 1.0, &lo);
+            if (!rc) rc = get_float(path, rs, "high_freq_factor", 4.0, &hi);
+            if (!rc) rc = get_int(path, rs, "original_max_position_embeddings", 1, 0, &orig);
+            cfg->rope_low_freq_factor = (float)lo;
+            cfg->rope_high_freq_factor = (float)hi;
+            cfg->rope_original_max_positions = orig;
+        }
+    }
+    return rc;
+}
+
+int leash_config_load(const char *path, leash_gpt_config *cfg) {
+    char *text;
+    int rc = leash_read_file(path, 1 << 20, &text, NULL);
+    if (rc) return rc;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
+    long at = root ? 0 : (long)(end ? end - text : -1);
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return leash_fail(LEASH_EFORMAT, "%s: not a JSON object (malformed at byte %ld)", path, at);
+    }
+    memset(cfg, 0, sizeof *cfg);
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    const cJSON *lh = cJSON_GetObjectItemCaseSensitive(root, "leash");
+    const char *type = cJSON_IsString(mt) ? mt->valuestring : NULL;
+    if (type && strcmp(type, "gpt2") == 0) rc = load_gpt2(path, root, cfg);
+    else if (type && (!strcmp(type, "llama") || !strcmp(type, "qwen2") || !strcmp(type, "mistral")))
+        rc = load_llama(path, root, type, cfg);
+    else
+        rc = leash_fail(LEASH_EFORMAT, "%s: \"model_type\" is %s%s%s; leash loads \"gpt2\", \"llama\", \"qwen2\" and "
+                                       "\"mistral\"",
+                        path, type ? "\"" : "", type ? type : "missing", type ? "\"" : "");
     if (!rc) {
-        cfg->layer_norm_epsilon = eps ? (float)eps->valuedouble : 1e-5f;
         const cJSON *sh = cJSON_IsObject(lh) ? cJSON_GetObjectItemCaseSensitive(lh, "scalar_head") : NULL;
         cfg->scalar_head = cJSON_IsTrue(sh);
         const cJSON *mu = cJSON_IsObject(lh) ? cJSON_GetObjectItemCaseSensitive(lh, "score_mean") : NULL;
@@ -78,8 +189,44 @@ int leash_config_load(const char *path, leash_gpt_config *cfg) {
     return rc;
 }
 
-int leash_config_save(const char *path, const leash_gpt_config *c) {
-    cJSON *o = cJSON_CreateObject();
+static void save_llama(cJSON *o, const leash_gpt_config *c) {
+    const char *type = c->model_type[0] ? c->model_type : "llama";
+    const char *arch = !strcmp(type, "qwen2") ? "Qwen2ForCausalLM" : !strcmp(type, "mistral") ? "MistralForCausalLM"
+                                                                                              : "LlamaForCausalLM";
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "architectures"), cJSON_CreateString(arch));
+    cJSON_AddStringToObject(o, "model_type", type);
+    cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
+    cJSON_AddNumberToObject(o, "max_position_embeddings", c->n_positions);
+    cJSON_AddNumberToObject(o, "hidden_size", c->n_embd);
+    cJSON_AddNumberToObject(o, "intermediate_size", leash_gpt_mlp_width(c));
+    cJSON_AddNumberToObject(o, "num_hidden_layers", c->n_layer);
+    cJSON_AddNumberToObject(o, "num_attention_heads", c->n_head);
+    cJSON_AddNumberToObject(o, "num_key_value_heads", leash_gpt_kv_heads(c));
+    cJSON_AddNumberToObject(o, "head_dim", leash_gpt_head_size(c));
+    cJSON_AddStringToObject(o, "hidden_act", "silu");
+    cJSON_AddNumberToObject(o, "rms_norm_eps", c->layer_norm_epsilon);
+    cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta > 0.0f ? c->rope_theta : 10000.0);
+    if (c->rope_scaling) {
+        cJSON *rs = cJSON_AddObjectToObject(o, "rope_scaling");
+        cJSON_AddStringToObject(rs, "rope_type", c->rope_scaling == LEASH_ROPE_LINEAR ? "linear" : "llama3");
+        cJSON_AddNumberToObject(rs, "factor", c->rope_factor);
+        if (c->rope_scaling == LEASH_ROPE_LLAMA3) {
+            cJSON_AddNumberToObject(rs, "low_freq_factor", c->rope_low_freq_factor);
+            cJSON_AddNumberToObject(rs, "high_freq_factor", c->rope_high_freq_factor);
+            cJSON_AddNumberToObject(rs, "original_max_position_embeddings", c->rope_original_max_positions);
+        }
+    } else {
+        cJSON_AddNullToObject(o, "rope_scaling");
+    }
+    if (strcmp(type, "qwen2")) cJSON_AddBoolToObject(o, "attention_bias", c->qkv_bias != 0);
+    cJSON_AddBoolToObject(o, "mlp_bias", c->mlp_bias != 0);
+    cJSON_AddBoolToObject(o, "tie_word_embeddings", !c->untied_head);
+    if (strcmp(type, "llama")) cJSON_AddBoolToObject(o, "use_sliding_window", 0);
+    if (c->bos_token_id >= 0) cJSON_AddNumberToObject(o, "bos_token_id", c->bos_token_id);
+    if (c->eos_token_id >= 0) cJSON_AddNumberToObject(o, "eos_token_id", c->eos_token_id);
+}
+
+static void save_gpt2(cJSON *o, const leash_gpt_config *c) {
     cJSON *arch = cJSON_AddArrayToObject(o, "architectures");
     cJSON_AddItemToArray(arch, cJSON_CreateString("GPT2LMHeadModel"));
     cJSON_AddStringToObject(o, "model_type", "gpt2");
@@ -98,6 +245,16 @@ int leash_config_save(const char *path, const leash_gpt_config *c) {
     cJSON_AddNumberToObject(o, "resid_pdrop", 0.0);
     cJSON_AddNumberToObject(o, "embd_pdrop", 0.0);
     cJSON_AddNumberToObject(o, "attn_pdrop", 0.0);
+}
+
+int leash_config_save(const char *path, const leash_gpt_config *c) {
+    if (c->arch == LEASH_ARCH_LLAMA && !strcmp(c->model_type, "qwen2") ? (!c->qkv_bias || c->o_bias)
+                                                                       : c->qkv_bias != c->o_bias)
+        return leash_fail(LEASH_EINVAL, "%s: model_type \"%s\" cannot express q/k/v bias %d with o_proj bias %d", path,
+                          c->model_type[0] ? c->model_type : "llama", c->qkv_bias, c->o_bias);
+    cJSON *o = cJSON_CreateObject();
+    if (c->arch == LEASH_ARCH_LLAMA) save_llama(o, c);
+    else save_gpt2(o, c);
     cJSON *lh = cJSON_AddObjectToObject(o, "leash");
     cJSON_AddBoolToObject(lh, "scalar_head", c->scalar_head != 0);
     if (c->scalar_head) {

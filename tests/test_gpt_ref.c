@@ -1,7 +1,10 @@
-/* leash's GPT-2 against an independent PyTorch implementation (tests/ref/gpt2_ref.py, float64): logits,
- * loss, scalar head and every parameter gradient must agree to a relative error of 1e-4 (worst entry
- * over the tensor's largest), on two configurations, one with GPT-2's vocabulary of 50257, with left and
- * right padding in the batch. Skips with a printed reason when python3-torch is missing, unless
+/* leash's transformer against independent PyTorch implementations (float64): tests/ref/gpt2_ref.py for
+ * GPT-2 and tests/ref/llama_ref.py for the Llama family. Logits, loss, scalar head and every parameter
+ * gradient must agree to a relative error of 1e-4 (worst entry over the tensor's largest), with left and
+ * right padding in the batch: GPT-2 on two configurations (one with its vocabulary of 50257), the Llama
+ * family on configurations with grouped-query attention, tied and untied heads, attention biases on and
+ * off (Qwen2's q/k/v biases, Llama's attention_bias and mlp_bias), a head size other than C / NH, and
+ * rope_theta with no, linear and llama3 scaling. Skips with a printed reason when python3-torch is missing, unless
  * LEASH_REQUIRE_REF=1 (CI sets it), where a missing reference is a failure. */
 #define _DEFAULT_SOURCE
 #include <cjson/cJSON.h>
@@ -91,7 +94,8 @@ static void check_against_torch(const leash_gpt_config *cfg, int B, int T, uint6
     cr_assert_eq(leash_gpt_backward(m), 0);
 
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "cd '%s' && /usr/bin/python3 tests/ref/gpt2_ref.py '%s'", LEASH_SRCDIR, dir);
+    snprintf(cmd, sizeof cmd, "cd '%s' && /usr/bin/python3 tests/ref/%s_ref.py '%s'", LEASH_SRCDIR,
+             cfg->arch == LEASH_ARCH_LLAMA ? "llama" : "gpt2", dir);
     cr_assert_eq(system(cmd), 0, "the PyTorch reference failed: %s", cmd);
     leash_st_file st;
     snprintf(path, sizeof path, "%s/ref.safetensors", dir);
@@ -102,7 +106,7 @@ static void check_against_torch(const leash_gpt_config *cfg, int B, int T, uint6
     cr_assert(e && e->numel == (size_t)N * V);
     cr_assert_eq(leash_st_read_f32(&st, e, ref), 0);
     double err = rel_err(leash_gpt_logits(m), ref, (size_t)N * V);
-    cr_log_info("V=%d C=%d L=%d: logits relative error %.3g", V, cfg->n_embd, cfg->n_layer, err);
+    cr_log_info("%s V=%d C=%d L=%d: logits relative error %.3g", cfg->model_type, V, cfg->n_embd, cfg->n_layer, err);
     cr_assert(err <= 1e-4, "logits: relative error %g", err);
     cr_assert_eq(leash_st_read_f32(&st, leash_st_find(&st, "loss"), ref), 0);
     cr_assert(fabs(loss - ref[0]) <= 1e-4 * fabs(ref[0]), "loss %.9g vs PyTorch %.9g", loss, (double)ref[0]);
@@ -139,4 +143,44 @@ Test(gpt_vs_pytorch, gpt2_vocabulary, .timeout = 120) {
     leash_gpt_config cfg = {.vocab_size = 50257, .n_positions = 8, .n_embd = 16, .n_layer = 2, .n_head = 2,
                             .bos_token_id = 50256, .eos_token_id = 50256, .layer_norm_epsilon = 1e-5f, .scalar_head = 0};
     check_against_torch(&cfg, 3, 6, 2);
+}
+
+/* The Llama family: sizes shared by the cases below, each changing what it tests. */
+static leash_gpt_config llama_base(const char *type) {
+    leash_gpt_config c = {.vocab_size = 67, .n_positions = 16, .n_embd = 32, .n_layer = 2, .n_head = 4,
+                          .arch = LEASH_ARCH_LLAMA, .n_kv_head = 2, .n_inner = 40, .bos_token_id = 1,
+                          .eos_token_id = 2, .layer_norm_epsilon = 1e-6f, .rope_theta = 10000.0f};
+    snprintf(c.model_type, sizeof c.model_type, "%s", type);
+    return c;
+}
+
+Test(gpt_vs_pytorch, llama_gqa_untied_head_scalar_head, .timeout = 120) {
+    if (!have_torch()) LEASH_SKIP_OR_FAIL("python3-torch is not installed (apt-get install python3-torch)");
+    leash_gpt_config c = llama_base("llama");
+    c.untied_head = 1, c.scalar_head = 1;
+    check_against_torch(&c, 3, 9, 3);
+}
+
+Test(gpt_vs_pytorch, qwen2_qkv_bias_tied_theta_1e6, .timeout = 120) {
+    if (!have_torch()) LEASH_SKIP_OR_FAIL("python3-torch is not installed (apt-get install python3-torch)");
+    leash_gpt_config c = llama_base("qwen2");
+    c.qkv_bias = 1, c.n_kv_head = 1, c.rope_theta = 1e6f;
+    check_against_torch(&c, 3, 9, 4);
+}
+
+Test(gpt_vs_pytorch, llama_all_biases_head_dim_llama3_rope, .timeout = 120) {
+    if (!have_torch()) LEASH_SKIP_OR_FAIL("python3-torch is not installed (apt-get install python3-torch)");
+    leash_gpt_config c = llama_base("llama");
+    // head size 12 (not 32 / 4, so q is 48 wide); wavelengths 6.3 .. 4600 cover all three llama3 bands of 64
+    c.head_dim = 12, c.qkv_bias = c.o_bias = c.mlp_bias = 1, c.untied_head = 1;
+    c.rope_scaling = LEASH_ROPE_LLAMA3, c.rope_factor = 8.0f, c.rope_low_freq_factor = 1.0f;
+    c.rope_high_freq_factor = 4.0f, c.rope_original_max_positions = 64;
+    check_against_torch(&c, 3, 12, 5);
+}
+
+Test(gpt_vs_pytorch, llama_linear_rope_multi_head, .timeout = 120) {
+    if (!have_torch()) LEASH_SKIP_OR_FAIL("python3-torch is not installed (apt-get install python3-torch)");
+    leash_gpt_config c = llama_base("llama");
+    c.n_kv_head = 0, c.rope_scaling = LEASH_ROPE_LINEAR, c.rope_factor = 2.5f, c.scalar_head = 1;
+    check_against_torch(&c, 2, 10, 6);
 }

@@ -1,13 +1,20 @@
-/* config.json in the Hugging Face GPT-2 layout: read and written for leash_gpt_config. */
+/* config.json in the Hugging Face layouts of GPT-2 and the Llama family: read and written for
+ * leash_gpt_config. */
 #ifndef LEASH_CONFIG_H
 #define LEASH_CONFIG_H
 
 #include "leash/gpt.h"
 
-/* Reads a Hugging Face GPT-2 config.json ("model_type": "gpt2", n_embd, n_layer, n_head, n_positions,
- * vocab_size, layer_norm_epsilon, bos/eos_token_id). Keys GPT-2 does not use must have GPT-2's values
- * (activation_function gelu_new, n_inner null or 4 * n_embd, tied embeddings); anything else is an
- * error naming the key. */
+/* Reads a Hugging Face config.json.
+ * "gpt2": n_embd, n_layer, n_head, n_positions, vocab_size, layer_norm_epsilon, bos/eos_token_id; keys
+ * GPT-2 does not use must have GPT-2's values (activation_function gelu_new, n_inner null or 4 * n_embd,
+ * tied embeddings).
+ * "llama", "qwen2", "mistral": hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
+ * num_key_value_heads, head_dim, max_position_embeddings, rms_norm_eps, rope_theta, rope_scaling
+ * (default, linear, llama3; any other type is an error naming it), attention_bias, mlp_bias (Qwen2: q, k,
+ * v biases), tie_word_embeddings, hidden_act silu, bos/eos_token_id (a list: its first id). A sliding
+ * window shorter than max_position_embeddings becomes the model's n_positions (identical results within
+ * it). Anything else is an error naming the key. */
 int leash_config_load(const char *path, leash_gpt_config *cfg);
 /* Writes it atomically, with leash's own keys under "leash". */
 int leash_config_save(const char *path, const leash_gpt_config *cfg);

@@ -135,13 +135,14 @@ int leash_gpt_cross_entropy(leash_gpt *m, const int *targets, double *loss, long
 
 /* ---- checkpoints (src/gpt_io.c) -------------------------------------------------------------- */
 
-/* Loads a Hugging Face-style GPT-2 directory: config.json + model.safetensors (F32, F16 or BF16; names
- * with or without the "transformer." prefix; the tied "lm_head.weight" and the attention-mask buffers
- * old checkpoints carry are ignored). Every missing, unexpected or misshapen tensor is an error that
- * names it. */
+/* Loads a Hugging Face-style model directory: config.json (model_type gpt2, llama, qwen2 or mistral) and
+ * model.safetensors, or the shards a model.safetensors.index.json names (F32, F16 or BF16, read into
+ * float32; GPT-2 names with or without the "transformer." prefix; a tied model's "lm_head.weight" and the
+ * attention or rotary buffers old checkpoints carry are ignored). Every missing, unexpected or misshapen
+ * tensor is an error that names it and its file. */
 int leash_gpt_load(leash_gpt **out, const char *dir);
-/* Writes config.json and model.safetensors (F32, Hugging Face names) into dir (created if missing),
- * each atomically. */
+/* Writes config.json and model.safetensors (F32, Hugging Face names and layout) into dir (created if
+ * missing), each atomically. */
 int leash_gpt_save(const leash_gpt *m, const char *dir);
 
 #endif
