@@ -189,6 +189,16 @@ int leash_config_load(const char *path, leash_gpt_config *cfg) {
     return rc;
 }
 
+/* A float as the shortest decimal that reads back to it (1e-06, not 9.99999997475243e-07). */
+static double decimal(float x) {
+    char buf[32];
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)x);
+        if ((float)strtod(buf, NULL) == x) break;
+    }
+    return strtod(buf, NULL);
+}
+
 static void save_llama(cJSON *o, const leash_gpt_config *c) {
     const char *type = c->model_type[0] ? c->model_type : "llama";
     const char *arch = !strcmp(type, "qwen2") ? "Qwen2ForCausalLM" : !strcmp(type, "mistral") ? "MistralForCausalLM"
@@ -204,15 +214,15 @@ static void save_llama(cJSON *o, const leash_gpt_config *c) {
     cJSON_AddNumberToObject(o, "num_key_value_heads", leash_gpt_kv_heads(c));
     cJSON_AddNumberToObject(o, "head_dim", leash_gpt_head_size(c));
     cJSON_AddStringToObject(o, "hidden_act", "silu");
-    cJSON_AddNumberToObject(o, "rms_norm_eps", c->layer_norm_epsilon);
-    cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta > 0.0f ? c->rope_theta : 10000.0);
+    cJSON_AddNumberToObject(o, "rms_norm_eps", decimal(c->layer_norm_epsilon));
+    cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta > 0.0f ? decimal(c->rope_theta) : 10000.0);
     if (c->rope_scaling) {
         cJSON *rs = cJSON_AddObjectToObject(o, "rope_scaling");
         cJSON_AddStringToObject(rs, "rope_type", c->rope_scaling == LEASH_ROPE_LINEAR ? "linear" : "llama3");
-        cJSON_AddNumberToObject(rs, "factor", c->rope_factor);
+        cJSON_AddNumberToObject(rs, "factor", decimal(c->rope_factor));
         if (c->rope_scaling == LEASH_ROPE_LLAMA3) {
-            cJSON_AddNumberToObject(rs, "low_freq_factor", c->rope_low_freq_factor);
-            cJSON_AddNumberToObject(rs, "high_freq_factor", c->rope_high_freq_factor);
+            cJSON_AddNumberToObject(rs, "low_freq_factor", decimal(c->rope_low_freq_factor));
+            cJSON_AddNumberToObject(rs, "high_freq_factor", decimal(c->rope_high_freq_factor));
             cJSON_AddNumberToObject(rs, "original_max_position_embeddings", c->rope_original_max_positions);
         }
     } else {

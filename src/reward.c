@@ -239,7 +239,9 @@ int leash_rm_train(const leash_rm_config *c, leash_rm_fn fn, void *ctx, leash_rm
     for (int i = 0; !rc && i < leash_gpt_num_tensors(m); i++)
         if (!strcmp(leash_gpt_tensor(m, i)->name, "ln_f.bias")) lnf_bias = leash_gpt_tensor(m, i);
     if (!rc) score_bias = leash_gpt_num_params(m) - 1;
-    if (!rc && (!lnf_bias || strcmp(leash_gpt_tensor(m, leash_gpt_num_tensors(m) - 1)->name, "score.bias") != 0))
+    // (an RMSNorm model has no final-norm bias)
+    if (!rc && ((!lnf_bias && leash_gpt_cfg(m)->arch == LEASH_ARCH_GPT2) ||
+                strcmp(leash_gpt_tensor(m, leash_gpt_num_tensors(m) - 1)->name, "score.bias") != 0))
         rc = leash_fail(LEASH_EINVAL, "internal: the reward model has no ln_f.bias, or its last tensor is not score.bias");
     for (int e = 0; e < c->epochs && !rc; e++) {
         leash_rng rng;
@@ -291,7 +293,7 @@ int leash_rm_train(const leash_rm_config *c, leash_rm_fn fn, void *ctx, leash_rm
                 if (bt) {
                     float *g = leash_gpt_grads(m);
                     g[score_bias] = 0.0f;
-                    memset(g + lnf_bias->offset, 0, lnf_bias->numel * sizeof(float));
+                    if (lnf_bias) memset(g + lnf_bias->offset, 0, lnf_bias->numel * sizeof(float));
                 }
             }
             if ((rc = leash_dist_sum_f32(leash_gpt_grads(m), leash_gpt_num_params(m), "gradients")) ||

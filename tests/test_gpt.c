@@ -2,6 +2,7 @@
  * batch-composition invariance of sampling, checkpoints that round-trip and refuse bad files, AdamW and
  * its schedule, and a pre-training run that resumes bit-identically. */
 #define _DEFAULT_SOURCE
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <math.h>
 #include <omp.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "leash/config.h"
 #include "leash/error.h"
 #include "leash/fileio.h"
 #include "leash/gpt.h"
@@ -18,9 +20,16 @@
 #include "leash/safetensors.h"
 #include "leash/sample.h"
 
-static leash_gpt *tiny(int scalar_head, uint64_t seed) {
+/* A tiny GPT-2 or, with llama, a tiny Llama-family model with grouped-query attention, Qwen2-style
+ * q/k/v biases and an untied head. */
+static leash_gpt *tiny_arch(int scalar_head, uint64_t seed, int llama) {
     leash_gpt_config cfg = {.vocab_size = 50, .n_positions = 32, .n_embd = 16, .n_layer = 2, .n_head = 2,
                             .bos_token_id = 0, .eos_token_id = 1, .layer_norm_epsilon = 1e-5f, .scalar_head = scalar_head};
+    if (llama) {
+        cfg.arch = LEASH_ARCH_LLAMA, cfg.n_head = 4, cfg.n_kv_head = 2, cfg.n_inner = 24, cfg.qkv_bias = 1;
+        cfg.untied_head = 1, cfg.rope_theta = 500.0f;
+        snprintf(cfg.model_type, sizeof cfg.model_type, "qwen2");
+    }
     leash_gpt *m;
     cr_assert_eq(leash_gpt_create(&m, &cfg), 0, "%s", leash_errmsg());
     leash_gpt_init(m, seed);
@@ -28,6 +37,7 @@ static leash_gpt *tiny(int scalar_head, uint64_t seed) {
     for (size_t i = 0; i < leash_gpt_num_params(m); i++) leash_gpt_params(m)[i] *= 10.0f;
     return m;
 }
+static leash_gpt *tiny(int scalar_head, uint64_t seed) { return tiny_arch(scalar_head, seed, 0); }
 
 /* log-probs of seq[1..n) given its prefix, with the sequence placed in a (B, T) batch at row b, offset by
  * `left` padding positions. */
@@ -52,8 +62,8 @@ static void logprobs_in_batch(leash_gpt *m, const int *seq, int n, int B, int T,
     free(tok), free(tgt), free(mask), free(lp);
 }
 
-Test(gpt, logprobs_do_not_depend_on_padding_or_batch) {
-    leash_gpt *m = tiny(0, 1);
+static void padding_invariance(int llama) {
+    leash_gpt *m = tiny_arch(0, 1, llama);
     const int seq[7] = {0, 5, 9, 33, 2, 17, 40};
     float alone[6], left[6], right[6];
     logprobs_in_batch(m, seq, 7, 1, 7, 0, 0, alone);
@@ -67,9 +77,12 @@ Test(gpt, logprobs_do_not_depend_on_padding_or_batch) {
     }
     leash_gpt_free(m);
 }
+Test(gpt, logprobs_do_not_depend_on_padding_or_batch) { padding_invariance(0); }
+// rotary positions too count real tokens only: a left-padded sequence is rotated as if alone
+Test(gpt, llama_logprobs_do_not_depend_on_padding_or_batch) { padding_invariance(1); }
 
-Test(gpt, kv_cache_generation_matches_the_full_forward) {
-    leash_gpt *m = tiny(0, 2);
+static void kv_cache_matches(int llama) {
+    leash_gpt *m = tiny_arch(0, 2, llama);
     const int prompts[] = {0, 4, 8, /**/ 0, 3, /**/ 0, 7, 7, 7, 9};
     const int lens[3] = {3, 2, 5};
     enum { B = 3, M = 12 };
@@ -101,6 +114,8 @@ Test(gpt, kv_cache_generation_matches_the_full_forward) {
     }
     leash_gpt_free(m);
 }
+Test(gpt, kv_cache_generation_matches_the_full_forward) { kv_cache_matches(0); }
+Test(gpt, llama_kv_cache_generation_matches_the_full_forward) { kv_cache_matches(1); }
 
 Test(gpt, samples_do_not_depend_on_batch_composition) {
     leash_gpt *m = tiny(0, 3);
@@ -148,8 +163,8 @@ Test(gpt, top_k_and_top_p) {
     }
 }
 
-Test(gpt, checkpoint_round_trip_is_exact) {
-    leash_gpt *m = tiny(1, 4), *r;
+static void round_trip(int llama) {
+    leash_gpt *m = tiny_arch(1, 4, llama), *r;
     char dir[] = "/tmp/leash-ckpt-XXXXXX";
     cr_assert(mkdtemp(dir));
     cr_assert_eq(leash_gpt_save(m, dir), 0, "%s", leash_errmsg());
@@ -158,11 +173,103 @@ Test(gpt, checkpoint_round_trip_is_exact) {
     cr_assert_eq(memcmp(leash_gpt_params(r), leash_gpt_params(m), leash_gpt_num_params(m) * 4), 0);
     cr_assert_eq(leash_gpt_cfg(r)->scalar_head, 1);
     cr_assert_eq(leash_gpt_cfg(r)->eos_token_id, 1);
+    cr_assert_eq(memcmp(leash_gpt_cfg(r), leash_gpt_cfg(m), sizeof(leash_gpt_config)), 0, "the config reads back the same");
     leash_gpt_free(r);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
     leash_gpt_free(m);
+}
+Test(gpt, checkpoint_round_trip_is_exact) { round_trip(0); }
+Test(gpt, llama_checkpoint_round_trip_is_exact) { round_trip(1); }
+
+/* A model split over two shards and an index, as Hugging Face writes large models, loads to the same
+ * weights; an index naming a path outside the directory, or a tensor no shard holds, is refused. */
+Test(gpt, sharded_checkpoint_loads) {
+    leash_gpt *m = tiny_arch(0, 5, 1), *r = NULL;
+    char dir[] = "/tmp/leash-shard-XXXXXX", path[512], cmd[1024];
+    cr_assert(mkdtemp(dir));
+    cr_assert_eq(leash_gpt_save(m, dir), 0, "%s", leash_errmsg());
+    int n = leash_gpt_num_tensors(m), half = n / 2;
+    leash_st_tensor *t = calloc(n, sizeof *t);
+    cJSON *index = cJSON_CreateObject(), *map = cJSON_AddObjectToObject(index, "weight_map");
+    for (int i = 0; i < n; i++) {
+        const leash_tensor_info *info = leash_gpt_tensor(m, i);
+        t[i] = (leash_st_tensor){info->name, leash_gpt_params(m) + info->offset, info->ndim, {info->shape[0], info->shape[1]}};
+        cJSON_AddStringToObject(map, info->name, i < half ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors");
+    }
+    snprintf(path, sizeof path, "%s/model-00001-of-00002.safetensors", dir);
+    cr_assert_eq(leash_st_save(path, t, half, NULL), 0);
+    snprintf(path, sizeof path, "%s/model-00002-of-00002.safetensors", dir);
+    cr_assert_eq(leash_st_save(path, t + half, n - half, NULL), 0);
+    char *text = cJSON_Print(index);
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    cr_assert_eq(leash_write_file_atomic(path, text, strlen(text)), 0);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    cr_assert_eq(unlink(path), 0);
+    cr_assert_eq(leash_gpt_load(&r, dir), 0, "%s", leash_errmsg());
+    cr_assert_eq(memcmp(leash_gpt_params(r), leash_gpt_params(m), leash_gpt_num_params(m) * 4), 0);
+    leash_gpt_free(r);
+    // the second shard gone: the missing tensors are named
+    snprintf(path, sizeof path, "%s/model-00002-of-00002.safetensors", dir);
+    cr_assert_eq(rename(path, "/tmp/leash-shard-moved.safetensors"), 0);
+    cr_assert_neq(leash_gpt_load(&r, dir), 0);
+    cr_assert(strstr(leash_errmsg(), "model-00002-of-00002.safetensors"), "%s", leash_errmsg());
+    cr_assert_eq(rename("/tmp/leash-shard-moved.safetensors", path), 0);
+    // a shard name with a slash is refused before anything is opened
+    cJSON_ReplaceItemInObject(map, leash_gpt_tensor(m, 0)->name, cJSON_CreateString("../elsewhere.safetensors"));
+    free(text);
+    text = cJSON_Print(index);
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    cr_assert_eq(leash_write_file_atomic(path, text, strlen(text)), 0);
+    cr_assert_neq(leash_gpt_load(&r, dir), 0);
+    cr_assert(strstr(leash_errmsg(), "weight_map") && strstr(leash_errmsg(), "no '/'"), "%s", leash_errmsg());
+    free(text), free(t);
+    cJSON_Delete(index);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+    leash_gpt_free(m);
+}
+
+/* config.json of the Llama family: what it may say, and the clear error for what leash does not support. */
+Test(gpt, llama_config_json_variants) {
+    char dir[] = "/tmp/leash-cfg-XXXXXX", path[512];
+    cr_assert(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    const char *base = "{\"model_type\": \"%s\", \"vocab_size\": 100, \"hidden_size\": 64, \"intermediate_size\": 96, "
+                       "\"num_hidden_layers\": 2, \"num_attention_heads\": 8, \"num_key_value_heads\": 2, "
+                       "\"max_position_embeddings\": 2048, \"rms_norm_eps\": 1e-5, \"eos_token_id\": %s%s}";
+    struct {
+        const char *type, *eos, *extra, *error; // error: a piece of the expected message, or NULL
+    } cases[] = {
+        {"llama", "[7, 8, 9]", ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+                               "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 512}", NULL},
+        {"qwen2", "2", ", \"rope_theta\": 1000000.0, \"tie_word_embeddings\": true, \"use_sliding_window\": false", NULL},
+        {"mistral", "2", ", \"sliding_window\": 1024", NULL},
+        {"llama", "2", ", \"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}", "rope_scaling \"yarn\" is not supported"},
+        {"llama", "2", ", \"hidden_act\": \"gelu\"", "hidden_act"},
+        {"gemma", "2", "", "\"model_type\" is \"gemma\""},
+        {"llama", "2", ", \"head_dim\": 7", "head size 7 is odd"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[1024];
+        snprintf(text, sizeof text, base, cases[i].type, cases[i].eos, cases[i].extra);
+        cr_assert_eq(leash_write_file_atomic(path, text, strlen(text)), 0);
+        leash_gpt_config c;
+        int rc = leash_config_load(path, &c);
+        if (cases[i].error) {
+            cr_assert_neq(rc, 0, "case %zu must fail", i);
+            cr_assert(strstr(leash_errmsg(), cases[i].error) && strstr(leash_errmsg(), path), "case %zu: %s", i, leash_errmsg());
+            continue;
+        }
+        cr_assert_eq(rc, 0, "case %zu: %s", i, leash_errmsg());
+        cr_assert(c.arch == LEASH_ARCH_LLAMA && c.n_kv_head == 2 && c.n_inner == 96 && leash_gpt_head_size(&c) == 8);
+        if (i == 0) cr_assert(c.eos_token_id == 7 && c.rope_scaling == LEASH_ROPE_LLAMA3 && c.untied_head && !c.qkv_bias);
+        if (i == 1) cr_assert(c.qkv_bias && !c.o_bias && !c.untied_head && c.rope_theta == 1e6f);
+        if (i == 2) cr_assert_eq(c.n_positions, 1024, "the sliding window bounds the sequence length");
+    }
+    unlink(path);
+    rmdir(dir);
 }
 
 Test(gpt, bad_checkpoints_are_clear_errors) {
@@ -212,10 +319,16 @@ Test(gpt, bad_checkpoints_are_clear_errors) {
     cr_assert_eq(leash_write_file_atomic(path, cfg, strlen(cfg)), 0);
     cr_assert_eq(leash_gpt_load(&r, dir), LEASH_EFORMAT);
     cr_assert(strstr(leash_errmsg(), "wte.weight") && strstr(leash_errmsg(), "[51, 16]"), "%s", leash_errmsg());
-    const char *llama = "{\"model_type\": \"llama\"}";
+    const char *other = "{\"model_type\": \"t5\"}";
+    cr_assert_eq(leash_write_file_atomic(path, other, strlen(other)), 0);
+    cr_assert_eq(leash_gpt_load(&r, dir), LEASH_EFORMAT);
+    cr_assert(strstr(leash_errmsg(), "\"t5\""), "%s", leash_errmsg());
+    // a Llama config beside GPT-2 weights: the first tensor it does not know is named
+    const char *llama = "{\"model_type\": \"llama\", \"vocab_size\": 50, \"hidden_size\": 16, \"intermediate_size\": 64, "
+                        "\"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"max_position_embeddings\": 32}";
     cr_assert_eq(leash_write_file_atomic(path, llama, strlen(llama)), 0);
     cr_assert_eq(leash_gpt_load(&r, dir), LEASH_EFORMAT);
-    cr_assert(strstr(leash_errmsg(), "\"llama\""), "%s", leash_errmsg());
+    cr_assert(strstr(leash_errmsg(), "unexpected tensor 'wte.weight'"), "%s", leash_errmsg());
     free(good), free(bad);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);

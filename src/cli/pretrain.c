@@ -26,6 +26,9 @@ static const char *usage =
     "  --tokenizer DIR     use this tokenizer (vocab.json + merges.txt or tokenizer.json)\n"
     "  --vocab-size N      otherwise train a byte-level BPE of N tokens on the data (default 2048)\n"
     "  --n-layer N --n-embd N --n-head N --n-positions N   (defaults 6, 256, 8, 128)\n"
+    "  --arch A            gpt2 (default: LayerNorm, learned positions, GELU) or llama (RMSNorm, rotary\n"
+    "                      positions, SwiGLU, written as a Hugging Face LlamaForCausalLM)\n"
+    "  --n-kv-head N       llama: key/value heads for grouped-query attention (default: --n-head)\n"
     "training:\n"
     "  --batch B (16)  --seq-len T (128)  --grad-accum K (1)  --steps N (1000)  --seed S (0)\n"
     "  --lr X (1e-3)  --warmup N (50)  --min-lr-ratio X (0.1; cosine decay to lr*X at the last step)\n"
@@ -59,7 +62,7 @@ int cli_pretrain(int argc, char **argv) {
     int n_data = 0, bad = 0;
     progress_ctx ctx = {0};
     enum { O_DATA = 256, O_OUT, O_INIT, O_TOK, O_VOCAB, O_NL, O_NE, O_NH, O_NP, O_BATCH, O_SEQ, O_ACC, O_STEPS, O_SEED,
-           O_LR, O_WARM, O_MINLR, O_WD, O_CLIP, O_B1, O_B2, O_VF, O_VE, O_VB, O_SE, O_RESUME, O_SKIPNF };
+           O_LR, O_WARM, O_MINLR, O_WD, O_CLIP, O_B1, O_B2, O_VF, O_VE, O_VB, O_SE, O_RESUME, O_SKIPNF, O_ARCH, O_NKV };
     static const struct option opts[] = {
         {"data", 1, 0, O_DATA}, {"out", 1, 0, O_OUT}, {"init", 1, 0, O_INIT}, {"tokenizer", 1, 0, O_TOK},
         {"vocab-size", 1, 0, O_VOCAB}, {"n-layer", 1, 0, O_NL}, {"n-embd", 1, 0, O_NE}, {"n-head", 1, 0, O_NH},
@@ -68,6 +71,7 @@ int cli_pretrain(int argc, char **argv) {
         {"min-lr-ratio", 1, 0, O_MINLR}, {"weight-decay", 1, 0, O_WD}, {"grad-clip", 1, 0, O_CLIP},
         {"beta1", 1, 0, O_B1}, {"beta2", 1, 0, O_B2}, {"val-fraction", 1, 0, O_VF}, {"val-every", 1, 0, O_VE},
         {"val-batches", 1, 0, O_VB}, {"save-every", 1, 0, O_SE}, {"resume", 0, 0, O_RESUME}, {"skip-nonfinite", 0, 0, O_SKIPNF}, {"quiet", 0, 0, 'q'},
+        {"arch", 1, 0, O_ARCH}, {"n-kv-head", 1, 0, O_NKV},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     const char *cmd = "pretrain";
     int seed = 0, ch;
@@ -105,6 +109,15 @@ int cli_pretrain(int argc, char **argv) {
         case O_VE: bad = cli_int(cmd, "--val-every", optarg, 0, 1 << 30, &c.val_every); break;
         case O_VB: bad = cli_int(cmd, "--val-batches", optarg, 1, 1 << 20, &c.val_batches); break;
         case O_SE: bad = cli_int(cmd, "--save-every", optarg, 0, 1 << 30, &c.save_every); break;
+        case O_ARCH:
+            if (!strcmp(optarg, "gpt2") || !strcmp(optarg, "llama")) {
+                c.model.arch = !strcmp(optarg, "llama") ? LEASH_ARCH_LLAMA : LEASH_ARCH_GPT2;
+            } else {
+                fprintf(stderr, "leash pretrain: --arch '%s': choose gpt2 or llama\n", optarg);
+                bad = 1;
+            }
+            break;
+        case O_NKV: bad = cli_int(cmd, "--n-kv-head", optarg, 1, 1024, &c.model.n_kv_head); break;
         case O_RESUME: c.resume = 1; break;
         case O_SKIPNF: c.skip_nonfinite = 1; break;
         case 'q': ctx.quiet = 1; break;
@@ -122,6 +135,13 @@ int cli_pretrain(int argc, char **argv) {
     c.seed = (uint64_t)seed;
     c.optim.total_steps = c.steps;
     if (c.seq_len > c.model.n_positions) c.model.n_positions = c.seq_len;
+    if (c.model.arch == LEASH_ARCH_LLAMA) {
+        snprintf(c.model.model_type, sizeof c.model.model_type, "llama");
+        c.model.layer_norm_epsilon = 1e-6f;
+    } else if (c.model.n_kv_head) {
+        fprintf(stderr, "leash pretrain: --n-kv-head needs --arch llama (GPT-2 has no grouped-query attention)\n");
+        return 2;
+    }
     if (leash_pretrain(&c, progress, &ctx)) {
         fprintf(stderr, "\nleash pretrain: %s\n", leash_errmsg());
         return 1;
