@@ -18,6 +18,7 @@
 #include "leash/error.h"
 #include "leash/fileio.h"
 
+#define MAX_SPLITS 4
 #define GPT2_PATTERN "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 
 struct leash_tokenizer {
@@ -32,8 +33,9 @@ struct leash_tokenizer {
     int byte_id[256];     // id of each single-byte token
     int n_special;
     int *special;         // (n_special) ids matched verbatim in text when allowed
-    pcre2_code *re;
-    pcre2_match_data *md_unused;
+    int n_re;             // the pre-tokeniser: each pattern splits the pieces of the one before
+    pcre2_code *re[MAX_SPLITS];
+    int ignore_merges;    // a piece that is itself a token is that token (Llama 3's tokenizer.json)
 };
 
 /* ---- the byte-to-unicode alphabet -------------------------------------------------------------- */
@@ -152,7 +154,7 @@ void leash_tokenizer_free(leash_tokenizer *t) {
     free(t->mrank);
     free(t->mresult);
     free(t->special);
-    pcre2_code_free(t->re);
+    for (int i = 0; i < t->n_re; i++) pcre2_code_free(t->re[i]);
     free(t);
 }
 
@@ -205,8 +207,16 @@ static int build_vocab(builder *bd, const cJSON *vocab, const cJSON *added) {
                 text = c->valuestring, id = cJSON_GetObjectItemCaseSensitive(it, "id")->valueint;
             }
             if (t->bytes[id]) {
-                if (pass == 1) continue; // an added token that is also in the vocabulary
-                return leash_fail(LEASH_EFORMAT, "%s: id %d is given to two tokens", bd->file, id);
+                if (pass == 0) return leash_fail(LEASH_EFORMAT, "%s: id %d is given to two tokens", bd->file, id);
+                // an added token that is also in the vocabulary (as trained tokenizers write them): still special
+                if (t->len[id] != (int)strlen(text) || memcmp(t->bytes[id], text, t->len[id]) != 0)
+                    return leash_fail(LEASH_EFORMAT, "%s: added token \"%.40s\" has id %d, which the vocabulary gives to "
+                                                     "another token",
+                                      bd->file, text, id);
+                int known = 0;
+                for (int k = 0; k < t->n_special; k++) known |= t->special[k] == id;
+                if (!known) t->special[t->n_special++] = id;
+                continue;
             }
             char *b = malloc(strlen(text) + 1);
             if (!b) return leash_fail(LEASH_ENOMEM, "out of memory");
@@ -282,15 +292,27 @@ static int alloc_merges(leash_tokenizer *t, size_t n) {
     return LEASH_OK;
 }
 
-static int compile_pattern(leash_tokenizer *t) {
+/* Appends a pre-tokenisation pattern (a regex, or with literal a plain string); where names it in messages. */
+static int add_pattern(leash_tokenizer *t, const char *pattern, int literal, const char *where) {
+    if (t->n_re == MAX_SPLITS)
+        return leash_fail(LEASH_EFORMAT, "%s: more than %d splitting pre-tokenizers", where, MAX_SPLITS);
     int err;
     PCRE2_SIZE off;
-    t->re = pcre2_compile((PCRE2_SPTR)GPT2_PATTERN, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF,
-                          &err, &off, NULL);
-    if (!t->re) return leash_fail(LEASH_EINVAL, "cannot compile the GPT-2 pattern (PCRE2 error %d)", err);
-    pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE); // optional: falls back to the interpreter
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
+                                   PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : 0), &err,
+                                   &off, NULL);
+    if (!re) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(err, msg, sizeof msg);
+        return leash_fail(LEASH_EFORMAT, "%s: cannot compile the pattern \"%.80s\" at offset %zu: %s", where, pattern,
+                          (size_t)off, (const char *)msg);
+    }
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); // optional: falls back to the interpreter
+    t->re[t->n_re++] = re;
     return LEASH_OK;
 }
+
+static int compile_pattern(leash_tokenizer *t) { return add_pattern(t, GPT2_PATTERN, 0, "the GPT-2 pattern"); }
 
 int leash_tokenizer_load(leash_tokenizer **out, const char *vocab_path, const char *merges_path) {
     char *vtext = NULL, *mtext = NULL;
@@ -344,6 +366,82 @@ int leash_tokenizer_load(leash_tokenizer **out, const char *vocab_path, const ch
     return LEASH_OK;
 }
 
+/* ---- tokenizer.json ---------------------------------------------------------------------------- */
+
+static const char *type_of(const cJSON *o) {
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(o, "type");
+    return cJSON_IsString(ty) ? ty->valuestring : "(no type)";
+}
+
+static int is_off(const cJSON *o, const char *key) { // absent, null, false or ""
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return !v || cJSON_IsNull(v) || cJSON_IsFalse(v) || (cJSON_IsString(v) && !v->valuestring[0]);
+}
+
+/* model: the BPE options that change encodings. */
+static int read_model_options(const char *path, const cJSON *model, leash_tokenizer *t) {
+    const char *unsupported[] = {"byte_fallback", "continuing_subword_prefix", "end_of_word_suffix", "dropout"};
+    for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
+        if (!is_off(model, unsupported[i]))
+            return leash_fail(LEASH_EFORMAT, "%s: model.%s is set; leash's byte-level BPE supports it only off", path,
+                              unsupported[i]);
+    t->ignore_merges = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "ignore_merges"));
+    return LEASH_OK;
+}
+
+/* normalizer: none, or NFC (Qwen2), which leash does not apply: it leaves text already in NFC (all ASCII,
+ * and text from most keyboards and editors) unchanged, and leash assumes its input is such text. */
+static int read_normalizer(const char *path, const cJSON *norm) {
+    if (!norm || cJSON_IsNull(norm) || !strcmp(type_of(norm), "NFC")) return LEASH_OK;
+    return leash_fail(LEASH_EFORMAT, "%s: normalizer type \"%s\" is not supported; leash reads tokenizers with no normalizer "
+                                     "or NFC",
+                      path, type_of(norm));
+}
+
+/* pre_tokenizer: ByteLevel, Split (Isolated), Digits, or a Sequence of them, into patterns. */
+static int read_pre_tokenizer(const char *path, const cJSON *pre, leash_tokenizer *t) {
+    char where[4200];
+    snprintf(where, sizeof where, "%s: pre_tokenizer", path);
+    const char *type = type_of(pre);
+    if (!strcmp(type, "Sequence")) {
+        const cJSON *list = cJSON_GetObjectItemCaseSensitive(pre, "pretokenizers"), *it;
+        if (!cJSON_IsArray(list)) return leash_fail(LEASH_EFORMAT, "%s Sequence has no \"pretokenizers\" list", where);
+        int byte_level = 0, rc = LEASH_OK;
+        cJSON_ArrayForEach(it, list) {
+            if (!strcmp(type_of(it), "Sequence"))
+                return leash_fail(LEASH_EFORMAT, "%s: a Sequence inside a Sequence is not supported", where);
+            byte_level |= !strcmp(type_of(it), "ByteLevel");
+            if ((rc = read_pre_tokenizer(path, it, t))) return rc;
+        }
+        if (!byte_level) return leash_fail(LEASH_EFORMAT, "%s: the Sequence has no ByteLevel step: not a byte-level BPE", where);
+        return LEASH_OK;
+    }
+    if (!strcmp(type, "ByteLevel")) {
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pre, "add_prefix_space")))
+            return leash_fail(LEASH_EFORMAT, "%s ByteLevel has add_prefix_space true; leash supports false", where);
+        const cJSON *use_regex = cJSON_GetObjectItemCaseSensitive(pre, "use_regex");
+        return use_regex && cJSON_IsFalse(use_regex) ? LEASH_OK : add_pattern(t, GPT2_PATTERN, 0, where);
+    }
+    if (!strcmp(type, "Digits")) // each digit alone, or runs of digits
+        return add_pattern(t, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pre, "individual_digits")) ? "\\p{N}" : "\\p{N}+", 0,
+                           where);
+    if (!strcmp(type, "Split")) {
+        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(pre, "pattern");
+        const cJSON *rx = cJSON_GetObjectItemCaseSensitive(pat, "Regex"), *str = cJSON_GetObjectItemCaseSensitive(pat, "String");
+        const cJSON *beh = cJSON_GetObjectItemCaseSensitive(pre, "behavior");
+        if (!cJSON_IsString(beh) || strcmp(beh->valuestring, "Isolated"))
+            return leash_fail(LEASH_EFORMAT, "%s Split behavior \"%s\" is not supported; leash supports \"Isolated\"", where,
+                              cJSON_IsString(beh) ? beh->valuestring : "(missing)");
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pre, "invert")))
+            return leash_fail(LEASH_EFORMAT, "%s Split with invert true is not supported", where);
+        if (cJSON_IsString(rx)) return add_pattern(t, rx->valuestring, 0, where);
+        if (cJSON_IsString(str)) return add_pattern(t, str->valuestring, 1, where);
+        return leash_fail(LEASH_EFORMAT, "%s Split has no pattern {\"Regex\": ...} or {\"String\": ...}", where);
+    }
+    return leash_fail(LEASH_EFORMAT, "%s type \"%s\" is not supported; leash reads ByteLevel, Split, Digits and Sequence",
+                      where, pre ? type : "(missing)");
+}
+
 int leash_tokenizer_load_json(leash_tokenizer **out, const char *path) {
     char *text;
     int rc = leash_read_file(path, 256u << 20, &text, NULL);
@@ -359,7 +457,6 @@ int leash_tokenizer_load_json(leash_tokenizer **out, const char *path) {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
     const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
-    const cJSON *pre_type = cJSON_GetObjectItemCaseSensitive(pre, "type");
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
@@ -368,14 +465,12 @@ int leash_tokenizer_load_json(leash_tokenizer **out, const char *path) {
         rc = leash_fail(LEASH_EFORMAT, "%s: tokenizer model type %s%s%s is not supported; leash reads byte-level \"BPE\"",
                         path, cJSON_IsString(type) ? "\"" : "", cJSON_IsString(type) ? type->valuestring : "(missing)",
                         cJSON_IsString(type) ? "\"" : "");
-    else if (!cJSON_IsString(pre_type) || strcmp(pre_type->valuestring, "ByteLevel") != 0)
-        rc = leash_fail(LEASH_EFORMAT, "%s: pre_tokenizer type %s%s%s is not supported; leash reads GPT-2's \"ByteLevel\"",
-                        path, cJSON_IsString(pre_type) ? "\"" : "",
-                        cJSON_IsString(pre_type) ? pre_type->valuestring : "(missing or a Sequence)",
-                        cJSON_IsString(pre_type) ? "\"" : "");
     else if (!cJSON_IsObject(vocab) || !cJSON_IsArray(merges))
         rc = leash_fail(LEASH_EFORMAT, "%s: model.vocab must be an object and model.merges an array", path);
     else if (!(t = calloc(1, sizeof *t))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    if (!rc) rc = read_model_options(path, model, t);
+    if (!rc) rc = read_normalizer(path, cJSON_GetObjectItemCaseSensitive(root, "normalizer"));
+    if (!rc) rc = read_pre_tokenizer(path, pre, t);
     builder bd = {path, t, NULL};
     if (!rc) rc = build_vocab(&bd, vocab, cJSON_IsArray(added) ? added : NULL);
     if (!rc) rc = alloc_merges(t, (size_t)cJSON_GetArraySize(merges));
@@ -406,7 +501,6 @@ int leash_tokenizer_load_json(leash_tokenizer **out, const char *path) {
         rank++;
     }
     cJSON_Delete(root);
-    if (!rc) rc = compile_pattern(t);
     if (rc) {
         leash_tokenizer_free(t);
         return rc;
@@ -505,6 +599,8 @@ static int bpe_piece(const leash_tokenizer *t, const unsigned char *s, size_t n,
     if (!sym) return leash_fail(LEASH_ENOMEM, "out of memory");
     size_t k = n;
     for (size_t i = 0; i < n; i++) sym[i] = t->byte_id[s[i]];
+    int whole = t->ignore_merges && n > 1 ? lookup(t, (const char *)s, (int)n) : -1;
+    if (whole >= 0) sym[0] = whole, k = 1;
     while (k > 1) {
         int best = -1, best_a = 0, best_b = 0, result = 0, r;
         for (size_t i = 0; i + 1 < k; i++) {
@@ -525,15 +621,19 @@ static int bpe_piece(const leash_tokenizer *t, const unsigned char *s, size_t n,
     return rc;
 }
 
-/* Pre-tokenise text without special tokens and BPE each piece; bytes the pattern cannot match (invalid
- * UTF-8) form pieces of their own. */
-static int encode_plain(const leash_tokenizer *t, const char *text, size_t len, int **ids, size_t *n_ids, size_t *cap) {
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(t->re, NULL);
+/* Pre-tokenise text without special tokens with patterns level.. and BPE each piece. Each pattern splits
+ * a piece into its matches and the gaps between them (Hugging Face's "Isolated" behaviour); bytes no
+ * pattern matches (invalid UTF-8) form pieces of their own. */
+static int split_and_encode(const leash_tokenizer *t, int level, const char *text, size_t len, int **ids, size_t *n_ids,
+                            size_t *cap) {
+    if (level >= t->n_re || level >= MAX_SPLITS)
+        return len ? bpe_piece(t, (const unsigned char *)text, len, ids, n_ids, cap) : LEASH_OK;
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(t->re[level], NULL);
     if (!md) return leash_fail(LEASH_ENOMEM, "out of memory");
     size_t at = 0;
     int rc = LEASH_OK;
     while (at < len && !rc) {
-        int m = pcre2_match(t->re, (PCRE2_SPTR)text, len, at, 0, md, NULL);
+        int m = pcre2_match(t->re[level], (PCRE2_SPTR)text, len, at, 0, md, NULL);
         size_t start = len, end = len;
         if (m > 0) {
             PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
@@ -542,12 +642,16 @@ static int encode_plain(const leash_tokenizer *t, const char *text, size_t len, 
             rc = leash_fail(LEASH_EINVAL, "tokenizer: PCRE2 match error %d at byte %zu", m, at);
             break;
         }
-        if (start > at) rc = bpe_piece(t, (const unsigned char *)text + at, start - at, ids, n_ids, cap);
-        if (!rc && end > start) rc = bpe_piece(t, (const unsigned char *)text + start, end - start, ids, n_ids, cap);
+        if (start > at) rc = split_and_encode(t, level + 1, text + at, start - at, ids, n_ids, cap);
+        if (!rc && end > start) rc = split_and_encode(t, level + 1, text + start, end - start, ids, n_ids, cap);
         at = end > start ? end : (start < len ? start + 1 : len);
     }
     pcre2_match_data_free(md);
     return rc;
+}
+
+static int encode_plain(const leash_tokenizer *t, const char *text, size_t len, int **ids, size_t *n_ids, size_t *cap) {
+    return split_and_encode(t, 0, text, len, ids, n_ids, cap);
 }
 
 int leash_tokenizer_encode(const leash_tokenizer *t, const char *text, size_t len, int allow_special, int **ids,
@@ -652,6 +756,7 @@ int leash_tokenizer_train(const char *text, size_t len, int vocab_size, int min_
     if (min_frequency < 1) return leash_fail(LEASH_EINVAL, "min frequency %d; it must be >= 1", min_frequency);
     leash_tokenizer base = {0}; // only for its compiled pattern
     int rc = compile_pattern(&base);
+    pcre2_code *re = base.re[0];
     if (rc) return rc;
     int order[256], byte_tok[256];
     byte_order(order);
@@ -663,7 +768,7 @@ int leash_tokenizer_train(const char *text, size_t len, int vocab_size, int min_
     int *tl = calloc(vocab_size, sizeof *tl), (*merges)[2] = calloc(n_merges_max + 1, sizeof *merges);
     word_table wt = {.hcap = 4096};
     wt.slot = malloc(wt.hcap * sizeof *wt.slot);
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(base.re, NULL);
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
     if (!tb || !tl || !merges || !wt.slot || !md) rc = leash_fail(LEASH_ENOMEM, "out of memory");
     for (int i = 0; i < 256 && !rc; i++) {
         if (!(tb[i] = malloc(1))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
@@ -676,7 +781,7 @@ int leash_tokenizer_train(const char *text, size_t len, int vocab_size, int min_
         const char *eot = memmem(text + at, len - at, "<|endoftext|>", 13);
         size_t seg_end = eot ? (size_t)(eot - text) : len;
         while (at < seg_end && !rc) {
-            int m = pcre2_match(base.re, (PCRE2_SPTR)text, seg_end, at, 0, md, NULL);
+            int m = pcre2_match(re, (PCRE2_SPTR)text, seg_end, at, 0, md, NULL);
             size_t start = seg_end, end = seg_end;
             if (m > 0) start = pcre2_get_ovector_pointer(md)[0], end = pcre2_get_ovector_pointer(md)[1];
             if (start > at) rc = add_word(&wt, text + at, (int)(start - at), byte_tok); // bytes the pattern skips
@@ -774,6 +879,6 @@ int leash_tokenizer_train(const char *text, size_t len, int vocab_size, int min_
     for (int i = 0; tb && i < vocab_size; i++) free(tb[i]);
     free(tb);
     pcre2_match_data_free(md);
-    pcre2_code_free(base.re);
+    pcre2_code_free(re);
     return rc;
 }

@@ -120,3 +120,68 @@ Test(tokenizer_vs_python, a_trained_tokenizer, .timeout = 120) {
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+/* ---- tokenizer.json against Hugging Face's `tokenizers` ---- */
+
+static int have_hf_tokenizers(void) { return system("/usr/bin/python3 -c 'import tokenizers' >/dev/null 2>&1") == 0; }
+
+/* Texts with chat-template special tokens among them, as prompts carry them. */
+static cJSON *texts_with_specials(void) {
+    cJSON *a = texts();
+    const char *chat[] = {"<|im_start|>user\nWhat is 12+30?<|im_end|>\n<|im_start|>assistant\n",
+                          "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi there!<|eot_id|>",
+                          "text<|endoftext|>more text<|im_end|><|im_end|>", "a <|eot_id|> b <|im_start|>c"};
+    for (size_t i = 0; i < sizeof chat / sizeof chat[0]; i++) cJSON_AddItemToArray(a, cJSON_CreateString(chat[i]));
+    return a;
+}
+
+static void compare_hf(const char *style) {
+    char dir[] = "/tmp/leash-hftok-XXXXXX", path[256], cmd[1024];
+    cr_assert(mkdtemp(dir));
+    cJSON *t = texts_with_specials();
+    char *json = cJSON_PrintUnformatted(t);
+    snprintf(path, sizeof path, "%s/texts.json", dir);
+    cr_assert_eq(leash_write_file_atomic(path, json, strlen(json)), 0);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/ref/hf_tokenizer_ref.py' %s '%s' '%s'", LEASH_SRCDIR, style, path,
+             dir);
+    cr_assert_eq(system(cmd), 0, "the Hugging Face reference failed: %s", cmd);
+    char *ref_text;
+    snprintf(path, sizeof path, "%s/ids.json", dir);
+    cr_assert_eq(leash_read_file(path, 1 << 26, &ref_text, NULL), 0);
+    cJSON *ref = cJSON_Parse(ref_text);
+    cr_assert(cJSON_GetArraySize(ref) == cJSON_GetArraySize(t));
+    leash_tokenizer *tok;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    cr_assert_eq(leash_tokenizer_load_json(&tok, path), 0, "%s", leash_errmsg());
+    int compared = 0, not_nfc = 0;
+    for (int i = 0; i < cJSON_GetArraySize(t); i++) {
+        const char *s = cJSON_GetArrayItem(t, i)->valuestring;
+        const cJSON *want = cJSON_GetArrayItem(ref, i);
+        if (cJSON_IsNull(want)) {
+            not_nfc++;
+            continue;
+        }
+        int *ids = NULL;
+        size_t n = 0, cap = 0;
+        cr_assert_eq(leash_tokenizer_encode(tok, s, strlen(s), 1, &ids, &n, &cap), 0);
+        int same = (int)n == cJSON_GetArraySize(want);
+        for (size_t k = 0; same && k < n; k++) same = ids[k] == cJSON_GetArrayItem(want, (int)k)->valueint;
+        cr_assert(same, "%s text %d (\"%.40s\"): leash gives %zu ids, tokenizers %d", style, i, s, n,
+                  cJSON_GetArraySize(want));
+        compared++;
+        free(ids);
+    }
+    cr_log_info("%s: %d texts encoded as tokenizers does (%d not in NFC left out)", style, compared, not_nfc);
+    cr_assert(compared >= 250, "only %d texts compared", compared);
+    leash_tokenizer_free(tok);
+    cJSON_Delete(ref), cJSON_Delete(t);
+    free(ref_text), free(json);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+#define NEED_HF() \
+    if (!have_hf_tokenizers()) LEASH_SKIP_OR_FAIL("Hugging Face tokenizers is not installed (pip install tokenizers)")
+Test(tokenizer_vs_hf, llama3_split_regex_and_ignore_merges, .timeout = 180) { NEED_HF(); compare_hf("llama3"); }
+Test(tokenizer_vs_hf, qwen2_nfc_split_regex, .timeout = 180) { NEED_HF(); compare_hf("qwen2"); }
+Test(tokenizer_vs_hf, smollm2_digits_and_byte_level, .timeout = 180) { NEED_HF(); compare_hf("smollm2"); }

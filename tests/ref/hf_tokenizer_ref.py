@@ -1,0 +1,69 @@
+"""tokenizer.json files made and encoded by Hugging Face's own `tokenizers` library (pip install
+tokenizers), the reference leash's tokenizer.json reader is checked against.
+
+usage: python3 tests/ref/hf_tokenizer_ref.py STYLE TEXTS_JSON OUT_DIR
+
+Trains a small byte-level BPE on the texts with the pre-tokenizer of a model family (STYLE):
+  llama3   Split(Llama 3's regex, Isolated) + ByteLevel(use_regex=False), ignore_merges, Llama 3 specials
+  qwen2    NFC normalizer + Split(Qwen2's regex, Isolated) + ByteLevel(use_regex=False), ChatML specials
+  smollm2  Digits(individual_digits) + ByteLevel(use_regex=True), ChatML specials
+and writes OUT_DIR/tokenizer.json, then OUT_DIR/ids.json: for each text, the ids of
+tokenizer.encode(text, add_special_tokens=False), or null where the text is not in NFC and the
+tokenizer normalises (leash assumes NFC input there; the test counts those).
+"""
+import json
+import sys
+import unicodedata
+
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+LLAMA3 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+QWEN2 = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+
+
+def build(style):
+    if style == "llama3":
+        tok = Tokenizer(models.BPE(ignore_merges=True))
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(Regex(LLAMA3), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        )
+        specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+    elif style == "qwen2":
+        tok = Tokenizer(models.BPE())
+        tok.normalizer = normalizers.NFC()
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(Regex(QWEN2), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        )
+        specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    elif style == "smollm2":
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
+        )
+        specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    else:
+        raise SystemExit(f"unknown style {style}")
+    tok.decoder = decoders.ByteLevel()
+    return tok, specials
+
+
+def main(style, texts_path, out_dir):
+    texts = json.load(open(texts_path))
+    tok, specials = build(style)
+    trainer = trainers.BpeTrainer(
+        vocab_size=700, min_frequency=2, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(texts * 4, trainer=trainer)
+    tok.save(f"{out_dir}/tokenizer.json")
+    tok = Tokenizer.from_file(f"{out_dir}/tokenizer.json")  # encode with the file as written
+    out = []
+    for t in texts:
+        if style == "qwen2" and not unicodedata.is_normalized("NFC", t):
+            out.append(None)
+        else:
+            out.append(tok.encode(t, add_special_tokens=False).ids)
+    json.dump(out, open(f"{out_dir}/ids.json", "w"))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
