@@ -4,7 +4,8 @@ tokenizers), the reference leash's tokenizer.json reader is checked against.
 usage: python3 tests/ref/hf_tokenizer_ref.py STYLE TEXTS_JSON OUT_DIR
 
 Trains a small byte-level BPE on the texts with the pre-tokenizer of a model family (STYLE):
-  llama3   Split(Llama 3's regex, Isolated) + ByteLevel(use_regex=False), ignore_merges, Llama 3 specials
+  llama3   Split(Llama 3's regex, Isolated) + ByteLevel(use_regex=False), ignore_merges (with 30 tokens
+           that merges cannot build, which only ignore_merges produces), Llama 3 specials
   qwen2    NFC normalizer + Split(Qwen2's regex, Isolated) + ByteLevel(use_regex=False), ChatML specials
   smollm2  Digits(individual_digits) + ByteLevel(use_regex=True), ChatML specials
 and writes OUT_DIR/tokenizer.json, then OUT_DIR/ids.json: for each text, the ids of
@@ -47,6 +48,22 @@ def build(style):
     return tok, specials
 
 
+def add_whole_pieces(tok, texts, path):
+    """Adds 30 pre-tokenized pieces that merges cannot build to the vocabulary, so that ignore_merges
+    (a piece that is a token is that token) decides their encoding."""
+    data = json.load(open(path))
+    vocab = data["model"]["vocab"]
+    next_id = max(list(vocab.values()) + [a["id"] for a in data["added_tokens"]]) + 1
+    for t in texts:
+        for piece, _ in tok.pre_tokenizer.pre_tokenize_str(t):
+            if 4 <= len(piece) <= 12 and piece not in vocab and next_id < 2000:
+                vocab[piece] = next_id
+                next_id += 1
+        if next_id >= 2000 or len(vocab) >= 730:
+            break
+    json.dump(data, open(path, "w"), ensure_ascii=False)
+
+
 def main(style, texts_path, out_dir):
     texts = json.load(open(texts_path))
     tok, specials = build(style)
@@ -55,6 +72,8 @@ def main(style, texts_path, out_dir):
     )
     tok.train_from_iterator(texts * 4, trainer=trainer)
     tok.save(f"{out_dir}/tokenizer.json")
+    if style == "llama3":
+        add_whole_pieces(tok, texts, f"{out_dir}/tokenizer.json")
     tok = Tokenizer.from_file(f"{out_dir}/tokenizer.json")  # encode with the file as written
     out = []
     for t in texts:
