@@ -6,8 +6,9 @@
 #   scripts/deps.sh --mpi     also Open MPI (mpicc, mpirun) for make MPI=1
 #   scripts/deps.sh --valgrind  also valgrind, for make valgrind
 #   scripts/deps.sh --fuzz    also clang (libFuzzer), for make fuzz
-#   scripts/deps.sh --ref     also the Python references (python3-torch, python3-regex) that tests/ref/ and `make bench`
-#                             compare against; without it those comparisons are skipped with a message
+#   scripts/deps.sh --ref     also the Python references (python3-torch, python3-regex from Debian; Hugging Face's
+#                             `tokenizers` from PyPI, the only one Debian lacks) that tests/ref/ and `make bench`
+#                             compare against; without them those comparisons are skipped with a message
 set -euo pipefail
 
 # Why each: gcc/make build; pkg-config finds the libraries; OpenBLAS (cblas) does matrix products;
@@ -15,9 +16,10 @@ set -euo pipefail
 # gnuplot draws PNG plots.
 pkgs=(gcc make pkg-config libopenblas-openmp-dev libcjson-dev libpcre2-dev libcriterion-dev gnuplot-nox)
 # Open MPI (optional) runs data-parallel training across processes and machines.
+ref=0
 for arg in "$@"; do
   case "$arg" in
-    --ref) pkgs+=(python3-torch python3-regex) ;;
+    --ref) pkgs+=(python3-torch python3-regex python3-pip); ref=1 ;;
     --mpi) pkgs+=(libopenmpi-dev openmpi-bin) ;;
     --valgrind) pkgs+=(valgrind) ;;
     --fuzz) pkgs+=(clang) ;;
@@ -30,17 +32,27 @@ for p in "${pkgs[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
   [ "$status" = "installed" ] || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "leash: missing Debian packages: ${missing[*]}" >&2
-  echo "leash: install them with:  sudo apt-get install -y ${missing[*]}" >&2
-  exit 1
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "leash: missing Debian packages: ${missing[*]}" >&2
+    echo "leash: install them with:  sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "leash: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
 fi
 
-echo "leash: installing Debian packages: ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# the tokenizer.json reference (tests/ref/hf_tokenizer_ref.py): Hugging Face's own library, from PyPI
+if [ "$ref" = 1 ] && ! /usr/bin/python3 -c 'import tokenizers' 2>/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "leash: for the tokenizer.json reference run:  sudo /usr/bin/python3 -m pip install --break-system-packages tokenizers" >&2
+    exit 1
+  fi
+  echo "leash: installing Hugging Face tokenizers from PyPI (a test reference; leash does not use it)" >&2
+  /usr/bin/python3 -m pip install -q --break-system-packages tokenizers >/dev/null
 fi
