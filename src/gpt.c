@@ -1,4 +1,5 @@
-/* The GPT-2 transformer: see include/leash/gpt.h.
+#define _POSIX_C_SOURCE 200809L /* strdup */
+/* The transformer (GPT-2 and the Llama family, with optional LoRA adapters): see include/leash/gpt.h.
  *
  * Dimensions: B batch, T time, C channels, V vocabulary, L layers, NH heads, N = B * T rows.
  */
@@ -56,6 +57,17 @@ int leash_gpt_config_check(const leash_gpt_config *c) {
             return leash_fail(LEASH_EINVAL, "config: llama3 rope_scaling needs high_freq_factor > low_freq_factor > 0 "
                                             "and original_max_position_embeddings > 0");
     }
+    if (c->lora_rank < 0 || (c->lora_rank > 0 && (!(c->lora_alpha > 0.0f) || !isfinite(c->lora_alpha) ||
+                                                  !(c->lora_dropout >= 0.0f && c->lora_dropout < 1.0f))))
+        return leash_fail(LEASH_EINVAL, "config: LoRA rank %d, alpha %g, dropout %g; rank >= 0, alpha > 0, 0 <= dropout < 1",
+                          c->lora_rank, (double)c->lora_alpha, (double)c->lora_dropout);
+    if (c->lora_rank > 0) {
+        unsigned gpt2_ok = LEASH_LORA_Q | LEASH_LORA_O | LEASH_LORA_GATE | LEASH_LORA_DOWN;
+        unsigned ok = c->arch == LEASH_ARCH_GPT2 ? gpt2_ok : (1u << LEASH_LORA_SLOTS) - 1;
+        if (!c->lora_targets || (c->lora_targets & ~ok))
+            return leash_fail(LEASH_EINVAL, "config: LoRA targets 0x%x are empty or not projections of this architecture",
+                              c->lora_targets);
+    }
     if (c->bos_token_id < -1 || c->bos_token_id >= c->vocab_size)
         return leash_fail(LEASH_EINVAL, "config: bos_token_id = %d outside the vocabulary [0, %d)", c->bos_token_id,
                           c->vocab_size);
@@ -92,14 +104,16 @@ static void add_tensor(leash_gpt *m, const char *name, int layer, size_t slot, i
     m->num_params += t->numel;
 }
 
-static void point(param_ptrs *p, float *base, const leash_gpt *m) {
+/* Points p's slots at tensors first.. in a block whose first float is tensor first's (the others NULL). */
+static void point(param_ptrs *p, float *base, const leash_gpt *m, int first) {
     layer_ptrs *keep = p->layer;
     memset(p, 0, sizeof *p);
     p->layer = keep;
     memset(p->layer, 0, (size_t)m->cfg.n_layer * sizeof *p->layer);
-    for (int i = 0; i < m->n_tensors; i++) {
+    size_t shift = first < m->n_tensors ? m->tensors[first].offset : 0;
+    for (int i = first; i < m->n_tensors; i++) {
         char *owner = m->tensor_layer[i] < 0 ? (char *)p : (char *)&p->layer[m->tensor_layer[i]];
-        *(float **)(owner + m->tensor_slot[i]) = base ? base + m->tensors[i].offset : NULL;
+        *(float **)(owner + m->tensor_slot[i]) = base ? base + m->tensors[i].offset - shift : NULL;
     }
 }
 
@@ -144,7 +158,7 @@ int leash_gpt_create(leash_gpt **out, const leash_gpt_config *cfg) {
     m->d = derive(cfg);
     const dims *d = &m->d;
     int L = d->L, C = d->C, llama = cfg->arch == LEASH_ARCH_LLAMA;
-    size_t most = (size_t)6 + 16 * (size_t)L;
+    size_t most = (size_t)6 + (16 + 2 * LEASH_LORA_SLOTS) * (size_t)L;
     m->tensors = calloc(most, sizeof *m->tensors);
     m->tensor_layer = calloc(most, sizeof *m->tensor_layer);
     m->tensor_slot = calloc(most, sizeof *m->tensor_slot);
@@ -156,7 +170,7 @@ int leash_gpt_create(leash_gpt **out, const leash_gpt_config *cfg) {
         return leash_fail(LEASH_ENOMEM, "cannot allocate a model's tensor table");
     }
     if (d->rope) rope_frequencies(cfg, d->hs, m->inv_freq);
-    char n[64];
+    char n[sizeof m->tensors[0].name];
 #define G1(name, field, d0, decay) add_tensor(m, name, -1, SLOT(param_ptrs, field), 1, d0, 0, decay)
 #define G2(name, field, d0, d1, decay) add_tensor(m, name, -1, SLOT(param_ptrs, field), 2, d0, d1, decay)
 #define T1(fmt, field, d0, decay) (snprintf(n, sizeof n, fmt, l), add_tensor(m, n, l, SLOT(layer_ptrs, field), 1, d0, 0, decay))
@@ -204,6 +218,31 @@ int leash_gpt_create(leash_gpt **out, const leash_gpt_config *cfg) {
         G1("model.norm.weight", lnfw, C, 0);
         if (cfg->untied_head) G2("lm_head.weight", lm_head, d->V, C, 1);
     }
+    m->first_trainable = 0;
+    if (cfg->lora_rank > 0) { // PEFT's names and shapes: lora_A (r, in), lora_B (out, r)
+        m->first_trainable = m->n_tensors;
+        const char *prefix = llama ? "base_model.model." : "base_model.model.transformer.";
+        static const char *const llama_names[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                                  "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+        static const char *const gpt2_names[] = {"attn.c_attn", NULL, NULL, "attn.c_proj", "mlp.c_fc", NULL, "mlp.c_proj"};
+        int in[LEASH_LORA_SLOTS] = {C, C, C, d->AW, C, C, d->I};
+        int out_[LEASH_LORA_SLOTS] = {llama ? d->NH * d->hs : d->W, d->NKV * d->hs, d->NKV * d->hs, C, d->I, d->I, C};
+        size_t a_slot[LEASH_LORA_SLOTS] = {SLOT(layer_ptrs, q.A), SLOT(layer_ptrs, k.A), SLOT(layer_ptrs, v.A), SLOT(layer_ptrs, o.A),
+                                           SLOT(layer_ptrs, gate.A), SLOT(layer_ptrs, up.A), SLOT(layer_ptrs, down.A)};
+        size_t b_slot[LEASH_LORA_SLOTS] = {SLOT(layer_ptrs, q.B), SLOT(layer_ptrs, k.B), SLOT(layer_ptrs, v.B), SLOT(layer_ptrs, o.B),
+                                           SLOT(layer_ptrs, gate.B), SLOT(layer_ptrs, up.B), SLOT(layer_ptrs, down.B)};
+        for (int l = 0; l < L; l++)
+            for (int j = 0; j < LEASH_LORA_SLOTS; j++) {
+                if (!(cfg->lora_targets & (1u << j))) continue;
+                snprintf(n, sizeof n, "%s%s%d.%s.lora_A.weight", prefix, llama ? "model.layers." : "h.", l,
+                         llama ? llama_names[j] : gpt2_names[j]);
+                add_tensor(m, n, l, a_slot[j], 2, cfg->lora_rank, in[j], 1);
+                snprintf(n, sizeof n, "%s%s%d.%s.lora_B.weight", prefix, llama ? "model.layers." : "h.", l,
+                         llama ? llama_names[j] : gpt2_names[j]);
+                add_tensor(m, n, l, b_slot[j], 2, out_[j], cfg->lora_rank, 1);
+            }
+    }
+    m->adapters_on = m->fwd_adapters = 1;
     if (cfg->scalar_head) {
         G2("score.weight", headw, 1, C, 1);
         G1("score.bias", headb, 1, 0);
@@ -212,16 +251,17 @@ int leash_gpt_create(leash_gpt **out, const leash_gpt_config *cfg) {
 #undef G2
 #undef T1
 #undef T2
+    m->trainable_offset = m->first_trainable < m->n_tensors ? m->tensors[m->first_trainable].offset : m->num_params;
     m->params = calloc(m->num_params, sizeof(float));
-    m->grads = calloc(m->num_params, sizeof(float));
+    m->grads = calloc(m->num_params - m->trainable_offset + 1, sizeof(float));
     if (!m->params || !m->grads) {
         size_t np = m->num_params;
         leash_gpt_free(m);
         return leash_fail(LEASH_ENOMEM, "cannot allocate %zu parameters (%.1f MB, twice: weights and gradients)", np,
                           np * 4e-6);
     }
-    point(&m->p, m->params, m);
-    point(&m->g, m->grads, m);
+    point(&m->p, m->params, m, 0);
+    point(&m->g, m->grads, m, m->first_trainable);
     *out = m;
     return LEASH_OK;
 }
@@ -231,6 +271,7 @@ void leash_gpt_free(leash_gpt *m) {
     free(m->tensors);
     free(m->tensor_layer);
     free(m->tensor_slot);
+    free(m->source_dir);
     free(m->inv_freq);
     free(m->p.layer);
     free(m->g.layer);
@@ -255,6 +296,15 @@ void leash_gpt_init(leash_gpt *m, uint64_t seed) {
         int is_ln_weight = t->ndim == 1 && len > 7 && strcmp(t->name + len - 7, ".weight") == 0;
         int is_proj = strstr(t->name, "c_proj.weight") || strstr(t->name, "o_proj.weight") ||
                       strstr(t->name, "down_proj.weight");
+        if (strstr(t->name, ".lora_B.")) { // zero: the adapters start with no effect
+            memset(x, 0, t->numel * sizeof *x);
+            continue;
+        }
+        if (strstr(t->name, ".lora_A.")) { // PEFT: kaiming_uniform(a = sqrt 5) = U(-1/sqrt(in), 1/sqrt(in))
+            double bound = 1.0 / sqrt((double)t->shape[1]);
+            for (size_t k = 0; k < t->numel; k++) x[k] = (float)(bound * (2.0 * leash_rng_uniform(&rng) - 1.0));
+            continue;
+        }
         for (size_t k = 0; k < t->numel; k++) {
             if (is_ln_weight) x[k] = 1.0f;
             else if (t->ndim == 2) x[k] = (float)((is_proj ? proj_std : 0.02) * leash_rng_normal(&rng));
@@ -276,6 +326,10 @@ int leash_gpt_copy_with_head(leash_gpt **out, const leash_gpt *src, int keep_hea
     leash_gpt *m;
     int rc = leash_gpt_create(&m, &cfg);
     if (rc) return rc;
+    if (src->source_dir && !(m->source_dir = strdup(src->source_dir))) {
+        leash_gpt_free(m);
+        return leash_fail(LEASH_ENOMEM, "out of memory");
+    }
     // the tensors of src come first in the same order; the head (last two) is copied or initialised
     size_t body = src->cfg.scalar_head ? src->num_params - (size_t)cfg.n_embd - 1 : src->num_params;
     memcpy(m->params, src->params, body * sizeof(float));
@@ -294,12 +348,15 @@ int leash_gpt_copy_with_head(leash_gpt **out, const leash_gpt *src, int keep_hea
 size_t leash_gpt_num_params(const leash_gpt *m) { return m->num_params; }
 float *leash_gpt_params(leash_gpt *m) { return m->params; }
 float *leash_gpt_grads(leash_gpt *m) { return m->grads; }
+int leash_gpt_first_trainable(const leash_gpt *m) { return m->first_trainable; }
+size_t leash_gpt_num_trainable(const leash_gpt *m) { return m->num_params - m->trainable_offset; }
+float *leash_gpt_trainable(leash_gpt *m) { return m->params + m->trainable_offset; }
 int leash_gpt_num_tensors(const leash_gpt *m) { return m->n_tensors; }
 const leash_tensor_info *leash_gpt_tensor(const leash_gpt *m, int i) {
     return i >= 0 && i < m->n_tensors ? &m->tensors[i] : NULL;
 }
 void leash_gpt_zero_grad(leash_gpt *m) {
-    if (m->grads) memset(m->grads, 0, m->num_params * sizeof(float));
+    if (m->grads) memset(m->grads, 0, leash_gpt_num_trainable(m) * sizeof(float));
 }
 
 void leash_gpt_freeze(leash_gpt *m) {
@@ -307,7 +364,7 @@ void leash_gpt_freeze(leash_gpt *m) {
     m->frozen = 1;
     free(m->grads);
     m->grads = NULL;
-    point(&m->g, NULL, m);
+    point(&m->g, NULL, m, 0);
     // activations and logits are reallocated without their backward halves at the next forward
     free(m->act_memory), free(m->tokens), free(m->head_memory);
     m->act_memory = NULL, m->tokens = NULL, m->head_memory = NULL;
@@ -320,7 +377,7 @@ int leash_gpt_is_frozen(const leash_gpt *m) { return m->frozen; }
 
 size_t leash_gpt_memory_bytes(const leash_gpt *m) {
     size_t V = m->cfg.vocab_size, head = (size_t)m->head_B * m->head_T * V * (m->frozen ? 1 : 2);
-    return (m->num_params * (m->grads ? 2 : 1) + head + (m->chunk ? (size_t)SCORE_ROWS * V : 0)) * sizeof(float) +
+    return (m->num_params + (m->grads ? leash_gpt_num_trainable(m) : 0) + head + (m->chunk ? (size_t)SCORE_ROWS * V : 0)) * sizeof(float) +
            m->act_bytes + (m->tokens ? (size_t)m->B * m->T * sizeof(int) : 0);
 }
 
@@ -365,6 +422,8 @@ static int alloc_acts(leash_gpt *m, int B, int T) {
         {&m->a.dfch, bw ? N * FW : 0, 4},
         {&m->a.dfch_gelu, bw ? N * I : 0, 4},
         {&m->a.scratch, B * NH * T, 4},
+        {&m->a.lora_u, L * LEASH_LORA_SLOTS * N * (size_t)c->lora_rank, 4},
+        {&m->a.lora_du, bw ? N * (size_t)c->lora_rank : 0, 4},
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) total += (parts[i].count * parts[i].size + 63) & ~(size_t)63;
@@ -402,49 +461,75 @@ static void norm_backward(const leash_gpt *m, float *dx, float *dw, float *db, c
     else leash_layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, N, m->d.C);
 }
 
-void leash_gpt_qkv(const leash_gpt *m, float *qkv, const float *ln, const layer_ptrs *w, const int *pos, int N) {
+/* out (N, OC; row stride ldo) = x (N, in) through projection p, plus its adapter's (alpha / r) (x A^T) B^T
+ * when the adapters are on; u (N, r) keeps x A^T for the backward. */
+static void proj_forward(const leash_gpt *m, const proj *p, float *out, int ldo, const float *x, int N, int in, int OC,
+                         float *u) {
+    leash_linear_forward(out, ldo, x, p->w, p->b, N, in, OC, m->d.out_in);
+    if (!p->A || !m->adapters_on || !u) return;
+    int r = m->cfg.lora_rank;
+    leash_sgemm(0, 1, N, r, in, 1.0f, x, in, p->A, in, 0.0f, u, r);
+    leash_sgemm(0, 1, N, OC, r, m->cfg.lora_alpha / r, u, r, p->B, r, 1.0f, out, ldo);
+}
+
+/* dinp (N, in) += d x, and the gradients of whatever of p is trainable (dp's non-NULL slots). */
+static void proj_backward(const leash_gpt *m, const proj *p, const proj *dp, float *dinp, const float *dout, int ldd,
+                          const float *x, int N, int in, int OC, const float *u) {
+    leash_linear_backward(dinp, dp->w, dp->b, dout, ldd, x, p->w, N, in, OC, m->d.out_in);
+    if (!p->A || !m->fwd_adapters) return;
+    int r = m->cfg.lora_rank;
+    float s = m->cfg.lora_alpha / r, *du = m->a.lora_du;
+    leash_sgemm(1, 0, OC, r, N, s, dout, ldd, u, r, 1.0f, dp->B, r);   // dB += s dout^T u
+    leash_sgemm(0, 0, N, r, OC, s, dout, ldd, p->B, r, 0.0f, du, r);   // du = s dout B
+    leash_sgemm(1, 0, r, in, N, 1.0f, du, r, x, in, 1.0f, dp->A, in);  // dA += du^T x
+    leash_sgemm(0, 0, N, in, r, 1.0f, du, r, p->A, in, 1.0f, dinp, in); // dx += du A
+}
+
+#define USLOT(u, j, N) ((u) ? (u) + (size_t)(j) * (N) * m->cfg.lora_rank : NULL)
+
+void leash_gpt_qkv(const leash_gpt *m, float *qkv, const float *ln, const layer_ptrs *w, const int *pos, int N, float *u) {
     const dims *d = &m->d;
     if (!d->out_in) { // GPT-2's fused c_attn
-        leash_linear_forward(qkv, d->W, ln, w->q.w, w->q.b, N, d->C, d->W, 0);
+        proj_forward(m, &w->q, qkv, d->W, ln, N, d->C, d->W, USLOT(u, SLOT_Q, N));
         return;
     }
     int qo = d->NH * d->hs, kvo = d->NKV * d->hs;
-    leash_linear_forward(qkv, d->W, ln, w->q.w, w->q.b, N, d->C, qo, 1);
-    leash_linear_forward(qkv + qo, d->W, ln, w->k.w, w->k.b, N, d->C, kvo, 1);
-    leash_linear_forward(qkv + qo + kvo, d->W, ln, w->v.w, w->v.b, N, d->C, kvo, 1);
+    proj_forward(m, &w->q, qkv, d->W, ln, N, d->C, qo, USLOT(u, SLOT_Q, N));
+    proj_forward(m, &w->k, qkv + qo, d->W, ln, N, d->C, kvo, USLOT(u, SLOT_K, N));
+    proj_forward(m, &w->v, qkv + qo + kvo, d->W, ln, N, d->C, kvo, USLOT(u, SLOT_V, N));
     if (d->rope) leash_rope(qkv, d->W, pos, m->inv_freq, N, d->NH + d->NKV, d->hs, 1);
 }
 
 /* d qkv (N, W) -> d ln (N, C) += and the projections' gradients; dqkv is rotated back in place. */
 static void qkv_backward(const leash_gpt *m, float *dln, layer_ptrs *dw, float *dqkv, const float *ln,
-                         const layer_ptrs *w, const int *pos, int N) {
+                         const layer_ptrs *w, const int *pos, int N, const float *u) {
     const dims *d = &m->d;
     if (!d->out_in) {
-        leash_linear_backward(dln, dw->q.w, dw->q.b, dqkv, d->W, ln, w->q.w, N, d->C, d->W, 0);
+        proj_backward(m, &w->q, &dw->q, dln, dqkv, d->W, ln, N, d->C, d->W, USLOT(u, SLOT_Q, N));
         return;
     }
     int qo = d->NH * d->hs, kvo = d->NKV * d->hs;
     if (d->rope) leash_rope(dqkv, d->W, pos, m->inv_freq, N, d->NH + d->NKV, d->hs, -1);
-    leash_linear_backward(dln, dw->q.w, dw->q.b, dqkv, d->W, ln, w->q.w, N, d->C, qo, 1);
-    leash_linear_backward(dln, dw->k.w, dw->k.b, dqkv + qo, d->W, ln, w->k.w, N, d->C, kvo, 1);
-    leash_linear_backward(dln, dw->v.w, dw->v.b, dqkv + qo + kvo, d->W, ln, w->v.w, N, d->C, kvo, 1);
+    proj_backward(m, &w->q, &dw->q, dln, dqkv, d->W, ln, N, d->C, qo, USLOT(u, SLOT_Q, N));
+    proj_backward(m, &w->k, &dw->k, dln, dqkv + qo, d->W, ln, N, d->C, kvo, USLOT(u, SLOT_K, N));
+    proj_backward(m, &w->v, &dw->v, dln, dqkv + qo + kvo, d->W, ln, N, d->C, kvo, USLOT(u, SLOT_V, N));
 }
 
-void leash_gpt_attn_out(const leash_gpt *m, float *out, const float *atty, const layer_ptrs *w, int N) {
-    leash_linear_forward(out, m->d.C, atty, w->o.w, w->o.b, N, m->d.AW, m->d.C, m->d.out_in);
+void leash_gpt_attn_out(const leash_gpt *m, float *out, const float *atty, const layer_ptrs *w, int N, float *u) {
+    proj_forward(m, &w->o, out, m->d.C, atty, N, m->d.AW, m->d.C, USLOT(u, SLOT_O, N));
 }
 
-void leash_gpt_mlp(const leash_gpt *m, float *out, float *fch, float *fchg, const float *ln, const layer_ptrs *w, int N) {
+void leash_gpt_mlp(const leash_gpt *m, float *out, float *fch, float *fchg, const float *ln, const layer_ptrs *w, int N,
+                   float *u) {
     const dims *d = &m->d;
+    proj_forward(m, &w->gate, fch, d->FW, ln, N, d->C, d->I, USLOT(u, SLOT_GATE, N));
     if (d->swiglu) {
-        leash_linear_forward(fch, d->FW, ln, w->gate.w, w->gate.b, N, d->C, d->I, 1);
-        leash_linear_forward(fch + d->I, d->FW, ln, w->up.w, w->up.b, N, d->C, d->I, 1);
+        proj_forward(m, &w->up, fch + d->I, d->FW, ln, N, d->C, d->I, USLOT(u, SLOT_UP, N));
         leash_swiglu_forward(fchg, fch, N, d->I);
     } else {
-        leash_linear_forward(fch, d->FW, ln, w->gate.w, w->gate.b, N, d->C, d->I, 0);
         leash_gelu_forward(fchg, fch, (size_t)N * d->I);
     }
-    leash_linear_forward(out, d->C, fchg, w->down.w, w->down.b, N, d->I, d->C, d->out_in);
+    proj_forward(m, &w->down, out, d->C, fchg, N, d->I, d->C, USLOT(u, SLOT_DOWN, N));
 }
 
 const float *leash_gpt_head_weight(const leash_gpt *m) { return m->p.lm_head ? m->p.lm_head : m->p.wte; }
@@ -467,6 +552,7 @@ static int forward_trunk(leash_gpt *m, const int *tokens, const uint8_t *mask, i
     int N = B * T, C = d->C, L = d->L, NH = d->NH;
     acts *a = &m->a;
     m->has_logits = 0;
+    m->fwd_adapters = m->adapters_on;
     memcpy(m->tokens, tokens, (size_t)N * sizeof(int));
     for (int b = 0; b < B; b++) { // positions count real tokens
         int k = 0;
@@ -484,13 +570,14 @@ static int forward_trunk(leash_gpt *m, const int *tokens, const uint8_t *mask, i
         float *att = a->att + (size_t)l * B * NH * T * T, *r2 = a->resid2 + nc, *ln2 = a->ln2 + nc;
         float *fch = a->fch + ln_ * d->FW, *fchg = a->fch_gelu + ln_ * d->I, *r3 = a->resid3 + nc;
         leash_gpt_norm(m, ln1, d->rms ? NULL : a->ln1_mean + ln_, a->ln1_rstd + ln_, x, w->ln1w, w->ln1b, N);
-        leash_gpt_qkv(m, qkv, ln1, w, a->pos, N);
+        float *u = a->lora_u ? a->lora_u + (size_t)l * LEASH_LORA_SLOTS * N * c->lora_rank : NULL;
+        leash_gpt_qkv(m, qkv, ln1, w, a->pos, N, u);
         leash_attention_forward(atty, att, qkv, mask, B, T, NH, d->NKV, d->hs);
-        leash_gpt_attn_out(m, r2, atty, w, N);
+        leash_gpt_attn_out(m, r2, atty, w, N, u);
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < (size_t)N * C; i++) r2[i] += x[i];
         leash_gpt_norm(m, ln2, d->rms ? NULL : a->ln2_mean + ln_, a->ln2_rstd + ln_, r2, w->ln2w, w->ln2b, N);
-        leash_gpt_mlp(m, r3, fch, fchg, ln2, w, N);
+        leash_gpt_mlp(m, r3, fch, fchg, ln2, w, N, u);
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < (size_t)N * C; i++) r3[i] += r2[i];
     }
@@ -589,7 +676,8 @@ int leash_gpt_backward(leash_gpt *m) {
     // LM head (tied or not) and scalar head: d lnf
     memset(a->dln, 0, nc_bytes);
     leash_sgemm(0, 0, N, C, V, 1.0f, a->dlogits, V, leash_gpt_head_weight(m), C, 0.0f, a->dln, C);
-    leash_sgemm(1, 0, V, C, N, 1.0f, a->dlogits, V, a->lnf, C, 1.0f, m->g.lm_head ? m->g.lm_head : m->g.wte, C);
+    float *dhead = m->g.lm_head ? m->g.lm_head : m->p.lm_head ? NULL : m->g.wte; // NULL: frozen (LoRA)
+    if (dhead) leash_sgemm(1, 0, V, C, N, 1.0f, a->dlogits, V, a->lnf, C, 1.0f, dhead, C);
     if (c->scalar_head) leash_matmul_backward(a->dln, m->g.headw, m->g.headb, a->dvalues, a->lnf, m->p.headw, N, C, 1);
 
     memset(a->dresid, 0, nc_bytes);
@@ -604,28 +692,29 @@ int leash_gpt_backward(leash_gpt *m) {
         float *ln1 = a->ln1 + nc, *qkv = a->qkv + ln_ * d->W, *atty = a->atty + ln_ * d->AW;
         float *att = a->att + (size_t)l * B * NH * T * T, *r2 = a->resid2 + nc, *ln2 = a->ln2 + nc;
         float *fch = a->fch + ln_ * d->FW, *fchg = a->fch_gelu + ln_ * d->I;
+        const float *u = a->lora_u ? a->lora_u + (size_t)l * LEASH_LORA_SLOTS * N * c->lora_rank : NULL;
         // r3 = r2 + down(act(up-projections(norm2(r2)))): dresid flows through the residual unchanged
         memset(a->dfch_gelu, 0, (size_t)N * d->I * sizeof(float));
-        leash_linear_backward(a->dfch_gelu, dw->down.w, dw->down.b, a->dresid, C, fchg, w->down.w, N, d->I, C, d->out_in);
+        proj_backward(m, &w->down, &dw->down, a->dfch_gelu, a->dresid, C, fchg, N, d->I, C, USLOT(u, SLOT_DOWN, N));
         memset(a->dfch, 0, (size_t)N * d->FW * sizeof(float));
         memset(a->dln, 0, nc_bytes);
         if (d->swiglu) {
             leash_swiglu_backward(a->dfch, fch, a->dfch_gelu, N, d->I);
-            leash_linear_backward(a->dln, dw->gate.w, dw->gate.b, a->dfch, d->FW, ln2, w->gate.w, N, C, d->I, 1);
-            leash_linear_backward(a->dln, dw->up.w, dw->up.b, a->dfch + d->I, d->FW, ln2, w->up.w, N, C, d->I, 1);
+            proj_backward(m, &w->gate, &dw->gate, a->dln, a->dfch, d->FW, ln2, N, C, d->I, USLOT(u, SLOT_GATE, N));
+            proj_backward(m, &w->up, &dw->up, a->dln, a->dfch + d->I, d->FW, ln2, N, C, d->I, USLOT(u, SLOT_UP, N));
         } else {
             leash_gelu_backward(a->dfch, fch, a->dfch_gelu, (size_t)N * d->I);
-            leash_linear_backward(a->dln, dw->gate.w, dw->gate.b, a->dfch, d->FW, ln2, w->gate.w, N, C, d->I, 0);
+            proj_backward(m, &w->gate, &dw->gate, a->dln, a->dfch, d->FW, ln2, N, C, d->I, USLOT(u, SLOT_GATE, N));
         }
         norm_backward(m, a->dresid, dw->ln2w, dw->ln2b, a->dln, r2, w->ln2w, d->rms ? NULL : a->ln2_mean + ln_,
                       a->ln2_rstd + ln_, N);
         // r2 = x + o(attention(qkv(norm1(x))))
         memset(a->datty, 0, (size_t)N * d->AW * sizeof(float));
-        leash_linear_backward(a->datty, dw->o.w, dw->o.b, a->dresid, C, atty, w->o.w, N, d->AW, C, d->out_in);
+        proj_backward(m, &w->o, &dw->o, a->datty, a->dresid, C, atty, N, d->AW, C, USLOT(u, SLOT_O, N));
         memset(a->dqkv, 0, (size_t)N * d->W * sizeof(float));
         leash_attention_backward(a->dqkv, a->scratch, a->datty, qkv, att, B, T, NH, d->NKV, d->hs);
         memset(a->dln, 0, nc_bytes);
-        qkv_backward(m, a->dln, dw, a->dqkv, ln1, w, a->pos, N);
+        qkv_backward(m, a->dln, dw, a->dqkv, ln1, w, a->pos, N, u);
         // without rotation, the key bias adds q . b_k to every score of a query alike, which softmax ignores:
         // its gradient is 0 in exact arithmetic (each query's score gradients sum to 0). Make it exactly 0,
         // or AdamW turns the rounding noise into steps of the learning rate's size (and runs that differ only
@@ -635,7 +724,7 @@ int leash_gpt_backward(leash_gpt *m) {
         norm_backward(m, a->dresid, dw->ln1w, dw->ln1b, a->dln, x, w->ln1w, d->rms ? NULL : a->ln1_mean + ln_,
                       a->ln1_rstd + ln_, N);
     }
-    leash_encoder_backward(m->g.wte, m->g.wpe, a->dresid, m->tokens, a->pos, N, C);
+    if (m->g.wte) leash_encoder_backward(m->g.wte, m->g.wpe, a->dresid, m->tokens, a->pos, N, C);
 
     memset(a->dlogits, 0, (size_t)N * V * sizeof(float));
     if (a->dvalues) memset(a->dvalues, 0, (size_t)N * sizeof(float));

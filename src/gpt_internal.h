@@ -6,10 +6,16 @@
 
 #include "leash/gpt.h"
 
-/* One projection: weight and bias (NULL when it has none). */
+/* One projection: weight and bias (NULL when it has none), and its LoRA adapter (A (r, in), B (out, r);
+ * NULL when it has none). */
 typedef struct {
     float *w, *b;
+    float *A, *B;
 } proj;
+
+/* The adapter slots, in the order of LEASH_LORA_* bits; a layer's per-slot LoRA activations (N, r) sit
+ * in this order. */
+enum { SLOT_Q, SLOT_K, SLOT_V, SLOT_O, SLOT_GATE, SLOT_UP, SLOT_DOWN };
 
 /* Pointers to one layer's tensors, into the parameter block or the gradient block; NULL where the
  * architecture has no such tensor. GPT-2 keeps its fused c_attn in q (k and v empty), c_fc in gate
@@ -67,17 +73,21 @@ typedef struct {
     float *dqkv;                    // (N, W)
     float *dfch, *dfch_gelu;        // (N, FW), (N, I)
     float *scratch;                 // (B, NH, T)
+    float *lora_u;                  // (L, SLOTS, N, r) each adapter's x A^T, or NULL
+    float *lora_du;                 // (N, r) backward scratch, or NULL
 } acts;
 
 /* Forward of one layer's building blocks, shared with KV-cache decoding (sample.c). */
 void leash_gpt_norm(const leash_gpt *m, float *out, float *mean, float *rstd, const float *x, const float *w,
                     const float *b, int N);
-/* qkv (N, W) from the normalised input (N, C), rotated at positions pos when the model is rotary. */
-void leash_gpt_qkv(const leash_gpt *m, float *qkv, const float *ln, const layer_ptrs *w, const int *pos, int N);
+/* qkv (N, W) from the normalised input (N, C), rotated at positions pos when the model is rotary.
+ * These three take u, room for the layer's LoRA activations (SLOTS, N, r), NULL without adapters. */
+void leash_gpt_qkv(const leash_gpt *m, float *qkv, const float *ln, const layer_ptrs *w, const int *pos, int N, float *u);
 /* out (N, C) = attention output (N, AW) through o; out (N, C) = the MLP of ln (N, C) with fch (N, FW) and
  * fchg (N, I) as its intermediates. */
-void leash_gpt_attn_out(const leash_gpt *m, float *out, const float *atty, const layer_ptrs *w, int N);
-void leash_gpt_mlp(const leash_gpt *m, float *out, float *fch, float *fchg, const float *ln, const layer_ptrs *w, int N);
+void leash_gpt_attn_out(const leash_gpt *m, float *out, const float *atty, const layer_ptrs *w, int N, float *u);
+void leash_gpt_mlp(const leash_gpt *m, float *out, float *fch, float *fchg, const float *ln, const layer_ptrs *w, int N,
+                   float *u);
 /* The LM head's weight (V, C): the token embedding or the untied head. */
 const float *leash_gpt_head_weight(const leash_gpt *m);
 
@@ -101,6 +111,11 @@ struct leash_gpt {
     float *chunk;               // (SCORE_ROWS, V) logits of a few rows, for leash_gpt_score
     int *tokens;                // (B, T) copy of the last forward's tokens
     int frozen;                 // leash_gpt_freeze(): no gradients, no backward buffers
+    int first_trainable;        // the first tensor with a gradient: 0, or with LoRA the first adapter
+    size_t trainable_offset;    // its offset in params; grads hold num_params - trainable_offset floats
+    int adapters_on;            // LoRA: forwards add the adapters (leash_gpt_set_adapters)
+    int fwd_adapters;           // adapters_on at the last forward, which its backward follows
+    char *source_dir;           // the directory the base weights were loaded from (LoRA saves point at it)
     size_t act_bytes;           // bytes of act_memory
 };
 

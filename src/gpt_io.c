@@ -1,10 +1,11 @@
 /* Loading and saving a model as a Hugging Face-style directory: see include/leash/gpt.h. */
-#define _POSIX_C_SOURCE 200809L /* strdup */
+#define _DEFAULT_SOURCE /* strdup, realpath */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "leash/config.h"
@@ -12,6 +13,7 @@
 #include "leash/fileio.h"
 #include "leash/gpt.h"
 #include "leash/safetensors.h"
+#include "gpt_internal.h"
 
 /* Tensors a checkpoint may carry that are not parameters: a tied LM head, GPT-2's attention buffers and
  * old Llama checkpoints' rotary frequency buffers. */
@@ -111,21 +113,14 @@ static int read_index(const char *path, char ***files) {
     return LEASH_OK;
 }
 
-int leash_gpt_load(leash_gpt **out, const char *dir) {
-    char path[4096];
-    leash_gpt_config cfg;
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    int rc = leash_config_load(path, &cfg);
-    if (rc) return rc;
-    leash_gpt *m;
-    if ((rc = leash_gpt_create(&m, &cfg))) return leash_fail_wrap(rc, "%s", path);
-    int n = leash_gpt_num_tensors(m);
-    char *seen = calloc(n, 1);
-    if (!seen) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+/* Reads dir's weights (model.safetensors, or the shards its index names) into m, marking seen[]; *where
+ * receives the file to name for a missing tensor. */
+static int load_weights(leash_gpt *m, const char *dir, char *seen, char *where, size_t where_size) {
+    char path[4096], index[4096];
+    int rc = LEASH_OK;
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    char index[4096];
     snprintf(index, sizeof index, "%s/model.safetensors.index.json", dir);
-    if (!rc && access(path, F_OK) != 0 && access(index, F_OK) == 0) { // sharded: every file the index names
+    if (access(path, F_OK) != 0 && access(index, F_OK) == 0) { // sharded: every file the index names
         char **files = NULL;
         if (!(rc = read_index(index, &files))) {
             for (int i = 0; files[i]; i++) {
@@ -135,13 +130,46 @@ int leash_gpt_load(leash_gpt **out, const char *dir) {
             }
             free(files);
         }
-        snprintf(path, sizeof path, "%s", index);
-    } else if (!rc) {
+        snprintf(where, where_size, "%s", index); // (no shard it names holds a missing tensor)
+    } else {
         rc = load_file(m, path, seen);
+        snprintf(where, where_size, "%s", path);
     }
-    for (int k = 0; k < n && !rc; k++)
-        if (!seen[k]) rc = leash_fail(LEASH_EFORMAT, "%s: tensor '%s' is missing", path, leash_gpt_tensor(m, k)->name);
-    // (for a sharded model, path is the index: no shard it names holds the tensor)
+    return rc;
+}
+
+static int check_all_seen(const leash_gpt *m, const char *seen, int from, int to, const char *where) {
+    for (int k = from; k < to; k++)
+        if (!seen[k]) return leash_fail(LEASH_EFORMAT, "%s: tensor '%s' is missing", where, leash_gpt_tensor(m, k)->name);
+    return LEASH_OK;
+}
+
+static int set_source(leash_gpt *m, const char *dir) {
+    char *abs = realpath(dir, NULL);
+    if (!abs) return leash_fail(LEASH_EIO, "%s: cannot resolve the directory's path", dir);
+    free(m->source_dir);
+    m->source_dir = abs;
+    return LEASH_OK;
+}
+
+static int load_peft(leash_gpt **out, const char *dir);
+
+int leash_gpt_load(leash_gpt **out, const char *dir) {
+    char path[4096], where[4200];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    if (access(path, F_OK) == 0) return load_peft(out, dir);
+    leash_gpt_config cfg;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    int rc = leash_config_load(path, &cfg);
+    if (rc) return rc;
+    leash_gpt *m;
+    if ((rc = leash_gpt_create(&m, &cfg))) return leash_fail_wrap(rc, "%s", path);
+    int n = leash_gpt_num_tensors(m);
+    char *seen = calloc(n, 1);
+    if (!seen) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    if (!rc) rc = load_weights(m, dir, seen, where, sizeof where);
+    if (!rc) rc = check_all_seen(m, seen, 0, n, where);
+    if (!rc) rc = set_source(m, dir);
     free(seen);
     if (rc) {
         leash_gpt_free(m);
@@ -151,9 +179,152 @@ int leash_gpt_load(leash_gpt **out, const char *dir) {
     return LEASH_OK;
 }
 
+/* ---- PEFT LoRA directories --------------------------------------------------------------------- */
+
+static int load_peft(leash_gpt **out, const char *dir) {
+    char path[4096], base[4096], where[4200];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    char *text;
+    int rc = leash_read_file(path, 1 << 20, &text, NULL);
+    if (rc) return rc;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return leash_fail(LEASH_EFORMAT, "%s: not a JSON object", path);
+    }
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "peft_type");
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "r"), *alpha = cJSON_GetObjectItemCaseSensitive(root, "lora_alpha");
+    const cJSON *drop = cJSON_GetObjectItemCaseSensitive(root, "lora_dropout");
+    const cJSON *targets = cJSON_GetObjectItemCaseSensitive(root, "target_modules");
+    const cJSON *bpath = cJSON_GetObjectItemCaseSensitive(root, "base_model_name_or_path");
+    const cJSON *bias = cJSON_GetObjectItemCaseSensitive(root, "bias"), *lh = cJSON_GetObjectItemCaseSensitive(root, "leash");
+    const char *off_keys[] = {"use_rslora", "use_dora", "modules_to_save", "layers_to_transform", "rank_pattern", "alpha_pattern"};
+    char list[1024] = "";
+    if (!cJSON_IsString(type) || strcmp(type->valuestring, "LORA"))
+        rc = leash_fail(LEASH_EFORMAT, "%s: \"peft_type\" must be \"LORA\"", path);
+    else if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble != (int)r->valuedouble || !cJSON_IsNumber(alpha))
+        rc = leash_fail(LEASH_EFORMAT, "%s: \"r\" must be an integer >= 1 and \"lora_alpha\" a number", path);
+    else if (!cJSON_IsString(bpath) || !bpath->valuestring[0])
+        rc = leash_fail(LEASH_EFORMAT, "%s: \"base_model_name_or_path\" must name the base model's directory", path);
+    else if (bias && !cJSON_IsNull(bias) && (!cJSON_IsString(bias) || strcmp(bias->valuestring, "none")))
+        rc = leash_fail(LEASH_EFORMAT, "%s: \"bias\" must be \"none\" (leash's adapters train no biases)", path);
+    for (size_t i = 0; i < sizeof off_keys / sizeof off_keys[0] && !rc; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, off_keys[i]);
+        if (v && !cJSON_IsNull(v) && !cJSON_IsFalse(v) && !(cJSON_IsObject(v) && !v->child))
+            rc = leash_fail(LEASH_EFORMAT, "%s: \"%s\" is set; leash supports plain LoRA only", path, off_keys[i]);
+    }
+    if (!rc && cJSON_IsString(targets)) snprintf(list, sizeof list, "%s", targets->valuestring);
+    else if (!rc && cJSON_IsArray(targets)) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, targets) {
+            if (!cJSON_IsString(it)) continue;
+            size_t at = strlen(list);
+            snprintf(list + at, sizeof list - at, "%s%s", at ? "," : "", it->valuestring);
+        }
+    } else if (!rc)
+        rc = leash_fail(LEASH_EFORMAT, "%s: \"target_modules\" must be a list of module names", path);
+    if (!rc) {
+        if (bpath->valuestring[0] == '/') snprintf(base, sizeof base, "%s", bpath->valuestring);
+        else snprintf(base, sizeof base, "%s/%s", dir, bpath->valuestring);
+        struct stat sb;
+        if (stat(base, &sb) != 0 || !S_ISDIR(sb.st_mode))
+            rc = leash_fail(LEASH_EIO, "%s: base_model_name_or_path \"%s\" is not a directory here; point it at the base "
+                                       "model's local directory (leash downloads nothing)",
+                            path, bpath->valuestring);
+    }
+    leash_gpt_config cfg;
+    snprintf(where, sizeof where, "%s/config.json", base);
+    if (!rc) rc = leash_config_load(where, &cfg);
+    if (!rc) {
+        cfg.lora_rank = (int)r->valuedouble;
+        cfg.lora_alpha = (float)alpha->valuedouble;
+        cfg.lora_dropout = cJSON_IsNumber(drop) ? (float)drop->valuedouble : 0.0f;
+        if ((rc = leash_lora_parse_targets(list, cfg.arch, &cfg.lora_targets))) rc = leash_fail_wrap(rc, "%s", path);
+        const cJSON *sh = cJSON_IsObject(lh) ? cJSON_GetObjectItemCaseSensitive(lh, "scalar_head") : NULL;
+        if (cJSON_IsTrue(sh)) { // a value model in an RL checkpoint: the head travels with the adapters
+            const cJSON *mu = cJSON_GetObjectItemCaseSensitive(lh, "score_mean"), *sd = cJSON_GetObjectItemCaseSensitive(lh, "score_std");
+            cfg.scalar_head = 1;
+            cfg.score_mean = cJSON_IsNumber(mu) ? (float)mu->valuedouble : 0.0f;
+            cfg.score_std = cJSON_IsNumber(sd) ? (float)sd->valuedouble : 0.0f;
+        }
+    }
+    cJSON_Delete(root);
+    leash_gpt *m = NULL;
+    if (!rc && (rc = leash_gpt_create(&m, &cfg))) rc = leash_fail_wrap(rc, "%s", path);
+    if (rc) return rc;
+    int n = leash_gpt_num_tensors(m), first = leash_gpt_first_trainable(m);
+    char *seen = calloc(n, 1);
+    if (!seen) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    if (!rc) rc = load_weights(m, base, seen, where, sizeof where);
+    if (!rc) rc = check_all_seen(m, seen, 0, first, where);
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    if (!rc) rc = load_file(m, path, seen);
+    if (!rc) rc = check_all_seen(m, seen, first, n, path);
+    if (!rc) rc = set_source(m, base);
+    free(seen);
+    if (rc) {
+        leash_gpt_free(m);
+        return rc;
+    }
+    *out = m;
+    return LEASH_OK;
+}
+
+static int save_peft(const leash_gpt *m, const char *dir) {
+    const leash_gpt_config *c = leash_gpt_cfg(m);
+    if (!m->source_dir)
+        return leash_fail(LEASH_EINVAL, "%s: a LoRA model saves only its adapters, with the path of its base model, and this "
+                                        "one's base was not loaded from a directory",
+                          dir);
+    int first = leash_gpt_first_trainable(m), n = leash_gpt_num_tensors(m) - first;
+    leash_st_tensor *t = calloc(n, sizeof *t);
+    if (!t) return leash_fail(LEASH_ENOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        const leash_tensor_info *info = leash_gpt_tensor(m, first + i);
+        t[i] = (leash_st_tensor){info->name, m->params + info->offset, info->ndim, {info->shape[0], info->shape[1]}};
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    int rc = leash_st_save(path, t, n, "{\"format\":\"pt\"}");
+    free(t);
+    if (rc) return rc;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "peft_type", "LORA");
+    cJSON_AddStringToObject(o, "task_type", "CAUSAL_LM");
+    cJSON_AddStringToObject(o, "base_model_name_or_path", m->source_dir);
+    cJSON_AddNumberToObject(o, "r", c->lora_rank);
+    cJSON_AddNumberToObject(o, "lora_alpha", c->lora_alpha);
+    cJSON_AddNumberToObject(o, "lora_dropout", c->lora_dropout);
+    const char *names[LEASH_LORA_SLOTS];
+    int k = leash_lora_target_names(c->arch, c->lora_targets, names, LEASH_LORA_SLOTS);
+    cJSON_AddItemToObject(o, "target_modules", cJSON_CreateStringArray(names, k));
+    cJSON_AddStringToObject(o, "bias", "none");
+    cJSON_AddBoolToObject(o, "fan_in_fan_out", c->arch == LEASH_ARCH_GPT2); // GPT-2's Conv1D layout
+    cJSON_AddBoolToObject(o, "inference_mode", 1);
+    cJSON_AddBoolToObject(o, "init_lora_weights", 1);
+    cJSON_AddBoolToObject(o, "use_rslora", 0);
+    cJSON_AddBoolToObject(o, "use_dora", 0);
+    cJSON_AddNullToObject(o, "modules_to_save");
+    cJSON *lh = cJSON_AddObjectToObject(o, "leash");
+    cJSON_AddBoolToObject(lh, "scalar_head", c->scalar_head != 0);
+    if (c->scalar_head) {
+        cJSON_AddNumberToObject(lh, "score_mean", c->score_mean);
+        cJSON_AddNumberToObject(lh, "score_std", c->score_std);
+    }
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!text) return leash_fail(LEASH_ENOMEM, "out of memory");
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    rc = leash_write_file_atomic(path, text, strlen(text));
+    free(text);
+    return rc;
+}
+
 int leash_gpt_save(const leash_gpt *m, const char *dir) {
     int rc = leash_mkdir(dir);
     if (rc) return rc;
+    if (leash_gpt_cfg(m)->lora_rank) return save_peft(m, dir);
     int n = leash_gpt_num_tensors(m);
     leash_st_tensor *t = calloc(n, sizeof *t);
     if (!t) return leash_fail(LEASH_ENOMEM, "out of memory");

@@ -101,7 +101,8 @@ void leash_layernorm_backward(float *dinp, float *dw, float *db, const float *do
             dx[c] += s * (dnorm - dnorm_mean - xhat * dnorm_norm_mean);
         }
     }
-    // dw, db: sums over rows, columns split between threads
+    // dw, db: sums over rows, columns split between threads (none for frozen weights)
+    if (!dw) return;
     enum { CHUNK = 64 };
 #pragma omp parallel for schedule(static)
     for (int c0 = 0; c0 < C; c0 += CHUNK) {
@@ -327,6 +328,7 @@ void leash_rmsnorm_backward(float *dinp, float *dw, const float *dout, const flo
         float *dx = dinp + (size_t)n * C;
         for (int c = 0; c < C; c++) dx[c] += s * (w[c] * dy[c] - x[c] * k);
     }
+    if (!dw) return; // frozen weight
     enum { CHUNK = 64 };
 #pragma omp parallel for schedule(static)
     for (int c0 = 0; c0 < C; c0 += CHUNK) {

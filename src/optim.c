@@ -61,11 +61,14 @@ double leash_lr_at(const leash_adamw_config *c, long step) {
 }
 
 int leash_adamw_step(leash_adamw *opt, leash_gpt *m, double *grad_norm, double *lr_out) {
-    size_t n = leash_gpt_num_params(m);
-    if (n != opt->n) return leash_fail(LEASH_EINVAL, "optimizer holds %zu parameters, the model %zu", opt->n, n);
+    // the trainable run of tensors only (all of them, or LoRA's adapters): offsets below are relative to it
+    size_t n = leash_gpt_num_trainable(m);
+    if (n != opt->n) return leash_fail(LEASH_EINVAL, "optimizer holds %zu parameters, the model trains %zu", opt->n, n);
     if (leash_gpt_is_frozen(m)) return leash_fail(LEASH_EINVAL, "AdamW step on a frozen model (a reference): it never trains");
-    float *p = leash_gpt_params(m);
+    float *p = leash_gpt_trainable(m);
     const float *g = leash_gpt_grads(m);
+    int first = leash_gpt_first_trainable(m);
+    size_t base = leash_gpt_tensor(m, first)->offset;
     double ss = 0.0;
 #pragma omp parallel for reduction(+ : ss) schedule(static)
     for (size_t i = 0; i < n; i++) ss += (double)g[i] * g[i];
@@ -73,13 +76,13 @@ int leash_adamw_step(leash_adamw *opt, leash_gpt *m, double *grad_norm, double *
     if (grad_norm) *grad_norm = norm;
     if (!isfinite(norm)) {
         // name the first tensor with a bad gradient, so the user knows where to look
-        for (int t = 0; t < leash_gpt_num_tensors(m); t++) {
+        for (int t = first; t < leash_gpt_num_tensors(m); t++) {
             const leash_tensor_info *ti = leash_gpt_tensor(m, t);
             for (size_t k = 0; k < ti->numel; k++)
-                if (!isfinite(g[ti->offset + k]))
+                if (!isfinite(g[ti->offset - base + k]))
                     return leash_fail(LEASH_ENUMERIC, "gradient of %s[%zu] = %g at update %ld; the weights were not "
                                                       "changed (lower the learning rate, or look for a NaN in the loss)",
-                                      ti->name, k, (double)g[ti->offset + k], opt->step + 1);
+                                      ti->name, k, (double)g[ti->offset - base + k], opt->step + 1);
         }
         return leash_fail(LEASH_ENUMERIC, "gradient norm overflows at update %ld; the weights were not changed", opt->step + 1);
     }
@@ -88,11 +91,11 @@ int leash_adamw_step(leash_adamw *opt, leash_gpt *m, double *grad_norm, double *
     float scale = c->grad_clip > 0.0f && norm > c->grad_clip ? (float)(c->grad_clip / norm) : 1.0f;
     long t = ++opt->step;
     double bc1 = 1.0 - pow(c->beta1, (double)t), bc2 = 1.0 - pow(c->beta2, (double)t);
-    for (int k = 0; k < leash_gpt_num_tensors(m); k++) {
+    for (int k = first; k < leash_gpt_num_tensors(m); k++) {
         const leash_tensor_info *ti = leash_gpt_tensor(m, k);
         float wd = ti->decay ? c->weight_decay : 0.0f;
 #pragma omp parallel for schedule(static)
-        for (size_t i = ti->offset; i < ti->offset + ti->numel; i++) {
+        for (size_t i = ti->offset - base; i < ti->offset - base + ti->numel; i++) {
             float gi = g[i] * scale;
             opt->m[i] = c->beta1 * opt->m[i] + (1.0f - c->beta1) * gi;
             opt->v[i] = c->beta2 * opt->v[i] + (1.0f - c->beta2) * gi * gi;

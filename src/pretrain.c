@@ -266,7 +266,7 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
     if (!rc && c->seq_len > leash_gpt_cfg(m)->n_positions)
         rc = leash_fail(LEASH_EINVAL, "--seq-len %d exceeds the model's n_positions %d", c->seq_len,
                         leash_gpt_cfg(m)->n_positions);
-    if (!rc) rc = leash_adamw_create(&opt, &c->optim, leash_gpt_num_params(m));
+    if (!rc) rc = leash_adamw_create(&opt, &c->optim, leash_gpt_num_trainable(m));
     if (!rc && c->resume) {
         snprintf(path, sizeof path, "%s/optimizer.safetensors", ckpt);
         // the optimizer counts the updates it made: the steps done less those skipped
@@ -322,9 +322,9 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
         // the mean over micro-batches and over ranks: this rank's gradient weighs its share of the rows
         if (!rc && (c->grad_accum > 1 || nranks > 1)) {
             float *g = leash_gpt_grads(m), s = (float)((double)(hi - lo) / c->batch_size / c->grad_accum);
-            for (size_t i = 0; i < leash_gpt_num_params(m); i++) g[i] *= s;
+            for (size_t i = 0; i < leash_gpt_num_trainable(m); i++) g[i] *= s;
         }
-        if (!rc && nranks > 1 && !(rc = leash_dist_sum_f32(leash_gpt_grads(m), leash_gpt_num_params(m), "gradients")))
+        if (!rc && nranks > 1 && !(rc = leash_dist_sum_f32(leash_gpt_grads(m), leash_gpt_num_trainable(m), "gradients")))
             rc = leash_dist_sum_f64(&loss, 1, "loss");
         if (!rc && c->skip_nonfinite && nranks > 1) rc = leash_dist_sum_i32(&bad, 1, "non-finite losses");
         double gnorm = 0.0, lr = 0.0;

@@ -231,14 +231,14 @@ int leash_rm_train(const leash_rm_config *c, leash_rm_fn fn, void *ctx, leash_rm
     leash_adamw_config oc = c->optim;
     int per_epoch = (n_train + c->batch_size - 1) / c->batch_size, steps = per_epoch * c->epochs;
     if (oc.total_steps == 0) oc.total_steps = steps;
-    if (!rc) rc = leash_adamw_create(&opt, &oc, leash_gpt_num_params(m));
+    if (!rc) rc = leash_adamw_create(&opt, &oc, leash_gpt_num_trainable(m));
     leash_rm_progress p = {.steps = steps, .val_accuracy = NAN, .val_gold_accuracy = NAN};
     const seq *rows[512];
     size_t score_bias = 0; // the scalar head's bias: the last parameter
     const leash_tensor_info *lnf_bias = NULL;
     for (int i = 0; !rc && i < leash_gpt_num_tensors(m); i++)
         if (!strcmp(leash_gpt_tensor(m, i)->name, "ln_f.bias")) lnf_bias = leash_gpt_tensor(m, i);
-    if (!rc) score_bias = leash_gpt_num_params(m) - 1;
+    if (!rc) score_bias = leash_gpt_num_trainable(m) - 1;
     // (an RMSNorm model has no final-norm bias)
     if (!rc && ((!lnf_bias && leash_gpt_cfg(m)->arch == LEASH_ARCH_GPT2) ||
                 strcmp(leash_gpt_tensor(m, leash_gpt_num_tensors(m) - 1)->name, "score.bias") != 0))
@@ -293,10 +293,10 @@ int leash_rm_train(const leash_rm_config *c, leash_rm_fn fn, void *ctx, leash_rm
                 if (bt) {
                     float *g = leash_gpt_grads(m);
                     g[score_bias] = 0.0f;
-                    if (lnf_bias) memset(g + lnf_bias->offset, 0, lnf_bias->numel * sizeof(float));
+                    if (lnf_bias && leash_gpt_first_trainable(m) == 0) memset(g + lnf_bias->offset, 0, lnf_bias->numel * sizeof(float));
                 }
             }
-            if ((rc = leash_dist_sum_f32(leash_gpt_grads(m), leash_gpt_num_params(m), "gradients")) ||
+            if ((rc = leash_dist_sum_f32(leash_gpt_grads(m), leash_gpt_num_trainable(m), "gradients")) ||
                 (rc = leash_dist_sum_f64(&loss, 1, "loss")))
                 break;
             // a non-finite loss (the sum carries it to every rank) or gradient: AdamW refuses before changing anything

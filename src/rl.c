@@ -390,8 +390,8 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     s.mb = c->minibatch > 0 && c->minibatch < s.R ? c->minibatch : s.R;
     if (!rc) rc = rollout_alloc(&s.r, s.R, P, c->max_new, s.mb);
     if (!rc) rc = own_rows(&s);
-    if (!rc) rc = leash_adamw_create(&s.popt, &c->optim, leash_gpt_num_params(s.policy));
-    if (!rc && s.value) rc = leash_adamw_create(&s.vopt, &c->value_optim, leash_gpt_num_params(s.value));
+    if (!rc) rc = leash_adamw_create(&s.popt, &c->optim, leash_gpt_num_trainable(s.policy));
+    if (!rc && s.value) rc = leash_adamw_create(&s.vopt, &c->value_optim, leash_gpt_num_trainable(s.value));
     gen = malloc((size_t)s.R * c->max_new * sizeof *gen);
     gen_lp = malloc((size_t)s.R * c->max_new * sizeof *gen_lp);
     glen = malloc(s.R * sizeof *glen);

@@ -126,7 +126,7 @@ static inline int policy_logprobs(rollout *r, const leash_rl_config *c, leash_gp
 }
 /* Sums the gradient over the ranks and steps the model. */
 static inline int step_summed(leash_gpt *m, void *opt, const char *what) {
-    int rc = leash_dist_sum_f32(leash_gpt_grads(m), leash_gpt_num_params(m), what);
+    int rc = leash_dist_sum_f32(leash_gpt_grads(m), leash_gpt_num_trainable(m), what);
     return rc ? rc : leash_adamw_step(opt, m, NULL, NULL);
 }
 static inline int policy_step(rollout *r, const leash_rl_config *c, leash_gpt *policy, void *popt, int n) {

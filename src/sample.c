@@ -109,7 +109,8 @@ int leash_generate(leash_gpt *m, const leash_sample_config *sc, const int *promp
 
     // one allocation for the call: cache, decode activations, sampling scratch
     size_t kv = (size_t)L * B * NKV * Tc * hs;
-    size_t floats = 2 * kv + (size_t)B * (3 * C + AW + W + d->FW + d->I + V + 2); // x ln h, atty, qkv, fch, fchg, logits, mean rstd
+    size_t R = (size_t)c->lora_rank;
+    size_t floats = 2 * kv + (size_t)B * (3 * C + AW + W + d->FW + d->I + V + 2 + LEASH_LORA_SLOTS * R); // x ln h, atty, qkv, fch, fchg, logits, mean rstd, LoRA
     float *mem = malloc(floats * sizeof(float));
     int *imem = malloc(((size_t)B * Tp + 4 * (size_t)B) * sizeof(int));
     uint8_t *valid = malloc((size_t)B * Tc), *pm = malloc((size_t)B * Tp);
@@ -127,6 +128,7 @@ int leash_generate(leash_gpt *m, const leash_sample_config *sc, const int *promp
     float *fch = qkv + (size_t)B * W, *fchg = fch + (size_t)B * d->FW;    // (B, FW), (B, I)
     float *logits = fchg + (size_t)B * d->I;                              // (B, V)
     float *mean = logits + (size_t)B * V, *rstd = mean + B;               // (B) each
+    float *lora_u = R ? rstd + B : NULL;                                  // (SLOTS, B, r) LoRA scratch
     int *ptoks = imem, *cur = imem + (size_t)B * Tp, *pos = cur + B, *done = pos + B, *step_pos = done + B; // (B, Tp), (B) x 4
 
     // prefill: left-padded prompts through the full forward, then copy K and V into the cache
@@ -199,7 +201,7 @@ int leash_generate(leash_gpt *m, const leash_sample_config *sc, const int *promp
         for (int l = 0; l < L; l++) {
             const layer_ptrs *w = &m->p.layer[l];
             leash_gpt_norm(m, ln, mean, rstd, x, w->ln1w, w->ln1b, B);
-            leash_gpt_qkv(m, qkv, ln, w, step_pos, B);
+            leash_gpt_qkv(m, qkv, ln, w, step_pos, B, lora_u);
             for (int b = 0; b < B; b++) // this token's keys and values join the cache
                 for (int kh = 0; kh < NKV; kh++) {
                     size_t at = ((((size_t)l * B + b) * NKV + kh) * Tc + col) * hs;
@@ -238,10 +240,10 @@ int leash_generate(leash_gpt *m, const leash_sample_config *sc, const int *promp
                     }
                 }
             }
-            leash_gpt_attn_out(m, h, atty, w, B);
+            leash_gpt_attn_out(m, h, atty, w, B, lora_u);
             for (size_t k = 0; k < (size_t)B * C; k++) x[k] += h[k];
             leash_gpt_norm(m, ln, mean, rstd, x, w->ln2w, w->ln2b, B);
-            leash_gpt_mlp(m, h, fch, fchg, ln, w, B);
+            leash_gpt_mlp(m, h, fch, fchg, ln, w, B, lora_u);
             for (size_t k = 0; k < (size_t)B * C; k++) x[k] += h[k];
         }
         leash_gpt_norm(m, ln, mean, rstd, x, m->p.lnfw, m->p.lnfb, B);

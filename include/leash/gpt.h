@@ -31,6 +31,15 @@ enum { LEASH_ARCH_GPT2 = 0, LEASH_ARCH_LLAMA = 1 };
  * (Llama 3.1's frequency-band rescaling). Others are refused at load with their name. */
 enum { LEASH_ROPE_DEFAULT = 0, LEASH_ROPE_LINEAR = 1, LEASH_ROPE_LLAMA3 = 2 };
 
+/* LoRA target projections (PEFT's target_modules). Llama family: q_proj k_proj v_proj o_proj gate_proj
+ * up_proj down_proj. GPT-2: c_attn (LEASH_LORA_Q: the fused q/k/v), attn.c_proj (O), mlp.c_fc (GATE) and
+ * mlp.c_proj (DOWN). */
+enum {
+    LEASH_LORA_Q = 1, LEASH_LORA_K = 2, LEASH_LORA_V = 4, LEASH_LORA_O = 8,
+    LEASH_LORA_GATE = 16, LEASH_LORA_UP = 32, LEASH_LORA_DOWN = 64
+};
+#define LEASH_LORA_SLOTS 7
+
 /* Every field's zero is GPT-2's choice, so a GPT-2 configuration names only the sizes. */
 typedef struct {
     int vocab_size;           /* V */
@@ -55,6 +64,10 @@ typedef struct {
     int bos_token_id;         /* -1 when none */
     int eos_token_id;         /* -1 when none */
     float layer_norm_epsilon; /* GPT-2's LayerNorm or Llama's RMSNorm epsilon: 1e-5, 1e-6, ... */
+    int lora_rank;            /* LoRA: r > 0 adds low-rank adapters and freezes every base weight; 0: none */
+    float lora_alpha;         /* the adapters' output is scaled by alpha / r */
+    float lora_dropout;       /* kept for adapter_config.json; leash's forwards apply no dropout (see lora.md) */
+    unsigned lora_targets;    /* LEASH_LORA_* bits */
     int scalar_head;          /* 1: a scalar head (value or reward) on the final hidden state */
     float score_mean;         /* scalar head: mean and standard deviation of its scores on reference texts, */
     float score_std;          /* for reward normalisation; both 0 when not measured */
@@ -68,7 +81,7 @@ int leash_gpt_kv_heads(const leash_gpt_config *cfg);
 int leash_gpt_mlp_width(const leash_gpt_config *cfg);
 
 typedef struct {
-    char name[64];    /* Hugging Face name */
+    char name[96];    /* Hugging Face name (PEFT's for LoRA adapters) */
     size_t offset;    /* into the parameter (and gradient) block, in floats */
     size_t numel;
     int ndim;
@@ -93,7 +106,13 @@ int leash_gpt_copy_with_head(leash_gpt **out, const leash_gpt *src, int keep_hea
 void leash_gpt_set_score_stats(leash_gpt *m, float mean, float std);
 size_t leash_gpt_num_params(const leash_gpt *m);
 float *leash_gpt_params(leash_gpt *m); /* (num_params) */
-float *leash_gpt_grads(leash_gpt *m);  /* (num_params), same layout; NULL when frozen */
+/* The trainable parameters: every one, or with LoRA the adapters (and a scalar head), which come last in
+ * the parameter block as a contiguous run starting at tensor first_trainable. Optimizers, gradient
+ * sums and checkpoints of training state work on this run. */
+int leash_gpt_first_trainable(const leash_gpt *m);
+size_t leash_gpt_num_trainable(const leash_gpt *m);
+float *leash_gpt_trainable(leash_gpt *m); /* (num_trainable), inside params */
+float *leash_gpt_grads(leash_gpt *m);     /* (num_trainable) gradients of the trainable run; NULL when frozen */
 int leash_gpt_num_tensors(const leash_gpt *m);
 const leash_tensor_info *leash_gpt_tensor(const leash_gpt *m, int i);
 void leash_gpt_zero_grad(leash_gpt *m);
@@ -103,6 +122,21 @@ void leash_gpt_zero_grad(leash_gpt *m);
  * leash_gpt_grads() and leash_gpt_dlogits() then return NULL and a backward fails with a clear error. */
 void leash_gpt_freeze(leash_gpt *m);
 int leash_gpt_is_frozen(const leash_gpt *m);
+/* LoRA. A copy of base (which must have no adapters) with adapters on cfg's targets: A ~ U(-1/sqrt(in),
+ * 1/sqrt(in)) as PEFT initialises them and B = 0, so the copy computes exactly what base does; base's
+ * weights are frozen in it (no gradients, no optimizer state). lora_rank etc. come from lora. */
+int leash_gpt_add_lora(leash_gpt **out, const leash_gpt *base, const leash_gpt_config *lora, uint64_t seed);
+/* Turns a LoRA model's adapters off (0) or on (1): off, it is its base model, which is how PPO and GRPO get
+ * the reference without a second copy of the weights. A backward uses the setting of its forward. */
+void leash_gpt_set_adapters(leash_gpt *m, int on);
+/* A model without adapters whose weights are base + (alpha / r) B A: what the LoRA model computes. */
+int leash_gpt_merge_lora(leash_gpt **out, const leash_gpt *m);
+/* Parses PEFT target_modules ("q_proj,v_proj", "all-linear") for an architecture into LEASH_LORA_* bits;
+ * an unknown name is an error naming it and the choices. */
+int leash_lora_parse_targets(const char *list, int arch, unsigned *targets);
+/* The PEFT target_modules names of targets' bits into names (at most max); returns how many. */
+int leash_lora_target_names(int arch, unsigned targets, const char **names, int max);
+
 /* Bytes the model holds now: parameters, gradients, activations and logits of the current batch shape. */
 size_t leash_gpt_memory_bytes(const leash_gpt *m);
 
@@ -141,8 +175,12 @@ int leash_gpt_cross_entropy(leash_gpt *m, const int *targets, double *loss, long
  * attention or rotary buffers old checkpoints carry are ignored). Every missing, unexpected or misshapen
  * tensor is an error that names it and its file. */
 int leash_gpt_load(leash_gpt **out, const char *dir);
+/* The same for a PEFT LoRA directory (adapter_config.json + adapter_model.safetensors): the base model
+ * named by base_model_name_or_path (relative to dir, or absolute) with these adapters.
+ * leash_gpt_load reads either kind. */
 /* Writes config.json and model.safetensors (F32, Hugging Face names and layout) into dir (created if
- * missing), each atomically. */
+ * missing), each atomically. A LoRA model writes only its adapters, as PEFT does: adapter_config.json
+ * (pointing at its base's directory) and adapter_model.safetensors. */
 int leash_gpt_save(const leash_gpt *m, const char *dir);
 
 #endif

@@ -46,6 +46,7 @@ void leash_linear_backward(float *dinp, float *dw, float *dbias, const float *do
 /* out (N, C) = (inp - mean) * rstd * w + b over each row; mean, rstd (N) are saved for backward. */
 void leash_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                              int N, int C, float eps);
+/* dw and db NULL: the weights are frozen, only dinp is computed. */
 void leash_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                               const float *mean, const float *rstd, int N, int C);
 
@@ -62,7 +63,7 @@ void leash_encoder_backward(float *dwte, float *dwpe, const float *dout, const i
 /* RMSNorm (Llama): out (N, C) = inp * rstd * w with rstd = 1 / sqrt(mean(inp^2) + eps) per row, saved. */
 void leash_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps);
 void leash_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
-                            const float *rstd, int N, int C);
+                            const float *rstd, int N, int C); /* dw NULL: frozen */
 
 /* SwiGLU (Llama's MLP): out (N, H) = silu(gate) * up where gu (N, 2H) holds gate then up in each row. */
 void leash_swiglu_forward(float *out, const float *gu, int N, int H);

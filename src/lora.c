@@ -1,0 +1,126 @@
+#define _POSIX_C_SOURCE 200809L /* strdup */
+/* LoRA: low-rank adapters on a frozen base model (see include/leash/gpt.h). The adapters are tensors of
+ * the model itself, after the base weights in the parameter block, so the optimizer, gradient sums and
+ * checkpoints see only them; gpt.c adds them in every forward and backward. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpt_internal.h"
+#include "leash/error.h"
+#include "leash/gpt.h"
+
+static const char *const llama_targets[LEASH_LORA_SLOTS] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                            "gate_proj", "up_proj", "down_proj"};
+static const char *const gpt2_targets[LEASH_LORA_SLOTS] = {"c_attn", NULL, NULL, "attn.c_proj", "c_fc", NULL, "mlp.c_proj"};
+
+int leash_lora_parse_targets(const char *list, int arch, unsigned *targets) {
+    const char *const *names = arch == LEASH_ARCH_LLAMA ? llama_targets : gpt2_targets;
+    const char *choices = arch == LEASH_ARCH_LLAMA ? "q_proj k_proj v_proj o_proj gate_proj up_proj down_proj all-linear"
+                                                   : "c_attn attn.c_proj c_fc mlp.c_proj c_proj (both) all-linear";
+    unsigned bits = 0;
+    const char *p = list;
+    while (p && *p) {
+        size_t n = strcspn(p, ", ");
+        if (n == 0) {
+            p++;
+            continue;
+        }
+        unsigned got = 0;
+        if (n == 10 && !strncmp(p, "all-linear", n)) got = arch == LEASH_ARCH_LLAMA ? 0x7F : (1u | 8u | 16u | 64u);
+        if (arch == LEASH_ARCH_GPT2 && n == 6 && !strncmp(p, "c_proj", n)) got = LEASH_LORA_O | LEASH_LORA_DOWN;
+        for (int j = 0; j < LEASH_LORA_SLOTS && !got; j++)
+            if (names[j] && strlen(names[j]) == n && !strncmp(p, names[j], n)) got = 1u << j;
+        if (!got)
+            return leash_fail(LEASH_EINVAL, "LoRA target \"%.*s\" is not a projection of this %s model; choose from: %s",
+                              (int)n, p, arch == LEASH_ARCH_LLAMA ? "Llama-family" : "GPT-2", choices);
+        bits |= got;
+        p += n;
+    }
+    if (!bits) return leash_fail(LEASH_EINVAL, "no LoRA targets given; choose from: %s", choices);
+    *targets = bits;
+    return LEASH_OK;
+}
+
+/* The names PEFT writes in adapter_config.json's target_modules for these bits. */
+int leash_lora_target_names(int arch, unsigned targets, const char **names, int max) {
+    const char *const *all = arch == LEASH_ARCH_LLAMA ? llama_targets : gpt2_targets;
+    int n = 0;
+    for (int j = 0; j < LEASH_LORA_SLOTS && n < max; j++)
+        if (targets & (1u << j)) names[n++] = all[j];
+    return n;
+}
+
+int leash_gpt_add_lora(leash_gpt **out, const leash_gpt *base, const leash_gpt_config *lora, uint64_t seed) {
+    if (base->cfg.lora_rank)
+        return leash_fail(LEASH_EINVAL, "the model already has LoRA adapters; merge them first (leash lora merge)");
+    leash_gpt_config cfg = base->cfg;
+    cfg.lora_rank = lora->lora_rank;
+    cfg.lora_alpha = lora->lora_alpha;
+    cfg.lora_dropout = lora->lora_dropout;
+    cfg.lora_targets = lora->lora_targets;
+    if (cfg.lora_rank < 1) return leash_fail(LEASH_EINVAL, "LoRA rank %d; it must be >= 1", cfg.lora_rank);
+    leash_gpt *m;
+    int rc = leash_gpt_create(&m, &cfg);
+    if (rc) return rc;
+    // base tensors (and a scalar head) keep their values; the adapters start from PEFT's initialisation
+    leash_gpt_init(m, seed);
+    for (int i = 0, k = 0; i < leash_gpt_num_tensors(m); i++) {
+        const leash_tensor_info *t = leash_gpt_tensor(m, i);
+        if (i >= m->first_trainable && strstr(t->name, ".lora_")) {
+            if (strstr(t->name, ".lora_B.")) memset(m->params + t->offset, 0, t->numel * sizeof(float));
+            continue;
+        }
+        const leash_tensor_info *bt = leash_gpt_tensor(base, k++);
+        memcpy(m->params + t->offset, base->params + bt->offset, t->numel * sizeof(float));
+    }
+    if (base->source_dir && !(m->source_dir = strdup(base->source_dir))) {
+        leash_gpt_free(m);
+        return leash_fail(LEASH_ENOMEM, "out of memory");
+    }
+    *out = m;
+    return LEASH_OK;
+}
+
+void leash_gpt_set_adapters(leash_gpt *m, int on) { m->adapters_on = on != 0; }
+
+/* w += s B A for one projection, in the weight's layout (Linear (out, in) or Conv1D (in, out)). */
+static void merge_one(float *w, const float *A, const float *B, float s, int in, int out, int r, int out_in) {
+    for (int o = 0; o < out; o++)
+        for (int i = 0; i < in; i++) {
+            double d = 0.0;
+            for (int k = 0; k < r; k++) d += (double)B[(size_t)o * r + k] * A[(size_t)k * in + i];
+            float *x = out_in ? &w[(size_t)o * in + i] : &w[(size_t)i * out + o];
+            *x += (float)(s * d);
+        }
+}
+
+int leash_gpt_merge_lora(leash_gpt **out, const leash_gpt *m) {
+    if (!m->cfg.lora_rank) return leash_fail(LEASH_EINVAL, "the model has no LoRA adapters to merge");
+    leash_gpt_config cfg = m->cfg;
+    cfg.lora_rank = 0, cfg.lora_alpha = 0.0f, cfg.lora_dropout = 0.0f, cfg.lora_targets = 0;
+    leash_gpt *r;
+    int rc = leash_gpt_create(&r, &cfg);
+    if (rc) return rc;
+    for (int i = 0, k = 0; i < m->n_tensors; i++) { // every tensor but the adapters, in order
+        const leash_tensor_info *t = &m->tensors[i];
+        if (strstr(t->name, ".lora_")) continue;
+        memcpy(r->params + r->tensors[k++].offset, m->params + t->offset, t->numel * sizeof(float));
+    }
+    const dims *d = &m->d;
+    int C = d->C, rank = m->cfg.lora_rank;
+    float s = m->cfg.lora_alpha / rank;
+    int in[LEASH_LORA_SLOTS] = {C, C, C, d->AW, C, C, d->I};
+    int outw[LEASH_LORA_SLOTS] = {d->out_in ? d->NH * d->hs : d->W, d->NKV * d->hs, d->NKV * d->hs, C, d->I, d->I, C};
+    for (int l = 0; l < d->L; l++) {
+        const layer_ptrs *a = &m->p.layer[l];
+        layer_ptrs *b = &r->p.layer[l];
+        const proj *src[LEASH_LORA_SLOTS] = {&a->q, &a->k, &a->v, &a->o, &a->gate, &a->up, &a->down};
+        proj *dst[LEASH_LORA_SLOTS] = {&b->q, &b->k, &b->v, &b->o, &b->gate, &b->up, &b->down};
+        for (int j = 0; j < LEASH_LORA_SLOTS; j++)
+            if (src[j]->A) merge_one(dst[j]->w, src[j]->A, src[j]->B, s, in[j], outw[j], rank, d->out_in);
+    }
+    *out = r;
+    return LEASH_OK;
+}
