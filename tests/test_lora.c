@@ -1,0 +1,214 @@
+/* LoRA: adapters start with exactly no effect, switch off to exactly the base model, train only
+ * themselves, agree with the merged model (forward and gradients), match finite differences, and
+ * survive a PEFT save and load. */
+#define _DEFAULT_SOURCE
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "leash/error.h"
+#include "leash/gpt.h"
+#include "leash/rng.h"
+#include "testutil.h"
+
+enum { B = 2, T = 7 };
+
+static leash_gpt *base_model(int llama, uint64_t seed) {
+    leash_gpt_config c = {.vocab_size = 40, .n_positions = 16, .n_embd = 16, .n_layer = 2, .n_head = 4,
+                          .bos_token_id = 0, .eos_token_id = 1, .layer_norm_epsilon = 1e-5f};
+    if (llama) {
+        c.arch = LEASH_ARCH_LLAMA, c.n_kv_head = 2, c.n_inner = 24, c.untied_head = 1, c.qkv_bias = 1;
+        snprintf(c.model_type, sizeof c.model_type, "qwen2");
+    }
+    leash_gpt *m;
+    cr_assert_eq(leash_gpt_create(&m, &c), 0, "%s", leash_errmsg());
+    leash_gpt_init(m, seed);
+    for (size_t i = 0; i < leash_gpt_num_params(m); i++) leash_gpt_params(m)[i] *= 5.0f;
+    return m;
+}
+
+static leash_gpt *with_lora(const leash_gpt *base, unsigned targets, int randomise_b) {
+    leash_gpt_config lc = {.lora_rank = 3, .lora_alpha = 6.0f, .lora_targets = targets};
+    leash_gpt *m;
+    cr_assert_eq(leash_gpt_add_lora(&m, base, &lc, 9), 0, "%s", leash_errmsg());
+    if (randomise_b) { // a trained-looking adapter: B != 0
+        leash_rng r;
+        leash_rng_seed(&r, 5, 5);
+        for (int i = leash_gpt_first_trainable(m); i < leash_gpt_num_tensors(m); i++) {
+            const leash_tensor_info *t = leash_gpt_tensor(m, i);
+            if (strstr(t->name, "lora_B"))
+                for (size_t k = 0; k < t->numel; k++) leash_gpt_params(m)[t->offset + k] = (float)(0.3 * leash_rng_normal(&r));
+        }
+    }
+    return m;
+}
+
+static const int tokens[B * T] = {0, 5, 9, 33, 2, 17, 38, /**/ 0, 0, 3, 3, 12, 30, 7};
+static const uint8_t mask[B * T] = {1, 1, 1, 1, 1, 1, 1, /**/ 0, 1, 1, 1, 1, 1, 1};
+static const int targets_[B * T] = {5, 9, 33, 2, 17, 38, -1, /**/ -1, 3, 3, 12, 30, 7, -1};
+
+static double loss_of(leash_gpt *m, int backward) {
+    double loss;
+    cr_assert_eq(leash_gpt_forward(m, tokens, mask, B, T), 0, "%s", leash_errmsg());
+    if (backward) leash_gpt_zero_grad(m);
+    cr_assert_eq(leash_gpt_cross_entropy(m, targets_, &loss, NULL), 0, "%s", leash_errmsg());
+    if (backward) cr_assert_eq(leash_gpt_backward(m), 0, "%s", leash_errmsg());
+    else memset(leash_gpt_dlogits(m), 0, sizeof(float) * B * T * leash_gpt_cfg(m)->vocab_size);
+    return loss;
+}
+
+static void zero_effect_and_switch(int llama) {
+    leash_gpt *base = base_model(llama, 1);
+    unsigned all = llama ? 0x7F : (LEASH_LORA_Q | LEASH_LORA_O | LEASH_LORA_GATE | LEASH_LORA_DOWN);
+    leash_gpt *m = with_lora(base, all, 0);
+    size_t NV = (size_t)B * T * 40;
+    float *want = malloc(NV * sizeof *want);
+    cr_assert_eq(leash_gpt_forward(base, tokens, mask, B, T), 0);
+    memcpy(want, leash_gpt_logits(base), NV * sizeof *want);
+    cr_assert_eq(leash_gpt_forward(m, tokens, mask, B, T), 0);
+    cr_assert_eq(memcmp(leash_gpt_logits(m), want, NV * sizeof *want), 0, "B = 0: the adapters change nothing, bit for bit");
+    // only the adapters train: the gradient block is theirs
+    size_t n_lora = 0;
+    for (int i = leash_gpt_first_trainable(m); i < leash_gpt_num_tensors(m); i++) n_lora += leash_gpt_tensor(m, i)->numel;
+    cr_assert_eq(leash_gpt_num_trainable(m), n_lora);
+    cr_assert(n_lora < leash_gpt_num_params(m) / 4, "%zu adapter weights of %zu", n_lora, leash_gpt_num_params(m));
+    leash_gpt_free(m);
+    // trained adapters change the output; switched off, the model is its base again, bit for bit
+    m = with_lora(base, all, 1);
+    cr_assert_eq(leash_gpt_forward(m, tokens, mask, B, T), 0);
+    double diff = 0.0;
+    for (size_t i = 0; i < NV; i++) diff = fmax(diff, fabs(leash_gpt_logits(m)[i] - want[i]));
+    cr_assert(diff > 1e-3, "trained adapters must change the logits (max change %g)", diff);
+    leash_gpt_set_adapters(m, 0);
+    cr_assert_eq(leash_gpt_forward(m, tokens, mask, B, T), 0);
+    cr_assert_eq(memcmp(leash_gpt_logits(m), want, NV * sizeof *want), 0, "adapters off = the base model, bit for bit");
+    free(want);
+    leash_gpt_free(m), leash_gpt_free(base);
+}
+Test(lora, zero_effect_at_start_and_off_is_the_base_gpt2) { zero_effect_and_switch(0); }
+Test(lora, zero_effect_at_start_and_off_is_the_base_llama) { zero_effect_and_switch(1); }
+
+/* With W' = W + s B A: the LoRA model's logits are the merged model's, and its adapter gradients are
+ * dB = s G A^T, dA = s B^T G with G the merged model's weight gradient (in Linear layout). */
+static void agrees_with_merged(int llama) {
+    leash_gpt *base = base_model(llama, 2);
+    unsigned all = llama ? 0x7F : (LEASH_LORA_Q | LEASH_LORA_O | LEASH_LORA_GATE | LEASH_LORA_DOWN);
+    leash_gpt *m = with_lora(base, all, 1), *merged;
+    cr_assert_eq(leash_gpt_merge_lora(&merged, m), 0, "%s", leash_errmsg());
+    double lm = loss_of(merged, 1), ll = loss_of(m, 1);
+    cr_assert(fabs(lm - ll) < 1e-5 * fabs(lm), "loss: merged %.9g, LoRA %.9g", lm, ll);
+    size_t NV = (size_t)B * T * 40;
+    double dz = 0.0, zs = 0.0;
+    for (size_t i = 0; i < NV; i++)
+        dz = fmax(dz, fabs(leash_gpt_logits(m)[i] - leash_gpt_logits(merged)[i])), zs = fmax(zs, fabs(leash_gpt_logits(merged)[i]));
+    cr_assert(dz <= 1e-5 * zs, "logits: LoRA and merged differ by %g (scale %g)", dz, zs);
+    // each adapter against the merged model's weight gradient
+    const float s = 6.0f / 3;
+    int checked = 0;
+    double worst = 0.0;
+    for (int i = leash_gpt_first_trainable(m); i < leash_gpt_num_tensors(m); i += 2) {
+        const leash_tensor_info *ta = leash_gpt_tensor(m, i), *tb = leash_gpt_tensor(m, i + 1);
+        int r = (int)ta->shape[0], in = (int)ta->shape[1], out = (int)tb->shape[0];
+        // the base weight's name: PEFT name minus "base_model.model." (and GPT-2's "transformer."), lora_A -> weight
+        char name[96];
+        const char *p = ta->name + strlen("base_model.model.");
+        if (!strncmp(p, "transformer.", 12)) p += 12;
+        snprintf(name, sizeof name, "%.*s.weight", (int)(strstr(p, ".lora_A") - p), p);
+        const leash_tensor_info *tw = NULL;
+        for (int k = 0; k < leash_gpt_num_tensors(merged) && !tw; k++)
+            if (!strcmp(leash_gpt_tensor(merged, k)->name, name)) tw = leash_gpt_tensor(merged, k);
+        cr_assert(tw, "no base weight %s", name);
+        const float *G = leash_gpt_grads(merged) + tw->offset, *A = leash_gpt_params(m) + ta->offset;
+        const float *Bw = leash_gpt_params(m) + tb->offset;
+        const float *dA = leash_gpt_grads(m) + (ta->offset - leash_gpt_tensor(m, leash_gpt_first_trainable(m))->offset);
+        const float *dB = dA + ta->numel;
+        double *wantA = calloc(ta->numel, sizeof *wantA), *wantB = calloc(tb->numel, sizeof *wantB);
+        for (int o = 0; o < out; o++)
+            for (int x = 0; x < in; x++) {
+                double g = llama ? G[(size_t)o * in + x] : G[(size_t)x * out + o]; // Linear (out, in) or Conv1D (in, out)
+                for (int k = 0; k < r; k++) {
+                    wantB[(size_t)o * r + k] += s * g * A[(size_t)k * in + x];
+                    wantA[(size_t)k * in + x] += s * Bw[(size_t)o * r + k] * g;
+                }
+            }
+        double scale = 1e-12, err = 0.0;
+        for (size_t k = 0; k < ta->numel; k++) scale = fmax(scale, fabs(wantA[k])), err = fmax(err, fabs(dA[k] - wantA[k]));
+        for (size_t k = 0; k < tb->numel; k++) scale = fmax(scale, fabs(wantB[k])), err = fmax(err, fabs(dB[k] - wantB[k]));
+        worst = fmax(worst, err / scale);
+        cr_assert(err / scale < 1e-4, "%s: relative error %g against the merged model's gradient", ta->name, err / scale);
+        free(wantA), free(wantB);
+        checked++;
+    }
+    cr_log_info("%s: %d adapters agree with the merged model's gradients (worst %.2g)", llama ? "llama" : "gpt2", checked, worst);
+    cr_assert_eq(checked, llama ? 14 : 8);
+    leash_gpt_free(merged), leash_gpt_free(m), leash_gpt_free(base);
+}
+Test(lora, forward_and_gradients_agree_with_the_merged_model_gpt2) { agrees_with_merged(0); }
+Test(lora, forward_and_gradients_agree_with_the_merged_model_llama) { agrees_with_merged(1); }
+
+/* A few adapter entries against central finite differences of the loss (float64 sums of float32). */
+Test(lora, adapter_gradients_match_finite_differences) {
+    leash_gpt *base = base_model(1, 3), *m = with_lora(base, LEASH_LORA_V | LEASH_LORA_DOWN, 1);
+    loss_of(m, 1);
+    size_t n = leash_gpt_num_trainable(m);
+    float *g = malloc(n * sizeof *g), *w = leash_gpt_trainable(m);
+    memcpy(g, leash_gpt_grads(m), n * sizeof *g);
+    for (size_t k = 0; k < n; k += n / 23 + 1) {
+        float w0 = w[k], h = 1e-2f;
+        w[k] = w0 + h;
+        double lp = loss_of(m, 0);
+        w[k] = w0 - h;
+        double lm = loss_of(m, 0);
+        w[k] = w0;
+        double fd = (lp - lm) / (2.0 * h);
+        cr_assert(fabs(fd - g[k]) <= 2e-3 + 2e-2 * fabs(fd), "adapter weight %zu: backward %g, finite difference %g", k,
+                  (double)g[k], fd);
+    }
+    free(g);
+    leash_gpt_free(m), leash_gpt_free(base);
+}
+
+/* PEFT layout on disk: adapter files beside a base directory; loading rebuilds base + adapters exactly,
+ * with the base found by its path; a missing base is a clear error. */
+Test(lora, peft_directory_round_trip) {
+    char dir[] = "/tmp/leash-lora-XXXXXX", bdir[64], adir[64], cmd[512];
+    cr_assert(mkdtemp(dir));
+    snprintf(bdir, sizeof bdir, "%s/base", dir);
+    snprintf(adir, sizeof adir, "%s/adapter", dir);
+    leash_gpt *b0 = base_model(1, 4), *base, *m, *r;
+    cr_assert_eq(leash_gpt_save(b0, bdir), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_load(&base, bdir), 0, "%s", leash_errmsg());
+    m = with_lora(base, LEASH_LORA_Q | LEASH_LORA_V, 1);
+    cr_assert_eq(leash_gpt_save(m, adir), 0, "%s", leash_errmsg());
+    snprintf(cmd, sizeof cmd, "test -f %s/adapter_config.json && test -f %s/adapter_model.safetensors && test ! -f %s/model.safetensors",
+             adir, adir, adir);
+    cr_assert_eq(system(cmd), 0, "a LoRA model writes adapter files only");
+    cr_assert_eq(leash_gpt_load(&r, adir), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_num_params(r), leash_gpt_num_params(m));
+    cr_assert_eq(memcmp(leash_gpt_params(r), leash_gpt_params(m), leash_gpt_num_params(m) * sizeof(float)), 0);
+    cr_assert(leash_gpt_cfg(r)->lora_rank == 3 && leash_gpt_cfg(r)->lora_targets == (LEASH_LORA_Q | LEASH_LORA_V));
+    leash_gpt_free(r);
+    snprintf(cmd, sizeof cmd, "mv %s %s.moved", bdir, bdir);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_neq(leash_gpt_load(&r, adir), 0);
+    cr_assert(strstr(leash_errmsg(), "base_model_name_or_path") && strstr(leash_errmsg(), "downloads nothing"), "%s",
+              leash_errmsg());
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+    leash_gpt_free(m), leash_gpt_free(base), leash_gpt_free(b0);
+}
+
+Test(lora, target_names) {
+    unsigned t;
+    cr_assert_eq(leash_lora_parse_targets("q_proj,v_proj", LEASH_ARCH_LLAMA, &t), 0);
+    cr_assert_eq(t, LEASH_LORA_Q | LEASH_LORA_V);
+    cr_assert_eq(leash_lora_parse_targets("all-linear", LEASH_ARCH_LLAMA, &t), 0);
+    cr_assert_eq(t, 0x7Fu);
+    cr_assert_eq(leash_lora_parse_targets("c_attn c_proj", LEASH_ARCH_GPT2, &t), 0);
+    cr_assert_eq(t, LEASH_LORA_Q | LEASH_LORA_O | LEASH_LORA_DOWN);
+    cr_assert_neq(leash_lora_parse_targets("q_proj", LEASH_ARCH_GPT2, &t), 0);
+    cr_assert(strstr(leash_errmsg(), "\"q_proj\"") && strstr(leash_errmsg(), "c_attn"), "%s", leash_errmsg());
+    cr_assert_neq(leash_lora_parse_targets("", LEASH_ARCH_LLAMA, &t), 0);
+}
