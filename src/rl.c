@@ -73,11 +73,16 @@ static int check(const leash_rl_config *c) {
     if (!(c->gamma >= 0 && c->gamma <= 1) || !(c->lam >= 0 && c->lam <= 1))
         return leash_fail(LEASH_EINVAL, "--gamma %g, --lambda %g: both must be in [0, 1]", (double)c->gamma, (double)c->lam);
     if (c->score_clip < 0 || c->length_penalty < 0) return leash_fail(LEASH_EINVAL, "--score-clip and --length-penalty must be >= 0");
+    if (c->lora_rank < 0 || !(c->lora_alpha >= 0) || !isfinite(c->lora_alpha) || !(c->lora_dropout >= 0 && c->lora_dropout < 1))
+        return leash_fail(LEASH_EINVAL, "--lora-r %d, --lora-alpha %g, --lora-dropout %g: r >= 0 (0: off), alpha >= 0 (0: 2r), "
+                                        "0 <= dropout < 1",
+                          c->lora_rank, (double)c->lora_alpha, (double)c->lora_dropout);
     return leash_adamw_config_check(&c->optim);
 }
 
 typedef struct {
-    leash_gpt *policy, *ref, *rm, *value;
+    leash_gpt *policy, *ref, *rm, *value; // ref NULL: the LoRA policy with its adapters off
+    float *ref_logits;                     // LoRA: (mb, T, V) the reference's logits of a scoring chunk
     leash_tokenizer *tok, *rm_tok;
     leash_adamw popt, vopt;
     leash_table prompts;
@@ -90,6 +95,7 @@ typedef struct {
 
 static void free_rl(rl *s) {
     leash_gpt_free(s->policy), leash_gpt_free(s->ref), leash_gpt_free(s->rm), leash_gpt_free(s->value);
+    free(s->ref_logits);
     leash_tokenizer_free(s->tok), leash_tokenizer_free(s->rm_tok);
     leash_adamw_free(&s->popt), leash_adamw_free(&s->vopt);
     for (int i = 0; s->pids && i < s->prompts.n; i++) free(s->pids[i]);
@@ -233,15 +239,31 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
         int first = s->own[k0];
         rollout_gather(r, s->own + k0, nb);
         float *lp = r->mb_buf, *h = r->mb_buf2;
-        if ((rc = leash_gpt_forward(s->policy, r->mb_tokens, r->mb_mask, nb, T)) ||
-            (rc = leash_gpt_token_logprobs(s->policy, r->mb_targets, c->temperature, lp, h)) ||
-            (rc = leash_gpt_forward(s->ref, r->mb_tokens, r->mb_mask, nb, T)))
-            break;
-        memcpy(r->old_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
-        memcpy(r->entropy + (size_t)first * T, h, (size_t)nb * T * sizeof(float));
-        if ((rc = leash_gpt_token_logprobs(s->ref, r->mb_targets, c->temperature, lp, NULL))) break;
-        memcpy(r->ref_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
-        const float *zp = leash_gpt_logits(s->policy), *zq = leash_gpt_logits(s->ref);
+        const float *zp, *zq;
+        if (s->ref) {
+            if ((rc = leash_gpt_forward(s->policy, r->mb_tokens, r->mb_mask, nb, T)) ||
+                (rc = leash_gpt_token_logprobs(s->policy, r->mb_targets, c->temperature, lp, h)) ||
+                (rc = leash_gpt_forward(s->ref, r->mb_tokens, r->mb_mask, nb, T)))
+                break;
+            memcpy(r->old_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
+            memcpy(r->entropy + (size_t)first * T, h, (size_t)nb * T * sizeof(float));
+            if ((rc = leash_gpt_token_logprobs(s->ref, r->mb_targets, c->temperature, lp, NULL))) break;
+            memcpy(r->ref_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
+            zp = leash_gpt_logits(s->policy), zq = leash_gpt_logits(s->ref);
+        } else { // LoRA: the reference is the policy with its adapters off; its logits wait in ref_logits
+            leash_gpt_set_adapters(s->policy, 0);
+            rc = leash_gpt_forward(s->policy, r->mb_tokens, r->mb_mask, nb, T);
+            leash_gpt_set_adapters(s->policy, 1);
+            if (rc || (rc = leash_gpt_token_logprobs(s->policy, r->mb_targets, c->temperature, lp, NULL))) break;
+            memcpy(r->ref_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
+            memcpy(s->ref_logits, leash_gpt_logits(s->policy), (size_t)nb * T * V * sizeof(float));
+            if ((rc = leash_gpt_forward(s->policy, r->mb_tokens, r->mb_mask, nb, T)) ||
+                (rc = leash_gpt_token_logprobs(s->policy, r->mb_targets, c->temperature, lp, h)))
+                break;
+            memcpy(r->old_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
+            memcpy(r->entropy + (size_t)first * T, h, (size_t)nb * T * sizeof(float));
+            zp = leash_gpt_logits(s->policy), zq = s->ref_logits;
+        }
         for (long i = 0; i < (long)nb * T && !rc; i++) {
             double kl = 0.0;
             if (r->mb_targets[i] >= 0) rc = leash_kl_exact(zp + i * V, zq + i * V, V, c->temperature, &kl, NULL);
@@ -336,6 +358,22 @@ static void json_string(FILE *f, const char *s) {
     fputc('"', f);
 }
 
+/* LoRA (c->lora_rank > 0): the policy gets fresh adapters, unless it was loaded with some. */
+static int attach_lora(rl *s, const leash_rl_config *c) {
+    const leash_gpt_config *pc = leash_gpt_cfg(s->policy);
+    if (c->lora_rank <= 0 || pc->lora_rank) return LEASH_OK; // full fine-tuning, or continuing loaded adapters
+    leash_gpt_config lc = {.lora_rank = c->lora_rank, .lora_alpha = c->lora_alpha > 0.0f ? c->lora_alpha : 2.0f * c->lora_rank,
+                           .lora_dropout = c->lora_dropout};
+    const char *targets = c->lora_targets ? c->lora_targets : pc->arch == LEASH_ARCH_LLAMA ? "q_proj,v_proj" : "c_attn";
+    int rc = leash_lora_parse_targets(targets, pc->arch, &lc.lora_targets);
+    leash_gpt *m;
+    if (!rc && !(rc = leash_gpt_add_lora(&m, s->policy, &lc, c->seed))) {
+        leash_gpt_free(s->policy);
+        s->policy = m;
+    }
+    return rc;
+}
+
 int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl_progress *final) {
     int rc = check(c);
     if (rc) return rc;
@@ -348,14 +386,16 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     char path[4096];
     int rank0 = leash_dist_rank() == 0; // writes every file; the other ranks compute
     if (rank0 && (rc = leash_mkdir(c->out_dir))) return rc;
-    if (!(rc = leash_gpt_load(&s.policy, c->policy_dir)) && !(rc = leash_gpt_load(&s.ref, c->ref_dir ? c->ref_dir : c->policy_dir)))
-        rc = leash_tokenizer_load_dir(&s.tok, c->policy_dir);
+    if (!(rc = leash_gpt_load(&s.policy, c->policy_dir))) rc = attach_lora(&s, c);
+    if (!rc && (c->ref_dir || !leash_gpt_cfg(s.policy)->lora_rank)) // LoRA: the policy with its adapters off
+        rc = leash_gpt_load(&s.ref, c->ref_dir ? c->ref_dir : c->policy_dir);
+    if (!rc) rc = leash_tokenizer_load_dir(&s.tok, c->policy_dir);
     if (!rc && leash_tokenizer_vocab_size(s.tok) > leash_gpt_cfg(s.policy)->vocab_size)
         rc = leash_fail(LEASH_EINVAL, "%s: the tokenizer has %d tokens but the model's vocab_size is %d: they do not belong "
                                       "together",
                         c->policy_dir, leash_tokenizer_vocab_size(s.tok), leash_gpt_cfg(s.policy)->vocab_size);
-    if (!rc) leash_gpt_freeze(s.ref); // no gradients, no backward buffers, never stepped
-    if (!rc && leash_gpt_cfg(s.ref)->vocab_size != leash_gpt_cfg(s.policy)->vocab_size)
+    if (!rc && s.ref) leash_gpt_freeze(s.ref); // no gradients, no backward buffers, never stepped
+    if (!rc && s.ref && leash_gpt_cfg(s.ref)->vocab_size != leash_gpt_cfg(s.policy)->vocab_size)
         rc = leash_fail(LEASH_EINVAL, "the reference %s has a vocabulary of %d, the policy %d: they must share a tokenizer",
                         c->ref_dir, leash_gpt_cfg(s.ref)->vocab_size, leash_gpt_cfg(s.policy)->vocab_size);
     if (!rc && c->reward_dir) {
@@ -389,6 +429,8 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     s.R = c->algo == LEASH_GRPO ? c->batch * c->group : c->batch;
     s.mb = c->minibatch > 0 && c->minibatch < s.R ? c->minibatch : s.R;
     if (!rc) rc = rollout_alloc(&s.r, s.R, P, c->max_new, s.mb);
+    if (!rc && !s.ref && !(s.ref_logits = malloc((size_t)s.mb * s.r.T * leash_gpt_cfg(s.policy)->vocab_size * sizeof(float))))
+        rc = leash_fail(LEASH_ENOMEM, "cannot allocate the reference's logits for a minibatch of %d", s.mb);
     if (!rc) rc = own_rows(&s);
     if (!rc) rc = leash_adamw_create(&s.popt, &c->optim, leash_gpt_num_trainable(s.policy));
     if (!rc && s.value) rc = leash_adamw_create(&s.vopt, &c->value_optim, leash_gpt_num_trainable(s.value));

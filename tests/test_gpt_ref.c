@@ -114,7 +114,7 @@ static void check_against_torch(const leash_gpt_config *cfg, int B, int T, uint6
     const char *worst_name = "";
     for (int i = 0; i < leash_gpt_num_tensors(m); i++) {
         const leash_tensor_info *t = leash_gpt_tensor(m, i);
-        char name[80];
+        char name[128];
         snprintf(name, sizeof name, "grad.%s", t->name);
         e = leash_st_find(&st, name);
         cr_assert(e && e->numel == t->numel, "reference lacks %s", name);

@@ -72,6 +72,15 @@ typedef struct {
     int resume;              /* continue OUT's run from OUT/checkpoint: bit-identical to an uninterrupted run */
     int skip_nonfinite;      /* a non-finite reward, KL or gradient skips that batch (or minibatch update),
                               * counted (skipped/nonfinite) and reported, instead of stopping the run */
+    /* LoRA: lora_rank > 0 trains low-rank adapters on lora_targets (PEFT names, e.g. "q_proj,v_proj";
+     * NULL: q_proj,v_proj, or c_attn for GPT-2) with the base frozen; the reference is then the policy with
+     * its adapters off (no second copy of the weights, unless ref_dir names another model), and OUT/policy
+     * holds the adapters in PEFT's layout. A policy_dir that is already a PEFT adapter directory continues
+     * training those adapters (its base is the reference). */
+    int lora_rank;
+    float lora_alpha;        /* 0: 2 * rank */
+    float lora_dropout;      /* written to adapter_config.json; PPO/GRPO forwards run without dropout */
+    const char *lora_targets;
 } leash_rl_config;
 
 leash_rl_config leash_rl_defaults(leash_rl_algo algo);
@@ -96,7 +105,8 @@ typedef struct {
     const float *advantages;  /* (rows, T) */
     const double *scores;     /* (rows) raw scores */
     const double *shaped;     /* (rows) scores after shaping */
-    const leash_gpt *policy, *ref; /* the models (the policy after this step's update) */
+    const leash_gpt *policy, *ref; /* the models (the policy after this step's update); ref NULL: the reference is
+                                    * the LoRA policy with its adapters off (leash_gpt_set_adapters) */
 } leash_rl_batch;
 
 /* One step's metrics (TRL's names in the JSONL where TRL has one). KLs are nats per sequence unless
