@@ -84,6 +84,7 @@ int leash_gpt_add_lora(leash_gpt **out, const leash_gpt *base, const leash_gpt_c
 }
 
 void leash_gpt_set_adapters(leash_gpt *m, int on) { m->adapters_on = on != 0; }
+const char *leash_gpt_source_dir(const leash_gpt *m) { return m->source_dir; }
 
 /* w += s B A for one projection, in the weight's layout (Linear (out, in) or Conv1D (in, out)). */
 static void merge_one(float *w, const float *A, const float *B, float s, int in, int out, int r, int out_in) {

@@ -272,6 +272,17 @@ static void lora_rl(leash_rl_algo algo) {
     cr_assert(first > 0 && leash_gpt_cfg(trained)->lora_rank == 4);
     size_t nbase = leash_gpt_tensor(trained, first)->offset;
     cr_assert_eq(memcmp(leash_gpt_params(trained), leash_gpt_params(pr.base), nbase * sizeof(float)), 0, "the base is unchanged");
+    // leash lora merge: a full model, the same weights as the library's merge
+    char cmd[600], mdir[256];
+    snprintf(mdir, sizeof mdir, "%s/merged", w.out);
+    snprintf(cmd, sizeof cmd, LEASH_BIN " lora merge %s %s >/dev/null", path, mdir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    leash_gpt *merged, *want;
+    cr_assert_eq(leash_gpt_load(&merged, mdir), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_merge_lora(&want, trained), 0);
+    cr_assert(leash_gpt_cfg(merged)->lora_rank == 0 && leash_gpt_num_params(merged) == leash_gpt_num_params(want));
+    cr_assert_eq(memcmp(leash_gpt_params(merged), leash_gpt_params(want), leash_gpt_num_params(want) * sizeof(float)), 0);
+    leash_gpt_free(merged), leash_gpt_free(want);
     cr_log_info("%s with LoRA: KL exactly 0 at step 1, %.4f nats/seq at step 4; reference = base at every step",
                 algo == LEASH_PPO ? "PPO" : "GRPO", pr.last_kl);
     leash_gpt_free(trained), leash_gpt_free(pr.base);

@@ -129,6 +129,8 @@ int leash_gpt_add_lora(leash_gpt **out, const leash_gpt *base, const leash_gpt_c
 /* Turns a LoRA model's adapters off (0) or on (1): off, it is its base model, which is how PPO and GRPO get
  * the reference without a second copy of the weights. A backward uses the setting of its forward. */
 void leash_gpt_set_adapters(leash_gpt *m, int on);
+/* The directory the (base) weights were loaded from, or NULL for a model made in memory. */
+const char *leash_gpt_source_dir(const leash_gpt *m);
 /* A model without adapters whose weights are base + (alpha / r) B A: what the LoRA model computes. */
 int leash_gpt_merge_lora(leash_gpt **out, const leash_gpt *m);
 /* Parses PEFT target_modules ("q_proj,v_proj", "all-linear") for an architecture into LEASH_LORA_* bits;

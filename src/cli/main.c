@@ -27,6 +27,7 @@ static const char *usage =
     "  plot      training curves of runs as a PNG (gnuplot)\n"
     "  sweep     the reward-vs-KL frontier: PPO at several betas and best-of-n, table and PNG\n"
     "  diff      how far apart two model directories are, tensor by tensor\n"
+    "  lora      merge a LoRA adapter (PEFT layout) into its base model\n"
     "\n"
     "leash <command> --help shows a command's options.\n";
 
@@ -48,6 +49,7 @@ static int dispatch(int argc, char **argv) {
     if (strcmp(argv[1], "plot") == 0) return cli_plot(argc - 1, argv + 1);
     if (strcmp(argv[1], "sweep") == 0) return cli_sweep(argc - 1, argv + 1);
     if (strcmp(argv[1], "diff") == 0) return cli_diff(argc - 1, argv + 1);
+    if (strcmp(argv[1], "lora") == 0) return cli_lora(argc - 1, argv + 1);
     fprintf(stderr, "leash: unknown command '%s'\n\n%s", argv[1], usage);
     return 2;
 }
