@@ -23,6 +23,11 @@ char *openblas_get_corename(void);
 char *openblas_get_config(void);
 int openblas_get_parallel(void);
 
+/* PyTorch's OpenMP workers busy-wait between operations by default, and on a small machine they then fight
+ * its other thread pool for the cores (shared/PERF.md: up to 2.6x slower; 4.7x measured here on the Llama
+ * shapes). The reference runs as its users should run it on CPU: with passive waiting. */
+#define TORCH_ENV "OMP_WAIT_POLICY=PASSIVE "
+
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -126,7 +131,7 @@ int main(int argc, char **argv) {
         double tt = 0, tg2 = 0;
         if (have_torch) {
             char cmd[512];
-            snprintf(cmd, sizeof cmd, "/usr/bin/python3 bench/ref_gpt.py %d %d %d %d %d %d %d %d %d %d", s->V, s->T, s->C, s->L,
+            snprintf(cmd, sizeof cmd, TORCH_ENV "/usr/bin/python3 bench/ref_gpt.py %d %d %d %d %d %d %d %d %d %d", s->V, s->T, s->C, s->L,
                      s->NH, s->B, s->steps, s->prompt, s->new_tokens, threads);
             FILE *f = popen(cmd, "r");
             if (!f || fscanf(f, "%lf %lf", &tt, &tg2) != 2) tt = tg2 = 0;

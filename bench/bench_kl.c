@@ -13,6 +13,11 @@
 #include "leash/kl.h"
 #include "leash/rng.h"
 
+/* PyTorch's OpenMP workers busy-wait between operations by default, and on a small machine they then fight
+ * its other thread pool for the cores (shared/PERF.md: up to 2.6x slower; 4.7x measured here on the Llama
+ * shapes). The reference runs as its users should run it on CPU: with passive waiting. */
+#define TORCH_ENV "OMP_WAIT_POLICY=PASSIVE "
+
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -75,7 +80,7 @@ static timings time_leash(int N, int V, int reps) {
 /* PyTorch on the same shape and threads; 0 when python3-torch is not installed. */
 static int time_torch(int N, int V, int threads, int reps, double *kl_grad, double *lsm) {
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 bench/ref_kl.py %d %d %d %d 2>/dev/null", N, V, threads, reps);
+    snprintf(cmd, sizeof cmd, TORCH_ENV "/usr/bin/python3 bench/ref_kl.py %d %d %d %d 2>/dev/null", N, V, threads, reps);
     FILE *f = popen(cmd, "r");
     if (!f) return 0;
     int ok = fscanf(f, "%lf %lf", kl_grad, lsm) == 2;

@@ -15,6 +15,11 @@
 #include "leash/tokenizer.h"
 #include "leash/world.h"
 
+/* PyTorch's OpenMP workers busy-wait between operations by default, and on a small machine they then fight
+ * its other thread pool for the cores (shared/PERF.md: up to 2.6x slower; 4.7x measured here on the Llama
+ * shapes). The reference runs as its users should run it on CPU: with passive waiting. */
+#define TORCH_ENV "OMP_WAIT_POLICY=PASSIVE "
+
 static void die(const char *what) {
     fprintf(stderr, "bench_ppo: %s: %s\n", what, leash_errmsg());
     exit(1);
@@ -84,7 +89,7 @@ int main(void) {
     for (int k = 0; k < 4; k++) lt[k] = a.phase[k] / a.counted, total += lt[k];
     int have_torch = system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
     if (have_torch) {
-        snprintf(cmd, sizeof cmd, "cd bench && /usr/bin/python3 ref_ppo.py %d 128 4 4 %d 5 %d %d 2 %d", cfg.vocab_size, B, NEW,
+        snprintf(cmd, sizeof cmd, "cd bench && " TORCH_ENV "/usr/bin/python3 ref_ppo.py %d 128 4 4 %d 5 %d %d 2 %d", cfg.vocab_size, B, NEW,
                  EPOCHS, threads);
         FILE *p = popen(cmd, "r");
         if (!p || fscanf(p, "%lf %lf %lf %lf", &tt[0], &tt[1], &tt[2], &tt[3]) != 4) have_torch = 0;
