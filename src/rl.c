@@ -83,6 +83,7 @@ static int check(const leash_rl_config *c) {
 typedef struct {
     leash_gpt *policy, *ref, *rm, *value; // ref NULL: the LoRA policy with its adapters off
     float *ref_logits;                     // LoRA: (mb, T, V) the reference's logits of a scoring chunk
+    int *text_ids;                         // (M) a response's ids that the tokenizer has, for decoding
     leash_tokenizer *tok, *rm_tok;
     leash_adamw popt, vopt;
     leash_table prompts;
@@ -96,6 +97,7 @@ typedef struct {
 static void free_rl(rl *s) {
     leash_gpt_free(s->policy), leash_gpt_free(s->ref), leash_gpt_free(s->rm), leash_gpt_free(s->value);
     free(s->ref_logits);
+    free(s->text_ids);
     leash_tokenizer_free(s->tok), leash_tokenizer_free(s->rm_tok);
     leash_adamw_free(&s->popt), leash_adamw_free(&s->vopt);
     for (int i = 0; s->pids && i < s->prompts.n; i++) free(s->pids[i]);
@@ -221,7 +223,14 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
         size_t len = 0, cap = 0;
         free(r->text[b]);
         r->text[b] = NULL;
-        if ((rc = leash_tokenizer_decode(s->tok, gen + b * M, L - r->has_eos[b], &raw, &len, &cap))) break;
+        // ids the tokenizer lacks (models pad their vocabulary: Qwen2.5 has 151936 rows for 151665 tokens) are
+        // sampled like any other and decode to nothing, as Hugging Face's decode skips them
+        int n_text = 0, *ids = gen + b * M;
+        for (int j = 0; j < L - r->has_eos[b]; j++) {
+            int tl;
+            if (leash_tokenizer_token(s->tok, ids[j], &tl)) s->text_ids[n_text++] = ids[j];
+        }
+        if ((rc = leash_tokenizer_decode(s->tok, s->text_ids, n_text, &raw, &len, &cap))) break;
         r->text[b] = leash_utf8_sanitize(raw ? raw : "", len);
         free(raw);
         if (!r->text[b]) { rc = leash_fail(LEASH_ENOMEM, "out of memory"); break; }
@@ -410,15 +419,22 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     if (!rc) rc = leash_jsonl_load(c->prompts, keys, 1, NULL, 0, 0, &s.prompts);
     s.cmd.to = s.cmd.from = -1;
     if (!rc && c->reward_cmd) rc = subprocess_start(&s.cmd, c->reward_cmd, "reward command");
-    s.eos = s.tok ? leash_tokenizer_special_id(s.tok, EOT) : -1;
-    if (!rc && s.eos < 0) rc = leash_fail(LEASH_EFORMAT, "%s: the tokenizer has no <|endoftext|>", c->policy_dir);
+    // the end of a response: the model's eos_token_id (Llama 3's <|end_of_text|>, an instruct model's <|im_end|>),
+    // else the tokenizer's <|endoftext|>
+    s.eos = !s.policy ? -1 : leash_gpt_cfg(s.policy)->eos_token_id >= 0 ? leash_gpt_cfg(s.policy)->eos_token_id
+                                                                      : s.tok ? leash_tokenizer_special_id(s.tok, EOT) : -1;
+    if (!rc && s.eos < 0)
+        rc = leash_fail(LEASH_EFORMAT, "%s: config.json has no eos_token_id and the tokenizer no <|endoftext|>: responses "
+                                       "could never end",
+                        c->policy_dir);
     int P = 0;
     if (!rc && (!(s.pids = calloc(s.prompts.n, sizeof *s.pids)) || !(s.plen = calloc(s.prompts.n, sizeof *s.plen))))
         rc = leash_fail(LEASH_ENOMEM, "out of memory");
     for (int i = 0; i < s.prompts.n && !rc; i++) {
         size_t n = 0, cap = 0;
         const char *p = s.prompts.str[0][i];
-        rc = leash_tokenizer_encode(s.tok, p, strlen(p), 0, &s.pids[i], &n, &cap);
+        // special tokens written in a prompt (a chat template's <|im_start|>, <|eot_id|>, ...) are their ids
+        rc = leash_tokenizer_encode(s.tok, p, strlen(p), 1, &s.pids[i], &n, &cap);
         if (!rc && n == 0) rc = leash_fail(LEASH_EINVAL, "%s:%d: the prompt is empty", c->prompts, i + 1);
         s.plen[i] = (int)n;
         if ((int)n > P) P = (int)n;
@@ -429,6 +445,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     s.R = c->algo == LEASH_GRPO ? c->batch * c->group : c->batch;
     s.mb = c->minibatch > 0 && c->minibatch < s.R ? c->minibatch : s.R;
     if (!rc) rc = rollout_alloc(&s.r, s.R, P, c->max_new, s.mb);
+    if (!rc && !(s.text_ids = malloc((size_t)c->max_new * sizeof *s.text_ids))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
     if (!rc && !s.ref && !(s.ref_logits = malloc((size_t)s.mb * s.r.T * leash_gpt_cfg(s.policy)->vocab_size * sizeof(float))))
         rc = leash_fail(LEASH_ENOMEM, "cannot allocate the reference's logits for a minibatch of %d", s.mb);
     if (!rc) rc = own_rows(&s);

@@ -12,6 +12,7 @@
 #include "leash/gpt.h"
 #include "leash/rl.h"
 #include "leash/rng.h"
+#include "leash/tokenizer.h"
 #include "testutil.h"
 
 enum { B = 2, T = 7 };
@@ -310,5 +311,55 @@ Test(lora, resumed_run_is_bit_identical, .timeout = 120) {
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), 0, "%s", leash_errmsg());
     snprintf(cmd, sizeof cmd, "cmp -s %s/policy/adapter_model.safetensors %s/policy/adapter_model.safetensors", a, b);
     cr_assert_eq(system(cmd), 0, "resumed adapters differ from the uninterrupted run's");
+    rl_scratch_drop(&w);
+}
+
+/* ---- open-model conventions in RL ---- */
+
+typedef struct {
+    int special_in_prompt, padded_sampled, tok_vocab, eot;
+} conv_probe;
+
+static int check_conventions(const leash_rl_progress *p, void *vctx) {
+    conv_probe *pr = vctx;
+    const leash_rl_batch *b = p->batch;
+    for (int r = 0; r < b->rows; r++)
+        for (int t = 0; t < b->T; t++) {
+            int id = b->tokens[(size_t)r * b->T + t], real = b->mask[(size_t)r * b->T + t];
+            if (real && t < b->P && id == pr->eot) pr->special_in_prompt++;
+            if (real && t >= b->P && id >= pr->tok_vocab) pr->padded_sampled++;
+        }
+    return 0;
+}
+
+/* A model whose vocabulary is larger than its tokenizer's (as Qwen2.5 pads it) samples padding ids like any
+ * other and decodes them to nothing; a special token written in a prompt is its id. */
+Test(open_models, padded_vocabulary_and_special_tokens_in_prompts, .timeout = 120) {
+    rl_scratch w;
+    rl_scratch_make(&w, "conv");
+    leash_tokenizer *tok;
+    cr_assert_eq(leash_tokenizer_load_dir(&tok, w.dir), 0);
+    conv_probe pr = {.tok_vocab = leash_tokenizer_vocab_size(tok), .eot = leash_tokenizer_special_id(tok, "<|endoftext|>")};
+    leash_tokenizer_free(tok);
+    leash_gpt *m;
+    cr_assert_eq(leash_gpt_load(&m, w.dir), 0);
+    leash_gpt_config cfg = *leash_gpt_cfg(m);
+    leash_gpt_free(m);
+    cfg.vocab_size = pr.tok_vocab + 64;
+    cr_assert_eq(leash_gpt_create(&m, &cfg), 0);
+    leash_gpt_init(m, 7);
+    for (size_t i = 0; i < leash_gpt_num_params(m); i++) leash_gpt_params(m)[i] *= 4.0f; // far from uniform: padding ids too
+    cr_assert_eq(leash_gpt_save(m, w.dir), 0);
+    leash_gpt_free(m);
+    FILE *f = fopen(w.prompts, "w");
+    fprintf(f, "{\"prompt\": \"<|endoftext|>The food\"}\n{\"prompt\": \"A<|endoftext|>B\"}\n");
+    fclose(f);
+    leash_rl_config c = leash_rl_defaults(LEASH_GRPO);
+    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward_fn = length_reward;
+    c.steps = 1, c.batch = 2, c.group = 4, c.max_new = 12, c.sample_every = 0;
+    cr_assert_eq(leash_rl_train(&c, check_conventions, &pr, NULL), 0, "%s", leash_errmsg());
+    cr_assert_eq(pr.special_in_prompt, 8, "each of the 8 rows has one <|endoftext|> in its prompt, as the special id");
+    cr_assert(pr.padded_sampled > 0, "the test needs padding ids sampled (none in this run)");
+    cr_log_info("%d padding ids sampled and decoded to nothing", pr.padded_sampled);
     rl_scratch_drop(&w);
 }

@@ -39,7 +39,9 @@ typedef struct {
      *     leash -> cmd: {"id": 7, "prompt": "...", "response": "..."}    cmd -> leash: {"id": 7, "reward": 0.5} */
     const char *reward_cmd;
     double reward_timeout_s; /* per answer (default 30) */
-    const char *prompts;     /* JSONL {"prompt"} */
+    const char *prompts;     /* JSONL {"prompt"}; special tokens written in a prompt (a chat template's
+                              * <|im_start|>, Llama 3's <|begin_of_text|>) become their ids. A response ends at
+                              * the policy's eos_token_id (config.json), else at <|endoftext|> */
     const char *out_dir;     /* policy (and value model), metrics.jsonl, samples.jsonl, report.json */
     int steps, batch;        /* updates; prompts per step (PPO: sequences; GRPO: groups) */
     int group;               /* GRPO: responses per prompt (G) */

@@ -1,5 +1,6 @@
-/* GPT-2 byte-level BPE: load vocab.json + merges.txt (or a Hugging Face tokenizer.json of the same
- * type), encode text to ids and decode ids to bytes, exactly as GPT-2 does: the pre-tokenisation regex
+/* Byte-level BPE (GPT-2, and the Llama 3 / Qwen2 / SmolLM2 tokenizer.json files): load vocab.json +
+ * merges.txt or a Hugging Face tokenizer.json, encode text to ids and decode ids to bytes. GPT-2's files
+ * use GPT-2's pre-tokenisation regex
  *     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
  * (PCRE2, Unicode properties), the byte-to-unicode alphabet, and lowest-rank-first merges.
  * Any byte string round-trips: bytes that are not valid UTF-8 are encoded byte by byte.
@@ -13,8 +14,11 @@ typedef struct leash_tokenizer leash_tokenizer;
 
 /* vocab.json + merges.txt, as GPT-2 ships them; "<|endoftext|>" is the special token when present. */
 int leash_tokenizer_load(leash_tokenizer **out, const char *vocab_path, const char *merges_path);
-/* tokenizer.json with model type "BPE" and a ByteLevel pre-tokenizer; added tokens become special
- * tokens. Another type is an error naming it. */
+/* tokenizer.json with model type "BPE": the pre-tokenizer as the file gives it (ByteLevel with or without
+ * its regex, Split with a regex or string and behavior Isolated, Digits, or a Sequence of them), the
+ * model's ignore_merges, and added tokens (special tokens, also when they are vocabulary entries). A
+ * normalizer must be absent or NFC, which is not applied: input is assumed to be NFC already. Any other
+ * type or option that changes encodings is an error naming it. */
 int leash_tokenizer_load_json(leash_tokenizer **out, const char *path);
 /* A model directory: tokenizer.json if present, else vocab.json + merges.txt. */
 int leash_tokenizer_load_dir(leash_tokenizer **out, const char *dir);
