@@ -112,6 +112,7 @@ static void point(param_ptrs *p, float *base, const leash_gpt *m, int first) {
     memset(p->layer, 0, (size_t)m->cfg.n_layer * sizeof *p->layer);
     size_t shift = first < m->n_tensors ? m->tensors[first].offset : 0;
     for (int i = first; i < m->n_tensors; i++) {
+        if (m->tensors[i].bf16) continue; // reached through leash_gpt_layer
         char *owner = m->tensor_layer[i] < 0 ? (char *)p : (char *)&p->layer[m->tensor_layer[i]];
         *(float **)(owner + m->tensor_slot[i]) = base ? base + m->tensors[i].offset - shift : NULL;
     }
@@ -272,6 +273,9 @@ void leash_gpt_free(leash_gpt *m) {
     free(m->tensor_layer);
     free(m->tensor_slot);
     free(m->source_dir);
+    free(m->bf16);
+    free(m->layer_bf16);
+    free(m->wscratch);
     free(m->inv_freq);
     free(m->p.layer);
     free(m->g.layer);
@@ -321,6 +325,7 @@ void leash_gpt_set_score_stats(leash_gpt *m, float mean, float std) {
 }
 
 int leash_gpt_copy_with_head(leash_gpt **out, const leash_gpt *src, int keep_head, uint64_t seed) {
+    if (src->bf16) return leash_fail(LEASH_EINVAL, "a model with BF16 storage cannot be copied; copy it before storing BF16");
     leash_gpt_config cfg = src->cfg;
     cfg.scalar_head = 1;
     leash_gpt *m;
@@ -349,7 +354,7 @@ size_t leash_gpt_num_params(const leash_gpt *m) { return m->num_params; }
 float *leash_gpt_params(leash_gpt *m) { return m->params; }
 float *leash_gpt_grads(leash_gpt *m) { return m->grads; }
 int leash_gpt_first_trainable(const leash_gpt *m) { return m->first_trainable; }
-size_t leash_gpt_num_trainable(const leash_gpt *m) { return m->num_params - m->trainable_offset; }
+size_t leash_gpt_num_trainable(const leash_gpt *m) { return m->num_params - m->bf16_n - m->trainable_offset; }
 float *leash_gpt_trainable(leash_gpt *m) { return m->params + m->trainable_offset; }
 int leash_gpt_num_tensors(const leash_gpt *m) { return m->n_tensors; }
 const leash_tensor_info *leash_gpt_tensor(const leash_gpt *m, int i) {
@@ -375,9 +380,86 @@ void leash_gpt_freeze(leash_gpt *m) {
 
 int leash_gpt_is_frozen(const leash_gpt *m) { return m->frozen; }
 
+static uint16_t to_bf16(float x) { // round to nearest, ties to even (no NaN here: loaded weights are finite)
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+int leash_gpt_store_bf16(leash_gpt *m) {
+    if (m->bf16) return LEASH_OK;
+    if (!m->frozen && m->first_trainable == 0)
+        return leash_fail(LEASH_EINVAL, "BF16 storage is for frozen weights: freeze the model (a reference) or give it "
+                                        "LoRA adapters (then its base is frozen)");
+    // the frozen layer tensors: one contiguous run [lo, hi) of the parameter block, layer after layer
+    int limit = m->first_trainable > 0 ? m->first_trainable : m->n_tensors, L = m->cfg.n_layer;
+    size_t lo = SIZE_MAX, hi = 0;
+    for (int i = 0; i < limit; i++)
+        if (m->tensor_layer[i] >= 0) {
+            if (m->tensors[i].offset < lo) lo = m->tensors[i].offset;
+            if (m->tensors[i].offset + m->tensors[i].numel > hi) hi = m->tensors[i].offset + m->tensors[i].numel;
+        }
+    size_t span = hi - lo, rest = m->num_params - span;
+    uint16_t *h = malloc(span * sizeof *h);
+    float *p = malloc((rest ? rest : 1) * sizeof *p);
+    size_t *starts = calloc((size_t)L + 1, sizeof *starts);
+    if (!h || !p || !starts) {
+        free(h), free(p), free(starts);
+        return leash_fail(LEASH_ENOMEM, "cannot allocate the BF16 copy (%.1f MB)", span * 2e-6);
+    }
+#pragma omp parallel for schedule(static)
+    for (size_t k = 0; k < span; k++) h[k] = to_bf16(m->params[lo + k]);
+    memcpy(p, m->params, lo * sizeof *p);
+    memcpy(p + lo, m->params + hi, (m->num_params - hi) * sizeof *p);
+    size_t most = 0;
+    for (int l = 0; l <= L; l++) starts[l] = span;
+    for (int i = 0; i < m->n_tensors; i++) {
+        leash_tensor_info *t = &m->tensors[i];
+        if (i < limit && m->tensor_layer[i] >= 0) {
+            t->bf16 = 1, t->offset -= lo;
+            if (t->offset < starts[m->tensor_layer[i]]) starts[m->tensor_layer[i]] = t->offset;
+        } else if (t->offset >= hi) {
+            t->offset -= span;
+        }
+    }
+    for (int l = 0; l < L; l++) {
+        size_t len = starts[l + 1] - starts[l];
+        if (len > most) most = len;
+    }
+    if (!(m->wscratch = malloc(most * sizeof(float)))) {
+        free(h), free(p), free(starts);
+        return leash_fail(LEASH_ENOMEM, "cannot allocate a layer's weights (%.1f MB)", most * 4e-6);
+    }
+    free(m->params);
+    m->params = p, m->bf16 = h, m->bf16_n = span, m->layer_bf16 = starts;
+    if (m->first_trainable > 0) m->trainable_offset -= span;
+    point(&m->p, m->params, m, 0);
+    if (m->grads) point(&m->g, m->grads, m, m->first_trainable);
+    return LEASH_OK;
+}
+
+const layer_ptrs *leash_gpt_layer(leash_gpt *m, int l, layer_ptrs *tmp) {
+    if (!m->bf16) return &m->p.layer[l];
+    size_t a = m->layer_bf16[l], n = m->layer_bf16[l + 1] - a;
+    const uint16_t *src = m->bf16 + a;
+    float *dst = m->wscratch;
+#pragma omp parallel for schedule(static)
+    for (size_t k = 0; k < n; k++) {
+        uint32_t u = (uint32_t)src[k] << 16;
+        memcpy(&dst[k], &u, 4);
+    }
+    *tmp = m->p.layer[l];
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].bf16 && m->tensor_layer[i] == l)
+            *(float **)((char *)tmp + m->tensor_slot[i]) = dst + (m->tensors[i].offset - a);
+    return tmp;
+}
+
 size_t leash_gpt_memory_bytes(const leash_gpt *m) {
     size_t V = m->cfg.vocab_size, head = (size_t)m->head_B * m->head_T * V * (m->frozen ? 1 : 2);
-    return (m->num_params + (m->grads ? leash_gpt_num_trainable(m) : 0) + head + (m->chunk ? (size_t)SCORE_ROWS * V : 0)) * sizeof(float) +
+    size_t f32 = m->num_params - m->bf16_n + (m->bf16 ? m->layer_bf16[1] - m->layer_bf16[0] : 0); // + wscratch
+    return (f32 + (m->grads ? leash_gpt_num_trainable(m) : 0) + head + m->bf16_n / 2 + (m->chunk ? (size_t)SCORE_ROWS * V : 0)) * sizeof(float) +
            m->act_bytes + (m->tokens ? (size_t)m->B * m->T * sizeof(int) : 0);
 }
 
@@ -563,7 +645,8 @@ static int forward_trunk(leash_gpt *m, const int *tokens, const uint8_t *mask, i
     }
     leash_encoder_forward(a->encoded, tokens, a->pos, m->p.wte, m->p.wpe, N, C);
     for (int l = 0; l < L; l++) {
-        const layer_ptrs *w = &m->p.layer[l];
+        layer_ptrs tmp;
+        const layer_ptrs *w = leash_gpt_layer(m, l, &tmp);
         size_t nc = (size_t)l * N * C, ln_ = (size_t)l * N;
         float *x = l == 0 ? a->encoded : a->resid3 + nc - (size_t)N * C;
         float *ln1 = a->ln1 + nc, *qkv = a->qkv + ln_ * d->W, *atty = a->atty + ln_ * d->AW;
@@ -685,7 +768,8 @@ int leash_gpt_backward(leash_gpt *m) {
     norm_backward(m, a->dresid, m->g.lnfw, m->g.lnfb, a->dln, last, m->p.lnfw, a->lnf_mean, a->lnf_rstd, N);
 
     for (int l = L - 1; l >= 0; l--) {
-        const layer_ptrs *w = &m->p.layer[l];
+        layer_ptrs tmp;
+        const layer_ptrs *w = leash_gpt_layer(m, l, &tmp);
         layer_ptrs *dw = &m->g.layer[l];
         size_t nc = (size_t)l * N * C, ln_ = (size_t)l * N;
         float *x = l == 0 ? a->encoded : a->resid3 + nc - (size_t)N * C;

@@ -88,6 +88,9 @@ void leash_gpt_qkv(const leash_gpt *m, float *qkv, const float *ln, const layer_
 void leash_gpt_attn_out(const leash_gpt *m, float *out, const float *atty, const layer_ptrs *w, int N, float *u);
 void leash_gpt_mlp(const leash_gpt *m, float *out, float *fch, float *fchg, const float *ln, const layer_ptrs *w, int N,
                    float *u);
+/* Layer l's weights: m->p.layer[l], or with BF16 storage a copy in tmp whose frozen weights point at the
+ * layer converted back to F32 (valid until the next call). */
+const layer_ptrs *leash_gpt_layer(leash_gpt *m, int l, layer_ptrs *tmp);
 /* The LM head's weight (V, C): the token embedding or the untied head. */
 const float *leash_gpt_head_weight(const leash_gpt *m);
 
@@ -116,6 +119,10 @@ struct leash_gpt {
     int adapters_on;            // LoRA: forwards add the adapters (leash_gpt_set_adapters)
     int fwd_adapters;           // adapters_on at the last forward, which its backward follows
     char *source_dir;           // the directory the base weights were loaded from (LoRA saves point at it)
+    uint16_t *bf16;             // leash_gpt_store_bf16: the frozen layer weights, (bf16_n), or NULL
+    size_t bf16_n;
+    size_t *layer_bf16;         // (L + 1) where each layer's run starts in bf16
+    float *wscratch;            // (largest layer run) one layer's weights back in F32
     size_t act_bytes;           // bytes of act_memory
 };
 

@@ -325,6 +325,10 @@ int leash_gpt_save(const leash_gpt *m, const char *dir) {
     int rc = leash_mkdir(dir);
     if (rc) return rc;
     if (leash_gpt_cfg(m)->lora_rank) return save_peft(m, dir);
+    if (m->bf16)
+        return leash_fail(LEASH_EINVAL, "%s: this model keeps its layers in BF16 (a reference): it is not saved; save the "
+                                        "F32 model it was loaded as",
+                          dir);
     int n = leash_gpt_num_tensors(m);
     leash_st_tensor *t = calloc(n, sizeof *t);
     if (!t) return leash_fail(LEASH_ENOMEM, "out of memory");

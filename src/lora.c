@@ -55,6 +55,7 @@ int leash_lora_target_names(int arch, unsigned targets, const char **names, int 
 int leash_gpt_add_lora(leash_gpt **out, const leash_gpt *base, const leash_gpt_config *lora, uint64_t seed) {
     if (base->cfg.lora_rank)
         return leash_fail(LEASH_EINVAL, "the model already has LoRA adapters; merge them first (leash lora merge)");
+    if (base->bf16) return leash_fail(LEASH_EINVAL, "add LoRA before storing the base in BF16");
     leash_gpt_config cfg = base->cfg;
     cfg.lora_rank = lora->lora_rank;
     cfg.lora_alpha = lora->lora_alpha;
@@ -99,6 +100,7 @@ static void merge_one(float *w, const float *A, const float *B, float s, int in,
 
 int leash_gpt_merge_lora(leash_gpt **out, const leash_gpt *m) {
     if (!m->cfg.lora_rank) return leash_fail(LEASH_EINVAL, "the model has no LoRA adapters to merge");
+    if (m->bf16) return leash_fail(LEASH_EINVAL, "merge a LoRA model from its directory (leash lora merge), not one stored in BF16");
     leash_gpt_config cfg = m->cfg;
     cfg.lora_rank = 0, cfg.lora_alpha = 0.0f, cfg.lora_dropout = 0.0f, cfg.lora_targets = 0;
     leash_gpt *r;

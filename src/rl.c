@@ -415,6 +415,12 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     if (!rc && c->algo == LEASH_PPO) // the value model starts from the reward model (InstructGPT), else the policy
         rc = leash_gpt_copy_with_head(&s.value, s.rm ? s.rm : s.policy, s.rm != NULL, c->seed);
     if (!rc && s.rm) leash_gpt_freeze(s.rm); // the reward model only scores
+    if (!rc && c->frozen_bf16) { // every frozen weight in BF16: reference, reward model, a LoRA base
+        leash_gpt *frozen[] = {s.ref, s.rm, leash_gpt_cfg(s.policy)->lora_rank ? s.policy : NULL,
+                               s.value && leash_gpt_cfg(s.value)->lora_rank ? s.value : NULL};
+        for (size_t i = 0; i < sizeof frozen / sizeof frozen[0] && !rc; i++)
+            if (frozen[i]) rc = leash_gpt_store_bf16(frozen[i]);
+    }
     static const char *const keys[] = {"prompt"};
     if (!rc) rc = leash_jsonl_load(c->prompts, keys, 1, NULL, 0, 0, &s.prompts);
     s.cmd.to = s.cmd.from = -1;
@@ -562,8 +568,8 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         st.policy_loss = sums[0], st.value_loss = sums[1], st.clipfrac = sums[2], st.approxkl = sums[3], st.ratio = sums[4];
         st.tokens = (long)sums[5], st.kl_clamped = (long)sums[6], st.ratio_clamped = (long)sums[7];
         if (leash_dist_size() > 1 &&
-            ((rc = leash_dist_check_same(leash_gpt_params(s.policy), leash_gpt_num_params(s.policy) * sizeof(float), "policy weights", NULL)) ||
-             (s.value && (rc = leash_dist_check_same(leash_gpt_params(s.value), leash_gpt_num_params(s.value) * sizeof(float), "value weights", NULL)))))
+            ((rc = leash_dist_check_same(leash_gpt_trainable(s.policy), leash_gpt_num_trainable(s.policy) * sizeof(float), "policy weights", NULL)) ||
+             (s.value && (rc = leash_dist_check_same(leash_gpt_trainable(s.value), leash_gpt_num_trainable(s.value) * sizeof(float), "value weights", NULL)))))
             break;
         phase[3] = now_s() - t_update;
         // the controller sees the measured mean KL of this batch, in its own units

@@ -90,10 +90,13 @@ static int load_into(leash_gpt *m, const char *dir) {
     leash_gpt *tmp;
     int rc = leash_gpt_load(&tmp, dir);
     if (rc) return rc;
-    if (leash_gpt_num_params(tmp) != leash_gpt_num_params(m))
-        rc = leash_fail(LEASH_EFORMAT, "%s: %zu weights, the run's model has %zu: not this run's checkpoint", dir,
-                        leash_gpt_num_params(tmp), leash_gpt_num_params(m));
-    else memcpy(leash_gpt_params(m), leash_gpt_params(tmp), leash_gpt_num_params(m) * sizeof(float));
+    // only what trains changed since the start (every weight, or LoRA's adapters; a frozen base may be in BF16)
+    if (leash_gpt_num_params(tmp) != leash_gpt_num_params(m) || leash_gpt_num_trainable(tmp) != leash_gpt_num_trainable(m))
+        rc = leash_fail(LEASH_EFORMAT, "%s: %zu weights (%zu trained), the run's model has %zu (%zu): not this run's "
+                                       "checkpoint",
+                        dir, leash_gpt_num_params(tmp), leash_gpt_num_trainable(tmp), leash_gpt_num_params(m),
+                        leash_gpt_num_trainable(m));
+    else memcpy(leash_gpt_trainable(m), leash_gpt_trainable(tmp), leash_gpt_num_trainable(m) * sizeof(float));
     leash_gpt_free(tmp);
     return rc;
 }

@@ -199,7 +199,8 @@ int leash_generate(leash_gpt *m, const leash_sample_config *sc, const int *promp
             pos[b]++;
         }
         for (int l = 0; l < L; l++) {
-            const layer_ptrs *w = &m->p.layer[l];
+            layer_ptrs tmp;
+            const layer_ptrs *w = leash_gpt_layer(m, l, &tmp);
             leash_gpt_norm(m, ln, mean, rstd, x, w->ln1w, w->ln1b, B);
             leash_gpt_qkv(m, qkv, ln, w, step_pos, B, lora_u);
             for (int b = 0; b < B; b++) // this token's keys and values join the cache

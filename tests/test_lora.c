@@ -12,13 +12,14 @@
 #include "leash/gpt.h"
 #include "leash/rl.h"
 #include "leash/rng.h"
+#include "leash/sample.h"
 #include "leash/tokenizer.h"
 #include "testutil.h"
 
 enum { B = 2, T = 7 };
 
-static leash_gpt *base_model(int llama, uint64_t seed) {
-    leash_gpt_config c = {.vocab_size = 40, .n_positions = 16, .n_embd = 16, .n_layer = 2, .n_head = 4,
+static leash_gpt *base_model_layers(int llama, uint64_t seed, int n_layer) {
+    leash_gpt_config c = {.vocab_size = 40, .n_positions = 16, .n_embd = 16, .n_layer = n_layer, .n_head = 4,
                           .bos_token_id = 0, .eos_token_id = 1, .layer_norm_epsilon = 1e-5f};
     if (llama) {
         c.arch = LEASH_ARCH_LLAMA, c.n_kv_head = 2, c.n_inner = 24, c.untied_head = 1, c.qkv_bias = 1;
@@ -30,6 +31,7 @@ static leash_gpt *base_model(int llama, uint64_t seed) {
     for (size_t i = 0; i < leash_gpt_num_params(m); i++) leash_gpt_params(m)[i] *= 5.0f;
     return m;
 }
+static leash_gpt *base_model(int llama, uint64_t seed) { return base_model_layers(llama, seed, 2); }
 
 static leash_gpt *with_lora(const leash_gpt *base, unsigned targets, int randomise_b) {
     leash_gpt_config lc = {.lora_rank = 3, .lora_alpha = 6.0f, .lora_targets = targets};
@@ -250,17 +252,18 @@ static int check_step(const leash_rl_progress *p, void *vctx) {
     return 0;
 }
 
-static void lora_rl(leash_rl_algo algo) {
+static void lora_rl(leash_rl_algo algo, int bf16) {
     rl_scratch w;
     rl_scratch_make(&w, "lora-rl");
     lora_probe pr = {.temperature = 0.8f};
     cr_assert_eq(leash_gpt_load(&pr.base, w.dir), 0);
     leash_gpt_freeze(pr.base);
+    if (bf16) cr_assert_eq(leash_gpt_store_bf16(pr.base), 0); // the reference then is the base rounded to BF16
     leash_rl_config c = leash_rl_defaults(algo);
     c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward_fn = length_reward;
     c.steps = 4, c.batch = algo == LEASH_GRPO ? 4 : 12, c.group = 3, c.max_new = 6, c.temperature = pr.temperature;
     c.optim.lr = 2e-2f, c.sample_every = 0;
-    c.lora_rank = 4, c.lora_targets = "c_attn,c_fc";
+    c.lora_rank = 4, c.lora_targets = "c_attn,c_fc", c.frozen_bf16 = bf16;
     cr_assert_eq(leash_rl_train(&c, check_step, &pr, NULL), 0, "%s", leash_errmsg());
     cr_assert_eq(pr.steps, 4);
     cr_assert(pr.last_kl > 1e-4, "the adapters must have moved the policy (exact KL %g at the last step)", pr.last_kl);
@@ -272,7 +275,10 @@ static void lora_rl(leash_rl_algo algo) {
     int first = leash_gpt_first_trainable(trained);
     cr_assert(first > 0 && leash_gpt_cfg(trained)->lora_rank == 4);
     size_t nbase = leash_gpt_tensor(trained, first)->offset;
-    cr_assert_eq(memcmp(leash_gpt_params(trained), leash_gpt_params(pr.base), nbase * sizeof(float)), 0, "the base is unchanged");
+    leash_gpt *orig;
+    cr_assert_eq(leash_gpt_load(&orig, w.dir), 0);
+    cr_assert_eq(memcmp(leash_gpt_params(trained), leash_gpt_params(orig), nbase * sizeof(float)), 0, "the base is unchanged");
+    leash_gpt_free(orig);
     // leash lora merge: a full model, the same weights as the library's merge
     char cmd[600], mdir[256];
     snprintf(mdir, sizeof mdir, "%s/merged", w.out);
@@ -289,8 +295,10 @@ static void lora_rl(leash_rl_algo algo) {
     leash_gpt_free(trained), leash_gpt_free(pr.base);
     rl_scratch_drop(&w);
 }
-Test(lora, ppo_starts_at_zero_kl_and_its_reference_is_the_base, .timeout = 120) { lora_rl(LEASH_PPO); }
-Test(lora, grpo_starts_at_zero_kl_and_its_reference_is_the_base, .timeout = 120) { lora_rl(LEASH_GRPO); }
+Test(lora, ppo_starts_at_zero_kl_and_its_reference_is_the_base, .timeout = 120) { lora_rl(LEASH_PPO, 0); }
+Test(lora, grpo_starts_at_zero_kl_and_its_reference_is_the_base, .timeout = 120) { lora_rl(LEASH_GRPO, 0); }
+// with the base in BF16 (--frozen-bf16) policy and reference share the rounded base: still exactly 0 at step 1
+Test(lora, ppo_with_a_bf16_base_starts_at_zero_kl, .timeout = 120) { lora_rl(LEASH_PPO, 1); }
 
 /* A LoRA run stopped after 2 steps and resumed to 4 ends with the same adapters, bit for bit, as a run of
  * 4: the checkpoint holds adapters (PEFT layout), their optimizer state and the value model. */
@@ -362,4 +370,69 @@ Test(open_models, padded_vocabulary_and_special_tokens_in_prompts, .timeout = 12
     cr_assert(pr.padded_sampled > 0, "the test needs padding ids sampled (none in this run)");
     cr_log_info("%d padding ids sampled and decoded to nothing", pr.padded_sampled);
     rl_scratch_drop(&w);
+}
+
+/* ---- BF16 storage of frozen weights ---- */
+
+/* A frozen model stored in BF16 computes exactly what the F32 model with its weights rounded to BF16
+ * computes, bit for bit, in the full forward, in scoring and in KV-cache generation, in about half the
+ * memory of its layers; and it refuses to be saved or copied. */
+static void bf16_matches_rounded(int llama) {
+    enum { L = 6 };
+    leash_gpt *a = base_model_layers(llama, 6, L), *b = base_model_layers(llama, 6, L);
+    for (int i = 0; i < leash_gpt_num_tensors(a); i++) { // round a's layer weights to BF16 by hand (ties to even)
+        const leash_tensor_info *t = leash_gpt_tensor(a, i);
+        if (!strstr(t->name, "h.") && !strstr(t->name, "layers.")) continue;
+        for (size_t k = 0; k < t->numel; k++) {
+            float *x = leash_gpt_params(a) + t->offset + k;
+            uint32_t u;
+            memcpy(&u, x, 4);
+            u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+            memcpy(x, &u, 4);
+        }
+    }
+    leash_gpt_freeze(a), leash_gpt_freeze(b);
+    size_t before = leash_gpt_memory_bytes(b);
+    cr_assert_eq(leash_gpt_store_bf16(b), 0, "%s", leash_errmsg());
+    size_t after = leash_gpt_memory_bytes(b);
+    size_t NV = (size_t)B * T * 40;
+    float *want = malloc(NV * sizeof *want);
+    cr_assert_eq(leash_gpt_forward(a, tokens, mask, B, T), 0);
+    memcpy(want, leash_gpt_logits(a), NV * sizeof *want);
+    cr_assert_eq(leash_gpt_forward(b, tokens, mask, B, T), 0, "%s", leash_errmsg());
+    cr_assert_eq(memcmp(leash_gpt_logits(b), want, NV * sizeof *want), 0, "BF16 storage = F32 weights rounded to BF16");
+    float lpa[B * T], lpb[B * T];
+    cr_assert_eq(leash_gpt_score(a, tokens, mask, targets_, B, T, 0.9f, lpa, NULL), 0);
+    cr_assert_eq(leash_gpt_score(b, tokens, mask, targets_, B, T, 0.9f, lpb, NULL), 0);
+    cr_assert_eq(memcmp(lpa, lpb, sizeof lpa), 0);
+    const int prompts[] = {0, 4, 8, 0, 3};
+    const int lens[2] = {3, 2};
+    leash_sample_config sc = leash_sample_defaults();
+    sc.max_new_tokens = 6, sc.seed = 3;
+    int oa[12], ob[12], la[2], lb[2];
+    float pa[12], pb[12];
+    cr_assert_eq(leash_generate(a, &sc, prompts, lens, 2, NULL, oa, pa, la), 0);
+    cr_assert_eq(leash_generate(b, &sc, prompts, lens, 2, NULL, ob, pb, lb), 0, "%s", leash_errmsg());
+    cr_assert(!memcmp(oa, ob, sizeof oa) && !memcmp(pa, pb, sizeof pa), "KV-cache generation from BF16 storage");
+    cr_log_info("%s: frozen model %zu -> %zu bytes with BF16 layers", llama ? "llama" : "gpt2", before, after);
+    size_t layer_weights = 0; // BF16 halves them, and one layer at a time comes back as F32 for computing
+    for (int i = 0; i < leash_gpt_num_tensors(b); i++)
+        if (leash_gpt_tensor(b, i)->bf16) layer_weights += leash_gpt_tensor(b, i)->numel;
+    cr_assert(layer_weights > 0);
+    cr_assert_eq(after, before - 2 * layer_weights + 4 * layer_weights / L, "%zu -> %zu", before, after);
+    cr_assert(after < before * 3 / 4, "%zu -> %zu", before, after);
+    cr_assert_neq(leash_gpt_save(b, "/tmp/leash-bf16-never-written"), 0);
+    leash_gpt *c;
+    cr_assert_neq(leash_gpt_copy_with_head(&c, b, 0, 1), 0);
+    free(want);
+    leash_gpt_free(a), leash_gpt_free(b);
+}
+Test(bf16, frozen_storage_is_the_rounded_model_gpt2) { bf16_matches_rounded(0); }
+Test(bf16, frozen_storage_is_the_rounded_model_llama) { bf16_matches_rounded(1); }
+
+Test(bf16, refused_for_weights_that_train) {
+    leash_gpt *m = base_model(1, 7);
+    cr_assert_neq(leash_gpt_store_bf16(m), 0);
+    cr_assert(strstr(leash_errmsg(), "frozen"), "%s", leash_errmsg());
+    leash_gpt_free(m);
 }

@@ -87,6 +87,7 @@ typedef struct {
     int ndim;
     int64_t shape[2];
     int decay;        /* 1: AdamW weight decay applies (matrices and embeddings, not biases or LayerNorm) */
+    int bf16;         /* 1: stored in BF16 (leash_gpt_store_bf16); offset then indexes the BF16 block, not params */
 } leash_tensor_info;
 
 typedef struct leash_gpt leash_gpt;
@@ -122,6 +123,13 @@ void leash_gpt_zero_grad(leash_gpt *m);
  * leash_gpt_grads() and leash_gpt_dlogits() then return NULL and a backward fails with a clear error. */
 void leash_gpt_freeze(leash_gpt *m);
 int leash_gpt_is_frozen(const leash_gpt *m);
+/* Stores the frozen weights of the transformer layers in BF16, halving their memory: every layer weight of
+ * a frozen model, or a LoRA model's base layer weights (its adapters, embeddings, final norm and heads stay
+ * F32). Values are rounded to the nearest BF16 once (exact for a checkpoint distributed in BF16) and
+ * converted back to F32 a layer at a time for computing. Afterwards params holds only the F32 tensors (at
+ * the offsets leash_gpt_tensor gives; num_params still counts all), and the model can score, generate and
+ * (LoRA) train, but not be copied, merged or saved in full. */
+int leash_gpt_store_bf16(leash_gpt *m);
 /* LoRA. A copy of base (which must have no adapters) with adapters on cfg's targets: A ~ U(-1/sqrt(in),
  * 1/sqrt(in)) as PEFT initialises them and B = 0, so the copy computes exactly what base does; base's
  * weights are frozen in it (no gradients, no optimizer state). lora_rank etc. come from lora. */

@@ -83,6 +83,11 @@ typedef struct {
     float lora_alpha;        /* 0: 2 * rank */
     float lora_dropout;      /* written to adapter_config.json; PPO/GRPO forwards run without dropout */
     const char *lora_targets;
+    /* frozen weights in BF16 (leash_gpt_store_bf16): the reference, the reward model and, with LoRA, the
+     * base under the adapters; half their memory. A reference rounded to BF16 is not exactly the F32 policy
+     * it started as (KL > 0 at step 1) unless the checkpoint is BF16 already; with LoRA policy and reference
+     * share the rounded base and step 1's KL stays exactly 0. */
+    int frozen_bf16;
 } leash_rl_config;
 
 leash_rl_config leash_rl_defaults(leash_rl_algo algo);

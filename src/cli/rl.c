@@ -60,7 +60,9 @@ static const char *usage =
     "                       PPO/GRPO forwards run without dropout so ratios and KL match the rollout)\n"
     "  --lora-targets LIST  PEFT target_modules (default q_proj,v_proj; GPT-2: c_attn; or all-linear)\n"
     "                       DIR/policy is then a PEFT adapter directory (leash lora merge makes a full model);\n"
-    "                       a --policy that is an adapter directory continues training its adapters\n";
+    "                       a --policy that is an adapter directory continues training its adapters\n"
+    "  --frozen-bf16        keep frozen weights (reference, reward model, a LoRA base) in BF16: half their\n"
+    "                       memory; exact for BF16 checkpoints, else the reference is the policy rounded\n";
 
 typedef struct {
     int quiet, warned_alarm, warned_band;
@@ -100,7 +102,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
     enum { O_POLICY = 256, O_REWARD, O_GOLDR, O_GOLDM, O_PROMPTS, O_OUT, O_BETA, O_FIXED, O_TARGET, O_HORIZON, O_EST,
            O_NONORM, O_SCLIP, O_EOSP, O_LENP, O_WHITEN, O_STEPS, O_BATCH, O_GROUP, O_MAXNEW, O_SEED, O_EPOCHS, O_MB,
            O_LR, O_VLR, O_CLIP, O_VCLIP, O_VF, O_GAMMA, O_LAMBDA, O_NOSTD, O_TOKLOSS, O_SAMPLE, O_RCMD, O_RTIMEOUT, O_REF, O_PERTOK, O_SAVE, O_RESUME, O_SKIPNF,
-           O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT };
+           O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_BF16 };
     static const struct option opts[] = {
         {"policy", 1, 0, O_POLICY}, {"reward", 1, 0, O_REWARD}, {"gold-reward", 0, 0, O_GOLDR},
         {"gold-metrics", 0, 0, O_GOLDM}, {"prompts", 1, 0, O_PROMPTS}, {"out", 1, 0, O_OUT}, {"beta", 1, 0, O_BETA},
@@ -114,7 +116,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         {"token-level-loss", 0, 0, O_TOKLOSS}, {"sample-every", 1, 0, O_SAMPLE}, {"reward-cmd", 1, 0, O_RCMD},
         {"reward-timeout", 1, 0, O_RTIMEOUT}, {"ref", 1, 0, O_REF}, {"kl-per-token", 0, 0, O_PERTOK}, {"save-every", 1, 0, O_SAVE}, {"resume", 0, 0, O_RESUME}, {"skip-nonfinite", 0, 0, O_SKIPNF}, {"quiet", 0, 0, 'q'},
         {"lora-r", 1, 0, O_LORA_R}, {"lora-alpha", 1, 0, O_LORA_ALPHA}, {"lora-dropout", 1, 0, O_LORA_DROP},
-        {"lora-targets", 1, 0, O_LORA_TGT},
+        {"lora-targets", 1, 0, O_LORA_TGT}, {"frozen-bf16", 0, 0, O_BF16},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     optind = 1;
     while (!bad && (ch = getopt_long(argc, argv, "t:qh", opts, NULL)) != -1) {
@@ -165,6 +167,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         case O_LORA_ALPHA: bad = cli_float(cmd, "--lora-alpha", optarg, 0, 1e6, &c.lora_alpha); break;
         case O_LORA_DROP: bad = cli_float(cmd, "--lora-dropout", optarg, 0, 0.999, &c.lora_dropout); break;
         case O_LORA_TGT: c.lora_targets = optarg; break;
+        case O_BF16: c.frozen_bf16 = 1; break;
         case O_PERTOK: per_token = 1; break;
         case O_SAVE: bad = cli_int(cmd, "--save-every", optarg, 0, 1 << 30, &c.save_every); break;
         case O_RESUME: c.resume = 1; break;
