@@ -179,6 +179,34 @@ int leash_gpt_load(leash_gpt **out, const char *dir) {
     return LEASH_OK;
 }
 
+int leash_gpt_load_lora(leash_gpt **out, const char *dir, int rank, float alpha, float dropout, const char *targets,
+                        uint64_t seed) {
+    char path[4096], where[4200];
+    leash_gpt_config cfg;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    int rc = leash_config_load(path, &cfg);
+    if (rc) return rc;
+    cfg.lora_rank = rank, cfg.lora_alpha = alpha, cfg.lora_dropout = dropout;
+    if (!targets) targets = cfg.arch == LEASH_ARCH_LLAMA ? "q_proj,v_proj" : "c_attn";
+    if ((rc = leash_lora_parse_targets(targets, cfg.arch, &cfg.lora_targets))) return rc;
+    leash_gpt *m;
+    if ((rc = leash_gpt_create(&m, &cfg))) return rc;
+    leash_gpt_init(m, seed); // the adapters as leash_gpt_add_lora makes them; the base is read over the rest
+    int first = leash_gpt_first_trainable(m);
+    char *seen = calloc(leash_gpt_num_tensors(m), 1);
+    if (!seen) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    if (!rc) rc = load_weights(m, dir, seen, where, sizeof where);
+    if (!rc) rc = check_all_seen(m, seen, 0, first, where);
+    if (!rc) rc = set_source(m, dir);
+    free(seen);
+    if (rc) {
+        leash_gpt_free(m);
+        return rc;
+    }
+    *out = m;
+    return LEASH_OK;
+}
+
 /* ---- PEFT LoRA directories --------------------------------------------------------------------- */
 
 static int load_peft(leash_gpt **out, const char *dir) {

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "leash/checkpoint.h"
 #include "leash/data.h"
@@ -367,20 +368,14 @@ static void json_string(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-/* LoRA (c->lora_rank > 0): the policy gets fresh adapters, unless it was loaded with some. */
-static int attach_lora(rl *s, const leash_rl_config *c) {
-    const leash_gpt_config *pc = leash_gpt_cfg(s->policy);
-    if (c->lora_rank <= 0 || pc->lora_rank) return LEASH_OK; // full fine-tuning, or continuing loaded adapters
-    leash_gpt_config lc = {.lora_rank = c->lora_rank, .lora_alpha = c->lora_alpha > 0.0f ? c->lora_alpha : 2.0f * c->lora_rank,
-                           .lora_dropout = c->lora_dropout};
-    const char *targets = c->lora_targets ? c->lora_targets : pc->arch == LEASH_ARCH_LLAMA ? "q_proj,v_proj" : "c_attn";
-    int rc = leash_lora_parse_targets(targets, pc->arch, &lc.lora_targets);
-    leash_gpt *m;
-    if (!rc && !(rc = leash_gpt_add_lora(&m, s->policy, &lc, c->seed))) {
-        leash_gpt_free(s->policy);
-        s->policy = m;
-    }
-    return rc;
+/* The policy: with LoRA (c->lora_rank > 0) the base with fresh adapters, loaded once, unless the directory
+ * is an adapter directory already (then its adapters continue). */
+static int load_policy(rl *s, const leash_rl_config *c) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/adapter_config.json", c->policy_dir);
+    if (c->lora_rank <= 0 || access(path, F_OK) == 0) return leash_gpt_load(&s->policy, c->policy_dir);
+    return leash_gpt_load_lora(&s->policy, c->policy_dir, c->lora_rank, c->lora_alpha > 0.0f ? c->lora_alpha : 2.0f * c->lora_rank,
+                               c->lora_dropout, c->lora_targets, c->seed);
 }
 
 int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl_progress *final) {
@@ -395,7 +390,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     char path[4096];
     int rank0 = leash_dist_rank() == 0; // writes every file; the other ranks compute
     if (rank0 && (rc = leash_mkdir(c->out_dir))) return rc;
-    if (!(rc = leash_gpt_load(&s.policy, c->policy_dir))) rc = attach_lora(&s, c);
+    rc = load_policy(&s, c);
     if (!rc && (c->ref_dir || !leash_gpt_cfg(s.policy)->lora_rank)) // LoRA: the policy with its adapters off
         rc = leash_gpt_load(&s.ref, c->ref_dir ? c->ref_dir : c->policy_dir);
     if (!rc) rc = leash_tokenizer_load_dir(&s.tok, c->policy_dir);

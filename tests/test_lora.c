@@ -184,6 +184,14 @@ Test(lora, peft_directory_round_trip) {
     leash_gpt *b0 = base_model(1, 4), *base, *m, *r;
     cr_assert_eq(leash_gpt_save(b0, bdir), 0, "%s", leash_errmsg());
     cr_assert_eq(leash_gpt_load(&base, bdir), 0, "%s", leash_errmsg());
+    // loading with fresh adapters straight from the directory = loading, then adding them (one copy in memory)
+    leash_gpt *direct, *added;
+    leash_gpt_config lc = {.lora_rank = 3, .lora_alpha = 6.0f, .lora_targets = LEASH_LORA_Q | LEASH_LORA_V};
+    cr_assert_eq(leash_gpt_load_lora(&direct, bdir, 3, 6.0f, 0.0f, "q_proj,v_proj", 9), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_add_lora(&added, base, &lc, 9), 0);
+    cr_assert_eq(leash_gpt_num_params(direct), leash_gpt_num_params(added));
+    cr_assert_eq(memcmp(leash_gpt_params(direct), leash_gpt_params(added), leash_gpt_num_params(added) * sizeof(float)), 0);
+    leash_gpt_free(direct), leash_gpt_free(added);
     m = with_lora(base, LEASH_LORA_Q | LEASH_LORA_V, 1);
     cr_assert_eq(leash_gpt_save(m, adir), 0, "%s", leash_errmsg());
     snprintf(cmd, sizeof cmd, "test -f %s/adapter_config.json && test -f %s/adapter_model.safetensors && test ! -f %s/model.safetensors",

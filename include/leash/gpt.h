@@ -134,6 +134,10 @@ int leash_gpt_store_bf16(leash_gpt *m);
  * 1/sqrt(in)) as PEFT initialises them and B = 0, so the copy computes exactly what base does; base's
  * weights are frozen in it (no gradients, no optimizer state). lora_rank etc. come from lora. */
 int leash_gpt_add_lora(leash_gpt **out, const leash_gpt *base, const leash_gpt_config *lora, uint64_t seed);
+/* The same straight from a model directory, without a second copy of the weights in memory: rank, alpha,
+ * dropout and PEFT target names (NULL: q_proj,v_proj, or c_attn for GPT-2). */
+int leash_gpt_load_lora(leash_gpt **out, const char *dir, int rank, float alpha, float dropout, const char *targets,
+                        uint64_t seed);
 /* Turns a LoRA model's adapters off (0) or on (1): off, it is its base model, which is how PPO and GRPO get
  * the reference without a second copy of the weights. A backward uses the setting of its forward. */
 void leash_gpt_set_adapters(leash_gpt *m, int on);
