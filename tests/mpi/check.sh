@@ -75,6 +75,13 @@ for algo in ppo grpo; do
   same "$W/${algo}1/policy" "$W/${algo}21/policy" "$algo: 2 steps on 2 ranks, resumed on 1 rank to 4"
 done
 
+# LoRA with the base in BF16: only the adapters are summed across ranks and compared by hash
+LORA=(ppo --policy "$W/sft1" --reward-cmd "$LENGTH" --prompts "$W/world/prompts.jsonl" --steps 3 --batch 8 --minibatch 4
+      --max-new 8 --seed 3 --lr 1e-3 --lora-r 4 --lora-targets c_attn,c_fc --frozen-bf16 -q)
+run1 "${LORA[@]}" --out "$W/lora1"
+run2 "${LORA[@]}" --out "$W/lora2"
+same "$W/lora1/policy" "$W/lora2/policy" "ppo with LoRA and a BF16 base (3 steps)"
+
 # failures end the job with a message, never a hang
 BAD="if [ \"\$OMPI_COMM_WORLD_RANK\" = 1 ]; then exit 3; fi; $REPLY"
 set +e
