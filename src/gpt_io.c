@@ -125,7 +125,7 @@ static int load_weights(leash_gpt *m, const char *dir, char *seen, char *where, 
         if (!(rc = read_index(index, &files))) {
             for (int i = 0; files[i]; i++) {
                 snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-                if (!rc) rc = load_file(m, path, seen);
+                if (!rc && (rc = load_file(m, path, seen))) rc = leash_fail_wrap(rc, "%s names %s", index, files[i]);
                 free(files[i]);
             }
             free(files);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../src/rl_internal.h"
 #include "leash/checkpoint.h"
@@ -302,6 +303,80 @@ Test(corrupt, malicious_safetensors_headers) {
         cr_assert_neq(leash_st_open(&st, path), 0);
         cr_assert(strstr(leash_errmsg(), "x.safetensors"), "%s", leash_errmsg());
     }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* The open-model files (issue 9): a Llama-family config.json, a sharded checkpoint's index and shards, a PEFT
+ * adapter's config and weights, and a Llama 3-style tokenizer.json (Split regex + ByteLevel, added tokens). */
+Test(corrupt, open_model_files, .timeout = 900) {
+    char dir[] = "/tmp/leash-corrupt-XXXXXX", adir[128], path[256], cmd[256];
+    cr_assert(mkdtemp(dir));
+    small_model_dir(dir); // for its tokenizer
+    leash_gpt_config cfg = {.vocab_size = 300, .n_positions = 8, .n_embd = 4, .n_layer = 1, .n_head = 2,
+                            .arch = LEASH_ARCH_LLAMA, .n_kv_head = 1, .n_inner = 6, .bos_token_id = -1,
+                            .eos_token_id = -1, .layer_norm_epsilon = 1e-5f, .untied_head = 1};
+    snprintf(cfg.model_type, sizeof cfg.model_type, "llama");
+    leash_gpt *m, *base;
+    cr_assert_eq(leash_gpt_create(&m, &cfg), 0, "%s", leash_errmsg());
+    leash_gpt_init(m, 2);
+    cr_assert_eq(leash_gpt_save(m, dir), 0);
+    torture(dir, "config.json", load_model, NULL, 11);
+    // two shards and their index
+    int n = leash_gpt_num_tensors(m), half = n / 2;
+    leash_st_tensor *t = calloc(n, sizeof *t);
+    FILE *f = fopen((snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir), path), "w");
+    fprintf(f, "{\"metadata\": {}, \"weight_map\": {");
+    for (int i = 0; i < n; i++) {
+        const leash_tensor_info *ti = leash_gpt_tensor(m, i);
+        t[i] = (leash_st_tensor){ti->name, leash_gpt_params(m) + ti->offset, ti->ndim, {ti->shape[0], ti->shape[1]}};
+        fprintf(f, "%s\"%s\": \"model-0000%d.safetensors\"", i ? ", " : "", ti->name, i < half ? 1 : 2);
+    }
+    fprintf(f, "}}\n");
+    fclose(f);
+    cr_assert_eq(leash_st_save((snprintf(path, sizeof path, "%s/model-00001.safetensors", dir), path), t, half, NULL), 0);
+    cr_assert_eq(leash_st_save((snprintf(path, sizeof path, "%s/model-00002.safetensors", dir), path), t + half, n - half, NULL), 0);
+    cr_assert_eq(unlink((snprintf(path, sizeof path, "%s/model.safetensors", dir), path)), 0);
+    torture(dir, "model.safetensors.index.json", load_model, NULL, 12);
+    torture(dir, "model-00002.safetensors", load_model, NULL, 13);
+    // a PEFT adapter on the sharded base
+    cr_assert_eq(leash_gpt_load(&base, dir), 0, "%s", leash_errmsg());
+    leash_gpt_config lc = {.lora_rank = 2, .lora_alpha = 4.0f, .lora_targets = LEASH_LORA_Q | LEASH_LORA_V};
+    leash_gpt *lm;
+    cr_assert_eq(leash_gpt_add_lora(&lm, base, &lc, 3), 0, "%s", leash_errmsg());
+    snprintf(adir, sizeof adir, "%s/adapter", dir);
+    cr_assert_eq(leash_gpt_save(lm, adir), 0, "%s", leash_errmsg());
+    torture(adir, "adapter_config.json", load_model, NULL, 14);
+    torture(adir, "adapter_model.safetensors", load_model, NULL, 15);
+    leash_gpt_free(lm), leash_gpt_free(base), leash_gpt_free(m);
+    free(t);
+    // tokenizer.json as Llama 3 writes it: a Split regex, ByteLevel without its own, ignore_merges, specials
+    leash_tokenizer *tok;
+    cr_assert_eq(leash_tokenizer_load_dir(&tok, dir), 0);
+    int eot = leash_tokenizer_special_id(tok, "<|endoftext|>");
+    leash_tokenizer_free(tok);
+    char *vocab, *merges;
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    cr_assert_eq(leash_read_file(path, 1 << 20, &vocab, NULL), 0);
+    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    cr_assert_eq(leash_read_file(path, 1 << 20, &merges, NULL), 0);
+    f = fopen((snprintf(path, sizeof path, "%s/tokenizer.json", dir), path), "w");
+    fprintf(f, "{\"version\": \"1.0\", \"added_tokens\": [{\"id\": %d, \"content\": \"<|endoftext|>\", \"special\": true}],"
+               " \"normalizer\": null, \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\","
+               " \"pattern\": {\"Regex\": \"(?i:'s|'t)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}{1,3}|\\\\s+(?!\\\\S)|\\\\s+\"},"
+               " \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", \"add_prefix_space\": false,"
+               " \"use_regex\": false}]}, \"model\": {\"type\": \"BPE\", \"ignore_merges\": true, \"vocab\": %s, \"merges\": [",
+            eot, vocab);
+    int first = 1;
+    for (char *line = strtok(merges, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == '#') continue;
+        fprintf(f, "%s\"%s\"", first ? "" : ", ", line);
+        first = 0;
+    }
+    fputs("]}}\n", f);
+    fclose(f);
+    free(vocab), free(merges);
+    torture(dir, "tokenizer.json", load_tokenizer_json, NULL, 16);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
 }
