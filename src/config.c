@@ -257,20 +257,16 @@ static void save_gpt2(cJSON *o, const leash_gpt_config *c) {
     cJSON_AddNumberToObject(o, "attn_pdrop", 0.0);
 }
 
-int leash_config_save(const char *path, const leash_gpt_config *c) {
-    if (c->arch == LEASH_ARCH_LLAMA && !strcmp(c->model_type, "qwen2") ? (!c->qkv_bias || c->o_bias)
-                                                                       : c->qkv_bias != c->o_bias)
-        return leash_fail(LEASH_EINVAL, "%s: model_type \"%s\" cannot express q/k/v bias %d with o_proj bias %d", path,
-                          c->model_type[0] ? c->model_type : "llama", c->qkv_bias, c->o_bias);
-    cJSON *o = cJSON_CreateObject();
-    if (c->arch == LEASH_ARCH_LLAMA) save_llama(o, c);
-    else save_gpt2(o, c);
+void leash_config_add_own_keys(cJSON *o, const leash_gpt_config *c) {
     cJSON *lh = cJSON_AddObjectToObject(o, "leash");
     cJSON_AddBoolToObject(lh, "scalar_head", c->scalar_head != 0);
     if (c->scalar_head) {
         cJSON_AddNumberToObject(lh, "score_mean", c->score_mean);
         cJSON_AddNumberToObject(lh, "score_std", c->score_std);
     }
+}
+
+int leash_json_save(const char *path, cJSON *o) {
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
     if (!text) return leash_fail(LEASH_ENOMEM, "out of memory");
@@ -286,4 +282,16 @@ int leash_config_save(const char *path, const leash_gpt_config *c) {
     int rc = leash_write_file_atomic(path, with_nl, n + 1);
     free(with_nl);
     return rc;
+}
+
+int leash_config_save(const char *path, const leash_gpt_config *c) {
+    if (c->arch == LEASH_ARCH_LLAMA && !strcmp(c->model_type, "qwen2") ? (!c->qkv_bias || c->o_bias)
+                                                                       : c->qkv_bias != c->o_bias)
+        return leash_fail(LEASH_EINVAL, "%s: model_type \"%s\" cannot express q/k/v bias %d with o_proj bias %d", path,
+                          c->model_type[0] ? c->model_type : "llama", c->qkv_bias, c->o_bias);
+    cJSON *o = cJSON_CreateObject();
+    if (c->arch == LEASH_ARCH_LLAMA) save_llama(o, c);
+    else save_gpt2(o, c);
+    leash_config_add_own_keys(o, c);
+    return leash_json_save(path, o);
 }

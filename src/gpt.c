@@ -288,33 +288,34 @@ void leash_gpt_free(leash_gpt *m) {
     free(m);
 }
 
-void leash_gpt_init(leash_gpt *m, uint64_t seed) {
+void leash_gpt_init_tensor(leash_gpt *m, int i, uint64_t seed) {
     leash_rng rng;
     double proj_std = 0.02 / sqrt(2.0 * m->cfg.n_layer);
-    for (int i = 0; i < m->n_tensors; i++) {
-        const leash_tensor_info *t = &m->tensors[i];
-        float *x = m->params + t->offset;
-        leash_rng_seed(&rng, seed, (uint64_t)i); // one stream per tensor: independent of the others' sizes
-        size_t len = strlen(t->name);
-        // the only 1-D weights are norm weights; the residual projections are c_proj, o_proj and down_proj
-        int is_ln_weight = t->ndim == 1 && len > 7 && strcmp(t->name + len - 7, ".weight") == 0;
-        int is_proj = strstr(t->name, "c_proj.weight") || strstr(t->name, "o_proj.weight") ||
-                      strstr(t->name, "down_proj.weight");
-        if (strstr(t->name, ".lora_B.")) { // zero: the adapters start with no effect
-            memset(x, 0, t->numel * sizeof *x);
-            continue;
-        }
-        if (strstr(t->name, ".lora_A.")) { // PEFT: kaiming_uniform(a = sqrt 5) = U(-1/sqrt(in), 1/sqrt(in))
-            double bound = 1.0 / sqrt((double)t->shape[1]);
-            for (size_t k = 0; k < t->numel; k++) x[k] = (float)(bound * (2.0 * leash_rng_uniform(&rng) - 1.0));
-            continue;
-        }
-        for (size_t k = 0; k < t->numel; k++) {
-            if (is_ln_weight) x[k] = 1.0f;
-            else if (t->ndim == 2) x[k] = (float)((is_proj ? proj_std : 0.02) * leash_rng_normal(&rng));
-            else x[k] = 0.0f;
-        }
+    const leash_tensor_info *t = &m->tensors[i];
+    float *x = m->params + t->offset;
+    leash_rng_seed(&rng, seed, (uint64_t)i); // one stream per tensor: independent of the others' sizes
+    size_t len = strlen(t->name);
+    // the only 1-D weights are norm weights; the residual projections are c_proj, o_proj and down_proj
+    int is_ln_weight = t->ndim == 1 && len > 7 && strcmp(t->name + len - 7, ".weight") == 0;
+    int is_proj = strstr(t->name, "c_proj.weight") || strstr(t->name, "o_proj.weight") || strstr(t->name, "down_proj.weight");
+    if (strstr(t->name, ".lora_B.")) { // zero: the adapters start with no effect
+        memset(x, 0, t->numel * sizeof *x);
+        return;
     }
+    if (strstr(t->name, ".lora_A.")) { // PEFT: kaiming_uniform(a = sqrt 5) = U(-1/sqrt(in), 1/sqrt(in))
+        double bound = 1.0 / sqrt((double)t->shape[1]);
+        for (size_t k = 0; k < t->numel; k++) x[k] = (float)(bound * (2.0 * leash_rng_uniform(&rng) - 1.0));
+        return;
+    }
+    for (size_t k = 0; k < t->numel; k++) {
+        if (is_ln_weight) x[k] = 1.0f;
+        else if (t->ndim == 2) x[k] = (float)((is_proj ? proj_std : 0.02) * leash_rng_normal(&rng));
+        else x[k] = 0.0f;
+    }
+}
+
+void leash_gpt_init(leash_gpt *m, uint64_t seed) {
+    for (int i = 0; i < m->n_tensors; i++) leash_gpt_init_tensor(m, i, seed);
 }
 
 const leash_gpt_config *leash_gpt_cfg(const leash_gpt *m) { return &m->cfg; }

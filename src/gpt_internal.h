@@ -88,6 +88,9 @@ void leash_gpt_qkv(const leash_gpt *m, float *qkv, const float *ln, const layer_
 void leash_gpt_attn_out(const leash_gpt *m, float *out, const float *atty, const layer_ptrs *w, int N, float *u);
 void leash_gpt_mlp(const leash_gpt *m, float *out, float *fch, float *fchg, const float *ln, const layer_ptrs *w, int N,
                    float *u);
+/* Initialises tensor i as leash_gpt_init does (its own random stream of seed): loaders use it for the
+ * adapters alone. */
+void leash_gpt_init_tensor(leash_gpt *m, int i, uint64_t seed);
 /* Layer l's weights: m->p.layer[l], or with BF16 storage a copy in tmp whose frozen weights point at the
  * layer converted back to F32 (valid until the next call). */
 const layer_ptrs *leash_gpt_layer(leash_gpt *m, int l, layer_ptrs *tmp);

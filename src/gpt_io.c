@@ -152,25 +152,22 @@ static int set_source(leash_gpt *m, const char *dir) {
     return LEASH_OK;
 }
 
-static int load_peft(leash_gpt **out, const char *dir);
-
-int leash_gpt_load(leash_gpt **out, const char *dir) {
-    char path[4096], where[4200];
-    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    if (access(path, F_OK) == 0) return load_peft(out, dir);
-    leash_gpt_config cfg;
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    int rc = leash_config_load(path, &cfg);
-    if (rc) return rc;
+/* A model of cfg whose base tensors (every one but LoRA's adapters) are read from dir; its adapters, if
+ * any, start as leash_gpt_init makes them from seed. *seen_out (if not NULL) receives the tensors read. */
+static int create_from_dir(leash_gpt **out, const leash_gpt_config *cfg, const char *dir, uint64_t seed, char **seen_out) {
+    char where[4200];
     leash_gpt *m;
-    if ((rc = leash_gpt_create(&m, &cfg))) return leash_fail_wrap(rc, "%s", path);
-    int n = leash_gpt_num_tensors(m);
+    int rc = leash_gpt_create(&m, cfg);
+    if (rc) return leash_fail_wrap(rc, "%s/config.json", dir);
+    int n = leash_gpt_num_tensors(m), first = leash_gpt_first_trainable(m), base = cfg->lora_rank ? first : n;
+    for (int i = base; i < n; i++) leash_gpt_init_tensor(m, i, seed);
     char *seen = calloc(n, 1);
     if (!seen) rc = leash_fail(LEASH_ENOMEM, "out of memory");
     if (!rc) rc = load_weights(m, dir, seen, where, sizeof where);
-    if (!rc) rc = check_all_seen(m, seen, 0, n, where);
+    if (!rc) rc = check_all_seen(m, seen, 0, base, where);
     if (!rc) rc = set_source(m, dir);
-    free(seen);
+    if (rc || !seen_out) free(seen);
+    else *seen_out = seen;
     if (rc) {
         leash_gpt_free(m);
         return rc;
@@ -179,9 +176,21 @@ int leash_gpt_load(leash_gpt **out, const char *dir) {
     return LEASH_OK;
 }
 
+static int load_peft(leash_gpt **out, const char *dir);
+
+int leash_gpt_load(leash_gpt **out, const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    if (access(path, F_OK) == 0) return load_peft(out, dir);
+    leash_gpt_config cfg;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    int rc = leash_config_load(path, &cfg);
+    return rc ? rc : create_from_dir(out, &cfg, dir, 0, NULL);
+}
+
 int leash_gpt_load_lora(leash_gpt **out, const char *dir, int rank, float alpha, float dropout, const char *targets,
                         uint64_t seed) {
-    char path[4096], where[4200];
+    char path[4096];
     leash_gpt_config cfg;
     snprintf(path, sizeof path, "%s/config.json", dir);
     int rc = leash_config_load(path, &cfg);
@@ -189,22 +198,7 @@ int leash_gpt_load_lora(leash_gpt **out, const char *dir, int rank, float alpha,
     cfg.lora_rank = rank, cfg.lora_alpha = alpha, cfg.lora_dropout = dropout;
     if (!targets) targets = cfg.arch == LEASH_ARCH_LLAMA ? "q_proj,v_proj" : "c_attn";
     if ((rc = leash_lora_parse_targets(targets, cfg.arch, &cfg.lora_targets))) return rc;
-    leash_gpt *m;
-    if ((rc = leash_gpt_create(&m, &cfg))) return rc;
-    leash_gpt_init(m, seed); // the adapters as leash_gpt_add_lora makes them; the base is read over the rest
-    int first = leash_gpt_first_trainable(m);
-    char *seen = calloc(leash_gpt_num_tensors(m), 1);
-    if (!seen) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-    if (!rc) rc = load_weights(m, dir, seen, where, sizeof where);
-    if (!rc) rc = check_all_seen(m, seen, 0, first, where);
-    if (!rc) rc = set_source(m, dir);
-    free(seen);
-    if (rc) {
-        leash_gpt_free(m);
-        return rc;
-    }
-    *out = m;
-    return LEASH_OK;
+    return create_from_dir(out, &cfg, dir, seed, NULL);
 }
 
 /* ---- PEFT LoRA directories --------------------------------------------------------------------- */
@@ -279,17 +273,11 @@ static int load_peft(leash_gpt **out, const char *dir) {
     }
     cJSON_Delete(root);
     leash_gpt *m = NULL;
-    if (!rc && (rc = leash_gpt_create(&m, &cfg))) rc = leash_fail_wrap(rc, "%s", path);
+    char *seen = NULL;
+    if (!rc) rc = create_from_dir(&m, &cfg, base, 0, &seen);
     if (rc) return rc;
-    int n = leash_gpt_num_tensors(m), first = leash_gpt_first_trainable(m);
-    char *seen = calloc(n, 1);
-    if (!seen) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-    if (!rc) rc = load_weights(m, base, seen, where, sizeof where);
-    if (!rc) rc = check_all_seen(m, seen, 0, first, where);
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-    if (!rc) rc = load_file(m, path, seen);
-    if (!rc) rc = check_all_seen(m, seen, first, n, path);
-    if (!rc) rc = set_source(m, base);
+    if (!(rc = load_file(m, path, seen))) rc = check_all_seen(m, seen, leash_gpt_first_trainable(m), leash_gpt_num_tensors(m), path);
     free(seen);
     if (rc) {
         leash_gpt_free(m);
@@ -334,19 +322,9 @@ static int save_peft(const leash_gpt *m, const char *dir) {
     cJSON_AddBoolToObject(o, "use_rslora", 0);
     cJSON_AddBoolToObject(o, "use_dora", 0);
     cJSON_AddNullToObject(o, "modules_to_save");
-    cJSON *lh = cJSON_AddObjectToObject(o, "leash");
-    cJSON_AddBoolToObject(lh, "scalar_head", c->scalar_head != 0);
-    if (c->scalar_head) {
-        cJSON_AddNumberToObject(lh, "score_mean", c->score_mean);
-        cJSON_AddNumberToObject(lh, "score_std", c->score_std);
-    }
-    char *text = cJSON_Print(o);
-    cJSON_Delete(o);
-    if (!text) return leash_fail(LEASH_ENOMEM, "out of memory");
+    leash_config_add_own_keys(o, c);
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    rc = leash_write_file_atomic(path, text, strlen(text));
-    free(text);
-    return rc;
+    return leash_json_save(path, o);
 }
 
 int leash_gpt_save(const leash_gpt *m, const char *dir) {

@@ -66,11 +66,10 @@ int leash_gpt_add_lora(leash_gpt **out, const leash_gpt *base, const leash_gpt_c
     int rc = leash_gpt_create(&m, &cfg);
     if (rc) return rc;
     // base tensors (and a scalar head) keep their values; the adapters start from PEFT's initialisation
-    leash_gpt_init(m, seed);
     for (int i = 0, k = 0; i < leash_gpt_num_tensors(m); i++) {
         const leash_tensor_info *t = leash_gpt_tensor(m, i);
         if (i >= m->first_trainable && strstr(t->name, ".lora_")) {
-            if (strstr(t->name, ".lora_B.")) memset(m->params + t->offset, 0, t->numel * sizeof(float));
+            leash_gpt_init_tensor(m, i, seed);
             continue;
         }
         const leash_tensor_info *bt = leash_gpt_tensor(base, k++);

@@ -145,23 +145,18 @@ Test(corrupt, model_and_tokenizer_files, .timeout = 600) {
     cr_assert_eq(system(cmd), 0);
 }
 
-Test(corrupt, tokenizer_json_optimizer_and_data_files, .timeout = 600) {
-    char dir[] = "/tmp/leash-corrupt-XXXXXX", path[256], cmd[256];
-    cr_assert(mkdtemp(dir));
-    // tokenizer.json: GPT-2's file format, written from a small trained tokenizer by hand
-    small_model_dir(dir);
-    leash_tokenizer *tok;
-    cr_assert_eq(leash_tokenizer_load_dir(&tok, dir), 0);
-    char *vocab, *merges;
-    size_t nv, nm;
+/* dir/tokenizer.json from dir's vocab.json and merges.txt, with the given added tokens and pre-tokenizer
+ * (JSON text) and extra model keys (JSON text ending in ", " or empty). */
+static void write_tokenizer_json(const char *dir, const char *added, const char *pre, const char *model_extra) {
+    char path[512], *vocab, *merges;
     snprintf(path, sizeof path, "%s/vocab.json", dir);
-    cr_assert_eq(leash_read_file(path, 1 << 20, &vocab, &nv), 0);
+    cr_assert_eq(leash_read_file(path, 1 << 20, &vocab, NULL), 0);
     snprintf(path, sizeof path, "%s/merges.txt", dir);
-    cr_assert_eq(leash_read_file(path, 1 << 20, &merges, &nm), 0);
+    cr_assert_eq(leash_read_file(path, 1 << 20, &merges, NULL), 0);
     FILE *f = fopen((snprintf(path, sizeof path, "%s/tokenizer.json", dir), path), "w");
-    fprintf(f, "{\"version\": \"1.0\", \"added_tokens\": [], \"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": "
-               "{\"type\": \"BPE\", \"vocab\": %s, \"merges\": [",
-            vocab);
+    fprintf(f, "{\"version\": \"1.0\", \"added_tokens\": %s, \"pre_tokenizer\": %s, \"model\": {\"type\": \"BPE\", "
+               "%s\"vocab\": %s, \"merges\": [",
+            added, pre, model_extra, vocab);
     int first = 1;
     for (char *line = strtok(merges, "\n"); line; line = strtok(NULL, "\n")) {
         if (line[0] == '#') continue;
@@ -170,8 +165,15 @@ Test(corrupt, tokenizer_json_optimizer_and_data_files, .timeout = 600) {
     }
     fputs("]}}\n", f);
     fclose(f);
-    leash_tokenizer_free(tok);
     free(vocab), free(merges);
+}
+
+Test(corrupt, tokenizer_json_optimizer_and_data_files, .timeout = 600) {
+    char dir[] = "/tmp/leash-corrupt-XXXXXX", path[256], cmd[256];
+    cr_assert(mkdtemp(dir));
+    // tokenizer.json: GPT-2's file format, written from a small trained tokenizer by hand
+    small_model_dir(dir);
+    write_tokenizer_json(dir, "[]", "{\"type\": \"ByteLevel\"}", "");
     torture(dir, "tokenizer.json", load_tokenizer_json, NULL, 5);
     // the optimizer state of a 2-step run on a 600-parameter model
     leash_adamw_config oc = leash_adamw_defaults();
@@ -182,7 +184,7 @@ Test(corrupt, tokenizer_json_optimizer_and_data_files, .timeout = 600) {
     torture(dir, "optimizer.safetensors", load_optimizer, &opt, 6);
     leash_adamw_free(&opt);
     // preference pairs and prompts
-    f = fopen((snprintf(path, sizeof path, "%s/prefs.jsonl", dir), path), "w");
+    FILE *f = fopen((snprintf(path, sizeof path, "%s/prefs.jsonl", dir), path), "w");
     for (int i = 0; i < 12; i++)
         fprintf(f, "{\"prompt\": \"The soup %d\", \"chosen\": \" was good.\", \"rejected\": \" was \\u00e9 bad.\"}\n", i);
     fclose(f);
@@ -355,27 +357,14 @@ Test(corrupt, open_model_files, .timeout = 900) {
     cr_assert_eq(leash_tokenizer_load_dir(&tok, dir), 0);
     int eot = leash_tokenizer_special_id(tok, "<|endoftext|>");
     leash_tokenizer_free(tok);
-    char *vocab, *merges;
-    snprintf(path, sizeof path, "%s/vocab.json", dir);
-    cr_assert_eq(leash_read_file(path, 1 << 20, &vocab, NULL), 0);
-    snprintf(path, sizeof path, "%s/merges.txt", dir);
-    cr_assert_eq(leash_read_file(path, 1 << 20, &merges, NULL), 0);
-    f = fopen((snprintf(path, sizeof path, "%s/tokenizer.json", dir), path), "w");
-    fprintf(f, "{\"version\": \"1.0\", \"added_tokens\": [{\"id\": %d, \"content\": \"<|endoftext|>\", \"special\": true}],"
-               " \"normalizer\": null, \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\","
-               " \"pattern\": {\"Regex\": \"(?i:'s|'t)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}{1,3}|\\\\s+(?!\\\\S)|\\\\s+\"},"
-               " \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", \"add_prefix_space\": false,"
-               " \"use_regex\": false}]}, \"model\": {\"type\": \"BPE\", \"ignore_merges\": true, \"vocab\": %s, \"merges\": [",
-            eot, vocab);
-    int first = 1;
-    for (char *line = strtok(merges, "\n"); line; line = strtok(NULL, "\n")) {
-        if (line[0] == '#') continue;
-        fprintf(f, "%s\"%s\"", first ? "" : ", ", line);
-        first = 0;
-    }
-    fputs("]}}\n", f);
-    fclose(f);
-    free(vocab), free(merges);
+    char added[128];
+    snprintf(added, sizeof added, "[{\"id\": %d, \"content\": \"<|endoftext|>\", \"special\": true}]", eot);
+    write_tokenizer_json(dir, added,
+                         "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": "
+                         "\"(?i:'s|'t)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}{1,3}|\\\\s+(?!\\\\S)|\\\\s+\"}, "
+                         "\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", "
+                         "\"add_prefix_space\": false, \"use_regex\": false}]}",
+                         "\"ignore_merges\": true, ");
     torture(dir, "tokenizer.json", load_tokenizer_json, NULL, 16);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);

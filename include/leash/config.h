@@ -19,4 +19,10 @@ int leash_config_load(const char *path, leash_gpt_config *cfg);
 /* Writes it atomically, with leash's own keys under "leash". */
 int leash_config_save(const char *path, const leash_gpt_config *cfg);
 
+/* For other files that carry leash's keys (adapter_config.json): adds "leash": {scalar_head, score
+ * statistics} to the cJSON object o, and writes o (then deleted) atomically with a final newline. */
+struct cJSON;
+void leash_config_add_own_keys(struct cJSON *o, const leash_gpt_config *cfg);
+int leash_json_save(const char *path, struct cJSON *o);
+
 #endif

@@ -93,7 +93,11 @@ def main(d):
         h = layer_norm(x, p("ln_2.weight"), p("ln_2.bias"), eps)
         x = x + gelu_tanh(h @ p("mlp.c_fc.weight") + p("mlp.c_fc.bias")) @ p("mlp.c_proj.weight") + p("mlp.c_proj.bias")
     hf = layer_norm(x, P["ln_f.weight"], P["ln_f.bias"], eps)
-    logits = hf @ P["wte.weight"].T
+    finish(d, P, hf, hf @ P["wte.weight"].T, targets, inp)
+
+
+def finish(d, P, hf, logits, targets, inp):
+    """The loss (mean next-token NLL + value_weights . values), its backward, and DIR/ref.safetensors."""
     sel = targets >= 0
     logp = torch.log_softmax(logits, dim=-1)
     loss = -logp[sel].gather(-1, targets[sel][:, None]).mean()

@@ -5,7 +5,7 @@ LM head, and leash's scalar head.
 
 usage: python3 tests/ref/llama_ref.py DIR
 
-Same files in and out as gpt2_ref.py (whose safetensors reader and writer it uses): DIR holds
+Same files in and out as gpt2_ref.py (whose safetensors reader and loss/gradient writer it uses): DIR holds
 config.json, model.safetensors and inputs.json; writes DIR/ref.safetensors with "logits", "loss",
 "values" (scalar head) and "grad.<name>" for every parameter. Written from the Hugging Face config
 semantics (transformers' LlamaConfig / Qwen2Config), sharing no code with leash.
@@ -18,7 +18,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpt2_ref import read_safetensors, write_safetensors  # noqa: E402
+from gpt2_ref import finish, read_safetensors  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 
@@ -103,21 +103,7 @@ def main(d):
         x = x + lin(torch.nn.functional.silu(g) * lin(h, pre + "mlp.up_proj"), pre + "mlp.down_proj")
     hf = rms_norm(x, P["model.norm.weight"], eps)
     head = P["lm_head.weight"] if "lm_head.weight" in P else P["model.embed_tokens.weight"]
-    logits = hf @ head.T
-    sel = targets >= 0
-    logp = torch.log_softmax(logits, dim=-1)
-    loss = -logp[sel].gather(-1, targets[sel][:, None]).mean()
-    out = {"logits": logits}
-    if "score.weight" in P:
-        values = (hf @ P["score.weight"].T)[..., 0] + P["score.bias"][0]
-        loss = loss + (values * torch.tensor(inp["value_weights"])).sum()
-        out["values"] = values
-    loss.backward()
-    out["loss"] = loss.detach().reshape(1)
-    for name, t in P.items():
-        out[f"grad.{name}"] = t.grad
-    write_safetensors(f"{d}/ref.safetensors", out)
-
+    finish(d, P, hf, hf @ head.T, targets, inp)
 
 if __name__ == "__main__":
     main(sys.argv[1])
