@@ -322,7 +322,9 @@ static int save_peft(const leash_gpt *m, const char *dir) {
     cJSON_AddBoolToObject(o, "use_rslora", 0);
     cJSON_AddBoolToObject(o, "use_dora", 0);
     cJSON_AddNullToObject(o, "modules_to_save");
-    leash_config_add_own_keys(o, c);
+    // PEFT refuses keys it does not know: leash's own go in only for a scalar head (a value model in an RL
+    // checkpoint, which PEFT has no use for)
+    if (c->scalar_head) leash_config_add_own_keys(o, c);
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     return leash_json_save(path, o);
 }
