@@ -6,8 +6,8 @@
  *
  * Dimensions: B batch, T time, C channels (n_embd), V vocabulary, L layers, NH query heads, NKV key/value
  * heads, hs head size, I MLP width, N = B * T rows.
- * Parameters live in one allocation (and their gradients in another of the same layout), laid out
- * tensor after tensor in the order of leash_gpt_tensor(); each tensor is one contiguous slice with its
+ * Parameters live in one allocation (and the gradients of the trainable ones, all or LoRA's adapters, in
+ * another of the same layout), laid out tensor after tensor in the order of leash_gpt_tensor(); each tensor is one contiguous slice with its
  * Hugging Face name and layout (GPT-2: "wte.weight", "h.0.attn.c_attn.weight" in Conv1D (in, out) layout;
  * Llama: "model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight" in Linear (out, in)
  * layout, ...), so a checkpoint is one write per tensor and copying a model is one memcpy.
@@ -66,7 +66,7 @@ typedef struct {
     float layer_norm_epsilon; /* GPT-2's LayerNorm or Llama's RMSNorm epsilon: 1e-5, 1e-6, ... */
     int lora_rank;            /* LoRA: r > 0 adds low-rank adapters and freezes every base weight; 0: none */
     float lora_alpha;         /* the adapters' output is scaled by alpha / r */
-    float lora_dropout;       /* kept for adapter_config.json; leash's forwards apply no dropout (see lora.md) */
+    float lora_dropout;       /* kept for adapter_config.json; leash's forwards apply no dropout (docs/models.md) */
     unsigned lora_targets;    /* LEASH_LORA_* bits */
     int scalar_head;          /* 1: a scalar head (value or reward) on the final hidden state */
     float score_mean;         /* scalar head: mean and standard deviation of its scores on reference texts, */
