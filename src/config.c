@@ -2,6 +2,7 @@
 #include "leash/config.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,14 @@ static int get_int(const char *path, const cJSON *root, const char *key, int req
         return leash_fail(LEASH_EFORMAT, "%s: \"%s\" must be an integer", path, key);
     *out = (int)v->valuedouble;
     return LEASH_OK;
+}
+
+/* A JSON number as a float: beyond float's range it is +-infinity (which the checks then refuse), not the
+ * undefined behaviour of a plain conversion. */
+float leash_config_float(double x) {
+    if (x > FLT_MAX) return INFINITY;
+    if (x < -FLT_MAX) return -INFINITY;
+    return (float)x;
 }
 
 static int get_float(const char *path, const cJSON *root, const char *key, double dflt, double *out) {
@@ -80,7 +89,7 @@ static int load_gpt2(const char *path, const cJSON *root, leash_gpt_config *cfg)
     if (!rc && n_inner && n_inner != 4 * cfg->n_embd)
         rc = leash_fail(LEASH_EFORMAT, "%s: \"n_inner\" = %d; leash's GPT-2 uses 4 * n_embd = %d", path, n_inner,
                         4 * cfg->n_embd);
-    if (!rc) cfg->layer_norm_epsilon = eps ? (float)eps->valuedouble : 1e-5f;
+    if (!rc) cfg->layer_norm_epsilon = eps ? leash_config_float(eps->valuedouble) : 1e-5f;
     return rc;
 }
 
@@ -113,10 +122,12 @@ static int load_llama(const char *path, const cJSON *root, const char *type, lea
     if (!rc) rc = get_bool(path, root, "use_sliding_window", strcmp(type, "mistral") == 0, &sliding);
     if (!rc) rc = get_int(path, root, "sliding_window", 0, 0, &window);
     if (rc) return rc;
-    if (cfg->head_dim && cfg->head_dim == cfg->n_embd / cfg->n_head && cfg->n_embd % cfg->n_head == 0) cfg->head_dim = 0;
+    if (cfg->head_dim && cfg->n_head > 0 && cfg->n_embd > 0 && cfg->head_dim == cfg->n_embd / cfg->n_head &&
+        cfg->n_embd % cfg->n_head == 0)
+        cfg->head_dim = 0;
     if (cfg->n_kv_head == cfg->n_head) cfg->n_kv_head = 0;
-    cfg->layer_norm_epsilon = (float)eps;
-    cfg->rope_theta = (float)theta;
+    cfg->layer_norm_epsilon = leash_config_float(eps);
+    cfg->rope_theta = leash_config_float(theta);
     cfg->untied_head = !tie;
     cfg->qkv_bias = qwen2 || attn_bias; // Qwen2's q, k, v always carry biases; Llama's attention_bias covers o too
     cfg->o_bias = !qwen2 && attn_bias;
@@ -137,14 +148,14 @@ static int load_llama(const char *path, const cJSON *root, const char *type, lea
                                              "\"linear\" and \"llama3\"",
                               path, name);
         if ((rc = get_float(path, rs, "factor", 0.0, &factor))) return rc;
-        cfg->rope_factor = (float)factor;
+        cfg->rope_factor = leash_config_float(factor);
         cfg->rope_scaling = strcmp(name, "linear") == 0 ? LEASH_ROPE_LINEAR : LEASH_ROPE_LLAMA3;
         if (cfg->rope_scaling == LEASH_ROPE_LLAMA3) {
             if (!rc) rc = get_float(path, rs, "low_freq_factor", 1.0, &lo);
             if (!rc) rc = get_float(path, rs, "high_freq_factor", 4.0, &hi);
             if (!rc) rc = get_int(path, rs, "original_max_position_embeddings", 1, 0, &orig);
-            cfg->rope_low_freq_factor = (float)lo;
-            cfg->rope_high_freq_factor = (float)hi;
+            cfg->rope_low_freq_factor = leash_config_float(lo);
+            cfg->rope_high_freq_factor = leash_config_float(hi);
             cfg->rope_original_max_positions = orig;
         }
     }
@@ -181,8 +192,8 @@ int leash_config_load(const char *path, leash_gpt_config *cfg) {
         const cJSON *sd = cJSON_IsObject(lh) ? cJSON_GetObjectItemCaseSensitive(lh, "score_std") : NULL;
         if ((mu && !cJSON_IsNumber(mu)) || (sd && (!cJSON_IsNumber(sd) || sd->valuedouble < 0)))
             rc = leash_fail(LEASH_EFORMAT, "%s: \"leash\".score_mean / score_std must be numbers (std >= 0)", path);
-        cfg->score_mean = cJSON_IsNumber(mu) ? (float)mu->valuedouble : 0.0f;
-        cfg->score_std = cJSON_IsNumber(sd) ? (float)sd->valuedouble : 0.0f;
+        cfg->score_mean = cJSON_IsNumber(mu) ? leash_config_float(mu->valuedouble) : 0.0f;
+        cfg->score_std = cJSON_IsNumber(sd) ? leash_config_float(sd->valuedouble) : 0.0f;
     }
     cJSON_Delete(root);
     if (!rc && (rc = leash_gpt_config_check(cfg))) return leash_fail_wrap(rc, "%s", path);

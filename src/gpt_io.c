@@ -225,7 +225,8 @@ static int load_peft(leash_gpt **out, const char *dir) {
     char list[1024] = "";
     if (!cJSON_IsString(type) || strcmp(type->valuestring, "LORA"))
         rc = leash_fail(LEASH_EFORMAT, "%s: \"peft_type\" must be \"LORA\"", path);
-    else if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble != (int)r->valuedouble || !cJSON_IsNumber(alpha))
+    else if (!cJSON_IsNumber(r) || !(r->valuedouble >= 1 && r->valuedouble <= 65536) || r->valuedouble != floor(r->valuedouble) ||
+             !cJSON_IsNumber(alpha))
         rc = leash_fail(LEASH_EFORMAT, "%s: \"r\" must be an integer >= 1 and \"lora_alpha\" a number", path);
     else if (!cJSON_IsString(bpath) || !bpath->valuestring[0])
         rc = leash_fail(LEASH_EFORMAT, "%s: \"base_model_name_or_path\" must name the base model's directory", path);
@@ -260,15 +261,15 @@ static int load_peft(leash_gpt **out, const char *dir) {
     if (!rc) rc = leash_config_load(where, &cfg);
     if (!rc) {
         cfg.lora_rank = (int)r->valuedouble;
-        cfg.lora_alpha = (float)alpha->valuedouble;
-        cfg.lora_dropout = cJSON_IsNumber(drop) ? (float)drop->valuedouble : 0.0f;
+        cfg.lora_alpha = leash_config_float(alpha->valuedouble);
+        cfg.lora_dropout = cJSON_IsNumber(drop) ? leash_config_float(drop->valuedouble) : 0.0f;
         if ((rc = leash_lora_parse_targets(list, cfg.arch, &cfg.lora_targets))) rc = leash_fail_wrap(rc, "%s", path);
         const cJSON *sh = cJSON_IsObject(lh) ? cJSON_GetObjectItemCaseSensitive(lh, "scalar_head") : NULL;
         if (cJSON_IsTrue(sh)) { // a value model in an RL checkpoint: the head travels with the adapters
             const cJSON *mu = cJSON_GetObjectItemCaseSensitive(lh, "score_mean"), *sd = cJSON_GetObjectItemCaseSensitive(lh, "score_std");
             cfg.scalar_head = 1;
-            cfg.score_mean = cJSON_IsNumber(mu) ? (float)mu->valuedouble : 0.0f;
-            cfg.score_std = cJSON_IsNumber(sd) ? (float)sd->valuedouble : 0.0f;
+            cfg.score_mean = cJSON_IsNumber(mu) ? leash_config_float(mu->valuedouble) : 0.0f;
+            cfg.score_std = cJSON_IsNumber(sd) ? leash_config_float(sd->valuedouble) : 0.0f;
         }
     }
     cJSON_Delete(root);

@@ -268,6 +268,22 @@ Test(gpt, llama_config_json_variants) {
         if (i == 1) cr_assert(c.qkv_bias && !c.o_bias && !c.untied_head && c.rope_theta == 1e6f);
         if (i == 2) cr_assert_eq(c.n_positions, 1024, "the sliding window bounds the sequence length");
     }
+    // found by make fuzz: a head_dim beside zero attention heads divided by zero, and an epsilon beyond
+    // float's range was converted with undefined behaviour; both are now clear errors
+    const char *fuzzed[][2] = {
+        {"\"num_attention_heads\": 0, \"head_dim\": 4, \"rms_norm_eps\": 1e-5", "n_head = 0"},
+        {"\"num_attention_heads\": 2, \"rms_norm_eps\": 1e300", "layer_norm_epsilon = inf"},
+    };
+    for (int k = 0; k < 2; k++) {
+        char text[512];
+        snprintf(text, sizeof text, "{\"model_type\": \"llama\", \"vocab_size\": 100, \"hidden_size\": 8, "
+                                    "\"intermediate_size\": 8, \"num_hidden_layers\": 1, \"max_position_embeddings\": 64, %s}",
+                 fuzzed[k][0]);
+        cr_assert_eq(leash_write_file_atomic(path, text, strlen(text)), 0);
+        leash_gpt_config c0;
+        cr_assert_neq(leash_config_load(path, &c0), 0);
+        cr_assert(strstr(leash_errmsg(), fuzzed[k][1]), "%s", leash_errmsg());
+    }
     unlink(path);
     rmdir(dir);
 }
