@@ -393,7 +393,14 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     rc = load_policy(&s, c);
     if (!rc && (c->ref_dir || !leash_gpt_cfg(s.policy)->lora_rank)) // LoRA: the policy with its adapters off
         rc = leash_gpt_load(&s.ref, c->ref_dir ? c->ref_dir : c->policy_dir);
-    if (!rc) rc = leash_tokenizer_load_dir(&s.tok, c->policy_dir);
+    const char *tok_dir = c->policy_dir; // where the tokenizer comes from (and is copied from with the policy)
+    if (!rc) {
+        rc = leash_tokenizer_load_dir(&s.tok, tok_dir);
+        // a PEFT adapter directory from elsewhere may carry no tokenizer: its base's is the one
+        if (rc && leash_gpt_cfg(s.policy)->lora_rank && leash_gpt_source_dir(s.policy) &&
+            !leash_tokenizer_load_dir(&s.tok, leash_gpt_source_dir(s.policy)))
+            rc = LEASH_OK, tok_dir = leash_gpt_source_dir(s.policy);
+    }
     if (!rc && leash_tokenizer_vocab_size(s.tok) > leash_gpt_cfg(s.policy)->vocab_size)
         rc = leash_fail(LEASH_EINVAL, "%s: the tokenizer has %d tokens but the model's vocab_size is %d: they do not belong "
                                       "together",
@@ -676,7 +683,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     }
     if (!rc && rank0 && p.step == c->steps) { // the trained policy, once the run is complete
         snprintf(path, sizeof path, "%s/policy", c->out_dir);
-        if (!(rc = leash_gpt_save(s.policy, path))) rc = leash_tokenizer_copy(c->policy_dir, path);
+        if (!(rc = leash_gpt_save(s.policy, path))) rc = leash_tokenizer_copy(tok_dir, path);
     }
     if (final) *final = p;
     if (metrics) fclose(metrics);

@@ -444,3 +444,32 @@ Test(bf16, refused_for_weights_that_train) {
     cr_assert(strstr(leash_errmsg(), "frozen"), "%s", leash_errmsg());
     leash_gpt_free(m);
 }
+
+/* An adapter directory as --policy (here one without a tokenizer, as PEFT writes them) continues training
+ * those adapters: the reference is its base, so step 1's KL is that of the trained adapters, not 0, and the
+ * base's tokenizer goes with the result. */
+static int first_kl(const leash_rl_progress *p, void *ctx) {
+    if (p->step == 1) *(double *)ctx = p->kl_exact;
+    return 0;
+}
+
+Test(lora, an_adapter_directory_continues_training, .timeout = 120) {
+    rl_scratch w;
+    rl_scratch_make(&w, "lora-cont");
+    char adir[200], out2[200], cmd[600];
+    leash_rl_config c = leash_rl_defaults(LEASH_GRPO);
+    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward_fn = length_reward, c.batch = 4, c.group = 3;
+    c.max_new = 6, c.steps = 3, c.optim.lr = 3e-2f, c.sample_every = 0, c.lora_rank = 4, c.lora_targets = "c_attn,c_fc";
+    cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), 0, "%s", leash_errmsg());
+    snprintf(adir, sizeof adir, "%s/peft", w.dir);
+    snprintf(cmd, sizeof cmd, "mkdir %s && cp %s/policy/adapter_* %s/", adir, w.out, adir);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(out2, sizeof out2, "%s/run2", w.dir);
+    double kl1 = -1.0;
+    c.policy_dir = adir, c.out_dir = out2, c.lora_rank = 0, c.lora_targets = NULL, c.steps = 1;
+    cr_assert_eq(leash_rl_train(&c, first_kl, &kl1, NULL), 0, "%s", leash_errmsg());
+    cr_assert(kl1 > 1e-6, "continued adapters start away from the base: KL %g", kl1);
+    snprintf(cmd, sizeof cmd, "test -f %s/policy/adapter_model.safetensors && test -f %s/policy/vocab.json", out2, out2);
+    cr_assert_eq(system(cmd), 0, "the continued policy is an adapter directory with the base's tokenizer");
+    rl_scratch_drop(&w);
+}
