@@ -194,12 +194,20 @@ int leash_rm_train(const leash_rm_config *c, leash_rm_fn fn, void *ctx, leash_rm
     float *dv_rows = NULL, *values = NULL;
     if (!a || (bt && !b) || !order) rc = leash_fail(LEASH_ENOMEM, "out of memory");
     const char *tok_dir = c->init_dir ? c->init_dir : c->tokenizer_dir;
+    if (!rc && c->lora_rank > 0 && !c->init_dir) rc = leash_fail(LEASH_EINVAL, "LoRA needs a base model: give --init");
     if (!rc && !tok_dir) rc = leash_fail(LEASH_EINVAL, "give --init (the SFT model) or --tokenizer for a new model");
     if (!rc) rc = leash_tokenizer_load_dir(&tok, tok_dir);
-    int eos = tok ? leash_tokenizer_special_id(tok, EOT) : -1;
-    if (!rc && eos < 0) rc = leash_fail(LEASH_EFORMAT, "%s: the tokenizer has no <|endoftext|>", tok_dir);
+    if (!rc && c->init_dir) // with LoRA: the base frozen, adapters and the head trained
+        rc = c->lora_rank > 0 ? leash_gpt_load_lora(&base, c->init_dir, c->lora_rank,
+                                                    c->lora_alpha > 0.0f ? c->lora_alpha : 2.0f * c->lora_rank, 0.0f,
+                                                    c->lora_targets, c->seed)
+                              : leash_gpt_load(&base, c->init_dir);
+    // the end of a text: the model's eos_token_id (Llama 3's <|end_of_text|>), else <|endoftext|>
+    int eos = base && leash_gpt_cfg(base)->eos_token_id >= 0 ? leash_gpt_cfg(base)->eos_token_id
+                                                             : tok ? leash_tokenizer_special_id(tok, EOT) : -1;
+    if (!rc && eos < 0) rc = leash_fail(LEASH_EFORMAT, "%s: no eos_token_id and the tokenizer has no <|endoftext|>", tok_dir);
     if (!rc && c->init_dir) {
-        if (!(rc = leash_gpt_load(&base, c->init_dir))) rc = leash_gpt_copy_with_head(&m, base, 1, c->seed);
+        rc = leash_gpt_copy_with_head(&m, base, 1, c->seed);
     } else if (!rc) {
         leash_gpt_config mc = c->model;
         mc.vocab_size = leash_tokenizer_vocab_size(tok);

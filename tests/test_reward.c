@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "leash/error.h"
 #include "leash/fileio.h"
@@ -46,8 +47,8 @@ static void tiny_setup(const char *dir) {
     tiny_model_dir(dir, text, n, 300, 32);
 }
 
-Test(reward_model, learns_a_preference, .timeout = 60) {
-    char dir[] = "/tmp/leash-rm-XXXXXX", path[256], out[256], cmd[300];
+static void learns_a_preference(int lora) {
+    char dir[] = "/tmp/leash-rm-XXXXXX", path[320], out[256], cmd[300];
     cr_assert(mkdtemp(dir));
     tiny_setup(dir);
     // "good" is always chosen over "bad"
@@ -60,6 +61,7 @@ Test(reward_model, learns_a_preference, .timeout = 60) {
     snprintf(out, sizeof out, "%s/rm", dir);
     leash_rm_config c = leash_rm_defaults();
     c.data = path, c.out_dir = out, c.init_dir = dir, c.epochs = 3, c.batch_size = 16, c.optim.lr = 3e-3f;
+    if (lora) c.lora_rank = 8, c.lora_targets = "c_attn,c_fc", c.optim.lr = 1e-2f; // adapters and the head only
     leash_rm_progress fin;
     cr_assert_eq(leash_rm_train(&c, NULL, NULL, &fin), 0, "%s", leash_errmsg());
     cr_assert(fin.val_accuracy >= 0.95, "held-out accuracy %g", fin.val_accuracy);
@@ -73,11 +75,24 @@ Test(reward_model, learns_a_preference, .timeout = 60) {
     float s[2];
     cr_assert_eq(leash_rm_score_texts(rm, tok, texts, 2, 2, s), 0);
     cr_assert(s[0] > s[1], "good %g should beat bad %g", s[0], s[1]);
+    if (lora) { // a PEFT directory whose base is the untouched SFT model
+        cr_assert(cfg->lora_rank == 8 && leash_gpt_first_trainable(rm) > 0);
+        snprintf(path, sizeof path, "%s/adapter_config.json", out);
+        cr_assert_eq(access(path, F_OK), 0);
+        leash_gpt *sft;
+        cr_assert_eq(leash_gpt_load(&sft, dir), 0);
+        cr_assert_eq(memcmp(leash_gpt_params(rm), leash_gpt_params(sft), leash_gpt_num_params(sft) * sizeof(float)), 0);
+        leash_gpt_free(sft);
+    }
     leash_gpt_free(rm);
     leash_tokenizer_free(tok);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+Test(reward_model, learns_a_preference, .timeout = 60) { learns_a_preference(0); }
+// with LoRA: only the adapters and the head train, and the result is a PEFT directory on the SFT base
+Test(reward_model, learns_a_preference_with_lora, .timeout = 60) { learns_a_preference(1); }
 
 /* Labels with an external judge script; returns leash_judge_label's status, and the pairs written. */
 static int label_with(const char *dir, const char *script, double timeout, int *written) {

@@ -47,6 +47,12 @@ typedef struct {
     void *gold_ctx;
     int skip_nonfinite;    /* a non-finite loss or gradient skips that batch's update (counted) instead of
                             * stopping the training with an error */
+    /* LoRA (with init_dir): lora_rank > 0 trains adapters on lora_targets (PEFT names; NULL: q_proj,v_proj, or
+     * c_attn for GPT-2) and the scalar head, the base frozen; out_dir is then a PEFT adapter directory (with
+     * the head and its score statistics) that every command loads like a full model */
+    int lora_rank;
+    float lora_alpha;      /* 0: 2 * rank */
+    const char *lora_targets;
 } leash_rm_config;
 
 leash_rm_config leash_rm_defaults(void);
