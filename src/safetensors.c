@@ -141,6 +141,7 @@ int leash_st_open(leash_st_file *st, const char *path) {
         if (rc) break;
         if (strcmp(item->string, "__metadata__") == 0) {
             if (!cJSON_IsObject(item)) rc = leash_fail(LEASH_EFORMAT, "%s: \"__metadata__\" must be an object", path);
+            else if (st->metadata_json) rc = leash_fail(LEASH_EFORMAT, "%s: \"__metadata__\" appears twice", path);
             else if (!(st->metadata_json = cJSON_PrintUnformatted(item))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
             continue;
         }

@@ -282,6 +282,8 @@ Test(corrupt, malicious_safetensors_headers) {
         {"{\"a\": 5}", 0, "entry not an object"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}", 8, "unterminated JSON"},
         {"", 0, "empty header"},
+        // found by make fuzz (the second used to leak the first): duplicate metadata
+        {"{\"__metadata__\":{\"a\":\"b\"},\"__metadata__\":{\"c\":\"d\"}}", 0, "metadata twice"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         write_st(path, cases[i].header, cases[i].data);
