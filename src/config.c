@@ -59,7 +59,8 @@ static int get_token_id(const char *path, const cJSON *root, const char *key, in
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
     if (cJSON_IsArray(v)) {
         const cJSON *first = cJSON_GetArrayItem(v, 0);
-        if (!cJSON_IsNumber(first) || first->valuedouble != floor(first->valuedouble) || first->valuedouble < 0)
+        if (!cJSON_IsNumber(first) || first->valuedouble != floor(first->valuedouble) || first->valuedouble < 0 ||
+            first->valuedouble > 2147483647.0)
             return leash_fail(LEASH_EFORMAT, "%s: \"%s\" must be an integer or a list of integers", path, key);
         *out = (int)first->valuedouble;
         return LEASH_OK;

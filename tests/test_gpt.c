@@ -273,8 +273,9 @@ Test(gpt, llama_config_json_variants) {
     const char *fuzzed[][2] = {
         {"\"num_attention_heads\": 0, \"head_dim\": 4, \"rms_norm_eps\": 1e-5", "n_head = 0"},
         {"\"num_attention_heads\": 2, \"rms_norm_eps\": 1e300", "layer_norm_epsilon = inf"},
+        {"\"num_attention_heads\": 2, \"eos_token_id\": [4e37, 3]", "must be an integer or a list of integers"},
     };
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         char text[512];
         snprintf(text, sizeof text, "{\"model_type\": \"llama\", \"vocab_size\": 100, \"hidden_size\": 8, "
                                     "\"intermediate_size\": 8, \"num_hidden_layers\": 1, \"max_position_embeddings\": 64, %s}",
