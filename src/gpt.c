@@ -62,9 +62,7 @@ int leash_gpt_config_check(const leash_gpt_config *c) {
         return leash_fail(LEASH_EINVAL, "config: LoRA rank %d, alpha %g, dropout %g; rank >= 0, alpha > 0, 0 <= dropout < 1",
                           c->lora_rank, (double)c->lora_alpha, (double)c->lora_dropout);
     if (c->lora_rank > 0) {
-        unsigned gpt2_ok = LEASH_LORA_Q | LEASH_LORA_O | LEASH_LORA_GATE | LEASH_LORA_DOWN;
-        unsigned ok = c->arch == LEASH_ARCH_GPT2 ? gpt2_ok : (1u << LEASH_LORA_SLOTS) - 1;
-        if (!c->lora_targets || (c->lora_targets & ~ok))
+        if (!c->lora_targets || (c->lora_targets & ~leash_lora_all_targets(c->arch)))
             return leash_fail(LEASH_EINVAL, "config: LoRA targets 0x%x are empty or not projections of this architecture",
                               c->lora_targets);
     }
@@ -119,6 +117,16 @@ static void point(param_ptrs *p, float *base, const leash_gpt *m, int first) {
 }
 
 #define SCORE_ROWS 64 // rows of logits leash_gpt_score computes at a time
+
+/* The adapter slot (SLOT_*) whose projection weight sits at this offset in layer_ptrs, or -1. */
+static int lora_slot_of_weight(size_t slot) {
+    static const size_t projs[LEASH_LORA_SLOTS] = {SLOT(layer_ptrs, q), SLOT(layer_ptrs, k), SLOT(layer_ptrs, v),
+                                                   SLOT(layer_ptrs, o), SLOT(layer_ptrs, gate), SLOT(layer_ptrs, up),
+                                                   SLOT(layer_ptrs, down)};
+    for (int j = 0; j < LEASH_LORA_SLOTS; j++)
+        if (slot == projs[j] + offsetof(proj, w)) return j;
+    return -1;
+}
 
 static dims derive(const leash_gpt_config *c) {
     dims d = {.C = c->n_embd, .L = c->n_layer, .NH = c->n_head, .NKV = leash_gpt_kv_heads(c),
@@ -220,27 +228,21 @@ int leash_gpt_create(leash_gpt **out, const leash_gpt_config *cfg) {
         if (cfg->untied_head) G2("lm_head.weight", lm_head, d->V, C, 1);
     }
     m->first_trainable = 0;
-    if (cfg->lora_rank > 0) { // PEFT's names and shapes: lora_A (r, in), lora_B (out, r)
-        m->first_trainable = m->n_tensors;
+    if (cfg->lora_rank > 0) { // for each targeted weight, in table order: PEFT's lora_A (r, in) and lora_B (out, r)
+        int n_base = m->first_trainable = m->n_tensors;
         const char *prefix = llama ? "base_model.model." : "base_model.model.transformer.";
-        static const char *const llama_names[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                                                  "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
-        static const char *const gpt2_names[] = {"attn.c_attn", NULL, NULL, "attn.c_proj", "mlp.c_fc", NULL, "mlp.c_proj"};
-        int in[LEASH_LORA_SLOTS] = {C, C, C, d->AW, C, C, d->I};
-        int out_[LEASH_LORA_SLOTS] = {llama ? d->NH * d->hs : d->W, d->NKV * d->hs, d->NKV * d->hs, C, d->I, d->I, C};
-        size_t a_slot[LEASH_LORA_SLOTS] = {SLOT(layer_ptrs, q.A), SLOT(layer_ptrs, k.A), SLOT(layer_ptrs, v.A), SLOT(layer_ptrs, o.A),
-                                           SLOT(layer_ptrs, gate.A), SLOT(layer_ptrs, up.A), SLOT(layer_ptrs, down.A)};
-        size_t b_slot[LEASH_LORA_SLOTS] = {SLOT(layer_ptrs, q.B), SLOT(layer_ptrs, k.B), SLOT(layer_ptrs, v.B), SLOT(layer_ptrs, o.B),
-                                           SLOT(layer_ptrs, gate.B), SLOT(layer_ptrs, up.B), SLOT(layer_ptrs, down.B)};
         for (int l = 0; l < L; l++)
-            for (int j = 0; j < LEASH_LORA_SLOTS; j++) {
-                if (!(cfg->lora_targets & (1u << j))) continue;
-                snprintf(n, sizeof n, "%s%s%d.%s.lora_A.weight", prefix, llama ? "model.layers." : "h.", l,
-                         llama ? llama_names[j] : gpt2_names[j]);
-                add_tensor(m, n, l, a_slot[j], 2, cfg->lora_rank, in[j], 1);
-                snprintf(n, sizeof n, "%s%s%d.%s.lora_B.weight", prefix, llama ? "model.layers." : "h.", l,
-                         llama ? llama_names[j] : gpt2_names[j]);
-                add_tensor(m, n, l, b_slot[j], 2, out_[j], cfg->lora_rank, 1);
+            for (int i = 0; i < n_base; i++) {
+                int j = m->tensor_layer[i] == l ? lora_slot_of_weight(m->tensor_slot[i]) : -1;
+                if (j < 0 || !(cfg->lora_targets & (1u << j))) continue;
+                const leash_tensor_info *w = &m->tensors[i];
+                int in = (int)w->shape[d->out_in ? 1 : 0], outw = (int)w->shape[d->out_in ? 0 : 1];
+                int stem = (int)strlen(w->name) - 7; // the weight's name without ".weight"
+                size_t p = m->tensor_slot[i] - offsetof(proj, w);
+                snprintf(n, sizeof n, "%s%.*s.lora_A.weight", prefix, stem, w->name);
+                add_tensor(m, n, l, p + offsetof(proj, A), 2, cfg->lora_rank, in, 1);
+                snprintf(n, sizeof n, "%s%.*s.lora_B.weight", prefix, stem, w->name);
+                add_tensor(m, n, l, p + offsetof(proj, B), 2, outw, cfg->lora_rank, 1);
             }
     }
     m->adapters_on = m->fwd_adapters = 1;
@@ -760,7 +762,7 @@ int leash_gpt_backward(leash_gpt *m) {
     // LM head (tied or not) and scalar head: d lnf
     memset(a->dln, 0, nc_bytes);
     leash_sgemm(0, 0, N, C, V, 1.0f, a->dlogits, V, leash_gpt_head_weight(m), C, 0.0f, a->dln, C);
-    float *dhead = m->g.lm_head ? m->g.lm_head : m->p.lm_head ? NULL : m->g.wte; // NULL: frozen (LoRA)
+    float *dhead = m->p.lm_head ? m->g.lm_head : m->g.wte; // NULL: frozen (LoRA)
     if (dhead) leash_sgemm(1, 0, V, C, N, 1.0f, a->dlogits, V, a->lnf, C, 1.0f, dhead, C);
     if (c->scalar_head) leash_matmul_backward(a->dln, m->g.headw, m->g.headb, a->dvalues, a->lnf, m->p.headw, N, C, 1);
 

@@ -88,6 +88,8 @@ void leash_gpt_qkv(const leash_gpt *m, float *qkv, const float *ln, const layer_
 void leash_gpt_attn_out(const leash_gpt *m, float *out, const float *atty, const layer_ptrs *w, int N, float *u);
 void leash_gpt_mlp(const leash_gpt *m, float *out, float *fch, float *fchg, const float *ln, const layer_ptrs *w, int N,
                    float *u);
+/* Every LoRA target of an architecture (LEASH_LORA_* bits): all seven for the Llama family, GPT-2's four. */
+unsigned leash_lora_all_targets(int arch);
 /* Initialises tensor i as leash_gpt_init does (its own random stream of seed): loaders use it for the
  * adapters alone. */
 void leash_gpt_init_tensor(leash_gpt *m, int i, uint64_t seed);

@@ -3,6 +3,7 @@
  * the model itself, after the base weights in the parameter block, so the optimizer, gradient sums and
  * checkpoints see only them; gpt.c adds them in every forward and backward. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,14 @@
 static const char *const llama_targets[LEASH_LORA_SLOTS] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                                             "gate_proj", "up_proj", "down_proj"};
 static const char *const gpt2_targets[LEASH_LORA_SLOTS] = {"c_attn", NULL, NULL, "attn.c_proj", "c_fc", NULL, "mlp.c_proj"};
+
+unsigned leash_lora_all_targets(int arch) {
+    const char *const *names = arch == LEASH_ARCH_LLAMA ? llama_targets : gpt2_targets;
+    unsigned bits = 0;
+    for (int j = 0; j < LEASH_LORA_SLOTS; j++)
+        if (names[j]) bits |= 1u << j;
+    return bits;
+}
 
 int leash_lora_parse_targets(const char *list, int arch, unsigned *targets) {
     const char *const *names = arch == LEASH_ARCH_LLAMA ? llama_targets : gpt2_targets;
@@ -28,7 +37,7 @@ int leash_lora_parse_targets(const char *list, int arch, unsigned *targets) {
             continue;
         }
         unsigned got = 0;
-        if (n == 10 && !strncmp(p, "all-linear", n)) got = arch == LEASH_ARCH_LLAMA ? 0x7F : (1u | 8u | 16u | 64u);
+        if (n == 10 && !strncmp(p, "all-linear", n)) got = leash_lora_all_targets(arch);
         if (arch == LEASH_ARCH_GPT2 && n == 6 && !strncmp(p, "c_proj", n)) got = LEASH_LORA_O | LEASH_LORA_DOWN;
         for (int j = 0; j < LEASH_LORA_SLOTS && !got; j++)
             if (names[j] && strlen(names[j]) == n && !strncmp(p, names[j], n)) got = 1u << j;
@@ -110,18 +119,16 @@ int leash_gpt_merge_lora(leash_gpt **out, const leash_gpt *m) {
         if (strstr(t->name, ".lora_")) continue;
         memcpy(r->params + r->tensors[k++].offset, m->params + t->offset, t->numel * sizeof(float));
     }
-    const dims *d = &m->d;
-    int C = d->C, rank = m->cfg.lora_rank;
-    float s = m->cfg.lora_alpha / rank;
-    int in[LEASH_LORA_SLOTS] = {C, C, C, d->AW, C, C, d->I};
-    int outw[LEASH_LORA_SLOTS] = {d->out_in ? d->NH * d->hs : d->W, d->NKV * d->hs, d->NKV * d->hs, C, d->I, d->I, C};
-    for (int l = 0; l < d->L; l++) {
-        const layer_ptrs *a = &m->p.layer[l];
-        layer_ptrs *b = &r->p.layer[l];
-        const proj *src[LEASH_LORA_SLOTS] = {&a->q, &a->k, &a->v, &a->o, &a->gate, &a->up, &a->down};
-        proj *dst[LEASH_LORA_SLOTS] = {&b->q, &b->k, &b->v, &b->o, &b->gate, &b->up, &b->down};
-        for (int j = 0; j < LEASH_LORA_SLOTS; j++)
-            if (src[j]->A) merge_one(dst[j]->w, src[j]->A, src[j]->B, s, in[j], outw[j], rank, d->out_in);
+    float s = m->cfg.lora_alpha / m->cfg.lora_rank;
+    for (int i = m->first_trainable; i < m->n_tensors; i++) { // lora_A, then its lora_B
+        const leash_tensor_info *ta = &m->tensors[i];
+        if (!strstr(ta->name, ".lora_A.")) continue;
+        const leash_tensor_info *tb = &m->tensors[i + 1];
+        // the weight beside this adapter in the same layer of the merged model
+        size_t w_slot = m->tensor_slot[i] - offsetof(proj, A) + offsetof(proj, w);
+        float *w = *(float **)((char *)&r->p.layer[m->tensor_layer[i]] + w_slot);
+        merge_one(w, m->params + ta->offset, m->params + tb->offset, s, (int)ta->shape[1], (int)tb->shape[0],
+                  (int)ta->shape[0], m->d.out_in);
     }
     *out = r;
     return LEASH_OK;
