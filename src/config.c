@@ -186,16 +186,7 @@ int leash_config_load(const char *path, leash_gpt_config *cfg) {
         rc = leash_fail(LEASH_EFORMAT, "%s: \"model_type\" is %s%s%s; leash loads \"gpt2\", \"llama\", \"qwen2\" and "
                                        "\"mistral\"",
                         path, type ? "\"" : "", type ? type : "missing", type ? "\"" : "");
-    if (!rc) {
-        const cJSON *sh = cJSON_IsObject(lh) ? cJSON_GetObjectItemCaseSensitive(lh, "scalar_head") : NULL;
-        cfg->scalar_head = cJSON_IsTrue(sh);
-        const cJSON *mu = cJSON_IsObject(lh) ? cJSON_GetObjectItemCaseSensitive(lh, "score_mean") : NULL;
-        const cJSON *sd = cJSON_IsObject(lh) ? cJSON_GetObjectItemCaseSensitive(lh, "score_std") : NULL;
-        if ((mu && !cJSON_IsNumber(mu)) || (sd && (!cJSON_IsNumber(sd) || sd->valuedouble < 0)))
-            rc = leash_fail(LEASH_EFORMAT, "%s: \"leash\".score_mean / score_std must be numbers (std >= 0)", path);
-        cfg->score_mean = cJSON_IsNumber(mu) ? leash_config_float(mu->valuedouble) : 0.0f;
-        cfg->score_std = cJSON_IsNumber(sd) ? leash_config_float(sd->valuedouble) : 0.0f;
-    }
+    if (!rc && lh) rc = leash_config_read_own_keys(path, lh, cfg);
     cJSON_Delete(root);
     if (!rc && (rc = leash_gpt_config_check(cfg))) return leash_fail_wrap(rc, "%s", path);
     return rc;
@@ -267,6 +258,18 @@ static void save_gpt2(cJSON *o, const leash_gpt_config *c) {
     cJSON_AddNumberToObject(o, "resid_pdrop", 0.0);
     cJSON_AddNumberToObject(o, "embd_pdrop", 0.0);
     cJSON_AddNumberToObject(o, "attn_pdrop", 0.0);
+}
+
+int leash_config_read_own_keys(const char *path, const cJSON *lh, leash_gpt_config *cfg) {
+    const cJSON *sh = cJSON_IsObject(lh) ? cJSON_GetObjectItemCaseSensitive(lh, "scalar_head") : NULL;
+    const cJSON *mu = cJSON_IsObject(lh) ? cJSON_GetObjectItemCaseSensitive(lh, "score_mean") : NULL;
+    const cJSON *sd = cJSON_IsObject(lh) ? cJSON_GetObjectItemCaseSensitive(lh, "score_std") : NULL;
+    if ((mu && !cJSON_IsNumber(mu)) || (sd && (!cJSON_IsNumber(sd) || sd->valuedouble < 0)))
+        return leash_fail(LEASH_EFORMAT, "%s: \"leash\".score_mean / score_std must be numbers (std >= 0)", path);
+    cfg->scalar_head = cJSON_IsTrue(sh);
+    cfg->score_mean = cJSON_IsNumber(mu) ? leash_config_float(mu->valuedouble) : 0.0f;
+    cfg->score_std = cJSON_IsNumber(sd) ? leash_config_float(sd->valuedouble) : 0.0f;
+    return LEASH_OK;
 }
 
 void leash_config_add_own_keys(cJSON *o, const leash_gpt_config *c) {

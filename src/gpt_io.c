@@ -264,13 +264,8 @@ static int load_peft(leash_gpt **out, const char *dir) {
         cfg.lora_alpha = leash_config_float(alpha->valuedouble);
         cfg.lora_dropout = cJSON_IsNumber(drop) ? leash_config_float(drop->valuedouble) : 0.0f;
         if ((rc = leash_lora_parse_targets(list, cfg.arch, &cfg.lora_targets))) rc = leash_fail_wrap(rc, "%s", path);
-        const cJSON *sh = cJSON_IsObject(lh) ? cJSON_GetObjectItemCaseSensitive(lh, "scalar_head") : NULL;
-        if (cJSON_IsTrue(sh)) { // a value model in an RL checkpoint: the head travels with the adapters
-            const cJSON *mu = cJSON_GetObjectItemCaseSensitive(lh, "score_mean"), *sd = cJSON_GetObjectItemCaseSensitive(lh, "score_std");
-            cfg.scalar_head = 1;
-            cfg.score_mean = cJSON_IsNumber(mu) ? leash_config_float(mu->valuedouble) : 0.0f;
-            cfg.score_std = cJSON_IsNumber(sd) ? leash_config_float(sd->valuedouble) : 0.0f;
-        }
+        // a value or reward model: the head travels with the adapters (save_peft writes the keys only then)
+        if (!rc && lh) rc = leash_config_read_own_keys(path, lh, &cfg);
     }
     cJSON_Delete(root);
     leash_gpt *m = NULL;
