@@ -15,7 +15,6 @@
 #include "leash/tokenizer.h"
 #include "subprocess.h"
 
-#define EOT "<|endoftext|>"
 
 leash_label_config leash_label_defaults(void) {
     leash_label_config c = {0};
@@ -116,7 +115,7 @@ int leash_judge_label(const leash_label_config *c, leash_label_fn fn, void *ctx,
     if (!rc && c->judge_cmd) rc = subprocess_start(&ext, c->judge_cmd, "judge command");
     if (!rc && !(out = fopen(c->out_path, "w"))) rc = leash_fail(LEASH_EIO, "cannot write '%s': %s", c->out_path, strerror(errno));
     leash_sample_config sc = c->sample;
-    sc.eos_id = tok ? leash_tokenizer_special_id(tok, EOT) : -1;
+    sc.eos_id = leash_tokenizer_eos(tok, policy ? leash_gpt_cfg(policy)->eos_token_id : -1); // where a response ends, as in RL
     uint64_t *streams = malloc(2 * B * sizeof *streams);
     if (!rc && !streams) rc = leash_fail(LEASH_ENOMEM, "out of memory");
     for (int i0 = 0; i0 < n_prompts && !rc; i0 += B) {

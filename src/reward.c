@@ -14,7 +14,6 @@
 #include "leash/fileio.h"
 #include "leash/rng.h"
 
-#define EOT "<|endoftext|>"
 
 double leash_bt_loss(const float *rc, const float *rr, int n, float *drc, float *drr) {
     double loss = 0.0;
@@ -83,8 +82,9 @@ static int fill_batch(const seq *const *rows, int B, int eos, int *tokens, uint8
 int leash_rm_score_texts(leash_gpt *m, const leash_tokenizer *tok, const char *const *texts, int n, int batch,
                          float *scores) {
     if (!leash_gpt_cfg(m)->scalar_head) return leash_fail(LEASH_EINVAL, "the model has no scalar head: not a reward model");
-    int eos = leash_tokenizer_special_id(tok, EOT), P = leash_gpt_cfg(m)->n_positions, rc = LEASH_OK;
-    if (eos < 0) return leash_fail(LEASH_EINVAL, "the tokenizer has no <|endoftext|>");
+    // texts end as in training: at the model's eos_token_id, else <|endoftext|>
+    int eos = leash_tokenizer_eos(tok, leash_gpt_cfg(m)->eos_token_id), P = leash_gpt_cfg(m)->n_positions, rc = LEASH_OK;
+    if (eos < 0) return leash_fail(LEASH_EINVAL, "the model has no eos_token_id and the tokenizer no <|endoftext|>");
     if (batch < 1) batch = 1;
     seq *s = calloc(batch, sizeof *s);
     const seq **rows = calloc(batch, sizeof *rows);
@@ -203,8 +203,7 @@ int leash_rm_train(const leash_rm_config *c, leash_rm_fn fn, void *ctx, leash_rm
                                                     c->lora_targets, c->seed)
                               : leash_gpt_load(&base, c->init_dir);
     // the end of a text: the model's eos_token_id (Llama 3's <|end_of_text|>), else <|endoftext|>
-    int eos = base && leash_gpt_cfg(base)->eos_token_id >= 0 ? leash_gpt_cfg(base)->eos_token_id
-                                                             : tok ? leash_tokenizer_special_id(tok, EOT) : -1;
+    int eos = leash_tokenizer_eos(tok, base ? leash_gpt_cfg(base)->eos_token_id : -1);
     if (!rc && eos < 0) rc = leash_fail(LEASH_EFORMAT, "%s: no eos_token_id and the tokenizer has no <|endoftext|>", tok_dir);
     if (!rc && c->init_dir) {
         rc = leash_gpt_copy_with_head(&m, base, 1, c->seed);

@@ -25,7 +25,6 @@
 #include "rl_internal.h"
 #include "subprocess.h"
 
-#define EOT "<|endoftext|>"
 #define ALARM_WINDOW 10
 
 leash_rl_config leash_rl_defaults(leash_rl_algo algo) {
@@ -429,8 +428,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     if (!rc && c->reward_cmd) rc = subprocess_start(&s.cmd, c->reward_cmd, "reward command");
     // the end of a response: the model's eos_token_id (Llama 3's <|end_of_text|>, an instruct model's <|im_end|>),
     // else the tokenizer's <|endoftext|>
-    s.eos = !s.policy ? -1 : leash_gpt_cfg(s.policy)->eos_token_id >= 0 ? leash_gpt_cfg(s.policy)->eos_token_id
-                                                                      : s.tok ? leash_tokenizer_special_id(s.tok, EOT) : -1;
+    s.eos = leash_tokenizer_eos(s.tok, s.policy ? leash_gpt_cfg(s.policy)->eos_token_id : -1);
     if (!rc && s.eos < 0)
         rc = leash_fail(LEASH_EFORMAT, "%s: config.json has no eos_token_id and the tokenizer no <|endoftext|>: responses "
                                        "could never end",

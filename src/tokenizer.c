@@ -554,6 +554,10 @@ int leash_tokenizer_special_id(const leash_tokenizer *t, const char *text) {
     return -1;
 }
 
+int leash_tokenizer_eos(const leash_tokenizer *t, int model_eos) {
+    return model_eos >= 0 ? model_eos : t ? leash_tokenizer_special_id(t, "<|endoftext|>") : -1;
+}
+
 const char *leash_tokenizer_token(const leash_tokenizer *t, int id, int *len) {
     if (id < 0 || id >= t->n_vocab || !t->bytes[id]) return NULL;
     *len = t->len[id];

@@ -356,6 +356,11 @@ Test(open_models, padded_vocabulary_and_special_tokens_in_prompts, .timeout = 12
     leash_tokenizer *tok;
     cr_assert_eq(leash_tokenizer_load_dir(&tok, w.dir), 0);
     conv_probe pr = {.tok_vocab = leash_tokenizer_vocab_size(tok), .eot = leash_tokenizer_special_id(tok, "<|endoftext|>")};
+    // the end of a text, the same rule for RL, reward-model training and scoring, and labelling: the model's
+    // eos_token_id, else <|endoftext|>
+    cr_assert_eq(leash_tokenizer_eos(tok, 5), 5);
+    cr_assert_eq(leash_tokenizer_eos(tok, -1), pr.eot);
+    cr_assert_eq(leash_tokenizer_eos(NULL, -1), -1);
     leash_tokenizer_free(tok);
     leash_gpt *m;
     cr_assert_eq(leash_gpt_load(&m, w.dir), 0);

@@ -30,6 +30,9 @@ int leash_tokenizer_copy(const char *from_dir, const char *to_dir);
 int leash_tokenizer_vocab_size(const leash_tokenizer *tok); /* max id + 1 */
 /* The id of a special token such as "<|endoftext|>", or -1. */
 int leash_tokenizer_special_id(const leash_tokenizer *tok, const char *text);
+/* The token that ends a text for a model: its config's eos_token_id when it has one (model_eos >= 0:
+ * Llama 3's <|end_of_text|>, an instruct model's <|im_end|>), else the tokenizer's <|endoftext|>, else -1. */
+int leash_tokenizer_eos(const leash_tokenizer *tok, int model_eos);
 
 /* Encodes len bytes of text. With allow_special, special-token strings in the text become their ids;
  * without, they are plain text. *ids is grown with realloc as needed (may start NULL, cap 0). */
