@@ -19,20 +19,11 @@
 #include "leash/rng.h"
 #include "leash/sample.h"
 
+#include "bench.h"
+
 char *openblas_get_corename(void);
 char *openblas_get_config(void);
 int openblas_get_parallel(void);
-
-/* PyTorch's OpenMP workers busy-wait between operations by default, and on a small machine they then fight
- * its other thread pool for the cores (shared/PERF.md: up to 2.6x slower; 4.7x measured here on the Llama
- * shapes). The reference runs as its users should run it on CPU: with passive waiting. */
-#define TORCH_ENV "OMP_WAIT_POLICY=PASSIVE "
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 static void die(const char *what) {
     fprintf(stderr, "bench_gpt: %s: %s\n", what, leash_errmsg());
@@ -54,14 +45,14 @@ static double replay_gflops(const leash_sgemm_shape *s, int n, int reps) {
     float *A = calloc(big, 4), *B = calloc(big, 4), *C = calloc(big, 4);
     double flops = 0, t0 = 0, total = 0;
     for (int r = 0; r <= reps; r++) { // r = 0 warms up
-        t0 = now();
+        t0 = bench_now();
         for (int i = 0; i < n; i++) {
             const leash_sgemm_shape *x = &s[i];
             cblas_sgemm(CblasRowMajor, x->trans_a ? CblasTrans : CblasNoTrans, x->trans_b ? CblasTrans : CblasNoTrans,
                         x->M, x->N, x->K, 1.0f, A, x->trans_a ? x->M : x->K, B, x->trans_b ? x->K : x->N, 1.0f, C, x->N);
             if (r) flops += 2.0 * x->M * x->N * x->K;
         }
-        if (r) total += now() - t0;
+        if (r) total += bench_now() - t0;
     }
     free(A), free(B), free(C);
     return flops / total / 1e9;
@@ -99,13 +90,13 @@ int main(int argc, char **argv) {
         double t_train = 0, sg_s = 0, sg_f = 0;
         for (int step = 0; step <= s->steps; step++) { // step 0 warms up (allocations)
             if (step == 1) leash_sgemm_stats(NULL, NULL, 1), leash_sgemm_record(rec, 512);
-            double t0 = now(), loss, gn, lr;
+            double t0 = bench_now(), loss, gn, lr;
             leash_gpt_zero_grad(m);
             if (leash_gpt_forward(m, in, NULL, s->B, s->T) || leash_gpt_cross_entropy(m, tg, &loss, NULL) ||
                 leash_gpt_backward(m) || leash_adamw_step(&opt, m, &gn, &lr))
                 die("train step");
             if (step == 1) n_rec = leash_sgemm_record(NULL, 0);
-            if (step) t_train += now() - t0;
+            if (step) t_train += bench_now() - t0;
         }
         leash_sgemm_stats(&sg_s, &sg_f, 1);
         double train_tps = (double)s->steps * N / t_train, in_step = sg_f / sg_s / 1e9;
@@ -120,9 +111,9 @@ int main(int argc, char **argv) {
         sc.max_new_tokens = s->new_tokens;
         double best_gen = INFINITY;
         for (int r = 0; r < 2; r++) {
-            double t0 = now();
+            double t0 = bench_now();
             if (leash_generate(m, &sc, prompts, lens, s->B, NULL, out, lps, olens)) die("generate");
-            best_gen = fmin(best_gen, now() - t0);
+            best_gen = fmin(best_gen, bench_now() - t0);
         }
         double gen_tps = (double)s->B * s->new_tokens / best_gen;
 

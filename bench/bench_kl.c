@@ -13,16 +13,7 @@
 #include "leash/kl.h"
 #include "leash/rng.h"
 
-/* PyTorch's OpenMP workers busy-wait between operations by default, and on a small machine they then fight
- * its other thread pool for the cores (shared/PERF.md: up to 2.6x slower; 4.7x measured here on the Llama
- * shapes). The reference runs as its users should run it on CPU: with passive waiting. */
-#define TORCH_ENV "OMP_WAIT_POLICY=PASSIVE "
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
+#include "bench.h"
 
 /* The floor: read both (N, V) rows once and write one row, as the gradient pass must. */
 static double floor_pass(const float *a, const float *b, float *out, int N, int V) {
@@ -53,19 +44,19 @@ static timings time_leash(int N, int V, int reps) {
     for (size_t i = 0; i < sz; i++) z[i] = (float)(leash_rng_uniform(&rng) * 20 - 10), r[i] = (float)(leash_rng_uniform(&rng) * 20 - 10);
     timings t = {INFINITY, INFINITY, INFINITY, INFINITY};
     for (int k = 0; k <= reps; k++) { // k = 0 warms up
-        double t0 = now();
+        double t0 = bench_now();
         if (leash_kl_exact_rows(z, r, N, V, 1.0f, kl, g)) {
             fprintf(stderr, "bench_kl: %s\n", leash_errmsg());
             exit(1);
         }
-        double t1 = now();
+        double t1 = bench_now();
         if (leash_kl_exact_rows(z, r, N, V, 1.0f, kl, NULL)) exit(1);
-        double t2 = now();
+        double t2 = bench_now();
 #pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++) leash_log_softmax(z + (size_t)n * V, V, 1.0f, g + (size_t)n * V, NULL);
-        double t3 = now();
+        double t3 = bench_now();
         sink += floor_pass(z, r, g, N, V);
-        double t4 = now();
+        double t4 = bench_now();
         if (k == 0) continue;
         t.kl_grad = fmin(t.kl_grad, t1 - t0);
         t.kl = fmin(t.kl, t2 - t1);

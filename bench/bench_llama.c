@@ -21,16 +21,7 @@
 #include "leash/rng.h"
 #include "leash/sample.h"
 
-/* PyTorch's OpenMP workers busy-wait between operations by default, and on a small machine they then fight
- * its other thread pool for the cores (shared/PERF.md: up to 2.6x slower; 4.7x measured here on the Llama
- * shapes). The reference runs as its users should run it on CPU: with passive waiting. */
-#define TORCH_ENV "OMP_WAIT_POLICY=PASSIVE "
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
+#include "bench.h"
 
 static void die(const char *what) {
     fprintf(stderr, "bench_llama: %s: %s\n", what, leash_errmsg());
@@ -47,12 +38,12 @@ static double train(leash_gpt *m, const int *in, const int *tg, double *bytes) {
     if (leash_adamw_create(&opt, &oc, leash_gpt_num_trainable(m))) die("optimizer");
     double t = 0.0;
     for (int step = 0; step <= STEPS; step++) {
-        double t0 = now(), loss, gn, lr;
+        double t0 = bench_now(), loss, gn, lr;
         leash_gpt_zero_grad(m);
         if (leash_gpt_forward(m, in, NULL, B, T) || leash_gpt_cross_entropy(m, tg, &loss, NULL) || leash_gpt_backward(m) ||
             leash_adamw_step(&opt, m, &gn, &lr))
             die("train step");
-        if (step) t += now() - t0;
+        if (step) t += bench_now() - t0;
     }
     *bytes = (double)leash_gpt_memory_bytes(m) + 2.0 * 4.0 * leash_gpt_num_trainable(m);
     leash_adamw_free(&opt);
@@ -68,9 +59,9 @@ static double generate(leash_gpt *m, leash_rng *rng) {
     sc.max_new_tokens = NEW;
     double best = INFINITY;
     for (int r = 0; r < 2; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         if (leash_generate(m, &sc, prompts, lens, B, NULL, out, lps, olens)) die("generate");
-        best = fmin(best, now() - t0);
+        best = fmin(best, bench_now() - t0);
     }
     return (double)B * NEW / best;
 }

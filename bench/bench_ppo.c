@@ -15,10 +15,7 @@
 #include "leash/tokenizer.h"
 #include "leash/world.h"
 
-/* PyTorch's OpenMP workers busy-wait between operations by default, and on a small machine they then fight
- * its other thread pool for the cores (shared/PERF.md: up to 2.6x slower; 4.7x measured here on the Llama
- * shapes). The reference runs as its users should run it on CPU: with passive waiting. */
-#define TORCH_ENV "OMP_WAIT_POLICY=PASSIVE "
+#include "bench.h"
 
 static void die(const char *what) {
     fprintf(stderr, "bench_ppo: %s: %s\n", what, leash_errmsg());
