@@ -73,6 +73,16 @@ int leash_sample_token(const float *logits, int V, const leash_sample_config *sc
     return LEASH_OK;
 }
 
+/* The keys and values of one qkv row (NH query heads, then NKV key heads, then NKV value heads) into the
+ * caches (L, B, NKV, Tc, hs) at layer l, sequence b, column col. */
+static void cache_put(float *kc, float *vc, const float *row, int l, int b, int col, int B, int NH, int NKV, int Tc, int hs) {
+    for (int kh = 0; kh < NKV; kh++) {
+        size_t at = ((((size_t)l * B + b) * NKV + kh) * Tc + col) * hs;
+        memcpy(kc + at, row + (size_t)(NH + kh) * hs, hs * sizeof(float));
+        memcpy(vc + at, row + (size_t)(NH + NKV + kh) * hs, hs * sizeof(float));
+    }
+}
+
 static int check_config(const leash_gpt *m, const leash_sample_config *sc) {
     if (!(sc->temperature > 0.0f) || !isfinite(sc->temperature))
         return leash_fail(LEASH_EINVAL, "temperature = %g; it must be > 0 (greedy decoding: use a small T such as 1e-3 "
@@ -146,14 +156,8 @@ int leash_generate(leash_gpt *m, const leash_sample_config *sc, const int *promp
     if (!rc) {
         for (int l = 0; l < L; l++)
             for (int b = 0; b < B; b++)
-                for (int t = 0; t < Tp; t++) {
-                    const float *q = m->a.qkv + (((size_t)l * B + b) * Tp + t) * W;
-                    for (int kh = 0; kh < NKV; kh++) {
-                        size_t dst = ((((size_t)l * B + b) * NKV + kh) * Tc + t) * hs;
-                        memcpy(kc + dst, q + (NH + kh) * hs, hs * sizeof(float));
-                        memcpy(vc + dst, q + (NH + NKV + kh) * hs, hs * sizeof(float));
-                    }
-                }
+                for (int t = 0; t < Tp; t++)
+                    cache_put(kc, vc, m->a.qkv + (((size_t)l * B + b) * Tp + t) * W, l, b, t, B, NH, NKV, Tc, hs);
         for (int b = 0; b < B; b++) {
             for (int t = 0; t < Tc; t++) valid[(size_t)b * Tc + t] = t < Tp ? pm[(size_t)b * Tp + t] : 1;
             memcpy(logits + (size_t)b * V, m->a.logits + ((size_t)b * Tp + Tp - 1) * V, V * sizeof(float));
@@ -204,11 +208,7 @@ int leash_generate(leash_gpt *m, const leash_sample_config *sc, const int *promp
             leash_gpt_norm(m, ln, mean, rstd, x, w->ln1w, w->ln1b, B);
             leash_gpt_qkv(m, qkv, ln, w, step_pos, B, lora_u);
             for (int b = 0; b < B; b++) // this token's keys and values join the cache
-                for (int kh = 0; kh < NKV; kh++) {
-                    size_t at = ((((size_t)l * B + b) * NKV + kh) * Tc + col) * hs;
-                    memcpy(kc + at, qkv + (size_t)b * W + (NH + kh) * hs, hs * sizeof(float));
-                    memcpy(vc + at, qkv + (size_t)b * W + (NH + NKV + kh) * hs, hs * sizeof(float));
-                }
+                cache_put(kc, vc, qkv + (size_t)b * W, l, b, col, B, NH, NKV, Tc, hs);
 #pragma omp parallel for collapse(2) schedule(static)
             for (int b = 0; b < B; b++) {
                 for (int hh = 0; hh < NH; hh++) {
