@@ -21,6 +21,14 @@ int leash_gpt_head_size(const leash_gpt_config *c) { return c->head_dim ? c->hea
 int leash_gpt_kv_heads(const leash_gpt_config *c) { return c->n_kv_head ? c->n_kv_head : c->n_head; }
 int leash_gpt_mlp_width(const leash_gpt_config *c) { return c->n_inner ? c->n_inner : 4 * c->n_embd; }
 
+int leash_gpt_is_eos(const leash_gpt_config *c, int id) {
+    if (id < 0) return 0;
+    if (id == c->eos_token_id) return 1;
+    for (int i = 0; i < c->n_eos_more; i++)
+        if (id == c->eos_more[i]) return 1;
+    return 0;
+}
+
 int leash_gpt_config_check(const leash_gpt_config *c) {
     if (c->arch != LEASH_ARCH_GPT2 && c->arch != LEASH_ARCH_LLAMA)
         return leash_fail(LEASH_EINVAL, "config: arch = %d; it must be LEASH_ARCH_GPT2 or LEASH_ARCH_LLAMA", c->arch);
@@ -72,6 +80,13 @@ int leash_gpt_config_check(const leash_gpt_config *c) {
     if (c->eos_token_id < -1 || c->eos_token_id >= c->vocab_size)
         return leash_fail(LEASH_EINVAL, "config: eos_token_id = %d outside the vocabulary [0, %d)", c->eos_token_id,
                           c->vocab_size);
+    if (c->n_eos_more < 0 || c->n_eos_more > LEASH_MAX_EOS - 1 || (c->n_eos_more && c->eos_token_id < 0))
+        return leash_fail(LEASH_EINVAL, "config: %d further eos ids; at most %d, and only after an eos_token_id",
+                          c->n_eos_more, LEASH_MAX_EOS - 1);
+    for (int i = 0; i < c->n_eos_more; i++)
+        if (c->eos_more[i] < 0 || c->eos_more[i] >= c->vocab_size)
+            return leash_fail(LEASH_EINVAL, "config: eos_token_id[%d] = %d outside the vocabulary [0, %d)", i + 1,
+                              c->eos_more[i], c->vocab_size);
     if (!(c->layer_norm_epsilon > 0.0f) || !isfinite(c->layer_norm_epsilon))
         return leash_fail(LEASH_EINVAL, "config: layer_norm_epsilon = %g; it must be > 0", (double)c->layer_norm_epsilon);
     // every buffer index must fit: the largest activation is L * B * NH * T * T, bounded at forward time

@@ -15,13 +15,18 @@
 #include "leash/safetensors.h"
 #include "gpt_internal.h"
 
-/* Tensors a checkpoint may carry that are not parameters: a tied LM head, GPT-2's attention buffers and
- * old Llama checkpoints' rotary frequency buffers. */
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Tensors a checkpoint may carry that are not weights: a tied model's copy of the LM head, GPT-2's causal
+ * mask buffers (h.N.attn.bias, h.N.attn.masked_bias: the original checkpoints and older transformers
+ * save them) and Llama's rotary frequency buffer; leash computes the last two itself. */
 static int ignorable(const leash_gpt *m, const char *name) {
-    size_t n = strlen(name);
     return (strcmp(name, "lm_head.weight") == 0 && !leash_gpt_cfg(m)->untied_head) ||
-           (n > 9 && strcmp(name + n - 9, ".attn.bias") == 0) || (n > 16 && strcmp(name + n - 16, ".attn.masked_bias") == 0) ||
-           (n > 22 && strcmp(name + n - 22, ".rotary_emb.inv_freq") == 0);
+           (leash_gpt_cfg(m)->arch == LEASH_ARCH_GPT2 && (ends_with(name, ".attn.bias") || ends_with(name, ".attn.masked_bias"))) ||
+           ends_with(name, ".rotary_emb.inv_freq");
 }
 
 static const char *strip_prefix(const char *name) {
@@ -183,17 +188,14 @@ int leash_gpt_load(leash_gpt **out, const char *dir) {
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     if (access(path, F_OK) == 0) return load_peft(out, dir);
     leash_gpt_config cfg;
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    int rc = leash_config_load(path, &cfg);
+    int rc = leash_config_load_dir(dir, &cfg);
     return rc ? rc : create_from_dir(out, &cfg, dir, 0, NULL);
 }
 
 int leash_gpt_load_lora(leash_gpt **out, const char *dir, int rank, float alpha, float dropout, const char *targets,
                         uint64_t seed) {
-    char path[4096];
     leash_gpt_config cfg;
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    int rc = leash_config_load(path, &cfg);
+    int rc = leash_config_load_dir(dir, &cfg);
     if (rc) return rc;
     cfg.lora_rank = rank, cfg.lora_alpha = alpha, cfg.lora_dropout = dropout;
     if (!targets) targets = cfg.arch == LEASH_ARCH_LLAMA ? "q_proj,v_proj" : "c_attn";
@@ -204,7 +206,7 @@ int leash_gpt_load_lora(leash_gpt **out, const char *dir, int rank, float alpha,
 /* ---- PEFT LoRA directories --------------------------------------------------------------------- */
 
 static int load_peft(leash_gpt **out, const char *dir) {
-    char path[4096], base[4096], where[4200];
+    char path[4096], base[4096];
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     char *text;
     int rc = leash_read_file(path, 1 << 20, &text, NULL);
@@ -257,8 +259,7 @@ static int load_peft(leash_gpt **out, const char *dir) {
                             path, bpath->valuestring);
     }
     leash_gpt_config cfg;
-    snprintf(where, sizeof where, "%s/config.json", base);
-    if (!rc) rc = leash_config_load(where, &cfg);
+    if (!rc) rc = leash_config_load_dir(base, &cfg);
     if (!rc) {
         cfg.lora_rank = (int)r->valuedouble;
         cfg.lora_alpha = leash_config_float(alpha->valuedouble);

@@ -115,7 +115,9 @@ int leash_judge_label(const leash_label_config *c, leash_label_fn fn, void *ctx,
     if (!rc && c->judge_cmd) rc = subprocess_start(&ext, c->judge_cmd, "judge command");
     if (!rc && !(out = fopen(c->out_path, "w"))) rc = leash_fail(LEASH_EIO, "cannot write '%s': %s", c->out_path, strerror(errno));
     leash_sample_config sc = c->sample;
-    sc.eos_id = leash_tokenizer_eos(tok, policy ? leash_gpt_cfg(policy)->eos_token_id : -1); // where a response ends, as in RL
+    // where a response ends, as in RL
+    leash_sample_set_eos(&sc, policy ? leash_gpt_cfg(policy) : NULL,
+                         leash_tokenizer_eos(tok, policy ? leash_gpt_cfg(policy)->eos_token_id : -1));
     uint64_t *streams = malloc(2 * B * sizeof *streams);
     if (!rc && !streams) rc = leash_fail(LEASH_ENOMEM, "out of memory");
     for (int i0 = 0; i0 < n_prompts && !rc; i0 += B) {
@@ -131,7 +133,7 @@ int leash_judge_label(const leash_label_config *c, leash_label_fn fn, void *ctx,
         if (!rc) rc = leash_generate(policy, &sc, ids, lens, 2 * nb, streams, gen, lps, glens);
         for (int k = 0; k < 2 * nb && !rc; k++) {
             size_t len = 0, rcap = 0;
-            int n = glens[k] - (glens[k] && gen[k * M + glens[k] - 1] == sc.eos_id); // the EOS is not text
+            int n = glens[k] - (glens[k] && leash_sample_is_eos(&sc, gen[k * M + glens[k] - 1])); // the EOS is not text
             char *raw = NULL;
             free(resp[k]);
             resp[k] = NULL;

@@ -177,7 +177,8 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
         for (int g = 0; g < G; g++) r->prompt_index[i * G + g] = p;
     }
     leash_sample_config sc = leash_sample_defaults();
-    sc.temperature = c->temperature, sc.max_new_tokens = M, sc.eos_id = s->eos, sc.seed = c->seed;
+    sc.temperature = c->temperature, sc.max_new_tokens = M, sc.seed = c->seed;
+    leash_sample_set_eos(&sc, leash_gpt_cfg(s->policy), s->eos);
     uint64_t *streams = malloc((n_own ? n_own : 1) * sizeof *streams);
     int *plens = malloc((n_own ? n_own : 1) * sizeof *plens), *lgen = malloc((size_t)(n_own ? n_own : 1) * M * sizeof *lgen);
     int *lglen = malloc((n_own ? n_own : 1) * sizeof *lglen);
@@ -218,7 +219,7 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
             r->targets[i] = t + 1 >= P && t + 1 < P + L ? gen[b * M + t + 1 - P] : -1;
         }
         r->resp_len[b] = L;
-        r->has_eos[b] = L > 0 && gen[b * M + L - 1] == s->eos;
+        r->has_eos[b] = L > 0 && leash_sample_is_eos(&sc, gen[b * M + L - 1]);
         char *raw = NULL;
         size_t len = 0, cap = 0;
         free(r->text[b]);

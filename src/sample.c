@@ -20,6 +20,23 @@ leash_sample_config leash_sample_defaults(void) {
     return (leash_sample_config){.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .max_new_tokens = 64, .eos_id = -1};
 }
 
+void leash_sample_set_eos(leash_sample_config *sc, const leash_gpt_config *cfg, int eos) {
+    sc->eos_id = eos;
+    sc->n_eos_more = 0;
+    for (int i = 0; cfg && eos >= 0 && i < cfg->n_eos_more; i++)
+        if (cfg->eos_more[i] != eos) sc->eos_more[sc->n_eos_more++] = cfg->eos_more[i];
+    if (cfg && eos >= 0 && cfg->eos_token_id >= 0 && cfg->eos_token_id != eos && sc->n_eos_more < LEASH_MAX_EOS - 1)
+        sc->eos_more[sc->n_eos_more++] = cfg->eos_token_id;
+}
+
+int leash_sample_is_eos(const leash_sample_config *sc, int id) {
+    if (id < 0) return 0;
+    if (id == sc->eos_id) return 1;
+    for (int i = 0; i < sc->n_eos_more; i++)
+        if (id == sc->eos_more[i]) return 1;
+    return 0;
+}
+
 static int by_logit_desc(const void *a, const void *b) {
     const leash_scored_token *x = a, *y = b;
     if (x->logit != y->logit) return x->logit < y->logit ? 1 : -1;
@@ -94,6 +111,12 @@ static int check_config(const leash_gpt *m, const leash_sample_config *sc) {
     if (sc->max_new_tokens < 1) return leash_fail(LEASH_EINVAL, "max_new_tokens = %d; it must be >= 1", sc->max_new_tokens);
     if (sc->eos_id < -1 || sc->eos_id >= m->cfg.vocab_size)
         return leash_fail(LEASH_EINVAL, "eos_id = %d outside the vocabulary [0, %d)", sc->eos_id, m->cfg.vocab_size);
+    if (sc->n_eos_more < 0 || sc->n_eos_more > LEASH_MAX_EOS - 1 || (sc->n_eos_more && sc->eos_id < 0))
+        return leash_fail(LEASH_EINVAL, "%d further eos ids; at most %d, and only beside an eos_id", sc->n_eos_more,
+                          LEASH_MAX_EOS - 1);
+    for (int i = 0; i < sc->n_eos_more; i++)
+        if (sc->eos_more[i] < 0 || sc->eos_more[i] >= m->cfg.vocab_size)
+            return leash_fail(LEASH_EINVAL, "eos id %d outside the vocabulary [0, %d)", sc->eos_more[i], m->cfg.vocab_size);
     return LEASH_OK;
 }
 
@@ -179,7 +202,7 @@ int leash_generate(leash_gpt *m, const leash_sample_config *sc, const int *promp
                     rc = leash_fail_wrap(rc, "sampling token %d of sequence %d", i, b);
                     break;
                 }
-                if (tok == sc->eos_id) done[b] = 1, out_lens[b] = i + 1;
+                if (leash_sample_is_eos(sc, tok)) done[b] = 1, out_lens[b] = i + 1;
             }
             out_tokens[(size_t)b * M + i] = tok;
             out_logprobs[(size_t)b * M + i] = lp;

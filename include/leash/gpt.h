@@ -39,6 +39,7 @@ enum {
     LEASH_LORA_GATE = 16, LEASH_LORA_UP = 32, LEASH_LORA_DOWN = 64
 };
 #define LEASH_LORA_SLOTS 7
+#define LEASH_MAX_EOS 8 /* end-of-text ids a model may list */
 
 /* Every field's zero is GPT-2's choice, so a GPT-2 configuration names only the sizes. */
 typedef struct {
@@ -62,7 +63,9 @@ typedef struct {
     float rope_low_freq_factor, rope_high_freq_factor; /* llama3 */
     int rope_original_max_positions;                  /* llama3 */
     int bos_token_id;         /* -1 when none */
-    int eos_token_id;         /* -1 when none */
+    int eos_token_id;         /* -1 when none; config.json's first id when it gives a list */
+    int n_eos_more;           /* the list's further end ids (Llama 3.1's <|eom_id|>, <|eot_id|>): eos_more[0..n) */
+    int eos_more[LEASH_MAX_EOS - 1];
     float layer_norm_epsilon; /* GPT-2's LayerNorm or Llama's RMSNorm epsilon: 1e-5, 1e-6, ... */
     int lora_rank;            /* LoRA: r > 0 adds low-rank adapters and freezes every base weight; 0: none */
     float lora_alpha;         /* the adapters' output is scaled by alpha / r */
@@ -73,6 +76,8 @@ typedef struct {
     float score_std;          /* for reward normalisation; both 0 when not measured */
 } leash_gpt_config;
 
+/* 1 when id ends a text for this model: eos_token_id or one of eos_more. */
+int leash_gpt_is_eos(const leash_gpt_config *cfg, int id);
 /* Checks ranges and consistency (C % NH, NH % NKV, ids < V, ...); a message names the field. */
 int leash_gpt_config_check(const leash_gpt_config *cfg);
 /* The derived sizes: head size hs, key/value heads NKV, MLP width I. */

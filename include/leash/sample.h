@@ -20,12 +20,19 @@ typedef struct {
     int top_k;          /* keep the k most likely tokens; 0: off */
     float top_p;        /* keep the smallest set with mass >= top_p; 1: off */
     int max_new_tokens; /* M >= 1 */
-    int eos_id;         /* stop a sequence after it emits this id; -1: never */
+    int eos_id;         /* stop a sequence after it emits this id; -1: never. Also the padding after a stop */
+    int n_eos_more;     /* further ids that also stop it (a model's eos list: <|eot_id|>, <|eom_id|>) */
+    int eos_more[LEASH_MAX_EOS - 1];
     uint64_t seed;
 } leash_sample_config;
 
 /* temperature 1, no top-k / top-p, 64 new tokens, no EOS, seed 0. */
 leash_sample_config leash_sample_defaults(void);
+/* Stops sequences where a model's texts end: at eos (leash_tokenizer_eos: the model's eos_token_id, else the
+ * tokenizer's <|endoftext|>) and at every further id of the model's eos_token_id list. */
+void leash_sample_set_eos(leash_sample_config *sc, const leash_gpt_config *cfg, int eos);
+/* 1 when id stops a sequence under sc. */
+int leash_sample_is_eos(const leash_sample_config *sc, int id);
 
 /* Generates for B prompts: prompt b is prompt_lens[b] >= 1 ids starting at prompts + prompt_offsets(b),
  * packed one after the other. streams (B) gives each sequence's random stream (NULL: 0 .. B-1).

@@ -64,7 +64,8 @@ int cli_sample(int argc, char **argv) {
         fprintf(stderr, "leash sample: %s\n", leash_errmsg());
         goto done;
     }
-    sc.eos_id = leash_tokenizer_special_id(tok, "<|endoftext|>");
+    // a text ends where the model's do: its eos_token_id (one id or a list: <|im_end|>, <|eot_id|>), else <|endoftext|>
+    leash_sample_set_eos(&sc, leash_gpt_cfg(m), leash_tokenizer_eos(tok, leash_gpt_cfg(m)->eos_token_id));
     int M = sc.max_new_tokens;
     int *prompts = malloc((size_t)n * n_ids * sizeof *prompts);
     lens = malloc(n * sizeof *lens);
@@ -87,7 +88,7 @@ int cli_sample(int argc, char **argv) {
         char *text = NULL;
         size_t len = 0, tcap = 0;
         int k = olens[i];
-        int shown = k > 0 && out[(size_t)i * M + k - 1] == sc.eos_id ? k - 1 : k; // the EOS is not text
+        int shown = k > 0 && leash_sample_is_eos(&sc, out[(size_t)i * M + k - 1]) ? k - 1 : k; // the EOS is not text
         if (leash_tokenizer_decode(tok, out + (size_t)i * M, shown, &text, &len, &tcap)) {
             fprintf(stderr, "leash sample: %s\n", leash_errmsg());
             goto done;
