@@ -62,7 +62,7 @@ int leash_jsonl_load(const char *path, const char *const *str_keys, int n_str, c
         for (int c = 0; c < n_num && !rc; c++) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, num_keys[c]);
             if (cJSON_IsNumber(v) && isfinite(v->valuedouble)) t->num[c][t->n] = v->valuedouble;
-            else if (!v && num_optional) t->num[c][t->n] = NAN;
+            else if ((!v || cJSON_IsNull(v)) && num_optional) t->num[c][t->n] = NAN; // null: not measured
             else rc = leash_fail(LEASH_EFORMAT, "%s:%d: \"%s\" must be a finite number", path, line, num_keys[c]);
         }
         cJSON_Delete(o);

@@ -648,8 +648,9 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         p.sample = NULL;
         if (c->sample_every && (step % c->sample_every == 0 || step + 1 == c->steps)) {
             for (int b = 0; samples && b < R && b < 4; b++) {
-                fprintf(samples, "{\"step\": %d, \"score\": %.4f, \"gold\": %.4f, \"prompt\": ", p.step, r->score[b],
-                        isnan(r->gold[b]) ? 0.0 : r->gold[b]);
+                char gold_b[32] = "null"; // no gold reward (a run outside the default world): null, not 0
+                if (!isnan(r->gold[b])) snprintf(gold_b, sizeof gold_b, "%.4f", r->gold[b]);
+                fprintf(samples, "{\"step\": %d, \"score\": %.4f, \"gold\": %s, \"prompt\": ", p.step, r->score[b], gold_b);
                 json_string(samples, s.prompts.str[0][r->prompt_index[b]]);
                 fputs(", \"response\": ", samples);
                 json_string(samples, r->text[b]);

@@ -164,6 +164,14 @@ Test(grpo, reward_command_scores_and_fails_clearly, .timeout = 120) {
     leash_rl_progress fin;
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, &fin), 0, "%s", leash_errmsg());
     cr_assert(fin.scores >= 0.0 && fin.scores <= 1.0, "mean reward %g", fin.scores);
+    // a run outside the default world has no gold reward: report and plot still work on it (both refused
+    // such runs: "gold/reward" must be a finite number), and its samples say null, not 0
+    snprintf(cmd, sizeof cmd, "%s report %s > %s/report.txt && %s plot %s --out %s/curves.png 2>/dev/null", LEASH_BIN,
+             w.out, w.dir, LEASH_BIN, w.out, w.dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "grep -q 'gold reward (the truth) *| -' %s/report.txt && grep -q '\"gold\": null' "
+                              "%s/samples.jsonl && test -s %s/curves.png", w.dir, w.out, w.dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
     c.reward_cmd = "read line; echo '{\"id\": 0, \"reward\": \"high\"}'";
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_EFORMAT);
     cr_assert(strstr(leash_errmsg(), "finite number \"reward\""), "%s", leash_errmsg());

@@ -11,7 +11,8 @@ typedef struct {
     double **num; /* [column][row] numbers (NAN where an optional number is absent) */
 } leash_table;
 
-/* Reads path; every line must hold the string keys; numeric keys are required unless num_optional.
+/* Reads path; every line must hold the string keys; numeric keys are required unless num_optional (then an
+ * absent or null number is NAN).
  * Blank lines are skipped. */
 int leash_jsonl_load(const char *path, const char *const *str_keys, int n_str, const char *const *num_keys, int n_num,
                      int num_optional, leash_table *t);

@@ -43,6 +43,7 @@ int cli_plot(int argc, char **argv) {
         perror("leash plot: mkdtemp");
         return 1;
     }
+    int present[NK] = {0}; // a metric some run has (a run outside the default world has no gold reward)
     for (int r = 0; r < n; r++) { // one whitespace-separated data file per run; NaN where a metric is absent
         leash_table t;
         char mpath[4096];
@@ -54,7 +55,10 @@ int cli_plot(int argc, char **argv) {
         snprintf(path, sizeof path, "%s/run%d.dat", tmp, r);
         FILE *f = fopen(path, "w");
         for (int i = 0; f && i < t.n; i++) {
-            for (int k = 0; k < NK; k++) fprintf(f, k ? " %.6g" : "%.6g", isnan(t.num[k][i]) ? NAN : t.num[k][i]);
+            for (int k = 0; k < NK; k++) {
+                fprintf(f, k ? " %.6g" : "%.6g", isnan(t.num[k][i]) ? NAN : t.num[k][i]);
+                present[k] |= !isnan(t.num[k][i]);
+            }
             fputc('\n', f);
         }
         if (f) fclose(f);
@@ -69,6 +73,12 @@ int cli_plot(int argc, char **argv) {
     fprintf(g, "set terminal pngcairo size 1400,900 noenhanced\nset output '%s'\nset multiplot layout 2,3 title 'leash'\n", out);
     fprintf(g, "set key bottom left font ',8'\nset grid\nset xlabel 'step'\nset datafile missing 'nan'\n");
     for (int k = 1; k <= 6; k++) {
+        if (!present[k]) { // an empty panel that says so, rather than a gnuplot error
+            fprintf(g, "set title '%s'\nset label 1 'not measured in these runs' at graph 0.5,0.5 center\n"
+                       "set xrange [0:1]\nset yrange [0:1]\nplot 2 notitle\nunset label 1\nset autoscale\n",
+                    TITLES[k]);
+            continue;
+        }
         fprintf(g, "set title '%s'\nplot ", TITLES[k]);
         for (int r = 0; r < n; r++)
             fprintf(g, "%s'%s/run%d.dat' using 1:%d with lines lw 2 title '%s'", r ? ", " : "", tmp, r, k + 1, runs[r]);

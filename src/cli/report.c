@@ -72,8 +72,12 @@ int cli_report(int argc, char **argv) {
         printf("\n%s: samples at step %.0f and step %.0f (proxy score, gold reward):\n", argv[r + 1], first, last);
         for (int i = 0; i < s[r].n; i++)
             if (s[r].num[0][i] == first || s[r].num[0][i] == last)
-                printf("  step %3.0f  %+6.2f %+6.2f  %s|%s\n", s[r].num[0][i], s[r].num[1][i], s[r].num[2][i], s[r].str[0][i],
+            {
+                char gold[16] = "     -"; // a run without a gold reward
+                if (!isnan(s[r].num[2][i])) snprintf(gold, sizeof gold, "%+6.2f", s[r].num[2][i]);
+                printf("  step %3.0f  %+6.2f %s  %s|%s\n", s[r].num[0][i], s[r].num[1][i], gold, s[r].str[0][i],
                        s[r].str[1][i]);
+            }
     }
     for (int r = 0; r < n; r++) leash_table_free(&t[r]), leash_table_free(&s[r]);
     return 0;
