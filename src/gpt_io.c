@@ -11,6 +11,7 @@
 #include "leash/config.h"
 #include "leash/error.h"
 #include "leash/fileio.h"
+#include "leash/gguf.h"
 #include "leash/gpt.h"
 #include "leash/safetensors.h"
 #include "gpt_internal.h"
@@ -123,6 +124,10 @@ static int read_index(const char *path, char ***files) {
 static int load_weights(leash_gpt *m, const char *dir, char *seen, char *where, size_t where_size) {
     char path[4096], index[4096];
     int rc = LEASH_OK;
+    if (leash_gguf_is_file(dir)) { // one GGUF file (src/gguf_model.c)
+        snprintf(where, where_size, "%s", dir);
+        return leash_gguf_load_weights(dir, m, seen);
+    }
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     snprintf(index, sizeof index, "%s/model.safetensors.index.json", dir);
     if (access(path, F_OK) != 0 && access(index, F_OK) == 0) { // sharded: every file the index names
@@ -183,19 +188,24 @@ static int create_from_dir(leash_gpt **out, const leash_gpt_config *cfg, const c
 
 static int load_peft(leash_gpt **out, const char *dir);
 
+/* The configuration of a model directory or of a GGUF file (src/gguf_model.c). */
+static int load_config(const char *dir, leash_gpt_config *cfg) {
+    return leash_gguf_is_file(dir) ? leash_gguf_load_config(dir, cfg) : leash_config_load_dir(dir, cfg);
+}
+
 int leash_gpt_load(leash_gpt **out, const char *dir) {
     char path[4096];
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    if (access(path, F_OK) == 0) return load_peft(out, dir);
+    if (!leash_gguf_is_file(dir) && access(path, F_OK) == 0) return load_peft(out, dir);
     leash_gpt_config cfg;
-    int rc = leash_config_load_dir(dir, &cfg);
+    int rc = load_config(dir, &cfg);
     return rc ? rc : create_from_dir(out, &cfg, dir, 0, NULL);
 }
 
 int leash_gpt_load_lora(leash_gpt **out, const char *dir, int rank, float alpha, float dropout, const char *targets,
                         uint64_t seed) {
     leash_gpt_config cfg;
-    int rc = leash_config_load_dir(dir, &cfg);
+    int rc = load_config(dir, &cfg);
     if (rc) return rc;
     cfg.lora_rank = rank, cfg.lora_alpha = alpha, cfg.lora_dropout = dropout;
     if (!targets) targets = cfg.arch == LEASH_ARCH_LLAMA ? "q_proj,v_proj" : "c_attn";
@@ -253,13 +263,13 @@ static int load_peft(leash_gpt **out, const char *dir) {
         if (bpath->valuestring[0] == '/') snprintf(base, sizeof base, "%s", bpath->valuestring);
         else snprintf(base, sizeof base, "%s/%s", dir, bpath->valuestring);
         struct stat sb;
-        if (stat(base, &sb) != 0 || !S_ISDIR(sb.st_mode))
-            rc = leash_fail(LEASH_EIO, "%s: base_model_name_or_path \"%s\" is not a directory here; point it at the base "
-                                       "model's local directory (leash downloads nothing)",
+        if (stat(base, &sb) != 0 || !(S_ISDIR(sb.st_mode) || leash_gguf_is_file(base)))
+            rc = leash_fail(LEASH_EIO, "%s: base_model_name_or_path \"%s\" is not a directory or a GGUF file here; point "
+                                       "it at the base model's local directory or file (leash downloads nothing)",
                             path, bpath->valuestring);
     }
     leash_gpt_config cfg;
-    if (!rc) rc = leash_config_load_dir(base, &cfg);
+    if (!rc) rc = load_config(base, &cfg);
     if (!rc) {
         cfg.lora_rank = (int)r->valuedouble;
         cfg.lora_alpha = leash_config_float(alpha->valuedouble);

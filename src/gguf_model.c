@@ -1,0 +1,363 @@
+/* A leash model from a GGUF file: the configuration from the metadata and the weights from the tensors. See
+ * include/leash/gguf.h.
+ *
+ * llama.cpp's converter (convert_hf_to_gguf.py) renames Hugging Face tensors (model.layers.N.self_attn.q_proj
+ * -> blk.N.attn_q, ...) and changes two layouts, which are undone here:
+ *   - Llama and Mistral: the rows of q_proj and k_proj (weights and biases) are permuted within each head
+ *     for ggml's interleaved rotary ("normal" rope): HF row h hs + i hs/2 + j (i in {0, 1}, j < hs/2) is
+ *     stored as row h hs + 2 j + i. Qwen2 uses ggml's NEOX rope, which is HF's rotate-half: no permutation.
+ *   - GPT-2: Conv1D weights (in, out) are stored transposed, as (out, in) matrices (ne = {in, out}).
+ * ggml's ne lists dimensions fastest first: a PyTorch (out, in) matrix has ne = {in, out}. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "leash/error.h"
+#include "leash/gguf.h"
+#include "gpt_internal.h"
+
+/* ---- configuration ----------------------------------------------------------------------------- */
+
+/* {arch}.* keys leash understands, beyond which any other {arch}.* key is an error naming it. */
+static const char *const llama_keys[] = {
+    "context_length", "embedding_length", "block_count", "feed_forward_length", "attention.head_count",
+    "attention.head_count_kv", "attention.layer_norm_rms_epsilon", "attention.key_length", "attention.value_length",
+    "attention.sliding_window", "rope.freq_base", "rope.dimension_count", "rope.scaling.type", "rope.scaling.factor",
+    "rope.scale_linear", "rope.scaling.original_context_length", "rope.scaling.finetuned", "vocab_size",
+    "expert_count", "expert_used_count"};
+static const char *const gpt2_keys[] = {"context_length",      "embedding_length",      "block_count",
+                                        "feed_forward_length", "attention.head_count",  "attention.head_count_kv",
+                                        "attention.layer_norm_epsilon", "vocab_size"};
+/* Other namespaces that do not change the math: the model's description, its tokenizer (read by
+ * leash_tokenizer_load_dir), the quantisation's records, a single-file split's bookkeeping. */
+static const char *const harmless_prefixes[] = {"general.", "tokenizer.", "quantize.", "split."};
+
+static int understood(const char *arch, const char *key) {
+    size_t n = strlen(arch);
+    for (size_t i = 0; i < sizeof harmless_prefixes / sizeof harmless_prefixes[0]; i++)
+        if (strncmp(key, harmless_prefixes[i], strlen(harmless_prefixes[i])) == 0) return 1;
+    if (strncmp(key, arch, n) || key[n] != '.') return 0;
+    int gpt2 = strcmp(arch, "gpt2") == 0;
+    const char *const *list = gpt2 ? gpt2_keys : llama_keys;
+    size_t count = gpt2 ? sizeof gpt2_keys / sizeof gpt2_keys[0] : sizeof llama_keys / sizeof llama_keys[0];
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(key + n + 1, list[i]) == 0) return 1;
+    return 0;
+}
+
+/* "{arch}.{suffix}" as an int in [0, INT_MAX]; absent: dflt, or an error when required. */
+static int arch_int(const leash_gguf *g, const char *arch, const char *suffix, int required, int dflt, int *out) {
+    char key[128];
+    int64_t v;
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    int rc = leash_gguf_get_int(g, key, &v);
+    if (rc == 1) {
+        if (required) return leash_fail(LEASH_EFORMAT, "%s: missing key \"%s\"", leash_gguf_path(g), key);
+        *out = dflt;
+        return LEASH_OK;
+    }
+    if (rc) return rc;
+    if (v < 0 || v > 0x7fffffff) return leash_fail(LEASH_EFORMAT, "%s: \"%s\" = %lld is out of range", leash_gguf_path(g), key, (long long)v);
+    *out = (int)v;
+    return LEASH_OK;
+}
+
+static int arch_float(const leash_gguf *g, const char *arch, const char *suffix, int required, double dflt, double *out) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    int rc = leash_gguf_get_float(g, key, out);
+    if (rc == 1) {
+        if (required) return leash_fail(LEASH_EFORMAT, "%s: missing key \"%s\"", leash_gguf_path(g), key);
+        *out = dflt;
+        return LEASH_OK;
+    }
+    if (!rc && !isfinite(*out)) return leash_fail(LEASH_EFORMAT, "%s: \"%s\" is not finite", leash_gguf_path(g), key);
+    return rc;
+}
+
+static int token_id(const leash_gguf *g, const char *key, int *out) {
+    int64_t v;
+    int rc = leash_gguf_get_int(g, key, &v);
+    if (rc == 1) return *out = -1, LEASH_OK;
+    if (rc) return rc;
+    if (v < 0 || v > 0x7fffffff) return leash_fail(LEASH_EFORMAT, "%s: \"%s\" = %lld is not a token id", leash_gguf_path(g), key, (long long)v);
+    *out = (int)v;
+    return LEASH_OK;
+}
+
+/* Rotary scaling: none, or linear (rope.scaling.type "linear" with rope.scaling.factor, or the older
+ * rope.scale_linear); any other type is an error naming it. */
+static int rope_scaling(const leash_gguf *g, const char *arch, leash_gpt_config *cfg) {
+    char key[128];
+    const char *type = NULL;
+    size_t len = 0;
+    double factor = 1.0;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    int rc = leash_gguf_get_string(g, key, &type, &len);
+    if (rc < 0) return rc;
+    if (rc == 0 && strcmp(type, "none") && strcmp(type, "linear"))
+        return leash_fail(LEASH_EFORMAT, "%s: \"%s\" is \"%.40s\"; leash supports \"none\" and \"linear\" rotary scaling",
+                          leash_gguf_path(g), key, type);
+    if (rc == 0 && strcmp(type, "linear") == 0) {
+        if ((rc = arch_float(g, arch, "rope.scaling.factor", 1, 0.0, &factor))) return rc;
+    } else if (rc == 1 && (rc = arch_float(g, arch, "rope.scale_linear", 0, 1.0, &factor)))
+        return rc;
+    if (!(factor > 0.0)) return leash_fail(LEASH_EFORMAT, "%s: the linear rotary scaling factor must be > 0", leash_gguf_path(g));
+    if (factor != 1.0) cfg->rope_scaling = LEASH_ROPE_LINEAR, cfg->rope_factor = (float)factor;
+    return LEASH_OK;
+}
+
+/* The sizes every architecture has. */
+static int common_sizes(const leash_gguf *g, const char *arch, leash_gpt_config *cfg) {
+    int rc = arch_int(g, arch, "context_length", 1, 0, &cfg->n_positions);
+    if (!rc) rc = arch_int(g, arch, "embedding_length", 1, 0, &cfg->n_embd);
+    if (!rc) rc = arch_int(g, arch, "block_count", 1, 0, &cfg->n_layer);
+    if (!rc) rc = arch_int(g, arch, "feed_forward_length", 1, 0, &cfg->n_inner);
+    if (!rc) rc = arch_int(g, arch, "attention.head_count", 1, 0, &cfg->n_head);
+    if (!rc) rc = arch_int(g, arch, "attention.head_count_kv", 0, cfg->n_head, &cfg->n_kv_head);
+    if (!rc) rc = token_id(g, "tokenizer.ggml.bos_token_id", &cfg->bos_token_id);
+    if (!rc) rc = token_id(g, "tokenizer.ggml.eos_token_id", &cfg->eos_token_id);
+    if (rc) return rc;
+    // the vocabulary: the key, else the tokenizer's token count, else the embedding's rows
+    const leash_gguf_tensor *emb = leash_gguf_find_tensor(g, "token_embd.weight");
+    int et;
+    uint64_t n = 0;
+    if ((rc = arch_int(g, arch, "vocab_size", 0, 0, &cfg->vocab_size))) return rc;
+    if (!cfg->vocab_size && (rc = leash_gguf_get_array(g, "tokenizer.ggml.tokens", &et, &n)) < 0) return rc;
+    if (!cfg->vocab_size) cfg->vocab_size = n && n < 0x7fffffff ? (int)n : emb && emb->ne[1] < 0x7fffffff ? (int)emb->ne[1] : 0;
+    return LEASH_OK;
+}
+
+static int llama_config(const leash_gguf *g, const char *arch, leash_gpt_config *cfg) {
+    const char *path = leash_gguf_path(g);
+    int qwen2 = strcmp(arch, "qwen2") == 0, key_len = 0, value_len = 0, rope_dims = 0, window = 0, experts = 0, used = 0;
+    double eps, theta;
+    cfg->arch = LEASH_ARCH_LLAMA;
+    snprintf(cfg->model_type, sizeof cfg->model_type, "%s", arch);
+    int rc = common_sizes(g, arch, cfg);
+    if (!rc) rc = arch_float(g, arch, "attention.layer_norm_rms_epsilon", 1, 0.0, &eps);
+    if (!rc) rc = arch_float(g, arch, "rope.freq_base", 0, 10000.0, &theta);
+    if (!rc) rc = arch_int(g, arch, "attention.key_length", 0, 0, &key_len);
+    if (!rc) rc = arch_int(g, arch, "attention.value_length", 0, key_len, &value_len);
+    if (!rc) rc = arch_int(g, arch, "rope.dimension_count", 0, 0, &rope_dims);
+    if (!rc) rc = arch_int(g, arch, "attention.sliding_window", 0, 0, &window);
+    if (!rc) rc = arch_int(g, arch, "expert_count", 0, 0, &experts);
+    if (!rc) rc = arch_int(g, arch, "expert_used_count", 0, 0, &used);
+    if (!rc) rc = rope_scaling(g, arch, cfg);
+    if (rc) return rc;
+    if (experts || used)
+        return leash_fail(LEASH_EFORMAT, "%s: \"%s.expert_count\" = %d: a mixture of experts, which leash does not run", path, arch, experts);
+    if (key_len != value_len)
+        return leash_fail(LEASH_EFORMAT, "%s: \"%s.attention.key_length\" (%d) differs from \"%s.attention.value_length\" (%d); "
+                                         "leash needs one head size",
+                          path, arch, key_len, arch, value_len);
+    cfg->head_dim = key_len;
+    if (cfg->head_dim && cfg->n_head > 0 && cfg->n_embd % cfg->n_head == 0 && cfg->head_dim == cfg->n_embd / cfg->n_head) cfg->head_dim = 0;
+    if (cfg->n_kv_head == cfg->n_head) cfg->n_kv_head = 0;
+    int hs = cfg->head_dim ? cfg->head_dim : cfg->n_head > 0 ? cfg->n_embd / cfg->n_head : 0;
+    if (rope_dims && rope_dims != hs)
+        return leash_fail(LEASH_EFORMAT, "%s: \"%s.rope.dimension_count\" = %d but the head size is %d; leash rotates whole heads",
+                          path, arch, rope_dims, hs);
+    cfg->layer_norm_epsilon = (float)eps;
+    cfg->rope_theta = (float)theta;
+    cfg->untied_head = leash_gguf_find_tensor(g, "output.weight") != NULL;
+    // biases: Qwen2's q, k, v always; Llama's attention_bias covers q, k, v and o (the tensors then must all be there)
+    cfg->qkv_bias = qwen2 || leash_gguf_find_tensor(g, "blk.0.attn_q.bias");
+    cfg->o_bias = !qwen2 && cfg->qkv_bias;
+    cfg->mlp_bias = leash_gguf_find_tensor(g, "blk.0.ffn_gate.bias") != NULL;
+    // a sliding window changes nothing while sequences fit in it: leash keeps them that short (as config.json)
+    if (window > 0 && window < cfg->n_positions) cfg->n_positions = window;
+    return LEASH_OK;
+}
+
+static int gpt2_config(const leash_gguf *g, leash_gpt_config *cfg) {
+    const char *path = leash_gguf_path(g);
+    double eps;
+    int rc = common_sizes(g, "gpt2", cfg);
+    if (!rc) rc = arch_float(g, "gpt2", "attention.layer_norm_epsilon", 1, 0.0, &eps);
+    if (rc) return rc;
+    if (cfg->n_kv_head != cfg->n_head)
+        return leash_fail(LEASH_EFORMAT, "%s: \"gpt2.attention.head_count_kv\" = %d differs from head_count %d", path,
+                          cfg->n_kv_head, cfg->n_head);
+    if (cfg->n_inner != 4 * cfg->n_embd)
+        return leash_fail(LEASH_EFORMAT, "%s: \"gpt2.feed_forward_length\" = %d; leash's GPT-2 uses 4 * n_embd = %d", path,
+                          cfg->n_inner, 4 * cfg->n_embd);
+    cfg->n_kv_head = cfg->n_inner = 0;
+    cfg->layer_norm_epsilon = (float)eps;
+    return LEASH_OK;
+}
+
+static int config_of(const leash_gguf *g, leash_gpt_config *cfg) {
+    const char *path = leash_gguf_path(g), *arch = NULL, *type = NULL;
+    size_t len;
+    int64_t split = 1;
+    memset(cfg, 0, sizeof *cfg);
+    int rc = leash_gguf_get_string(g, "general.architecture", &arch, &len);
+    if (rc == 1) return leash_fail(LEASH_EFORMAT, "%s: missing key \"general.architecture\"", path);
+    if (rc) return rc;
+    if (strcmp(arch, "llama") && strcmp(arch, "qwen2") && strcmp(arch, "mistral") && strcmp(arch, "gpt2"))
+        return leash_fail(LEASH_EFORMAT, "%s: \"general.architecture\" is \"%.40s\"; leash loads llama, qwen2, mistral and gpt2",
+                          path, arch);
+    if ((rc = leash_gguf_get_string(g, "general.type", &type, &len)) < 0) return rc;
+    if (rc == 0 && strcmp(type, "model"))
+        return leash_fail(LEASH_EFORMAT, "%s: \"general.type\" is \"%.40s\"; leash loads models (not adapters or other kinds)", path, type);
+    if ((rc = leash_gguf_get_int(g, "split.count", &split)) < 0) return rc;
+    if (split > 1)
+        return leash_fail(LEASH_EFORMAT, "%s: \"split.count\" = %lld: one part of a split model; merge it into one file "
+                                         "(llama-gguf-split --merge)",
+                          path, (long long)split);
+    for (int i = 0; i < leash_gguf_num_keys(g); i++)
+        if (!understood(arch, leash_gguf_key(g, i)))
+            return leash_fail(LEASH_EFORMAT, "%s: key \"%.200s\" is not understood by leash, and it may change what the model "
+                                             "computes; refusing to guess",
+                              path, leash_gguf_key(g, i));
+    rc = strcmp(arch, "gpt2") == 0 ? gpt2_config(g, cfg) : llama_config(g, arch, cfg);
+    if (!rc && (rc = leash_gpt_config_check(cfg))) rc = leash_fail_wrap(rc, "%s", path);
+    return rc;
+}
+
+int leash_gguf_load_config(const char *path, leash_gpt_config *cfg) {
+    leash_gguf *g;
+    int rc = leash_gguf_open(&g, path);
+    if (rc) return rc;
+    rc = config_of(g, cfg);
+    leash_gguf_close(g);
+    return rc;
+}
+
+/* ---- weights ----------------------------------------------------------------------------------- */
+
+enum { AS_IS, PERMUTED, TRANSPOSED }; /* how the converter stored a tensor */
+
+typedef struct {
+    const char *leash, *gguf; /* name stems after "model.layers.N." / "h.N." and "blk.N." */
+    int how;
+} name_map;
+
+static const name_map llama_layer[] = {
+    {"input_layernorm.weight", "attn_norm.weight", AS_IS},  {"self_attn.q_proj.weight", "attn_q.weight", PERMUTED},
+    {"self_attn.q_proj.bias", "attn_q.bias", PERMUTED},     {"self_attn.k_proj.weight", "attn_k.weight", PERMUTED},
+    {"self_attn.k_proj.bias", "attn_k.bias", PERMUTED},     {"self_attn.v_proj.weight", "attn_v.weight", AS_IS},
+    {"self_attn.v_proj.bias", "attn_v.bias", AS_IS},        {"self_attn.o_proj.weight", "attn_output.weight", AS_IS},
+    {"self_attn.o_proj.bias", "attn_output.bias", AS_IS},   {"post_attention_layernorm.weight", "ffn_norm.weight", AS_IS},
+    {"mlp.gate_proj.weight", "ffn_gate.weight", AS_IS},     {"mlp.gate_proj.bias", "ffn_gate.bias", AS_IS},
+    {"mlp.up_proj.weight", "ffn_up.weight", AS_IS},         {"mlp.up_proj.bias", "ffn_up.bias", AS_IS},
+    {"mlp.down_proj.weight", "ffn_down.weight", AS_IS},     {"mlp.down_proj.bias", "ffn_down.bias", AS_IS}};
+static const name_map llama_global[] = {{"model.embed_tokens.weight", "token_embd.weight", AS_IS},
+                                        {"model.norm.weight", "output_norm.weight", AS_IS},
+                                        {"lm_head.weight", "output.weight", AS_IS}};
+static const name_map gpt2_layer[] = {
+    {"ln_1.weight", "attn_norm.weight", AS_IS},          {"ln_1.bias", "attn_norm.bias", AS_IS},
+    {"attn.c_attn.weight", "attn_qkv.weight", TRANSPOSED}, {"attn.c_attn.bias", "attn_qkv.bias", AS_IS},
+    {"attn.c_proj.weight", "attn_output.weight", TRANSPOSED}, {"attn.c_proj.bias", "attn_output.bias", AS_IS},
+    {"ln_2.weight", "ffn_norm.weight", AS_IS},           {"ln_2.bias", "ffn_norm.bias", AS_IS},
+    {"mlp.c_fc.weight", "ffn_up.weight", TRANSPOSED},    {"mlp.c_fc.bias", "ffn_up.bias", AS_IS},
+    {"mlp.c_proj.weight", "ffn_down.weight", TRANSPOSED}, {"mlp.c_proj.bias", "ffn_down.bias", AS_IS}};
+static const name_map gpt2_global[] = {{"wte.weight", "token_embd.weight", AS_IS},
+                                       {"wpe.weight", "position_embd.weight", AS_IS},
+                                       {"ln_f.weight", "output_norm.weight", AS_IS},
+                                       {"ln_f.bias", "output_norm.bias", AS_IS}};
+
+/* The GGUF name of one of m's tensors and how it is stored; 0 when it has none. */
+static int gguf_name(const leash_gpt_config *cfg, const char *name, char *out, size_t size, int *how) {
+    int gpt2 = cfg->arch == LEASH_ARCH_GPT2, layer, at = 0;
+    const name_map *global = gpt2 ? gpt2_global : llama_global, *per = gpt2 ? gpt2_layer : llama_layer;
+    size_t n_global = gpt2 ? 4 : 3, n_per = gpt2 ? sizeof gpt2_layer / sizeof gpt2_layer[0] : sizeof llama_layer / sizeof llama_layer[0];
+    for (size_t i = 0; i < n_global; i++)
+        if (strcmp(name, global[i].leash) == 0) return snprintf(out, size, "%s", global[i].gguf), *how = global[i].how, 1;
+    if (sscanf(name, gpt2 ? "h.%d.%n" : "model.layers.%d.%n", &layer, &at) != 1 || at == 0) return 0;
+    for (size_t i = 0; i < n_per; i++)
+        if (strcmp(name + at, per[i].leash) == 0) {
+            snprintf(out, size, "blk.%d.%s", layer, per[i].gguf);
+            // Qwen2's rope is NEOX (rotate-half), stored as Hugging Face has it
+            *how = per[i].how == PERMUTED && strcmp(cfg->model_type, "qwen2") == 0 ? AS_IS : per[i].how;
+            return 1;
+        }
+    return 0;
+}
+
+/* Undoes the converter's q/k row permutation in place: rows (n_rows) of width w, heads of hs rows. */
+static int unpermute(float *x, int64_t n_rows, int64_t w, int hs, float *tmp) {
+    for (int64_t h = 0; h < n_rows / hs; h++) {
+        float *head = x + h * hs * w;
+        memcpy(tmp, head, (size_t)(hs * w) * sizeof *tmp);
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < hs / 2; j++) memcpy(head + (i * hs / 2 + j) * w, tmp + (2 * j + i) * w, (size_t)w * sizeof *tmp);
+    }
+    return LEASH_OK;
+}
+
+/* One tensor of m (info t) from GGUF tensor s, stored as `how`. */
+static int read_tensor(const leash_gguf *g, const leash_gguf_tensor *s, const leash_tensor_info *t, int how, int hs, float *dst) {
+    const char *path = leash_gguf_path(g);
+    int64_t want[4] = {1, 1, 1, 1};
+    if (t->ndim == 1) want[0] = t->shape[0];
+    else if (how == TRANSPOSED) want[0] = t->shape[0], want[1] = t->shape[1]; // Conv1D (in, out) stored as (out, in)
+    else want[0] = t->shape[1], want[1] = t->shape[0];
+    if (memcmp(want, s->ne, sizeof want))
+        return leash_fail(LEASH_EFORMAT, "%s: tensor '%s' has ne = {%lld, %lld, %lld, %lld}; the configuration implies {%lld, "
+                                         "%lld} (leash's '%s')",
+                          path, s->name, (long long)s->ne[0], (long long)s->ne[1], (long long)s->ne[2], (long long)s->ne[3],
+                          (long long)want[0], (long long)want[1], t->name);
+    float *tmp = NULL;
+    if (how != AS_IS && !(tmp = malloc((how == TRANSPOSED ? t->numel : (size_t)hs * (size_t)want[0]) * sizeof *tmp)))
+        return leash_fail(LEASH_ENOMEM, "%s: out of memory for tensor '%s'", path, s->name);
+    int rc = leash_gguf_read_f32(g, s, how == TRANSPOSED ? tmp : dst);
+    if (!rc && how == PERMUTED) rc = unpermute(dst, t->shape[0], t->ndim == 1 ? 1 : t->shape[1], hs, tmp);
+    if (!rc && how == TRANSPOSED) // tmp (out, in) -> dst (in, out)
+        for (int64_t i = 0; i < t->shape[0]; i++)
+            for (int64_t o = 0; o < t->shape[1]; o++) dst[i * t->shape[1] + o] = tmp[o * t->shape[0] + i];
+    free(tmp);
+    // a damaged byte can make a weight NaN or Inf, which would poison every later number: refuse it here
+    for (size_t j = 0; !rc && j < t->numel; j++)
+        if (!isfinite(dst[j]))
+            rc = leash_fail(LEASH_EFORMAT, "%s: tensor '%s' holds %g at index %zu: the file is damaged", path, s->name,
+                            (double)dst[j], j);
+    return rc;
+}
+
+/* GPT-2 converters add output.weight as a copy of token_embd.weight; leash's GPT-2 head is tied, so the copy
+ * is accepted only when it is the same bytes. */
+static int tied_copy(const leash_gguf *g, const leash_gguf_tensor *s) {
+    const leash_gguf_tensor *e = leash_gguf_find_tensor(g, "token_embd.weight");
+    return strcmp(s->name, "output.weight") == 0 && e && e->type == s->type && !memcmp(e->ne, s->ne, sizeof e->ne) &&
+           !memcmp(leash_gguf_tensor_data(g, e), leash_gguf_tensor_data(g, s), (size_t)s->nbytes);
+}
+
+static int read_weights(const leash_gguf *g, leash_gpt *m, char *seen, char *used) {
+    const leash_gpt_config *cfg = leash_gpt_cfg(m);
+    const char *path = leash_gguf_path(g);
+    int n = cfg->lora_rank ? leash_gpt_first_trainable(m) : leash_gpt_num_tensors(m), hs = leash_gpt_head_size(cfg), rc = LEASH_OK;
+    for (int i = 0; i < n && !rc; i++) {
+        const leash_tensor_info *t = leash_gpt_tensor(m, i);
+        char name[128];
+        int how = AS_IS;
+        if (!gguf_name(cfg, t->name, name, sizeof name, &how))
+            return leash_fail(LEASH_EFORMAT, "%s: leash's tensor '%s' has no GGUF counterpart (a scalar head is not stored in GGUF)",
+                              path, t->name);
+        const leash_gguf_tensor *s = leash_gguf_find_tensor(g, name);
+        if (!s) return leash_fail(LEASH_EFORMAT, "%s: tensor '%s' (leash's '%s') is missing", path, name, t->name);
+        rc = read_tensor(g, s, t, how, hs, leash_gpt_params(m) + t->offset);
+        used[s - leash_gguf_tensor_at(g, 0)] = 1;
+        seen[i] = 1;
+    }
+    for (int i = 0; i < leash_gguf_num_tensors(g) && !rc; i++) {
+        const leash_gguf_tensor *s = leash_gguf_tensor_at(g, i);
+        if (!used[i] && !(cfg->arch == LEASH_ARCH_GPT2 && tied_copy(g, s)))
+            rc = leash_fail(LEASH_EFORMAT, "%s: unexpected tensor '%s' for a %s model with this metadata", path, s->name,
+                            cfg->arch == LEASH_ARCH_GPT2 ? "gpt2" : cfg->model_type);
+    }
+    return rc;
+}
+
+int leash_gguf_load_weights(const char *path, leash_gpt *m, char *seen) {
+    leash_gguf *g;
+    int rc = leash_gguf_open(&g, path);
+    if (rc) return rc;
+    char *used = calloc((size_t)leash_gguf_num_tensors(g) + 1, 1);
+    rc = used ? read_weights(g, m, seen, used) : leash_fail(LEASH_ENOMEM, "%s: out of memory", path);
+    free(used);
+    leash_gguf_close(g);
+    return rc;
+}
