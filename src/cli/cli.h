@@ -19,6 +19,7 @@ int cli_plot(int argc, char **argv);
 int cli_sweep(int argc, char **argv);
 int cli_diff(int argc, char **argv);
 int cli_lora(int argc, char **argv);
+int cli_export(int argc, char **argv);
 int cli_score(int argc, char **argv);
 
 /* Reward-model training options shared by `rm train` and `judge train` (argv[1] is the subcommand):
