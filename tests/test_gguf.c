@@ -405,3 +405,26 @@ Test(gguf, every_truncation_and_byte_change, .timeout = 600) {
             tried, loaded, tried - loaded);
     free(bad), free(good.b);
 }
+
+/* LoRA on a GGUF base: the adapters' adapter_config.json names the file (leash_gpt_source_dir), and the
+ * saved adapters load back onto it. */
+Test(gguf, lora_adapters_on_a_gguf_base) {
+    char dir[] = "/tmp/leash-gguf-XXXXXX", path[128], out[160];
+    cr_assert(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/tiny.gguf", dir);
+    snprintf(out, sizeof out, "%s/adapter", dir);
+    buf w = tiny_llama(NULL, NULL);
+    cr_assert_eq(leash_write_file_atomic(path, w.b, w.n), 0);
+    free(w.b);
+    leash_gpt *m, *back;
+    cr_assert_eq(leash_gpt_load_lora(&m, path, 2, 4.0f, 0.0f, "all-linear", 5), 0, "%s", leash_errmsg());
+    cr_assert(strstr(leash_gpt_source_dir(m), "tiny.gguf"), "source: %s", leash_gpt_source_dir(m));
+    float *p = leash_gpt_trainable(m); // non-zero B, so the adapters matter
+    for (size_t i = 0; i < leash_gpt_num_trainable(m); i++) p[i] = 0.01f * (float)(i % 17);
+    cr_assert_eq(leash_gpt_save(m, out), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_load(&back, out), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_num_params(back), leash_gpt_num_params(m));
+    cr_assert(!memcmp(leash_gpt_params(back), leash_gpt_params(m), leash_gpt_num_params(m) * sizeof(float)),
+              "the adapters and their GGUF base did not load back bit for bit");
+    leash_gpt_free(m), leash_gpt_free(back);
+}
