@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "leash/error.h"
 #include "leash/fileio.h"
@@ -112,6 +113,35 @@ static void export_and_check(const leash_gpt *m, const char *dir, const char *pr
     free(report);
 }
 
+/* leash reads its own f32 export back: the same configuration shape, every weight and the logits bit for bit. */
+static void load_back(const leash_gpt *m, const char *dir, const char *what) {
+    char path[512];
+    snprintf(path, sizeof path, "%s.f32.gguf", dir);
+    leash_gpt *g;
+    cr_assert_eq(leash_gpt_load(&g, path), 0, "%s: leash cannot read its own export: %s", what, leash_errmsg());
+    cr_assert_eq(leash_gpt_num_params(g), leash_gpt_num_params(m), "%s: %zu weights read back, %zu written", what,
+                 leash_gpt_num_params(g), leash_gpt_num_params(m));
+    size_t differ = 0;
+    for (int i = 0; i < leash_gpt_num_tensors(m); i++) {
+        const leash_tensor_info *a = leash_gpt_tensor(m, i), *b = leash_gpt_tensor(g, i);
+        cr_assert_str_eq(a->name, b->name, "%s: tensor %d", what, i);
+        const float *x = leash_gpt_params((leash_gpt *)m) + a->offset, *y = leash_gpt_params(g) + b->offset;
+        for (size_t k = 0; k < a->numel; k++) differ += memcmp(&x[k], &y[k], sizeof *x) != 0;
+    }
+    int tokens[2 * 8];
+    for (int i = 0; i < 16; i++) tokens[i] = (i * 37 + 5) % leash_gpt_cfg(m)->vocab_size;
+    leash_gpt *mm;
+    cr_assert_eq(leash_gpt_load(&mm, dir), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_forward(mm, tokens, NULL, 2, 8), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_forward(g, tokens, NULL, 2, 8), 0, "%s", leash_errmsg());
+    size_t n = (size_t)16 * leash_gpt_cfg(m)->vocab_size, ldiff = 0;
+    for (size_t k = 0; k < n; k++) ldiff += memcmp(&leash_gpt_logits(mm)[k], &leash_gpt_logits(g)[k], sizeof(float)) != 0;
+    cr_log_info("%s: leash reads its f32 export back: %zu of %zu weights and %zu of %zu logits differ", what, differ,
+                leash_gpt_num_params(m), ldiff, n);
+    cr_assert(differ == 0 && ldiff == 0, "%s: the f32 export read back differs", what);
+    leash_gpt_free(mm), leash_gpt_free(g);
+}
+
 static void drop_exports(const char *dir) {
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -f '%s'.*.gguf '%s.check.txt'", dir, dir);
@@ -131,13 +161,15 @@ Test(gguf_write, gpt2_every_type_matches_gguf_py, .timeout = 300) {
                           .bos_token_id = eot, .eos_token_id = eot, .layer_norm_epsilon = 1e-5f};
     leash_gpt *m = model_in(dir, c, 1);
     export_and_check(m, dir, "gpt-2", "gpt2");
+    load_back(m, dir, "gpt2");
     leash_gpt_free(m);
     drop_exports(dir);
     drop(dir);
 }
 
 /* A Llama-family model of cfg with a family's tokenizer.json and a tokenizer_config.json. */
-static void llama_family(const char *style, const char *pre, leash_gpt_config c, const char *tok_config, const char *what) {
+static void llama_family(const char *style, const char *pre, leash_gpt_config c, const char *tok_config, const char *what,
+                         int reload) {
     if (!have_tokenizers()) LEASH_SKIP_OR_FAIL("Hugging Face tokenizers is not installed (pip install tokenizers)");
     char dir[64];
     scratch(dir);
@@ -145,6 +177,7 @@ static void llama_family(const char *style, const char *pre, leash_gpt_config c,
     write_text(dir, "tokenizer_config.json", tok_config);
     leash_gpt *m = model_in(dir, c, 2);
     export_and_check(m, dir, pre, what);
+    if (reload) load_back(m, dir, what);
     leash_gpt_free(m);
     drop_exports(dir);
     drop(dir);
@@ -167,7 +200,7 @@ Test(gguf_write, llama_gqa_untied_llama3_rope, .timeout = 300) {
                  "{\"bos_token\": \"<|begin_of_text|>\", \"eos_token\": \"<|end_of_text|>\", \"add_bos_token\": true, "
                  "\"chat_template\": \"{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\\n\\n"
                  "{{ m.content }}<|eot_id|>{% endfor %}\"}",
-                 "llama (GQA 4/2, untied, llama3 rope)");
+                 "llama (GQA 4/2, untied, llama3 rope)", 0); // leash's reader does not take rope_freqs.weight yet
 }
 
 Test(gguf_write, llama_tied_linear_rope_own_head_size, .timeout = 300) {
@@ -178,7 +211,7 @@ Test(gguf_write, llama_tied_linear_rope_own_head_size, .timeout = 300) {
                  "{\"bos_token\": \"<|im_start|>\", \"eos_token\": \"<|im_end|>\", \"pad_token\": \"<|im_end|>\", "
                  "\"unk_token\": \"<|endoftext|>\", \"chat_template\": \"{% for m in messages %}<|im_start|>{{ m.role }}\\n"
                  "{{ m.content }}<|im_end|>\\n{% endfor %}\"}",
-                 "llama (tied, linear rope x2, head_dim 32 of width 96)");
+                 "llama (tied, linear rope x2, head_dim 32 of width 96)", 1);
 }
 
 Test(gguf_write, qwen2_biases, .timeout = 300) {
@@ -188,5 +221,108 @@ Test(gguf_write, qwen2_biases, .timeout = 300) {
     llama_family("qwen2", "qwen2", c,
                  "{\"eos_token\": \"<|im_end|>\", \"pad_token\": \"<|endoftext|>\", \"bos_token\": null, "
                  "\"add_bos_token\": false}",
-                 "qwen2 (q/k/v biases)");
+                 "qwen2 (q/k/v biases)", 1);
+}
+
+Test(gguf_write, mistral_gqa_untied_loads_back, .timeout = 300) {
+    NEED_GGUF();
+    leash_gpt_config c = llama_cfg("mistral");
+    c.untied_head = 1;
+    llama_family("llama3", "llama-bpe", c,
+                 "{\"bos_token\": \"<|begin_of_text|>\", \"eos_token\": \"<|eot_id|>\", \"add_bos_token\": true}",
+                 "mistral (GQA 4/2, untied)", 1);
+}
+
+/* ---- bad input: clear errors, nothing written ---- */
+
+static int run(const char *cmd, char *out, size_t cap) {
+    FILE *p = popen(cmd, "r");
+    cr_assert(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* No temporary file left in dir. */
+static void no_temporaries(const char *dir) {
+    char cmd[512], out[1024];
+    snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -c '\\.tmp\\.' ; true", dir);
+    run(cmd, out, sizeof out);
+    cr_assert_eq(atoi(out), 0, "temporary files left in %s", dir);
+}
+
+Test(gguf_write, bad_input_fails_clearly_and_writes_nothing, .timeout = 120) {
+    char dir[64], mdir[128], out[256], cmd[1024], msg[4096];
+    scratch(dir);
+    snprintf(mdir, sizeof mdir, "%s/model", dir);
+    cr_assert_eq(leash_mkdir(mdir), 0);
+    cr_assert_eq(leash_tokenizer_train(text, strlen(text), 300, 2, mdir), 0, "%s", leash_errmsg());
+    leash_gpt_config c = {.vocab_size = 300, .n_positions = 16, .n_embd = 32, .n_layer = 1, .n_head = 2,
+                          .bos_token_id = -1, .eos_token_id = -1, .layer_norm_epsilon = 1e-5f};
+    leash_gpt *m = model_in(mdir, c, 3);
+    snprintf(out, sizeof out, "%s/out.gguf", dir);
+    // a missing model directory
+    snprintf(cmd, sizeof cmd, "%s export gguf '%s/nowhere' '%s' --type f16 2>&1", LEASH_BIN, dir, out);
+    cr_assert_eq(run(cmd, msg, sizeof msg), 1, "%s", msg);
+    cr_assert(strstr(msg, "nowhere"), "the error does not name the directory: %s", msg);
+    cr_log_info("missing model: %s", msg);
+    // an unknown --type
+    snprintf(cmd, sizeof cmd, "%s export gguf '%s' '%s' --type q4_k 2>&1", LEASH_BIN, mdir, out);
+    cr_assert_eq(run(cmd, msg, sizeof msg), 2, "%s", msg);
+    cr_assert(strstr(msg, "q4_k") && strstr(msg, "q8_0"), "the error does not name the type and the choices: %s", msg);
+    cr_log_info("unknown type: %s", msg);
+    // an unwritable OUT: a directory that does not exist, and an existing directory
+    snprintf(cmd, sizeof cmd, "%s export gguf '%s' '%s/no/such/dir/x.gguf' 2>&1", LEASH_BIN, mdir, dir);
+    cr_assert_eq(run(cmd, msg, sizeof msg), 1, "%s", msg);
+    cr_assert(strstr(msg, "no/such/dir/x.gguf"), "the error does not name OUT: %s", msg);
+    cr_log_info("unwritable OUT: %s", msg);
+    snprintf(cmd, sizeof cmd, "%s export gguf '%s' '%s' 2>&1", LEASH_BIN, mdir, mdir);
+    cr_assert_eq(run(cmd, msg, sizeof msg), 1, "%s", msg);
+    cr_log_info("OUT a directory: %s", msg);
+    cr_assert(!exists(out), "%s was written", out);
+    no_temporaries(dir), no_temporaries(mdir);
+    // a failure in the middle of the data (a NaN in the last weight) leaves the previous file as it was
+    write_text(dir, "out.gguf", "previous");
+    leash_gpt_params(m)[leash_gpt_num_params(m) - 1] = NAN;
+    cr_assert_neq(leash_gguf_save(m, mdir, out, LEASH_GGML_Q8_0, NULL), 0);
+    cr_log_info("NaN weight: %s", leash_errmsg());
+    cr_assert(strstr(leash_errmsg(), "ln_f.bias") && strstr(leash_errmsg(), out), "%s", leash_errmsg());
+    char *prev;
+    cr_assert_eq(leash_read_file(out, 1024, &prev, NULL), 0);
+    cr_assert_str_eq(prev, "previous");
+    free(prev);
+    no_temporaries(dir);
+    // LoRA adapters are not exported unmerged
+    leash_gpt_params(m)[leash_gpt_num_params(m) - 1] = 0.0f;
+    leash_gpt_config lc = c;
+    lc.lora_rank = 2, lc.lora_alpha = 4.0f, lc.lora_targets = LEASH_LORA_Q;
+    leash_gpt *lm;
+    cr_assert_eq(leash_gpt_add_lora(&lm, m, &lc, 1), 0, "%s", leash_errmsg());
+    cr_assert_neq(leash_gguf_save(lm, mdir, out, LEASH_GGML_F32, NULL), 0);
+    cr_assert(strstr(leash_errmsg(), "leash lora merge"), "%s", leash_errmsg());
+    leash_gpt_free(lm);
+    // a tokenizer.json whose pre-tokenizer llama.cpp does not know by name
+    char *vocab, path[256];
+    snprintf(path, sizeof path, "%s/vocab.json", mdir);
+    cr_assert_eq(leash_read_file(path, 1 << 20, &vocab, NULL), 0);
+    snprintf(msg, sizeof msg, "{\"model\": {\"type\": \"BPE\", \"vocab\": %s, \"merges\": []}, \"pre_tokenizer\": "
+                              "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": "
+                              "\"\\\\p{L}+\"}, \"behavior\": \"Isolated\"}, {\"type\": \"ByteLevel\", \"use_regex\": false}]}}",
+             vocab);
+    free(vocab);
+    write_text(mdir, "tokenizer.json", msg);
+    cr_assert_neq(leash_gguf_save(m, mdir, out, LEASH_GGML_F32, NULL), 0);
+    cr_log_info("unknown pre-tokenizer: %s", leash_errmsg());
+    cr_assert(strstr(leash_errmsg(), "tokenizer.json") && strstr(leash_errmsg(), "pre_tokenizer"), "%s", leash_errmsg());
+    cr_assert_eq(leash_read_file(out, 1024, &prev, NULL), 0);
+    cr_assert_str_eq(prev, "previous");
+    free(prev);
+    leash_gpt_free(m);
+    drop(dir);
 }
