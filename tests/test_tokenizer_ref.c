@@ -185,3 +185,173 @@ static void compare_hf(const char *style) {
 Test(tokenizer_vs_hf, llama3_split_regex_and_ignore_merges, .timeout = 180) { NEED_HF(); compare_hf("llama3"); }
 Test(tokenizer_vs_hf, qwen2_nfc_split_regex, .timeout = 180) { NEED_HF(); compare_hf("qwen2"); }
 Test(tokenizer_vs_hf, smollm2_digits_and_byte_level, .timeout = 180) { NEED_HF(); compare_hf("smollm2"); }
+
+/* ---- SmolLM2's real vocabulary: leash (tokenizer.json and GGUF) against tokenizers ---- */
+
+static const char *smollm2_gguf(void) {
+    const char *p = getenv("LEASH_SMOLLM2_GGUF");
+    return p && *p ? p : "/opt/leash-ref/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+enum { G_MIXED, G_CHAT, G_DIGITS, G_SPACE, G_MISSING, G_N };
+static const char *group_name[G_N] = {"mixed scripts (CJK, emoji, accents, code, random)", "chat templates and specials",
+                                      "digits and digit runs", "whitespace runs and newlines",
+                                      "bytes the vocabulary lacks"};
+
+static void add_text(cJSON *a, int *groups, int group, const char *s) {
+    groups[cJSON_GetArraySize(a)] = group;
+    cJSON_AddItemToArray(a, cJSON_CreateString(s));
+}
+
+/* The texts by group: texts() (316), then chat, digits, whitespace and missing-byte cases, some random. */
+static cJSON *smollm2_texts(int *groups) {
+    cJSON *a = cJSON_CreateArray(), *mixed = texts();
+    for (int i = 0; i < cJSON_GetArraySize(mixed); i++) add_text(a, groups, G_MIXED, cJSON_GetArrayItem(mixed, i)->valuestring);
+    cJSON_Delete(mixed);
+    static const char *chat[] = {
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\n"
+        "What is 12+30?<|im_end|>\n<|im_start|>assistant\n",
+        "<|im_start|>user\nWrite a haiku about the sea.<|im_end|>\n<|im_start|>assistant\nWaves fold into foam<|im_end|>\n",
+        "<|endoftext|><|im_start|><|im_end|><repo_name><reponame><file_sep><filename><gh_stars><issue_start>"
+        "<issue_comment><issue_closed><jupyter_start><jupyter_text><jupyter_code><jupyter_output><jupyter_script>"
+        "<empty_output>",
+        "text<|endoftext|>more text<|im_end|><|im_end|>", "a <|im_start|> b<|im_end|>c", "<|im_start|<|im_end|>|>",
+        "<|im_start<|im_start|>im_end|>", "<reponame>leash<file_sep>src/tokenizer.c<filename>x.py<gh_stars>100",
+        "<jupyter_code>print(1)\n<jupyter_output>1\n<empty_output>", "<|IM_START|> <|im start|> <| im_end |>",
+        "<|im_start|>user\n日本語で答えて 🙂<|im_end|>\n<|im_start|>assistant\n"};
+    for (size_t i = 0; i < sizeof chat / sizeof chat[0]; i++) add_text(a, groups, G_CHAT, chat[i]);
+    static const char *digits[] = {"0", "42", "1234567890", "12345678901234567890123456789012345678901234567890",
+                                   "3.14159265358979 2.718281828", "-0.5e-10 +1e+300", "x=100000000000000;y=2**64",
+                                   "phone: +1 (555) 123-4567", "2026-11-25T12:34:56Z", "٠١٢٣٤٥٦٧٨٩ ۱۲۳ १२३",
+                                   "¹²³ ½ ⅓ ① ② Ⅻ", "１２３４５ full width", "v1.2.3-rc4 x86_64 i386",
+                                   "0x7fffffff 0b1010 0o777", "a1b2c3d4e5f6g7h8i9j0", "     123     456     "};
+    for (size_t i = 0; i < sizeof digits / sizeof digits[0]; i++) add_text(a, groups, G_DIGITS, digits[i]);
+    static const char *space[] = {" ", "  ", "\n", "\n\n\n\n", "\t\t\t", " \t \n \r\n ", "a  b   c    d", "trailing   ",
+                                  "   leading", "line1\nline2\r\nline3\rline4", "\n\n  indented\n    more\n",
+                                  "tab\tseparated\tvalues\n1\t2\t3", "\u00a0\u2003\u3000\u200b mixed spaces",
+                                  "ends with newline\n", "  \n  \n  "};
+    for (size_t i = 0; i < sizeof space / sizeof space[0]; i++) add_text(a, groups, G_SPACE, space[i]);
+    // bytes SmolLM2 lacks: the controls 04 06 13 14 16 1D; C0 C1 F5-FF never occur in UTF-8; F1 and F2
+    // lead code points U+40000..U+BFFFF
+    static const char *missing[] = {"\x04", "\x06", "\x13", "\x14", "\x16", "\x1d", "a\x04" "b", "hello\x13world",
+                                    " \x04\x06\x13\x14\x16\x1d!", "\x1d\x1d\x1d", "x \x16 y", "\x04<|im_end|>\x06",
+                                    "12\x04" "34", "\xc3\x80 \xc3\x81 \xc3\x80\xc3\x80", "caf\xc3\xa9\x14",
+                                    "\xf1\x80\x80\x80", "\xf2\x80\x80\x80", "a\xf1\x8f\xbf\xbf" "b", "\xf2\xbf\xbf\xbf!",
+                                    " \xf1\x90\x80\x80 \xf2\xa0\x80\x80 ", "\xf0\x9f\x99\x82\xf1\x80\x80\x81"};
+    for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) add_text(a, groups, G_MISSING, missing[i]);
+    static const char *pieces[] = {"\x04", "\x06", "\x13", "\x14", "\x16", "\x1d", "a", "the", " ", "  ", "\n", "1",
+                                   "99", "\xc3\x80", "\xf1\x80\x80\x80", "\xf2\x81\x82\x83", "<|im_end|>", "!", "é",
+                                   "日本"};
+    leash_rng r;
+    leash_rng_seed(&r, 91, 0);
+    for (int k = 0; k < 40; k++) { // random strings of those pieces
+        char buf[512];
+        int n = 0, len = 1 + (int)(leash_rng_uniform(&r) * 12);
+        for (int i = 0; i < len; i++) {
+            const char *p = pieces[(int)(leash_rng_uniform(&r) * (sizeof pieces / sizeof pieces[0]))];
+            n += snprintf(buf + n, sizeof buf - n, "%s", p);
+        }
+        add_text(a, groups, G_MISSING, buf);
+    }
+    return a;
+}
+
+/* Mismatches of tokenizer tok against want (one id list per text), counted per group; the first few printed. */
+static int count_mismatches(const leash_tokenizer *tok, const char *what, const cJSON *t, const int *groups,
+                            const cJSON *want_all, int allow_special, int per_group[G_N], int n_group[G_N]) {
+    int total = 0;
+    for (int i = 0; i < cJSON_GetArraySize(t); i++) {
+        const char *s = cJSON_GetArrayItem(t, i)->valuestring;
+        const cJSON *want = cJSON_GetArrayItem(want_all, i);
+        int *ids = NULL;
+        size_t n = 0, cap = 0;
+        cr_assert_eq(leash_tokenizer_encode(tok, s, strlen(s), allow_special, &ids, &n, &cap), 0, "%s", leash_errmsg());
+        int same = (int)n == cJSON_GetArraySize(want);
+        for (size_t k = 0; same && k < n; k++) same = ids[k] == cJSON_GetArrayItem(want, (int)k)->valueint;
+        n_group[groups[i]]++;
+        if (!same) {
+            if (total < 5)
+                cr_log_error("%s: text %d (%s, \"%.40s\"): leash gives %zu ids, tokenizers %d", what, i,
+                             group_name[groups[i]], s, n, cJSON_GetArraySize(want));
+            per_group[groups[i]]++, total++;
+        }
+        free(ids);
+    }
+    return total;
+}
+
+static void report(const char *what, int total, const int per_group[G_N], const int n_group[G_N]) {
+    int n = 0;
+    for (int g = 0; g < G_N; g++) n += n_group[g];
+    cr_log_info("%s: %d texts, %d mismatches", what, n, total);
+    for (int g = 0; g < G_N; g++) cr_log_info("    %-52s %3d texts, %d mismatches", group_name[g], n_group[g], per_group[g]);
+}
+
+Test(tokenizer_vs_hf, smollm2_real_vocabulary_json_and_gguf, .timeout = 300) {
+    NEED_HF();
+    if (system("/usr/bin/python3 -c 'import gguf' >/dev/null 2>&1") != 0)
+        LEASH_SKIP_OR_FAIL("llama.cpp's Python package gguf is not installed (pip install gguf)");
+    const char *gguf = smollm2_gguf();
+    if (access(gguf, R_OK) != 0)
+        LEASH_SKIP_OR_FAIL("%s is missing (scripts/deps.sh --ref unpacks it; or set LEASH_SMOLLM2_GGUF)", gguf);
+    char dir[] = "/tmp/leash-smoltok-XXXXXX", path[256], cmd[1024];
+    cr_assert(mkdtemp(dir));
+    int groups[1024];
+    cJSON *t = smollm2_texts(groups);
+    cr_assert(cJSON_GetArraySize(t) <= 1024);
+    char *json = cJSON_PrintUnformatted(t);
+    snprintf(path, sizeof path, "%s/texts.json", dir);
+    cr_assert_eq(leash_write_file_atomic(path, json, strlen(json)), 0);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/ref/smollm2_tokenizer_ref.py' '%s' '%s' '%s'", LEASH_SRCDIR, gguf,
+             path, dir);
+    cr_assert_eq(system(cmd), 0, "the Hugging Face reference failed: %s", cmd);
+    char *ref_text;
+    snprintf(path, sizeof path, "%s/ids.json", dir);
+    cr_assert_eq(leash_read_file(path, 1 << 26, &ref_text, NULL), 0);
+    cJSON *ref = cJSON_Parse(ref_text), *want = cJSON_GetObjectItem(ref, "ids"), *want_split = cJSON_GetObjectItem(ref, "ids_split");
+    cr_assert(cJSON_GetArraySize(want) == cJSON_GetArraySize(t) && cJSON_GetArraySize(want_split) == cJSON_GetArraySize(t));
+
+    // the file tokenizers wrote loads, and lacks exactly the bytes tokenizers says it lacks
+    leash_tokenizer *tj, *tg;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    cr_assert_eq(leash_tokenizer_load_json(&tj, path), 0, "%s", leash_errmsg());
+    const cJSON *missing = cJSON_GetObjectItem(ref, "missing_bytes");
+    int n_missing = 0, lacks[256] = {0}, *ids = NULL;
+    for (int i = 0; i < cJSON_GetArraySize(missing); i++) lacks[cJSON_GetArrayItem(missing, i)->valueint] = 1;
+    for (int b = 0; b < 256; b++) {
+        char c = (char)b;
+        size_t n = 0, cap = 0;
+        cr_assert_eq(leash_tokenizer_encode(tj, &c, 1, 0, &ids, &n, &cap), 0);
+        cr_assert_eq(n == 0, lacks[b], "byte 0x%02X: leash gives %zu ids, tokenizers says it %s a token", b, n,
+                     lacks[b] ? "lacks" : "has");
+        n_missing += n == 0;
+        free(ids), ids = NULL;
+    }
+    cr_assert_eq(n_missing, 21, "SmolLM2's vocabulary lacks 21 bytes; found %d", n_missing);
+    const cJSON *specials = cJSON_GetObjectItem(ref, "specials");
+    cr_assert_eq(cJSON_GetArraySize(specials), 17);
+    for (int i = 0; i < 17; i++) cr_assert_eq(leash_tokenizer_special_id(tj, cJSON_GetArrayItem(specials, i)->valuestring), i);
+
+    int per[G_N] = {0}, ng[G_N] = {0}, total;
+    total = count_mismatches(tj, "tokenizer.json", t, groups, want, 1, per, ng);
+    report("leash from tokenizer.json vs tokenizers", total, per, ng);
+    int total_split, per_s[G_N] = {0}, ng_s[G_N] = {0};
+    total_split = count_mismatches(tj, "tokenizer.json, split specials", t, groups, want_split, 0, per_s, ng_s);
+    report("leash from tokenizer.json, special tokens as text, vs tokenizers' encode_special_tokens", total_split, per_s,
+           ng_s);
+    cr_assert_eq(leash_tokenizer_load_dir(&tg, gguf), 0, "%s", leash_errmsg());
+    int total_g, per_g[G_N] = {0}, ng_g[G_N] = {0};
+    total_g = count_mismatches(tg, "GGUF", t, groups, want, 1, per_g, ng_g);
+    report("leash from the GGUF file vs tokenizers", total_g, per_g, ng_g);
+    int total_gs, per_gs[G_N] = {0}, ng_gs[G_N] = {0};
+    total_gs = count_mismatches(tg, "GGUF, split specials", t, groups, want_split, 0, per_gs, ng_gs);
+    report("leash from the GGUF file, special tokens as text, vs tokenizers", total_gs, per_gs, ng_gs);
+    cr_assert(cJSON_GetArraySize(t) >= 300, "only %d texts", cJSON_GetArraySize(t));
+    cr_assert(total == 0 && total_split == 0 && total_g == 0 && total_gs == 0, "mismatches: %d, %d, %d, %d", total,
+              total_split, total_g, total_gs);
+    leash_tokenizer_free(tj), leash_tokenizer_free(tg);
+    cJSON_Delete(ref), cJSON_Delete(t);
+    free(ref_text), free(json);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}

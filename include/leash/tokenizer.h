@@ -3,7 +3,8 @@
  * use GPT-2's pre-tokenisation regex
  *     's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
  * (PCRE2, Unicode properties), the byte-to-unicode alphabet, and lowest-rank-first merges.
- * Any byte string round-trips: bytes that are not valid UTF-8 are encoded byte by byte.
+ * Any byte string round-trips (when the vocabulary has all 256 byte tokens): bytes that are not valid
+ * UTF-8 are encoded byte by byte.
  * Also trains a tokenizer of the same kind from a corpus and writes the same two files. */
 #ifndef LEASH_TOKENIZER_H
 #define LEASH_TOKENIZER_H
@@ -14,17 +15,31 @@ typedef struct leash_tokenizer leash_tokenizer;
 
 /* vocab.json + merges.txt, as GPT-2 ships them; "<|endoftext|>" is the special token when present. */
 int leash_tokenizer_load(leash_tokenizer **out, const char *vocab_path, const char *merges_path);
-/* tokenizer.json with model type "BPE": the pre-tokenizer as the file gives it (ByteLevel with or without
- * its regex, Split with a regex or string and behavior Isolated, Digits, or a Sequence of them), the
- * model's ignore_merges, and added tokens (special tokens, also when they are vocabulary entries). A
- * normalizer must be absent or NFC, which is not applied: input is assumed to be NFC already. Any other
- * type or option that changes encodings is an error naming it. */
+/* tokenizer.json with model type "BPE", encoding as Hugging Face's tokenizers does with
+ * add_special_tokens=False (how transformers encodes a chat template's output): the pre-tokenizer as the
+ * file gives it (ByteLevel with or without its regex, Split with a regex or string and behavior Isolated,
+ * Digits, or a Sequence of them ending in ByteLevel), the model's ignore_merges, and added tokens (matched
+ * in the text first, leftmost-longest: those with normalized false, then those with normalized true in
+ * what is left; "special" says which allow_special 0 leaves as text). A byte the vocabulary has no token
+ * for is left out of encodings, as tokenizers does (SmolLM2's vocabulary lacks 21 bytes). A normalizer
+ * must be absent or NFC, which is not applied: input is assumed to be NFC already. A post_processor may
+ * only put special tokens before the text (Llama 3's <|begin_of_text|>; tokenizers adds it only with
+ * add_special_tokens, and leash never: a prompt writes its BOS itself). Every other key, type or option
+ * that could change an encoding (dropout, unk_token or byte_fallback with bytes missing,
+ * continuing_subword_prefix, lstrip, truncation, ...) is an error naming it; keys that cannot (offsets
+ * options, the decoder's options, "version") are listed in src/tokenizer.c. */
 int leash_tokenizer_load_json(leash_tokenizer **out, const char *path);
-/* A model directory: tokenizer.json if present, else vocab.json + merges.txt. */
+/* A model directory: tokenizer.json if present, else vocab.json + merges.txt. Or a GGUF file (llama.cpp's
+ * format) with a byte-level BPE ("gpt2") tokenizer: its tokens, merges, token types and pre-tokenizer name
+ * ("gpt-2", "smollm", "llama-bpe", "qwen2") become the tokenizer.json document Hugging Face has for the
+ * model, read as above (src/gguf_tokenizer.c). */
 int leash_tokenizer_load_dir(leash_tokenizer **out, const char *dir);
 void leash_tokenizer_free(leash_tokenizer *tok);
-/* Copies a directory's tokenizer files (vocab.json, merges.txt, tokenizer.json: those present) byte for
- * byte, atomically, so a model directory carries its tokenizer. */
+/* Copies a directory's tokenizer files (vocab.json, merges.txt, tokenizer.json) and what transformers reads
+ * beside them (tokenizer_config.json with its chat template, chat_template.jinja, special_tokens_map.json,
+ * generation_config.json): those present, byte for byte, atomically, so a model directory leash writes
+ * carries its tokenizer and chat metadata. From a GGUF file it writes tokenizer.json (the document above)
+ * and tokenizer_config.json (tokenizer.chat_template, bos/eos/pad/unk tokens). */
 int leash_tokenizer_copy(const char *from_dir, const char *to_dir);
 
 int leash_tokenizer_vocab_size(const leash_tokenizer *tok); /* max id + 1 */
@@ -35,7 +50,8 @@ int leash_tokenizer_special_id(const leash_tokenizer *tok, const char *text);
 int leash_tokenizer_eos(const leash_tokenizer *tok, int model_eos);
 
 /* Encodes len bytes of text. With allow_special, special-token strings in the text become their ids;
- * without, they are plain text. *ids is grown with realloc as needed (may start NULL, cap 0). */
+ * without, they are plain text (tokenizers' split_special_tokens, tiktoken's encode_ordinary; added tokens
+ * that are not special still match, as in tokenizers). *ids is grown with realloc as needed (may start NULL, cap 0). */
 int leash_tokenizer_encode(const leash_tokenizer *tok, const char *text, size_t len, int allow_special, int **ids,
                            size_t *n_ids, size_t *cap);
 /* Appends the bytes of ids to *out (grown with realloc; NUL-terminated for convenience). */
