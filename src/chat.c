@@ -10,6 +10,7 @@
 
 #include "leash/error.h"
 #include "leash/fileio.h"
+#include "leash/gguf.h"
 
 /* The known templates, as their models publish them. "@SYSTEM@" stands for the default system message,
  * which differs between models of one family (SmolLM2: "You are a helpful AI assistant named SmolLM,
@@ -246,8 +247,24 @@ static int template_from_config(leash_chat_template *t, const char *path, const 
     return rc;
 }
 
+/* A GGUF file's tokenizer.chat_template (as llama.cpp's converter copies it from tokenizer_config.json). */
+static int template_from_gguf(leash_chat_template *t, const char *path) {
+    leash_gguf *g = NULL;
+    const char *text = NULL;
+    size_t len = 0;
+    int rc = leash_gguf_open(&g, path);
+    if (!rc) rc = leash_gguf_get_string(g, "tokenizer.chat_template", &text, &len);
+    if (rc == 1)
+        rc = leash_fail(LEASH_EINVAL, "%s has no chat template (no tokenizer.chat_template key); pass the formatted "
+                                      "conversation with --text instead", path);
+    if (!rc) rc = leash_chat_template_parse(t, text, len, path);
+    leash_gguf_close(g);
+    return rc;
+}
+
 int leash_chat_template_load(leash_chat_template *t, const char *model_dir) {
     memset(t, 0, sizeof *t);
+    if (leash_gguf_is_file(model_dir)) return template_from_gguf(t, model_dir);
     char path[4096];
     snprintf(path, sizeof path, "%s/chat_template.jinja", model_dir);
     if (is_file(path)) {

@@ -416,6 +416,29 @@ Test(score, smollm2_gguf_template_renders_as_transformers_does, .timeout = 120) 
     drop(work);
 }
 
+/* --chat on a .gguf file reads its tokenizer.chat_template: the real SmolLM2 file's, and a clear error for
+ * a file written without one (leash export of the tiny model, whose directory has no template). */
+Test(score, gguf_chat_template_is_read_from_the_file, .timeout = 60) {
+    if (access(gguf_path(), R_OK) != 0)
+        LEASH_SKIP_OR_FAIL("%s is missing (scripts/deps.sh --ref unpacks it; or set LEASH_SMOLLM2_GGUF)", gguf_path());
+    leash_chat_template t;
+    cr_assert_eq(leash_chat_template_load(&t, gguf_path()), 0, "%s", leash_errmsg());
+    cr_assert_eq(t.family, LEASH_CHAT_CHATML);
+    cr_assert_str_eq(t.default_system, "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
+    cr_assert_str_eq(t.source, gguf_path());
+    leash_chat_template_free(&t);
+    char dir[64], cmd[512], path[128];
+    scratch(dir, sizeof dir);
+    model_dir(dir, 32, 0);
+    snprintf(path, sizeof path, "%s/m.gguf", dir);
+    snprintf(cmd, sizeof cmd, LEASH_BIN " export gguf %s %s --type f32", dir, path);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_neq(leash_chat_template_load(&t, path), 0);
+    cr_assert(strstr(leash_errmsg(), "m.gguf has no chat template (no tokenizer.chat_template key)"), "%s",
+              leash_errmsg());
+    drop(dir);
+}
+
 /* Templates that differ from the known ones in anything that changes the output are refused. */
 Test(score, near_miss_templates_are_refused) {
     const char *bad[] = {

@@ -32,8 +32,9 @@ typedef struct {
 /* Recognises len bytes of template text; source names where it came from in errors. */
 int leash_chat_template_parse(leash_chat_template *t, const char *text, size_t len, const char *source);
 /* A model directory's template: chat_template.jinja if present, else tokenizer_config.json's
- * "chat_template" (a string, or a list of {"name", "template"} of which "default" is used). A missing
- * template or an unrecognised one is an error naming the file and saying to pass formatted text instead. */
+ * "chat_template" (a string, or a list of {"name", "template"} of which "default" is used); or a GGUF
+ * file's tokenizer.chat_template. A missing template or an unrecognised one is an error naming the file
+ * and saying to pass formatted text instead. */
 int leash_chat_template_load(leash_chat_template *t, const char *model_dir);
 void leash_chat_template_free(leash_chat_template *t);
 /* "ChatML", "Llama 3". */
