@@ -184,3 +184,184 @@ Test(tokenizer, utf8_sanitize_replaces_only_invalid_bytes) {
     cr_assert_str_eq(out, "ok \xc3\xa9 \xef\xbf\xbd bad \xef\xbf\xbd\xef\xbf\xbd cut \xf0\x9f\x99\x82 \xef\xbf\xbd\xef\xbf\xbd end");
     free(out);
 }
+
+/* ---- tokenizer.json: what leash refuses, and the bytes a vocabulary may lack ---- */
+
+static int utf8_of(int cp, char *out) {
+    if (cp < 0x80) return out[0] = (char)cp, 1;
+    return out[0] = (char)(0xC0 | cp >> 6), out[1] = (char)(0x80 | (cp & 0x3F)), 2;
+}
+
+/* A small tokenizer.json shaped as SmolLM2's: specials <|endoftext|> (0) and <|im_start|> (1) in the
+ * vocabulary too, the 256 byte symbols from id 2 except the bytes in `drop`, merges "Ġ t", "h e", "! ?". */
+static cJSON *small_doc(const char *drop) {
+    const char *text = "{\"version\": \"1.0\", \"truncation\": null, \"padding\": null, \"added_tokens\": ["
+                       "{\"id\": 0, \"content\": \"<|endoftext|>\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
+                       "\"normalized\": false, \"special\": true}, "
+                       "{\"id\": 1, \"content\": \"<|im_start|>\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
+                       "\"normalized\": false, \"special\": true}], \"normalizer\": null, "
+                       "\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Digits\", "
+                       "\"individual_digits\": true}, {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
+                       "\"trim_offsets\": true, \"use_regex\": true}]}, \"post_processor\": {\"type\": \"ByteLevel\", "
+                       "\"add_prefix_space\": true, \"trim_offsets\": false, \"use_regex\": true}, \"decoder\": {\"type\": "
+                       "\"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, \"use_regex\": true}, \"model\": "
+                       "{\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null, \"continuing_subword_prefix\": null, "
+                       "\"end_of_word_suffix\": null, \"fuse_unk\": false, \"byte_fallback\": false, \"ignore_merges\": false, "
+                       "\"vocab\": {\"<|endoftext|>\": 0, \"<|im_start|>\": 1}, \"merges\": [\"\xc4\xa0 t\", \"h e\", \"! ?\"]}}";
+    cJSON *root = cJSON_Parse(text), *vocab = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "model"), "vocab");
+    int n = 0, id = 2;
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        int cp = printable ? b : 256 + n++;
+        char s[4] = {0};
+        utf8_of(cp, s);
+        if (!strchr(drop, b) || b == 0) cJSON_AddNumberToObject(vocab, s, id++);
+    }
+    cJSON_AddNumberToObject(vocab, "\xc4\xa0t", id++);
+    cJSON_AddNumberToObject(vocab, "he", id++);
+    cJSON_AddNumberToObject(vocab, "!?", id++);
+    return root;
+}
+
+/* Sets the value at a dotted path ("model.dropout", "added_tokens.0.lstrip") to the JSON text value. */
+static void set_path(cJSON *root, const char *path, const char *value) {
+    char buf[256], *save = NULL;
+    snprintf(buf, sizeof buf, "%s", path);
+    cJSON *o = root;
+    char *key = strtok_r(buf, ".", &save), *next;
+    for (; (next = strtok_r(NULL, ".", &save)); key = next)
+        o = cJSON_IsArray(o) ? cJSON_GetArrayItem(o, atoi(key)) : cJSON_GetObjectItem(o, key);
+    cr_assert(o, "no object at %s", path);
+    cJSON *v = cJSON_Parse(value);
+    cr_assert(v, "bad JSON %s", value);
+    if (cJSON_IsArray(o)) cJSON_ReplaceItemInArray(o, atoi(key), v);
+    else if (cJSON_GetObjectItem(o, key)) cJSON_ReplaceItemInObject(o, key, v);
+    else cJSON_AddItemToObject(o, key, v);
+}
+
+static int load_doc(const cJSON *root, leash_tokenizer **t) {
+    char path[] = "/tmp/leash-tokdoc-XXXXXX", *json = cJSON_PrintUnformatted(root);
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    cr_assert_eq(leash_write_file_atomic(path, json, strlen(json)), 0);
+    int rc = leash_tokenizer_load_json(t, path);
+    unlink(path);
+    free(json);
+    return rc;
+}
+
+Test(tokenizer, tokenizer_json_refuses_what_would_change_encodings) {
+    static const struct {
+        const char *path, *value, *drop, *named; // drop: bytes the vocabulary lacks; named: in the message
+    } cases[] = {
+        {"normalizer", "{\"type\": \"NFD\"}", "", "\"NFD\""},
+        {"normalizer", "{\"type\": \"Lowercase\"}", "", "\"Lowercase\""},
+        {"normalizer", "{\"type\": \"NFC\", \"extra\": 1}", "", "\"extra\""},
+        {"pre_tokenizer.pretokenizers.1.add_prefix_space", "true", "", "add_prefix_space"},
+        {"pre_tokenizer.pretokenizers.0.invert_digits", "true", "", "\"invert_digits\""},
+        {"pre_tokenizer.pretokenizers.0", "{\"type\": \"Whitespace\"}", "", "\"Whitespace\""},
+        {"pre_tokenizer.pretokenizers.0", "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"a\"}, \"behavior\": \"Removed\", "
+                                          "\"invert\": false}", "", "\"Removed\""},
+        {"pre_tokenizer.pretokenizers.0", "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"a\"}, \"behavior\": \"Isolated\", "
+                                          "\"invert\": true}", "", "invert"},
+        {"pre_tokenizer.pretokenizers", "[{\"type\": \"ByteLevel\"}, {\"type\": \"Digits\"}]", "", "after ByteLevel"},
+        {"pre_tokenizer", "{\"type\": \"Digits\", \"individual_digits\": true}", "", "no ByteLevel"},
+        {"model.dropout", "0.1", "", "dropout"},
+        {"model.unk_token", "\"<|endoftext|>\"", "\x04", "unk_token"},
+        {"model.byte_fallback", "true", "\x04", "byte_fallback"},
+        {"model.continuing_subword_prefix", "\"##\"", "", "continuing_subword_prefix"},
+        {"model.end_of_word_suffix", "\"</w>\"", "", "end_of_word_suffix"},
+        {"model.fuse_unk", "\"yes\"", "", "fuse_unk"},
+        {"model.ignore_merges", "1", "", "ignore_merges"},
+        {"model.new_option", "1", "", "\"new_option\""},
+        {"post_processor", "{\"type\": \"TemplateProcessing\", \"single\": [{\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}, "
+                           "{\"SpecialToken\": {\"id\": \"<|endoftext|>\", \"type_id\": 0}}], \"pair\": [], "
+                           "\"special_tokens\": {}}", "", "after the text"},
+        {"post_processor", "{\"type\": \"BertProcessing\", \"sep\": [\"<|endoftext|>\", 0], \"cls\": [\"<|im_start|>\", 1]}",
+         "", "\"BertProcessing\""},
+        {"post_processor", "{\"type\": \"RobertaProcessing\"}", "", "\"RobertaProcessing\""},
+        {"added_tokens.0.lstrip", "true", "", "lstrip"},
+        {"added_tokens.0.rstrip", "true", "", "rstrip"},
+        {"added_tokens.1.single_word", "true", "", "single_word"},
+        {"added_tokens.1.normalized", "\"no\"", "", "normalized"},
+        {"added_tokens.1.extra", "0", "", "\"extra\""},
+        {"truncation", "{\"max_length\": 8, \"strategy\": \"LongestFirst\", \"stride\": 0, \"direction\": \"Right\"}", "",
+         "truncation"},
+        {"padding", "{\"strategy\": \"BatchLongest\"}", "", "padding"},
+        {"decoder", "{\"type\": \"WordPiece\", \"prefix\": \"##\", \"cleanup\": true}", "", "\"WordPiece\""},
+        {"decoder.add_dots", "true", "", "\"add_dots\""},
+        {"extra_key", "1", "", "\"extra_key\""},
+    };
+    int n = (int)(sizeof cases / sizeof cases[0]);
+    for (int i = 0; i < n; i++) {
+        cJSON *root = small_doc(cases[i].drop);
+        set_path(root, cases[i].path, cases[i].value);
+        leash_tokenizer *t = NULL;
+        cr_assert_eq(load_doc(root, &t), LEASH_EFORMAT, "case %d (%s = %s) loads", i, cases[i].path, cases[i].value);
+        cr_assert(strstr(leash_errmsg(), cases[i].named) && strstr(leash_errmsg(), "/tmp/leash-tokdoc-"),
+                  "case %d (%s): the message names neither %s nor the file: %s", i, cases[i].path, cases[i].named,
+                  leash_errmsg());
+        cJSON_Delete(root);
+    }
+    cr_log_info("%d changes to a tokenizer.json refused, each naming the key", n);
+}
+
+Test(tokenizer, tokenizer_json_accepts_what_cannot_change_encodings) {
+    static const struct {
+        const char *path, *value, *drop;
+    } cases[] = {
+        {"version", "\"1.0\"", ""}, // the unchanged file, and with bytes missing
+        {"version", "\"1.0\"", "\x04\x06\x13\xc0\xc1\xf5\xff"},
+        {"model.unk_token", "\"<|endoftext|>\"", ""}, // every byte has a token: never used
+        {"model.byte_fallback", "true", ""},
+        {"model.fuse_unk", "true", ""},
+        {"model.dropout", "0", ""},
+        {"model.continuing_subword_prefix", "\"\"", ""},
+        {"normalizer", "{\"type\": \"NFC\"}", ""},
+        {"post_processor", "{\"type\": \"Sequence\", \"processors\": [{\"type\": \"ByteLevel\", \"add_prefix_space\": true, "
+                           "\"trim_offsets\": false, \"use_regex\": true}, {\"type\": \"TemplateProcessing\", \"single\": "
+                           "[{\"SpecialToken\": {\"id\": \"<|im_start|>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", "
+                           "\"type_id\": 0}}], \"pair\": [], \"special_tokens\": {}}]}", ""}, // Llama 3's BOS template
+        {"post_processor", "null", ""},
+        {"decoder", "null", ""},
+        {"added_tokens.1.normalized", "true", ""},
+    };
+    for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
+        cJSON *root = small_doc(cases[i].drop);
+        set_path(root, cases[i].path, cases[i].value);
+        leash_tokenizer *t = NULL;
+        cr_assert_eq(load_doc(root, &t), 0, "case %d (%s = %s): %s", i, cases[i].path, cases[i].value, leash_errmsg());
+        leash_tokenizer_free(t);
+        cJSON_Delete(root);
+    }
+}
+
+Test(tokenizer, bytes_the_vocabulary_lacks_are_left_out) {
+    cJSON *root = small_doc("\x04\x06");
+    leash_tokenizer *t;
+    cr_assert_eq(load_doc(root, &t), 0, "%s", leash_errmsg());
+    int *ids = NULL;
+    size_t n = 0, cap = 0;
+    // "!\x04?" is one piece (GPT-2's regex keeps punctuation and controls together): "!" "?" once the
+    // byte is dropped, which merge into "!?"
+    cr_assert_eq(leash_tokenizer_encode(t, "!\x04?", 3, 1, &ids, &n, &cap), 0);
+    int bang_q = ids[0];
+    cr_assert(n == 1, "the neighbours of a dropped byte merge: %zu ids", n);
+    n = 0;
+    cr_assert_eq(leash_tokenizer_encode(t, "!?", 2, 1, &ids, &n, &cap), 0);
+    cr_assert(n == 1 && ids[0] == bang_q);
+    n = 0;
+    cr_assert_eq(leash_tokenizer_encode(t, "\x04\x06\x04", 3, 1, &ids, &n, &cap), 0);
+    cr_assert_eq(n, 0, "only missing bytes: no ids");
+    // special tokens: split as text with allow_special 0, ids with 1
+    n = 0;
+    cr_assert_eq(leash_tokenizer_encode(t, "a<|im_start|>b", 14, 1, &ids, &n, &cap), 0);
+    cr_assert(n == 3 && ids[1] == 1);
+    n = 0;
+    cr_assert_eq(leash_tokenizer_encode(t, "a<|im_start|>b", 14, 0, &ids, &n, &cap), 0);
+    cr_assert(n == 14, "each byte a token: %zu ids", n);
+    free(ids);
+    leash_tokenizer_free(t);
+    cJSON_Delete(root);
+}
