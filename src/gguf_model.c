@@ -345,8 +345,13 @@ static int read_weights(const leash_gguf *g, leash_gpt *m, char *seen, char *use
     for (int i = 0; i < leash_gguf_num_tensors(g) && !rc; i++) {
         const leash_gguf_tensor *s = leash_gguf_tensor_at(g, i);
         if (!used[i] && !(cfg->arch == LEASH_ARCH_GPT2 && tied_copy(g, s)))
-            rc = leash_fail(LEASH_EFORMAT, "%s: unexpected tensor '%s' for a %s model with this metadata", path, s->name,
-                            cfg->arch == LEASH_ARCH_GPT2 ? "gpt2" : cfg->model_type);
+            rc = leash_fail(LEASH_EFORMAT, "%s: unexpected tensor '%s' for a %s model with this metadata%s", path, s->name,
+                            cfg->arch == LEASH_ARCH_GPT2 ? "gpt2" : cfg->model_type,
+                            strcmp(s->name, "rope_freqs.weight") == 0 ? " (Llama 3.1's rotary frequency factors, which leash "
+                                                                        "reads from a config.json's rope_scaling only)"
+                            : cfg->arch == LEASH_ARCH_GPT2 && strcmp(s->name, "output.weight") == 0
+                                ? " (an LM head that differs from token_embd.weight; leash's GPT-2 head is tied)"
+                                : "");
     }
     return rc;
 }
