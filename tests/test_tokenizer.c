@@ -365,3 +365,74 @@ Test(tokenizer, bytes_the_vocabulary_lacks_are_left_out) {
     leash_tokenizer_free(t);
     cJSON_Delete(root);
 }
+
+/* ---- the command line, and the files a written model directory carries ---- */
+
+static void write_small_dir(const char *dir) {
+    char path[256];
+    cJSON *root = small_doc("");
+    char *json = cJSON_PrintUnformatted(root);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    cr_assert_eq(leash_write_file_atomic(path, json, strlen(json)), 0);
+    free(json);
+    cJSON_Delete(root);
+}
+
+static char *run_output(const char *cmd) {
+    FILE *p = popen(cmd, "r");
+    cr_assert(p, "%s", cmd);
+    static char out[1 << 16];
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    cr_assert_eq(st, 0, "%s exits %d", cmd, st);
+    return out;
+}
+
+Test(tokenizer, cli_encode_split_special_tokens_and_help) {
+    char dir[] = "/tmp/leash-tokcli-XXXXXX", cmd[1024];
+    cr_assert(mkdtemp(dir));
+    write_small_dir(dir);
+    char *out = run_output(LEASH_BIN " tokenizer encode --help");
+    cr_assert(strstr(out, "--split-special-tokens") && strstr(out, "GGUF"), "%s", out);
+    cr_assert(strstr(run_output(LEASH_BIN " tokenizer decode -h"), "usage:"));
+    snprintf(cmd, sizeof cmd, "printf 'a<|im_start|>b' | " LEASH_BIN " tokenizer encode '%s'", dir);
+    out = run_output(cmd);
+    int a = 0, s = -1, b = 0;
+    cr_assert(sscanf(out, "%d %d %d", &a, &s, &b) == 3 && s == 1, "special token as its id: %s", out);
+    snprintf(cmd, sizeof cmd, "printf 'a<|im_start|>b' | " LEASH_BIN " tokenizer encode --split-special-tokens '%s'", dir);
+    out = run_output(cmd);
+    int words = 0;
+    for (char *p = strtok(out, " \n"); p; p = strtok(NULL, " \n")) {
+        cr_assert_neq(atoi(p), 1);
+        words++;
+    }
+    cr_assert_eq(words, 14, "special token as text: 14 byte tokens, got %d", words);
+    snprintf(cmd, sizeof cmd, "printf 1 | " LEASH_BIN " tokenizer decode --split-special-tokens '%s' 2>/dev/null", dir);
+    cr_assert_neq(system(cmd), 0, "decode has no --split-special-tokens");
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(tokenizer, copy_carries_chat_metadata) {
+    char from[] = "/tmp/leash-tokfrom-XXXXXX", to[] = "/tmp/leash-tokto-XXXXXX", path[256], cmd[600];
+    cr_assert(mkdtemp(from) && mkdtemp(to));
+    write_small_dir(from);
+    const char *names[] = {"tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
+                           "generation_config.json"};
+    const char *bodies[] = {"{\"chat_template\": \"{{ messages }}\", \"eos_token\": \"<|endoftext|>\"}", "{{ messages }}\n",
+                            "{\"eos_token\": \"<|endoftext|>\"}", "{\"eos_token_id\": 0, \"do_sample\": false}"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", from, names[i]);
+        cr_assert_eq(leash_write_file_atomic(path, bodies[i], strlen(bodies[i])), 0);
+    }
+    cr_assert_eq(leash_tokenizer_copy(from, to), 0, "%s", leash_errmsg());
+    for (int i = 0; i < 4; i++) {
+        snprintf(cmd, sizeof cmd, "cmp -s '%s/%s' '%s/%s'", from, names[i], to, names[i]);
+        cr_assert_eq(system(cmd), 0, "%s not carried byte for byte", names[i]);
+    }
+    snprintf(cmd, sizeof cmd, "cmp -s '%s/tokenizer.json' '%s/tokenizer.json'", from, to);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", from, to);
+    cr_assert_eq(system(cmd), 0);
+}

@@ -1,4 +1,4 @@
-/* `leash tokenizer train|encode|decode`: the byte-level BPE from a shell. */
+/* `leash tokenizer train|encode|decode`: the byte-level BPE from a shell (model directories and GGUF files). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,12 +11,18 @@
 
 static const char *usage =
     "usage: leash tokenizer train CORPUS --vocab-size N --out DIR [--min-frequency K]\n"
-    "       leash tokenizer encode DIR [FILE]     ids of FILE's text (stdin if none), one line\n"
-    "       leash tokenizer decode DIR [FILE]     text of whitespace-separated ids\n"
+    "       leash tokenizer encode [--split-special-tokens] MODEL [FILE]   ids of FILE's text (stdin if none), one line\n"
+    "       leash tokenizer decode MODEL [FILE]   text of whitespace-separated ids\n"
     "\n"
     "train: a GPT-2-style byte-level BPE (256 byte tokens, merges of the most frequent pair occurring at\n"
     "least K times (default 2), then <|endoftext|>); writes DIR/vocab.json and DIR/merges.txt in GPT-2's\n"
-    "format. DIR for encode/decode holds tokenizer.json or vocab.json + merges.txt.\n";
+    "format.\n"
+    "MODEL for encode/decode: a directory with tokenizer.json (Hugging Face's) or vocab.json + merges.txt,\n"
+    "or a GGUF file with a byte-level BPE tokenizer (llama.cpp's tokenizer.ggml.model \"gpt2\").\n"
+    "encode: as Hugging Face tokenizers' encode(text, add_special_tokens=False): special-token strings in\n"
+    "the text (<|im_start|>, <|endoftext|>, ...) become their ids, no BOS or EOS is added.\n"
+    "  --split-special-tokens   special-token strings are encoded as plain text (tokenizers'\n"
+    "                           split_special_tokens, tiktoken's encode_ordinary)\n";
 
 int cli_tokenizer(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
@@ -55,14 +61,23 @@ int cli_tokenizer(int argc, char **argv) {
         fprintf(stderr, "leash tokenizer: unknown subcommand '%s'\n%s", sub, usage);
         return 2;
     }
-    if (argc < 3 || argc > 4) {
+    int split = 0, bad = 0, ch;
+    static const struct option opts[] = {{"split-special-tokens", 0, 0, 's'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    optind = 2;
+    while (!bad && (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (ch == 'h') return fputs(usage, stdout), 0;
+        if (ch == 's' && !strcmp(sub, "encode")) split = 1;
+        else bad = 1;
+    }
+    if (bad || argc - optind < 1 || argc - optind > 2) {
+        if (!bad) fprintf(stderr, "leash tokenizer %s: need MODEL and at most one FILE\n", sub);
         fputs(usage, stderr);
         return 2;
     }
     leash_tokenizer *tok;
-    char *text = cli_read_file(argc == 4 ? argv[3] : "-", NULL);
+    char *text = cli_read_file(argc - optind == 2 ? argv[optind + 1] : "-", NULL);
     if (!text) return 1;
-    if (leash_tokenizer_load_dir(&tok, argv[2])) {
+    if (leash_tokenizer_load_dir(&tok, argv[optind])) {
         fprintf(stderr, "leash tokenizer: %s\n", leash_errmsg());
         free(text);
         return 1;
@@ -70,7 +85,7 @@ int cli_tokenizer(int argc, char **argv) {
     int status = 0, *ids = NULL;
     size_t n = 0, cap = 0;
     if (!strcmp(sub, "encode")) {
-        if (leash_tokenizer_encode(tok, text, strlen(text), 1, &ids, &n, &cap)) status = 1;
+        if (leash_tokenizer_encode(tok, text, strlen(text), !split, &ids, &n, &cap)) status = 1;
         for (size_t i = 0; i < n && !status; i++) printf("%s%d", i ? " " : "", ids[i]);
         if (!status) putchar('\n');
     } else {
