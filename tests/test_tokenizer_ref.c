@@ -355,3 +355,55 @@ Test(tokenizer_vs_hf, smollm2_real_vocabulary_json_and_gguf, .timeout = 300) {
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+/* The directory leash writes from a GGUF file (tokenizer.json, tokenizer_config.json) loads in transformers,
+ * whose apply_chat_template renders the file's template and encodes as leash does. */
+Test(tokenizer_vs_hf, gguf_tokenizer_written_out_loads_in_transformers, .timeout = 300) {
+    const char *py = "/opt/leash-hf/bin/python";
+    char cmd[1024], path[256];
+    snprintf(cmd, sizeof cmd, "%s -c 'import transformers' >/dev/null 2>&1", py);
+    if (access(py, X_OK) != 0 || system(cmd) != 0)
+        LEASH_SKIP_OR_FAIL("transformers is not installed in %s (scripts/deps.sh --ref)", py);
+    const char *gguf = smollm2_gguf();
+    if (access(gguf, R_OK) != 0)
+        LEASH_SKIP_OR_FAIL("%s is missing (scripts/deps.sh --ref unpacks it; or set LEASH_SMOLLM2_GGUF)", gguf);
+    char dir[] = "/tmp/leash-ggufdir-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    cr_assert_eq(leash_tokenizer_copy(gguf, dir), 0, "%s", leash_errmsg());
+    snprintf(cmd, sizeof cmd, "%s '%s/tests/ref/hf_tokenizer_dir_ref.py' '%s' '%s/hf.json'", py, LEASH_SRCDIR, dir, dir);
+    cr_assert_eq(system(cmd), 0, "transformers could not use the directory: %s", cmd);
+    char *text;
+    snprintf(path, sizeof path, "%s/hf.json", dir);
+    cr_assert_eq(leash_read_file(path, 1 << 20, &text, NULL), 0);
+    cJSON *hf = cJSON_Parse(text);
+    const char *want_chat = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+                            "<|im_end|>\n<|im_start|>user\nWhat is 12+30?<|im_end|>\n<|im_start|>assistant\n";
+    cr_assert_str_eq(cJSON_GetObjectItem(hf, "chat_text")->valuestring, want_chat);
+    cr_assert_str_eq(cJSON_GetObjectItem(hf, "bos")->valuestring, "<|im_start|>");
+    cr_assert_str_eq(cJSON_GetObjectItem(hf, "eos")->valuestring, "<|im_end|>");
+    cr_assert_str_eq(cJSON_GetObjectItem(hf, "pad")->valuestring, "<|im_end|>");
+    leash_tokenizer *tg, *tw;
+    cr_assert_eq(leash_tokenizer_load_dir(&tg, gguf), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_tokenizer_load_dir(&tw, dir), 0, "the written tokenizer.json: %s", leash_errmsg());
+    const char *texts_[] = {want_chat, cJSON_GetObjectItem(hf, "text")->valuestring};
+    const char *keys[] = {"chat_ids", "text_ids"};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *want = cJSON_GetObjectItem(hf, keys[k]);
+        for (int w = 0; w < 2; w++) {
+            int *ids = NULL;
+            size_t n = 0, cap = 0;
+            cr_assert_eq(leash_tokenizer_encode(w ? tw : tg, texts_[k], strlen(texts_[k]), 1, &ids, &n, &cap), 0);
+            int same = (int)n == cJSON_GetArraySize(want);
+            for (size_t i = 0; same && i < n; i++) same = ids[i] == cJSON_GetArrayItem(want, (int)i)->valueint;
+            cr_assert(same, "%s: leash (%s) gives %zu ids, transformers %d", keys[k], w ? "written tokenizer.json" : "GGUF",
+                      n, cJSON_GetArraySize(want));
+            free(ids);
+        }
+    }
+    cr_log_info("transformers loads the directory written from the GGUF; its chat template and 2 encodings agree");
+    leash_tokenizer_free(tg), leash_tokenizer_free(tw);
+    cJSON_Delete(hf);
+    free(text);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
