@@ -1,4 +1,9 @@
-/* A command as a line-by-line JSON peer: see src/subprocess.h. */
+/* A command as a line-by-line JSON peer: see src/subprocess.h.
+ *
+ * The command runs in a process group of its own, so that it and every process it starts end together
+ * when leash stops it (on a timeout, an error, a stop request or the end of the run). Both pipes are
+ * non-blocking and one poll() loop writes the request and reads the answer, so that neither a command that
+ * never reads its input nor one that never answers can hold leash past the deadline. */
 #define _GNU_SOURCE /* pipe2, sigtimedwait */
 #include "subprocess.h"
 
@@ -13,113 +18,171 @@
 #include <unistd.h>
 
 #include "leash/error.h"
+#include "leash/stop.h"
+
+#define SLICE_MS 100 /* how often a wait looks at the stop flag (a signal also interrupts it at once) */
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
 
 int subprocess_start(leash_subprocess *x, const char *cmd, const char *what) {
     int in[2], out[2];
     memset(x, 0, sizeof *x);
     x->to = x->from = -1;
     x->cmd = cmd, x->what = what;
-    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC))
+    if (pipe2(in, O_CLOEXEC)) return leash_fail(LEASH_EIO, "cannot create pipes for the %s: %s", what, strerror(errno));
+    if (pipe2(out, O_CLOEXEC)) {
+        close(in[0]), close(in[1]);
         return leash_fail(LEASH_EIO, "cannot create pipes for the %s: %s", what, strerror(errno));
+    }
     x->pid = fork();
-    if (x->pid < 0) return leash_fail(LEASH_EIO, "cannot start the %s: %s", what, strerror(errno));
+    if (x->pid < 0) {
+        int err = errno;
+        close(in[0]), close(in[1]), close(out[0]), close(out[1]);
+        x->pid = 0;
+        return leash_fail(LEASH_EIO, "cannot start the %s: %s", what, strerror(err));
+    }
     if (x->pid == 0) {
+        setpgid(0, 0); // a group of its own: stopping it ends every process it started
         dup2(in[0], 0);
         dup2(out[1], 1);
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
+    setpgid(x->pid, x->pid); // also here, so that the group exists before we could signal it
     close(in[0]), close(out[1]);
     x->to = in[1], x->from = out[0];
+    fcntl(x->to, F_SETFL, fcntl(x->to, F_GETFL) | O_NONBLOCK);
+    fcntl(x->from, F_SETFL, fcntl(x->from, F_GETFL) | O_NONBLOCK);
     return LEASH_OK;
 }
 
-void subprocess_stop(leash_subprocess *x) {
+/* Whether the group leader has exited within wait_s (not reaped, so its pid, the group's id, stays ours). */
+static int exited_within(pid_t pid, double wait_s) {
+    double end = now_s() + wait_s;
+    struct timespec pause = {0, 5 * 1000 * 1000};
+    for (;;) {
+        siginfo_t si = {0};
+        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid) return 1;
+        if (now_s() >= end) return 0;
+        nanosleep(&pause, NULL);
+    }
+}
+
+/* Ends the command and its whole process group: a moment (grace_s) to exit by itself (its input is
+ * closed), then SIGTERM, then SIGKILL for whatever of the group is left; reaps it. Returns its wait status. */
+static int finish(leash_subprocess *x, double grace_s) {
     if (x->to >= 0) close(x->to);
     if (x->from >= 0) close(x->from);
     x->to = x->from = -1;
-    if (x->pid > 0) {
-        kill(x->pid, SIGTERM);
-        waitpid(x->pid, NULL, 0);
-        x->pid = 0;
-    }
-}
-
-/* Reaps a command whose pipes closed (killing one that lingers) and describes how it ended. */
-static const char *ended(leash_subprocess *x, char *buf, size_t cap) {
     int st = 0;
-    struct timespec pause = {0, 50 * 1000 * 1000};
-    if (x->pid > 0 && waitpid(x->pid, &st, WNOHANG) == 0) {
-        nanosleep(&pause, NULL);
-        if (waitpid(x->pid, &st, WNOHANG) == 0) kill(x->pid, SIGKILL), waitpid(x->pid, &st, 0);
+    if (x->pid <= 0) return st;
+    if (!exited_within(x->pid, grace_s)) {
+        kill(-x->pid, SIGTERM);
+        if (!exited_within(x->pid, 0.2)) kill(-x->pid, SIGKILL);
     }
+    kill(-x->pid, SIGKILL); // the rest of its group (a script's children), before its id can be reused
+    while (waitpid(x->pid, &st, 0) < 0 && errno == EINTR) {}
     x->pid = 0;
-    snprintf(buf, cap, "%s %d", WIFEXITED(st) ? "exit status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-    return buf;
+    return st;
 }
 
+void subprocess_stop(leash_subprocess *x) { finish(x, 0.2); }
+
+/* The command's output closed: ends what is left of it and describes how it ended. */
 static int ended_error(leash_subprocess *x, int id) {
-    char how[64];
-    return leash_fail(LEASH_EIO, "%s '%s' ended (%s) before answering request %d; run it by hand on the request line "
+    int st = finish(x, 0.05);
+    return leash_fail(LEASH_EIO, "%s '%s' ended (%s %d) before answering request %d; run it by hand on the request line "
                                  "to see why",
-                      x->what, x->cmd, ended(x, how, sizeof how), id);
+                      x->what, x->cmd, WIFEXITED(st) ? "exit status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+                      id);
 }
 
-/* Writes all of s; a command that closed its stdin gives EPIPE, never a SIGPIPE that kills us. */
-static int write_all(leash_subprocess *x, const char *s, size_t n) {
+/* Takes one answer line out of the buffer into line (cap bytes): 1 when there was one, 0 when not yet,
+ * or an error. */
+static int take_line(leash_subprocess *x, int id, char *line, size_t cap) {
+    char *nl = memchr(x->buf, '\n', x->n);
+    if (!nl) {
+        if (x->n < sizeof x->buf) return 0;
+        return leash_fail(LEASH_EFORMAT, "%s: answer %d has no newline in its first %zu bytes; an answer is one JSON "
+                                         "line of at most %zu bytes",
+                          x->what, id, sizeof x->buf, cap - 1);
+    }
+    size_t k = (size_t)(nl - x->buf);
+    if (k >= cap) return leash_fail(LEASH_EFORMAT, "%s: answer %d is %zu bytes long; at most %zu are accepted", x->what, id, k, cap - 1);
+    memcpy(line, x->buf, k);
+    line[k] = '\0';
+    memmove(x->buf, nl + 1, x->n - k - 1);
+    x->n -= k + 1;
+    return 1;
+}
+
+/* One poll() loop: writes what is left of the request while it reads what the command answers.
+ * A command that closed its input gives EPIPE, never a SIGPIPE that kills us. */
+static int exchange(leash_subprocess *x, double timeout_s, int id, const char *request, char *line, size_t cap) {
+    size_t len = strlen(request), sent = 0; // the request and its newline: len + 1 bytes
+    double deadline = now_s() + timeout_s;
+    for (;;) {
+        if (sent == len + 1) {
+            int got = take_line(x, id, line, cap);
+            if (got) return got < 0 ? got : LEASH_OK;
+        } else if (x->n == sizeof x->buf) {
+            return leash_fail(LEASH_EFORMAT, "%s: wrote %zu bytes before reading request %d; answer each request with one line",
+                              x->what, x->n, id);
+        }
+        double left = deadline - now_s();
+        if (leash_stop_requested() || left <= 0) {
+            int stop = leash_stop_requested();
+            subprocess_stop(x);
+            if (stop)
+                return leash_fail(LEASH_EIO, "stopped by a signal while waiting for the %s '%s' (request %d); it was "
+                                             "stopped with its child processes",
+                                  x->what, x->cmd, id);
+            if (sent < len + 1)
+                return leash_fail(LEASH_EIO, "%s '%s' did not read request %d within %g s (%zu of %zu bytes taken); it was "
+                                             "stopped with its child processes (it must read each request line as it comes)",
+                                  x->what, x->cmd, id, timeout_s, sent, len + 1);
+            return leash_fail(LEASH_EIO, "%s '%s' did not answer request %d within %g s; it was stopped with its child "
+                                         "processes (raise the timeout if it is just slow; a command that buffers its "
+                                         "output must flush each answer line)",
+                              x->what, x->cmd, id, timeout_s);
+        }
+        struct pollfd pfd[2] = {{x->from, POLLIN, 0}, {x->to, POLLOUT, 0}};
+        int ms = left * 1000 < SLICE_MS ? (int)(left * 1000) + 1 : SLICE_MS;
+        int r = poll(pfd, sent < len + 1 ? 2 : 1, ms);
+        if (r < 0 && errno != EINTR) return leash_fail(LEASH_EIO, "%s: poll: %s", x->what, strerror(errno));
+        if (r <= 0) continue;
+        if (pfd[0].revents) {
+            ssize_t k = read(x->from, x->buf + x->n, sizeof x->buf - x->n);
+            if (k == 0) return ended_error(x, id); // its output closed
+            if (k < 0 && errno != EINTR && errno != EAGAIN) return leash_fail(LEASH_EIO, "%s: read: %s", x->what, strerror(errno));
+            if (k > 0) x->n += (size_t)k;
+        }
+        if (sent < len + 1 && pfd[1].revents) {
+            ssize_t k = sent < len ? write(x->to, request + sent, len - sent) : write(x->to, "\n", 1);
+            if (k < 0 && errno == EPIPE) return ended_error(x, id);
+            if (k < 0 && errno != EINTR && errno != EAGAIN)
+                return leash_fail(LEASH_EIO, "cannot send request %d to %s '%s': %s", id, x->what, x->cmd, strerror(errno));
+            if (k > 0) sent += (size_t)k;
+        }
+    }
+}
+
+int subprocess_request(leash_subprocess *x, double timeout_s, int id, const char *request, char *line, size_t cap) {
+    if (x->pid <= 0 || x->to < 0)
+        return leash_fail(LEASH_EIO, "%s '%s' has already ended; request %d cannot be sent", x->what, x->cmd, id);
     sigset_t pipe_set, old;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-    int err = 0;
-    while (n && !err) {
-        ssize_t k = write(x->to, s, n);
-        if (k < 0 && errno != EINTR) err = errno;
-        else if (k > 0) s += k, n -= (size_t)k;
-    }
-    if (err == EPIPE) { // consume the pending signal before unblocking it
-        struct timespec zero = {0, 0};
+    int rc = exchange(x, timeout_s, id, request, line, cap);
+    struct timespec zero = {0, 0}; // consume a SIGPIPE a write raised before unblocking it
+    sigset_t pending;
+    if (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) && !sigismember(&old, SIGPIPE))
         sigtimedwait(&pipe_set, NULL, &zero);
-    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return err;
-}
-
-int subprocess_request(leash_subprocess *x, double timeout_s, int id, const char *request, char *line, size_t cap) {
-    int err = write_all(x, request, strlen(request));
-    if (!err) err = write_all(x, "\n", 1);
-    if (err == EPIPE) return ended_error(x, id);
-    if (err) return leash_fail(LEASH_EIO, "cannot send request %d to %s '%s': %s", id, x->what, x->cmd, strerror(err));
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        char *nl = memchr(x->buf, '\n', x->n);
-        if (nl) {
-            size_t k = (size_t)(nl - x->buf);
-            if (k >= cap) return leash_fail(LEASH_EFORMAT, "%s: answer %d is longer than %zu bytes", x->what, id, cap);
-            memcpy(line, x->buf, k);
-            line[k] = '\0';
-            memmove(x->buf, nl + 1, x->n - k - 1);
-            x->n -= k + 1;
-            return LEASH_OK;
-        }
-        if (x->n == sizeof x->buf) return leash_fail(LEASH_EFORMAT, "%s: answer %d has no newline", x->what, id);
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        double left = timeout_s - (now.tv_sec - t0.tv_sec) - 1e-9 * (now.tv_nsec - t0.tv_nsec);
-        if (left <= 0) {
-            subprocess_stop(x);
-            return leash_fail(LEASH_EIO, "%s '%s' did not answer request %d within %g s; it was stopped (raise the "
-                                         "timeout if it is just slow)",
-                              x->what, x->cmd, id, timeout_s);
-        }
-        struct pollfd pfd = {x->from, POLLIN, 0};
-        int r = poll(&pfd, 1, (int)(left * 1000) + 1);
-        if (r < 0 && errno != EINTR) return leash_fail(LEASH_EIO, "%s: poll: %s", x->what, strerror(errno));
-        if (r <= 0) continue;
-        ssize_t k = read(x->from, x->buf + x->n, sizeof x->buf - x->n);
-        if (k == 0) return ended_error(x, id); // its output closed
-        if (k < 0 && errno != EINTR) return leash_fail(LEASH_EIO, "%s: read: %s", x->what, strerror(errno));
-        if (k > 0) x->n += (size_t)k;
-    }
+    return rc;
 }

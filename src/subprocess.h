@@ -16,12 +16,15 @@ typedef struct {
     const char *what;  // "judge command", "reward command": how messages name it
 } leash_subprocess;
 
-/* Starts cmd with /bin/sh -c. */
+/* Starts cmd with /bin/sh -c, in a process group of its own. */
 int subprocess_start(leash_subprocess *x, const char *cmd, const char *what);
 /* Sends request (one line, no newline) as request number id, and reads the answer line into answer (cap
- * bytes) within timeout_s. A command that ended, hangs, or writes an over-long line is an error that says
- * which (a hanging command is stopped); a command that closed its input never kills us with SIGPIPE. */
+ * bytes) within timeout_s, which bounds the writing as well as the reading. A command that ended, does not
+ * read, does not answer, or writes an over-long line is an error that says which; a stop request
+ * (include/leash/stop.h: SIGINT, SIGTERM) ends the wait at once. A command that hangs or is interrupted is
+ * stopped with its whole process group; a command that closed its input never kills us with SIGPIPE. */
 int subprocess_request(leash_subprocess *x, double timeout_s, int id, const char *request, char *answer, size_t cap);
+/* Closes its input, gives it a moment to exit, then ends its whole process group (SIGTERM, SIGKILL). */
 void subprocess_stop(leash_subprocess *x);
 
 #endif

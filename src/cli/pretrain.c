@@ -11,6 +11,7 @@
 #include "leash/stop.h"
 #include "leash/error.h"
 #include "leash/pretrain.h"
+#include "leash/rundir.h"
 
 static const char *usage =
     "usage: leash pretrain --data FILE [--data FILE ...] --out DIR [options]\n"
@@ -37,6 +38,8 @@ static const char *usage =
     "  --save-every N (500; a checkpoint is always written at the end, and when SIGINT or SIGTERM stops the\n"
     "                      run after its current step)\n"
     "  --resume            continue DIR's run from its last checkpoint, exactly\n"
+    "  --overwrite         replace the run DIR already holds (without --resume or --overwrite a DIR with a\n"
+    "                      checkpoint or metrics.jsonl is refused; one run at a time holds DIR/.lock)\n"
     "  --skip-nonfinite    a non-finite loss or gradient skips that update (counted: \"skipped\" in the\n"
     "                      metrics) instead of stopping the run with an error\n"
     "  -q, --quiet         no progress line\n";
@@ -59,10 +62,10 @@ static int progress(const leash_pretrain_progress *p, void *vctx) {
 int cli_pretrain(int argc, char **argv) {
     leash_pretrain_config c = leash_pretrain_defaults();
     const char *data[256];
-    int n_data = 0, bad = 0;
+    int n_data = 0, bad = 0, overwrite = 0, lock = -1;
     progress_ctx ctx = {0};
     enum { O_DATA = 256, O_OUT, O_INIT, O_TOK, O_VOCAB, O_NL, O_NE, O_NH, O_NP, O_BATCH, O_SEQ, O_ACC, O_STEPS, O_SEED,
-           O_LR, O_WARM, O_MINLR, O_WD, O_CLIP, O_B1, O_B2, O_VF, O_VE, O_VB, O_SE, O_RESUME, O_SKIPNF, O_ARCH, O_NKV };
+           O_LR, O_WARM, O_MINLR, O_WD, O_CLIP, O_B1, O_B2, O_VF, O_VE, O_VB, O_SE, O_RESUME, O_OVERWRITE, O_SKIPNF, O_ARCH, O_NKV };
     static const struct option opts[] = {
         {"data", 1, 0, O_DATA}, {"out", 1, 0, O_OUT}, {"init", 1, 0, O_INIT}, {"tokenizer", 1, 0, O_TOK},
         {"vocab-size", 1, 0, O_VOCAB}, {"n-layer", 1, 0, O_NL}, {"n-embd", 1, 0, O_NE}, {"n-head", 1, 0, O_NH},
@@ -70,7 +73,7 @@ int cli_pretrain(int argc, char **argv) {
         {"steps", 1, 0, O_STEPS}, {"seed", 1, 0, O_SEED}, {"lr", 1, 0, O_LR}, {"warmup", 1, 0, O_WARM},
         {"min-lr-ratio", 1, 0, O_MINLR}, {"weight-decay", 1, 0, O_WD}, {"grad-clip", 1, 0, O_CLIP},
         {"beta1", 1, 0, O_B1}, {"beta2", 1, 0, O_B2}, {"val-fraction", 1, 0, O_VF}, {"val-every", 1, 0, O_VE},
-        {"val-batches", 1, 0, O_VB}, {"save-every", 1, 0, O_SE}, {"resume", 0, 0, O_RESUME}, {"skip-nonfinite", 0, 0, O_SKIPNF}, {"quiet", 0, 0, 'q'},
+        {"val-batches", 1, 0, O_VB}, {"save-every", 1, 0, O_SE}, {"resume", 0, 0, O_RESUME}, {"overwrite", 0, 0, O_OVERWRITE}, {"skip-nonfinite", 0, 0, O_SKIPNF}, {"quiet", 0, 0, 'q'},
         {"arch", 1, 0, O_ARCH}, {"n-kv-head", 1, 0, O_NKV},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     const char *cmd = "pretrain";
@@ -119,6 +122,7 @@ int cli_pretrain(int argc, char **argv) {
             break;
         case O_NKV: bad = cli_int(cmd, "--n-kv-head", optarg, 1, 1024, &c.model.n_kv_head); break;
         case O_RESUME: c.resume = 1; break;
+        case O_OVERWRITE: overwrite = 1; break;
         case O_SKIPNF: c.skip_nonfinite = 1; break;
         case 'q': ctx.quiet = 1; break;
         case 'h': fputs(usage, stdout); return 0;
@@ -142,7 +146,14 @@ int cli_pretrain(int argc, char **argv) {
         fprintf(stderr, "leash pretrain: --n-kv-head needs --arch llama (GPT-2 has no grouped-query attention)\n");
         return 2;
     }
-    if (leash_pretrain(&c, progress, &ctx)) {
+    int rc = leash_dist_rank() == 0 && c.out_dir ? leash_rundir_open(c.out_dir, c.resume, overwrite, &lock) : 0;
+    if (rc) {
+        fprintf(stderr, "leash pretrain: %s\n", leash_errmsg());
+        return rc == LEASH_EINVAL ? 2 : 1;
+    }
+    rc = leash_pretrain(&c, progress, &ctx);
+    leash_rundir_unlock(lock);
+    if (rc) {
         fprintf(stderr, "\nleash pretrain: %s\n", leash_errmsg());
         return 1;
     }

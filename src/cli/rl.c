@@ -11,6 +11,7 @@
 #include "leash/error.h"
 #include "leash/klwatch.h"
 #include "leash/rl.h"
+#include "leash/rundir.h"
 
 static const char *usage =
     "usage: leash ppo  --policy SFT_DIR REWARD --prompts PROMPTS.jsonl --out DIR [options]\n"
@@ -51,6 +52,8 @@ static const char *usage =
     "                       SIGINT or SIGTERM finishes the current step, writes it, and exits 0\n"
     "  --resume             continue DIR's run from DIR/checkpoint, bit-identical to an uninterrupted run\n"
     "                       (same options; --steps may grow)\n"
+    "  --overwrite          replace the run DIR already holds (without --resume or --overwrite a DIR with a\n"
+    "                       checkpoint or metrics.jsonl is refused; one run at a time holds DIR/.lock)\n"
     "  --skip-nonfinite     a non-finite reward, KL or gradient skips that batch or update (counted in\n"
     "                       skipped/nonfinite, reported) instead of stopping the run with an error\n"
     "  --ref DIR            a different frozen reference (same tokenizer; default: the --policy model)\n"
@@ -97,11 +100,11 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
     leash_rl_config c = leash_rl_defaults(algo);
     const char *cmd = algo == LEASH_PPO ? "ppo" : "grpo";
     float beta = (float)c.beta.beta, target = LEASH_BETA_DEFAULT_TARGET, horizon = LEASH_BETA_DEFAULT_HORIZON;
-    int fixed = algo == LEASH_GRPO, seed = 0, bad = 0, ch, per_token = 0;
+    int fixed = algo == LEASH_GRPO, seed = 0, bad = 0, ch, per_token = 0, overwrite = 0, lock = -1;
     rl_ctx ctx = {0};
     enum { O_POLICY = 256, O_REWARD, O_GOLDR, O_GOLDM, O_PROMPTS, O_OUT, O_BETA, O_FIXED, O_TARGET, O_HORIZON, O_EST,
            O_NONORM, O_SCLIP, O_EOSP, O_LENP, O_WHITEN, O_STEPS, O_BATCH, O_GROUP, O_MAXNEW, O_SEED, O_EPOCHS, O_MB,
-           O_LR, O_VLR, O_CLIP, O_VCLIP, O_VF, O_GAMMA, O_LAMBDA, O_NOSTD, O_TOKLOSS, O_SAMPLE, O_RCMD, O_RTIMEOUT, O_REF, O_PERTOK, O_SAVE, O_RESUME, O_SKIPNF,
+           O_LR, O_VLR, O_CLIP, O_VCLIP, O_VF, O_GAMMA, O_LAMBDA, O_NOSTD, O_TOKLOSS, O_SAMPLE, O_RCMD, O_RTIMEOUT, O_REF, O_PERTOK, O_SAVE, O_RESUME, O_OVERWRITE, O_SKIPNF,
            O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_BF16 };
     static const struct option opts[] = {
         {"policy", 1, 0, O_POLICY}, {"reward", 1, 0, O_REWARD}, {"gold-reward", 0, 0, O_GOLDR},
@@ -114,7 +117,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         {"lr", 1, 0, O_LR}, {"value-lr", 1, 0, O_VLR}, {"clip", 1, 0, O_CLIP}, {"value-clip", 1, 0, O_VCLIP},
         {"vf-coef", 1, 0, O_VF}, {"gamma", 1, 0, O_GAMMA}, {"lambda", 1, 0, O_LAMBDA}, {"no-std-scaling", 0, 0, O_NOSTD},
         {"token-level-loss", 0, 0, O_TOKLOSS}, {"sample-every", 1, 0, O_SAMPLE}, {"reward-cmd", 1, 0, O_RCMD},
-        {"reward-timeout", 1, 0, O_RTIMEOUT}, {"ref", 1, 0, O_REF}, {"kl-per-token", 0, 0, O_PERTOK}, {"save-every", 1, 0, O_SAVE}, {"resume", 0, 0, O_RESUME}, {"skip-nonfinite", 0, 0, O_SKIPNF}, {"quiet", 0, 0, 'q'},
+        {"reward-timeout", 1, 0, O_RTIMEOUT}, {"ref", 1, 0, O_REF}, {"kl-per-token", 0, 0, O_PERTOK}, {"save-every", 1, 0, O_SAVE}, {"resume", 0, 0, O_RESUME}, {"overwrite", 0, 0, O_OVERWRITE}, {"skip-nonfinite", 0, 0, O_SKIPNF}, {"quiet", 0, 0, 'q'},
         {"lora-r", 1, 0, O_LORA_R}, {"lora-alpha", 1, 0, O_LORA_ALPHA}, {"lora-dropout", 1, 0, O_LORA_DROP},
         {"lora-targets", 1, 0, O_LORA_TGT}, {"frozen-bf16", 0, 0, O_BF16},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
@@ -171,6 +174,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         case O_PERTOK: per_token = 1; break;
         case O_SAVE: bad = cli_int(cmd, "--save-every", optarg, 0, 1 << 30, &c.save_every); break;
         case O_RESUME: c.resume = 1; break;
+        case O_OVERWRITE: overwrite = 1; break;
         case O_SKIPNF: c.skip_nonfinite = 1; break;
         case O_RTIMEOUT: {
             float x;
@@ -200,8 +204,15 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         return 2;
     }
     c.beta.units = per_token ? LEASH_KL_PER_TOKEN : LEASH_KL_PER_SEQUENCE;
+    int rc = leash_dist_rank() == 0 && c.out_dir ? leash_rundir_open(c.out_dir, c.resume, overwrite, &lock) : 0;
+    if (rc) {
+        fprintf(stderr, "leash %s: %s\n", cmd, leash_errmsg());
+        return rc == LEASH_EINVAL ? 2 : 1;
+    }
     leash_rl_progress fin;
-    if (leash_rl_train(&c, progress, &ctx, &fin)) {
+    rc = leash_rl_train(&c, progress, &ctx, &fin);
+    leash_rundir_unlock(lock);
+    if (rc) {
         fprintf(stderr, "\nleash %s: %s\n", cmd, leash_errmsg());
         return 1;
     }

@@ -12,6 +12,7 @@
 #include "leash/error.h"
 #include "leash/gpt.h"
 #include "leash/reward.h"
+#include "leash/rundir.h"
 #include "leash/tokenizer.h"
 #include "leash/world.h"
 
@@ -110,7 +111,14 @@ int cli_rm_train_options(int argc, char **argv, const char *cmd, leash_rm_config
 int cli_rm_run(leash_rm_config *c, int quiet, const char *cmd) {
     rm_ctx ctx = {quiet, cmd};
     leash_rm_progress fin;
-    if (leash_rm_train(c, rm_progress, &ctx, &fin)) {
+    int lock = -1, rc = leash_dist_rank() == 0 && c->out_dir ? leash_rundir_open(c->out_dir, 0, 0, &lock) : 0;
+    if (rc) {
+        fprintf(stderr, "leash %s: %s\n", cmd, leash_errmsg());
+        return rc == LEASH_EINVAL ? 2 : 1;
+    }
+    rc = leash_rm_train(c, rm_progress, &ctx, &fin);
+    leash_rundir_unlock(lock);
+    if (rc) {
         fprintf(stderr, "\nleash %s: %s\n", cmd, leash_errmsg());
         return 1;
     }

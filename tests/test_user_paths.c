@@ -1,0 +1,311 @@
+/* The user paths around a run (issue 16): nothing hangs, nothing is lost.
+ *  - a scorer or judge command that does not read, does not answer or is interrupted is stopped within its
+ *    deadline or at once on SIGTERM, with every process it started;
+ *  - one run per output directory (a lock), no silent overwrite of a run, a labelling or a model;
+ *  - a run whose every update was skipped fails and writes no model.
+ * The commands run as a user runs them (the CLI, through /bin/sh), on tiny models. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../src/subprocess.h"
+#include "leash/error.h"
+#include "leash/fileio.h"
+#include "testutil.h"
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+/* Runs a shell command, captures stdout and stderr together; returns the exit status. */
+static int run(const char *cmd, char *out, size_t cap) {
+    char full[4096];
+    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    FILE *f = popen(full, "r");
+    cr_assert(f, "popen failed");
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = '\0';
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    cr_assert(f, "cannot write %s", path);
+    fputs(text, f);
+    cr_assert_eq(fclose(f), 0);
+}
+
+static char *read_text(const char *path) {
+    char *text = NULL;
+    return leash_read_file(path, 1 << 26, &text, NULL) ? NULL : text;
+}
+
+/* Whether process pid still runs (a zombie that init has not yet reaped counts as gone); waits up to 3 s. */
+static int still_running(pid_t pid) {
+    for (int k = 0; k < 60; k++) {
+        char path[64], stat[512] = "";
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        FILE *f = fopen(path, "r");
+        if (!f) return 0;
+        size_t n = fread(stat, 1, sizeof stat - 1, f);
+        fclose(f);
+        stat[n] = '\0';
+        const char *p = strrchr(stat, ')');
+        if (!p || p[2] == 'Z' || p[2] == 'X') return 0;
+        struct timespec pause = {0, 50 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    return 1;
+}
+
+/* A scorer script in dir that starts a child, writes "its pid, the child's pid" to dir/pids, then does body. */
+static void scorer(const char *dir, const char *body, char *script, size_t cap) {
+    char text[1024];
+    snprintf(script, cap, "%s/scorer.sh", dir);
+    snprintf(text, sizeof text, "#!/bin/sh\nsleep 300 &\necho $$ $! > %s/pids\n%s\n", dir, body);
+    write_text(script, text);
+    cr_assert_eq(chmod(script, 0755), 0);
+}
+
+/* The scorer's processes (its shell and its child) are gone. */
+static void scorer_gone(const char *dir) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/pids", dir);
+    char *pids = read_text(path);
+    cr_assert(pids, "the scorer never started (no %s)", path);
+    int a = 0, b = 0;
+    cr_assert_eq(sscanf(pids, "%d %d", &a, &b), 2, "%s: '%s'", path, pids);
+    free(pids);
+    int left_a = still_running(a), left_b = still_running(b);
+    if (left_a) kill(a, SIGKILL);
+    if (left_b) kill(b, SIGKILL);
+    cr_assert(!left_a && !left_b, "the scorer (pid %d: %s) or its child (pid %d: %s) still runs", a,
+              left_a ? "running" : "gone", b, left_b ? "running" : "gone");
+}
+
+static void ppo_cmd(char *cmd, size_t cap, const rl_scratch *w, const char *extra) {
+    snprintf(cmd, cap, "%s ppo --policy %s --prompts %s --out %s --steps 1 --batch 2 --max-new 4 -q %s", LEASH_BIN, w->dir,
+             w->prompts, w->out, extra);
+}
+
+/* ---- 1, 2: scorer and judge commands ------------------------------------------------------------- */
+
+/* Item 1: a request larger than a pipe holds (100 KB) to a command that never reads. The write used to
+ * block forever; now the deadline holds for the writing too. */
+Test(user_paths, a_command_that_never_reads_a_100kb_request_times_out, .timeout = 20) {
+    leash_subprocess x;
+    cr_assert_eq(subprocess_start(&x, "exec sleep 60", "reward command"), 0, "%s", leash_errmsg());
+    size_t n = 100 * 1024;
+    char *request = malloc(n + 1), answer[256];
+    memset(request, 'a', n);
+    request[n] = '\0';
+    pid_t pid = x.pid;
+    double t0 = now_s();
+    int rc = subprocess_request(&x, 2.0, 7, request, answer, sizeof answer);
+    double took = now_s() - t0;
+    free(request);
+    cr_assert_eq(rc, LEASH_EIO, "%s", leash_errmsg());
+    cr_assert(strstr(leash_errmsg(), "did not read request 7 within 2 s"), "%s", leash_errmsg());
+    cr_assert(took < 4.0, "took %.2f s for a 2 s deadline", took);
+    cr_assert(!still_running(pid), "the command still runs");
+    fprintf(stderr, "never-reading command: stopped after %.2f s: %s\n", took, leash_errmsg());
+}
+
+/* Item 2: a scorer that does not answer within --reward-timeout is stopped with its children. */
+Test(user_paths, a_scorer_that_times_out_is_stopped_with_its_children, .timeout = 30) {
+    rl_scratch w;
+    rl_scratch_make(&w, "up-timeout");
+    char script[256], cmd[2048], extra[512], out[8192];
+    scorer(w.dir, "wait", script, sizeof script); // never reads, never answers
+    snprintf(extra, sizeof extra, "--reward-cmd %s --reward-timeout 2", script);
+    ppo_cmd(cmd, sizeof cmd, &w, extra);
+    double t0 = now_s();
+    int st = run(cmd, out, sizeof out);
+    double took = now_s() - t0;
+    cr_assert_eq(st, 1, "exit %d: %s", st, out);
+    cr_assert(strstr(out, "did not answer request 0 within 2 s"), "%s", out);
+    cr_assert(took < 10.0, "took %.1f s", took);
+    scorer_gone(w.dir);
+    fprintf(stderr, "timed-out scorer: exit %d after %.1f s, its processes gone\n", st, took);
+    rl_scratch_drop(&w);
+}
+
+/* Item 1: SIGTERM while leash waits for a scorer that never answers (a long --reward-timeout): the run
+ * stops at once (exit 1, the reason said) and the scorer with it. */
+Test(user_paths, sigterm_stops_a_run_waiting_for_its_scorer, .timeout = 30) {
+    rl_scratch w;
+    rl_scratch_make(&w, "up-sigterm");
+    char script[256], cmd[2048], extra[512], log[256], pids[256];
+    scorer(w.dir, "wait", script, sizeof script);
+    snprintf(extra, sizeof extra, "--reward-cmd %s --reward-timeout 600 2> %s/log", script, w.dir);
+    ppo_cmd(cmd, sizeof cmd, &w, extra);
+    snprintf(log, sizeof log, "%s/log", w.dir);
+    snprintf(pids, sizeof pids, "%s/pids", w.dir);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        char full[2100];
+        snprintf(full, sizeof full, "exec %s", cmd); // the shell becomes leash
+        execl("/bin/sh", "sh", "-c", full, (char *)NULL);
+        _exit(127);
+    }
+    struct stat sb;
+    for (int k = 0; k < 200 && stat(pids, &sb) != 0; k++) usleep(50 * 1000); // the scorer has started
+    usleep(1000 * 1000);                                                       // and leash waits for it
+    double t0 = now_s();
+    kill(pid, SIGTERM);
+    int st = 0;
+    while (waitpid(pid, &st, WNOHANG) == 0 && now_s() - t0 < 8) usleep(20 * 1000);
+    double took = now_s() - t0;
+    if (waitpid(pid, &st, WNOHANG) == 0) {
+        kill(pid, SIGKILL), waitpid(pid, &st, 0);
+        scorer_gone(w.dir); // clean up
+        cr_assert_fail("leash still waited for its scorer %.1f s after SIGTERM", took);
+    }
+    char *text = read_text(log);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d: %s", st, text);
+    cr_assert(text && strstr(text, "stopped by a signal while waiting for the reward command"), "%s", text);
+    scorer_gone(w.dir);
+    fprintf(stderr, "SIGTERM while waiting for a scorer: exit 1 after %.2f s\n", took);
+    free(text);
+    rl_scratch_drop(&w);
+}
+
+/* ---- 3, 4: one run per output directory, no silent overwrite ------------------------------------- */
+
+/* Starts `exec cmd` under /bin/sh (so the pid is the command's) without waiting. */
+static pid_t spawn(const char *cmd) {
+    char full[4200];
+    snprintf(full, sizeof full, "exec %s", cmd);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", full, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void wait_for_file(const char *path) {
+    struct stat sb;
+    for (int k = 0; k < 300 && stat(path, &sb) != 0; k++) usleep(50 * 1000);
+    cr_assert_eq(stat(path, &sb), 0, "%s never appeared", path);
+}
+
+static void text_corpus(const char *path) {
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    leash_rng rng;
+    leash_rng_seed(&rng, 5, 0);
+    char line[512];
+    for (int i = 0; i < 200; i++) {
+        leash_world_review(&rng, 0.0, line, sizeof line);
+        fprintf(f, "%s\n", line);
+    }
+    fclose(f);
+}
+
+static void pretrain_cmd(char *cmd, size_t cap, const rl_scratch *w, const char *extra) {
+    snprintf(cmd, cap, "%s pretrain --data %s/corpus.txt --tokenizer %s --n-layer 1 --n-embd 32 --n-head 2 --seq-len 16 "
+                       "--batch 2 --steps 2 --val-every 0 -q --out %s %s",
+             LEASH_BIN, w->dir, w->dir, w->out, extra);
+}
+
+/* Item 3: a second run into the --out of a running one is refused, naming the directory and the first
+ * run's PID; both ppo (a real concurrent run) and pretrain and rm train (the lock held here, as a run holds it). */
+Test(user_paths, a_second_run_into_a_busy_out_is_refused_naming_the_pid, .timeout = 40) {
+    rl_scratch w;
+    rl_scratch_make(&w, "up-lock");
+    char script[256], cmd[2048], extra[512], out[8192], pids[256];
+    scorer(w.dir, "wait", script, sizeof script); // holds the first run in its first step
+    snprintf(extra, sizeof extra, "--reward-cmd %s --reward-timeout 600 2> /dev/null", script);
+    ppo_cmd(cmd, sizeof cmd, &w, extra);
+    pid_t first = spawn(cmd);
+    snprintf(pids, sizeof pids, "%s/pids", w.dir);
+    wait_for_file(pids);
+    ppo_cmd(cmd, sizeof cmd, &w, "--gold-reward --seed 9");
+    int st = run(cmd, out, sizeof out);
+    kill(first, SIGTERM);
+    int st1;
+    waitpid(first, &st1, 0);
+    scorer_gone(w.dir);
+    char want[128];
+    snprintf(want, sizeof want, "is in use by another run (PID %d holds", (int)first);
+    cr_assert(st != 0 && strstr(out, want) && strstr(out, w.out), "second ppo run: exit %d: %s", st, out);
+    fprintf(stderr, "second ppo run into a busy --out: exit %d: %s", st, out);
+    // pretrain and rm train, with the lock held by this process as a run holds it
+    char lock[256];
+    snprintf(lock, sizeof lock, "%s/.lock", w.out);
+    int fd = open(lock, O_RDWR | O_CREAT, 0644);
+    cr_assert(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0);
+    char me[32];
+    int n = snprintf(me, sizeof me, "%d\n", (int)getpid());
+    cr_assert(ftruncate(fd, 0) == 0 && write(fd, me, (size_t)n) == n);
+    snprintf(want, sizeof want, "(PID %d holds", (int)getpid());
+    snprintf(cmd, sizeof cmd, "%s/corpus.txt", w.dir);
+    text_corpus(cmd);
+    pretrain_cmd(cmd, sizeof cmd, &w, "--overwrite");
+    st = run(cmd, out, sizeof out);
+    cr_assert(st == 1 && strstr(out, want), "pretrain: exit %d: %s", st, out);
+    snprintf(cmd, sizeof cmd, "%s rm train --data %s/prefs.jsonl --init %s --out %s -q", LEASH_BIN, w.dir, w.dir, w.out);
+    st = run(cmd, out, sizeof out);
+    cr_assert(st == 1 && strstr(out, want), "rm train: exit %d: %s", st, out);
+    close(fd);
+    rl_scratch_drop(&w);
+}
+
+static char *file_text(const char *dir, const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return read_text(path);
+}
+
+/* Item 4: a rerun into a directory that holds a run, without --resume, is refused and changes nothing;
+ * --overwrite replaces the run (ppo, grpo and pretrain share the rule). */
+Test(user_paths, a_rerun_into_a_run_dir_needs_resume_or_overwrite, .timeout = 60) {
+    rl_scratch w;
+    rl_scratch_make(&w, "up-rerun");
+    char cmd[2048], out[8192], corpus[256];
+    snprintf(corpus, sizeof corpus, "%s/corpus.txt", w.dir);
+    text_corpus(corpus);
+    for (int k = 0; k < 3; k++) {
+        const char *what = k == 0 ? "ppo" : k == 1 ? "grpo" : "pretrain";
+        if (k < 2) snprintf(cmd, sizeof cmd, "%s %s --policy %s --prompts %s --out %s --steps 1 --batch 2 --max-new 4 -q --gold-reward",
+                            LEASH_BIN, what, w.dir, w.prompts, w.out);
+        else pretrain_cmd(cmd, sizeof cmd, &w, "");
+        char again[2200], over[2200];
+        snprintf(again, sizeof again, "%s --seed 7", cmd);
+        snprintf(over, sizeof over, "%s --seed 7 --overwrite", cmd);
+        cr_assert_eq(run(cmd, out, sizeof out), 0, "%s: %s", what, out);
+        char *metrics = file_text(w.out, "metrics.jsonl");
+        char *model = file_text(w.out, k < 2 ? "policy/model.safetensors" : "model.safetensors");
+        cr_assert(metrics && model);
+        int st = run(again, out, sizeof out);
+        char *metrics2 = file_text(w.out, "metrics.jsonl");
+        char *model2 = file_text(w.out, k < 2 ? "policy/model.safetensors" : "model.safetensors");
+        cr_assert(st == 2 && strstr(out, "already holds a run") && strstr(out, "--overwrite"), "%s rerun: exit %d: %s", what, st, out);
+        cr_assert(metrics2 && !strcmp(metrics, metrics2) && model2 && !memcmp(model, model2, 64), "%s: the first run's files changed", what);
+        fprintf(stderr, "%s rerun without --resume: exit %d: %s", what, st, out);
+        cr_assert_eq(run(over, out, sizeof out), 0, "%s --overwrite: %s", what, out);
+        char *metrics3 = file_text(w.out, "metrics.jsonl");
+        cr_assert(metrics3 && strcmp(metrics, metrics3), "%s --overwrite: metrics.jsonl unchanged", what);
+        free(metrics), free(metrics2), free(metrics3), free(model), free(model2);
+        snprintf(cmd, sizeof cmd, "rm -rf %s", w.out);
+        cr_assert_eq(system(cmd), 0);
+    }
+    rl_scratch_drop(&w);
+}
