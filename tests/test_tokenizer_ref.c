@@ -142,21 +142,26 @@ static void compare_hf(const char *style) {
     char *json = cJSON_PrintUnformatted(t);
     snprintf(path, sizeof path, "%s/texts.json", dir);
     cr_assert_eq(leash_write_file_atomic(path, json, strlen(json)), 0);
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/ref/hf_tokenizer_ref.py' %s '%s' '%s'", LEASH_SRCDIR, style, path,
-             dir);
+    int gguf = system("/usr/bin/python3 -c 'import gguf' >/dev/null 2>&1") == 0; // also as llama.cpp stores it
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/ref/hf_tokenizer_ref.py' %s '%s' '%s'%s", LEASH_SRCDIR, style, path,
+             dir, gguf ? " --gguf" : "");
     cr_assert_eq(system(cmd), 0, "the Hugging Face reference failed: %s", cmd);
     char *ref_text;
     snprintf(path, sizeof path, "%s/ids.json", dir);
     cr_assert_eq(leash_read_file(path, 1 << 26, &ref_text, NULL), 0);
     cJSON *ref = cJSON_Parse(ref_text);
     cr_assert(cJSON_GetArraySize(ref) == cJSON_GetArraySize(t));
-    leash_tokenizer *tok;
+    leash_tokenizer *toks[2] = {NULL, NULL}, *tok;
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    cr_assert_eq(leash_tokenizer_load_json(&tok, path), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_tokenizer_load_json(&toks[0], path), 0, "%s", leash_errmsg());
+    snprintf(path, sizeof path, "%s/tokenizer.gguf", dir);
+    if (gguf) cr_assert_eq(leash_tokenizer_load_dir(&toks[1], path), 0, "%s", leash_errmsg());
+    else cr_log_warn("%s: llama.cpp's Python package gguf is missing: the GGUF form is not checked", style);
     int compared = 0, not_nfc = 0;
-    for (int i = 0; i < cJSON_GetArraySize(t); i++) {
-        const char *s = cJSON_GetArrayItem(t, i)->valuestring;
-        const cJSON *want = cJSON_GetArrayItem(ref, i);
+    for (int i = 0; i < 2 * cJSON_GetArraySize(t); i++) {
+        if (!(tok = toks[i / cJSON_GetArraySize(t)])) break;
+        const char *s = cJSON_GetArrayItem(t, i % cJSON_GetArraySize(t))->valuestring;
+        const cJSON *want = cJSON_GetArrayItem(ref, i % cJSON_GetArraySize(t));
         if (cJSON_IsNull(want)) {
             not_nfc++;
             continue;
@@ -166,14 +171,15 @@ static void compare_hf(const char *style) {
         cr_assert_eq(leash_tokenizer_encode(tok, s, strlen(s), 1, &ids, &n, &cap), 0);
         int same = (int)n == cJSON_GetArraySize(want);
         for (size_t k = 0; same && k < n; k++) same = ids[k] == cJSON_GetArrayItem(want, (int)k)->valueint;
-        cr_assert(same, "%s text %d (\"%.40s\"): leash gives %zu ids, tokenizers %d", style, i, s, n,
-                  cJSON_GetArraySize(want));
+        cr_assert(same, "%s text %d (\"%.40s\", from %s): leash gives %zu ids, tokenizers %d", style,
+                  i % cJSON_GetArraySize(t), s, tok == toks[0] ? "tokenizer.json" : "GGUF", n, cJSON_GetArraySize(want));
         compared++;
         free(ids);
     }
-    cr_log_info("%s: %d texts encoded as tokenizers does (%d not in NFC left out)", style, compared, not_nfc);
+    cr_log_info("%s: %d encodings (%s) as tokenizers gives them, 0 mismatches (%d not in NFC left out)", style, compared,
+                toks[1] ? "tokenizer.json and the GGUF form" : "tokenizer.json", not_nfc);
     cr_assert(compared >= 250, "only %d texts compared", compared);
-    leash_tokenizer_free(tok);
+    leash_tokenizer_free(toks[0]), leash_tokenizer_free(toks[1]);
     cJSON_Delete(ref), cJSON_Delete(t);
     free(ref_text), free(json);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -185,6 +191,7 @@ static void compare_hf(const char *style) {
 Test(tokenizer_vs_hf, llama3_split_regex_and_ignore_merges, .timeout = 180) { NEED_HF(); compare_hf("llama3"); }
 Test(tokenizer_vs_hf, qwen2_nfc_split_regex, .timeout = 180) { NEED_HF(); compare_hf("qwen2"); }
 Test(tokenizer_vs_hf, smollm2_digits_and_byte_level, .timeout = 180) { NEED_HF(); compare_hf("smollm2"); }
+Test(tokenizer_vs_hf, gpt2_byte_level_alone, .timeout = 180) { NEED_HF(); compare_hf("gpt2"); }
 
 /* ---- SmolLM2's real vocabulary: leash (tokenizer.json and GGUF) against tokenizers ---- */
 

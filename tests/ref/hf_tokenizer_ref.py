@@ -1,16 +1,20 @@
 """tokenizer.json files made and encoded by Hugging Face's own `tokenizers` library (pip install
 tokenizers), the reference leash's tokenizer.json reader is checked against.
 
-usage: python3 tests/ref/hf_tokenizer_ref.py STYLE TEXTS_JSON OUT_DIR
+usage: python3 tests/ref/hf_tokenizer_ref.py STYLE TEXTS_JSON OUT_DIR [--gguf]
 
 Trains a small byte-level BPE on the texts with the pre-tokenizer of a model family (STYLE):
   llama3   Split(Llama 3's regex, Isolated) + ByteLevel(use_regex=False), ignore_merges (with 30 tokens
            that merges cannot build, which only ignore_merges produces), Llama 3 specials
   qwen2    NFC normalizer + Split(Qwen2's regex, Isolated) + ByteLevel(use_regex=False), ChatML specials
   smollm2  Digits(individual_digits) + ByteLevel(use_regex=True), ChatML specials
+  gpt2     ByteLevel(use_regex=True) alone, <|endoftext|>
 and writes OUT_DIR/tokenizer.json, then OUT_DIR/ids.json: for each text, the ids of
 tokenizer.encode(text, add_special_tokens=False), or null where the text is not in NFC and the
 tokenizer normalises (leash assumes NFC input there; the test counts those).
+With --gguf it also writes OUT_DIR/tokenizer.gguf with llama.cpp's own Python package `gguf`, as
+llama.cpp's converter stores the same tokenizer: tokens, token types (special added tokens CONTROL),
+merges, and the pre-tokenizer's name (llama-bpe, qwen2, smollm, gpt-2).
 """
 import json
 import sys
@@ -36,6 +40,10 @@ def build(style):
             [pre_tokenizers.Split(Regex(QWEN2), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
         )
         specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    elif style == "gpt2":
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        specials = ["<|endoftext|>"]
     elif style == "smollm2":
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.Sequence(
@@ -64,7 +72,32 @@ def add_whole_pieces(tok, texts, path):
     json.dump(data, open(path, "w"), ensure_ascii=False)
 
 
-def main(style, texts_path, out_dir):
+PRE_NAMES = {"llama3": "llama-bpe", "qwen2": "qwen2", "smollm2": "smollm", "gpt2": "gpt-2"}
+
+
+def write_gguf(style, path, out_path):
+    import gguf
+
+    data = json.load(open(path))
+    by_id = {i: (t, gguf.TokenType.NORMAL) for t, i in data["model"]["vocab"].items()}
+    for a in data["added_tokens"]:
+        by_id[a["id"]] = (a["content"], gguf.TokenType.CONTROL if a["special"] else gguf.TokenType.USER_DEFINED)
+    n = max(by_id) + 1
+    toks = [by_id.get(i, (f"[PAD{i}]", gguf.TokenType.UNUSED)) for i in range(n)]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in data["model"]["merges"]]
+    w = gguf.GGUFWriter(out_path, "llama")
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre(PRE_NAMES[style])
+    w.add_token_list([t for t, _ in toks])
+    w.add_token_types([int(ty) for _, ty in toks])
+    w.add_token_merges(merges)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def main(style, texts_path, out_dir, *flags):
     texts = json.load(open(texts_path))
     tok, specials = build(style)
     trainer = trainers.BpeTrainer(
@@ -74,6 +107,8 @@ def main(style, texts_path, out_dir):
     tok.save(f"{out_dir}/tokenizer.json")
     if style == "llama3":
         add_whole_pieces(tok, texts, f"{out_dir}/tokenizer.json")
+    if "--gguf" in flags:
+        write_gguf(style, f"{out_dir}/tokenizer.json", f"{out_dir}/tokenizer.gguf")
     tok = Tokenizer.from_file(f"{out_dir}/tokenizer.json")  # encode with the file as written
     out = []
     for t in texts:
@@ -85,4 +120,4 @@ def main(style, texts_path, out_dir):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:])
