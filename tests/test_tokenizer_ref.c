@@ -414,3 +414,35 @@ Test(tokenizer_vs_hf, gguf_tokenizer_written_out_loads_in_transformers, .timeout
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+/* GGUF tokenizers leash refuses, each error naming the file and what is wrong (files written by gguf). */
+Test(tokenizer_vs_hf, gguf_tokenizers_refused_with_reason, .timeout = 120) {
+    if (system("/usr/bin/python3 -c 'import gguf' >/dev/null 2>&1") != 0)
+        LEASH_SKIP_OR_FAIL("llama.cpp's Python package gguf is not installed (pip install gguf)");
+    char dir[] = "/tmp/leash-ggufcases-XXXXXX", cmd[512], path[256];
+    cr_assert(mkdtemp(dir));
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/ref/gguf_tokenizer_cases.py' '%s'", LEASH_SRCDIR, dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    leash_tokenizer *t;
+    snprintf(path, sizeof path, "%s/ok.gguf", dir);
+    cr_assert_eq(leash_tokenizer_load_dir(&t, path), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_tokenizer_special_id(t, "<|endoftext|>"), 257);
+    int *ids = NULL;
+    size_t n = 0, cap = 0;
+    cr_assert_eq(leash_tokenizer_encode(t, "  <|endoftext|>", 15, 1, &ids, &n, &cap), 0);
+    cr_assert(n == 2 && ids[0] == 256 && ids[1] == 257, "the merge and the special token: %zu ids", n);
+    free(ids);
+    leash_tokenizer_free(t);
+    static const char *cases[][2] = {{"sentencepiece", "\"llama\" (SentencePiece)"}, {"pre_default", "\"default\""},
+                                     {"pre_unknown", "\"deepseek-coder\""},        {"pre_missing", "tokenizer.ggml.pre"},
+                                     {"byte_type", "type 6 (byte)"},               {"unknown_key", "tokenizer.ggml.new_option"},
+                                     {"add_eos", "add_eos_token"},                 {"space_prefix", "add_space_prefix"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s.gguf", dir, cases[i][0]);
+        cr_assert_neq(leash_tokenizer_load_dir(&t, path), 0, "%s loads", cases[i][0]);
+        cr_assert(strstr(leash_errmsg(), cases[i][1]) && strstr(leash_errmsg(), path), "%s: %s", cases[i][0], leash_errmsg());
+    }
+    cr_log_info("%zu GGUF tokenizers refused, each naming the key", sizeof cases / sizeof cases[0]);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
