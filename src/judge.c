@@ -7,11 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "leash/data.h"
 #include "leash/error.h"
+#include "leash/fileio.h"
 #include "leash/gpt.h"
 #include "leash/reward.h"
+#include "leash/stop.h"
 #include "leash/tokenizer.h"
 #include "subprocess.h"
 
@@ -74,9 +77,25 @@ static int write_pair(FILE *f, const char *prompt, const char *chosen, const cha
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!s) return leash_fail(LEASH_ENOMEM, "out of memory");
-    int ok = fprintf(f, "%s\n", s) > 0 && fflush(f) == 0; // each pair reaches the file whole, as it is made
+    int ok = fprintf(f, "%s\n", s) > 0; // checked again, with the flush and the fsync, when the file is committed
     free(s);
     return ok ? LEASH_OK : leash_fail(LEASH_EIO, "cannot write the preference file: %s", strerror(errno));
+}
+
+/* The output is written whole (a temporary renamed over it): a labelling that fails or is interrupted
+ * leaves a file that was there untouched. Into a new file, the pairs labelled before a failure are kept
+ * (whole lines). */
+static int finish_output(leash_atomic_file *af, int rc, int existed, int written) {
+    if (!af->f) return rc;
+    if (rc && (existed || written == 0)) {
+        leash_atomic_abort(af);
+        return rc;
+    }
+    if (!rc) return leash_atomic_commit(af);
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", leash_errmsg());
+    if (leash_atomic_commit(af)) return rc; // the first error is the one to report; nothing was written
+    return leash_fail(rc, "%s", msg);
 }
 
 int leash_judge_label(const leash_label_config *c, leash_label_fn fn, void *ctx, leash_label_progress *final) {
@@ -92,7 +111,8 @@ int leash_judge_label(const leash_label_config *c, leash_label_fn fn, void *ctx,
     leash_gpt *policy = NULL, *judge = NULL;
     leash_tokenizer *tok = NULL, *jtok = NULL;
     leash_subprocess ext = {.to = -1, .from = -1};
-    FILE *out = NULL;
+    leash_atomic_file af = {0};
+    int existed = access(c->out_path, F_OK) == 0;
     int n_prompts = c->max_prompts > 0 && c->max_prompts < pr.n ? c->max_prompts : pr.n, B = c->batch, M = c->sample.max_new_tokens;
     leash_label_progress p = {.prompts = n_prompts};
     int *ids = NULL, *lens = calloc(2 * B, sizeof *lens), *gen = malloc((size_t)2 * B * M * sizeof *gen);
@@ -113,7 +133,7 @@ int leash_judge_label(const leash_label_config *c, leash_label_fn fn, void *ctx,
         if (judge) leash_gpt_freeze(judge);
     }
     if (!rc && c->judge_cmd) rc = subprocess_start(&ext, c->judge_cmd, "judge command");
-    if (!rc && !(out = fopen(c->out_path, "w"))) rc = leash_fail(LEASH_EIO, "cannot write '%s': %s", c->out_path, strerror(errno));
+    if (!rc) rc = leash_atomic_open(&af, c->out_path);
     leash_sample_config sc = c->sample;
     // where a response ends, as in RL
     leash_sample_set_eos(&sc, policy ? leash_gpt_cfg(policy) : NULL,
@@ -122,6 +142,10 @@ int leash_judge_label(const leash_label_config *c, leash_label_fn fn, void *ctx,
     if (!rc && !streams) rc = leash_fail(LEASH_ENOMEM, "out of memory");
     for (int i0 = 0; i0 < n_prompts && !rc; i0 += B) {
         int nb = n_prompts - i0 < B ? n_prompts - i0 : B;
+        if (leash_stop_requested()) {
+            rc = leash_fail(LEASH_EIO, "stopped by a signal after %d of %d prompts", i0, n_prompts);
+            break;
+        }
         n_ids = 0;
         for (int k = 0; k < 2 * nb && !rc; k++) { // two samples of each prompt: rows 2k and 2k + 1
             size_t before = n_ids;
@@ -171,15 +195,15 @@ int leash_judge_label(const leash_label_config *c, leash_label_fn fn, void *ctx,
                 rc = ext_judge(&ext, c->timeout_s, i0 + j, prompt, a, b, &pref_a, &margin);
                 if (rc) break;
             }
-            rc = write_pair(out, prompt, pref_a ? a : b, pref_a ? b : a, margin);
+            rc = write_pair(af.f, prompt, pref_a ? a : b, pref_a ? b : a, margin);
             if (!rc) p.written++;
         }
         p.prompts_done = i0 + nb;
         if (!rc && fn && fn(&p, ctx)) break;
     }
     if (final) *final = p;
-    if (out && fclose(out) != 0 && !rc) rc = leash_fail(LEASH_EIO, "cannot write '%s': %s", c->out_path, strerror(errno));
     if (c->judge_cmd) subprocess_stop(&ext);
+    rc = finish_output(&af, rc, existed, p.written);
     for (int k = 0; k < 2 * B; k++) free(resp ? resp[k] : NULL), free(texts ? texts[k] : NULL);
     free(resp), free(texts), free(ids), free(lens), free(gen), free(glens), free(lps), free(scores), free(streams);
     leash_gpt_free(policy), leash_gpt_free(judge);

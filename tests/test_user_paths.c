@@ -309,3 +309,97 @@ Test(user_paths, a_rerun_into_a_run_dir_needs_resume_or_overwrite, .timeout = 60
     }
     rl_scratch_drop(&w);
 }
+
+/* ---- 5, 6: judge label's output ----------------------------------------------------------------- */
+
+/* 200 pairs from an earlier labelling in dir/prefs.jsonl; returns their text. */
+static char *old_prefs(const char *dir, char *path, size_t cap) {
+    snprintf(path, cap, "%s/prefs.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    for (int i = 0; i < 200; i++) fprintf(f, "{\"prompt\": \"old %d\", \"chosen\": \"a\", \"rejected\": \"b\", \"margin\": 1}\n", i);
+    fclose(f);
+    return read_text(path);
+}
+
+static void label_cmd(char *cmd, size_t cap, const rl_scratch *w, const char *judge, const char *extra) {
+    snprintf(cmd, cap, "%s judge label --policy %s --prompts %s --judge-cmd %s --out %s/prefs.jsonl --max-new 6 --batch 4 "
+                       "--judge-timeout 10 -q %s",
+             LEASH_BIN, w->dir, w->prompts, judge, w->dir, extra);
+}
+
+/* A judge script that answers n requests (preferring "a") and then, if crash, exits 3. */
+static void judge_script(const char *dir, int n, char *script, size_t cap) {
+    char text[1024];
+    snprintf(script, cap, "%s/judge.sh", dir);
+    snprintf(text, sizeof text,
+             "#!/bin/sh\nn=0\nwhile IFS= read -r line; do\n"
+             "  id=$(printf '%%s\\n' \"$line\" | LC_ALL=C sed 's/.*\"id\":\\([0-9]*\\).*/\\1/')\n"
+             "  echo \"{\\\"id\\\": $id, \\\"preferred\\\": \\\"a\\\"}\"\n"
+             "  n=$((n + 1)); [ $n -ge %d ] && exit 3\ndone\n",
+             n);
+    write_text(script, text);
+    cr_assert_eq(chmod(script, 0755), 0);
+}
+
+/* Item 5: labelling into an existing file. Without --overwrite it is refused; with it, a judge that
+ * crashes after 2 answers leaves the 200 pairs already there untouched (they were replaced by those 2). */
+Test(user_paths, a_failed_labelling_leaves_an_existing_output_untouched, .timeout = 30) {
+    rl_scratch w;
+    rl_scratch_make(&w, "up-label");
+    char path[256], script[256], cmd[2048], out[8192];
+    char *before = old_prefs(w.dir, path, sizeof path);
+    judge_script(w.dir, 2, script, sizeof script);
+    label_cmd(cmd, sizeof cmd, &w, script, "");
+    int st = run(cmd, out, sizeof out);
+    char *after = read_text(path);
+    cr_assert(after && !strcmp(before, after), "without --overwrite: exit %d, the 200 old pairs were replaced: %s", st, out);
+    cr_assert(st == 2 && strstr(out, "exists: --overwrite replaces it"), "exit %d: %s", st, out);
+    fprintf(stderr, "label into an existing file: exit %d: %s", st, out);
+    free(after);
+    label_cmd(cmd, sizeof cmd, &w, script, "--overwrite");
+    st = run(cmd, out, sizeof out);
+    after = read_text(path);
+    cr_assert_eq(st, 1, "exit %d: %s", st, out);
+    cr_assert(after && !strcmp(before, after), "the judge crashed after 2 answers and the old pairs are gone: %s", out);
+    cr_assert(strstr(out, "exit status 3") && strstr(out, "is unchanged"), "%s", out);
+    fprintf(stderr, "--overwrite, judge crashed: exit %d: %s", st, out);
+    free(after);
+    // a judge that answers everything: --overwrite replaces the file whole, no temporary left beside it
+    judge_script(w.dir, 1000000, script, sizeof script);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    after = read_text(path);
+    cr_assert(after && strcmp(before, after) && !strstr(after, "old 0"), "not replaced");
+    snprintf(cmd, sizeof cmd, "ls %s | grep -c tmp", w.dir);
+    cr_assert_eq(run(cmd, out, sizeof out), 1, "a temporary was left: %s", out);
+    free(before), free(after);
+    rl_scratch_drop(&w);
+}
+
+/* Item 6: a disk that fills while the labelling is written (the LD_PRELOAD shim fails every fsync with
+ * ENOSPC). Into a new file: a clear error and no file (no half line); the old code never synced its lines,
+ * so a full disk went unnoticed (exit 0) or cut a line in half. Over an old file (--overwrite): the old
+ * file stays whole. No temporary is left either way. */
+Test(user_paths, a_full_disk_leaves_the_labelling_output_whole, .timeout = 30) {
+    rl_scratch w;
+    rl_scratch_make(&w, "up-enospc");
+    char path[256], script[256], cmd[2048], full[2400], out[8192];
+    judge_script(w.dir, 1000000, script, sizeof script);
+    snprintf(path, sizeof path, "%s/prefs.jsonl", w.dir);
+    for (int k = 0; k < 2; k++) {
+        char *before = k ? old_prefs(w.dir, path, sizeof path) : NULL;
+        label_cmd(cmd, sizeof cmd, &w, script, k ? "--overwrite" : "");
+        snprintf(full, sizeof full, "LD_PRELOAD=%s LEASH_TEST_ENOSPC_AFTER=0 ASAN_OPTIONS=verify_asan_link_order=0 %s",
+                 LEASH_ENOSPC_SO, cmd);
+        int st = run(full, out, sizeof out);
+        char *after = read_text(path);
+        cr_assert(st == 1 && strstr(out, "disk is full"), "%s file: exit %d: %s", k ? "an old" : "a new", st, out);
+        if (k) cr_assert(after && !strcmp(before, after), "the old file changed: %s", out);
+        else cr_assert(!after, "a file was left: '%.200s'", after);
+        snprintf(cmd, sizeof cmd, "ls %s | grep -c tmp", w.dir);
+        cr_assert_eq(run(cmd, out, sizeof out), 1, "a temporary was left: %s", out);
+        fprintf(stderr, "judge label on a full disk, %s file: exit %d, %s\n", k ? "an old" : "a new", st, k ? "the old file whole" : "no file");
+        free(before), free(after);
+    }
+    rl_scratch_drop(&w);
+}

@@ -7,7 +7,8 @@
  *     leash -> judge:  {"id": 7, "prompt": "...", "a": "...", "b": "..."}
  *     judge -> leash:  {"id": 7, "preferred": "a", "margin": 0.8}     ("b" likewise; margin optional, >= 0)
  * A judge that exits, answers malformed JSON, answers another id, or is silent past the timeout stops the
- * run with an error saying which; every pair labelled before that is already in the output file, whole.
+ * run with an error saying which. The output file is written whole (a temporary renamed over it): a run
+ * that fails leaves a file that existed untouched; into a new file it keeps the pairs labelled before.
  * Pairs the judge cannot separate (equal scores, identical responses) are skipped and counted.
  */
 #ifndef LEASH_JUDGE_H
@@ -18,7 +19,7 @@
 typedef struct {
     const char *policy_dir;   /* the model that writes the responses (its tokenizer too) */
     const char *prompts_path; /* JSONL {"prompt"} */
-    const char *out_path;     /* JSONL pairs, written line by line */
+    const char *out_path;     /* JSONL pairs, written whole at the end */
     const char *judge_dir;    /* a scalar-head model, or NULL with judge_cmd */
     const char *judge_cmd;    /* an external judge (run with /bin/sh -c), or NULL */
     double timeout_s;         /* per answer of an external judge */

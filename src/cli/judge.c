@@ -1,16 +1,21 @@
 /* `leash judge train | label`: the default world's AI judge, and RLAIF preference labelling. */
+#define _POSIX_C_SOURCE 200809L /* sigaction */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "leash/error.h"
 #include "leash/judge.h"
+#include "leash/stop.h"
 
 static const char *usage =
     "usage: leash judge train --data JUDGE.jsonl --tokenizer DIR --out DIR [options]\n"
     "       leash judge label --policy DIR --prompts PROMPTS.jsonl (--judge DIR | --judge-cmd CMD) --out PREFS.jsonl\n"
+    "                         [--overwrite]\n"
     "\n"
     "train: a sentiment judge, a small transformer with a scalar head trained by regression on labelled\n"
     "  texts {\"text\", \"sentiment\"} (the default world's judge.jsonl). Options as `leash rm train` (but\n"
@@ -19,7 +24,9 @@ static const char *usage =
     "label: samples two responses per prompt from the policy and writes {\"prompt\", \"chosen\", \"rejected\",\n"
     "  \"margin\"} lines as the judge decides. A judge model prefers the higher score. An external judge\n"
     "  command gets {\"id\", \"prompt\", \"a\", \"b\"} lines on stdin and answers {\"id\", \"preferred\": \"a\"|\"b\",\n"
-    "  \"margin\"} lines on stdout, in order (docs/world.md). Pairs already labelled stay in the file if it fails.\n"
+    "  \"margin\"} lines on stdout, in order (docs/world.md). PREFS.jsonl is written whole at the end; an existing\n"
+    "  one needs --overwrite and stays untouched if the labelling fails or is stopped (SIGINT, SIGTERM); a new\n"
+    "  one keeps the pairs labelled before a failure.\n"
     "  --max-new N (48)  -t, --temperature T (1)  --seed S (0)  --batch N (32 prompts)  --max-prompts N (all)\n"
     "  --judge-timeout SECONDS (30 per answer)  -q, --quiet\n";
 
@@ -29,16 +36,29 @@ static int label_progress(const leash_label_progress *p, void *ctx) {
     return 0;
 }
 
+/* SIGINT / SIGTERM: the labelling (and a wait for the judge command) stops, the command with it; a second
+ * signal ends the process the default way. */
+static void on_signal(int sig) {
+    leash_request_stop();
+    signal(sig, SIG_DFL);
+}
+
+/* A file with something in it (an empty one has nothing to lose). */
+static int has_content(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && (!S_ISREG(st.st_mode) || st.st_size > 0);
+}
+
 static int label(int argc, char **argv) {
     leash_label_config c = leash_label_defaults();
-    int bad = 0, ch, seed = 0, quiet = 0;
+    int bad = 0, ch, seed = 0, quiet = 0, overwrite = 0;
     float timeout = 30.0f;
     const char *cmd = "judge label";
-    enum { O_POLICY = 256, O_PROMPTS, O_JUDGE, O_CMD, O_OUT, O_MAX, O_SEED, O_BATCH, O_MAXP, O_TIMEOUT };
+    enum { O_POLICY = 256, O_PROMPTS, O_JUDGE, O_CMD, O_OUT, O_MAX, O_SEED, O_BATCH, O_MAXP, O_TIMEOUT, O_OVERWRITE };
     static const struct option opts[] = {
         {"policy", 1, 0, O_POLICY}, {"prompts", 1, 0, O_PROMPTS}, {"judge", 1, 0, O_JUDGE}, {"judge-cmd", 1, 0, O_CMD},
         {"out", 1, 0, O_OUT}, {"max-new", 1, 0, O_MAX}, {"temperature", 1, 0, 't'}, {"seed", 1, 0, O_SEED},
-        {"batch", 1, 0, O_BATCH}, {"max-prompts", 1, 0, O_MAXP}, {"judge-timeout", 1, 0, O_TIMEOUT},
+        {"batch", 1, 0, O_BATCH}, {"max-prompts", 1, 0, O_MAXP}, {"judge-timeout", 1, 0, O_TIMEOUT}, {"overwrite", 0, 0, O_OVERWRITE},
         {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     optind = 2;
     while (!bad && (ch = getopt_long(argc, argv, "t:qh", opts, NULL)) != -1) {
@@ -54,12 +74,26 @@ static int label(int argc, char **argv) {
         case O_BATCH: bad = cli_int(cmd, "--batch", optarg, 1, 4096, &c.batch); break;
         case O_MAXP: bad = cli_int(cmd, "--max-prompts", optarg, 0, 1 << 30, &c.max_prompts); break;
         case O_TIMEOUT: bad = cli_float(cmd, "--judge-timeout", optarg, 1e-3, 1e6, &timeout); break;
+        case O_OVERWRITE: overwrite = 1; break;
         case 'q': quiet = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
     }
     if (bad) return 2;
+    int existed = c.out_path && has_content(c.out_path);
+    if (existed && !overwrite) {
+        fprintf(stderr, "leash judge label: %s exists: --overwrite replaces it (it stays untouched until the new "
+                        "labelling is complete), or choose another --out\n",
+                c.out_path);
+        return 2;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     c.sample.seed = (uint64_t)seed;
     c.timeout_s = timeout;
     leash_label_progress fin;
@@ -67,7 +101,9 @@ static int label(int argc, char **argv) {
     if (!quiet) fputc('\n', stderr);
     if (rc) {
         fprintf(stderr, "leash judge label: %s\n", leash_errmsg());
-        if (c.out_path) fprintf(stderr, "leash judge label: the %d pairs labelled before the error are in %s\n", fin.written, c.out_path);
+        if (c.out_path && existed) fprintf(stderr, "leash judge label: %s is unchanged (the %d pairs labelled before the error were not kept)\n", c.out_path, fin.written);
+        else if (c.out_path && has_content(c.out_path))
+            fprintf(stderr, "leash judge label: the %d pairs labelled before the error are in %s\n", fin.written, c.out_path);
         return 1;
     }
     return 0;
