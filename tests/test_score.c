@@ -4,7 +4,8 @@
  * checked against Hugging Face transformers' apply_chat_template (tests/ref/score_ref.py, in the venv
  * scripts/deps.sh --ref makes) for SmolLM2's template as its GGUF file carries it, Qwen2's and Llama 3's,
  * on messages with newlines, quotes, unicode and surrounding whitespace: the rendered texts must be equal
- * byte for byte. Those skip with a printed reason when the venv or the file is missing, unless
+ * byte for byte. On the real SmolLM2-135M-Instruct GGUF file, leash score's ids and log-probs (plain and
+ * --chat --reply) are compared with a float64 PyTorch reference (tests/ref/smollm2_ref.py). Those skip with a printed reason when the venv or the file is missing, unless
  * LEASH_REQUIRE_REF=1 (CI). */
 #define _DEFAULT_SOURCE
 #include <cjson/cJSON.h>
@@ -436,6 +437,75 @@ Test(score, gguf_chat_template_is_read_from_the_file, .timeout = 60) {
     cr_assert_neq(leash_chat_template_load(&t, path), 0);
     cr_assert(strstr(leash_errmsg(), "m.gguf has no chat template (no tokenizer.chat_template key)"), "%s",
               leash_errmsg());
+    drop(dir);
+}
+
+/* The real SmolLM2-135M-Instruct (GGUF, Q4_1) through the CLI against tests/ref/smollm2_ref.py, a float64
+ * PyTorch Llama on the weights llama.cpp's gguf reader dequantises, with HF tokenizers and jinja2: the chat
+ * [user, assistant] through --chat --reply renders to the reference's text and ids, the four plain texts
+ * (--jsonl) tokenise to its ids, and every log-prob is within LOGP_TOL of float64. */
+#define LOGP_TOL 1e-4
+static double compare_to_reference(const cJSON *got, const cJSON *want, const char *name) {
+    const cJSON *ids = cJSON_GetObjectItem(want, "ids"), *lps = cJSON_GetObjectItem(want, "logprobs");
+    const cJSON *gids = cJSON_GetObjectItem(got, "tokens"), *glps = cJSON_GetObjectItem(got, "logprobs");
+    int n = cJSON_GetArraySize(ids);
+    cr_assert_eq(cJSON_GetArraySize(gids), n, "%s: %d tokens, the reference %d", name, cJSON_GetArraySize(gids), n);
+    double worst = 0.0;
+    for (int t = 0; t < n; t++) {
+        cr_assert_eq(cJSON_GetArrayItem(gids, t)->valueint, cJSON_GetArrayItem(ids, t)->valueint, "%s: token %d", name, t);
+        if (t > 0)
+            worst = fmax(worst, fabs(cJSON_GetArrayItem(glps, t)->valuedouble - cJSON_GetArrayItem(lps, t - 1)->valuedouble));
+    }
+    fprintf(stderr, "score: SmolLM2 %s: %d tokens, worst |leash score - float64 PyTorch| log-prob = %.3g nats\n", name,
+            n, worst);
+    cr_assert(worst <= LOGP_TOL, "%s: worst log-prob difference %g > %g", name, worst, LOGP_TOL);
+    return worst;
+}
+
+Test(score, real_smollm2_matches_float64_pytorch, .timeout = 300) {
+    if (access(gguf_path(), R_OK) != 0)
+        LEASH_SKIP_OR_FAIL("%s is missing (scripts/deps.sh --ref unpacks it; or set LEASH_SMOLLM2_GGUF)", gguf_path());
+    if (system("/usr/bin/python3 -c 'import gguf, torch, tokenizers, jinja2' >/dev/null 2>&1") != 0)
+        LEASH_SKIP_OR_FAIL("python3 lacks gguf, torch, tokenizers or jinja2 (scripts/deps.sh --ref installs them)");
+    char dir[64], cmd[2048], ref[128], jsonl[128];
+    scratch(dir, sizeof dir);
+    snprintf(ref, sizeof ref, "%s/ref.json", dir);
+    snprintf(cmd, sizeof cmd, "cd '%s' && /usr/bin/python3 tests/ref/smollm2_ref.py '%s' '%s' 2>'%s/stderr.txt'",
+             LEASH_SRCDIR, gguf_path(), ref, dir);
+    cr_assert_eq(system(cmd), 0, "the SmolLM2 reference failed: %s (see %s/stderr.txt)", cmd, dir);
+    char *text;
+    cr_assert_eq(leash_read_file(ref, 1 << 24, &text, NULL), 0, "%s", leash_errmsg());
+    cJSON *r = cJSON_Parse(text), *texts = cJSON_GetObjectItem(r, "texts");
+    free(text);
+    cr_assert(cJSON_IsArray(texts), "%s has no \"texts\"", ref);
+    // texts[0] is the chat [user, assistant] in the model's template; the others are plain texts
+    snprintf(cmd, sizeof cmd, LEASH_BIN " score '%s' --json --chat --text 'What is the capital of France?' "
+             "--reply 'The capital of France is Paris.'", gguf_path());
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    cJSON *chat = line(0), *want = cJSON_GetArrayItem(texts, 0);
+    cr_assert_str_eq(cJSON_GetObjectItem(chat, "rendered")->valuestring, cJSON_GetObjectItem(want, "text")->valuestring);
+    compare_to_reference(chat, want, "chat");
+    cJSON_Delete(chat);
+    snprintf(jsonl, sizeof jsonl, "%s/texts.jsonl", dir);
+    FILE *f = fopen(jsonl, "w");
+    for (int i = 1; i < cJSON_GetArraySize(texts); i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "text", cJSON_GetObjectItem(cJSON_GetArrayItem(texts, i), "text")->valuestring);
+        char *s = cJSON_PrintUnformatted(o);
+        fprintf(f, "%s\n", s);
+        free(s);
+        cJSON_Delete(o);
+    }
+    fclose(f);
+    snprintf(cmd, sizeof cmd, LEASH_BIN " score '%s' --json --jsonl '%s'", gguf_path(), jsonl);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    for (int i = 1; i < cJSON_GetArraySize(texts); i++) {
+        cJSON *j = line(i - 1);
+        want = cJSON_GetArrayItem(texts, i);
+        compare_to_reference(j, want, cJSON_GetObjectItem(want, "name")->valuestring);
+        cJSON_Delete(j);
+    }
+    cJSON_Delete(r);
     drop(dir);
 }
 
