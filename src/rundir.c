@@ -67,15 +67,21 @@ static int remove_one(const char *path, const struct stat *sb, int flag, struct 
     return remove(path) == 0 || errno == ENOENT ? 0 : -1;
 }
 
+int leash_remove_tree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return LEASH_OK;
+    if (nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        return leash_fail(LEASH_EIO, "cannot remove '%s': %s", path, strerror(errno));
+    return LEASH_OK;
+}
+
 static int clear_run(const char *dir) {
     static const char *const names[] = {"checkpoint", "checkpoint.old", "checkpoint.new", "metrics.jsonl", "samples.jsonl"};
     char path[4200];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        struct stat st;
-        if (lstat(path, &st) != 0) continue;
-        if (nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
-            return leash_fail(LEASH_EIO, "--overwrite: cannot remove '%s': %s", path, strerror(errno));
+        int rc = leash_remove_tree(path);
+        if (rc) return leash_fail_wrap(rc, "--overwrite");
     }
     return LEASH_OK;
 }

@@ -403,3 +403,52 @@ Test(user_paths, a_full_disk_leaves_the_labelling_output_whole, .timeout = 30) {
     }
     rl_scratch_drop(&w);
 }
+
+/* ---- 7: lora merge ------------------------------------------------------------------------------- */
+
+/* Item 7: merging an adapter into its own base model (it used to overwrite the base, so the adapter then
+ * applied on top of an already-merged base) or into the adapter directory is refused, whatever the spelling
+ * of the path; an existing model directory needs --overwrite; the result is written whole. */
+Test(user_paths, lora_merge_refuses_the_base_and_the_adapter_as_output, .timeout = 40) {
+    rl_scratch w;
+    rl_scratch_make(&w, "up-merge");
+    char cmd[2048], out[8192], adapter[256], base_file[256];
+    snprintf(cmd, sizeof cmd, "%s ppo --policy %s --prompts %s --out %s --steps 1 --batch 2 --max-new 4 -q --gold-reward "
+                              "--lora-r 2 --lora-targets c_attn --lr 1e-2",
+             LEASH_BIN, w.dir, w.prompts, w.out);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    snprintf(adapter, sizeof adapter, "%s/policy", w.out);
+    snprintf(base_file, sizeof base_file, "%s/model.safetensors", w.dir);
+    char *base_before = NULL, *base_after = NULL;
+    size_t n_before = 0, n_after = 0;
+    cr_assert_eq(leash_read_file(base_file, 1 << 26, &base_before, &n_before), 0);
+    const char *targets[4][2] = {{w.dir, "is the adapter's base model"},
+                                 {"BASE/.", "is the adapter's base model"},
+                                 {adapter, "is the adapter directory itself"},
+                                 {"ADAPTER/", "is the adapter directory itself"}};
+    for (int k = 0; k < 4; k++) {
+        char target[512];
+        if (!strcmp(targets[k][0], "BASE/.")) snprintf(target, sizeof target, "%s/.", w.dir);
+        else if (!strcmp(targets[k][0], "ADAPTER/")) snprintf(target, sizeof target, "%s/../policy/", adapter);
+        else snprintf(target, sizeof target, "%s", targets[k][0]);
+        snprintf(cmd, sizeof cmd, "%s lora merge %s %s", LEASH_BIN, adapter, target);
+        int st = run(cmd, out, sizeof out);
+        cr_assert_eq(leash_read_file(base_file, 1 << 26, &base_after, &n_after), 0);
+        cr_assert(n_after == n_before && !memcmp(base_before, base_after, n_before),
+                  "merge into %s changed the base model (exit %d): %s", target, st, out);
+        cr_assert(st == 2 && strstr(out, targets[k][1]), "merge into %s: exit %d: %s", target, st, out);
+        free(base_after);
+        fprintf(stderr, "lora merge into %s: exit %d: %s", target, st, out);
+    }
+    // a new directory; again without and with --overwrite; nothing temporary left
+    snprintf(cmd, sizeof cmd, "%s lora merge %s %s/merged", LEASH_BIN, adapter, w.dir);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    int st = run(cmd, out, sizeof out);
+    cr_assert(st == 2 && strstr(out, "--overwrite"), "exit %d: %s", st, out);
+    snprintf(cmd, sizeof cmd, "%s lora merge %s %s/merged --overwrite && test -f %s/merged/config.json && "
+                              "test -f %s/merged/model.safetensors && ! ls %s | grep -q 'merged\\.'",
+             LEASH_BIN, adapter, w.dir, w.dir, w.dir, w.dir);
+    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    free(base_before);
+    rl_scratch_drop(&w);
+}

@@ -16,4 +16,7 @@
 int leash_rundir_open(const char *dir, int resume, int overwrite, int *fd);
 void leash_rundir_unlock(int fd);
 
+/* Removes a file or a directory tree (symbolic links are removed, not followed); fine if it is absent. */
+int leash_remove_tree(const char *path);
+
 #endif
