@@ -362,6 +362,13 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
         // a stop asked for on any rank (the callback, or SIGINT/SIGTERM) stops every rank after this step
         stop = stop || leash_stop_requested();
         if (nranks > 1 && (rc = leash_dist_sum_i32(&stop, 1, "stop request"))) break;
+        if (last && skipped == c->steps) { // nothing trained: no model to write
+            rc = leash_fail(LEASH_ENUMERIC, "every one of the %d updates was skipped for a non-finite loss or gradient "
+                                            "(--skip-nonfinite): the model did not train and was not written; check --init "
+                                            "and the data, or lower --lr",
+                            c->steps);
+            break;
+        }
         if (rank == 0 && (last || stop || (c->save_every && (step + 1) % c->save_every == 0))) rc = save_state(c, m, &opt, step + 1, skipped, last);
     }
     if (metrics) fclose(metrics);

@@ -327,6 +327,11 @@ int leash_rm_train(const leash_rm_config *c, leash_rm_fn fn, void *ctx, leash_rm
             p.validation = 0;
         }
     }
+    if (!rc && p.step > 0 && p.skipped == p.step) // nothing trained: no model to write
+        rc = leash_fail(LEASH_ENUMERIC, "every one of the %d updates was skipped for a non-finite loss or gradient "
+                                        "(--skip-nonfinite): the model did not train and was not written; check --init "
+                                        "and the data (%s), or lower --lr",
+                        p.step, c->data);
     // score statistics over the training texts, for normalising rewards later
     if (!rc) {
         double s = 0.0, s2 = 0.0;

@@ -452,3 +452,47 @@ Test(user_paths, lora_merge_refuses_the_base_and_the_adapter_as_output, .timeout
     free(base_before);
     rl_scratch_drop(&w);
 }
+
+/* ---- 13: a run whose every update was skipped ---------------------------------------------------- */
+
+/* Item 13: with --skip-nonfinite, a model whose weights are all 3e38 (finite; their sums overflow to NaN) skips every update. judge train, rm
+ * train and pretrain used to exit 0 and write the untrained model; now they fail and write none. */
+Test(user_paths, a_run_with_every_update_skipped_fails_and_writes_no_model, .timeout = 60) {
+    rl_scratch w;
+    rl_scratch_make(&w, "up-skip");
+    char nan_dir[256], path[256], cmd[2048], out[8192];
+    snprintf(nan_dir, sizeof nan_dir, "%s/nan", w.dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && cp %s/*.json %s/*.txt %s/", nan_dir, w.dir, w.dir, nan_dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    leash_gpt *m;
+    cr_assert_eq(leash_gpt_load(&m, w.dir), 0, "%s", leash_errmsg());
+    for (size_t i = 0; i < leash_gpt_num_params(m); i++) leash_gpt_params(m)[i] = 3e38f; // finite, but sums overflow: NaN in every forward
+    cr_assert_eq(leash_gpt_save(m, nan_dir), 0, "%s", leash_errmsg());
+    leash_gpt_free(m);
+    snprintf(path, sizeof path, "%s/judge.jsonl", w.dir);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < 16; i++) fprintf(f, "{\"text\": \"the bread was %s\", \"sentiment\": %d}\n", i % 2 ? "good" : "bad", i % 2 ? 1 : -1);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/prefs.jsonl", w.dir);
+    f = fopen(path, "w");
+    for (int i = 0; i < 16; i++) fprintf(f, "{\"prompt\": \"the bread was\", \"chosen\": \" good\", \"rejected\": \" bad\"}\n");
+    fclose(f);
+    snprintf(path, sizeof path, "%s/corpus.txt", w.dir);
+    text_corpus(path);
+    const char *runs[3][2] = {{"judge train", "judge train --data %s/judge.jsonl --epochs 1 --batch 8 --val-fraction 0"},
+                              {"rm train", "rm train --data %s/prefs.jsonl --epochs 1 --batch 8 --val-fraction 0"},
+                              {"pretrain", "pretrain --data %s/corpus.txt --steps 2 --batch 2 --seq-len 16 --val-fraction 0"}};
+    for (int k = 0; k < 3; k++) {
+        char args[512], model[512];
+        snprintf(args, sizeof args, runs[k][1], w.dir);
+        snprintf(cmd, sizeof cmd, "%s %s --init %s --out %s/out%d --skip-nonfinite -q", LEASH_BIN, args, nan_dir, w.dir, k);
+        int st = run(cmd, out, sizeof out);
+        snprintf(model, sizeof model, "%s/out%d/model.safetensors", w.dir, k);
+        struct stat sb;
+        int written = stat(model, &sb) == 0;
+        cr_assert(st == 1 && strstr(out, "every one of the") && !written, "%s: exit %d, model %s: %s", runs[k][0], st,
+                  written ? "written" : "not written", out);
+        fprintf(stderr, "%s, every update skipped: exit %d, no model: %s", runs[k][0], st, out);
+    }
+    rl_scratch_drop(&w);
+}
