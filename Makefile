@@ -6,6 +6,7 @@
 #   make MPI=1 test-mpi   2-rank runs against 1-rank runs (tests/mpi/)
 #   make bench      benchmarks (side by side ratios; PyTorch column where python3-torch is installed)
 #   make demo       the main job on the built-in example
+#   make python     builds $(BUILD)/libleash.so and pip-installs the Python package in python/ (docs/python.md)
 #   make clean
 #
 # Missing Debian packages are installed by scripts/deps.sh (or it prints the apt-get line to run).
@@ -58,7 +59,7 @@ LIB   := $(BUILD)/libleash.a
 BIN   := $(BUILD)/leash
 TESTS := $(BUILD)/tests/leash-tests
 
-.PHONY: all deps fuzz-deps test test-mpi valgrind fuzz bench demo kl-examples clean FORCE
+.PHONY: all deps fuzz-deps test test-mpi test-python python valgrind fuzz bench demo kl-examples clean FORCE
 all: $(LIB) $(BIN) $(TESTS) $(BENCH_BIN)
 
 deps:
@@ -104,6 +105,7 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 # processes share the cores, so OpenMP threads wait passively instead of spinning against each other
 test: $(TESTS) $(BIN)
 	OMP_WAIT_POLICY=PASSIVE LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp $(TESTS) --jobs 2
+	@$(MAKE) --no-print-directory test-python
 
 bench: $(BENCH_BIN) $(BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
@@ -111,6 +113,32 @@ bench: $(BENCH_BIN) $(BIN)
 	  echo "== bench/scaling.sh (2 MPI ranks x 1 thread against 1 rank x 2 threads)"; \
 	  $(MAKE) --no-print-directory MPI=1 build-mpi/leash >/dev/null && bench/scaling.sh build-mpi; \
 	else echo "== bench/scaling.sh skipped: Open MPI is not installed (scripts/deps.sh --mpi)"; fi
+
+# the Python package (python/): the library's sources again with -fPIC, objects in $(BUILD)-pic/ so the static
+# build is untouched, linked into $(BUILD)/libleash.so; python/setup.py runs this rule and ships the .so inside
+# the package. test-python runs python/tests with pytest (skipped with the reason when python3, numpy or pytest
+# is missing, a failure then under LEASH_REQUIRE_REF=1; skipped under SANITIZE=1), building the .so only to run
+PYTHON  ?= /usr/bin/python3
+PIC_OBJ := $(LIB_SRC:src/%.c=$(BUILD)-pic/src/%.o)
+SHLIB   := $(BUILD)/libleash.so
+
+$(BUILD)-pic/src/%.o: src/%.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -c $< -o $@
+
+$(SHLIB): $(PIC_OBJ) $(SOURCES)
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libleash.so $(PIC_OBJ) $(LDLIBS) -o $@
+
+python: $(SHLIB)
+	LEASH_BUILD=$(BUILD) $(PYTHON) -m pip install --break-system-packages --no-build-isolation ./python
+
+ifeq ($(SANITIZE),1)
+test-python:
+	@echo "test-python: skipped under SANITIZE=1 (an ASan library loads into python only with libasan preloaded)"
+else
+test-python: $(BIN)
+	@PYTHON=$(PYTHON) MAKE="$(MAKE)" python/run-tests.sh $(SHLIB) $(BIN)
+endif
 
 # the whole story on the default world (scripts/demo.sh; stages are cached in build/demo)
 demo: $(BIN)
@@ -170,6 +198,6 @@ $(BUILD)/tests/mpi-collectives: tests/mpi/collectives.c $(LIB) | deps
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 clean:
-	rm -rf build build-san build-mpi build-san-mpi build-fuzz
+	rm -rf build build-san build-mpi build-san-mpi build-fuzz build-pic
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_BIN:=.d)
+-include $(PIC_OBJ:.o=.d) $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_BIN:=.d)

@@ -1,0 +1,48 @@
+/* Flat entry points for bindings (the Python package in python/, through ctypes): the same library calls
+ * with plain ints, floats and pointers in place of structs whose layout a binding would have to mirror
+ * (leash_gpt_config, leash_sample_config), and row loops over one-row functions, so a binding makes one
+ * call per array instead of one per row. Nothing here holds state; every function returns a status and
+ * leaves leash_errmsg() as the library does.
+ *
+ * Dimensions: N rows, V vocabulary size, B sequences, M = max_new_tokens.
+ */
+#ifndef LEASH_API_H
+#define LEASH_API_H
+
+#include <stdint.h>
+
+#include "leash/gpt.h"
+#include "leash/tokenizer.h"
+
+/* The configuration keys leash_api_config_value() answers, comma-separated: "vocab_size,n_positions,...". */
+const char *leash_api_config_keys(void);
+/* One number of m's configuration by key (derived sizes resolved: n_kv_head, head_dim and n_inner are the
+ * values the model computes with, not config.json's zeros); LEASH_EINVAL for an unknown key. */
+int leash_api_config_value(const leash_gpt *m, const char *key, double *value);
+/* config.json's model_type ("gpt2", "llama", "qwen2", "mistral", ...). */
+const char *leash_api_model_type(const leash_gpt *m);
+
+/* The ids that end a text of model m with tokenizer tok (leash_sample_set_eos's choice: the model's
+ * eos_token_id, else <|endoftext|>, and the rest of its eos list) into ids (at most max); returns their
+ * count, 0 when the model has none. */
+int leash_api_eos_ids(const leash_gpt *m, const leash_tokenizer *tok, int *ids, int max);
+
+/* leash_generate with the sampling options as numbers, stopping at leash_api_eos_ids(m, tok):
+ * prompts packed one after another (prompt_lens (B)), streams (B) or NULL (0 .. B-1); out_tokens (B, M),
+ * out_logprobs (B, M), out_lens (B) as leash_generate writes them. */
+int leash_api_generate(leash_gpt *m, const leash_tokenizer *tok, float temperature, int top_k, float top_p,
+                       int max_new_tokens, uint64_t seed, const int *prompts, const int *prompt_lens, int B,
+                       const uint64_t *streams, int *out_tokens, float *out_logprobs, int *out_lens);
+
+/* One sequence ids (n >= 2) scored as `leash score` scores it: a forward over the whole text (B = 1), and
+ * logp (n - 1): logp[t] = log p(ids[t + 1] | ids[<= t]) at the temperature. */
+int leash_api_score(leash_gpt *m, const int *ids, int n, float temperature, float *logp);
+
+/* leash_log_softmax and leash_entropy on N rows (N, V): out (N, V), lse (N) or NULL; entropy (N). */
+int leash_api_log_softmax_rows(const float *logits, int N, int V, float temperature, float *out, double *lse);
+int leash_api_entropy_rows(const float *logits, int N, int V, float temperature, double *entropy);
+
+/* Frees memory the library allocated for the caller (encode's ids, decode's bytes). */
+void leash_api_free(void *p);
+
+#endif
