@@ -44,25 +44,7 @@ static int ext_judge(leash_subprocess *x, double timeout_s, int id, const char *
     char line[1 << 14];
     int rc = subprocess_request(x, timeout_s, id, s, line, sizeof line);
     free(s);
-    if (rc) return rc;
-    cJSON *ans = cJSON_Parse(line);
-    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(ans, "id");
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(ans, "preferred");
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(ans, "margin");
-    if (!cJSON_IsObject(ans)) rc = leash_fail(LEASH_EFORMAT, "judge answer to request %d is not a JSON object: '%.80s'", id, line);
-    else if (!cJSON_IsNumber(jid) || jid->valueint != id)
-        rc = leash_fail(LEASH_EFORMAT, "judge answer '%.80s' does not carry \"id\": %d (answers must come in request order)",
-                        line, id);
-    else if (!cJSON_IsString(p) || (strcmp(p->valuestring, "a") && strcmp(p->valuestring, "b")))
-        rc = leash_fail(LEASH_EFORMAT, "judge answer to request %d: \"preferred\" must be \"a\" or \"b\": '%.80s'", id, line);
-    else if (m && (!cJSON_IsNumber(m) || !(m->valuedouble >= 0.0) || !isfinite(m->valuedouble)))
-        rc = leash_fail(LEASH_EFORMAT, "judge answer to request %d: \"margin\" must be a finite number >= 0", id);
-    else {
-        *pref_a = p->valuestring[0] == 'a';
-        *margin = m ? m->valuedouble : NAN;
-    }
-    cJSON_Delete(ans);
-    return rc;
+    return rc ? rc : subprocess_parse_judge(line, id, pref_a, margin);
 }
 
 /* ---- labelling ----------------------------------------------------------------------------------- */

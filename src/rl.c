@@ -118,17 +118,7 @@ static int command_reward(rl *s, const leash_rl_config *c, int id, const char *p
     if (!line) return leash_fail(LEASH_ENOMEM, "out of memory");
     int rc = subprocess_request(&s->cmd, c->reward_timeout_s, id, line, answer, sizeof answer);
     free(line);
-    if (rc) return rc;
-    cJSON *a = cJSON_Parse(answer);
-    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(a, "id"), *r = cJSON_GetObjectItemCaseSensitive(a, "reward");
-    if (!cJSON_IsObject(a)) rc = leash_fail(LEASH_EFORMAT, "reward command: answer to request %d is not a JSON object: '%.80s'", id, answer);
-    else if (!cJSON_IsNumber(jid) || jid->valueint != id)
-        rc = leash_fail(LEASH_EFORMAT, "reward command: answer '%.80s' does not carry \"id\": %d (answers come in request order)", answer, id);
-    else if (!cJSON_IsNumber(r) || !isfinite(r->valuedouble))
-        rc = leash_fail(LEASH_EFORMAT, "reward command: answer to request %d needs a finite number \"reward\": '%.80s'", id, answer);
-    else *out = r->valuedouble;
-    cJSON_Delete(a);
-    return rc;
+    return rc ? rc : subprocess_parse_reward(answer, id, out);
 }
 
 static char *join(const char *a, const char *b) {

@@ -7,7 +7,9 @@
 #define _GNU_SOURCE /* pipe2, sigtimedwait */
 #include "subprocess.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -184,5 +186,51 @@ int subprocess_request(leash_subprocess *x, double timeout_s, int id, const char
     if (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) && !sigismember(&old, SIGPIPE))
         sigtimedwait(&pipe_set, NULL, &zero);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+/* ---- the answers --------------------------------------------------------------------------------- */
+
+/* The answer line as a JSON object carrying "id": id; NULL (and the error) when it is not. */
+static cJSON *answer_object(const char *what, int id, const char *line, int *rc) {
+    cJSON *a = cJSON_Parse(line);
+    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(a, "id");
+    *rc = LEASH_OK;
+    if (!cJSON_IsObject(a)) *rc = leash_fail(LEASH_EFORMAT, "%s: answer to request %d is not a JSON object: '%.80s'", what, id, line);
+    else if (!cJSON_IsNumber(jid) || jid->valuedouble != id)
+        *rc = leash_fail(LEASH_EFORMAT, "%s: answer '%.80s' does not carry \"id\": %d (answers come in request order)", what,
+                         line, id);
+    if (*rc) cJSON_Delete(a);
+    return *rc ? NULL : a;
+}
+
+int subprocess_parse_reward(const char *line, int id, double *reward) {
+    int rc;
+    cJSON *a = answer_object("reward command", id, line, &rc);
+    if (!a) return rc;
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(a, "reward");
+    if (!cJSON_IsNumber(r) || !isfinite(r->valuedouble))
+        rc = leash_fail(LEASH_EFORMAT, "reward command: answer to request %d needs a finite number \"reward\": '%.80s'", id, line);
+    else *reward = r->valuedouble;
+    cJSON_Delete(a);
+    return rc;
+}
+
+int subprocess_parse_judge(const char *line, int id, int *pref_a, double *margin) {
+    int rc;
+    cJSON *a = answer_object("judge command", id, line, &rc);
+    if (!a) return rc;
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(a, "preferred"), *m = cJSON_GetObjectItemCaseSensitive(a, "margin");
+    if (!cJSON_IsString(p) || (strcmp(p->valuestring, "a") && strcmp(p->valuestring, "b")))
+        rc = leash_fail(LEASH_EFORMAT, "judge command: answer to request %d: \"preferred\" must be \"a\" or \"b\": '%.80s'", id,
+                        line);
+    else if (m && (!cJSON_IsNumber(m) || !(m->valuedouble >= 0.0) || !isfinite(m->valuedouble)))
+        rc = leash_fail(LEASH_EFORMAT, "judge command: answer to request %d: \"margin\" must be a finite number >= 0: '%.80s'",
+                        id, line);
+    else {
+        *pref_a = p->valuestring[0] == 'a';
+        *margin = m ? m->valuedouble : NAN;
+    }
+    cJSON_Delete(a);
     return rc;
 }

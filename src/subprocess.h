@@ -27,4 +27,10 @@ int subprocess_request(leash_subprocess *x, double timeout_s, int id, const char
 /* Closes its input, gives it a moment to exit, then ends its whole process group (SIGTERM, SIGKILL). */
 void subprocess_stop(leash_subprocess *x);
 
+/* The answers, checked (fuzzed by fuzz/fuzz_answers.c): a JSON object carrying the request's "id", and
+ * the reward command's finite "reward", or the judge's "preferred": "a" | "b" with an optional finite
+ * "margin" >= 0 (NAN when absent). Errors quote the answer. */
+int subprocess_parse_reward(const char *line, int id, double *reward);
+int subprocess_parse_judge(const char *line, int id, int *pref_a, double *margin);
+
 #endif
