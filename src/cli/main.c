@@ -30,6 +30,7 @@ static const char *usage =
     "  lora      merge a LoRA adapter (PEFT layout) into its base model\n"
     "  export    write a model as a GGUF file for llama.cpp (f32, f16, bf16, q8_0)\n"
     "  score     per-token log-probs, sum, mean and perplexity of texts under a model (plain or chat)\n"
+    "  tensorboard  a run's metrics.jsonl as a TensorBoard event file\n"
     "\n"
     "leash <command> --help shows a command's options.\n";
 
@@ -54,6 +55,7 @@ static int dispatch(int argc, char **argv) {
     if (strcmp(argv[1], "lora") == 0) return cli_lora(argc - 1, argv + 1);
     if (strcmp(argv[1], "export") == 0) return cli_export(argc - 1, argv + 1);
     if (strcmp(argv[1], "score") == 0) return cli_score(argc - 1, argv + 1);
+    if (strcmp(argv[1], "tensorboard") == 0) return cli_tensorboard(argc - 1, argv + 1);
     fprintf(stderr, "leash: unknown command '%s'\n\n%s", argv[1], usage);
     return 2;
 }
