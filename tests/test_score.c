@@ -266,6 +266,8 @@ Test(score, bad_input_is_a_clear_error, .timeout = 60) {
     snprintf(path, sizeof path, "%s/t.jsonl", dir);
     write_file(path, "{\"text\": \"the cat\"}\n{\"body\": \"x\"}\n");
     E("t.jsonl:2: missing string \"text\"", LEASH_BIN " score %s --jsonl %s", dir, path);
+    write_file(path, "\n\n");
+    E("t.jsonl: no records", LEASH_BIN " score %s --jsonl %s", dir, path);
     write_file(path, "{\"text\": \"the cat\"}\n{\"text\": \"the cat sat\"}\n");
     E("t.jsonl:1: missing string \"reply\"", LEASH_BIN " score %s --chat --jsonl %s --reply-field reply", dir, path);
     E("has no chat template (neither chat_template.jinja nor tokenizer_config.json", LEASH_BIN " score %s --chat --text a", dir);

@@ -26,7 +26,8 @@ static const char *usage =
     "\n"
     "  --text TEXT          a text to score (repeatable); special tokens such as \"<|endoftext|>\" in it are\n"
     "                       their ids, as everywhere in leash\n"
-    "  --jsonl FILE         texts from a JSONL file, one object per line (blank lines skipped)\n"
+    "  --jsonl FILE         texts from a JSONL file, one object per line (blank lines skipped; a text is\n"
+    "                       named by its row, counting the non-blank lines)\n"
     "  --field NAME         the string field of each line that holds the text (default \"text\")\n"
     "  -t, --temperature T  log-softmax of logits / T (default 1)\n"
     "  --bos                put the model's BOS token (config.json bos_token_id) before each text. Off by default:\n"
@@ -249,10 +250,10 @@ static int score_item_run(leash_gpt *m, const score_item *it, float temperature,
 static int collect(const char **texts, int n_text, const char *jsonl, const char *field, const char *reply_field,
                    leash_table *t, score_item **items, int *n, const char ***replies) {
     const char *keys[2] = {field, reply_field};
-    if (jsonl && leash_jsonl_load(jsonl, keys, reply_field ? 2 : 1, NULL, 0, 0, t)) return 1;
-    if (jsonl && t->n == 0) return leash_fail(LEASH_EINVAL, "%s holds no lines to score", jsonl), 1;
+    int rc = jsonl ? leash_jsonl_load(jsonl, keys, reply_field ? 2 : 1, NULL, 0, 0, t) : LEASH_OK;
     *n = jsonl ? t->n : n_text;
-    if (!(*items = calloc((size_t)*n, sizeof **items))) return leash_fail(LEASH_ENOMEM, "out of memory"), 1;
+    if (!rc && !(*items = calloc((size_t)*n, sizeof **items))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    if (rc) return rc;
     for (int i = 0; i < *n; i++) {
         score_item *it = &(*items)[i];
         it->text = jsonl ? t->str[0][i] : texts[i];
@@ -261,7 +262,7 @@ static int collect(const char **texts, int n_text, const char *jsonl, const char
         else snprintf(it->source, sizeof it->source, "--text %d", i + 1);
     }
     if (jsonl && reply_field) *replies = (const char **)t->str[1];
-    return 0;
+    return LEASH_OK;
 }
 
 /* Options that do not fit together, or are missing; a message and 2, else 0. */
