@@ -24,7 +24,7 @@ pkgs=(gcc make pkg-config libopenblas-openmp-dev libcjson-dev libpcre2-dev libcr
 ref=0
 for arg in "$@"; do
   case "$arg" in
-    --ref) pkgs+=(python3-torch python3-regex python3-pip python3-venv python3-numpy python3-yaml python3-jinja2 python3-crc32c chromium); ref=1 ;;
+    --ref) pkgs+=(python3-torch python3-regex python3-pip python3-venv python3-numpy python3-yaml python3-jinja2 python3-pytest python3-crc32c chromium); ref=1 ;;
     --mpi) pkgs+=(libopenmpi-dev openmpi-bin) ;;
     --valgrind) pkgs+=(valgrind) ;;
     --fuzz) pkgs+=(clang) ;;

@@ -75,7 +75,7 @@ def smollm2():
 
 def json_lines(text):
     """JSONL output with every number kept as the exact text the CLI printed."""
-    return [json.loads(line, parse_float=str, parse_int=str) for line in text.splitlines() if line.strip()]
+    return [json.loads(line, parse_float=str, parse_int=str) for line in text.split("\n") if line.strip()]
 
 
 def cjson_number(d):
