@@ -29,6 +29,15 @@ int cli_tensorboard(int argc, char **argv);
 int cli_rm_train_options(int argc, char **argv, const char *cmd, leash_rm_config *c, int *quiet);
 int cli_rm_run(leash_rm_config *c, int quiet, const char *cmd);
 
+/* `leash report`: the mean of column k of a metrics table over rows [from, to) (clipped; NAN values left out;
+ * NAN when none), and the --html page (src/cli/report_html.c) of runs[0..n) whose metrics (t, loaded with
+ * report.c's keys; labels name its columns, nk of them, the last the alarm) and samples (s: strings prompt,
+ * response; numbers step, score, gold) report.c has read; window: the steps averaged at each end. */
+#include "leash/data.h"
+double cli_report_mean(const leash_table *t, int k, int from, int to);
+int cli_report_html(const char *out, const char *const *runs, int n, const leash_table *t, const leash_table *s,
+                    const char *const *labels, int nk, int window);
+
 /* Option values with their accepted range; on failure print "leash CMD: --opt 'x' ..." and return -1. */
 int cli_int(const char *cmd, const char *opt, const char *arg, long lo, long hi, int *out);
 int cli_float(const char *cmd, const char *opt, const char *arg, double lo, double hi, float *out);

@@ -1,4 +1,5 @@
-/* `leash report RUN_DIR...`: runs side by side, from their metrics.jsonl and samples.jsonl. */
+/* `leash report RUN_DIR...`: runs side by side, from their metrics.jsonl and samples.jsonl; --html OUT.html
+ * writes them as one page instead (src/cli/report_html.c). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,7 +16,7 @@ static const char *const LABELS[] = {"", "proxy reward (reward model)", "gold re
                                      "reference NLL, nats/token", "repetition", "distinct-2", "response tokens", ""};
 enum { NK = sizeof KEYS / sizeof KEYS[0], WINDOW = 5 };
 
-static double avg(const leash_table *t, int k, int from, int to) {
+double cli_report_mean(const leash_table *t, int k, int from, int to) {
     double s = 0;
     int n = 0;
     for (int i = from; i < to; i++)
@@ -25,32 +26,42 @@ static double avg(const leash_table *t, int k, int from, int to) {
 
 int cli_report(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        fputs("usage: leash report RUN_DIR [RUN_DIR ...]\n\nPrints each run's first and last 5 steps side by side "
+        fputs("usage: leash report RUN_DIR [RUN_DIR ...] [--html OUT.html]\n\nPrints each run's first and last 5 steps side by side "
               "(proxy and gold reward, grammaticality, KL, fluency, repetition), when the reward-hacking alarm fired, "
-              "and samples from the start and the end.\n",
+              "and samples from the start and the end.\n--html OUT.html writes one self-contained page instead: the runs' "
+              "configuration, that table, the training curves (SVG) and the samples.\n",
               argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    int n = argc - 1 > 8 ? 8 : argc - 1;
+    const char *runs[8], *html = NULL;
+    int n = 0;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--html") && i + 1 < argc) html = argv[++i];
+        else if (n < 8) runs[n++] = argv[i];
     leash_table t[8] = {{0}}, s[8] = {{0}};
     static const char *const skeys[] = {"prompt", "response"}, *const snum[] = {"step", "score", "gold"};
     for (int r = 0; r < n; r++) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/metrics.jsonl", argv[r + 1]);
+        snprintf(path, sizeof path, "%s/metrics.jsonl", runs[r]);
         if (leash_jsonl_load(path, NULL, 0, KEYS, NK, 1, &t[r])) {
             fprintf(stderr, "leash report: %s\n", leash_errmsg());
             return 1;
         }
-        snprintf(path, sizeof path, "%s/samples.jsonl", argv[r + 1]);
+        snprintf(path, sizeof path, "%s/samples.jsonl", runs[r]);
         leash_jsonl_load(path, skeys, 2, snum, 3, 1, &s[r]); // samples are optional
     }
+    if (html) {
+        int rc = cli_report_html(html, runs, n, t, s, LABELS, NK, WINDOW);
+        for (int r = 0; r < n; r++) leash_table_free(&t[r]), leash_table_free(&s[r]);
+        return rc;
+    }
     printf("%-32s", "first -> last 5 steps");
-    for (int r = 0; r < n; r++) printf(" | %-27.27s", argv[r + 1]);
+    for (int r = 0; r < n; r++) printf(" | %-27.27s", runs[r]);
     printf("\n");
     for (int k = 1; k < NK - 1; k++) {
         printf("%-32s", LABELS[k]);
         for (int r = 0; r < n; r++) {
-            double a = avg(&t[r], k, 0, WINDOW), b = avg(&t[r], k, t[r].n - WINDOW, t[r].n);
+            double a = cli_report_mean(&t[r], k, 0, WINDOW), b = cli_report_mean(&t[r], k, t[r].n - WINDOW, t[r].n);
             if (isnan(a)) printf(" | %-27s", "-");
             else printf(" | %+11.3f -> %+11.3f", a, b);
         }
@@ -69,7 +80,7 @@ int cli_report(int argc, char **argv) {
     for (int r = 0; r < n; r++) {
         if (!s[r].n) continue;
         double first = s[r].num[0][0], last = s[r].num[0][s[r].n - 1];
-        printf("\n%s: samples at step %.0f and step %.0f (proxy score, gold reward):\n", argv[r + 1], first, last);
+        printf("\n%s: samples at step %.0f and step %.0f (proxy score, gold reward):\n", runs[r], first, last);
         for (int i = 0; i < s[r].n; i++)
             if (s[r].num[0][i] == first || s[r].num[0][i] == last)
             {
