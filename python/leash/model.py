@@ -131,22 +131,25 @@ class Model:
         (off by default, as Hugging Face's GPT-2 and SmolLM2 tokenizers add none); log-softmax of
         logits / temperature. texts: a str (returns one Score) or a list of str (returns a list)."""
         one = isinstance(texts, str)
-        results = []
-        for text in [texts] if one else list(texts):
-            ids = self._score_ids(text, bos)
-            lp = np.empty(ids.size, np.float32)
-            lp[0] = np.nan
-            with self._lock:
-                status = lib.leash_api_score(self._handle(), ptr(ids), int(ids.size), float(temperature),
-                                             ptr(lp[1:]))
-                check(status)
-            total = 0.0
-            for v in lp[1:].tolist():  # in order, in float64: the CLI's sum
-                total += v
-            n = ids.size - 1
-            mean = total / n
-            results.append(Score(text, ids, lp, total, mean, math.exp(-mean), n))
+        results = [self._score(self._score_ids(t, bos), t, temperature) for t in ([texts] if one else texts)]
         return results[0] if one else results
+
+    def score_ids(self, ids, temperature=1.0):
+        """score() of a token sequence (ids: ints, at least 2): the same Score, text decoded from the ids."""
+        a = np.ascontiguousarray(ids, dtype=np.int32).reshape(-1)
+        return self._score(a, self.tokenizer.decode(a), temperature)
+
+    def _score(self, ids, text, temperature):
+        lp = np.empty(ids.size, np.float32)  # (n): lp[0] is the unscored first token
+        lp[0] = np.nan
+        with self._lock:
+            status = lib.leash_api_score(self._handle(), ptr(ids), int(ids.size), float(temperature), ptr(lp[1:]))
+            check(status)
+        total = 0.0
+        for v in lp[1:].tolist():  # in order, in float64: the CLI's sum
+            total += v
+        n = ids.size - 1
+        return Score(text, ids, lp, total, total / n, math.exp(-total / n), n)
 
     # ---- generation ----------------------------------------------------------------------------------
 

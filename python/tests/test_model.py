@@ -112,6 +112,10 @@ def test_score_equals_cli(cli, loaded, tiny_model):
     check_score_equals_cli(cli, loaded, tiny_model, TEXTS[:1], temperature=0.7)
     one = loaded.score(TEXTS[0])
     assert isinstance(one, leash.Score) and one.sum == loaded.score([TEXTS[0]])[0].sum
+    by_ids = loaded.score_ids(one.tokens.tolist())
+    assert np.array_equal(by_ids.logprobs[1:], one.logprobs[1:]) and by_ids.sum == one.sum
+    with pytest.raises(leash.LeashError, match="nothing to score"):
+        loaded.score_ids([5])
 
 
 def test_generate_is_deterministic_and_equals_cli(cli, loaded, tiny_model):
