@@ -16,13 +16,16 @@ fi
 mkdir -p "$D"
 stage() { echo; echo "== $1"; }
 
+# a stage that did not finish (interrupted) continues from its checkpoint, or starts over when it has none
+again() { if [ -d "$1/checkpoint" ]; then echo --resume; else echo --overwrite; fi; }
+
 if [ ! -f "$D/world/prompts.jsonl" ]; then
   stage "the default world: review grammar, gold scorer"
   $L world --out "$D/world" --corpus $CORPUS --prompts $PROMPTS --judge $JUDGE_N --heldout 1000
 fi
 if [ ! -f "$D/sft/model.safetensors" ]; then
   stage "supervised fine-tuning: a 0.9M-parameter GPT on the review corpus (the reference model)"
-  $L pretrain --data "$D/world/corpus.txt" --out "$D/sft" --vocab-size 1024 --n-layer 4 --n-embd 128 --n-head 4 \
+  $L pretrain --data "$D/world/corpus.txt" --out "$D/sft" "$(again "$D/sft")" --vocab-size 1024 --n-layer 4 --n-embd 128 --n-head 4 \
       --seq-len 64 --batch 32 --steps $SFT_STEPS --lr 2e-3 --warmup 100 --val-every 500 -q
 fi
 if [ ! -f "$D/judge/model.safetensors" ]; then
@@ -32,7 +35,7 @@ if [ ! -f "$D/judge/model.safetensors" ]; then
 fi
 if [ ! -s "$D/prefs.jsonl" ]; then
   stage "RLAIF: the judge labels pairs of SFT samples"
-  $L judge label --policy "$D/sft" --prompts "$D/world/prompts.jsonl" --judge "$D/judge" --out "$D/prefs.jsonl" -q
+  $L judge label --policy "$D/sft" --prompts "$D/world/prompts.jsonl" --judge "$D/judge" --out "$D/prefs.jsonl" --overwrite -q
   echo "$(wc -l < "$D/prefs.jsonl") preference pairs"
 fi
 if [ ! -f "$D/rm/model.safetensors" ]; then
@@ -43,11 +46,11 @@ common=(--policy "$D/sft" --reward "$D/rm" --prompts "$D/world/prompts.jsonl" --
         --lr 1e-4 --gold-metrics --sample-every 20 -q)
 if [ ! -f "$D/ppo-leash/policy/model.safetensors" ]; then
   stage "PPO with the KL leash: adaptive beta from 0.2 towards 3 nats per sequence (horizon 1000)"
-  $L ppo "${common[@]}" --out "$D/ppo-leash" --beta 0.2 --kl-target 3 --kl-horizon 1000
+  $L ppo "${common[@]}" --out "$D/ppo-leash" "$(again "$D/ppo-leash")" --beta 0.2 --kl-target 3 --kl-horizon 1000
 fi
 if [ ! -f "$D/ppo-no-leash/policy/model.safetensors" ]; then
   stage "the same PPO without the leash: beta = 0"
-  $L ppo "${common[@]}" --out "$D/ppo-no-leash" --beta 0
+  $L ppo "${common[@]}" --out "$D/ppo-no-leash" "$(again "$D/ppo-no-leash")" --beta 0
 fi
 stage "report"
 $L report "$D/ppo-leash" "$D/ppo-no-leash"
