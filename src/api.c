@@ -48,19 +48,10 @@ static const config_key CONFIG_KEYS[] = {
 };
 #define N_CONFIG_KEYS (sizeof CONFIG_KEYS / sizeof CONFIG_KEYS[0])
 
+/* CONFIG_KEYS' names in order (tests/test_api.c checks that the two agree) */
 const char *leash_api_config_keys(void) {
-    static char keys[512];
-    if (!keys[0]) {
-        size_t at = 0;
-        for (size_t i = 0; i < N_CONFIG_KEYS; i++) {
-            size_t len = strlen(CONFIG_KEYS[i].key);
-            if (at + len + 2 > sizeof keys) break;
-            if (i) keys[at++] = ',';
-            memcpy(keys + at, CONFIG_KEYS[i].key, len + 1);
-            at += len;
-        }
-    }
-    return keys;
+    return "vocab_size,n_positions,n_embd,n_layer,n_head,n_kv_head,head_dim,n_inner,bos_token_id,eos_token_id,"
+           "untied_head,rope_theta,layer_norm_epsilon,lora_rank,scalar_head,num_params";
 }
 
 int leash_api_config_value(const leash_gpt *m, const char *key, double *value) {
