@@ -1,10 +1,11 @@
 /* `leash report --html` (src/cli/report_html.c) on real tiny runs, checked by tests/ref/html_report_check.py
  * (standard library only) and rendered by headless Chromium.
  *
- * Three runs: a GRPO run scored by a command (no gold reward: its samples' gold is null and must show "-"),
- * a PPO run on the default world's gold reward with an adaptive KL target (the band), and a copy of the PPO
- * run's logs without a checkpoint (its settings "not recorded") whose alarm fires at step 3 and whose
- * samples hold a response with <script>, quotes, & and a control byte. The checker parses the page (every
+ * Four runs: a GRPO run scored by a command (no gold reward: its samples' gold is null and must show "-"),
+ * PPO runs on the default world's gold reward with an adaptive KL target per sequence and per token (the
+ * bands, on the KL panel of each unit), and a copy of the first PPO run's logs without a checkpoint (its
+ * settings "not recorded") whose alarm fires at step 3 and whose samples hold a response with <script>,
+ * quotes, & and a control byte. The checker parses the page (every
  * element closed in order), finds nothing that loads or runs (no script, link, img, src, url()), reads
  * every curve back through its axes into metrics.jsonl's values (within the 0.005 px the page rounds to),
  * the alarm marked at step 3 in every plot, and the first/last table equal to `leash report`'s text. The
@@ -37,7 +38,7 @@ static void write_scorer(const char *path) {
 
 static const char *EVIL = "<script>alert(\"x\")</script> & 'q' \x1f end";
 
-static void make_runs(const rl_scratch *w, char runs[3][200]) {
+static void make_runs(const rl_scratch *w, char runs[4][200]) {
     char scorer[200], cmd[1500];
     snprintf(scorer, sizeof scorer, "%s/score.sh", w->dir);
     write_scorer(scorer);
@@ -50,6 +51,9 @@ static void make_runs(const rl_scratch *w, char runs[3][200]) {
     c = leash_rl_defaults(LEASH_PPO);
     c.policy_dir = w->dir, c.prompts = w->prompts, c.out_dir = runs[1], c.gold_reward = 1, c.steps = 6, c.batch = 4;
     c.max_new = 6, c.epochs = 1, c.sample_every = 5, c.beta.target = 0.5, c.beta.horizon = 100;
+    cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), 0, "%s", leash_errmsg());
+    snprintf(runs[3], 200, "%s/ppo-per-token", w->dir); // a target per token: the band on the per-token panel
+    c.out_dir = runs[3], c.steps = 4, c.beta.target = 0.1, c.beta.units = LEASH_KL_PER_TOKEN;
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), 0, "%s", leash_errmsg());
     // the copy: logs only, the alarm on from step 3, one sample with text that must be escaped
     snprintf(runs[2], 200, "%s/logs-only", w->dir);
@@ -66,18 +70,18 @@ static void make_runs(const rl_scratch *w, char runs[3][200]) {
 
 static int have_chromium(void) { return system("command -v chromium >/dev/null 2>&1") == 0; }
 
-Test(report_html, page_of_three_runs, .timeout = 300) {
+Test(report_html, page_of_four_runs, .timeout = 300) {
     rl_scratch w;
-    char runs[3][200], cmd[2000], page[200], text[200], *html = NULL;
+    char runs[4][200], cmd[2400], page[200], text[200], *html = NULL;
     rl_scratch_make(&w, "html");
     make_runs(&w, runs);
     snprintf(page, sizeof page, "%s/report.html", w.dir);
     snprintf(text, sizeof text, "%s/report.txt", w.dir);
-    snprintf(cmd, sizeof cmd, "%s report %s %s %s > %s && %s report %s %s %s --html %s 2>/dev/null", LEASH_BIN, runs[0],
-             runs[1], runs[2], text, LEASH_BIN, runs[0], runs[1], runs[2], page);
+    snprintf(cmd, sizeof cmd, "%s report %s %s %s %s > %s && %s report %s %s %s %s --html %s 2>/dev/null", LEASH_BIN,
+             runs[0], runs[1], runs[2], runs[3], text, LEASH_BIN, runs[0], runs[1], runs[2], runs[3], page);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/ref/html_report_check.py' %s %s %s %s %s >&2", LEASH_SRCDIR, page,
-             text, runs[0], runs[1], runs[2]);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/ref/html_report_check.py' %s %s %s %s %s %s >&2", LEASH_SRCDIR,
+             page, text, runs[0], runs[1], runs[2], runs[3]);
     cr_assert_eq(system(cmd), 0, "the page fails the checks printed above: %s", cmd);
     cr_assert_eq(leash_read_file(page, 1 << 24, &html, NULL), 0);
     // escaping: the response's markup is text, and nothing else on the page is a script
@@ -90,6 +94,9 @@ Test(report_html, page_of_three_runs, .timeout = 300) {
     cr_assert(strstr(html, "<td>not recorded</td>"), "the run without a checkpoint");
     cr_assert(strstr(html, "adaptive: target 0.5 nats per sequence, horizon 100"), "the PPO run's beta controller");
     cr_assert(strstr(html, "<rect class=\"band\""), "no KL band for the run with a target");
+    cr_assert(strstr(html, "adaptive: target 0.1 nats per token, horizon 100"), "the per-token run's beta controller");
+    const char *tok = strstr(html, "id=\"plot-kl-token\"");
+    cr_assert(tok && strstr(tok, "<rect class=\"band\""), "no per-token KL panel with its band");
     cr_assert(strstr(html, "fired at step 3"), "the alarm's step is not in the table");
     free(html);
 
