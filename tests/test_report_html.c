@@ -5,7 +5,7 @@
  * PPO runs on the default world's gold reward with an adaptive KL target per sequence and per token (the
  * bands, on the KL panel of each unit), and a copy of the first PPO run's logs without a checkpoint (its
  * settings "not recorded") whose alarm fires at step 3 and whose samples hold a response with <script>,
- * quotes, & and a control byte. The checker parses the page (every
+ * quotes, &, a control byte and bytes that are not UTF-8. The checker parses the page (every
  * element closed in order), finds nothing that loads or runs (no script, link, img, src, url()), reads
  * every curve back through its axes into metrics.jsonl's values (within the 0.005 px the page rounds to),
  * the alarm marked at step 3 in every plot, and the first/last table equal to `leash report`'s text. The
@@ -36,7 +36,7 @@ static void write_scorer(const char *path) {
     cr_assert_eq(system(cmd), 0);
 }
 
-static const char *EVIL = "<script>alert(\"x\")</script> & 'q' \x1f end";
+static const char *EVIL = "<script>alert(\"x\")</script> & 'q' \x1f end \xff\xc0\xaf caf\xc3\xa9";
 
 static void make_runs(const rl_scratch *w, char runs[4][200]) {
     char scorer[200], cmd[1500];
@@ -64,7 +64,7 @@ static void make_runs(const rl_scratch *w, char runs[4][200]) {
     snprintf(cmd, sizeof cmd, "%s/samples.jsonl", runs[2]);
     FILE *f = fopen(cmd, "w");
     fputs("{\"step\": 1, \"score\": 0.25, \"gold\": null, \"prompt\": \"A \\\"quoted\\\" <b>prompt</b>\", "
-          "\"response\": \"<script>alert(\\\"x\\\")</script> & 'q' \\u001f end\"}\n", f);
+          "\"response\": \"<script>alert(\\\"x\\\")</script> & 'q' \\u001f end \xff\xc0\xaf caf\xc3\xa9\"}\n", f);
     fclose(f);
 }
 
@@ -86,7 +86,9 @@ Test(report_html, page_of_four_runs, .timeout = 300) {
     cr_assert_eq(leash_read_file(page, 1 << 24, &html, NULL), 0);
     // escaping: the response's markup is text, and nothing else on the page is a script
     cr_assert_null(strstr(html, "<script"), "a <script> element on the page");
-    cr_assert(strstr(html, "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;q&#39; &#x241F; end"),
+    // (each byte of a stray 0xFF and of an overlong "/" becomes U+FFFD; valid UTF-8 stays)
+    cr_assert(strstr(html, "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;q&#39; &#x241F; end "
+                           "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD caf\xc3\xa9"),
               "the response %s is not on the page, escaped", EVIL);
     cr_assert(strstr(html, "A &quot;quoted&quot; &lt;b&gt;prompt&lt;/b&gt;"), "the prompt is not escaped");
     // gold null shows "-", the run without a checkpoint says so, the adaptive target is banded

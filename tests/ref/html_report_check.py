@@ -154,7 +154,7 @@ def check_page(page, report, runs):
     # the first/last table against `leash report`'s text
     table = {row[0]: row[1:] for row in p.tables.get("metrics", [])[1:]}
     compared = 0
-    with open(report) as f:
+    with open(report, encoding="utf-8", errors="replace") as f:  # leash report prints samples byte for byte
         for line in f:
             cells = [c.strip() for c in line.split("|")]
             if len(cells) != len(runs) + 1 or cells[0] not in table or cells[0].startswith("first"):
