@@ -20,7 +20,8 @@
 #include "leash/error.h"
 #include "leash/fileio.h"
 
-static const char *const COLORS[8] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"};
+/* The runs' colours; red is kept for the reward-hacking alarm. */
+static const char *const COLORS[8] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#e377c2", "#7f7f7f"};
 
 /* The columns the plots read from metrics.jsonl (P_* index them). */
 static const char *const PKEYS[] = {"step", "objective/scores", "gold/reward", "objective/kl", "objective/kl_exact",
