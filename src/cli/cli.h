@@ -38,9 +38,18 @@ double cli_report_mean(const leash_table *t, int k, int from, int to);
 int cli_report_html(const char *out, const char *const *runs, int n, const leash_table *t, const leash_table *s,
                     const char *const *labels, int nk, int window);
 
-/* Option values with their accepted range; on failure print "leash CMD: --opt 'x' ..." and return -1. */
+/* Option values with their accepted range: plain decimal only (no hex, nan, inf, spaces, overflow or denormals);
+ * on failure print "leash CMD: --opt 'x' <why>; it must be ... in [lo, hi]" and return -1. Every subcommand
+ * parses its option numbers with these. */
 int cli_int(const char *cmd, const char *opt, const char *arg, long lo, long hi, int *out);
 int cli_float(const char *cmd, const char *opt, const char *arg, double lo, double hi, float *out);
+int cli_double(const char *cmd, const char *opt, const char *arg, double lo, double hi, double *out);
+
+/* A progress line on stderr: on a terminal it is rewritten in place (\r); redirected to a file or a pipe it is
+ * a plain line, at most one every 5 s (and always when `last`), so that a log holds readable lines.
+ * cli_progress_end ends a terminal's \r-line (call it before any other message and at the end). */
+void cli_progress(int last, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_progress_end(void);
 
 /* A list of numbers read from a file. */
 typedef struct {

@@ -26,13 +26,15 @@ int cli_diff(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return fputs(usage, stdout), 0;
         if (!strcmp(argv[i], "-q")) quiet = 1;
+        else if (argv[i][0] == '-' && argv[i][1] && strcmp(argv[i], "--tol"))
+            return fprintf(stderr, "leash diff: unknown option '%s'\n%s", argv[i], usage), 2;
         else if (!strcmp(argv[i], "--tol") && i + 1 < argc) {
             if (cli_float("diff", "--tol", argv[++i], 0, 1e30, &tol)) return 2;
         } else if (!a_dir) a_dir = argv[i];
         else if (!b_dir) b_dir = argv[i];
         else return fprintf(stderr, "leash diff: unexpected argument '%s'\n%s", argv[i], usage), 2;
     }
-    if (!a_dir || !b_dir) return fputs(usage, stderr), 2;
+    if (!a_dir || !b_dir) return fprintf(stderr, "leash diff: need MODEL_A and MODEL_B\n%s", usage), 2;
     leash_gpt *a = NULL, *b = NULL;
     if (leash_gpt_load(&a, a_dir) || leash_gpt_load(&b, b_dir)) {
         fprintf(stderr, "leash diff: %s\n", leash_errmsg());

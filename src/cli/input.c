@@ -1,10 +1,18 @@
-/* Reading lists of numbers from files or stdin, as plain text or JSON, for the CLI. */
+/* Reading lists of numbers from files or stdin, as plain text or JSON, option numbers and progress lines, for
+ * the CLI. */
+#define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -124,25 +132,100 @@ int cli_json_numbers(const char *path, const char *key, const cJSON *arr, cli_nu
     return 0;
 }
 
-int cli_int(const char *cmd, const char *opt, const char *arg, long lo, long hi, int *out) {
+/* What is wrong with an option's number text, or NULL when it is a plain decimal number (sign, digits, point,
+ * exponent) that strtod reads whole into a finite *v of normal size (or zero). Hex (0x10), nan, inf, spaces
+ * before or after, overflow (1e400) and denormals (1e-320) are refused: they are typos far more often than
+ * intent, and strtod would read them silently. */
+static const char *number_problem(const char *arg, double *v) {
+    if (!*arg) return "is empty";
+    if (isspace((unsigned char)arg[0])) return "starts with a space";
+    if (isspace((unsigned char)arg[strlen(arg) - 1])) return "ends with a space";
+    for (const char *p = arg; *p; p++)
+        if (!strchr("0123456789+-.eE", *p)) {
+            if (strchr("xX", *p)) return "is hexadecimal; write it in decimal";
+            const char *u = arg + (*arg == '+' || *arg == '-');
+            if (!strcasecmp(u, "nan") || !strcasecmp(u, "inf") || !strcasecmp(u, "infinity"))
+                return "is not a finite number (nan and inf are not accepted)";
+            return "is not a number";
+        }
     char *end;
     errno = 0;
-    long v = strtol(arg, &end, 10);
-    if (end == arg || *end || errno || v < lo || v > hi) {
-        fprintf(stderr, "leash %s: %s '%s' must be an integer in [%ld, %ld]\n", cmd, opt, arg, lo, hi);
+    *v = strtod(arg, &end);
+    if (end == arg || *end) return "is not a number";
+    if (isinf(*v) || (errno == ERANGE && fabs(*v) > 1.0)) return "is too large (it overflows a double)";
+    if (*v != 0.0 && fabs(*v) < DBL_MIN) return "is too small (a denormal or underflow); use 0 or a normal number";
+    if (*v == 0.0 && errno == ERANGE) return "is too small (it underflows to 0); write 0";
+    return NULL;
+}
+
+int cli_int(const char *cmd, const char *opt, const char *arg, long lo, long hi, int *out) {
+    const char *why = NULL;
+    if (!*arg) why = "is empty";
+    else if (isspace((unsigned char)arg[0])) why = "starts with a space";
+    else if (arg[0] == '0' && (arg[1] == 'x' || arg[1] == 'X')) why = "is hexadecimal; write it in decimal";
+    char *end;
+    errno = 0;
+    long v = why ? 0 : strtol(arg, &end, 10);
+    if (!why && (end == arg || *end)) why = "is not an integer";
+    if (!why && errno == ERANGE) why = "is too large";
+    if (why || v < lo || v > hi) {
+        fprintf(stderr, "leash %s: %s '%s' must be an integer in [%ld, %ld]%s%s%s%s\n", cmd, opt, arg, lo, hi,
+                why ? "; '" : "", why ? arg : "", why ? "' " : "", why ? why : "");
         return -1;
     }
     *out = (int)v;
     return 0;
 }
 
+int cli_double(const char *cmd, const char *opt, const char *arg, double lo, double hi, double *out) {
+    double v = 0.0;
+    const char *why = number_problem(arg, &v);
+    if (why || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "leash %s: %s '%s' must be a number in [%g, %g]%s%s%s%s\n", cmd, opt, arg, lo, hi,
+                why ? "; '" : "", why ? arg : "", why ? "' " : "", why ? why : "");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 int cli_float(const char *cmd, const char *opt, const char *arg, double lo, double hi, float *out) {
-    char *end;
-    double v = strtod(arg, &end);
-    if (end == arg || *end || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "leash %s: %s '%s' must be a number in [%g, %g]\n", cmd, opt, arg, lo, hi);
+    double v;
+    if (cli_double(cmd, opt, arg, lo, hi, &v)) return -1;
+    if (fabs(v) > FLT_MAX || (v != 0.0 && fabs(v) < FLT_MIN)) {
+        fprintf(stderr, "leash %s: %s '%s' must be a number in [%g, %g]; it does not fit a float (0, or a magnitude "
+                "from %g to %g)\n", cmd, opt, arg, lo, hi, (double)FLT_MIN, (double)FLT_MAX);
         return -1;
     }
     *out = (float)v;
     return 0;
+}
+
+static int progress_open; // a \r-line is on the terminal, not yet ended
+static double progress_last = -1e30;
+
+void cli_progress(int last, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (isatty(STDERR_FILENO)) {
+        fputc('\r', stderr);
+        vfprintf(stderr, fmt, ap);
+        progress_open = 1;
+    } else {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        double now = (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+        if (last || now - progress_last >= 5.0) {
+            vfprintf(stderr, fmt, ap);
+            fputc('\n', stderr);
+            progress_last = now;
+        }
+    }
+    va_end(ap);
+    fflush(stderr);
+}
+
+void cli_progress_end(void) {
+    if (progress_open) fputc('\n', stderr);
+    progress_open = 0;
 }

@@ -31,8 +31,9 @@ static const char *usage =
     "  --judge-timeout SECONDS (30 per answer)  -q, --quiet\n";
 
 static int label_progress(const leash_label_progress *p, void *ctx) {
-    if (!*(int *)ctx) fprintf(stderr, "\rlabelled %d/%d prompts: %d pairs, %d skipped (judge could not separate)   ", p->prompts_done,
-                              p->prompts, p->written, p->skipped);
+    if (!*(int *)ctx)
+        cli_progress(p->prompts_done == p->prompts, "labelled %d/%d prompts: %d pairs, %d skipped (judge could not separate)   ",
+                     p->prompts_done, p->prompts, p->written, p->skipped);
     return 0;
 }
 
@@ -98,7 +99,7 @@ static int label(int argc, char **argv) {
     c.timeout_s = timeout;
     leash_label_progress fin;
     int rc = leash_judge_label(&c, label_progress, &quiet, &fin);
-    if (!quiet) fputc('\n', stderr);
+    if (!quiet) cli_progress_end();
     if (rc) {
         fprintf(stderr, "leash judge label: %s\n", leash_errmsg());
         if (c.out_path && existed) fprintf(stderr, "leash judge label: %s is unchanged (the %d pairs labelled before the error were not kept)\n", c.out_path, fin.written);

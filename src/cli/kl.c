@@ -403,21 +403,17 @@ int cli_kl(int argc, char **argv) {
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
-        char *end;
         switch (c) {
         case 's': a.mode = MODE_SAMPLED; break;
         case 'o': a.mode = MODE_OPTIMUM; break;
         case 'j': a.json = 1; break;
         case 't':
-        case 'b': {
-            double x = strtod(optarg, &end);
-            if (end == optarg || *end) {
-                fprintf(stderr, "leash kl: --%s '%s' is not a number\n", c == 't' ? "temperature" : "beta", optarg);
+        case 'b':
+            // finite and >= 0 here; a 0 (which divides by it) is refused by the math with its reason
+            if (cli_double("kl", c == 't' ? "--temperature" : "--beta", optarg, 0, 1e6,
+                           c == 't' ? &a.temperature : &a.beta))
                 return 2;
-            }
-            *(c == 't' ? &a.temperature : &a.beta) = x;
             break;
-        }
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }

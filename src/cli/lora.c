@@ -97,9 +97,15 @@ static int write_merged(const leash_gpt *merged, const leash_gpt *m, const char 
 }
 
 int cli_lora(int argc, char **argv) {
-    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) return fputs(usage, stdout), 0;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return fputs(usage, stdout), 0;
     int overwrite = argc == 5 && !strcmp(argv[4], "--overwrite");
-    if (argc != 4 + overwrite || strcmp(argv[1], "merge")) return fputs(usage, stderr), 2;
+    if (argc < 2 || strcmp(argv[1], "merge"))
+        return fprintf(stderr, "leash lora: the subcommand is merge, got '%s'\n%s", argc < 2 ? "" : argv[1], usage), 2;
+    for (int i = 2; i < argc; i++)
+        if (argv[i][0] == '-' && strcmp(argv[i], "--overwrite"))
+            return fprintf(stderr, "leash lora merge: unknown option '%s'\n%s", argv[i], usage), 2;
+    if (argc != 4 + overwrite) return fprintf(stderr, "leash lora merge: need ADAPTER_DIR and OUT_DIR\n%s", usage), 2;
     const char *in = argv[2], *out = argv[3];
     leash_gpt *m = NULL, *merged = NULL;
     int rc = leash_gpt_load(&m, in);

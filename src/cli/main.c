@@ -15,7 +15,7 @@ static const char *usage =
     "\n"
     "commands:\n"
     "  kl        exact KL, k1/k2/k3 estimators and the closed-form optimum, from a shell\n"
-    "  pretrain  pre-train or fine-tune a GPT-2 on text files (next-token cross-entropy, AdamW)\n"
+    "  pretrain  pre-train or fine-tune a GPT-2 or Llama model on text files (next-token cross-entropy, AdamW)\n"
     "  sample    generate from a model directory with the KV cache\n"
     "  tokenizer train a byte-level BPE, or encode / decode with one\n"
     "  world     write the default world: review corpus, prompts, judge data, held-out set; gold scores\n"
@@ -39,23 +39,23 @@ static int dispatch(int argc, char **argv) {
         fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (strcmp(argv[1], "kl") == 0) return cli_kl(argc - 1, argv + 1);
-    if (strcmp(argv[1], "pretrain") == 0) return cli_pretrain(argc - 1, argv + 1);
-    if (strcmp(argv[1], "sample") == 0) return cli_sample(argc - 1, argv + 1);
-    if (strcmp(argv[1], "tokenizer") == 0) return cli_tokenizer(argc - 1, argv + 1);
-    if (strcmp(argv[1], "world") == 0) return cli_world(argc - 1, argv + 1);
-    if (strcmp(argv[1], "judge") == 0) return cli_judge(argc - 1, argv + 1);
-    if (strcmp(argv[1], "rm") == 0) return cli_rm(argc - 1, argv + 1);
-    if (strcmp(argv[1], "ppo") == 0) return cli_ppo(argc - 1, argv + 1);
-    if (strcmp(argv[1], "grpo") == 0) return cli_grpo(argc - 1, argv + 1);
-    if (strcmp(argv[1], "report") == 0) return cli_report(argc - 1, argv + 1);
-    if (strcmp(argv[1], "plot") == 0) return cli_plot(argc - 1, argv + 1);
-    if (strcmp(argv[1], "sweep") == 0) return cli_sweep(argc - 1, argv + 1);
-    if (strcmp(argv[1], "diff") == 0) return cli_diff(argc - 1, argv + 1);
-    if (strcmp(argv[1], "lora") == 0) return cli_lora(argc - 1, argv + 1);
-    if (strcmp(argv[1], "export") == 0) return cli_export(argc - 1, argv + 1);
-    if (strcmp(argv[1], "score") == 0) return cli_score(argc - 1, argv + 1);
-    if (strcmp(argv[1], "tensorboard") == 0) return cli_tensorboard(argc - 1, argv + 1);
+    static const struct {
+        const char *name;
+        int (*run)(int, char **);
+    } commands[] = {{"kl", cli_kl},         {"pretrain", cli_pretrain}, {"sample", cli_sample},
+                    {"tokenizer", cli_tokenizer}, {"world", cli_world}, {"judge", cli_judge},
+                    {"rm", cli_rm},         {"ppo", cli_ppo},           {"grpo", cli_grpo},
+                    {"report", cli_report}, {"plot", cli_plot},         {"sweep", cli_sweep},
+                    {"diff", cli_diff},     {"lora", cli_lora},         {"export", cli_export},
+                    {"score", cli_score},   {"tensorboard", cli_tensorboard}};
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            // getopt_long names argv[0] in its own messages ("unrecognized option"): make that "leash CMD"
+            static char prog[32];
+            snprintf(prog, sizeof prog, "leash %s", commands[i].name);
+            argv[1] = prog;
+            return commands[i].run(argc - 1, argv + 1);
+        }
     fprintf(stderr, "leash: unknown command '%s'\n\n%s", argv[1], usage);
     return 2;
 }

@@ -27,7 +27,8 @@ int cli_plot(int argc, char **argv) {
                  "grammaticality, KL, beta and reference NLL per step for each run (from metrics.jsonl) into one PNG "
                  "(default: RUN_DIR/curves.png of the first run). Needs gnuplot (apt-get install gnuplot-nox).");
             return 0;
-        } else if (n < 8) runs[n++] = argv[i];
+        } else if (argv[i][0] == '-') return fprintf(stderr, "leash plot: unknown option '%s' (see --help)\n", argv[i]), 2;
+        else if (n < 8) runs[n++] = argv[i];
     }
     if (!n) {
         fputs("usage: leash plot RUN_DIR [RUN_DIR ...] [--out FILE.png]\n", stderr);

@@ -16,7 +16,7 @@
 static const char *usage =
     "usage: leash pretrain --data FILE [--data FILE ...] --out DIR [options]\n"
     "\n"
-    "Trains a GPT-2 on text (one document per line, or documents separated by <|endoftext|>) with\n"
+    "Trains a GPT-2 or Llama model on text (one document per line, or documents separated by <|endoftext|>) with\n"
     "next-token cross-entropy and AdamW. DIR receives a Hugging Face-style model (config.json,\n"
     "model.safetensors, vocab.json, merges.txt) at the end, checkpoint/ (weights, optimizer, trainer state;\n"
     "replaced as a whole, so a kill at any moment leaves the last complete one) and\n"

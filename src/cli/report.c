@@ -37,6 +37,7 @@ int cli_report(int argc, char **argv) {
     int n = 0;
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--html") && i + 1 < argc) html = argv[++i];
+        else if (argv[i][0] == '-') return fprintf(stderr, "leash report: unknown option '%s' (see --help)\n", argv[i]), 2;
         else if (n < 8) runs[n++] = argv[i];
     leash_table t[8] = {{0}}, s[8] = {{0}};
     static const char *const skeys[] = {"prompt", "response"}, *const snum[] = {"step", "score", "gold"};

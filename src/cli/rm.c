@@ -50,11 +50,12 @@ static int rm_progress(const leash_rm_progress *p, void *vctx) {
     rm_ctx *ctx = vctx;
     if (leash_dist_rank() != 0) return 0; // rank 0 speaks for an MPI job
     if (p->validation) { // validation results are printed even when quiet
-        fprintf(stderr, "\repoch %d: held-out accuracy %.2f%% on %d", p->epoch, 100 * p->val_accuracy, p->val_n);
+        cli_progress_end();
+        fprintf(stderr, "epoch %d: held-out accuracy %.2f%% on %d", p->epoch, 100 * p->val_accuracy, p->val_n);
         if (!isnan(p->val_gold_accuracy)) fprintf(stderr, ", agreement with gold %.2f%%", 100 * p->val_gold_accuracy);
         fputc('\n', stderr);
     } else if (!ctx->quiet) {
-        fprintf(stderr, "\r%s step %d/%d  loss %.4f   ", ctx->what, p->step, p->steps, p->loss);
+        cli_progress(p->step == p->steps, "%s step %d/%d  loss %.4f   ", ctx->what, p->step, p->steps, p->loss);
     }
     return 0;
 }
@@ -118,8 +119,9 @@ int cli_rm_run(leash_rm_config *c, int quiet, const char *cmd) {
     }
     rc = leash_rm_train(c, rm_progress, &ctx, &fin);
     leash_rundir_unlock(lock);
+    cli_progress_end();
     if (rc) {
-        fprintf(stderr, "\nleash %s: %s\n", cmd, leash_errmsg());
+        fprintf(stderr, "leash %s: %s\n", cmd, leash_errmsg());
         return 1;
     }
     if (fin.skipped && leash_dist_rank() == 0)
@@ -132,8 +134,13 @@ static int score(int argc, char **argv) {
     const char *text = NULL, *file = NULL;
     if (argc == 5 && !strcmp(argv[3], "--text")) text = argv[4];
     else if (argc == 5 && !strcmp(argv[3], "--file")) file = argv[4];
+    else if (argc >= 3 && (!strcmp(argv[argc - 1], "--help") || !strcmp(argv[argc - 1], "-h")))
+        return fputs(usage, stdout), 0;
     else {
-        fputs(usage, stderr);
+        for (int i = 2; i < argc; i++)
+            if (argv[i][0] == '-' && strcmp(argv[i], "--text") && strcmp(argv[i], "--file"))
+                return fprintf(stderr, "leash rm score: unknown option '%s'\n%s", argv[i], usage), 2;
+        fprintf(stderr, "leash rm score: need MODEL_DIR and --text TEXT or --file TEXTS.jsonl\n%s", usage);
         return 2;
     }
     leash_gpt *m = NULL;

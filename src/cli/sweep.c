@@ -23,7 +23,7 @@ static const char *usage =
     "log n - (n-1)/n). Writes DIR/frontier.jsonl, DIR/frontier.png (gnuplot), and each PPO run in DIR/ppo-beta-B.\n"
     "\n"
     "  --beta LIST       (0,0.01,0.03,0.1,0.3,1)     --best-of LIST (1,2,4,8,16,32)\n"
-    "  --steps N (60)  --batch N (64)  --lr X (1e-4)  --max-new N (24)  --seed S (0)  --bon-prompts N (128)\n"
+    "  --steps N (60, at least 5)  --batch N (64)  --lr X (1e-4)  --max-new N (24)  --seed S (0)  --bon-prompts N (128)\n"
     "  -q, --quiet\n";
 
 typedef struct {
@@ -37,7 +37,7 @@ static int collect(const leash_rl_progress *p, void *vctx) {
         a->sum[0] += p->scores, a->sum[1] += p->gold_reward, a->sum[2] += p->grammatical, a->sum[3] += p->kl_exact;
         a->n++;
     }
-    if (!a->quiet) fprintf(stderr, "\r  step %d/%d  score %+.3f  KL %.3f  gold %+.3f   ", p->step, p->steps, p->scores, p->kl_exact, p->gold_reward);
+    if (!a->quiet) cli_progress(p->step == p->steps, "  step %d/%d  score %+.3f  KL %.3f  gold %+.3f   ", p->step, p->steps, p->scores, p->kl_exact, p->gold_reward);
     return 0;
 }
 
@@ -115,11 +115,12 @@ int cli_sweep(int argc, char **argv) {
         acc a = {.steps = steps, .quiet = quiet};
         if (!quiet) fprintf(stderr, "PPO, beta %g\n", betas[i]);
         if (leash_rl_train(&c, collect, &a, NULL)) {
-            fprintf(stderr, "\nleash sweep: beta %g: %s\n", betas[i], leash_errmsg());
+            cli_progress_end();
+            fprintf(stderr, "leash sweep: beta %g: %s\n", betas[i], leash_errmsg());
             fclose(fj);
             return 1;
         }
-        if (!quiet) fputc('\n', stderr);
+        if (!quiet) cli_progress_end();
         double kl = a.sum[3] / a.n;
         char name[32];
         snprintf(name, sizeof name, "ppo beta=%g", betas[i]);

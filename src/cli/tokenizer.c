@@ -34,9 +34,10 @@ int cli_tokenizer(int argc, char **argv) {
         int vocab = 0, minf = 2, bad = 0, ch;
         const char *out = NULL;
         static const struct option opts[] = {{"vocab-size", 1, 0, 'v'}, {"out", 1, 0, 'o'}, {"min-frequency", 1, 0, 'm'},
-                                             {0, 0, 0, 0}};
+                                             {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
         optind = 2;
-        while (!bad && (ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while (!bad && (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+            if (ch == 'h') return fputs(usage, stdout), 0;
             if (ch == 'v') bad = cli_int("tokenizer train", "--vocab-size", optarg, 257, 1000000, &vocab);
             else if (ch == 'o') out = optarg;
             else if (ch == 'm') bad = cli_int("tokenizer train", "--min-frequency", optarg, 1, 1 << 30, &minf);

@@ -15,11 +15,18 @@ static const char *usage =
     "  prompts.jsonl  N review openings {\"prompt\"} for RL and labelling     (default 10000)\n"
     "  judge.jsonl    N labelled reviews {\"text\", \"sentiment\"} for the judge  (default 50000)\n"
     "  heldout.jsonl  N labelled reviews for evaluation                    (default 5000)\n"
-    "  leash world score TEXT   prints the gold verdict on a text (grammatical, sentiment, reward)\n";
+    "  leash world score [--] TEXT   prints the gold verdict on a text (grammatical, sentiment, reward)\n";
 
 int cli_world(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "score") == 0) {
+        if (argc == 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) return fputs(usage, stdout), 0;
+        if (argc == 4 && !strcmp(argv[2], "--")) argv[2] = argv[3], argc = 3; // a text that starts with '-'
+        else if (argc == 3 && argv[2][0] == '-') {
+            fprintf(stderr, "leash world score: unknown option '%s'; put -- before a text that starts with '-'\n", argv[2]);
+            return 2;
+        }
         if (argc != 3) {
+            fprintf(stderr, "leash world score: need one TEXT (quote it)\n");
             fputs(usage, stderr);
             return 2;
         }

@@ -1,0 +1,174 @@
+/* The command line is strict and its messages are true (issue 16, items 9, 11, 12, 14, 15, 16):
+ *  - option numbers: one parser for every subcommand, no nan/inf, hex, spaces, denormals or overflow;
+ *  - text files: NUL in an input line is an error naming the line; every JSONL leash writes is valid UTF-8;
+ *  - tokenizer training: an empty corpus, a vocabulary that falls short, one token-length limit, all or none;
+ *  - messages that named the wrong cause; --help, exit codes and the "leash CMD:" prefix;
+ *  - progress lines in a log file are plain lines, not joined by \r.
+ * The commands run as a user runs them (the CLI through /bin/sh). */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "leash/fileio.h"
+#include "testutil.h"
+
+/* Runs a shell command; stdout into out, stderr into err (each NUL-terminated); returns the exit status. */
+static int run2(const char *cmd, char *out, size_t ocap, char *err, size_t ecap) {
+    char errpath[] = "/tmp/leash-strict-err-XXXXXX", full[8192];
+    int fd = mkstemp(errpath);
+    cr_assert(fd >= 0);
+    close(fd);
+    snprintf(full, sizeof full, "%s 2>%s", cmd, errpath);
+    FILE *f = popen(full, "r");
+    cr_assert(f, "popen failed");
+    size_t n = fread(out, 1, ocap - 1, f);
+    out[n] = '\0';
+    while (fgetc(f) != EOF) {
+    }
+    int st = pclose(f);
+    FILE *e = fopen(errpath, "rb");
+    n = e ? fread(err, 1, ecap - 1, e) : 0;
+    err[n] = '\0';
+    if (e) fclose(e);
+    unlink(errpath);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    cr_assert(f, "cannot write %s", path);
+    fputs(text, f);
+    cr_assert_eq(fclose(f), 0);
+}
+
+static char *read_text(const char *path) {
+    char *text = NULL;
+    return leash_read_file(path, 1 << 26, &text, NULL) ? NULL : text;
+}
+
+/* ---- 9: strict option numbers -------------------------------------------------------------------- */
+
+/* Each of these was read as a number (nan and -inf: the default was used silently; 0x10 as 16, ' 1' as
+ * 1, 1e-320 as a denormal, 1e400 as inf). Now exit 2 naming the option, the value and the range. */
+Test(cli_strict, option_numbers_are_plain_finite_decimals) {
+    static const char *bad[] = {"nan", "NaN", "-nan", "inf", "-inf", "infinity", "0x10", " 1", "1 ", "1e-320",
+                                "1e400", "-1e400", "", "1,5", "abc", "1e"};
+    char cmd[512], out[4096], err[4096];
+    write_text("/tmp/leash-strict-kl.txt", "0 1\n0 1\n");
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(cmd, sizeof cmd, "%s kl -t '%s' /tmp/leash-strict-kl.txt", LEASH_BIN, bad[i]);
+        int st = run2(cmd, out, sizeof out, err, sizeof err);
+        char want[128];
+        snprintf(want, sizeof want, "leash kl: --temperature '%s' ", bad[i]);
+        cr_assert(st == 2 && strstr(err, want) && strstr(err, "[0, 1e+06]"), "-t '%s': exit %d: %s%s", bad[i], st, out, err);
+        cr_assert(!strstr(err, "-inf'") || !strcmp(bad[i], "-inf"), "-t '%s' blamed as -inf: %s", bad[i], err);
+    }
+    // 1e400 is too large, not "-inf" or "out of range"
+    snprintf(cmd, sizeof cmd, "%s sample /nonexistent --temperature 1e400", LEASH_BIN);
+    int st = run2(cmd, out, sizeof out, err, sizeof err);
+    cr_assert(st == 2 && strstr(err, "'1e400' is too large"), "exit %d: %s", st, err);
+    // the optimum's --beta nan used the file's beta
+    write_text("/tmp/leash-strict-opt.json", "{\"ref_probs\": [0.5, 0.5], \"reward\": [0, 1], \"beta\": 1}");
+    snprintf(cmd, sizeof cmd, "%s kl --optimum --beta nan /tmp/leash-strict-opt.json", LEASH_BIN);
+    st = run2(cmd, out, sizeof out, err, sizeof err);
+    cr_assert(st == 2 && strstr(err, "leash kl: --beta 'nan' must be") && strstr(err, "'nan' is not a finite number"), "exit %d: %s%s", st, out, err);
+    // integers: hex, spaces, overflow of a long
+    static const char *bad_int[] = {"0x10", " 3", "3 ", "1e3", "99999999999999999999999", "3.0"};
+    for (size_t i = 0; i < sizeof bad_int / sizeof *bad_int; i++) {
+        snprintf(cmd, sizeof cmd, "%s world --out /tmp/leash-strict-never --seed '%s'", LEASH_BIN, bad_int[i]);
+        st = run2(cmd, out, sizeof out, err, sizeof err);
+        cr_assert(st == 2 && strstr(err, "leash world: --seed '") && strstr(err, "[0, 2147483647]"), "--seed '%s': exit %d: %s",
+                  bad_int[i], st, err);
+    }
+    // good numbers still pass
+    snprintf(cmd, sizeof cmd, "%s kl -t 1.5e0 /tmp/leash-strict-kl.txt && %s kl --optimum --beta 0.5 /tmp/leash-strict-opt.json",
+             LEASH_BIN, LEASH_BIN);
+    st = run2(cmd, out, sizeof out, err, sizeof err);
+    cr_assert(st == 0, "exit %d: %s", st, err);
+    unlink("/tmp/leash-strict-kl.txt"), unlink("/tmp/leash-strict-opt.json");
+}
+
+/* ---- 15: --help, usage errors, prefixes ---------------------------------------------------------- */
+
+/* Every subcommand's --help: exit 0 and a usage line on stdout (tokenizer train --help exited 2, world
+ * score --help scored the text "--help", rm score and lora merge --help exited 2). A bad option: exit 2
+ * and a message starting "leash CMD" (getopt's said "kl: unrecognized option"; report and plot tried to
+ * open a run directory named --bogus, exit 1; world score scored it, exit 0). */
+Test(cli_strict, every_subcommand_has_help_and_refuses_a_bad_option) {
+    static const char *cmds[] = {"kl", "pretrain", "sample", "tokenizer", "tokenizer train", "tokenizer encode",
+                                 "tokenizer decode", "world", "world score", "judge", "judge train", "judge label", "rm",
+                                 "rm train", "rm score x", "ppo", "grpo", "report", "plot", "sweep", "diff", "lora",
+                                 "lora merge", "export", "score", "tensorboard"};
+    char cmd[512], out[16384], err[16384];
+    int failures = 0;
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+        char first[32];
+        sscanf(cmds[i], "%31s", first);
+        snprintf(cmd, sizeof cmd, "%s %s --help", LEASH_BIN, cmds[i]);
+        int st = run2(cmd, out, sizeof out, err, sizeof err);
+        char want[64];
+        snprintf(want, sizeof want, "usage: leash %s", first);
+        // ppo and grpo share one help text today (its split is issue 16's item 10): grpo's names grpo
+        if (st != 0 || !(strstr(out, want) || (!strcmp(first, "grpo") && strstr(out, "usage: leash") && strstr(out, "grpo")))) {
+            fprintf(stderr, "leash %s --help: exit %d, stdout '%.60s', stderr '%.100s'\n", cmds[i], st, out, err);
+            failures++;
+        }
+        snprintf(cmd, sizeof cmd, "%s %s --bogus-option", LEASH_BIN, cmds[i]);
+        st = run2(cmd, out, sizeof out, err, sizeof err);
+        snprintf(want, sizeof want, "leash %s", first);
+        if (st != 2 || strncmp(err, want, strlen(want)) || !strstr(err, "--bogus-option")) {
+            fprintf(stderr, "leash %s --bogus-option: exit %d, stderr '%.100s'\n", cmds[i], st, err);
+            failures++;
+        }
+    }
+    cr_assert_eq(failures, 0, "%d of %zu --help / bad-option checks failed (listed above)", failures, 2 * sizeof cmds / sizeof *cmds);
+    // the top level: --help on stdout, no command is a usage error
+    int st = run2(LEASH_BIN " --help", out, sizeof out, err, sizeof err);
+    cr_assert(st == 0 && strstr(out, "usage: leash") && strstr(out, "Llama"), "leash --help: exit %d: %s", st, out);
+    st = run2(LEASH_BIN " pretrain --help", out, sizeof out, err, sizeof err);
+    cr_assert(st == 0 && strstr(out, "Llama"), "pretrain --help names only GPT-2: %s", out);
+    st = run2(LEASH_BIN " sweep --help", out, sizeof out, err, sizeof err);
+    cr_assert(st == 0 && strstr(out, "at least 5"), "sweep --help does not state --steps' minimum: %s", out);
+    st = run2(LEASH_BIN " world score -- --help", out, sizeof out, err, sizeof err);
+    cr_assert(st == 0 && strstr(out, "\"grammatical\""), "world score -- TEXT: exit %d: %s%s", st, out, err);
+}
+
+/* ---- 16: progress lines in a log ----------------------------------------------------------------- */
+
+/* A judge script in dir that prefers "a" to every request. */
+static void judge_script(const char *dir, char *script, size_t cap) {
+    snprintf(script, cap, "%s/judge.sh", dir);
+    write_text(script, "#!/bin/sh\nwhile IFS= read -r line; do\n"
+                       "  id=$(printf '%s\\n' \"$line\" | LC_ALL=C sed 's/.*\"id\":\\([0-9]*\\).*/\\1/')\n"
+                       "  echo \"{\\\"id\\\": $id, \\\"preferred\\\": \\\"a\\\"}\"\ndone\n");
+    cr_assert_eq(chmod(script, 0755), 0);
+}
+
+/* judge label's progress with stderr redirected to a file: the \r-updates were joined into one line
+ * ("\rlabelled 4/20 ...\rlabelled 8/20 ..."); now plain lines, the first and the last (at most one every 5 s
+ * between). On a terminal they are still rewritten in place. */
+Test(cli_strict, progress_redirected_to_a_file_is_plain_lines, .timeout = 60) {
+    rl_scratch w;
+    rl_scratch_make(&w, "strict-progress");
+    char script[256], cmd[2048], out[4096], err[8192];
+    judge_script(w.dir, script, sizeof script);
+    snprintf(cmd, sizeof cmd, "%s judge label --policy %s --prompts %s --judge-cmd %s --out %s/prefs.jsonl --max-new 6 --batch 4",
+             LEASH_BIN, w.dir, w.prompts, script, w.dir);
+    int st = run2(cmd, out, sizeof out, err, sizeof err);
+    cr_assert_eq(st, 0, "exit %d: %s", st, err);
+    cr_assert(!strchr(err, '\r'), "a \\r in the redirected progress: %s", err);
+    const char *last = strstr(err, "labelled 20/20 prompts");
+    cr_assert(strstr(err, "labelled 4/20 prompts") && last && strchr(last, '\n'), "not one line each: %s", err);
+    fprintf(stderr, "judge label progress in a file:\n%s", err);
+    char path[256];
+    snprintf(path, sizeof path, "%s/prefs.jsonl", w.dir);
+    char *prefs = read_text(path);
+    cr_assert(prefs && strstr(prefs, "\"chosen\""), "no pairs written");
+    free(prefs);
+    rl_scratch_drop(&w);
+}
