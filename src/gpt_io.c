@@ -215,6 +215,44 @@ int leash_gpt_load_lora(leash_gpt **out, const char *dir, int rank, float alpha,
 
 /* ---- PEFT LoRA directories --------------------------------------------------------------------- */
 
+/* adapter_config.json keys: each is read, harmless, or must be off (absent, null, false, "", [] or {}); any
+ * other key is an error naming it, since PEFT keeps adding variants (aLoRA, DoRA, QALoRA, ...) that change
+ * what an adapter computes. */
+static int check_peft_keys(const char *path, const cJSON *root) {
+    static const char *const read[] = {"peft_type", "r", "lora_alpha", "lora_dropout", "target_modules",
+                                       "base_model_name_or_path", "bias", "leash", "fan_in_fan_out", "init_lora_weights"};
+    static const char *const harmless[] = {"auto_mapping", "inference_mode", "revision", "task_type", "peft_version",
+                                           "megatron_core", "ensure_weight_tying", "qalora_group_size"};
+    static const char *const off[] = {
+        "use_rslora", "use_dora", "modules_to_save", "layers_to_transform", "layers_pattern", "rank_pattern",
+        "alpha_pattern", "alora_invocation_tokens", "layer_replication", "target_parameters", "trainable_token_indices",
+        "lora_bias", "use_qalora", "use_bdlora", "arrow_config", "exclude_modules", "megatron_config", "eva_config",
+        "corda_config", "loftq_config", "lora_ga_config", "kasa_config", "monteclora_config", "velora_config"};
+    for (const cJSON *it = root->child; it; it = it->next) {
+        int known = 0;
+        for (size_t i = 0; i < sizeof read / sizeof *read && !known; i++) known = !strcmp(it->string, read[i]);
+        for (size_t i = 0; i < sizeof harmless / sizeof *harmless && !known; i++) known = !strcmp(it->string, harmless[i]);
+        if (known) continue;
+        int is_off = 0;
+        for (size_t i = 0; i < sizeof off / sizeof *off && !is_off; i++) is_off = !strcmp(it->string, off[i]);
+        int unset = cJSON_IsNull(it) || cJSON_IsFalse(it) || ((cJSON_IsObject(it) || cJSON_IsArray(it)) && !it->child) ||
+                    (cJSON_IsString(it) && !it->valuestring[0]);
+        if (is_off && unset) continue;
+        return leash_fail(LEASH_EFORMAT, is_off ? "%s: \"%s\" is set; leash loads plain LoRA adapters only"
+                                                : "%s: key \"%s\" is not understood by leash and may change what the adapter "
+                                                  "computes, so the file is refused rather than read wrong",
+                          path, it->string);
+    }
+    // initialisations that rewrite the base weights (PiSSA, OLoRA, LoftQ, ...) leave adapters for another base
+    const cJSON *init = cJSON_GetObjectItemCaseSensitive(root, "init_lora_weights");
+    if (init && !cJSON_IsBool(init) && !cJSON_IsNull(init) &&
+        !(cJSON_IsString(init) && (!strcmp(init->valuestring, "gaussian") || !strcmp(init->valuestring, "default"))))
+        return leash_fail(LEASH_EFORMAT, "%s: \"init_lora_weights\" is %s; that initialisation changes the base model, "
+                                         "which leash cannot reproduce",
+                          path, cJSON_IsString(init) ? init->valuestring : "not a boolean or name");
+    return LEASH_OK;
+}
+
 static int load_peft(leash_gpt **out, const char *dir) {
     char path[4096], base[4096];
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
@@ -233,30 +271,31 @@ static int load_peft(leash_gpt **out, const char *dir) {
     const cJSON *targets = cJSON_GetObjectItemCaseSensitive(root, "target_modules");
     const cJSON *bpath = cJSON_GetObjectItemCaseSensitive(root, "base_model_name_or_path");
     const cJSON *bias = cJSON_GetObjectItemCaseSensitive(root, "bias"), *lh = cJSON_GetObjectItemCaseSensitive(root, "leash");
-    const char *off_keys[] = {"use_rslora", "use_dora", "modules_to_save", "layers_to_transform", "rank_pattern", "alpha_pattern"};
-    char list[1024] = "";
-    if (!cJSON_IsString(type) || strcmp(type->valuestring, "LORA"))
+    const cJSON *fan = cJSON_GetObjectItemCaseSensitive(root, "fan_in_fan_out");
+    const char **names = NULL;
+    int n_names = 0;
+    rc = check_peft_keys(path, root);
+    if (!rc && (!cJSON_IsString(type) || strcmp(type->valuestring, "LORA")))
         rc = leash_fail(LEASH_EFORMAT, "%s: \"peft_type\" must be \"LORA\"", path);
-    else if (!cJSON_IsNumber(r) || !(r->valuedouble >= 1 && r->valuedouble <= 65536) || r->valuedouble != floor(r->valuedouble) ||
-             !cJSON_IsNumber(alpha))
+    else if (!rc && (!cJSON_IsNumber(r) || !(r->valuedouble >= 1 && r->valuedouble <= 65536) ||
+                     r->valuedouble != floor(r->valuedouble) || !cJSON_IsNumber(alpha)))
         rc = leash_fail(LEASH_EFORMAT, "%s: \"r\" must be an integer >= 1 and \"lora_alpha\" a number", path);
-    else if (!cJSON_IsString(bpath) || !bpath->valuestring[0])
+    else if (!rc && (!cJSON_IsString(bpath) || !bpath->valuestring[0]))
         rc = leash_fail(LEASH_EFORMAT, "%s: \"base_model_name_or_path\" must name the base model's directory", path);
-    else if (bias && !cJSON_IsNull(bias) && (!cJSON_IsString(bias) || strcmp(bias->valuestring, "none")))
+    else if (!rc && bias && !cJSON_IsNull(bias) && (!cJSON_IsString(bias) || strcmp(bias->valuestring, "none")))
         rc = leash_fail(LEASH_EFORMAT, "%s: \"bias\" must be \"none\" (leash's adapters train no biases)", path);
-    for (size_t i = 0; i < sizeof off_keys / sizeof off_keys[0] && !rc; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, off_keys[i]);
-        if (v && !cJSON_IsNull(v) && !cJSON_IsFalse(v) && !(cJSON_IsObject(v) && !v->child))
-            rc = leash_fail(LEASH_EFORMAT, "%s: \"%s\" is set; leash supports plain LoRA only", path, off_keys[i]);
-    }
-    if (!rc && cJSON_IsString(targets)) snprintf(list, sizeof list, "%s", targets->valuestring);
-    else if (!rc && cJSON_IsArray(targets)) {
+    // target_modules: "all-linear", a comma list, or a list of names or full module paths
+    if (!rc && (cJSON_IsString(targets) || (cJSON_IsArray(targets) && cJSON_GetArraySize(targets) > 0)) &&
+        !(names = malloc((cJSON_IsString(targets) ? 1 : cJSON_GetArraySize(targets)) * sizeof *names)))
+        rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    if (!rc && cJSON_IsString(targets)) names[n_names++] = targets->valuestring;
+    else if (!rc && cJSON_IsArray(targets) && cJSON_GetArraySize(targets) > 0) {
         const cJSON *it;
         cJSON_ArrayForEach(it, targets) {
-            if (!cJSON_IsString(it)) continue;
-            size_t at = strlen(list);
-            snprintf(list + at, sizeof list - at, "%s%s", at ? "," : "", it->valuestring);
+            if (!cJSON_IsString(it)) break;
+            names[n_names++] = it->valuestring;
         }
+        if (n_names != cJSON_GetArraySize(targets)) rc = leash_fail(LEASH_EFORMAT, "%s: \"target_modules\" must hold strings", path);
     } else if (!rc)
         rc = leash_fail(LEASH_EFORMAT, "%s: \"target_modules\" must be a list of module names", path);
     if (!rc) {
@@ -274,11 +313,20 @@ static int load_peft(leash_gpt **out, const char *dir) {
         cfg.lora_rank = (int)r->valuedouble;
         cfg.lora_alpha = leash_config_float(alpha->valuedouble);
         cfg.lora_dropout = cJSON_IsNumber(drop) ? leash_config_float(drop->valuedouble) : 0.0f;
-        if ((rc = leash_lora_parse_targets(list, cfg.arch, &cfg.lora_targets))) rc = leash_fail_wrap(rc, "%s", path);
+        if (n_names == 1 && cJSON_IsString(targets)) rc = leash_lora_parse_targets(names[0], cfg.arch, &cfg.lora_targets);
+        else rc = leash_lora_parse_modules(names, n_names, cfg.arch, cfg.n_layer, &cfg.lora_targets);
+        if (rc) rc = leash_fail_wrap(rc, "%s", path);
+        // Linear weights are (out, in); fan_in_fan_out says they are stored transposed, which only GPT-2's
+        // Conv1D is (PEFT sets it for Conv1D by itself)
+        if (!rc && cJSON_IsTrue(fan) && cfg.arch != LEASH_ARCH_GPT2)
+            rc = leash_fail(LEASH_EFORMAT, "%s: \"fan_in_fan_out\" is true, but this model's projections are Linear "
+                                           "(out, in) layers",
+                            path);
         // a value or reward model: the head travels with the adapters (save_peft writes the keys only then)
         if (!rc && lh) rc = leash_config_read_own_keys(path, lh, &cfg);
     }
     cJSON_Delete(root);
+    free(names);
     leash_gpt *m = NULL;
     char *seen = NULL;
     if (!rc) rc = create_from_dir(&m, &cfg, base, 0, &seen);

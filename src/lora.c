@@ -52,6 +52,62 @@ int leash_lora_parse_targets(const char *list, int arch, unsigned *targets) {
     return LEASH_OK;
 }
 
+/* One full module path ("model.layers.3.self_attn.q_proj", "transformer.h.0.attn.c_proj") as its layer and
+ * target bit; -1 when it names no adaptable projection inside a layer. */
+static int module_path(const char *name, int arch, int *layer, unsigned *bit) {
+    const char *p = strstr(name, "layers.");
+    if (p) p += 7;
+    else if (!strncmp(name, "transformer.h.", 14)) p = name + 14;
+    else if (!strncmp(name, "h.", 2)) p = name + 2;
+    char *end;
+    long l = p ? strtol(p, &end, 10) : -1;
+    if (!p || end == p || *end != '.' || l < 0 || l > 1000000) return -1;
+    const char *rest = end + 1, *last = strrchr(rest, '.');
+    last = last ? last + 1 : rest;
+    // GPT-2's c_proj is two projections: attention's output and the MLP's down projection
+    const char *shortname = arch == LEASH_ARCH_GPT2 && !strcmp(last, "c_proj") ? rest : last;
+    if (leash_lora_parse_targets(shortname, arch, bit) || (*bit & (*bit - 1))) return -1;
+    *layer = (int)l;
+    return 0;
+}
+
+int leash_lora_parse_modules(const char *const *names, int n, int arch, int n_layer, unsigned *targets) {
+    unsigned bits = 0;
+    int rc = LEASH_OK, counts[LEASH_LORA_SLOTS] = {0};
+    char *seen = calloc((size_t)LEASH_LORA_SLOTS * (n_layer > 0 ? n_layer : 1), 1);
+    if (!seen) return leash_fail(LEASH_ENOMEM, "out of memory");
+    for (int i = 0; i < n && !rc; i++) {
+        unsigned got = 0;
+        int layer = 0;
+        if (!strchr(names[i], '.') || !strcmp(names[i], "attn.c_proj") || !strcmp(names[i], "mlp.c_proj")) {
+            rc = leash_lora_parse_targets(names[i], arch, &got); // a short name: that projection in every layer
+            bits |= got;
+            continue;
+        }
+        if (module_path(names[i], arch, &layer, &got) || layer >= n_layer) {
+            rc = leash_fail(LEASH_EINVAL, "LoRA target \"%s\" is not a projection inside one of the model's %d layers",
+                            names[i], n_layer);
+            break;
+        }
+        int slot = 0;
+        while (!(got >> slot & 1u)) slot++;
+        if (!seen[slot * n_layer + layer]) seen[slot * n_layer + layer] = 1, counts[slot]++;
+    }
+    const char *const *all = arch == LEASH_ARCH_LLAMA ? llama_targets : gpt2_targets;
+    for (int j = 0; j < LEASH_LORA_SLOTS && !rc; j++) {
+        if (!counts[j]) continue;
+        if (counts[j] < n_layer)
+            rc = leash_fail(LEASH_EINVAL, "target_modules adapts %s in %d of the model's %d layers; leash adapts a "
+                                          "projection in every layer (PEFT's layers_to_transform is not supported)",
+                            all[j], counts[j], n_layer);
+        bits |= 1u << j;
+    }
+    free(seen);
+    if (!rc && !bits) rc = leash_fail(LEASH_EINVAL, "target_modules names no projection");
+    if (!rc) *targets = bits;
+    return rc;
+}
+
 /* The names PEFT writes in adapter_config.json's target_modules for these bits. */
 int leash_lora_target_names(int arch, unsigned targets, const char **names, int max) {
     const char *const *all = arch == LEASH_ARCH_LLAMA ? llama_targets : gpt2_targets;

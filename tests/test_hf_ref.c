@@ -281,10 +281,9 @@ Test(hf5_interop, leash_loads_adapters_peft_writes, .timeout = 300) {
     leash_loads_adapters_peft_writes(&hf5, "names");
 }
 
-/* Disabled until leash reads it: for all-linear, PEFT 0.21 writes every adapted module's full path in
- * target_modules ("model.layers.0.self_attn.q_proj", ..., "transformer.h.0.attn.c_attn"), which leash
- * refuses as an unknown target (PEFT 0.12 wrote the short names). */
-Test(hf5_interop, leash_loads_all_linear_adapters_peft_writes, .timeout = 300, .disabled = true) {
+/* For all-linear, PEFT 0.21 writes every adapted module's full path in target_modules
+ * ("model.layers.0.self_attn.q_proj", ..., "transformer.h.0.attn.c_attn"); PEFT 0.12 wrote the short names. */
+Test(hf5_interop, leash_loads_all_linear_adapters_peft_writes, .timeout = 300) {
     NEED(&hf5);
     leash_loads_adapters_peft_writes(&hf5, "all-linear");
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "leash/error.h"
+#include "leash/fileio.h"
 #include "leash/gpt.h"
 #include "leash/rl.h"
 #include "leash/rng.h"
@@ -223,6 +224,82 @@ Test(lora, target_names) {
     cr_assert_neq(leash_lora_parse_targets("q_proj", LEASH_ARCH_GPT2, &t), 0);
     cr_assert(strstr(leash_errmsg(), "\"q_proj\"") && strstr(leash_errmsg(), "c_attn"), "%s", leash_errmsg());
     cr_assert_neq(leash_lora_parse_targets("", LEASH_ARCH_LLAMA, &t), 0);
+}
+
+/* PEFT 0.21 writes all-linear adapters' target_modules as full module paths; they load when they cover every
+ * layer, and adapting only some layers is an error naming it. */
+Test(lora, full_module_paths_as_peft_writes_them) {
+    const char *llama[14], *gpt2[8];
+    char buf[22][64];
+    const char *proj[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                           "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+    for (int l = 0; l < 2; l++)
+        for (int j = 0; j < 7; j++) snprintf(buf[l * 7 + j], 64, "model.layers.%d.%s", l, proj[j]), llama[l * 7 + j] = buf[l * 7 + j];
+    const char *gproj[4] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+    for (int l = 0; l < 2; l++)
+        for (int j = 0; j < 4; j++) snprintf(buf[14 + l * 4 + j], 64, "transformer.h.%d.%s", l, gproj[j]), gpt2[l * 4 + j] = buf[14 + l * 4 + j];
+    unsigned t = 0;
+    cr_assert_eq(leash_lora_parse_modules(llama, 14, LEASH_ARCH_LLAMA, 2, &t), 0, "%s", leash_errmsg());
+    cr_assert_eq(t, 0x7Fu);
+    cr_assert_eq(leash_lora_parse_modules(gpt2, 8, LEASH_ARCH_GPT2, 2, &t), 0, "%s", leash_errmsg());
+    cr_assert_eq(t, LEASH_LORA_Q | LEASH_LORA_O | LEASH_LORA_GATE | LEASH_LORA_DOWN, "0x%x", t);
+    const char *short_names[] = {"v_proj", "q_proj"};
+    cr_assert_eq(leash_lora_parse_modules(short_names, 2, LEASH_ARCH_LLAMA, 2, &t), 0);
+    cr_assert_eq(t, LEASH_LORA_Q | LEASH_LORA_V);
+    // layer 0's projections only
+    cr_assert_neq(leash_lora_parse_modules(llama, 7, LEASH_ARCH_LLAMA, 2, &t), 0);
+    cr_assert(strstr(leash_errmsg(), "q_proj in 1 of the model's 2 layers"), "%s", leash_errmsg());
+    const char *outside[] = {"model.layers.5.self_attn.q_proj"}, *head[] = {"lm_head"}, *odd[] = {"model.norm.weight"};
+    cr_assert_neq(leash_lora_parse_modules(outside, 1, LEASH_ARCH_LLAMA, 2, &t), 0);
+    cr_assert(strstr(leash_errmsg(), "model.layers.5.self_attn.q_proj"), "%s", leash_errmsg());
+    cr_assert_neq(leash_lora_parse_modules(head, 1, LEASH_ARCH_LLAMA, 2, &t), 0);
+    cr_assert_neq(leash_lora_parse_modules(odd, 1, LEASH_ARCH_LLAMA, 2, &t), 0);
+}
+
+/* adapter_config.json keys PEFT has added for variants leash does not compute are refused by name. */
+Test(lora, adapter_config_keys_that_change_the_adapter_are_refused) {
+    char dir[] = "/tmp/leash-peftk-XXXXXX", bdir[64], adir[64], path[128];
+    cr_assert(mkdtemp(dir));
+    snprintf(bdir, sizeof bdir, "%s/base", dir);
+    snprintf(adir, sizeof adir, "%s/adapter", dir);
+    leash_gpt *base = base_model(1, 4), *m = with_lora(base, LEASH_LORA_Q | LEASH_LORA_V, 1), *r;
+    cr_assert_eq(leash_gpt_save(base, bdir), 0);
+    leash_gpt_free(m);
+    cr_assert_eq(leash_gpt_load_lora(&m, bdir, 2, 4.0f, 0.0f, "q_proj,v_proj", 1), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_save(m, adir), 0, "%s", leash_errmsg());
+    snprintf(path, sizeof path, "%s/adapter_config.json", adir);
+    char *good;
+    cr_assert_eq(leash_read_file(path, 1 << 20, &good, NULL), 0);
+    struct {
+        const char *add, *error; // a JSON member added after the opening brace; NULL error: loads
+    } cases[] = {
+        {"\"peft_version\": \"0.21.2\", \"alora_invocation_tokens\": null, \"use_qalora\": false, \"exclude_modules\": null, "
+         "\"init_lora_weights\": true, \"layer_replication\": null, \"trainable_token_indices\": null, ",
+         NULL},
+        {"\"alora_invocation_tokens\": [7, 8], ", "\"alora_invocation_tokens\" is set"},
+        {"\"use_dora\": true, ", "\"use_dora\" is set"},
+        {"\"layer_replication\": [[0, 1]], ", "\"layer_replication\" is set"},
+        {"\"init_lora_weights\": \"pissa\", ", "\"init_lora_weights\" is pissa"},
+        {"\"some_future_variant\": 1, ", "key \"some_future_variant\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char text[8192];
+        snprintf(text, sizeof text, "{%s%s", cases[i].add, strchr(good, '{') + 1);
+        cr_assert_eq(leash_write_file_atomic(path, text, strlen(text)), 0);
+        int rc = leash_gpt_load(&r, adir);
+        if (!cases[i].error) {
+            cr_assert_eq(rc, 0, "case %zu: %s", i, leash_errmsg());
+            leash_gpt_free(r);
+            continue;
+        }
+        cr_assert_neq(rc, 0, "case %zu must fail", i);
+        cr_assert(strstr(leash_errmsg(), cases[i].error) && strstr(leash_errmsg(), path), "case %zu: %s", i, leash_errmsg());
+    }
+    free(good);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+    leash_gpt_free(m), leash_gpt_free(base);
 }
 
 /* ---- LoRA in PPO and GRPO ---- */

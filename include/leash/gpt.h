@@ -153,6 +153,10 @@ int leash_gpt_merge_lora(leash_gpt **out, const leash_gpt *m);
 /* Parses PEFT target_modules ("q_proj,v_proj", "all-linear") for an architecture into LEASH_LORA_* bits;
  * an unknown name is an error naming it and the choices. */
 int leash_lora_parse_targets(const char *list, int arch, unsigned *targets);
+/* adapter_config.json's target_modules: short names ("q_proj") or the full module paths PEFT 0.21 writes for
+ * all-linear ("model.layers.3.self_attn.q_proj", "transformer.h.0.attn.c_attn"). leash adapts a projection in
+ * every layer, so full paths must name it in all n_layer layers; anything else is an error naming it. */
+int leash_lora_parse_modules(const char *const *names, int n, int arch, int n_layer, unsigned *targets);
 /* The PEFT target_modules names of targets' bits into names (at most max); returns how many. */
 int leash_lora_target_names(int arch, unsigned targets, const char **names, int max);
 
