@@ -347,15 +347,126 @@ static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *g
     return rc;
 }
 
-/* Writes s as a JSON string (quoted, escaped). */
-static void json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fputc('\\', f), fputc(*s, f);
-        else if ((unsigned char)*s < 0x20) fprintf(f, "\\u%04x", (unsigned char)*s);
-        else fputc(*s, f);
+/* The batch's sums behind a step's metrics: over its R rows, and over their ntok response tokens. */
+typedef struct {
+    double kl_seq, kl_seq2, kl_ex, ntok, ent, nll, sc, shaped, gold, gram, len, eos;
+} batch_sums;
+
+static void sum_batch(const rollout *r, batch_sums *m) {
+    *m = (batch_sums){0};
+    for (int b = 0; b < r->B; b++) {
+        double k = 0, ke = 0;
+        int L = 0;
+        for (int t = 0; t < r->T; t++) {
+            long i = (long)b * r->T + t;
+            if (r->targets[i] < 0) continue;
+            k += r->kl[i], ke += r->kl_exact[i], m->ent += r->entropy[i], m->nll -= r->ref_logp[i], L++;
+        }
+        m->kl_seq += k, m->kl_seq2 += k * k, m->kl_ex += ke, m->ntok += L;
+        m->sc += r->score[b], m->shaped += r->shaped[b], m->gold += r->gold[b], m->gram += r->grammatical[b];
+        m->len += r->resp_len[b], m->eos += r->has_eos[b];
     }
-    fputc('"', f);
+}
+
+/* The reward-hacking alarm: over the last ALARM_WINDOW steps against the first, the proxy rose while the
+ * truth fell (gold reward, grammaticality, or fluency: the reference NLL). hist: (4 x steps) proxy, gold,
+ * grammatical, reference NLL of each step (NAN: skipped); unit: the proxy's scale. */
+static int hacking_alarm(const double *hist, int step, double unit) {
+    if (step + 1 < 2 * ALARM_WINDOW) return 0;
+    double base[4], now[4];
+    for (int k = 0; k < 4; k++) {
+        double b0 = 0, n0 = 0, b1 = 0, n1 = 0;
+        for (int i = 0; i < ALARM_WINDOW; i++) {
+            double x0 = hist[4 * i + k], x1 = hist[4 * (step - i) + k];
+            if (!isnan(x0)) b0 += x0, n0++;
+            if (!isnan(x1)) b1 += x1, n1++;
+        }
+        base[k] = n0 ? b0 / n0 : NAN, now[k] = n1 ? b1 / n1 : NAN;
+    }
+    int proxy_up = now[0] - base[0] > 0.25 * unit;
+    int truth_down = (!isnan(now[1]) && base[1] - now[1] > 0.05) || (!isnan(now[2]) && base[2] - now[2] > 0.10) ||
+                     now[3] - base[3] > 0.5;
+    return proxy_up && truth_down;
+}
+
+/* The standard error of the batch's mean per-sequence KL: k1 can dip below 0 on a batch, and only a mean
+ * that stays there, beyond this noise, warns. */
+static double kl_mean_stderr(const batch_sums *m, int R) {
+    double var = R > 1 ? (m->kl_seq2 - m->kl_seq * m->kl_seq / R) / (R - 1) : 0.0;
+    return sqrt(var > 0 ? var / R : 0.0);
+}
+
+/* A step's progress from the batch's sums and the updates' statistics (summed over ranks). */
+static leash_rl_progress step_progress(const leash_rl_config *c, const batch_sums *m, const update_stats *st, int R,
+                                       double beta) {
+    leash_rl_progress p = {.steps = c->steps};
+    p.kl = m->kl_seq / R, p.kl_per_token = m->ntok ? m->kl_seq / m->ntok : 0, p.kl_exact = m->kl_ex / R;
+    p.entropy = m->ntok ? m->ent / m->ntok : 0, p.scores = m->sc / R, p.non_score_reward = -beta * m->kl_seq / R;
+    p.rlhf_reward = m->shaped / R + p.non_score_reward, p.beta = beta;
+    double n = (double)st->tokens;
+    p.clipfrac = n ? st->clipfrac / n : 0, p.approxkl = n ? st->approxkl / n : 0;
+    p.policy_loss = n ? st->policy_loss / n : 0, p.value_loss = n ? st->value_loss / n : 0;
+    p.ratio = n ? st->ratio / n : 1;
+    p.first_ratio_dev = st->first_ratio_dev;
+    p.kl_clamped_loss = st->kl_clamped, p.ratio_clamped = st->ratio_clamped;
+    p.gold_reward = c->gold_metrics || c->gold_reward ? m->gold / R : NAN;
+    p.grammatical = c->gold_metrics || c->gold_reward ? m->gram / R : NAN;
+    p.ref_nll = m->ntok ? m->nll / m->ntok : 0;
+    p.length = m->len / R, p.eos_rate = m->eos / R;
+    return p;
+}
+
+/* metrics.jsonl's line of a step: the one table every writer reads (TRL's names where TRL has one). */
+static void rl_metrics(const leash_rl_progress *p, leash_metrics *t) {
+    t->n = 0;
+    leash_metrics_int(t, "step", p->step);
+    leash_metrics_real(t, "objective/kl", "%.6f", p->kl);
+    leash_metrics_real(t, "objective/kl_per_token", "%.6f", p->kl_per_token);
+    leash_metrics_real(t, "objective/kl_exact", "%.6f", p->kl_exact);
+    leash_metrics_text(t, "kl_estimator", p->kl_estimator);
+    leash_metrics_text(t, "kl_target_units", p->kl_target_units);
+    leash_metrics_int(t, "kl/clamped_tokens", p->kl_clamped);
+    leash_metrics_int(t, "kl/clamped_tokens_loss", p->kl_clamped_loss);
+    leash_metrics_int(t, "policy/ratio_clamped", p->ratio_clamped);
+    leash_metrics_int(t, "skipped/nonfinite", p->skipped);
+    leash_metrics_real(t, "objective/entropy", "%.6f", p->entropy);
+    leash_metrics_real(t, "objective/scores", "%.6f", p->scores);
+    leash_metrics_real(t, "objective/non_score_reward", "%.6f", p->non_score_reward);
+    leash_metrics_real(t, "objective/rlhf_reward", "%.6f", p->rlhf_reward);
+    leash_metrics_real(t, "beta", "%.6g", p->beta);
+    leash_metrics_real(t, "policy/clipfrac_avg", "%.6f", p->clipfrac);
+    leash_metrics_real(t, "policy/approxkl_avg", "%.8f", p->approxkl);
+    leash_metrics_real(t, "loss/policy_avg", "%.6f", p->policy_loss);
+    leash_metrics_real(t, "loss/value_avg", "%.6f", p->value_loss);
+    leash_metrics_real(t, "val/ratio", "%.8f", p->ratio);
+    leash_metrics_real(t, "policy/first_ratio_maxdev", "%.3g", p->first_ratio_dev);
+    leash_metrics_real(t, "policy/logprob_gap_max", "%.3g", p->logprob_gap);
+    leash_metrics_real(t, "gold/reward", "%.6f", p->gold_reward); // null outside the default world
+    leash_metrics_real(t, "gold/grammatical", "%.4f", p->grammatical);
+    leash_metrics_real(t, "fluency/ref_nll", "%.6f", p->ref_nll);
+    leash_metrics_real(t, "text/distinct2", "%.4f", p->distinct2);
+    leash_metrics_real(t, "text/repetition", "%.4f", p->repetition);
+    leash_metrics_real(t, "text/length", "%.3f", p->length);
+    leash_metrics_real(t, "text/eos_rate", "%.4f", p->eos_rate);
+    leash_metrics_int(t, "alarm/reward_hacking", p->hacking_alarm);
+    leash_metrics_int(t, "alarm/kl_band", p->kl_band_warning);
+    leash_metrics_int(t, "alarm/kl_negative", p->kl_negative_warning);
+    leash_metrics_real(t, "time/step_s", "%.3f", p->seconds);
+}
+
+/* samples.jsonl: the first rows of a step, with their prompts. */
+static int log_samples(leash_log *log, const rl *s, int step) {
+    const rollout *r = &s->r;
+    for (int b = 0; b < r->B && b < 4; b++) {
+        char gold_b[32] = "null"; // no gold reward (a run outside the default world): null, not 0
+        if (!isnan(r->gold[b])) snprintf(gold_b, sizeof gold_b, "%.4f", r->gold[b]);
+        fprintf(log->f, "{\"step\": %d, \"score\": %.4f, \"gold\": %s, \"prompt\": ", step, r->score[b], gold_b);
+        leash_json_string(log->f, s->prompts.str[0][r->prompt_index[b]]);
+        fputs(", \"response\": ", log->f);
+        leash_json_string(log->f, r->text[b]);
+        fputs("}\n", log->f);
+    }
+    return leash_log_flush(log);
 }
 
 /* The policy: with LoRA (c->lora_rank > 0) the base with fresh adapters, loaded once, unless the directory
@@ -373,7 +484,8 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     if (rc) return rc;
     rl s = {0};
     leash_rl_config cfg = *c;
-    FILE *metrics = NULL, *samples = NULL;
+    leash_log metrics = {0}, samples = {0};
+    leash_metrics table;
     int *gen = NULL, *glen = NULL, *packed = NULL, *order = NULL;
     float *gen_lp = NULL;
     double *hist = NULL;
@@ -466,13 +578,8 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
             start = st.step, cfg.beta = st.beta, watch = st.watch, alarm = st.alarm, skipped = st.skipped;
     }
     // the logs: on resume, cut back to the checkpoint's step (a killed run may have logged further, or half a line)
-    const char *logs[2] = {"metrics.jsonl", "samples.jsonl"};
-    FILE **files[2] = {&metrics, &samples};
-    for (int k = 0; k < 2 && !rc && rank0; k++) {
-        snprintf(path, sizeof path, "%s/%s", c->out_dir, logs[k]);
-        if (c->resume) rc = leash_log_trim(path, start);
-        if (!rc && !(*files[k] = fopen(path, c->resume ? "a" : "w"))) rc = leash_fail(LEASH_EIO, "cannot write '%s': %s", path, strerror(errno));
-    }
+    if (!rc && rank0) rc = leash_log_open(&metrics, c->out_dir, "metrics.jsonl", c->resume ? start : -1);
+    if (!rc && rank0) rc = leash_log_open(&samples, c->out_dir, "samples.jsonl", c->resume ? start : -1);
 
     leash_rl_progress p = {.step = start, .steps = c->steps};
     rollout *r = &s.r;
@@ -491,42 +598,11 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
             goto step_end;
         }
         double t_update = now_s();
-        double beta = cfg.beta.beta;
-        // measured KL of this batch, per sequence, and the statistics
-        double kl_seq = 0, kl_seq2 = 0, kl_ex = 0, ntok = 0, ent = 0, nll = 0, sc = 0, shaped = 0, gold = 0, gram = 0, len = 0, eos = 0, rep = 0;
-        for (int b = 0; b < R; b++) {
-            double k = 0, ke = 0;
-            int L = 0;
-            for (int t = 0; t < T; t++) {
-                long i = (long)b * T + t;
-                if (r->targets[i] < 0) continue;
-                k += r->kl[i], ke += r->kl_exact[i], ent += r->entropy[i], nll -= r->ref_logp[i], L++;
-            }
-            kl_seq += k, kl_seq2 += k * k, kl_ex += ke, ntok += L;
-            sc += r->score[b], shaped += r->shaped[b], gold += r->gold[b], gram += r->grammatical[b], len += r->resp_len[b];
-            eos += r->has_eos[b];
-            // repetition: share of response tokens that already appeared earlier in the same response
-            int dup = 0;
-            for (int j = 1; j < r->resp_len[b]; j++)
-                for (int q = 0; q < j; q++)
-                    if (gen[b * c->max_new + q] == gen[b * c->max_new + j]) { dup++; break; }
-            rep += r->resp_len[b] > 1 ? (double)dup / (r->resp_len[b] - 1) : 0.0;
-        }
-        // distinct-2 over the batch: unique response bigrams / bigrams
-        long nbig = 0, uniq = 0, hcap = 64;
-        for (int b = 0; b < R; b++) nbig += r->resp_len[b] > 1 ? r->resp_len[b] - 1 : 0;
-        while (hcap < 2 * nbig + 2) hcap <<= 1;
-        uint64_t *hs = malloc(hcap * sizeof *hs);
-        if (!hs) { rc = leash_fail(LEASH_ENOMEM, "out of memory"); break; }
-        for (long i = 0; i < hcap; i++) hs[i] = UINT64_MAX;
-        for (int b = 0; b < R; b++)
-            for (int j = 0; j + 1 < r->resp_len[b]; j++) {
-                uint64_t key = (uint64_t)gen[b * c->max_new + j] << 32 | (uint32_t)gen[b * c->max_new + j + 1];
-                long h = (long)((key * 0x9E3779B97F4A7C15ull) >> 20) & (hcap - 1);
-                while (hs[h] != UINT64_MAX && hs[h] != key) h = (h + 1) & (hcap - 1);
-                if (hs[h] == UINT64_MAX) hs[h] = key, uniq++;
-            }
-        free(hs);
+        double beta = cfg.beta.beta, rep, d2;
+        batch_sums m; // measured KL of this batch, per sequence, and the statistics
+        sum_batch(r, &m);
+        rep = leash_repetition(gen, r->resp_len, R, c->max_new);
+        if ((rc = leash_distinct2(gen, r->resp_len, R, c->max_new, &d2))) break;
         // advantages with this step's beta, then the updates
         rc = c->algo == LEASH_PPO ? ppo_advantages(r, &cfg, beta) : grpo_advantages(r, &cfg);
         update_stats st = {0};
@@ -564,93 +640,31 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
             break;
         phase[3] = now_s() - t_update;
         // the controller sees the measured mean KL of this batch, in its own units
-        double kl_ctl = cfg.beta.units == LEASH_KL_PER_TOKEN ? (ntok ? kl_seq / ntok : 0.0) : kl_seq / R;
+        double kl_ctl = cfg.beta.units == LEASH_KL_PER_TOKEN ? (m.ntok ? m.kl_seq / m.ntok : 0.0) : m.kl_seq / R;
         if ((rc = leash_beta_update(&cfg.beta, kl_ctl, R))) break;
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        p = (leash_rl_progress){.step = step + 1, .steps = c->steps};
-        p.kl = kl_seq / R, p.kl_per_token = ntok ? kl_seq / ntok : 0, p.kl_exact = kl_ex / R;
-        p.entropy = ntok ? ent / ntok : 0, p.scores = sc / R, p.non_score_reward = -beta * kl_seq / R;
-        p.rlhf_reward = shaped / R + p.non_score_reward, p.beta = beta;
-        p.clipfrac = st.tokens ? st.clipfrac / st.tokens : 0, p.approxkl = st.tokens ? st.approxkl / st.tokens : 0;
-        p.policy_loss = st.tokens ? st.policy_loss / st.tokens : 0, p.value_loss = st.tokens ? st.value_loss / st.tokens : 0;
-        p.ratio = st.tokens ? st.ratio / st.tokens : 1;
-        p.first_ratio_dev = st.first_ratio_dev, p.logprob_gap = gap;
-        p.kl_clamped = r->kl_clamped, p.kl_clamped_loss = st.kl_clamped, p.ratio_clamped = st.ratio_clamped;
-        p.skipped = skipped;
-        p.gold_reward = c->gold_metrics || c->gold_reward ? gold / R : NAN;
-        p.grammatical = c->gold_metrics || c->gold_reward ? gram / R : NAN;
-        p.ref_nll = ntok ? nll / ntok : 0, p.distinct2 = nbig ? (double)uniq / nbig : 0, p.repetition = rep / R;
-        p.length = len / R, p.eos_rate = eos / R;
+        p = step_progress(c, &m, &st, R, beta);
+        p.step = step + 1;
+        p.kl_estimator = c->algo == LEASH_PPO && c->kl_exact ? "exact" : leash_kl_estimator_name(c->kl_estimator);
+        p.kl_target_units = leash_kl_units_name(cfg.beta.units);
+        p.logprob_gap = gap, p.kl_clamped = r->kl_clamped, p.skipped = skipped;
+        p.distinct2 = d2, p.repetition = rep;
         p.seconds = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
         for (int k = 0; k < 4; k++) p.phase_seconds[k] = phase[k];
-        // the alarm: over the last ALARM_WINDOW steps against the first, the proxy rose while the truth fell
         hist[4 * step] = p.scores, hist[4 * step + 1] = p.gold_reward, hist[4 * step + 2] = p.grammatical;
         hist[4 * step + 3] = p.ref_nll;
-        if (step + 1 >= 2 * ALARM_WINDOW) {
-            double base[4], now[4];
-            for (int k = 0; k < 4; k++) {
-                double b0 = 0, n0 = 0, b1 = 0, n1 = 0;
-                for (int i = 0; i < ALARM_WINDOW; i++) {
-                    double x0 = hist[4 * i + k], x1 = hist[4 * (step - i) + k];
-                    if (!isnan(x0)) b0 += x0, n0++;
-                    if (!isnan(x1)) b1 += x1, n1++;
-                }
-                base[k] = n0 ? b0 / n0 : NAN, now[k] = n1 ? b1 / n1 : NAN;
-            }
-            double unit = s.rm && leash_gpt_cfg(s.rm)->score_std > 0 ? leash_gpt_cfg(s.rm)->score_std : 0.1;
-            int proxy_up = now[0] - base[0] > 0.25 * unit;
-            int truth_down = (!isnan(now[1]) && base[1] - now[1] > 0.05) || (!isnan(now[2]) && base[2] - now[2] > 0.10) ||
-                             now[3] - base[3] > 0.5;
-            if (proxy_up && truth_down) alarm = 1;
-        }
+        alarm = alarm || hacking_alarm(hist, step, s.rm && leash_gpt_cfg(s.rm)->score_std > 0 ? leash_gpt_cfg(s.rm)->score_std : 0.1);
         p.hacking_alarm = alarm;
-        // k1 can dip below 0 on a batch: only a mean that stays there, beyond its noise, warns
-        double kl_var = R > 1 ? (kl_seq2 - kl_seq * kl_seq / R) / (R - 1) : 0.0;
-        int signals = leash_klwatch_update(&watch, p.kl, sqrt(kl_var > 0 ? kl_var / R : 0.0));
+        int signals = leash_klwatch_update(&watch, p.kl, kl_mean_stderr(&m, R));
         if (signals < 0) { rc = LEASH_ENUMERIC; break; }
         p.kl_band_warning = signals != 0;
         p.kl_negative_warning = (signals & LEASH_KLWATCH_NEGATIVE) != 0;
-        char gr[32] = "null", gg[32] = "null";
-        if (metrics) {
-        if (!isnan(p.gold_reward)) snprintf(gr, sizeof gr, "%.6f", p.gold_reward), snprintf(gg, sizeof gg, "%.4f", p.grammatical);
-        fprintf(metrics,
-                "{\"step\": %d, \"objective/kl\": %.6f, \"objective/kl_per_token\": %.6f, \"objective/kl_exact\": %.6f, "
-                "\"kl_estimator\": \"%s\", \"kl_target_units\": \"%s\", \"kl/clamped_tokens\": %ld, "
-                "\"kl/clamped_tokens_loss\": %ld, \"policy/ratio_clamped\": %ld, \"skipped/nonfinite\": %ld, \"objective/entropy\": %.6f, \"objective/scores\": %.6f, "
-                "\"objective/non_score_reward\": %.6f, \"objective/rlhf_reward\": %.6f, \"beta\": %.6g, "
-                "\"policy/clipfrac_avg\": %.6f, \"policy/approxkl_avg\": %.8f, \"loss/policy_avg\": %.6f, "
-                "\"loss/value_avg\": %.6f, \"val/ratio\": %.8f, \"policy/first_ratio_maxdev\": %.3g, "
-                "\"policy/logprob_gap_max\": %.3g, \"gold/reward\": %s, "
-                "\"gold/grammatical\": %s, \"fluency/ref_nll\": %.6f, \"text/distinct2\": %.4f, \"text/repetition\": %.4f, "
-                "\"text/length\": %.3f, \"text/eos_rate\": %.4f, \"alarm/reward_hacking\": %d, \"alarm/kl_band\": %d, \"alarm/kl_negative\": %d, "
-                "\"time/step_s\": %.3f}\n",
-                p.step, p.kl, p.kl_per_token, p.kl_exact,
-                c->algo == LEASH_PPO && c->kl_exact ? "exact" : leash_kl_estimator_name(c->kl_estimator),
-                leash_kl_units_name(cfg.beta.units), p.kl_clamped, p.kl_clamped_loss, p.ratio_clamped, p.skipped, p.entropy, p.scores, p.non_score_reward, p.rlhf_reward, p.beta, p.clipfrac, p.approxkl, p.policy_loss,
-                p.value_loss, p.ratio, p.first_ratio_dev, gap, gr, gg, p.ref_nll, p.distinct2, p.repetition, p.length, p.eos_rate,
-                p.hacking_alarm, p.kl_band_warning, p.kl_negative_warning, p.seconds);
-            if (fflush(metrics) != 0 || ferror(metrics)) {
-                rc = leash_fail(LEASH_EIO, "cannot write '%s/metrics.jsonl': %s%s", c->out_dir, strerror(errno),
-                                errno == ENOSPC ? " (the disk is full; the last checkpoint is intact: free space and --resume)" : "");
-                break;
-            }
-        }
+        rl_metrics(&p, &table);
+        p.metrics = &table;
+        if (metrics.f && (rc = leash_log_metrics(&metrics, &table))) break;
         p.sample = NULL;
         if (c->sample_every && (step % c->sample_every == 0 || step + 1 == c->steps)) {
-            for (int b = 0; samples && b < R && b < 4; b++) {
-                char gold_b[32] = "null"; // no gold reward (a run outside the default world): null, not 0
-                if (!isnan(r->gold[b])) snprintf(gold_b, sizeof gold_b, "%.4f", r->gold[b]);
-                fprintf(samples, "{\"step\": %d, \"score\": %.4f, \"gold\": %s, \"prompt\": ", p.step, r->score[b], gold_b);
-                json_string(samples, s.prompts.str[0][r->prompt_index[b]]);
-                fputs(", \"response\": ", samples);
-                json_string(samples, r->text[b]);
-                fputs("}\n", samples);
-            }
-            if (samples && (fflush(samples) != 0 || ferror(samples))) {
-                rc = leash_fail(LEASH_EIO, "cannot write '%s/samples.jsonl': %s%s", c->out_dir, strerror(errno),
-                                errno == ENOSPC ? " (the disk is full; the last checkpoint is intact: free space and --resume)" : "");
-                break;
-            }
+            if (samples.f && (rc = log_samples(&samples, &s, p.step))) break;
             p.sample = r->text[0];
         }
         leash_rl_batch view = {.rows = R, .P = r->P, .T = T, .tokens = r->tokens, .mask = r->mask, .targets = r->targets,
@@ -676,8 +690,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         if (!(rc = leash_gpt_save(s.policy, path))) rc = leash_tokenizer_copy(tok_dir, path);
     }
     if (final) *final = p;
-    if (metrics) fclose(metrics);
-    if (samples) fclose(samples);
+    leash_log_close(&metrics), leash_log_close(&samples);
     free(gen), free(gen_lp), free(glen), free(packed), free(order), free(hist);
     free_rl(&s);
     return rc;

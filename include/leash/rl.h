@@ -19,6 +19,7 @@
 #include "leash/beta.h"
 #include "leash/kl.h"
 #include "leash/gpt.h"
+#include "leash/metrics.h"
 #include "leash/optim.h"
 
 typedef enum { LEASH_PPO = 0, LEASH_GRPO = 1 } leash_rl_algo;
@@ -117,9 +118,11 @@ typedef struct {
 } leash_rl_batch;
 
 /* One step's metrics (TRL's names in the JSONL where TRL has one). KLs are nats per sequence unless
- * marked per token. */
+ * marked per token. Every metric is also in the table p->metrics by its metrics.jsonl name. */
 typedef struct {
     int step, steps;
+    const char *kl_estimator;    /* kl_estimator: "k1", "k3", "exact", ... */
+    const char *kl_target_units; /* kl_target_units: "nats/seq" or "nats/token" */
     double kl;             /* objective/kl: mean per-sequence KL by the estimator used (nats/seq) */
     double kl_per_token;   /* the same, per response token */
     double kl_exact;       /* objective/kl_exact: exact full-vocabulary KL of the same batch (nats/seq) */
@@ -145,6 +148,8 @@ typedef struct {
     double phase_seconds[4]; /* rollout, policy + reference scoring (and values), rewards, updates */
     const char *sample;    /* one response of this step, when sampled */
     const leash_rl_batch *batch; /* the step's batch */
+    const leash_metrics *metrics; /* the step's metrics by name, as metrics.jsonl writes them (NULL for a
+                                   * skipped step) */
 } leash_rl_progress;
 
 /* Called after every step on every rank; a non-zero return stops the run after a checkpoint. */
