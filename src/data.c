@@ -9,6 +9,27 @@
 
 #include "leash/error.h"
 #include "leash/fileio.h"
+#include "leash/tokenizer.h"
+
+/* Whether line (n bytes, NUL-terminated at n) holds a NUL: a raw 0 byte, or the escape \u0000 in a string
+ * (an escaped backslash before "u0000" is text, not an escape). */
+static int has_nul(const char *line, size_t n) {
+    if (strlen(line) != n) return 1;
+    for (size_t i = 0; i + 1 < n; i++)
+        if (line[i] == '\\') {
+            if (line[i + 1] == 'u' && i + 6 <= n && !memcmp(line + i + 2, "0000", 4)) return 1;
+            i++; // the escaped character
+        }
+    return 0;
+}
+
+/* A copy of a string of the file, invalid UTF-8 bytes replaced by U+FFFD (each adds 2 bytes: counted). */
+static char *copy_valid(const char *s, long *invalid) {
+    size_t n = strlen(s);
+    char *v = leash_utf8_sanitize(s, n);
+    if (v) *invalid += (long)(strlen(v) - n) / 2;
+    return v;
+}
 
 void leash_table_free(leash_table *t) {
     for (int c = 0; t->str && c < t->n_str; c++) {
@@ -47,6 +68,11 @@ int leash_jsonl_load(const char *path, const char *const *str_keys, int n_str, c
         char *q = p;
         while (*q == ' ' || *q == '\t' || *q == '\r') q++;
         if (!*q) continue;
+        if (has_nul(p, (size_t)((eol ? eol : text + len) - p))) {
+            rc = leash_fail(LEASH_EFORMAT, "%s:%d: the line holds a NUL character (\\u0000 or a 0 byte), which would cut its text short; "
+                                           "remove it from the line", path, line);
+            break;
+        }
         cJSON *o = cJSON_Parse(p);
         if (!cJSON_IsObject(o)) {
             rc = leash_fail(LEASH_EFORMAT, "%s:%d: not a JSON object%s", path, line,
@@ -57,7 +83,7 @@ int leash_jsonl_load(const char *path, const char *const *str_keys, int n_str, c
         for (int c = 0; c < n_str && !rc; c++) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, str_keys[c]);
             if (!cJSON_IsString(v)) rc = leash_fail(LEASH_EFORMAT, "%s:%d: missing string \"%s\"", path, line, str_keys[c]);
-            else if (!(t->str[c][t->n] = strdup(v->valuestring))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+            else if (!(t->str[c][t->n] = copy_valid(v->valuestring, &t->invalid_utf8))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
         }
         for (int c = 0; c < n_num && !rc; c++) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, num_keys[c]);

@@ -134,6 +134,13 @@ int leash_judge_label(const leash_label_config *c, leash_label_fn fn, void *ctx,
             const char *prompt = pr.str[0][i0 + k / 2];
             rc = leash_tokenizer_encode(tok, prompt, strlen(prompt), 0, &ids, &n_ids, &cap);
             lens[k] = (int)(n_ids - before);
+            int np = leash_gpt_cfg(policy)->n_positions, at = i0 + k / 2 + 1;
+            if (!rc && (lens[k] == 0 || lens[k] + M > np)) // named here: the sampler knows only its batch row
+                rc = lens[k] == 0 ? leash_fail(LEASH_EINVAL, "%s: prompt %d (blank lines not counted) is empty", c->prompts_path, at)
+                                  : leash_fail(LEASH_EINVAL,
+                                               "%s: prompt %d (blank lines not counted) has %d tokens and --max-new is %d: more "
+                                               "than the policy's %d positions; shorten the prompt or lower --max-new",
+                                               c->prompts_path, at, lens[k], M, np);
             streams[k] = 2 * (uint64_t)(i0 + k / 2) + (k & 1); // a pair's samples do not depend on the batching
         }
         if (!rc) rc = leash_generate(policy, &sc, ids, lens, 2 * nb, streams, gen, lps, glens);

@@ -6,6 +6,7 @@
  *  - progress lines in a log file are plain lines, not joined by \r.
  * The commands run as a user runs them (the CLI through /bin/sh). */
 #define _GNU_SOURCE
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,5 +171,98 @@ Test(cli_strict, progress_redirected_to_a_file_is_plain_lines, .timeout = 60) {
     char *prefs = read_text(path);
     cr_assert(prefs && strstr(prefs, "\"chosen\""), "no pairs written");
     free(prefs);
+    rl_scratch_drop(&w);
+}
+
+/* ---- 11: NUL in input, valid UTF-8 out ----------------------------------------------------------- */
+
+/* Whether every line of path is a JSON object and the file is valid UTF-8 (unchanged by the sanitiser). */
+static void valid_jsonl(const char *path) {
+    char *text = read_text(path);
+    cr_assert(text, "no %s", path);
+    char *valid = leash_utf8_sanitize(text, strlen(text));
+    cr_assert(valid && !strcmp(valid, text), "%s is not valid UTF-8", path);
+    int lines = 0;
+    for (char *p = text, *eol; *p; p = eol + 1) {
+        eol = strchr(p, '\n');
+        cr_assert(eol, "%s: the last line has no newline", path);
+        *eol = '\0';
+        cJSON *o = cJSON_Parse(p);
+        cr_assert(cJSON_IsObject(o), "%s:%d: not JSON: %s", path, lines + 1, p);
+        cJSON_Delete(o);
+        lines++;
+    }
+    cr_assert(lines > 0, "%s is empty", path);
+    fprintf(stderr, "%s: %d lines, valid UTF-8 JSON\n", path, lines);
+    free(valid), free(text);
+}
+
+/* A \u0000 in a prompt cut it short without a word (cJSON ends the string there); now an error naming
+ * the file and the line, for every reader of JSONL (here judge label's --prompts and rm score --file). An
+ * escaped backslash before u0000 is text and passes. */
+Test(cli_strict, a_nul_in_a_jsonl_line_is_an_error_naming_it, .timeout = 60) {
+    rl_scratch w;
+    rl_scratch_make(&w, "strict-nul");
+    char script[256], cmd[2048], out[4096], err[8192], path[256];
+    judge_script(w.dir, script, sizeof script);
+    snprintf(path, sizeof path, "%s/nul.jsonl", w.dir);
+    write_text(path, "{\"prompt\": \"the film\"}\n{\"prompt\": \"the \\u0000 plot\"}\n");
+    snprintf(cmd, sizeof cmd, "%s judge label --policy %s --prompts %s --judge-cmd %s --out %s/prefs.jsonl --max-new 4 -q",
+             LEASH_BIN, w.dir, path, script, w.dir);
+    int st = run2(cmd, out, sizeof out, err, sizeof err);
+    char want[300];
+    snprintf(want, sizeof want, "%s:2: the line holds a NUL character", path);
+    cr_assert(st == 1 && strstr(err, want), "exit %d: %s", st, err);
+    fprintf(stderr, "NUL in a prompt: exit %d: %s", st, err);
+    char texts[256];
+    snprintf(texts, sizeof texts, "%s/texts.jsonl", w.dir);
+    write_text(texts, "{\"text\": \"a \\u0000 b\"}\n");
+    snprintf(cmd, sizeof cmd, "%s rm score %s --file %s", LEASH_BIN, w.dir, texts);
+    st = run2(cmd, out, sizeof out, err, sizeof err);
+    cr_assert(st == 1 && strstr(err, ":1: the line holds a NUL character"), "rm score: exit %d: %s", st, err);
+    // a raw 0 byte too
+    FILE *f = fopen(path, "wb");
+    fwrite("{\"prompt\": \"a\"}\n{\"prompt\": \"b\0c\"}\n", 1, 34, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s judge label --policy %s --prompts %s --judge-cmd %s --out %s/prefs.jsonl --max-new 4 -q",
+             LEASH_BIN, w.dir, path, script, w.dir);
+    st = run2(cmd, out, sizeof out, err, sizeof err);
+    cr_assert(st == 1 && strstr(err, want), "a raw 0 byte: exit %d: %s", st, err);
+    // "\\u0000" is a backslash and "u0000": text
+    write_text(path, "{\"prompt\": \"the \\\\u0000 film\"}\n");
+    st = run2(cmd, out, sizeof out, err, sizeof err);
+    cr_assert(st == 0, "an escaped backslash: exit %d: %s", st, err);
+    rl_scratch_drop(&w);
+}
+
+/* Prompts with invalid UTF-8 bytes (0xff, a lone continuation byte, a cut 3-byte sequence): prefs.jsonl
+ * and the run's samples.jsonl copied them through and were not valid JSON text; now U+FFFD. */
+Test(cli_strict, jsonl_written_from_invalid_utf8_prompts_is_valid, .timeout = 90) {
+    rl_scratch w;
+    rl_scratch_make(&w, "strict-utf8");
+    char script[256], cmd[2048], out[4096], err[8192], path[256];
+    judge_script(w.dir, script, sizeof script);
+    snprintf(path, sizeof path, "%s/bad.jsonl", w.dir);
+    write_text(path, "{\"prompt\": \"the \xff film\"}\n{\"prompt\": \"a \x80 plot \xe2\x82\"}\n{\"prompt\": \"caf\xc3\xa9 \xc0\xaf\"}\n");
+    snprintf(cmd, sizeof cmd, "%s judge label --policy %s --prompts %s --judge-cmd %s --out %s/prefs.jsonl --max-new 4 -q",
+             LEASH_BIN, w.dir, path, script, w.dir);
+    int st = run2(cmd, out, sizeof out, err, sizeof err);
+    cr_assert_eq(st, 0, "exit %d: %s", st, err);
+    char prefs[256];
+    snprintf(prefs, sizeof prefs, "%s/prefs.jsonl", w.dir);
+    valid_jsonl(prefs);
+    char *text = read_text(prefs);
+    cr_assert(strstr(text, "caf\xc3\xa9") && strstr(text, "the \xef\xbf\xbd film"), "%s", text);
+    free(text);
+    snprintf(cmd, sizeof cmd, "%s ppo --policy %s --prompts %s --out %s --steps 1 --batch 2 --max-new 4 --gold-reward -q", LEASH_BIN,
+             w.dir, path, w.out);
+    st = run2(cmd, out, sizeof out, err, sizeof err);
+    cr_assert_eq(st, 0, "ppo: exit %d: %s", st, err);
+    char samples[256];
+    snprintf(samples, sizeof samples, "%s/samples.jsonl", w.out);
+    if (access(samples, F_OK) == 0) valid_jsonl(samples);
+    else fprintf(stderr, "ppo wrote no samples.jsonl at 1 step\n");
+    snprintf(cmd, sizeof cmd, "%s/metrics.jsonl", w.out);
+    valid_jsonl(cmd);
     rl_scratch_drop(&w);
 }

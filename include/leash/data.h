@@ -9,11 +9,14 @@ typedef struct {
     int n_str, n_num;
     char ***str;  /* [column][row] strings */
     double **num; /* [column][row] numbers (NAN where an optional number is absent) */
+    long invalid_utf8; /* bytes of invalid UTF-8 in the strings, each replaced by U+FFFD */
 } leash_table;
 
 /* Reads path; every line must hold the string keys; numeric keys are required unless num_optional (then an
  * absent or null number is NAN).
- * Blank lines are skipped. */
+ * Blank lines are skipped. A NUL character (\u0000 or a raw 0 byte) in a line is an error naming it (it would
+ * cut the text short); invalid UTF-8 in a string is replaced by U+FFFD and counted, so that every file written
+ * from the strings is valid JSON. */
 int leash_jsonl_load(const char *path, const char *const *str_keys, int n_str, const char *const *num_keys, int n_num,
                      int num_optional, leash_table *t);
 void leash_table_free(leash_table *t);

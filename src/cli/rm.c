@@ -153,6 +153,8 @@ static int score(int argc, char **argv) {
         fprintf(stderr, "leash rm score: %s\n", leash_errmsg());
         goto done;
     }
+    if (file && t.invalid_utf8)
+        fprintf(stderr, "leash rm score: %s: %ld bytes of invalid UTF-8 replaced by U+FFFD\n", file, t.invalid_utf8);
     const char *one[1] = {text};
     const char *const *texts = file ? (const char *const *)t.str[0] : one;
     int n = file ? t.n : 1;
