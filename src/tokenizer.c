@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "leash/error.h"
 #include "leash/fileio.h"
@@ -1011,6 +1012,45 @@ static int add_word(word_table *wt, const char *s, int n, const int byte_tok[256
     return LEASH_OK;
 }
 
+/* The longest token training makes, in bytes: a pair that would merge into a longer one is not merged (a
+ * token of 600 bytes is spelled in at most 1200 bytes of vocab.json and merges.txt). */
+#define TRAIN_TOKEN_MAX 600
+
+/* vocab.json's and merges.txt's texts of a trained BPE: n_tok tokens (bytes tb, lengths tl, at most
+ * TRAIN_TOKEN_MAX each) then <|endoftext|>, and its merges in order. */
+static int train_texts(char *const *tb, const int *tl, int n_tok, int (*merges)[2], int n_merges, char **vtext, char **mtext,
+                       size_t *mlen) {
+    int rc = LEASH_OK;
+    cJSON *v = cJSON_CreateObject();
+    size_t mcap = 64 + (size_t)n_merges * 16;
+    char spelled[2 * TRAIN_TOKEN_MAX + 1], b[2 * TRAIN_TOKEN_MAX + 1];
+    *mtext = malloc(mcap);
+    if (!v || !*mtext) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    for (int id = 0; id < n_tok && !rc; id++) {
+        map_bytes(tb[id], tl[id], spelled);
+        cJSON_AddItemToObject(v, spelled, cJSON_CreateNumber(id));
+    }
+    if (!rc) cJSON_AddItemToObject(v, "<|endoftext|>", cJSON_CreateNumber(n_tok));
+    if (!rc && !(*vtext = cJSON_PrintUnformatted(v))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    cJSON_Delete(v);
+    if (!rc) *mlen = (size_t)snprintf(*mtext, mcap, "#version: 0.2\n");
+    for (int i = 0; i < n_merges && !rc; i++) {
+        map_bytes(tb[merges[i][0]], tl[merges[i][0]], spelled);
+        map_bytes(tb[merges[i][1]], tl[merges[i][1]], b);
+        size_t need = strlen(spelled) + strlen(b) + 2;
+        if (*mlen + need + 1 > mcap) {
+            char *g = realloc(*mtext, mcap = 2 * (*mlen + need + 1));
+            if (!g) {
+                rc = leash_fail(LEASH_ENOMEM, "out of memory");
+                break;
+            }
+            *mtext = g;
+        }
+        *mlen += (size_t)snprintf(*mtext + *mlen, mcap - *mlen, "%s %s\n", spelled, b);
+    }
+    return rc;
+}
+
 int leash_tokenizer_train(const char *text, size_t len, int vocab_size, int min_frequency, const char *dir) {
     if (vocab_size < 257 || vocab_size > 1000000)
         return leash_fail(LEASH_EINVAL, "vocab size %d; it must be in [257, 1000000] (256 bytes + <|endoftext|> at least)",
@@ -1053,6 +1093,10 @@ int leash_tokenizer_train(const char *text, size_t len, int vocab_size, int min_
         at = eot ? seg_end + 13 : len;
     }
 
+    if (!rc && wt.n == 0)
+        rc = leash_fail(LEASH_EINVAL, "the corpus holds no text (%zu bytes%s): there is nothing to learn a vocabulary from",
+                        len, len ? ", only <|endoftext|> separators" : "");
+
     // 2. merges: the most frequent adjacent pair, again and again
     size_t total = 0;
     for (size_t i = 0; i < wt.n; i++) total += wt.w[i].n;
@@ -1068,6 +1112,7 @@ int leash_tokenizer_train(const char *text, size_t len, int vocab_size, int min_
         for (size_t i = 0; i < wt.n; i++) {
             const word *x = &wt.w[i];
             for (int k = 0; k + 1 < x->nsym; k++) {
+                if (tl[x->sym[k]] + tl[x->sym[k + 1]] > TRAIN_TOKEN_MAX) continue;
                 uint64_t key = (uint64_t)x->sym[k] << 32 | (uint32_t)x->sym[k + 1];
                 size_t j = mix64(key) & (pcap - 1);
                 while (pk[j] != UINT64_MAX && pk[j] != key) j = (j + 1) & (pcap - 1);
@@ -1097,44 +1142,20 @@ int leash_tokenizer_train(const char *text, size_t len, int vocab_size, int min_
         }
     }
 
-    // 3. the two files, in the byte alphabet
+    // 3. the two files, in the byte alphabet: both texts are made first, then written; vocab.json is removed
+    // again when merges.txt cannot be written, so that the directory holds both files or neither
+    char *vtext = NULL, *mtext = NULL;
+    size_t mlen = 0;
+    if (!rc) rc = train_texts(tb, tl, n_tok, merges, n_merges, &vtext, &mtext, &mlen);
     if (!rc) rc = leash_mkdir(dir);
     if (!rc) {
-        cJSON *v = cJSON_CreateObject();
-        char *spelled = malloc(1024 * 1024), path[4096];
-        size_t mcap = 64 + (size_t)n_merges * 64, mlen = 0;
-        char *mtext = malloc(mcap);
-        if (!v || !spelled || !mtext) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-        for (int id = 0; id < n_tok && !rc; id++) {
-            if (tl[id] * 2 + 1 > 1024 * 1024) { rc = leash_fail(LEASH_EINVAL, "a token longer than 512 KB"); break; }
-            map_bytes(tb[id], tl[id], spelled);
-            cJSON_AddItemToObject(v, spelled, cJSON_CreateNumber(id));
-        }
-        if (!rc) cJSON_AddItemToObject(v, "<|endoftext|>", cJSON_CreateNumber(n_tok));
-        char *vtext = rc ? NULL : cJSON_PrintUnformatted(v);
-        if (!rc && !vtext) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-        snprintf(path, sizeof path, "%s/vocab.json", dir);
-        if (!rc) rc = leash_write_file_atomic(path, vtext, strlen(vtext));
-        if (!rc) mlen = (size_t)snprintf(mtext, mcap, "#version: 0.2\n");
-        for (int i = 0; i < n_merges && !rc; i++) {
-            char a[2048], b[2048];
-            int la = tl[merges[i][0]], lb = tl[merges[i][1]];
-            if (la > 600 || lb > 600) { rc = leash_fail(LEASH_EINVAL, "merge %d: a token longer than 600 bytes", i); break; }
-            map_bytes(tb[merges[i][0]], la, a);
-            map_bytes(tb[merges[i][1]], lb, b);
-            size_t need = strlen(a) + strlen(b) + 2;
-            if (mlen + need + 1 > mcap) {
-                char *g = realloc(mtext, mcap = 2 * (mlen + need + 1));
-                if (!g) { rc = leash_fail(LEASH_ENOMEM, "out of memory"); break; }
-                mtext = g;
-            }
-            mlen += (size_t)snprintf(mtext + mlen, mcap - mlen, "%s %s\n", a, b);
-        }
-        snprintf(path, sizeof path, "%s/merges.txt", dir);
-        if (!rc) rc = leash_write_file_atomic(path, mtext, mlen);
-        free(vtext), free(spelled), free(mtext);
-        cJSON_Delete(v);
+        char vpath[4096], mpath[4096];
+        snprintf(vpath, sizeof vpath, "%s/vocab.json", dir);
+        snprintf(mpath, sizeof mpath, "%s/merges.txt", dir);
+        if (!(rc = leash_write_file_atomic(vpath, vtext, strlen(vtext))) && (rc = leash_write_file_atomic(mpath, mtext, mlen)))
+            unlink(vpath);
     }
+    free(vtext), free(mtext);
 
     for (size_t i = 0; i < wt.n; i++) free(wt.w[i].bytes), free(wt.w[i].sym);
     free(wt.w), free(wt.slot), free(pk), free(pc), free(merges), free(tl);

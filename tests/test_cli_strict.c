@@ -266,3 +266,94 @@ Test(cli_strict, jsonl_written_from_invalid_utf8_prompts_is_valid, .timeout = 90
     valid_jsonl(cmd);
     rl_scratch_drop(&w);
 }
+
+/* ---- 12: tokenizer training ---------------------------------------------------------------------- */
+
+static int tokenizer_train(const char *dir, const char *corpus, int vocab, char *err, size_t ecap) {
+    char cmd[1024], out[4096];
+    snprintf(cmd, sizeof cmd, "%s tokenizer train %s --vocab-size %d --out %s/tok", LEASH_BIN, corpus, vocab, dir);
+    return run2(cmd, out, sizeof out, err, ecap);
+}
+
+static int exists_in(const char *dir, const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+/* An empty corpus (or one of only <|endoftext|>) gave a 257-token tokenizer with exit 0; now exit 1 and
+ * nothing written. */
+Test(cli_strict, tokenizer_train_refuses_an_empty_corpus) {
+    char dir[] = "/tmp/leash-strict-tok-XXXXXX", corpus[128], err[4096];
+    cr_assert(mkdtemp(dir));
+    snprintf(corpus, sizeof corpus, "%s/corpus.txt", dir);
+    static const char *texts[] = {"", "<|endoftext|><|endoftext|>"};
+    for (int k = 0; k < 2; k++) {
+        write_text(corpus, texts[k]);
+        int st = tokenizer_train(dir, corpus, 300, err, sizeof err);
+        cr_assert(st == 1 && strstr(err, "the corpus holds no text") && strstr(err, corpus), "'%s': exit %d: %s", texts[k], st, err);
+        cr_assert(!exists_in(dir, "tok/vocab.json") && !exists_in(dir, "tok/merges.txt"), "files written");
+        fprintf(stderr, "empty corpus: exit %d: %s", st, err);
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* --vocab-size 2048 on a corpus with few distinct pairs said nothing about reaching fewer; now it says
+ * how many (and the tokenizer written has that many). */
+Test(cli_strict, tokenizer_train_reports_a_vocabulary_that_falls_short) {
+    char dir[] = "/tmp/leash-strict-tok-XXXXXX", corpus[128], err[4096], tokdir[160];
+    cr_assert(mkdtemp(dir));
+    snprintf(corpus, sizeof corpus, "%s/corpus.txt", dir);
+    write_text(corpus, "the cat sat\nthe cat sat\nthe cat sat\n");
+    int st = tokenizer_train(dir, corpus, 2048, err, sizeof err);
+    cr_assert_eq(st, 0, "exit %d: %s", st, err);
+    snprintf(tokdir, sizeof tokdir, "%s/tok", dir);
+    leash_tokenizer *tok;
+    cr_assert_eq(leash_tokenizer_load_dir(&tok, tokdir), 0, "%s", leash_errmsg());
+    int n = leash_tokenizer_vocab_size(tok);
+    leash_tokenizer_free(tok);
+    char want[128];
+    snprintf(want, sizeof want, "the vocabulary reached %d of the 2048 asked", n);
+    cr_assert(n < 2048 && strstr(err, want), "%d tokens: %s", n, err);
+    fprintf(stderr, "short vocabulary: %s", err);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* A 2000-byte word, twice: training merged it into tokens of 1024 bytes and more, wrote vocab.json and then
+ * failed on merges.txt ("a token longer than 600 bytes"), leaving half a tokenizer. Now training stops at
+ * the same 600-byte limit: exit 0, both files, the longest token <= 600 bytes, and the word round-trips. */
+Test(cli_strict, tokenizer_train_keeps_tokens_within_the_limit_it_checks) {
+    char dir[] = "/tmp/leash-strict-tok-XXXXXX", corpus[128], err[4096], tokdir[160];
+    cr_assert(mkdtemp(dir));
+    snprintf(corpus, sizeof corpus, "%s/corpus.txt", dir);
+    char *text = malloc(4100);
+    memset(text, 'a', 4100);
+    text[2000] = '\n', text[4001] = '\n', text[4002] = '\0';
+    write_text(corpus, text);
+    int st = tokenizer_train(dir, corpus, 320, err, sizeof err);
+    cr_assert(st == 0 && exists_in(dir, "tok/vocab.json") && exists_in(dir, "tok/merges.txt"), "exit %d: %s", st, err);
+    snprintf(tokdir, sizeof tokdir, "%s/tok", dir);
+    leash_tokenizer *tok;
+    cr_assert_eq(leash_tokenizer_load_dir(&tok, tokdir), 0, "%s", leash_errmsg());
+    int longest = 0, len;
+    for (int id = 0; id < leash_tokenizer_vocab_size(tok); id++)
+        if (leash_tokenizer_token(tok, id, &len) && len > longest) longest = len;
+    int *ids = NULL;
+    size_t n = 0, cap = 0, olen = 0, ocap = 0;
+    char *back = NULL;
+    cr_assert_eq(leash_tokenizer_encode(tok, text, 2000, 0, &ids, &n, &cap), 0);
+    cr_assert_eq(leash_tokenizer_decode(tok, ids, n, &back, &olen, &ocap), 0);
+    cr_assert(olen == 2000 && !memcmp(back, text, 2000), "the word does not round-trip");
+    fprintf(stderr, "2000-byte word: %d tokens, the longest %d bytes, the word in %zu ids\n", leash_tokenizer_vocab_size(tok),
+            longest, n);
+    cr_assert(longest <= 600 && longest >= 300, "longest token %d bytes", longest);
+    leash_tokenizer_free(tok);
+    free(ids), free(back), free(text);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}

@@ -48,14 +48,24 @@ int cli_tokenizer(int argc, char **argv) {
             fputs(usage, stderr);
             return 2;
         }
-        char *text;
+        char *text = NULL;
         size_t len;
-        if (leash_read_file(argv[optind], (size_t)4 << 30, &text, &len) ||
-            leash_tokenizer_train(text, len, vocab, minf, out)) {
+        leash_tokenizer *tok = NULL;
+        int rc = leash_read_file(argv[optind], (size_t)4 << 30, &text, &len);
+        if (!rc && (rc = leash_tokenizer_train(text, len, vocab, minf, out))) rc = leash_fail_wrap(rc, "%s", argv[optind]);
+        free(text);
+        if (!rc) rc = leash_tokenizer_load_dir(&tok, out); // what was written reads back, and its size
+        if (rc) {
             fprintf(stderr, "leash tokenizer train: %s\n", leash_errmsg());
             return 1;
         }
-        free(text);
+        int got = leash_tokenizer_vocab_size(tok);
+        leash_tokenizer_free(tok);
+        if (got < vocab)
+            fprintf(stderr, "leash tokenizer train: the vocabulary reached %d of the %d asked (256 bytes, %d merges, "
+                            "<|endoftext|>): no other pair occurs %d times (--min-frequency) in %s; a larger corpus or a "
+                            "lower --min-frequency gives more\n", got, vocab, got - 257, minf, argv[optind]);
+        fprintf(stderr, "leash tokenizer train: wrote %s/vocab.json and %s/merges.txt (%d tokens)\n", out, out, got);
         return 0;
     }
     if (strcmp(sub, "encode") && strcmp(sub, "decode")) {
