@@ -54,16 +54,23 @@ static uint16_t f32_to_bf16(float x) {
     return (uint16_t)(((uint64_t)n + 0x7fffu + ((n >> 16) & 1u)) >> 16);
 }
 
-/* One row of n (a multiple of 32) values as Q8_0 blocks: F16 d, then 32 int8 q. */
-static void quantize_q8_0(const float *x, int64_t n, uint8_t *out) {
+static int f16_is_inf(uint16_t h) { return (h & 0x7fffu) == 0x7c00u; }
+
+/* One row of n (a multiple of 32) values as Q8_0 blocks: F16 d, then 32 int8 q. Returns the column of the
+ * largest value of the first block whose scale d = amax / 127 overflows F16 (|x| > 65504 * 127), or -1. */
+static int64_t quantize_q8_0(const float *x, int64_t n, uint8_t *out) {
+    int64_t overflow = -1;
     for (int64_t b = 0; b < n / QK8_0; b++, x += QK8_0, out += 2 + QK8_0) {
         float amax = 0.0f;
         for (int j = 0; j < QK8_0; j++) amax = fmaxf(amax, fabsf(x[j]));
         float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         uint16_t dh = f32_to_f16(d);
+        for (int j = 0; j < QK8_0 && f16_is_inf(dh) && overflow < 0; j++)
+            if (fabsf(x[j]) == amax) overflow = b * QK8_0 + j;
         memcpy(out, &dh, 2);
         for (int j = 0; j < QK8_0; j++) out[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
     }
+    return overflow;
 }
 
 /* ---- the header, built in memory ------------------------------------------------------------------ */
@@ -543,10 +550,11 @@ static int special_id(const tokfiles *t, const leash_gpt_config *c, const char *
     snprintf(k, sizeof k, "%s_token_id", typ);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(t->config, k);
     *id = !t->config && !strcmp(typ, "bos") ? c->bos_token_id : !t->config && !strcmp(typ, "eos") ? c->eos_token_id : -1;
-    if (!cJSON_IsNumber(v) || v->valuedouble != (int)v->valuedouble) return LEASH_OK; // a list or null: none
-    if (v->valuedouble < 0 || v->valuedouble >= V)
-        return leash_fail(LEASH_EFORMAT, "%s/config.json: \"%s\" is %g, outside the vocabulary [0, %d)", t->dir, k,
-                          v->valuedouble, V);
+    if (!cJSON_IsNumber(v)) return LEASH_OK; // a list or null: none
+    // checked in double: converting an out-of-range double (1e300) to int would be undefined behaviour
+    if (v->valuedouble < 0 || v->valuedouble >= V || v->valuedouble != floor(v->valuedouble))
+        return leash_fail(LEASH_EFORMAT, "%s/config.json: \"%s\" is %g; a token id must be an integer in [0, %d)",
+                          t->dir, k, v->valuedouble, V);
     *id = v->valueint;
     return LEASH_OK;
 }
@@ -728,13 +736,20 @@ static int write_tensor(FILE *f, const leash_gpt *m, const plan_tensor *p, float
                                                   "infinite weight is not exported",
                                   t ? t->name : p->name, (double)row[j], (long long)r, (long long)j);
         size_t nb = (size_t)row_bytes(p->type, ne0);
+        int64_t overflow = -1; // a finite weight that F16 (Q8_0's scale too) would store as inf
         if (p->type == LEASH_GGML_F32) memcpy(bytes, row, nb);
-        else if (p->type == LEASH_GGML_Q8_0) quantize_q8_0(row, ne0, bytes);
+        else if (p->type == LEASH_GGML_Q8_0) overflow = quantize_q8_0(row, ne0, bytes);
         else
             for (int64_t j = 0; j < ne0; j++) {
                 uint16_t h = p->type == LEASH_GGML_F16 ? f32_to_f16(row[j]) : f32_to_bf16(row[j]);
+                if (p->type == LEASH_GGML_F16 && f16_is_inf(h) && overflow < 0) overflow = j;
                 memcpy(bytes + 2 * j, &h, 2);
             }
+        if (overflow >= 0)
+            return leash_fail(LEASH_ENUMERIC, "tensor %s holds %g at row %lld, column %lld, beyond what %s stores (F16's "
+                                              "largest is 65504%s): it would be written as inf; export as bf16 or f32",
+                              t ? t->name : p->name, (double)row[overflow], (long long)r, (long long)overflow,
+                              p->type == LEASH_GGML_F16 ? "F16" : "Q8_0", p->type == LEASH_GGML_F16 ? "" : ", times 127");
         if (fwrite(bytes, 1, nb, f) != nb) return leash_fail(LEASH_EIO, "write failed");
     }
     static const uint8_t zeros[ALIGNMENT] = {0};

@@ -326,3 +326,47 @@ Test(gguf_write, bad_input_fails_clearly_and_writes_nothing, .timeout = 120) {
     leash_gpt_free(m);
     drop(dir);
 }
+
+/* Review findings: a finite weight beyond F16's range was written as inf (F16, and Q8_0's F16 scale) though
+ * NaN/inf weights are refused, so leash's own loader then refused the export; a config.json token id of 1e300
+ * was converted to int (undefined behaviour) and silently dropped. Both must be errors naming the culprit. */
+Test(gguf_write, out_of_range_weights_and_ids_are_refused, .timeout = 120) {
+    char dir[64], mdir[128], out[256], path[256];
+    scratch(dir);
+    snprintf(mdir, sizeof mdir, "%s/model", dir);
+    cr_assert_eq(leash_mkdir(mdir), 0);
+    cr_assert_eq(leash_tokenizer_train(text, strlen(text), 300, 2, mdir), 0, "%s", leash_errmsg());
+    leash_gpt_config c = {.vocab_size = 300, .n_positions = 16, .n_embd = 32, .n_layer = 1, .n_head = 2,
+                          .bos_token_id = -1, .eos_token_id = -1, .layer_norm_epsilon = 1e-5f};
+    leash_gpt *m = model_in(mdir, c, 5);
+    snprintf(out, sizeof out, "%s/out.gguf", dir);
+    float *w = leash_gpt_params(m) + leash_gpt_tensor(m, 0)->offset; // wte.weight (300, 32)
+    w[40] = 7.0e4f;                                                  // row 1, column 8: > 65504
+    cr_assert_neq(leash_gguf_save(m, mdir, out, LEASH_GGML_F16, NULL), 0, "7e4 exported as F16");
+    cr_log_info("F16 overflow: %s", leash_errmsg());
+    cr_assert(strstr(leash_errmsg(), "wte.weight") && strstr(leash_errmsg(), "F16") && strstr(leash_errmsg(), out),
+              "%s", leash_errmsg());
+    cr_assert_eq(leash_gguf_save(m, mdir, out, LEASH_GGML_Q8_0, NULL), 0, "7e4 fits Q8_0: %s", leash_errmsg());
+    w[40] = 1.0e7f; // Q8_0's scale 1e7 / 127 > 65504
+    cr_assert_neq(leash_gguf_save(m, mdir, out, LEASH_GGML_Q8_0, NULL), 0, "1e7 exported as Q8_0");
+    cr_log_info("Q8_0 overflow: %s", leash_errmsg());
+    cr_assert(strstr(leash_errmsg(), "wte.weight") && strstr(leash_errmsg(), "Q8_0"), "%s", leash_errmsg());
+    cr_assert_eq(leash_gguf_save(m, mdir, out, LEASH_GGML_BF16, NULL), 0, "BF16 holds 1e7: %s", leash_errmsg());
+    w[40] = 0.0f;
+    cr_assert_eq(leash_gguf_save(m, mdir, out, LEASH_GGML_F16, NULL), 0, "%s", leash_errmsg());
+    // config.json's pad_token_id far outside int
+    char *cfg_text;
+    snprintf(path, sizeof path, "%s/config.json", mdir);
+    cr_assert_eq(leash_read_file(path, 1 << 20, &cfg_text, NULL), 0);
+    char *brace = strchr(cfg_text, '{');
+    cr_assert(brace);
+    char edited[8192];
+    snprintf(edited, sizeof edited, "{\"pad_token_id\": 1e300, %s", brace + 1);
+    free(cfg_text);
+    write_text(mdir, "config.json", edited);
+    cr_assert_neq(leash_gguf_save(m, mdir, out, LEASH_GGML_F32, NULL), 0, "pad_token_id 1e300 accepted");
+    cr_log_info("pad_token_id 1e300: %s", leash_errmsg());
+    cr_assert(strstr(leash_errmsg(), "config.json") && strstr(leash_errmsg(), "pad_token_id"), "%s", leash_errmsg());
+    leash_gpt_free(m);
+    drop(dir);
+}
