@@ -218,7 +218,10 @@ static int add_post_processor(const leash_gguf *g, cJSON *root) {
     int rc = leash_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &add_bos);
     if (rc < 0 || (rc = leash_gguf_get_int(g, "tokenizer.ggml.bos_token_id", &bos)) < 0) return rc;
     const char *bos_text = token_text(g, bos);
-    if (!add_bos || !bos_text) {
+    if (add_bos && !bos_text) // llama.cpp asserts on such a file; the document would silently add no BOS
+        return leash_fail(LEASH_EFORMAT, "%s: tokenizer.ggml.add_bos_token is true, but tokenizer.ggml.bos_token_id %s",
+                          leash_gguf_path(g), rc == 1 ? "is absent" : "is not one of tokenizer.ggml.tokens");
+    if (!add_bos) {
         cJSON_AddItemToObject(root, "post_processor", byte_level(1, 0, 1));
         return LEASH_OK;
     }

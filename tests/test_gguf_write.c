@@ -370,3 +370,30 @@ Test(gguf_write, out_of_range_weights_and_ids_are_refused, .timeout = 120) {
     leash_gpt_free(m);
     drop(dir);
 }
+
+/* Review finding: a GGUF whose tokenizer.ggml.add_bos_token is true but which names no BOS token (leash's
+ * export writes one from a tokenizer_config.json that asks for a BOS the directory does not name) was read
+ * into a tokenizer.json that silently adds no BOS (llama.cpp asserts on it); now an error naming both keys. */
+Test(gguf_write, add_bos_without_a_bos_token_is_refused, .timeout = 120) {
+    char dir[64], mdir[128], out[256];
+    scratch(dir);
+    snprintf(mdir, sizeof mdir, "%s/model", dir);
+    cr_assert_eq(leash_mkdir(mdir), 0);
+    cr_assert_eq(leash_tokenizer_train(text, strlen(text), 300, 2, mdir), 0, "%s", leash_errmsg());
+    leash_gpt_config c = {.vocab_size = 300, .n_positions = 16, .n_embd = 32, .n_layer = 1, .n_head = 2,
+                          .bos_token_id = -1, .eos_token_id = -1, .layer_norm_epsilon = 1e-5f};
+    leash_gpt *m = model_in(mdir, c, 6);
+    snprintf(out, sizeof out, "%s/out.gguf", dir);
+    leash_tokenizer *tok = NULL;
+    cr_assert_eq(leash_gguf_save(m, mdir, out, LEASH_GGML_F32, NULL), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_tokenizer_load_dir(&tok, out), 0, "without add_bos_token: %s", leash_errmsg());
+    leash_tokenizer_free(tok), tok = NULL;
+    write_text(mdir, "tokenizer_config.json", "{\"add_bos_token\": true}");
+    cr_assert_eq(leash_gguf_save(m, mdir, out, LEASH_GGML_F32, NULL), 0, "%s", leash_errmsg());
+    cr_assert_neq(leash_tokenizer_load_dir(&tok, out), 0, "add_bos_token without a BOS id was accepted");
+    cr_log_info("add_bos_token without a BOS: %s", leash_errmsg());
+    cr_assert(strstr(leash_errmsg(), "add_bos_token") && strstr(leash_errmsg(), "bos_token_id") &&
+              strstr(leash_errmsg(), out), "%s", leash_errmsg());
+    leash_gpt_free(m);
+    drop(dir);
+}
