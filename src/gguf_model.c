@@ -13,8 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "leash/config.h"
 #include "leash/error.h"
 #include "leash/gguf.h"
+#include "gguf_internal.h"
 #include "gpt_internal.h"
 
 /* ---- configuration ----------------------------------------------------------------------------- */
@@ -104,7 +106,7 @@ static int rope_scaling(const leash_gguf *g, const char *arch, leash_gpt_config 
     } else if (rc == 1 && (rc = arch_float(g, arch, "rope.scale_linear", 0, 1.0, &factor)))
         return rc;
     if (!(factor > 0.0)) return leash_fail(LEASH_EFORMAT, "%s: the linear rotary scaling factor must be > 0", leash_gguf_path(g));
-    if (factor != 1.0) cfg->rope_scaling = LEASH_ROPE_LINEAR, cfg->rope_factor = (float)factor;
+    if (factor != 1.0) cfg->rope_scaling = LEASH_ROPE_LINEAR, cfg->rope_factor = leash_config_float(factor);
     return LEASH_OK;
 }
 
@@ -159,8 +161,8 @@ static int llama_config(const leash_gguf *g, const char *arch, leash_gpt_config 
     if (rope_dims && rope_dims != hs)
         return leash_fail(LEASH_EFORMAT, "%s: \"%s.rope.dimension_count\" = %d but the head size is %d; leash rotates whole heads",
                           path, arch, rope_dims, hs);
-    cfg->layer_norm_epsilon = (float)eps;
-    cfg->rope_theta = (float)theta;
+    cfg->layer_norm_epsilon = leash_config_float(eps); // beyond float: inf, which the config check refuses
+    cfg->rope_theta = leash_config_float(theta);
     cfg->untied_head = leash_gguf_find_tensor(g, "output.weight") != NULL;
     // biases: Qwen2's q, k, v always; Llama's attention_bias covers q, k, v and o (the tensors then must all be there)
     cfg->qkv_bias = qwen2 || leash_gguf_find_tensor(g, "blk.0.attn_q.bias");
@@ -184,7 +186,7 @@ static int gpt2_config(const leash_gguf *g, leash_gpt_config *cfg) {
         return leash_fail(LEASH_EFORMAT, "%s: \"gpt2.feed_forward_length\" = %d; leash's GPT-2 uses 4 * n_embd = %d", path,
                           cfg->n_inner, 4 * cfg->n_embd);
     cfg->n_kv_head = cfg->n_inner = 0;
-    cfg->layer_norm_epsilon = (float)eps;
+    cfg->layer_norm_epsilon = leash_config_float(eps);
     return LEASH_OK;
 }
 
@@ -228,65 +230,7 @@ int leash_gguf_load_config(const char *path, leash_gpt_config *cfg) {
 
 /* ---- weights ----------------------------------------------------------------------------------- */
 
-enum { AS_IS, PERMUTED, TRANSPOSED }; /* how the converter stored a tensor */
-
-typedef struct {
-    const char *leash, *gguf; /* name stems after "model.layers.N." / "h.N." and "blk.N." */
-    int how;
-} name_map;
-
-static const name_map llama_layer[] = {
-    {"input_layernorm.weight", "attn_norm.weight", AS_IS},  {"self_attn.q_proj.weight", "attn_q.weight", PERMUTED},
-    {"self_attn.q_proj.bias", "attn_q.bias", PERMUTED},     {"self_attn.k_proj.weight", "attn_k.weight", PERMUTED},
-    {"self_attn.k_proj.bias", "attn_k.bias", PERMUTED},     {"self_attn.v_proj.weight", "attn_v.weight", AS_IS},
-    {"self_attn.v_proj.bias", "attn_v.bias", AS_IS},        {"self_attn.o_proj.weight", "attn_output.weight", AS_IS},
-    {"self_attn.o_proj.bias", "attn_output.bias", AS_IS},   {"post_attention_layernorm.weight", "ffn_norm.weight", AS_IS},
-    {"mlp.gate_proj.weight", "ffn_gate.weight", AS_IS},     {"mlp.gate_proj.bias", "ffn_gate.bias", AS_IS},
-    {"mlp.up_proj.weight", "ffn_up.weight", AS_IS},         {"mlp.up_proj.bias", "ffn_up.bias", AS_IS},
-    {"mlp.down_proj.weight", "ffn_down.weight", AS_IS},     {"mlp.down_proj.bias", "ffn_down.bias", AS_IS}};
-static const name_map llama_global[] = {{"model.embed_tokens.weight", "token_embd.weight", AS_IS},
-                                        {"model.norm.weight", "output_norm.weight", AS_IS},
-                                        {"lm_head.weight", "output.weight", AS_IS}};
-static const name_map gpt2_layer[] = {
-    {"ln_1.weight", "attn_norm.weight", AS_IS},          {"ln_1.bias", "attn_norm.bias", AS_IS},
-    {"attn.c_attn.weight", "attn_qkv.weight", TRANSPOSED}, {"attn.c_attn.bias", "attn_qkv.bias", AS_IS},
-    {"attn.c_proj.weight", "attn_output.weight", TRANSPOSED}, {"attn.c_proj.bias", "attn_output.bias", AS_IS},
-    {"ln_2.weight", "ffn_norm.weight", AS_IS},           {"ln_2.bias", "ffn_norm.bias", AS_IS},
-    {"mlp.c_fc.weight", "ffn_up.weight", TRANSPOSED},    {"mlp.c_fc.bias", "ffn_up.bias", AS_IS},
-    {"mlp.c_proj.weight", "ffn_down.weight", TRANSPOSED}, {"mlp.c_proj.bias", "ffn_down.bias", AS_IS}};
-static const name_map gpt2_global[] = {{"wte.weight", "token_embd.weight", AS_IS},
-                                       {"wpe.weight", "position_embd.weight", AS_IS},
-                                       {"ln_f.weight", "output_norm.weight", AS_IS},
-                                       {"ln_f.bias", "output_norm.bias", AS_IS}};
-
-/* The GGUF name of one of m's tensors and how it is stored; 0 when it has none. */
-static int gguf_name(const leash_gpt_config *cfg, const char *name, char *out, size_t size, int *how) {
-    int gpt2 = cfg->arch == LEASH_ARCH_GPT2, layer, at = 0;
-    const name_map *global = gpt2 ? gpt2_global : llama_global, *per = gpt2 ? gpt2_layer : llama_layer;
-    size_t n_global = gpt2 ? 4 : 3, n_per = gpt2 ? sizeof gpt2_layer / sizeof gpt2_layer[0] : sizeof llama_layer / sizeof llama_layer[0];
-    for (size_t i = 0; i < n_global; i++)
-        if (strcmp(name, global[i].leash) == 0) return snprintf(out, size, "%s", global[i].gguf), *how = global[i].how, 1;
-    if (sscanf(name, gpt2 ? "h.%d.%n" : "model.layers.%d.%n", &layer, &at) != 1 || at == 0) return 0;
-    for (size_t i = 0; i < n_per; i++)
-        if (strcmp(name + at, per[i].leash) == 0) {
-            snprintf(out, size, "blk.%d.%s", layer, per[i].gguf);
-            // Qwen2's rope is NEOX (rotate-half), stored as Hugging Face has it
-            *how = per[i].how == PERMUTED && strcmp(cfg->model_type, "qwen2") == 0 ? AS_IS : per[i].how;
-            return 1;
-        }
-    return 0;
-}
-
-/* Undoes the converter's q/k row permutation in place: rows (n_rows) of width w, heads of hs rows. */
-static int unpermute(float *x, int64_t n_rows, int64_t w, int hs, float *tmp) {
-    for (int64_t h = 0; h < n_rows / hs; h++) {
-        float *head = x + h * hs * w;
-        memcpy(tmp, head, (size_t)(hs * w) * sizeof *tmp);
-        for (int i = 0; i < 2; i++)
-            for (int j = 0; j < hs / 2; j++) memcpy(head + (i * hs / 2 + j) * w, tmp + (2 * j + i) * w, (size_t)w * sizeof *tmp);
-    }
-    return LEASH_OK;
-}
+enum { AS_IS = LEASH_GGUF_AS_IS, PERMUTED = LEASH_GGUF_PERMUTED, TRANSPOSED = LEASH_GGUF_TRANSPOSED };
 
 /* One tensor of m (info t) from GGUF tensor s, stored as `how`. */
 static int read_tensor(const leash_gguf *g, const leash_gguf_tensor *s, const leash_tensor_info *t, int how, int hs, float *dst) {
@@ -300,11 +244,14 @@ static int read_tensor(const leash_gguf *g, const leash_gguf_tensor *s, const le
                                          "%lld} (leash's '%s')",
                           path, s->name, (long long)s->ne[0], (long long)s->ne[1], (long long)s->ne[2], (long long)s->ne[3],
                           (long long)want[0], (long long)want[1], t->name);
-    float *tmp = NULL;
-    if (how != AS_IS && !(tmp = malloc((how == TRANSPOSED ? t->numel : (size_t)hs * (size_t)want[0]) * sizeof *tmp)))
+    float *tmp = NULL; // (numel) the tensor as stored, when that is not leash's layout
+    if (how != AS_IS && !(tmp = malloc(t->numel * sizeof *tmp)))
         return leash_fail(LEASH_ENOMEM, "%s: out of memory for tensor '%s'", path, s->name);
-    int rc = leash_gguf_read_f32(g, s, how == TRANSPOSED ? tmp : dst);
-    if (!rc && how == PERMUTED) rc = unpermute(dst, t->shape[0], t->ndim == 1 ? 1 : t->shape[1], hs, tmp);
+    int rc = leash_gguf_read_f32(g, s, how == AS_IS ? dst : tmp);
+    int64_t w = t->ndim == 1 ? 1 : t->shape[1];
+    if (!rc && how == PERMUTED) // stored row r is Hugging Face's row permuted_row(r)
+        for (int64_t r = 0; r < t->shape[0]; r++)
+            memcpy(dst + leash_gguf_permuted_row(r, hs) * w, tmp + r * w, (size_t)w * sizeof *tmp);
     if (!rc && how == TRANSPOSED) // tmp (out, in) -> dst (in, out)
         for (int64_t i = 0; i < t->shape[0]; i++)
             for (int64_t o = 0; o < t->shape[1]; o++) dst[i * t->shape[1] + o] = tmp[o * t->shape[0] + i];
@@ -333,7 +280,7 @@ static int read_weights(const leash_gguf *g, leash_gpt *m, char *seen, char *use
         const leash_tensor_info *t = leash_gpt_tensor(m, i);
         char name[128];
         int how = AS_IS;
-        if (!gguf_name(cfg, t->name, name, sizeof name, &how))
+        if (!leash_gguf_tensor_name(cfg, t->name, name, sizeof name, &how))
             return leash_fail(LEASH_EFORMAT, "%s: leash's tensor '%s' has no GGUF counterpart (a scalar head is not stored in GGUF)",
                               path, t->name);
         const leash_gguf_tensor *s = leash_gguf_find_tensor(g, name);

@@ -20,6 +20,7 @@
 #include "leash/fileio.h"
 #include "leash/gguf.h"
 #include "leash/gpt.h"
+#include "gguf_internal.h"
 
 enum { ALIGNMENT = 32, QK8_0 = 32 };
 enum { TOK_NORMAL = 1, TOK_CONTROL = 3, TOK_USER_DEFINED = 4, TOK_UNUSED = 5 }; /* llama.cpp's token types */
@@ -125,7 +126,8 @@ static void kv_arch_f32(buf *b, const char *arch, const char *k, float v) {
 
 /* ---- the tensor plan: which leash tensor becomes which GGUF tensor, how ------------------------------- */
 
-enum { OP_COPY, OP_TRANSPOSE, OP_PERMUTE_Q, OP_PERMUTE_K, OP_ROPE_FREQS };
+/* How a tensor is written: the converter's layouts (gguf_internal.h), or rope_freqs computed from the config. */
+enum { OP_COPY = LEASH_GGUF_AS_IS, OP_PERMUTE = LEASH_GGUF_PERMUTED, OP_TRANSPOSE = LEASH_GGUF_TRANSPOSED, OP_ROPE_FREQS };
 
 typedef struct {
     char name[96];
@@ -137,66 +139,12 @@ typedef struct {
     uint64_t offset, nbytes;
 } plan_tensor;
 
-typedef struct {
-    const char *hf, *gguf;
-    int op;
-} name_map;
-
-/* Layer tensors by the Hugging Face name after "h.N." / "model.layers.N."; GPT-2's Conv1D weights are
- * (in, out) and transposed, Llama's q and k rows permuted for ggml's interleaved rotary pairs. */
-static const name_map gpt2_layer[] = {
-    {"ln_1.weight", "attn_norm.weight", OP_COPY},          {"ln_1.bias", "attn_norm.bias", OP_COPY},
-    {"attn.c_attn.weight", "attn_qkv.weight", OP_TRANSPOSE}, {"attn.c_attn.bias", "attn_qkv.bias", OP_COPY},
-    {"attn.c_proj.weight", "attn_output.weight", OP_TRANSPOSE}, {"attn.c_proj.bias", "attn_output.bias", OP_COPY},
-    {"ln_2.weight", "ffn_norm.weight", OP_COPY},            {"ln_2.bias", "ffn_norm.bias", OP_COPY},
-    {"mlp.c_fc.weight", "ffn_up.weight", OP_TRANSPOSE},     {"mlp.c_fc.bias", "ffn_up.bias", OP_COPY},
-    {"mlp.c_proj.weight", "ffn_down.weight", OP_TRANSPOSE}, {"mlp.c_proj.bias", "ffn_down.bias", OP_COPY},
-};
-static const name_map gpt2_global[] = {
-    {"wte.weight", "token_embd.weight", OP_COPY}, {"wpe.weight", "position_embd.weight", OP_COPY},
-    {"ln_f.weight", "output_norm.weight", OP_COPY}, {"ln_f.bias", "output_norm.bias", OP_COPY},
-};
-static const name_map llama_layer[] = {
-    {"input_layernorm.weight", "attn_norm.weight", OP_COPY},
-    {"self_attn.q_proj.weight", "attn_q.weight", OP_PERMUTE_Q}, {"self_attn.q_proj.bias", "attn_q.bias", OP_PERMUTE_Q},
-    {"self_attn.k_proj.weight", "attn_k.weight", OP_PERMUTE_K}, {"self_attn.k_proj.bias", "attn_k.bias", OP_PERMUTE_K},
-    {"self_attn.v_proj.weight", "attn_v.weight", OP_COPY},      {"self_attn.v_proj.bias", "attn_v.bias", OP_COPY},
-    {"self_attn.o_proj.weight", "attn_output.weight", OP_COPY}, {"self_attn.o_proj.bias", "attn_output.bias", OP_COPY},
-    {"post_attention_layernorm.weight", "ffn_norm.weight", OP_COPY},
-    {"mlp.gate_proj.weight", "ffn_gate.weight", OP_COPY},       {"mlp.gate_proj.bias", "ffn_gate.bias", OP_COPY},
-    {"mlp.up_proj.weight", "ffn_up.weight", OP_COPY},           {"mlp.up_proj.bias", "ffn_up.bias", OP_COPY},
-    {"mlp.down_proj.weight", "ffn_down.weight", OP_COPY},       {"mlp.down_proj.bias", "ffn_down.bias", OP_COPY},
-};
-static const name_map llama_global[] = {
-    {"model.embed_tokens.weight", "token_embd.weight", OP_COPY},
-    {"model.norm.weight", "output_norm.weight", OP_COPY},
-    {"lm_head.weight", "output.weight", OP_COPY},
-};
-
-static const name_map *find_map(const name_map *map, size_t n, const char *name) {
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(map[i].hf, name)) return &map[i];
-    return NULL;
-}
-
 /* The GGUF name and operation of leash tensor t; 0, or an error for a tensor llama.cpp has no place for. */
 static int map_tensor(const leash_gpt_config *c, const char *arch, const leash_tensor_info *t, plan_tensor *p) {
-    int gpt2 = c->arch == LEASH_ARCH_GPT2, layer = -1, used = 0;
-    const name_map *m = NULL;
-    if (sscanf(t->name, gpt2 ? "h.%d.%n" : "model.layers.%d.%n", &layer, &used) == 1 && used > 0)
-        m = gpt2 ? find_map(gpt2_layer, sizeof gpt2_layer / sizeof *gpt2_layer, t->name + used)
-                 : find_map(llama_layer, sizeof llama_layer / sizeof *llama_layer, t->name + used);
-    else
-        m = gpt2 ? find_map(gpt2_global, sizeof gpt2_global / sizeof *gpt2_global, t->name)
-                 : find_map(llama_global, sizeof llama_global / sizeof *llama_global, t->name);
-    if (!m)
+    if (!leash_gguf_tensor_name(c, t->name, p->name, sizeof p->name, &p->op))
         return leash_fail(LEASH_EINVAL, "tensor %s has no place in llama.cpp's %s architecture (a reward or value model's "
                                         "scalar head cannot be exported; export the policy or SFT model)",
                           t->name, arch);
-    if (layer >= 0) snprintf(p->name, sizeof p->name, "blk.%d.%s", layer, m->gguf);
-    else snprintf(p->name, sizeof p->name, "%s", m->gguf);
-    p->op = m->op;
-    if ((p->op == OP_PERMUTE_Q || p->op == OP_PERMUTE_K) && strcmp(arch, "llama")) p->op = OP_COPY; // qwen2: NEOX rope
     p->n_dims = t->ndim;
     if (t->ndim == 1) p->ne[0] = t->shape[0], p->ne[1] = 1;
     else if (p->op == OP_TRANSPOSE) p->ne[0] = t->shape[0], p->ne[1] = t->shape[1]; // Conv1D (in, out)
@@ -218,13 +166,6 @@ static uint64_t row_bytes(int type, int64_t ne0) {
     case LEASH_GGML_Q8_0: return (uint64_t)(ne0 / QK8_0) * (2 + QK8_0);
     default: return (uint64_t)ne0 * 2;
     }
-}
-
-/* Source row of output row r of a (rows, ne0) tensor whose rows are heads of hs: llama.cpp's
- * LlamaModel.permute, out[h][2i + j] = in[h][j hs/2 + i]. */
-static int64_t permuted_row(int64_t r, int hs) {
-    int64_t h = r / hs, w = r % hs;
-    return h * hs + (w % 2) * (hs / 2) + w / 2;
 }
 
 /* rope_freqs.weight for llama3 rotary scaling, as the converter computes it in float32 (torch): 1 for short
@@ -725,9 +666,9 @@ static int write_tensor(FILE *f, const leash_gpt *m, const plan_tensor *p, float
         if (p->op == OP_TRANSPOSE) // Conv1D (in = ne0, out = rows): output row r is column r
             for (int64_t j = 0; j < ne0; j++) row[j] = src[j * rows + r];
         else if (p->op != OP_ROPE_FREQS) {
-            int64_t s = p->op == OP_PERMUTE_Q || p->op == OP_PERMUTE_K ? permuted_row(r, (int)hs) : r;
+            int64_t s = p->op == OP_PERMUTE ? leash_gguf_permuted_row(r, (int)hs) : r;
             if (p->n_dims == 1 && p->op != OP_COPY) { // a permuted bias: one value a "row"
-                for (int64_t j = 0; j < ne0; j++) row[j] = src[permuted_row(j, (int)hs)];
+                for (int64_t j = 0; j < ne0; j++) row[j] = src[leash_gguf_permuted_row(j, (int)hs)];
             } else memcpy(row, src + s * ne0, (size_t)ne0 * sizeof *row);
         }
         for (int64_t j = 0; j < ne0; j++)
