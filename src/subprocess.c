@@ -109,8 +109,8 @@ static int take_line(leash_subprocess *x, int id, char *line, size_t cap) {
     char *nl = memchr(x->buf, '\n', x->n);
     if (!nl) {
         if (x->n < sizeof x->buf) return 0;
-        return leash_fail(LEASH_EFORMAT, "%s: answer %d has no newline in its first %zu bytes; an answer is one JSON "
-                                         "line of at most %zu bytes",
+        return leash_fail(LEASH_EFORMAT, "%s: answer %d is too long: more than %zu bytes without a newline; an answer is "
+                                         "one JSON line of at most %zu bytes (the id and the number, not the text)",
                           x->what, id, sizeof x->buf, cap - 1);
     }
     size_t k = (size_t)(nl - x->buf);
@@ -191,6 +191,10 @@ int subprocess_request(leash_subprocess *x, double timeout_s, int id, const char
 
 /* ---- the answers --------------------------------------------------------------------------------- */
 
+/* The largest |reward| (and judge margin) accepted: its square, in the advantages' variance, stays far inside
+ * float32 (a reward of 1e300 used to surface as a NaN gradient of wte.weight). */
+#define SUBPROCESS_REWARD_MAX 1e9
+
 /* The answer line as a JSON object carrying "id": id; NULL (and the error) when it is not. */
 static cJSON *answer_object(const char *what, int id, const char *line, int *rc) {
     cJSON *a = cJSON_Parse(line);
@@ -211,6 +215,9 @@ int subprocess_parse_reward(const char *line, int id, double *reward) {
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(a, "reward");
     if (!cJSON_IsNumber(r) || !isfinite(r->valuedouble))
         rc = leash_fail(LEASH_EFORMAT, "reward command: answer to request %d needs a finite number \"reward\": '%.80s'", id, line);
+    else if (fabs(r->valuedouble) > SUBPROCESS_REWARD_MAX) // its square, the advantages' variance, overflows float32
+        rc = leash_fail(LEASH_EFORMAT, "reward command: answer to request %d: \"reward\" %g is too large; |reward| <= %g is "
+                                       "accepted (scale the rewards down): '%.80s'", id, r->valuedouble, SUBPROCESS_REWARD_MAX, line);
     else *reward = r->valuedouble;
     cJSON_Delete(a);
     return rc;
@@ -224,9 +231,9 @@ int subprocess_parse_judge(const char *line, int id, int *pref_a, double *margin
     if (!cJSON_IsString(p) || (strcmp(p->valuestring, "a") && strcmp(p->valuestring, "b")))
         rc = leash_fail(LEASH_EFORMAT, "judge command: answer to request %d: \"preferred\" must be \"a\" or \"b\": '%.80s'", id,
                         line);
-    else if (m && (!cJSON_IsNumber(m) || !(m->valuedouble >= 0.0) || !isfinite(m->valuedouble)))
-        rc = leash_fail(LEASH_EFORMAT, "judge command: answer to request %d: \"margin\" must be a finite number >= 0: '%.80s'",
-                        id, line);
+    else if (m && (!cJSON_IsNumber(m) || !(m->valuedouble >= 0.0) || !(m->valuedouble <= SUBPROCESS_REWARD_MAX)))
+        rc = leash_fail(LEASH_EFORMAT, "judge command: answer to request %d: \"margin\" must be a number in [0, %g]: '%.80s'",
+                        id, SUBPROCESS_REWARD_MAX, line);
     else {
         *pref_a = p->valuestring[0] == 'a';
         *margin = m ? m->valuedouble : NAN;

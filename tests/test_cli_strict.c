@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../src/subprocess.h"
+#include "leash/error.h"
 #include "leash/fileio.h"
 #include "testutil.h"
 
@@ -356,4 +358,73 @@ Test(cli_strict, tokenizer_train_keeps_tokens_within_the_limit_it_checks) {
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
+}
+
+/* ---- 14: messages that named the wrong cause ----------------------------------------------------- */
+
+/* A reward of 1e300 passed the answer check and surfaced as a NaN gradient of wte.weight; now the answer is
+ * refused, naming the reward and the accepted size. A judge's margin the same. */
+Test(cli_strict, a_huge_reward_is_refused_at_the_answer) {
+    double r = 0.0;
+    int rc = subprocess_parse_reward("{\"id\": 3, \"reward\": 1e300}", 3, &r);
+    cr_assert(rc == LEASH_EFORMAT && strstr(leash_errmsg(), "\"reward\" 1e+300 is too large"), "rc %d: %s", rc, leash_errmsg());
+    fprintf(stderr, "reward 1e300: %s\n", leash_errmsg());
+    cr_assert_eq(subprocess_parse_reward("{\"id\": 3, \"reward\": -1e9}", 3, &r), 0, "%s", leash_errmsg());
+    cr_assert_eq(r, -1e9);
+    int a;
+    double m;
+    rc = subprocess_parse_judge("{\"id\": 1, \"preferred\": \"a\", \"margin\": 1e300}", 1, &a, &m);
+    cr_assert(rc == LEASH_EFORMAT && strstr(leash_errmsg(), "\"margin\" must be a number in [0, 1e+09]"), "%s", leash_errmsg());
+}
+
+/* A 10 MB answer line was "answer 0 has no newline"; it is too long. A command that reads but never
+ * answers (as one whose print is buffered) gets the hint to flush each line. */
+Test(cli_strict, a_long_or_missing_answer_is_named_for_what_it_is, .timeout = 30) {
+    leash_subprocess x;
+    cr_assert_eq(subprocess_start(&x, "read l; head -c 10000000 /dev/zero | tr '\\000' a; echo", "reward command"), 0, "%s",
+                 leash_errmsg());
+    char answer[4096];
+    int rc = subprocess_request(&x, 10.0, 0, "{\"id\": 0}", answer, sizeof answer);
+    subprocess_stop(&x);
+    cr_assert(rc && strstr(leash_errmsg(), "answer 0 is too long") && !strstr(leash_errmsg(), "has no newline"), "%s", leash_errmsg());
+    fprintf(stderr, "10 MB answer: %s\n", leash_errmsg());
+    cr_assert_eq(subprocess_start(&x, "read l; sleep 30", "reward command"), 0, "%s", leash_errmsg());
+    rc = subprocess_request(&x, 0.5, 0, "{\"id\": 0}", answer, sizeof answer);
+    cr_assert(rc && strstr(leash_errmsg(), "did not answer request 0") && strstr(leash_errmsg(), "flush each answer line"), "%s",
+              leash_errmsg());
+}
+
+/* 1e400 in kl's input (text or JSON) was reported as a logit of -inf / inf ("mask a token with -1e30, not
+ * -inf"); it is a number too large for a double. */
+Test(cli_strict, an_overflowing_input_number_is_too_large_not_inf) {
+    char out[4096], err[4096];
+    int st = run2("printf -- '-1e400 2\\n3 4\\n' | " LEASH_BIN " kl", out, sizeof out, err, sizeof err);
+    cr_assert(st == 1 && strstr(err, "leash kl: -:1:1: '-1e400' is too large") && !strstr(err, "-inf"), "exit %d: %s", st, err);
+    st = run2("echo '{\"logits\": [1, 1e400], \"ref_logits\": [1, 2]}' | " LEASH_BIN " kl", out, sizeof out, err, sizeof err);
+    cr_assert(st == 1 && strstr(err, "\"logits\"[1] is too large") && !strstr(err, "= inf"), "exit %d: %s", st, err);
+    // a real infinity is still named as one
+    st = run2("printf -- 'inf 2\\n3 4\\n' | " LEASH_BIN " kl", out, sizeof out, err, sizeof err);
+    cr_assert(st == 1 && strstr(err, "logits[0] = inf"), "exit %d: %s", st, err);
+}
+
+/* A prompt longer than the policy's positions: judge label said "prompt 1 has N tokens" (its row in the
+ * sampler's batch); now the prompts file and the prompt's number. */
+Test(cli_strict, a_too_long_prompt_names_the_file_and_the_prompt, .timeout = 60) {
+    rl_scratch w;
+    rl_scratch_make(&w, "strict-long");
+    char script[256], cmd[2048], out[4096], err[8192], path[256];
+    judge_script(w.dir, script, sizeof script);
+    snprintf(path, sizeof path, "%s/long.jsonl", w.dir);
+    char text[2048] = "{\"prompt\": \"the film\"}\n{\"prompt\": \"";
+    for (int i = 0; i < 60; i++) strcat(text, "the plot was good and ");
+    strcat(text, "\"}\n");
+    write_text(path, text);
+    snprintf(cmd, sizeof cmd, "%s judge label --policy %s --prompts %s --judge-cmd %s --out %s/prefs.jsonl --max-new 4 -q",
+             LEASH_BIN, w.dir, path, script, w.dir);
+    int st = run2(cmd, out, sizeof out, err, sizeof err);
+    char want[300];
+    snprintf(want, sizeof want, "%s: prompt 2 (blank lines not counted) has", path);
+    cr_assert(st == 1 && strstr(err, want) && strstr(err, "32 positions"), "exit %d: %s", st, err);
+    fprintf(stderr, "too-long prompt: %s", err);
+    rl_scratch_drop(&w);
 }

@@ -57,6 +57,9 @@ typedef struct {
     int n;
 } cli_numbers;
 
+/* "leash CMD" while a subcommand runs (main.c sets it), "leash" before: the prefix of input.c's messages. */
+extern const char *cli_name;
+
 /* Reads a whole file ("-" = stdin) into a NUL-terminated buffer; NULL and a message on stderr on
  * failure. */
 char *cli_read_file(const char *path, size_t *len);

@@ -16,11 +16,13 @@
 
 #include "cli.h"
 
+const char *cli_name = "leash";
+
 char *cli_read_file(const char *path, size_t *len) {
     int is_stdin = strcmp(path, "-") == 0;
     FILE *f = is_stdin ? stdin : fopen(path, "rb");
     if (!f) {
-        fprintf(stderr, "leash: cannot open '%s': %s\n", path, strerror(errno));
+        fprintf(stderr, "%s: cannot open '%s': %s\n", cli_name, path, strerror(errno));
         return NULL;
     }
     size_t cap = 1 << 16, n = 0;
@@ -43,7 +45,7 @@ char *cli_read_file(const char *path, size_t *len) {
     int failed = !buf || ferror(f);
     if (!is_stdin) fclose(f);
     if (failed) {
-        fprintf(stderr, "leash: cannot read '%s': %s\n", path, buf ? "read error" : "out of memory");
+        fprintf(stderr, "%s: cannot read '%s': %s\n", cli_name, path, buf ? "read error" : "out of memory");
         free(buf);
         return NULL;
     }
@@ -78,7 +80,7 @@ int cli_parse_text_lists(const char *path, const char *text, cli_numbers *lists,
         while (q < eol && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
         if (q < eol && *q != '#') {
             if (found == max) {
-                fprintf(stderr, "leash: %s:%d: more than %d lists of numbers; expected exactly %d lines\n",
+                fprintf(stderr, "%s: %s:%d: more than %d lists of numbers; expected exactly %d lines\n", cli_name,
                         path, line, max, max);
                 return -1;
             }
@@ -94,12 +96,17 @@ int cli_parse_text_lists(const char *path, const char *text, cli_numbers *lists,
                 if (end == q || end > eol || (*end && !strchr(" \t,\r\n", *end))) {
                     int w = 0;
                     while (q + w < eol && !strchr(" \t,\r", q[w])) w++;
-                    fprintf(stderr, "leash: %s:%d:%d: '%.*s' is not a number\n", path, line,
+                    fprintf(stderr, "%s: %s:%d:%d: '%.*s' is not a number\n", cli_name, path, line,
                             (int)(q - p) + 1, w, q);
                     return -1;
                 }
+                if (isinf(x) && errno == ERANGE) { // 1e400: too large, not the infinity the checks after would blame
+                    fprintf(stderr, "%s: %s:%d:%d: '%.*s' is too large (it overflows a double, |x| > 1.8e308)\n", cli_name,
+                            path, line, (int)(q - p) + 1, (int)(end - q), q);
+                    return -1;
+                }
                 if (push(l, x)) {
-                    fprintf(stderr, "leash: %s: out of memory\n", path);
+                    fprintf(stderr, "%s: %s: out of memory\n", cli_name, path);
                     return -1;
                 }
                 q = end;
@@ -113,18 +120,22 @@ int cli_parse_text_lists(const char *path, const char *text, cli_numbers *lists,
 
 int cli_json_numbers(const char *path, const char *key, const cJSON *arr, cli_numbers *out) {
     if (!cJSON_IsArray(arr)) {
-        fprintf(stderr, "leash: %s: \"%s\" must be an array of numbers\n", path, key);
+        fprintf(stderr, "%s: %s: \"%s\" must be an array of numbers\n", cli_name, path, key);
         return -1;
     }
     int i = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, arr) {
         if (!cJSON_IsNumber(it)) {
-            fprintf(stderr, "leash: %s: \"%s\"[%d] is not a number\n", path, key, i);
+            fprintf(stderr, "%s: %s: \"%s\"[%d] is not a number\n", cli_name, path, key, i);
+            return -1;
+        }
+        if (isinf(it->valuedouble)) { // JSON has no infinity: the number overflowed a double
+            fprintf(stderr, "%s: %s: \"%s\"[%d] is too large (it overflows a double, |x| > 1.8e308)\n", cli_name, path, key, i);
             return -1;
         }
         if (push(out, it->valuedouble)) {
-            fprintf(stderr, "leash: %s: out of memory\n", path);
+            fprintf(stderr, "%s: %s: out of memory\n", cli_name, path);
             return -1;
         }
         i++;

@@ -59,7 +59,7 @@ static int read_two_lists(const char *path, const char *text, const char *keys[2
         int n = cli_parse_text_lists(path, text, lists, 2);
         if (n < 0) return -1;
         if (n != 2) {
-            fprintf(stderr, "leash: %s: found %d list(s) of numbers; expected 2 lines: %s, then %s\n", path, n,
+            fprintf(stderr, "leash kl: %s: found %d list(s) of numbers; expected 2 lines: %s, then %s\n", path, n,
                     keys[0], keys[1]);
             return -1;
         }
@@ -68,13 +68,13 @@ static int read_two_lists(const char *path, const char *text, const char *keys[2
     const char *err_at = NULL;
     cJSON *root = cJSON_ParseWithOpts(text, &err_at, 1);
     if (!root) {
-        fprintf(stderr, "leash: %s: malformed JSON at byte %ld\n", path, err_at ? (long)(err_at - text) : -1L);
+        fprintf(stderr, "leash kl: %s: malformed JSON at byte %ld\n", path, err_at ? (long)(err_at - text) : -1L);
         return -1;
     }
     int rc = 0;
     if (cJSON_IsArray(root)) {
         if (cJSON_GetArraySize(root) != 2) {
-            fprintf(stderr, "leash: %s: a JSON array must hold exactly 2 lists (%s, %s), found %d\n", path, keys[0],
+            fprintf(stderr, "leash kl: %s: a JSON array must hold exactly 2 lists (%s, %s), found %d\n", path, keys[0],
                     keys[1], cJSON_GetArraySize(root));
             rc = -1;
         }
@@ -83,7 +83,7 @@ static int read_two_lists(const char *path, const char *text, const char *keys[2
         for (int i = 0; i < 2 && !rc; i++) {
             const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, keys[i]);
             if (!a) {
-                fprintf(stderr, "leash: %s: missing key \"%s\"\n", path, keys[i]);
+                fprintf(stderr, "leash kl: %s: missing key \"%s\"\n", path, keys[i]);
                 rc = -1;
             } else {
                 rc = cli_json_numbers(path, keys[i], a, &lists[i]);
@@ -92,7 +92,7 @@ static int read_two_lists(const char *path, const char *text, const char *keys[2
         const cJSON *x = extra_key ? cJSON_GetObjectItemCaseSensitive(root, extra_key) : NULL;
         if (!rc && x) {
             if (!cJSON_IsNumber(x)) {
-                fprintf(stderr, "leash: %s: \"%s\" must be a number\n", path, extra_key);
+                fprintf(stderr, "leash kl: %s: \"%s\" must be a number\n", path, extra_key);
                 rc = -1;
             } else {
                 *extra = x->valuedouble;
@@ -108,12 +108,12 @@ static int read_two_lists(const char *path, const char *text, const char *keys[2
 static float *to_floats(const char *path, const char *what, const cli_numbers *l) {
     float *f = malloc((size_t)(l->n ? l->n : 1) * sizeof *f);
     if (!f) {
-        fprintf(stderr, "leash: out of memory\n");
+        fprintf(stderr, "leash kl: out of memory\n");
         return NULL;
     }
     for (int i = 0; i < l->n; i++) {
         if (isfinite(l->v[i]) && fabs(l->v[i]) > FLT_MAX) {
-            fprintf(stderr, "leash: %s: %s[%d] = %g does not fit float32 (|x| <= %g)\n", path, what, i, l->v[i],
+            fprintf(stderr, "leash kl: %s: %s[%d] = %g does not fit float32 (|x| <= %g)\n", path, what, i, l->v[i],
                     (double)FLT_MAX);
             free(f);
             return NULL;
@@ -130,7 +130,7 @@ static void print_json(cJSON *o) {
 }
 
 static int lib_error(const char *path) {
-    fprintf(stderr, "leash: %s: %s\n", path, leash_errmsg());
+    fprintf(stderr, "leash kl: %s: %s\n", path, leash_errmsg());
     return 1;
 }
 
@@ -146,7 +146,7 @@ static int run_rows(const kl_args *a, const char *text) {
     if (read_two_lists(a->path, text, keys, "temperature", &temperature, l)) goto done;
     if (!isnan(a->temperature)) temperature = a->temperature;
     if (l[0].n != l[1].n) {
-        fprintf(stderr, "leash: %s: the policy row has %d logits and the reference row %d; both must cover the "
+        fprintf(stderr, "leash kl: %s: the policy row has %d logits and the reference row %d; both must cover the "
                         "same vocabulary\n",
                 a->path, l[0].n, l[1].n);
         goto done;
@@ -157,7 +157,7 @@ static int run_rows(const kl_args *a, const char *text) {
     lq = malloc((size_t)(V ? V : 1) * sizeof *lq);
     double kl, rkl, h, hr;
     if (!lp || !lq) {
-        fprintf(stderr, "leash: out of memory\n");
+        fprintf(stderr, "leash kl: out of memory\n");
         goto done;
     }
     if (leash_kl_exact(z, zr, V, (float)temperature, &kl, NULL) || leash_kl_exact(zr, z, V, (float)temperature, &rkl, NULL) ||
@@ -222,7 +222,7 @@ static int run_sampled(const kl_args *a, const char *text) {
     float *lp = NULL, *lq = NULL, *k = NULL;
     if (read_two_lists(a->path, text, keys, NULL, NULL, l)) goto done;
     if (l[0].n != l[1].n || l[0].n == 0) {
-        fprintf(stderr, "leash: %s: %d policy log-probs and %d reference log-probs; need the same number (>= 1), "
+        fprintf(stderr, "leash kl: %s: %d policy log-probs and %d reference log-probs; need the same number (>= 1), "
                         "one per response token\n",
                 a->path, l[0].n, l[1].n);
         goto done;
@@ -231,7 +231,7 @@ static int run_sampled(const kl_args *a, const char *text) {
     if (!(lp = to_floats(a->path, keys[0], &l[0])) || !(lq = to_floats(a->path, keys[1], &l[1]))) goto done;
     for (int i = 0; i < n; i++) {
         if (lp[i] > 0.0f || lq[i] > 0.0f) {
-            fprintf(stderr, "leash: %s: token %d: log-prob %g > 0; log-probs of sampled tokens are <= 0 (did you "
+            fprintf(stderr, "leash kl: %s: token %d: log-prob %g > 0; log-probs of sampled tokens are <= 0 (did you "
                             "pass logits? use leash kl without --sampled for logit rows)\n",
                     a->path, i, (double)(lp[i] > 0.0f ? lp[i] : lq[i]));
             goto done;
@@ -280,7 +280,7 @@ static int run_optimum(const kl_args *a, const char *text) {
     const char *err_at = NULL;
     cJSON *root = cJSON_ParseWithOpts(text, &err_at, 1), *out = NULL;
     if (!root || !cJSON_IsObject(root)) {
-        fprintf(stderr, "leash: %s: --optimum expects a JSON object (malformed at byte %ld)\n", a->path,
+        fprintf(stderr, "leash kl: %s: --optimum expects a JSON object (malformed at byte %ld)\n", a->path,
                 err_at ? (long)(err_at - text) : 0L);
         cJSON_Delete(root);
         return 1;
@@ -295,34 +295,34 @@ static int run_optimum(const kl_args *a, const char *text) {
     const cJSON *jn = cJSON_GetObjectItemCaseSensitive(root, "best_of_n");
     double beta = !isnan(a->beta) ? a->beta : cJSON_IsNumber(jb) ? jb->valuedouble : NAN;
     if (!probs == !logp) {
-        fprintf(stderr, "leash: %s: give exactly one of \"ref_probs\" and \"ref_logp\"\n", a->path);
+        fprintf(stderr, "leash kl: %s: give exactly one of \"ref_probs\" and \"ref_logp\"\n", a->path);
         goto done;
     }
     if (!rew) {
-        fprintf(stderr, "leash: %s: missing key \"reward\"\n", a->path);
+        fprintf(stderr, "leash kl: %s: missing key \"reward\"\n", a->path);
         goto done;
     }
     if (isnan(beta)) {
-        fprintf(stderr, "leash: %s: no beta: add \"beta\": B to the file or pass --beta B\n", a->path);
+        fprintf(stderr, "leash kl: %s: no beta: add \"beta\": B to the file or pass --beta B\n", a->path);
         goto done;
     }
     if (cli_json_numbers(a->path, probs ? "ref_probs" : "ref_logp", probs ? probs : logp, &ref) ||
         cli_json_numbers(a->path, "reward", rew, &r) || (jn && cli_json_numbers(a->path, "best_of_n", jn, &ns)))
         goto done;
     if (ref.n != r.n) {
-        fprintf(stderr, "leash: %s: %d reference entries and %d rewards; need one reward per outcome\n", a->path,
+        fprintf(stderr, "leash kl: %s: %d reference entries and %d rewards; need one reward per outcome\n", a->path,
                 ref.n, r.n);
         goto done;
     }
     int M = r.n;
     size_t bytes = (size_t)(M ? M : 1) * sizeof(double);
     if (!(prob = malloc(bytes)) || !(lpstar = malloc(bytes)) || !(pbon = malloc(bytes))) {
-        fprintf(stderr, "leash: out of memory\n");
+        fprintf(stderr, "leash kl: out of memory\n");
         goto done;
     }
     for (int i = 0; i < M; i++) {
         if (probs && !(ref.v[i] >= 0.0)) {
-            fprintf(stderr, "leash: %s: ref_probs[%d] = %g; probabilities must be >= 0\n", a->path, i, ref.v[i]);
+            fprintf(stderr, "leash kl: %s: ref_probs[%d] = %g; probabilities must be >= 0\n", a->path, i, ref.v[i]);
             goto done;
         }
         prob[i] = probs ? ref.v[i] : exp(ref.v[i]);
@@ -348,7 +348,7 @@ static int run_optimum(const kl_args *a, const char *text) {
         long n = (long)ns.v[j];
         double bkl, ber = 0.0;
         if (!((double)n == ns.v[j] && n >= 1)) {
-            fprintf(stderr, "leash: %s: best_of_n[%d] = %g; n must be a whole number >= 1\n", a->path, j, ns.v[j]);
+            fprintf(stderr, "leash kl: %s: best_of_n[%d] = %g; n must be a whole number >= 1\n", a->path, j, ns.v[j]);
             goto done;
         }
         if (leash_bon(prob, r.v, M, n, pbon, &bkl)) {

@@ -54,6 +54,7 @@ static int dispatch(int argc, char **argv) {
             static char prog[32];
             snprintf(prog, sizeof prog, "leash %s", commands[i].name);
             argv[1] = prog;
+            cli_name = prog;
             return commands[i].run(argc - 1, argv + 1);
         }
     fprintf(stderr, "leash: unknown command '%s'\n\n%s", argv[1], usage);
