@@ -88,6 +88,13 @@ Test(cli_strict, option_numbers_are_plain_finite_decimals) {
         cr_assert(st == 2 && strstr(err, "leash world: --seed '") && strstr(err, "[0, 2147483647]"), "--seed '%s': exit %d: %s",
                   bad_int[i], st, err);
     }
+    // a list option's items (sweep --beta): 0x1 and 1e400 were read as 1 and inf
+    static const char *bad_list[] = {"0,0x1", "1e400", "0.1, 1", "nan", "1e-320"};
+    for (size_t i = 0; i < sizeof bad_list / sizeof *bad_list; i++) {
+        snprintf(cmd, sizeof cmd, "%s sweep --policy /nonexistent --beta '%s'", LEASH_BIN, bad_list[i]);
+        st = run2(cmd, out, sizeof out, err, sizeof err);
+        cr_assert(st == 2 && strstr(err, "leash sweep: --beta '"), "--beta '%s': exit %d: %s", bad_list[i], st, err);
+    }
     // good numbers still pass
     snprintf(cmd, sizeof cmd, "%s kl -t 1.5e0 /tmp/leash-strict-kl.txt && %s kl --optimum --beta 0.5 /tmp/leash-strict-opt.json",
              LEASH_BIN, LEASH_BIN);

@@ -44,6 +44,8 @@ int cli_report_html(const char *out, const char *const *runs, int n, const leash
 int cli_int(const char *cmd, const char *opt, const char *arg, long lo, long hi, int *out);
 int cli_float(const char *cmd, const char *opt, const char *arg, double lo, double hi, float *out);
 int cli_double(const char *cmd, const char *opt, const char *arg, double lo, double hi, double *out);
+/* The same check without a range or a message (for a list's items): 0 when arg is such a number. */
+int cli_plain_number(const char *arg, double *v);
 
 /* A progress line on stderr: on a terminal it is rewritten in place (\r); redirected to a file or a pipe it is
  * a plain line, at most one every 5 s (and always when `last`), so that a log holds readable lines.

@@ -188,6 +188,8 @@ int cli_int(const char *cmd, const char *opt, const char *arg, long lo, long hi,
     return 0;
 }
 
+int cli_plain_number(const char *arg, double *v) { return number_problem(arg, v) ? -1 : 0; }
+
 int cli_double(const char *cmd, const char *opt, const char *arg, double lo, double hi, double *out) {
     double v = 0.0;
     const char *why = number_problem(arg, &v);

@@ -44,8 +44,12 @@ static int collect(const leash_rl_progress *p, void *vctx) {
 static int parse_list(const char *s, double *out, int max) {
     int n = 0;
     for (char *end; *s && n < max; s = *end ? end + 1 : end) {
-        out[n] = strtod(s, &end);
-        if (end == s || (*end && *end != ',') || !(out[n] >= 0)) return -1;
+        char piece[64]; // each number as strict as an option's (cli_plain_number)
+        size_t k = strcspn(s, ",");
+        end = (char *)s + k;
+        if (k >= sizeof piece) return -1;
+        memcpy(piece, s, k), piece[k] = '\0';
+        if (cli_plain_number(piece, &out[n]) || !(out[n] >= 0)) return -1;
         n++;
     }
     return n;
