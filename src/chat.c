@@ -175,6 +175,10 @@ static int matches(const char *c, int k, char **system) {
 
 int leash_chat_template_parse(leash_chat_template *t, const char *text, size_t len, const char *source) {
     memset(t, 0, sizeof *t);
+    const char *nul = memchr(text, 0, len); // the canonical form is compared as a C string: it would end there
+    if (nul)
+        return leash_fail(LEASH_EFORMAT, "%s: the chat template holds a NUL byte at byte %zu of %zu; a template is text",
+                          source, (size_t)(nul - text), len);
     char *c = canonical(text, len);
     for (size_t k = 0; c && k < sizeof known / sizeof known[0]; k++) {
         char *system = NULL;

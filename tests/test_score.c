@@ -542,6 +542,18 @@ Test(score, near_miss_templates_are_refused) {
     cr_assert_eq(leash_chat_template_parse(&t, respelled, strlen(respelled), "x.json"), 0, "%s", leash_errmsg());
     cr_assert_str_eq(t.default_system, "It's \"me\"");
     leash_chat_template_free(&t);
+    // a known template followed by a NUL byte and more (a GGUF string or a .jinja file holds its length): the
+    // canonical form, compared as a C string, ended at the NUL, so the tail was ignored (found by review)
+    char tail[2048];
+    static const char chatml[] = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+                                 "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt "
+                                 "%}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    size_t n = (size_t)snprintf(tail, sizeof tail, "%s", chatml);
+    cr_assert_eq(leash_chat_template_parse(&t, tail, n, "x.json"), 0, "plain ChatML: %s", leash_errmsg());
+    leash_chat_template_free(&t);
+    memcpy(tail + n, "\0{{ 'more' }}", 14);
+    cr_assert_neq(leash_chat_template_parse(&t, tail, n + 14, "x.json"), 0, "a template with a NUL inside was accepted");
+    cr_assert(strstr(leash_errmsg(), "x.json") && strstr(leash_errmsg(), "NUL"), "%s", leash_errmsg());
 }
 
 /* --chat through the CLI: the scored text is the rendering, from tokenizer_config.json or chat_template.jinja,
