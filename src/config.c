@@ -272,6 +272,12 @@ static int read_rope(const char *path, const cJSON *root, leash_gpt_config *cfg)
     if (!rs || cJSON_IsNull(rs)) return LEASH_OK;
     if (!cJSON_IsObject(rs))
         return leash_fail(LEASH_EFORMAT, "%s: \"rope_scaling\" must be null or an object with \"rope_type\"", path);
+    double rs_theta = theta; // read_scaling accepts rope_theta (rope_parameters carries it): here it must agree
+    if ((rc = get_float(path, rs, "rope_theta", theta, &rs_theta))) return rc;
+    if (rs_theta != theta)
+        return leash_fail(LEASH_EFORMAT, "%s: the rotary base rope_theta is %g but \"rope_scaling\".rope_theta is %g; "
+                                         "which one the model was trained with is unclear",
+                          path, theta, rs_theta);
     leash_gpt_config top_cfg = *cfg;
     top_cfg.rope_scaling = LEASH_ROPE_DEFAULT;
     if ((rc = read_scaling(path, "rope_scaling", rs, &top_cfg))) return rc;

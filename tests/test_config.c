@@ -82,6 +82,9 @@ Test(config, transformers5_rope_parameters) {
         {", \"rope_parameters\": {\"rope_theta\": 1e4, \"rope_type\": \"default\", \"partial_rotary_factor\": 0.5}",
          "partial_rotary_factor is 0.5"},
         {", \"rope_parameters\": 5", "\"rope_parameters\" must be an object"},
+        // (review) a rope_theta inside transformers 4's rope_scaling was accepted and ignored
+        {", \"rope_theta\": 10000.0, \"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": 2.0, \"rope_theta\": 5e5}",
+         "rope_theta is 10000 but \"rope_scaling\".rope_theta is 500000"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         cr_assert_neq(load_llama_text(dir, bad[i].extra, &c), 0, "case %zu must fail", i);
