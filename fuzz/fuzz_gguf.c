@@ -1,6 +1,6 @@
-/* libFuzzer: GGUF files (src/gguf.c, gguf_quant.c, gguf_model.c): the container, every metadata accessor on
- * every key, every tensor dequantised, then the whole file as a model (config and weights) when its sizes
- * are small. */
+/* libFuzzer: GGUF files (src/gguf.c, gguf_quant.c, gguf_model.c, gguf_tokenizer.c): the container, every
+ * metadata accessor on every key, every tensor dequantised, the tokenizer (an encode and a decode when it
+ * loads), then the whole file as a model (config and weights) when its sizes are small. */
 #include <stdint.h>
 
 #include "fuzz_common.h"
@@ -44,6 +44,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
         free(x);
     }
     leash_gguf_close(g);
+    leash_tokenizer *tok = NULL; // the tokenizer, through the tokenizer.json document src/gguf_tokenizer.c builds
+    rc = leash_tokenizer_load_dir(&tok, path);
+    fuzz_check(rc, "x.gguf");
+    if (!rc) fuzz_use_tokenizer(tok);
+    leash_tokenizer_free(tok);
     leash_gpt_config cfg;
     rc = leash_gguf_load_config(path, &cfg);
     fuzz_check(rc, "x.gguf");
