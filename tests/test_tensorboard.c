@@ -178,6 +178,31 @@ Test(tensorboard, converter_on_a_real_run, .timeout = 240) {
     rl_scratch_drop(&w);
 }
 
+/* Review findings: a "step" of 1e300 was converted to long long (undefined behaviour; on x86 the scalar went
+ * to step -2^63 and the conversion succeeded), and a metrics.jsonl without lines failed with exit 1 and no
+ * message. Both must be errors naming the file. */
+Test(tensorboard, converter_refuses_bad_steps_and_empty_files) {
+    char dir[] = "/tmp/leash-tb-XXXXXX", path[128], cmd[512], err[160];
+    cr_assert(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    snprintf(err, sizeof err, "%s/err.txt", dir);
+    const char *bad[][2] = {{"{\"step\": 1, \"loss\": 2}\n{\"step\": 1e300, \"loss\": 1}\n", "metrics.jsonl:2"},
+                            {"{\"step\": 2.5, \"loss\": 1}\n", "metrics.jsonl:1"},
+                            {"\n\n", "holds no metrics"}};
+    for (int i = 0; i < 3; i++) {
+        FILE *f = fopen(path, "w");
+        cr_assert(f);
+        fputs(bad[i][0], f);
+        fclose(f);
+        snprintf(cmd, sizeof cmd, "%s tensorboard %s --out %s/tb%d 2>%s", LEASH_BIN, dir, dir, i, err);
+        cr_assert_eq(system(cmd), 1 << 8, "case %d: not refused", i);
+        snprintf(cmd, sizeof cmd, "grep -q '%s' %s", bad[i][1], err);
+        cr_assert_eq(system(cmd), 0, "case %d: the error does not say '%s'", i, bad[i][1]);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
 /* The committed C code of proto/tensorboard_event.proto is what protoc-c makes of it now. */
 Test(tensorboard, generated_code_is_current) {
     if (system("protoc-c --version 2>/dev/null | grep -q '^protobuf-c 1.4.1$'") != 0)

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,9 +48,12 @@ static cJSON **parse_lines(const char *path, char *text, int *n) {
         if (strspn(s, " \t\r") == strlen(s)) continue;
         cJSON *o = cJSON_Parse(s);
         const cJSON *step = cJSON_GetObjectItemCaseSensitive(o, "step");
-        if (!cJSON_IsObject(o) || !cJSON_IsNumber(step)) {
-            fprintf(stderr, "leash tensorboard: %s:%d: %s; every line must be a JSON object with a numeric \"step\"\n",
-                    path, lineno, !cJSON_IsObject(o) ? "not a JSON object" : "no numeric \"step\"");
+        // an integer a double holds exactly (converting 1e300 or -1e300 to an integer is undefined behaviour)
+        int step_ok = cJSON_IsNumber(step) && step->valuedouble == floor(step->valuedouble) &&
+                      fabs(step->valuedouble) <= 9007199254740992.0;
+        if (!cJSON_IsObject(o) || !step_ok) {
+            fprintf(stderr, "leash tensorboard: %s:%d: %s; every line must be a JSON object with an integer \"step\"\n",
+                    path, lineno, !cJSON_IsObject(o) ? "not a JSON object" : "no integer \"step\" (at most 2^53)");
             cJSON_Delete(o);
             goto fail;
         }
@@ -64,7 +68,8 @@ static cJSON **parse_lines(const char *path, char *text, int *n) {
         }
         lines[(*n)++] = o;
     }
-    return lines;
+    if (*n) return lines;
+    fprintf(stderr, "leash tensorboard: %s holds no metrics (no line with a \"step\"): nothing to convert\n", path);
 fail:
     for (int i = 0; i < *n; i++) cJSON_Delete(lines[i]);
     free(lines);
