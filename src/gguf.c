@@ -220,9 +220,9 @@ static int parse_tensor_infos(leash_gguf *g, uint64_t *name_idx) {
             t->numel *= (int64_t)v;
         }
         if ((rc = read_u(g, 4, &type, what))) return rc;
-        int bv, bb;
-        const char *tn = type < 64 ? leash_ggml_type_name((int)type) : NULL;
-        if (!leash_ggml_type_block(type > 64 ? -1 : (int)type, &bv, &bb))
+        int bv, bb, known = type < 64 ? (int)type : -1; // (a u32 from the file: no int conversion beyond range)
+        const char *tn = leash_ggml_type_name(known);
+        if (!leash_ggml_type_block(known, &bv, &bb))
             return bad(g, "%s has ggml type %llu (%s); leash reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K..Q6_K",
                        what, (unsigned long long)type, tn ? tn : "not a ggml type");
         t->type = (int)type;

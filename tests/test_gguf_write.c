@@ -257,16 +257,23 @@ static void no_temporaries(const char *dir) {
     cr_assert_eq(atoi(out), 0, "temporary files left in %s", dir);
 }
 
-Test(gguf_write, bad_input_fails_clearly_and_writes_nothing, .timeout = 120) {
-    char dir[64], mdir[128], out[256], cmd[1024], msg[4096];
+/* A scratch directory dir holding mdir = dir/model (a tiny GPT-2, seeded, with a 300-token tokenizer trained
+ * on text) and out = dir/out.gguf (not written); *c is the model's configuration. */
+static leash_gpt *tiny_gpt2(char dir[64], char mdir[128], char out[256], uint64_t seed, leash_gpt_config *c) {
     scratch(dir);
-    snprintf(mdir, sizeof mdir, "%s/model", dir);
+    snprintf(mdir, 128, "%s/model", dir);
     cr_assert_eq(leash_mkdir(mdir), 0);
     cr_assert_eq(leash_tokenizer_train(text, strlen(text), 300, 2, mdir), 0, "%s", leash_errmsg());
-    leash_gpt_config c = {.vocab_size = 300, .n_positions = 16, .n_embd = 32, .n_layer = 1, .n_head = 2,
-                          .bos_token_id = -1, .eos_token_id = -1, .layer_norm_epsilon = 1e-5f};
-    leash_gpt *m = model_in(mdir, c, 3);
-    snprintf(out, sizeof out, "%s/out.gguf", dir);
+    *c = (leash_gpt_config){.vocab_size = 300, .n_positions = 16, .n_embd = 32, .n_layer = 1, .n_head = 2,
+                            .bos_token_id = -1, .eos_token_id = -1, .layer_norm_epsilon = 1e-5f};
+    snprintf(out, 256, "%s/out.gguf", dir);
+    return model_in(mdir, *c, seed);
+}
+
+Test(gguf_write, bad_input_fails_clearly_and_writes_nothing, .timeout = 120) {
+    char dir[64], mdir[128], out[256], cmd[1024], msg[4096];
+    leash_gpt_config c;
+    leash_gpt *m = tiny_gpt2(dir, mdir, out, 3, &c);
     // a missing model directory
     snprintf(cmd, sizeof cmd, "%s export gguf '%s/nowhere' '%s' --type f16 2>&1", LEASH_BIN, dir, out);
     cr_assert_eq(run(cmd, msg, sizeof msg), 1, "%s", msg);
@@ -332,14 +339,8 @@ Test(gguf_write, bad_input_fails_clearly_and_writes_nothing, .timeout = 120) {
  * was converted to int (undefined behaviour) and silently dropped. Both must be errors naming the culprit. */
 Test(gguf_write, out_of_range_weights_and_ids_are_refused, .timeout = 120) {
     char dir[64], mdir[128], out[256], path[256];
-    scratch(dir);
-    snprintf(mdir, sizeof mdir, "%s/model", dir);
-    cr_assert_eq(leash_mkdir(mdir), 0);
-    cr_assert_eq(leash_tokenizer_train(text, strlen(text), 300, 2, mdir), 0, "%s", leash_errmsg());
-    leash_gpt_config c = {.vocab_size = 300, .n_positions = 16, .n_embd = 32, .n_layer = 1, .n_head = 2,
-                          .bos_token_id = -1, .eos_token_id = -1, .layer_norm_epsilon = 1e-5f};
-    leash_gpt *m = model_in(mdir, c, 5);
-    snprintf(out, sizeof out, "%s/out.gguf", dir);
+    leash_gpt_config c;
+    leash_gpt *m = tiny_gpt2(dir, mdir, out, 5, &c);
     float *w = leash_gpt_params(m) + leash_gpt_tensor(m, 0)->offset; // wte.weight (300, 32)
     w[40] = 7.0e4f;                                                  // row 1, column 8: > 65504
     cr_assert_neq(leash_gguf_save(m, mdir, out, LEASH_GGML_F16, NULL), 0, "7e4 exported as F16");
@@ -376,14 +377,8 @@ Test(gguf_write, out_of_range_weights_and_ids_are_refused, .timeout = 120) {
  * into a tokenizer.json that silently adds no BOS (llama.cpp asserts on it); now an error naming both keys. */
 Test(gguf_write, add_bos_without_a_bos_token_is_refused, .timeout = 120) {
     char dir[64], mdir[128], out[256];
-    scratch(dir);
-    snprintf(mdir, sizeof mdir, "%s/model", dir);
-    cr_assert_eq(leash_mkdir(mdir), 0);
-    cr_assert_eq(leash_tokenizer_train(text, strlen(text), 300, 2, mdir), 0, "%s", leash_errmsg());
-    leash_gpt_config c = {.vocab_size = 300, .n_positions = 16, .n_embd = 32, .n_layer = 1, .n_head = 2,
-                          .bos_token_id = -1, .eos_token_id = -1, .layer_norm_epsilon = 1e-5f};
-    leash_gpt *m = model_in(mdir, c, 6);
-    snprintf(out, sizeof out, "%s/out.gguf", dir);
+    leash_gpt_config c;
+    leash_gpt *m = tiny_gpt2(dir, mdir, out, 6, &c);
     leash_tokenizer *tok = NULL;
     cr_assert_eq(leash_gguf_save(m, mdir, out, LEASH_GGML_F32, NULL), 0, "%s", leash_errmsg());
     cr_assert_eq(leash_tokenizer_load_dir(&tok, out), 0, "without add_bos_token: %s", leash_errmsg());
