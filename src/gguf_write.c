@@ -435,6 +435,9 @@ static int read_tokenizer(tokfiles *t, const char *dir, int V) {
 static int put_merges(buf *b, const tokfiles *t) {
     if (t->tok_json) {
         const cJSON *merges = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t->tok_json, "model"), "merges"), *mg;
+        if (!cJSON_IsArray(merges)) // (absent, it would have been written as no merges: every text bytes)
+            return leash_fail(LEASH_EFORMAT, "%s/tokenizer.json: model.merges is %s; a BPE needs its list of merges",
+                              t->dir, merges ? "not a list" : "missing");
         kv_array(b, "tokenizer.ggml.merges", LEASH_GGUF_STRING, (uint64_t)cJSON_GetArraySize(merges));
         int i = 0;
         cJSON_ArrayForEach(mg, merges) {

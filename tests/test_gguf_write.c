@@ -327,6 +327,15 @@ Test(gguf_write, bad_input_fails_clearly_and_writes_nothing, .timeout = 120) {
     cr_assert_neq(leash_gguf_save(m, mdir, out, LEASH_GGML_F32, NULL), 0);
     cr_log_info("unknown pre-tokenizer: %s", leash_errmsg());
     cr_assert(strstr(leash_errmsg(), "tokenizer.json") && strstr(leash_errmsg(), "pre_tokenizer"), "%s", leash_errmsg());
+    // (review) a tokenizer.json without model.merges was exported as a tokenizer with no merges
+    cr_assert_eq(leash_read_file(path, 1 << 20, &vocab, NULL), 0);
+    snprintf(msg, sizeof msg, "{\"model\": {\"type\": \"BPE\", \"vocab\": %s}, \"pre_tokenizer\": {\"type\": "
+                              "\"ByteLevel\", \"add_prefix_space\": false}}", vocab);
+    free(vocab);
+    write_text(mdir, "tokenizer.json", msg);
+    cr_assert_neq(leash_gguf_save(m, mdir, out, LEASH_GGML_F32, NULL), 0, "a tokenizer.json without merges was exported");
+    cr_log_info("no merges: %s", leash_errmsg());
+    cr_assert(strstr(leash_errmsg(), "tokenizer.json") && strstr(leash_errmsg(), "merges is missing"), "%s", leash_errmsg());
     cr_assert_eq(leash_read_file(out, 1024, &prev, NULL), 0);
     cr_assert_str_eq(prev, "previous");
     free(prev);
