@@ -253,6 +253,7 @@ static int build_vocab(builder *bd, const cJSON *vocab, const cJSON *added, int 
         char *b = malloc(strlen(text) + 1);
         if (!b) return leash_fail(LEASH_ENOMEM, "out of memory");
         int bad_cp = 0, n = unmap(text, b, &bad_cp);
+        if (n >= 0) b[n] = '\0'; // every token's bytes NUL-terminated, as added tokens' are: the strcmp and %s below
         if (t->bytes[id]) { // an added token: the same text, or the same bytes in the byte alphabet
             int same = !strcmp(text, t->bytes[id]) || (n == t->len[id] && !memcmp(b, t->bytes[id], n));
             free(b);

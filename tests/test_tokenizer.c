@@ -366,6 +366,30 @@ Test(tokenizer, bytes_the_vocabulary_lacks_are_left_out) {
     cJSON_Delete(root);
 }
 
+/* Review finding (ASan: heap-buffer-overflow in build_vocab): a vocabulary token's bytes were not
+ * NUL-terminated, but a second token with the same id compared them with strcmp and the message printed
+ * them with %s, reading past the allocation. Under SANITIZE=1 this failed before the fix; the message must
+ * name both tokens exactly. */
+Test(tokenizer, one_id_given_twice_names_both_tokens) {
+    char dir[] = "/tmp/leash-tok-XXXXXX", vocab[128], merges[128];
+    cr_assert(mkdtemp(dir));
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", dir);
+    snprintf(merges, sizeof merges, "%s/merges.txt", dir);
+    cr_assert_eq(leash_write_file_atomic(merges, "#version: 0.2\n", 14), 0);
+    const char *docs[][2] = {{"{\"<|endoftext|>\": 0, \"x\": 0}", "\"<|endoftext|>\" has id 0, which the vocabulary "
+                                                                     "gives to another token (\"x\")"},
+                             {"{\"ab\": 0, \"abc\": 0}", "id 0 is given to two tokens"}};
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(leash_write_file_atomic(vocab, docs[i][0], strlen(docs[i][0])), 0);
+        leash_tokenizer *t = NULL;
+        cr_assert_neq(leash_tokenizer_load(&t, vocab, merges), 0, "case %d loaded", i);
+        cr_assert(strstr(leash_errmsg(), docs[i][1]) && strstr(leash_errmsg(), vocab), "case %d: %s", i, leash_errmsg());
+    }
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
 /* ---- the command line, and the files a written model directory carries ---- */
 
 static void write_small_dir(const char *dir) {
