@@ -1,10 +1,10 @@
-/* GRPO: group-relative advantages and the clipped objective with the KL (k3) inside the loss.
+/* GRPO: group-relative advantages and the clipped objective with the KL (k3) inside the loss: pure functions
+ * of the rollout's arrays (the forward, backward and step are rl.c's).
  * See include/leash/rl.h; the rollout layout is in src/rl_internal.h. Dimensions: B rows, T columns,
  * G rows per group (consecutive). */
 #include <math.h>
 
 #include "leash/error.h"
-#include "leash/optim.h"
 #include "rl_internal.h"
 
 int grpo_advantages(rollout *r, const leash_rl_config *c) {
@@ -24,26 +24,21 @@ int grpo_advantages(rollout *r, const leash_rl_config *c) {
     return LEASH_OK;
 }
 
-int grpo_update(rollout *r, const leash_rl_config *c, double beta, leash_gpt *policy, void *popt, const int *rows, int n,
-                update_stats *st) {
-    int T = r->T, rc, lo, nseq;
-    long ntok = minibatch_tokens(r, rows, n, &nseq);
-    if (!ntok) return LEASH_OK;
-    int nl = gather_local_part(r, rows, n, &lo);
-    float *newlp = r->mb_buf, *dlogp = r->mb_buf2;
-    if ((rc = policy_logprobs(r, c, policy, nl))) return rc;
+void grpo_policy_loss(const rollout *r, const leash_rl_config *c, double beta, const int *rows, int n, long ntok, int nseq,
+                      const float *newlp, float *dlogp, update_stats *st) {
+    int T = r->T;
     long mine = 0;
-    for (int k = 0; k < nl; k++) {
+    for (int k = 0; k < n; k++) {
         int len = 0;
         for (int t = 0; t < T; t++) len += r->mb_targets[(long)k * T + t] >= 0;
         // per sequence (paper): each sequence's token mean, averaged over sequences; per token: one mean
         double w = c->token_level_loss ? 1.0 / ntok : (len ? 1.0 / ((double)len * nseq) : 0.0);
         for (int t = 0; t < T; t++) {
-            long i = (long)k * T + t, src = (long)rows[lo + k] * T + t;
+            long i = (long)k * T + t, src = (long)rows[k] * T + t;
             dlogp[i] = 0.0f;
             if (r->mb_targets[i] < 0) continue;
             double d;
-            double pg = clipped_surrogate(r->adv[src], newlp[i], r->old_logp[src], c->clip_eps, st, &d);
+            double pg = ppo_clipped_surrogate(r->adv[src], newlp[i], r->old_logp[src], c->clip_eps, st, &d);
             // KL inside the loss, differentiated through log pi: k3 = (r - 1) - log r (the paper; its expected
             // gradient is that of the reverse KL(pi_ref || pi)), k2 = (log r)^2 / 2 (expected gradient: exactly
             // that of KL(pi || pi_ref)), or k3+ (k3's value, k2's gradient), with log r = log pi_ref - log pi
@@ -56,7 +51,4 @@ int grpo_update(rollout *r, const leash_rl_config *c, double beta, leash_gpt *po
         }
     }
     st->tokens += mine;
-    if ((rc = policy_step(r, c, policy, popt, nl))) return rc;
-    st->updates++;
-    return LEASH_OK;
 }

@@ -1,10 +1,10 @@
-/* PPO: per-token rewards with the KL leash, GAE, whitened advantages, clipped policy and value losses.
+/* PPO: per-token rewards with the KL leash, GAE, whitened advantages, clipped policy and value losses: pure
+ * functions of the rollout's arrays (the forward, backward and step are rl.c's).
  * See include/leash/rl.h; the rollout layout is in src/rl_internal.h. Dimensions: B rows, T columns. */
 #include <math.h>
 #include <string.h>
 
 #include "leash/error.h"
-#include "leash/optim.h"
 #include "rl_internal.h"
 
 /* mean and std over the entries of x (B, T) where targets >= 0 */
@@ -49,51 +49,56 @@ int ppo_advantages(rollout *r, const leash_rl_config *c, double beta) {
     return LEASH_OK;
 }
 
-int ppo_update(rollout *r, const leash_rl_config *c, leash_gpt *policy, leash_gpt *value, void *popt, void *vopt,
-               const int *rows, int n, update_stats *st) {
-    int T = r->T, rc, lo;
-    long ntok = minibatch_tokens(r, rows, n, NULL);
-    if (!ntok) return LEASH_OK;
-    int nl = gather_local_part(r, rows, n, &lo);
-    float *newlp = r->mb_buf, *dlogp = r->mb_buf2;
-    // policy: clipped surrogate, averaged over the minibatch's response tokens
-    if ((rc = policy_logprobs(r, c, policy, nl))) return rc;
+double ppo_clipped_surrogate(double A, double newlp, double oldlp, double eps, update_stats *st, double *dloss) {
+    double logratio = newlp - oldlp;
+    if (fabs(logratio) > LEASH_KL_LOG_RATIO_MAX) {
+        logratio = logratio > 0 ? LEASH_KL_LOG_RATIO_MAX : -LEASH_KL_LOG_RATIO_MAX;
+        st->ratio_clamped++;
+    }
+    double ratio = exp(logratio);
+    double clipped = ratio < 1 - eps ? 1 - eps : ratio > 1 + eps ? 1 + eps : ratio;
+    double pg1 = -A * ratio, pg2 = -A * clipped;
+    int clip_active = pg2 > pg1;
+    st->clipfrac += clip_active;
+    st->approxkl += 0.5 * logratio * logratio;
+    st->ratio += ratio;
+    if (st->updates == 0 && fabs(ratio - 1.0) > st->first_ratio_dev) st->first_ratio_dev = fabs(ratio - 1.0);
+    *dloss = clip_active ? 0.0 : -A * ratio;
+    return clip_active ? pg2 : pg1;
+}
+
+/* The clipped surrogate, averaged over the minibatch's response tokens. */
+void ppo_policy_loss(const rollout *r, const int *rows, int n, long ntok, double clip_eps, const float *newlp, float *dlogp,
+                     update_stats *st) {
+    int T = r->T;
     long mine = 0;
-    for (int k = 0; k < nl; k++) {
+    for (int k = 0; k < n; k++) {
         for (int t = 0; t < T; t++) {
-            long i = (long)k * T + t, src = (long)rows[lo + k] * T + t;
+            long i = (long)k * T + t, src = (long)rows[k] * T + t;
             dlogp[i] = 0.0f;
             if (r->mb_targets[i] < 0) continue;
             double d;
-            st->policy_loss += clipped_surrogate(r->adv[src], newlp[i], r->old_logp[src], c->clip_eps, st, &d);
+            st->policy_loss += ppo_clipped_surrogate(r->adv[src], newlp[i], r->old_logp[src], clip_eps, st, &d);
             dlogp[i] = (float)(d / ntok);
             mine++;
         }
     }
     st->tokens += mine;
-    if ((rc = policy_step(r, c, policy, popt, nl))) return rc;
-    // value model: clipped value loss on the same tokens
-    leash_gpt_zero_grad(value);
-    if (nl) {
-        if ((rc = leash_gpt_forward(value, r->mb_tokens, r->mb_mask, nl, T))) return rc;
-        const float *v = leash_gpt_values(value);
-        float *dv = leash_gpt_dvalues(value);
-        for (int k = 0; k < nl; k++) {
-            for (int t = 0; t < T; t++) {
-                long i = (long)k * T + t, src = (long)rows[lo + k] * T + t;
-                if (r->mb_targets[i] < 0) continue;
-                double vold = r->values[src], R = r->ret[src], vp = v[i];
-                double vc = vold + (vp - vold < -c->value_clip ? -c->value_clip : vp - vold > c->value_clip ? c->value_clip : vp - vold);
-                double l1 = (vp - R) * (vp - R), l2 = (vc - R) * (vc - R);
-                int clip_active = l2 > l1 && fabs(vp - vold) > c->value_clip;
-                st->value_loss += 0.5 * (l1 > l2 ? l1 : l2);
-                dv[i] = clip_active ? 0.0f : (float)(c->vf_coef * (vp - R) / ntok);
-            }
+}
+
+void ppo_value_loss(const rollout *r, const int *rows, int n, long ntok, double value_clip, double vf_coef, const float *v,
+                    float *dv, update_stats *st) {
+    int T = r->T;
+    for (int k = 0; k < n; k++) {
+        for (int t = 0; t < T; t++) {
+            long i = (long)k * T + t, src = (long)rows[k] * T + t;
+            if (r->mb_targets[i] < 0) continue;
+            double vold = r->values[src], R = r->ret[src], vp = v[i];
+            double vc = vold + (vp - vold < -value_clip ? -value_clip : vp - vold > value_clip ? value_clip : vp - vold);
+            double l1 = (vp - R) * (vp - R), l2 = (vc - R) * (vc - R);
+            int clip_active = l2 > l1 && fabs(vp - vold) > value_clip;
+            st->value_loss += 0.5 * (l1 > l2 ? l1 : l2);
+            dv[i] = clip_active ? 0.0f : (float)(vf_coef * (vp - R) / ntok);
         }
-        // the value model predicts no tokens: its LM head gets no gradient (dlogits stays 0)
-        if ((rc = leash_gpt_backward(value))) return rc;
     }
-    if ((rc = step_summed(value, vopt, "value gradients"))) return rc;
-    st->updates++;
-    return LEASH_OK;
 }

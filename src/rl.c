@@ -2,13 +2,11 @@
  * metrics, the reward-hacking alarm. See include/leash/rl.h and src/rl_internal.h.
  * Dimensions: R rows (sequences) per step, P longest prompt, M new tokens, T = P + M, V vocabulary. */
 #define _POSIX_C_SOURCE 200809L
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "leash/checkpoint.h"
@@ -17,13 +15,9 @@
 #include "leash/error.h"
 #include "leash/fileio.h"
 #include "leash/klwatch.h"
-#include "leash/reward.h"
 #include "leash/rng.h"
-#include "leash/sample.h"
 #include "leash/stop.h"
-#include "leash/world.h"
 #include "rl_internal.h"
-#include "subprocess.h"
 
 #define ALARM_WINDOW 10
 
@@ -80,21 +74,7 @@ static int check(const leash_rl_config *c) {
     return leash_adamw_config_check(&c->optim);
 }
 
-typedef struct {
-    leash_gpt *policy, *ref, *rm, *value; // ref NULL: the LoRA policy with its adapters off
-    float *ref_logits;                     // LoRA: (mb, T, V) the reference's logits of a scoring chunk
-    int *text_ids;                         // (M) a response's ids that the tokenizer has, for decoding
-    leash_tokenizer *tok, *rm_tok;
-    leash_adamw popt, vopt;
-    leash_table prompts;
-    int **pids, *plen; // tokenised prompts
-    int eos, R, mb;
-    int *own, n_own;  // the rows this rank generates, scores and rewards (all of them in one process)
-    rollout r;
-    leash_subprocess cmd; // the reward command, when there is one
-} rl;
-
-static void free_rl(rl *s) {
+static void free_rl(rl_run *s) {
     leash_gpt_free(s->policy), leash_gpt_free(s->ref), leash_gpt_free(s->rm), leash_gpt_free(s->value);
     free(s->ref_logits);
     free(s->text_ids);
@@ -107,36 +87,10 @@ static void free_rl(rl *s) {
     if (s->cmd.pid > 0 || s->cmd.to >= 0) subprocess_stop(&s->cmd);
 }
 
-/* One response through the reward command. */
-static int command_reward(rl *s, const leash_rl_config *c, int id, const char *prompt, const char *response, double *out) {
-    cJSON *req = cJSON_CreateObject();
-    cJSON_AddNumberToObject(req, "id", id);
-    cJSON_AddStringToObject(req, "prompt", prompt);
-    cJSON_AddStringToObject(req, "response", response);
-    char *line = cJSON_PrintUnformatted(req), answer[4096];
-    cJSON_Delete(req);
-    if (!line) return leash_fail(LEASH_ENOMEM, "out of memory");
-    int rc = subprocess_request(&s->cmd, c->reward_timeout_s, id, line, answer, sizeof answer);
-    free(line);
-    return rc ? rc : subprocess_parse_reward(answer, id, out);
-}
-
-static char *join(const char *a, const char *b) {
-    char *s = malloc(strlen(a) + strlen(b) + 1);
-    if (s) strcat(strcpy(s, a), b);
-    return s;
-}
-
-/* Samples, decodes, scores: everything of one step that does not change the weights. */
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 /* The rows of a step this rank owns: in every minibatch chunk [k0, k0 + nb) of the first epoch, the part
  * leash_dist_split gives it, so that it scores its rows in exactly the shapes its first update will use. */
-static int own_rows(rl *s) {
+static int own_rows(rl_run *s) {
     int rank = leash_dist_rank(), N = leash_dist_size(), n = 0;
     if (!(s->own = malloc((size_t)s->R * sizeof *s->own))) return leash_fail(LEASH_ENOMEM, "out of memory");
     for (int k0 = 0; k0 < s->R; k0 += s->mb) {
@@ -148,202 +102,92 @@ static int own_rows(rl *s) {
     return LEASH_OK;
 }
 
-/* Per-row results of the ranks, put together on every rank: each row has one owner and zeros elsewhere. */
-static int assemble_f32(float *x, size_t n, const char *what) { return leash_dist_sum_f32(x, n, what); }
 
-/* phase[0] rollout, [1] policy + reference scoring (and values), [2] rewards: seconds, accumulated.
- * With several ranks each generates, scores and rewards its own rows (s->own) and the results are
- * assembled, so that every rank ends the call with the whole batch, as one process would have it. */
-static int collect(rl *s, const leash_rl_config *c, int step, int *gen, float *gen_lp, int *glen, int *packed,
-                   double *logprob_gap, double *phase) {
-    double t0 = now_s();
+/* The policy's log-probs of the gathered minibatch part (n rows) at the rollout temperature, into r->mb_buf,
+ * its gradient zeroed first. n = 0: this rank has no rows in this minibatch and contributes a zero gradient. */
+static int policy_logprobs(rollout *r, const leash_rl_config *c, leash_gpt *policy, int n) {
+    leash_gpt_zero_grad(policy);
+    if (!n) return LEASH_OK;
+    int rc = leash_gpt_forward(policy, r->mb_tokens, r->mb_mask, n, r->T);
+    return rc ? rc : leash_gpt_token_logprobs(policy, r->mb_targets, c->temperature, r->mb_buf, NULL);
+}
+
+/* Sums the gradient over the ranks (one call over the whole gradient block) and steps the model. */
+static int step_summed(leash_gpt *m, leash_adamw *opt, const char *what) {
+    int rc = leash_dist_sum_f32(leash_gpt_grads(m), leash_gpt_num_trainable(m), what);
+    return rc ? rc : leash_adamw_step(opt, m, NULL, NULL);
+}
+
+/* One update over the minibatch rows[0..n) of the rollout. Every rank knows the whole minibatch and computes
+ * the part leash_dist_split gives it; the losses are normalised by the whole minibatch's token and sequence
+ * counts, so the sum of the ranks' gradients is the minibatch's. Policy: forward, the algorithm's loss (d
+ * loss / d log-prob), backward, one AdamW step; PPO's value model likewise with its clipped value loss. */
+static int update(rl_run *s, const leash_rl_config *c, double beta, const int *rows, int n, update_stats *st) {
     rollout *r = &s->r;
-    int R = s->R, P = r->P, M = r->M, T = r->T, V = leash_gpt_cfg(s->policy)->vocab_size, rc = LEASH_OK;
-    int G = c->algo == LEASH_GRPO ? c->group : 1, n_own = s->n_own;
-    leash_rng rng;
-    leash_rng_seed(&rng, c->seed, (uint64_t)step);
-    for (int i = 0; i < R / G; i++) { // the prompts of the whole batch: the same stream on every rank
-        int p = (int)(leash_rng_uniform(&rng) * s->prompts.n);
-        for (int g = 0; g < G; g++) r->prompt_index[i * G + g] = p;
-    }
-    leash_sample_config sc = leash_sample_defaults();
-    sc.temperature = c->temperature, sc.max_new_tokens = M, sc.seed = c->seed;
-    leash_sample_set_eos(&sc, leash_gpt_cfg(s->policy), s->eos);
-    uint64_t *streams = malloc((n_own ? n_own : 1) * sizeof *streams);
-    int *plens = malloc((n_own ? n_own : 1) * sizeof *plens), *lgen = malloc((size_t)(n_own ? n_own : 1) * M * sizeof *lgen);
-    int *lglen = malloc((n_own ? n_own : 1) * sizeof *lglen);
-    float *llp = malloc((size_t)(n_own ? n_own : 1) * M * sizeof *llp);
-    if (!streams || !plens || !lgen || !lglen || !llp) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-    int n = 0;
-    for (int k = 0; k < n_own && !rc; k++) {
-        int b = s->own[k], p = r->prompt_index[b];
-        memcpy(packed + n, s->pids[p], s->plen[p] * sizeof(int));
-        n += s->plen[p];
-        plens[k] = s->plen[p];
-        streams[k] = (uint64_t)step * R + b; // a row's stream depends on its place in the batch only
-    }
-    if (!rc && n_own) rc = leash_generate(s->policy, &sc, packed, plens, n_own, streams, lgen, llp, lglen);
-    if (!rc) {
-        memset(gen, 0, (size_t)R * M * sizeof *gen), memset(gen_lp, 0, (size_t)R * M * sizeof *gen_lp);
-        memset(glen, 0, R * sizeof *glen);
-        for (int k = 0; k < n_own; k++) {
-            int b = s->own[k];
-            memcpy(gen + (size_t)b * M, lgen + (size_t)k * M, M * sizeof *gen);
-            memcpy(gen_lp + (size_t)b * M, llp + (size_t)k * M, M * sizeof *gen_lp);
-            glen[b] = lglen[k];
+    int T = r->T, rc, lo, hi, nseq;
+    long ntok = minibatch_tokens(r, rows, n, &nseq);
+    if (!ntok) return LEASH_OK;
+    leash_dist_split(n, leash_dist_rank(), leash_dist_size(), &lo, &hi);
+    int nl = hi - lo;
+    rollout_gather(r, rows + lo, nl);
+    if ((rc = policy_logprobs(r, c, s->policy, nl))) return rc;
+    if (c->algo == LEASH_PPO) ppo_policy_loss(r, rows + lo, nl, ntok, c->clip_eps, r->mb_buf, r->mb_buf2, st);
+    else grpo_policy_loss(r, c, beta, rows + lo, nl, ntok, nseq, r->mb_buf, r->mb_buf2, st);
+    if (nl && ((rc = leash_gpt_token_logprobs_backward(s->policy, r->mb_targets, c->temperature, r->mb_buf2)) ||
+               (rc = leash_gpt_backward(s->policy))))
+        return rc;
+    if ((rc = step_summed(s->policy, &s->popt, "policy gradients"))) return rc;
+    if (s->value) {
+        leash_gpt_zero_grad(s->value);
+        if (nl) {
+            if ((rc = leash_gpt_forward(s->value, r->mb_tokens, r->mb_mask, nl, T))) return rc;
+            ppo_value_loss(r, rows + lo, nl, ntok, c->value_clip, c->vf_coef, leash_gpt_values(s->value),
+                           leash_gpt_dvalues(s->value), st);
+            // the value model predicts no tokens: its LM head gets no gradient (dlogits stays 0)
+            if ((rc = leash_gpt_backward(s->value))) return rc;
         }
-        if (!(rc = leash_dist_sum_i32(gen, (size_t)R * M, "sampled tokens")) && !(rc = leash_dist_sum_i32(glen, R, "response lengths")))
-            rc = assemble_f32(gen_lp, (size_t)R * M, "sampling log-probs");
+        if ((rc = step_summed(s->value, &s->vopt, "value gradients"))) return rc;
     }
-    free(streams), free(plens), free(lgen), free(lglen), free(llp);
-    phase[0] += now_s() - t0;
-    if (rc) return rc;
-    // layout: prompt left-padded to P, response from P, targets at the input position before each response token
-    for (int b = 0; b < R; b++) {
-        int p = r->prompt_index[b], pl = s->plen[p], L = glen[b];
-        for (int t = 0; t < T; t++) {
-            long i = (long)b * T + t;
-            int in_prompt = t >= P - pl && t < P, in_resp = t >= P && t < P + L;
-            r->tokens[i] = in_prompt ? s->pids[p][t - (P - pl)] : in_resp ? gen[b * M + t - P] : s->eos;
-            r->mask[i] = (uint8_t)(in_prompt || in_resp);
-            r->targets[i] = t + 1 >= P && t + 1 < P + L ? gen[b * M + t + 1 - P] : -1;
-        }
-        r->resp_len[b] = L;
-        r->has_eos[b] = L > 0 && leash_sample_is_eos(&sc, gen[b * M + L - 1]);
-        char *raw = NULL;
-        size_t len = 0, cap = 0;
-        free(r->text[b]);
-        r->text[b] = NULL;
-        // ids the tokenizer lacks (models pad their vocabulary: Qwen2.5 has 151936 rows for 151665 tokens) are
-        // sampled like any other and decode to nothing, as Hugging Face's decode skips them
-        int n_text = 0, *ids = gen + b * M;
-        for (int j = 0; j < L - r->has_eos[b]; j++) {
-            int tl;
-            if (leash_tokenizer_token(s->tok, ids[j], &tl)) s->text_ids[n_text++] = ids[j];
-        }
-        if ((rc = leash_tokenizer_decode(s->tok, s->text_ids, n_text, &raw, &len, &cap))) break;
-        r->text[b] = leash_utf8_sanitize(raw ? raw : "", len);
-        free(raw);
-        if (!r->text[b]) { rc = leash_fail(LEASH_ENOMEM, "out of memory"); break; }
-    }
-    if (rc) return rc;
-    double t1 = now_s();
-    // log-probs, entropy, exact KL and values of this rank's rows, in the minibatch shapes the first update
-    // will use, so that the first minibatch's ratio is exactly 1
-    float *assembled[] = {r->old_logp, r->entropy, r->ref_logp, r->kl_exact, r->values};
-    for (size_t a = 0; a < sizeof assembled / sizeof assembled[0]; a++) memset(assembled[a], 0, (size_t)R * T * sizeof(float));
-    for (int k0 = 0, nb = 0; k0 < n_own && !rc; k0 += nb) {
-        // this rank's rows come in runs, one per minibatch chunk: score run by run
-        nb = 1;
-        while (k0 + nb < n_own && s->own[k0 + nb] == s->own[k0] + nb && (s->own[k0] / s->mb) == (s->own[k0 + nb] / s->mb)) nb++;
-        int first = s->own[k0];
-        rollout_gather(r, s->own + k0, nb);
-        float *lp = r->mb_buf, *h = r->mb_buf2;
-        const float *zp, *zq;
-        if (s->ref) {
-            if ((rc = leash_gpt_forward(s->policy, r->mb_tokens, r->mb_mask, nb, T)) ||
-                (rc = leash_gpt_token_logprobs(s->policy, r->mb_targets, c->temperature, lp, h)) ||
-                (rc = leash_gpt_forward(s->ref, r->mb_tokens, r->mb_mask, nb, T)))
-                break;
-            memcpy(r->old_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
-            memcpy(r->entropy + (size_t)first * T, h, (size_t)nb * T * sizeof(float));
-            if ((rc = leash_gpt_token_logprobs(s->ref, r->mb_targets, c->temperature, lp, NULL))) break;
-            memcpy(r->ref_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
-            zp = leash_gpt_logits(s->policy), zq = leash_gpt_logits(s->ref);
-        } else { // LoRA: the reference is the policy with its adapters off; its logits wait in ref_logits
-            leash_gpt_set_adapters(s->policy, 0);
-            rc = leash_gpt_forward(s->policy, r->mb_tokens, r->mb_mask, nb, T);
-            leash_gpt_set_adapters(s->policy, 1);
-            if (rc || (rc = leash_gpt_token_logprobs(s->policy, r->mb_targets, c->temperature, lp, NULL))) break;
-            memcpy(r->ref_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
-            memcpy(s->ref_logits, leash_gpt_logits(s->policy), (size_t)nb * T * V * sizeof(float));
-            if ((rc = leash_gpt_forward(s->policy, r->mb_tokens, r->mb_mask, nb, T)) ||
-                (rc = leash_gpt_token_logprobs(s->policy, r->mb_targets, c->temperature, lp, h)))
-                break;
-            memcpy(r->old_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
-            memcpy(r->entropy + (size_t)first * T, h, (size_t)nb * T * sizeof(float));
-            zp = leash_gpt_logits(s->policy), zq = s->ref_logits;
-        }
-        for (long i = 0; i < (long)nb * T && !rc; i++) {
-            double kl = 0.0;
-            if (r->mb_targets[i] >= 0) rc = leash_kl_exact(zp + i * V, zq + i * V, V, c->temperature, &kl, NULL);
-            r->kl_exact[(size_t)first * T + i] = (float)kl;
-        }
-        if (!rc && s->value) {
-            if ((rc = leash_gpt_forward(s->value, r->mb_tokens, r->mb_mask, nb, T))) break;
-            for (long i = 0; i < (long)nb * T; i++) r->values[(size_t)first * T + i] = r->mb_targets[i] >= 0 ? leash_gpt_values(s->value)[i] : 0.0f;
-        }
-    }
-    const char *names[] = {"policy log-probs", "entropies", "reference log-probs", "exact KLs", "values"};
-    for (size_t a = 0; a < sizeof assembled / sizeof assembled[0] && !rc; a++)
-        if (a < 4 || s->value) rc = assemble_f32(assembled[a], (size_t)R * T, names[a]);
-    if (rc) return rc;
-    *logprob_gap = 0.0;
-    for (int b = 0; b < R; b++)
-        for (int j = 0; j < r->resp_len[b]; j++) {
-            double d = fabs((double)gen_lp[b * M + j] - r->old_logp[(long)b * T + P + j - 1]);
-            if (d > *logprob_gap) *logprob_gap = d;
-        }
-    // the per-token KL the algorithm uses
-    r->kl_clamped = 0;
-    for (long i = 0; i < (long)R * T; i++) {
-        if (r->targets[i] < 0) { r->kl[i] = 0.0f; continue; }
-        int exact = c->algo == LEASH_PPO && c->kl_exact;
-        r->kl[i] = exact ? r->kl_exact[i] : (float)leash_kl_estimate(c->kl_estimator, r->old_logp[i], r->ref_logp[i]);
-        if (!exact) r->kl_clamped += leash_kl_estimate_clamped(c->kl_estimator, r->old_logp[i], r->ref_logp[i]);
-        if (!isfinite(r->kl[i])) return leash_fail(LEASH_ENUMERIC, "the KL at step %d is %g: the policy has left the reference's support", step + 1, r->kl[i]);
-    }
-    double t2 = now_s();
-    phase[1] += t2 - t1;
-    // scores of this rank's rows: reward model on prompt + response, or the gold reward; gold metrics when asked
-    char **texts = calloc(n_own ? n_own : 1, sizeof *texts);
-    float *sc_rm = malloc((n_own ? n_own : 1) * sizeof *sc_rm);
-    if (!texts || !sc_rm) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-    for (int k = 0; k < n_own && !rc; k++) {
-        int b = s->own[k];
-        if (!(texts[k] = join(s->prompts.str[0][r->prompt_index[b]], r->text[b]))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-    }
-    if (!rc && s->rm && n_own) rc = leash_rm_score_texts(s->rm, s->rm_tok, (const char *const *)texts, n_own, 32, sc_rm);
-    const leash_gpt_config *rc_cfg = s->rm ? leash_gpt_cfg(s->rm) : NULL;
-    memset(r->score, 0, R * sizeof *r->score), memset(r->shaped, 0, R * sizeof *r->shaped);
-    memset(r->gold, 0, R * sizeof *r->gold), memset(r->grammatical, 0, R * sizeof *r->grammatical);
-    int bad = 0;
-    for (int k = 0; k < n_own && !rc; k++) {
-        int b = s->own[k];
-        // the world's verdict only where it is reported or is the reward
-        leash_world_gold g = {.reward = NAN};
-        if (c->gold_metrics || c->gold_reward) g = leash_world_score(texts[k], strlen(texts[k]));
-        r->gold[b] = g.reward;
-        r->grammatical[b] = g.grammatical;
-        double score = s->rm ? sc_rm[k]
-                       : c->reward_fn ? c->reward_fn(s->prompts.str[0][r->prompt_index[b]], r->text[b], gen + b * M, r->resp_len[b], c->reward_ctx)
-                                      : g.reward;
-        if (c->reward_cmd && (rc = command_reward(s, c, step * R + b, s->prompts.str[0][r->prompt_index[b]], r->text[b], &score)))
-            break;
-        double x = score;
-        if (!isfinite(score)) {
-            if (!c->skip_nonfinite) {
-                rc = leash_fail(LEASH_ENUMERIC, "reward of response %d at step %d is %g", b, step + 1, score);
-                break;
+    st->updates++;
+    return LEASH_OK;
+}
+
+/* A step's updates: c->epochs passes over the batch in minibatches (later epochs shuffled), then the
+ * statistics summed over the ranks and the proof that their weights are still the same. A non-finite
+ * gradient under skip_nonfinite drops that update and counts it in *skipped. */
+static int update_epochs(rl_run *s, const leash_rl_config *c, int step, double beta, int *order, update_stats *st, long *skipped) {
+    int R = s->R, rc = LEASH_OK;
+    *st = (update_stats){0};
+    for (int e = 0; e < c->epochs && !rc; e++) {
+        for (int i = 0; i < R; i++) order[i] = i;
+        if (e > 0) { // later epochs shuffle; the first keeps the order the old log-probs were computed in
+            leash_rng shuf;
+            leash_rng_seed(&shuf, c->seed, UINT64_C(0x5300000000) + (uint64_t)step * 1000 + e);
+            for (int i = R - 1; i > 0; i--) {
+                int j = (int)(leash_rng_uniform(&shuf) * (i + 1)), x = order[i];
+                order[i] = order[j], order[j] = x;
             }
-            bad++; // skipped below, once every rank knows (the collectives must still run)
-            score = 0.0;
         }
-        if (s->rm && c->normalize_scores && rc_cfg->score_std > 0) x = (x - rc_cfg->score_mean) / rc_cfg->score_std;
-        if (c->score_clip > 0) x = x < -c->score_clip ? -c->score_clip : x > c->score_clip ? c->score_clip : x;
-        if (!r->has_eos[b]) x += c->no_eos_penalty;
-        x -= c->length_penalty * r->resp_len[b];
-        r->score[b] = score;
-        r->shaped[b] = x;
+        for (int k0 = 0; k0 < R && !rc; k0 += s->mb) {
+            rc = update(s, c, beta, order + k0, R - k0 < s->mb ? R - k0 : s->mb, st);
+            if (rc == LEASH_ENUMERIC && c->skip_nonfinite) { // a non-finite gradient: this update is dropped
+                (*skipped)++, rc = LEASH_OK;
+                if (leash_dist_rank() == 0)
+                    fprintf(stderr, "\nleash: an update of step %d skipped (--skip-nonfinite): %s\n", step + 1, leash_errmsg());
+            }
+        }
     }
-    for (int k = 0; texts && k < n_own; k++) free(texts[k]);
-    free(texts), free(sc_rm);
-    if (!rc && !(rc = leash_dist_sum_f64(r->score, R, "scores")) && !(rc = leash_dist_sum_f64(r->shaped, R, "shaped scores")) &&
-        !(rc = leash_dist_sum_f64(r->gold, R, "gold rewards")))
-        rc = leash_dist_sum_i32(r->grammatical, R, "grammaticality");
-    if (!rc && c->skip_nonfinite && !(rc = leash_dist_sum_i32(&bad, 1, "non-finite rewards")) && bad)
-        rc = leash_fail(LEASH_ENUMERIC, "%d reward(s) of step %d are not finite", bad, step + 1);
-    phase[2] += now_s() - t2;
+    if (rc) return rc;
+    double sums[8] = {st->policy_loss, st->value_loss, st->clipfrac, st->approxkl, st->ratio, (double)st->tokens,
+                      (double)st->kl_clamped, (double)st->ratio_clamped};
+    if ((rc = leash_dist_sum_f64(sums, 8, "update statistics")) || (rc = leash_dist_max_f64(&st->first_ratio_dev, 1, "first ratio")))
+        return rc;
+    st->policy_loss = sums[0], st->value_loss = sums[1], st->clipfrac = sums[2], st->approxkl = sums[3], st->ratio = sums[4];
+    st->tokens = (long)sums[5], st->kl_clamped = (long)sums[6], st->ratio_clamped = (long)sums[7];
+    if (leash_dist_size() == 1) return LEASH_OK;
+    rc = leash_dist_check_same(leash_gpt_trainable(s->policy), leash_gpt_num_trainable(s->policy) * sizeof(float), "policy weights", NULL);
+    if (!rc && s->value)
+        rc = leash_dist_check_same(leash_gpt_trainable(s->value), leash_gpt_num_trainable(s->value) * sizeof(float), "value weights", NULL);
     return rc;
 }
 
@@ -455,7 +299,7 @@ static void rl_metrics(const leash_rl_progress *p, leash_metrics *t) {
 }
 
 /* samples.jsonl: the first rows of a step, with their prompts. */
-static int log_samples(leash_log *log, const rl *s, int step) {
+static int log_samples(leash_log *log, const rl_run *s, int step) {
     const rollout *r = &s->r;
     for (int b = 0; b < r->B && b < 4; b++) {
         char gold_b[32] = "null"; // no gold reward (a run outside the default world): null, not 0
@@ -469,9 +313,18 @@ static int log_samples(leash_log *log, const rl *s, int step) {
     return leash_log_flush(log);
 }
 
+/* The step's batch as a callback sees it (include/leash/rl.h). */
+static leash_rl_batch batch_view(const rl_run *s, const leash_rl_config *c) {
+    const rollout *r = &s->r;
+    return (leash_rl_batch){.rows = s->R, .P = r->P, .T = r->T, .tokens = r->tokens, .mask = r->mask, .targets = r->targets,
+                            .resp_len = r->resp_len, .has_eos = r->has_eos, .logp = r->old_logp, .ref_logp = r->ref_logp,
+                            .kl = r->kl, .kl_exact = r->kl_exact, .rewards = c->algo == LEASH_PPO ? r->rewards : NULL,
+                            .advantages = r->adv, .scores = r->score, .shaped = r->shaped, .policy = s->policy, .ref = s->ref};
+}
+
 /* The policy: with LoRA (c->lora_rank > 0) the base with fresh adapters, loaded once, unless the directory
  * is an adapter directory already (then its adapters continue). */
-static int load_policy(rl *s, const leash_rl_config *c) {
+static int load_policy(rl_run *s, const leash_rl_config *c) {
     char path[4096];
     snprintf(path, sizeof path, "%s/adapter_config.json", c->policy_dir);
     if (c->lora_rank <= 0 || access(path, F_OK) == 0) return leash_gpt_load(&s->policy, c->policy_dir);
@@ -479,94 +332,109 @@ static int load_policy(rl *s, const leash_rl_config *c) {
                                c->lora_dropout, c->lora_targets, c->seed);
 }
 
-int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl_progress *final) {
-    int rc = check(c);
-    if (rc) return rc;
-    rl s = {0};
-    leash_rl_config cfg = *c;
-    leash_log metrics = {0}, samples = {0};
-    leash_metrics table;
-    int *gen = NULL, *glen = NULL, *packed = NULL, *order = NULL;
-    float *gen_lp = NULL;
-    double *hist = NULL;
-    char path[4096];
-    int rank0 = leash_dist_rank() == 0; // writes every file; the other ranks compute
-    if (rank0 && (rc = leash_mkdir(c->out_dir))) return rc;
-    rc = load_policy(&s, c);
-    if (!rc && (c->ref_dir || !leash_gpt_cfg(s.policy)->lora_rank)) // LoRA: the policy with its adapters off
-        rc = leash_gpt_load(&s.ref, c->ref_dir ? c->ref_dir : c->policy_dir);
-    const char *tok_dir = c->policy_dir; // where the tokenizer comes from (and is copied from with the policy)
+/* The models: the policy (with LoRA adapters when asked), the frozen reference, the reward model, PPO's value
+ * model, frozen weights in BF16 when asked; *tok_dir: where the policy's tokenizer was found. */
+static int load_models(rl_run *s, const leash_rl_config *c, const char **tok_dir) {
+    int rc = load_policy(s, c);
+    if (!rc && (c->ref_dir || !leash_gpt_cfg(s->policy)->lora_rank)) // LoRA: the policy with its adapters off
+        rc = leash_gpt_load(&s->ref, c->ref_dir ? c->ref_dir : c->policy_dir);
     if (!rc) {
-        rc = leash_tokenizer_load_dir(&s.tok, tok_dir);
+        rc = leash_tokenizer_load_dir(&s->tok, *tok_dir);
         // a PEFT adapter directory from elsewhere may carry no tokenizer: its base's is the one
-        if (rc && leash_gpt_cfg(s.policy)->lora_rank && leash_gpt_source_dir(s.policy) &&
-            !leash_tokenizer_load_dir(&s.tok, leash_gpt_source_dir(s.policy)))
-            rc = LEASH_OK, tok_dir = leash_gpt_source_dir(s.policy);
+        if (rc && leash_gpt_cfg(s->policy)->lora_rank && leash_gpt_source_dir(s->policy) &&
+            !leash_tokenizer_load_dir(&s->tok, leash_gpt_source_dir(s->policy)))
+            rc = LEASH_OK, *tok_dir = leash_gpt_source_dir(s->policy);
     }
-    if (!rc && leash_tokenizer_vocab_size(s.tok) > leash_gpt_cfg(s.policy)->vocab_size)
+    if (!rc && leash_tokenizer_vocab_size(s->tok) > leash_gpt_cfg(s->policy)->vocab_size)
         rc = leash_fail(LEASH_EINVAL, "%s: the tokenizer has %d tokens but the model's vocab_size is %d: they do not belong "
                                       "together",
-                        c->policy_dir, leash_tokenizer_vocab_size(s.tok), leash_gpt_cfg(s.policy)->vocab_size);
-    if (!rc && s.ref) leash_gpt_freeze(s.ref); // no gradients, no backward buffers, never stepped
-    if (!rc && s.ref && leash_gpt_cfg(s.ref)->vocab_size != leash_gpt_cfg(s.policy)->vocab_size)
+                        c->policy_dir, leash_tokenizer_vocab_size(s->tok), leash_gpt_cfg(s->policy)->vocab_size);
+    if (!rc && s->ref) leash_gpt_freeze(s->ref); // no gradients, no backward buffers, never stepped
+    if (!rc && s->ref && leash_gpt_cfg(s->ref)->vocab_size != leash_gpt_cfg(s->policy)->vocab_size)
         rc = leash_fail(LEASH_EINVAL, "the reference %s has a vocabulary of %d, the policy %d: they must share a tokenizer",
-                        c->ref_dir, leash_gpt_cfg(s.ref)->vocab_size, leash_gpt_cfg(s.policy)->vocab_size);
+                        c->ref_dir, leash_gpt_cfg(s->ref)->vocab_size, leash_gpt_cfg(s->policy)->vocab_size);
     if (!rc && c->reward_dir) {
-        if (!(rc = leash_gpt_load(&s.rm, c->reward_dir)) && !(rc = leash_tokenizer_load_dir(&s.rm_tok, c->reward_dir)) &&
-            !leash_gpt_cfg(s.rm)->scalar_head)
+        if (!(rc = leash_gpt_load(&s->rm, c->reward_dir)) && !(rc = leash_tokenizer_load_dir(&s->rm_tok, c->reward_dir)) &&
+            !leash_gpt_cfg(s->rm)->scalar_head)
             rc = leash_fail(LEASH_EINVAL, "%s has no scalar head: not a reward model", c->reward_dir);
     }
     if (!rc && c->algo == LEASH_PPO) // the value model starts from the reward model (InstructGPT), else the policy
-        rc = leash_gpt_copy_with_head(&s.value, s.rm ? s.rm : s.policy, s.rm != NULL, c->seed);
-    if (!rc && s.rm) leash_gpt_freeze(s.rm); // the reward model only scores
+        rc = leash_gpt_copy_with_head(&s->value, s->rm ? s->rm : s->policy, s->rm != NULL, c->seed);
+    if (!rc && s->rm) leash_gpt_freeze(s->rm); // the reward model only scores
     if (!rc && c->frozen_bf16) { // every frozen weight in BF16: reference, reward model, a LoRA base
-        leash_gpt *frozen[] = {s.ref, s.rm, leash_gpt_cfg(s.policy)->lora_rank ? s.policy : NULL,
-                               s.value && leash_gpt_cfg(s.value)->lora_rank ? s.value : NULL};
+        leash_gpt *frozen[] = {s->ref, s->rm, leash_gpt_cfg(s->policy)->lora_rank ? s->policy : NULL,
+                               s->value && leash_gpt_cfg(s->value)->lora_rank ? s->value : NULL};
         for (size_t i = 0; i < sizeof frozen / sizeof frozen[0] && !rc; i++)
             if (frozen[i]) rc = leash_gpt_store_bf16(frozen[i]);
     }
+    return rc;
+}
+
+/* The prompts, tokenised (*P: the longest), the end-of-response id, the reward command started. */
+static int load_prompts(rl_run *s, const leash_rl_config *c, int *P) {
     static const char *const keys[] = {"prompt"};
-    if (!rc) rc = leash_jsonl_load(c->prompts, keys, 1, NULL, 0, 0, &s.prompts);
-    s.cmd.to = s.cmd.from = -1;
-    if (!rc && c->reward_cmd) rc = subprocess_start(&s.cmd, c->reward_cmd, "reward command");
+    int rc = leash_jsonl_load(c->prompts, keys, 1, NULL, 0, 0, &s->prompts);
+    if (!rc && c->reward_cmd) rc = subprocess_start(&s->cmd, c->reward_cmd, "reward command");
     // the end of a response: the model's eos_token_id (Llama 3's <|end_of_text|>, an instruct model's <|im_end|>),
     // else the tokenizer's <|endoftext|>
-    s.eos = leash_tokenizer_eos(s.tok, s.policy ? leash_gpt_cfg(s.policy)->eos_token_id : -1);
-    if (!rc && s.eos < 0)
+    s->eos = leash_tokenizer_eos(s->tok, s->policy ? leash_gpt_cfg(s->policy)->eos_token_id : -1);
+    if (!rc && s->eos < 0)
         rc = leash_fail(LEASH_EFORMAT, "%s: config.json has no eos_token_id and the tokenizer no <|endoftext|>: responses "
                                        "could never end",
                         c->policy_dir);
-    int P = 0;
-    if (!rc && (!(s.pids = calloc(s.prompts.n, sizeof *s.pids)) || !(s.plen = calloc(s.prompts.n, sizeof *s.plen))))
+    *P = 0;
+    if (!rc && (!(s->pids = calloc(s->prompts.n, sizeof *s->pids)) || !(s->plen = calloc(s->prompts.n, sizeof *s->plen))))
         rc = leash_fail(LEASH_ENOMEM, "out of memory");
-    for (int i = 0; i < s.prompts.n && !rc; i++) {
+    for (int i = 0; i < s->prompts.n && !rc; i++) {
         size_t n = 0, cap = 0;
-        const char *p = s.prompts.str[0][i];
+        const char *p = s->prompts.str[0][i];
         // special tokens written in a prompt (a chat template's <|im_start|>, <|eot_id|>, ...) are their ids
-        rc = leash_tokenizer_encode(s.tok, p, strlen(p), 1, &s.pids[i], &n, &cap);
+        rc = leash_tokenizer_encode(s->tok, p, strlen(p), 1, &s->pids[i], &n, &cap);
         if (!rc && n == 0) rc = leash_fail(LEASH_EINVAL, "%s:%d: the prompt is empty", c->prompts, i + 1);
-        s.plen[i] = (int)n;
-        if ((int)n > P) P = (int)n;
+        s->plen[i] = (int)n;
+        if ((int)n > *P) *P = (int)n;
     }
-    if (!rc && P + c->max_new > leash_gpt_cfg(s.policy)->n_positions)
-        rc = leash_fail(LEASH_EINVAL, "the longest prompt (%d tokens) + --max-new %d exceed the model's %d positions", P,
-                        c->max_new, leash_gpt_cfg(s.policy)->n_positions);
-    s.R = c->algo == LEASH_GRPO ? c->batch * c->group : c->batch;
-    s.mb = c->minibatch > 0 && c->minibatch < s.R ? c->minibatch : s.R;
-    if (!rc) rc = rollout_alloc(&s.r, s.R, P, c->max_new, s.mb);
-    if (!rc && !(s.text_ids = malloc((size_t)c->max_new * sizeof *s.text_ids))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-    if (!rc && !s.ref && !(s.ref_logits = malloc((size_t)s.mb * s.r.T * leash_gpt_cfg(s.policy)->vocab_size * sizeof(float))))
-        rc = leash_fail(LEASH_ENOMEM, "cannot allocate the reference's logits for a minibatch of %d", s.mb);
-    if (!rc) rc = own_rows(&s);
-    if (!rc) rc = leash_adamw_create(&s.popt, &c->optim, leash_gpt_num_trainable(s.policy));
-    if (!rc && s.value) rc = leash_adamw_create(&s.vopt, &c->value_optim, leash_gpt_num_trainable(s.value));
-    gen = malloc((size_t)s.R * c->max_new * sizeof *gen);
-    gen_lp = malloc((size_t)s.R * c->max_new * sizeof *gen_lp);
-    glen = malloc(s.R * sizeof *glen);
-    packed = malloc((size_t)s.R * (P + 1) * sizeof *packed);
+    if (!rc && *P + c->max_new > leash_gpt_cfg(s->policy)->n_positions)
+        rc = leash_fail(LEASH_EINVAL, "the longest prompt (%d tokens) + --max-new %d exceed the model's %d positions", *P,
+                        c->max_new, leash_gpt_cfg(s->policy)->n_positions);
+    return rc;
+}
+
+/* Everything a run needs before its first step: models, prompts, the rollout's buffers, the rows this rank
+ * owns, the optimisers. */
+static int setup(rl_run *s, const leash_rl_config *c, const char **tok_dir) {
+    int P, rc;
+    s->cmd.to = s->cmd.from = -1; // no reward command yet (free_rl tells by these)
+    if ((rc = load_models(s, c, tok_dir)) || (rc = load_prompts(s, c, &P))) return rc;
+    s->R = c->algo == LEASH_GRPO ? c->batch * c->group : c->batch;
+    s->mb = c->minibatch > 0 && c->minibatch < s->R ? c->minibatch : s->R;
+    if (!rc) rc = rollout_alloc(&s->r, s->R, P, c->max_new, s->mb);
+    if (!rc && !(s->text_ids = malloc((size_t)c->max_new * sizeof *s->text_ids))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    if (!rc && !s->ref && !(s->ref_logits = malloc((size_t)s->mb * s->r.T * leash_gpt_cfg(s->policy)->vocab_size * sizeof(float))))
+        rc = leash_fail(LEASH_ENOMEM, "cannot allocate the reference's logits for a minibatch of %d", s->mb);
+    if (!rc) rc = own_rows(s);
+    if (!rc) rc = leash_adamw_create(&s->popt, &c->optim, leash_gpt_num_trainable(s->policy));
+    if (!rc && s->value) rc = leash_adamw_create(&s->vopt, &c->value_optim, leash_gpt_num_trainable(s->value));
+    return rc;
+}
+
+int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl_progress *final) {
+    int rc = check(c);
+    if (rc) return rc;
+    rl_run s = {0};
+    leash_rl_config cfg = *c;
+    leash_log metrics = {0}, samples = {0};
+    leash_metrics table;
+    int *order = NULL;
+    double *hist = NULL;
+    char path[4096];
+    int rank0 = leash_dist_rank() == 0; // writes every file; the other ranks compute
+    const char *tok_dir = c->policy_dir; // where the tokenizer comes from (and is copied from with the policy)
+    if (rank0 && (rc = leash_mkdir(c->out_dir))) return rc;
+    rc = setup(&s, c, &tok_dir);
     order = malloc(s.R * sizeof *order);
     hist = malloc((size_t)4 * c->steps * sizeof *hist); // proxy, gold, grammatical, ref NLL per step
-    if (!rc && (!gen || !gen_lp || !glen || !packed || !order || !hist)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    if (!rc && (!order || !hist)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
     // the state that is not a function of (seed, step): fresh, or from OUT/checkpoint
     int alarm = 0, start = 0;
     long skipped = 0;
@@ -583,13 +451,12 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
 
     leash_rl_progress p = {.step = start, .steps = c->steps};
     rollout *r = &s.r;
-    int T = r->T, R = s.R;
+    int R = s.R;
     for (int step = start; step < c->steps && !rc; step++) {
         int stop = 0;
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        double t0 = rl_now_s();
         double gap = 0.0, phase[4] = {0};
-        if ((rc = collect(&s, &cfg, step, gen, gen_lp, glen, packed, &gap, phase))) {
+        if ((rc = rollout_collect(&s, &cfg, step, &gap, phase))) {
             if (rc != LEASH_ENUMERIC || !c->skip_nonfinite) break;
             skipped++, rc = LEASH_OK; // the whole batch: no update, no metrics line for this step
             if (rank0) fprintf(stderr, "\nleash: step %d skipped (--skip-nonfinite): %s\n", step + 1, leash_errmsg());
@@ -597,59 +464,28 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
             p.step = step + 1, p.skipped = skipped;
             goto step_end;
         }
-        double t_update = now_s();
+        double t_update = rl_now_s();
         double beta = cfg.beta.beta, rep, d2;
         batch_sums m; // measured KL of this batch, per sequence, and the statistics
         sum_batch(r, &m);
-        rep = leash_repetition(gen, r->resp_len, R, c->max_new);
-        if ((rc = leash_distinct2(gen, r->resp_len, R, c->max_new, &d2))) break;
+        rep = leash_repetition(r->gen, r->resp_len, R, c->max_new);
+        if ((rc = leash_distinct2(r->gen, r->resp_len, R, c->max_new, &d2))) break;
         // advantages with this step's beta, then the updates
-        rc = c->algo == LEASH_PPO ? ppo_advantages(r, &cfg, beta) : grpo_advantages(r, &cfg);
-        update_stats st = {0};
-        for (int e = 0; e < c->epochs && !rc; e++) {
-            for (int i = 0; i < R; i++) order[i] = i;
-            if (e > 0) { // later epochs shuffle; the first keeps the order the old log-probs were computed in
-                leash_rng shuf;
-                leash_rng_seed(&shuf, c->seed, UINT64_C(0x5300000000) + (uint64_t)step * 1000 + e);
-                for (int i = R - 1; i > 0; i--) {
-                    int j = (int)(leash_rng_uniform(&shuf) * (i + 1)), x = order[i];
-                    order[i] = order[j], order[j] = x;
-                }
-            }
-            for (int k0 = 0; k0 < R && !rc; k0 += s.mb) {
-                int nb = R - k0 < s.mb ? R - k0 : s.mb;
-                rc = c->algo == LEASH_PPO ? ppo_update(r, &cfg, s.policy, s.value, &s.popt, &s.vopt, order + k0, nb, &st)
-                                          : grpo_update(r, &cfg, beta, s.policy, &s.popt, order + k0, nb, &st);
-                if (rc == LEASH_ENUMERIC && c->skip_nonfinite) { // a non-finite gradient: this update is dropped
-                    skipped++, rc = LEASH_OK;
-                    if (rank0) fprintf(stderr, "\nleash: an update of step %d skipped (--skip-nonfinite): %s\n", step + 1, leash_errmsg());
-                }
-            }
-        }
-        if (rc) break;
-        // the update statistics of all ranks, and the proof that their weights are still the same
-        double sums[8] = {st.policy_loss, st.value_loss, st.clipfrac, st.approxkl, st.ratio, (double)st.tokens,
-                          (double)st.kl_clamped, (double)st.ratio_clamped};
-        if ((rc = leash_dist_sum_f64(sums, 8, "update statistics")) || (rc = leash_dist_max_f64(&st.first_ratio_dev, 1, "first ratio")))
+        update_stats st;
+        if ((rc = c->algo == LEASH_PPO ? ppo_advantages(r, &cfg, beta) : grpo_advantages(r, &cfg)) ||
+            (rc = update_epochs(&s, &cfg, step, beta, order, &st, &skipped)))
             break;
-        st.policy_loss = sums[0], st.value_loss = sums[1], st.clipfrac = sums[2], st.approxkl = sums[3], st.ratio = sums[4];
-        st.tokens = (long)sums[5], st.kl_clamped = (long)sums[6], st.ratio_clamped = (long)sums[7];
-        if (leash_dist_size() > 1 &&
-            ((rc = leash_dist_check_same(leash_gpt_trainable(s.policy), leash_gpt_num_trainable(s.policy) * sizeof(float), "policy weights", NULL)) ||
-             (s.value && (rc = leash_dist_check_same(leash_gpt_trainable(s.value), leash_gpt_num_trainable(s.value) * sizeof(float), "value weights", NULL)))))
-            break;
-        phase[3] = now_s() - t_update;
+        phase[3] = rl_now_s() - t_update;
         // the controller sees the measured mean KL of this batch, in its own units
         double kl_ctl = cfg.beta.units == LEASH_KL_PER_TOKEN ? (m.ntok ? m.kl_seq / m.ntok : 0.0) : m.kl_seq / R;
         if ((rc = leash_beta_update(&cfg.beta, kl_ctl, R))) break;
-        clock_gettime(CLOCK_MONOTONIC, &t1);
         p = step_progress(c, &m, &st, R, beta);
         p.step = step + 1;
         p.kl_estimator = c->algo == LEASH_PPO && c->kl_exact ? "exact" : leash_kl_estimator_name(c->kl_estimator);
         p.kl_target_units = leash_kl_units_name(cfg.beta.units);
         p.logprob_gap = gap, p.kl_clamped = r->kl_clamped, p.skipped = skipped;
         p.distinct2 = d2, p.repetition = rep;
-        p.seconds = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
+        p.seconds = rl_now_s() - t0;
         for (int k = 0; k < 4; k++) p.phase_seconds[k] = phase[k];
         hist[4 * step] = p.scores, hist[4 * step + 1] = p.gold_reward, hist[4 * step + 2] = p.grammatical;
         hist[4 * step + 3] = p.ref_nll;
@@ -667,10 +503,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
             if (samples.f && (rc = log_samples(&samples, &s, p.step))) break;
             p.sample = r->text[0];
         }
-        leash_rl_batch view = {.rows = R, .P = r->P, .T = T, .tokens = r->tokens, .mask = r->mask, .targets = r->targets,
-                               .resp_len = r->resp_len, .has_eos = r->has_eos, .logp = r->old_logp, .ref_logp = r->ref_logp,
-                               .kl = r->kl, .kl_exact = r->kl_exact, .rewards = c->algo == LEASH_PPO ? r->rewards : NULL,
-                               .advantages = r->adv, .scores = r->score, .shaped = r->shaped, .policy = s.policy, .ref = s.ref};
+        leash_rl_batch view = batch_view(&s, c);
         p.batch = &view;
         stop = fn && fn(&p, ctx);
         p.batch = NULL;
@@ -691,7 +524,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     }
     if (final) *final = p;
     leash_log_close(&metrics), leash_log_close(&samples);
-    free(gen), free(gen_lp), free(glen), free(packed), free(order), free(hist);
+    free(order), free(hist);
     free_rl(&s);
     return rc;
 }

@@ -1,4 +1,5 @@
-/* Shared between rollout.c, ppo.c, grpo.c and rl.c: the rollout of one RL step. Not a public header.
+/* Shared between rollout.c, ppo.c, grpo.c and rl.c: the rollout of one RL step, the run it belongs to, the
+ * losses. Not a public header.
  *
  * Layout: row b holds its prompt left-padded to P columns, then its response from column P on, then
  * padding. Every per-token array (B, T) is indexed by the *input* position t whose next token is a
@@ -11,13 +12,14 @@
 
 #include <math.h>
 
-#include "leash/dist.h"
 #include "leash/error.h"
+#include "leash/data.h"
 #include "leash/gpt.h"
 #include "leash/klwatch.h"
 #include "leash/optim.h"
 #include "leash/rl.h"
 #include "leash/tokenizer.h"
+#include "subprocess.h"
 
 typedef struct {
     int B, P, M, T;
@@ -42,6 +44,10 @@ typedef struct {
     int *grammatical; // (B)
     char **text;      // (B) response text (valid UTF-8)
     long kl_clamped;  // tokens whose k3 ran on its tangent line
+    int *gen;         // (B, M) sampled response tokens
+    float *gen_lp;    // (B, M) their log-probs at sampling
+    int *glen;        // (B) sampled tokens of each row
+    int *packed;      // (B * (P + 1)) this rank's prompts, packed for sampling
     // minibatch gather buffers (minibatch rows)
     int *mb_tokens, *mb_targets;
     uint8_t *mb_mask;
@@ -62,35 +68,8 @@ typedef struct {
 
 int rollout_alloc(rollout *r, int B, int P, int M, int minibatch);
 void rollout_free(rollout *r);
-/* The clipped surrogate of one token (PPO and GRPO): returns max(-A ratio, -A clip(ratio, 1 +- eps)) and
- * its derivative with respect to the new log-prob in *dloss (0 where the clipped term is the max: the clip
- * is active), and adds the token to the statistics. The log-ratio is clamped to +-LEASH_KL_LOG_RATIO_MAX
- * (counted) so that exp() cannot overflow into an infinite loss. */
-static inline double clipped_surrogate(double A, double newlp, double oldlp, double eps, update_stats *st, double *dloss) {
-    double logratio = newlp - oldlp;
-    if (fabs(logratio) > LEASH_KL_LOG_RATIO_MAX) {
-        logratio = logratio > 0 ? LEASH_KL_LOG_RATIO_MAX : -LEASH_KL_LOG_RATIO_MAX;
-        st->ratio_clamped++;
-    }
-    double ratio = exp(logratio);
-    double clipped = ratio < 1 - eps ? 1 - eps : ratio > 1 + eps ? 1 + eps : ratio;
-    double pg1 = -A * ratio, pg2 = -A * clipped;
-    int clip_active = pg2 > pg1;
-    st->clipfrac += clip_active;
-    st->approxkl += 0.5 * logratio * logratio;
-    st->ratio += ratio;
-    if (st->updates == 0 && fabs(ratio - 1.0) > st->first_ratio_dev) st->first_ratio_dev = fabs(ratio - 1.0);
-    *dloss = clip_active ? 0.0 : -A * ratio;
-    return clip_active ? pg2 : pg1;
-}
-
 /* Gathers rows into r->mb_* buffers. */
 void rollout_gather(rollout *r, const int *rows, int n);
-
-/* The part rows[*lo..*hi) of a minibatch of n rows that this rank computes (all of it in one process). Every
- * rank knows the whole minibatch, so losses are normalised by its global token and sequence counts and the
- * sum of the ranks' gradients is the minibatch's gradient. */
-static inline void local_part(int n, int *lo, int *hi) { leash_dist_split(n, leash_dist_rank(), leash_dist_size(), lo, hi); }
 
 /* The response tokens of the whole minibatch rows[0..n) (and in *nseq, if not NULL, its sequences with at
  * least one): every rank counts the same, so losses normalised by them sum to the minibatch's. */
@@ -106,37 +85,27 @@ static inline long minibatch_tokens(const rollout *r, const int *rows, int n, in
     return ntok;
 }
 
-/* Gathers this rank's part of the minibatch into r->mb_*: returns its number of rows, its first in *lo. */
-static inline int gather_local_part(rollout *r, const int *rows, int n, int *lo) {
-    int hi;
-    local_part(n, lo, &hi);
-    rollout_gather(r, rows + *lo, hi - *lo);
-    return hi - *lo;
-}
+/* A run's models, tokenizers, prompts, reward command and rollout (rl.c sets them up; rollout.c collects). */
+typedef struct {
+    leash_gpt *policy, *ref, *rm, *value; // ref NULL: the LoRA policy with its adapters off
+    float *ref_logits;                     // LoRA: (mb, T, V) the reference's logits of a scoring chunk
+    int *text_ids;                         // (M) a response's ids that the tokenizer has, for decoding
+    leash_tokenizer *tok, *rm_tok;
+    leash_adamw popt, vopt;
+    leash_table prompts;
+    int **pids, *plen; // tokenised prompts
+    int eos, R, mb;
+    int *own, n_own;  // the rows this rank generates, scores and rewards (all of them in one process)
+    rollout r;
+    leash_subprocess cmd; // the reward command, when there is one
+} rl_run;
 
-/* The policy's side of an update: log-probs of the gathered minibatch part (n rows) at the rollout
- * temperature into r->mb_buf, then, with d loss / d log-prob in r->mb_buf2, backward, the gradient summed
- * over the ranks (one call over the whole gradient block) and one AdamW step. n = 0: this rank has no rows
- * in this minibatch and contributes a zero gradient. */
-static inline int policy_logprobs(rollout *r, const leash_rl_config *c, leash_gpt *policy, int n) {
-    leash_gpt_zero_grad(policy);
-    if (!n) return LEASH_OK;
-    int rc = leash_gpt_forward(policy, r->mb_tokens, r->mb_mask, n, r->T);
-    return rc ? rc : leash_gpt_token_logprobs(policy, r->mb_targets, c->temperature, r->mb_buf, NULL);
-}
-/* Sums the gradient over the ranks and steps the model. */
-static inline int step_summed(leash_gpt *m, void *opt, const char *what) {
-    int rc = leash_dist_sum_f32(leash_gpt_grads(m), leash_gpt_num_trainable(m), what);
-    return rc ? rc : leash_adamw_step(opt, m, NULL, NULL);
-}
-static inline int policy_step(rollout *r, const leash_rl_config *c, leash_gpt *policy, void *popt, int n) {
-    int rc = LEASH_OK;
-    if (n) {
-        rc = leash_gpt_token_logprobs_backward(policy, r->mb_targets, c->temperature, r->mb_buf2);
-        if (!rc) rc = leash_gpt_backward(policy);
-    }
-    return rc ? rc : step_summed(policy, popt, "policy gradients");
-}
+/* Collects one step's batch into s->r (src/rollout.c): samples, scores, rewards. phase[0] rollout, [1] policy
+ * + reference scoring (and values), [2] rewards: seconds, accumulated. *logprob_gap: max |log-prob at
+ * sampling - log-prob recomputed for training|. */
+int rollout_collect(rl_run *s, const leash_rl_config *c, int step, double *logprob_gap, double *phase);
+/* Seconds on the monotonic clock. */
+double rl_now_s(void);
 
 /* Checkpoints (src/rl_checkpoint.c): everything of a run that is not a function of (seed, step). */
 typedef struct {
@@ -156,11 +125,24 @@ int rl_checkpoint_save(const char *out_dir, const leash_rl_config *c, const leas
 int rl_checkpoint_load(const char *out_dir, const leash_rl_config *c, leash_gpt *policy, leash_gpt *value,
                        leash_adamw *popt, leash_adamw *vopt, rl_state *st);
 
+/* The losses (src/ppo.c, src/grpo.c): pure functions of the rollout's arrays. A minibatch part is rows[0..n)
+ * of r, gathered in r->mb_* (rollout_gather); newlp (n, T) are the policy's log-probs of its targets now, and
+ * the loss writes d loss / d newlp into dlogp (n, T), normalised by the whole minibatch's ntok response
+ * tokens (nseq sequences) so that the ranks' gradients sum to the minibatch's. Each adds to *st. */
 int ppo_advantages(rollout *r, const leash_rl_config *c, double beta);
-int ppo_update(rollout *r, const leash_rl_config *c, leash_gpt *policy, leash_gpt *value, void *popt, void *vopt,
-               const int *rows, int n, update_stats *st);
+/* The clipped surrogate of one token (PPO and GRPO): returns max(-A ratio, -A clip(ratio, 1 +- eps)) and
+ * its derivative with respect to the new log-prob in *dloss (0 where the clipped term is the max: the clip
+ * is active), and adds the token to the statistics. The log-ratio is clamped to +-LEASH_KL_LOG_RATIO_MAX
+ * (counted) so that exp() cannot overflow into an infinite loss. */
+double ppo_clipped_surrogate(double A, double newlp, double oldlp, double eps, update_stats *st, double *dloss);
+void ppo_policy_loss(const rollout *r, const int *rows, int n, long ntok, double clip_eps, const float *newlp, float *dlogp,
+                     update_stats *st);
+/* The clipped value loss on the same tokens: v (n, T) the value model's outputs, dv (n, T) d loss / d v. */
+void ppo_value_loss(const rollout *r, const int *rows, int n, long ntok, double value_clip, double vf_coef, const float *v,
+                    float *dv, update_stats *st);
 int grpo_advantages(rollout *r, const leash_rl_config *c);
-int grpo_update(rollout *r, const leash_rl_config *c, double beta, leash_gpt *policy, void *popt, const int *rows, int n,
-                update_stats *st);
+/* The clipped surrogate with beta times the KL estimator of the policy to the reference inside the loss. */
+void grpo_policy_loss(const rollout *r, const leash_rl_config *c, double beta, const int *rows, int n, long ntok, int nseq,
+                      const float *newlp, float *dlogp, update_stats *st);
 
 #endif

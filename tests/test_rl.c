@@ -183,7 +183,7 @@ Test(grpo, reward_command_scores_and_fails_clearly, .timeout = 120) {
 
 /* Pitfall "sign": with no reward at all, the KL term alone must pull a perturbed policy back towards the
  * reference, so the exact KL falls (measured: PPO 0.30 -> 0.17, GRPO 0.30 -> 0.06 nats per sequence). It can
- * fail: with the sign of the KL term flipped in ppo_advantages and grpo_update, the KL grew to 32.8 (PPO) and
+ * fail: with the sign of the KL term flipped in ppo_advantages and grpo_policy_loss, the KL grew to 32.8 (PPO) and
  * 5.4 (GRPO) and both tests failed (checked by hand when they were written). */
 static double zero_reward(const char *p, const char *r, const int *t, int n, void *ctx) {
     (void)p, (void)r, (void)t, (void)n, (void)ctx;
