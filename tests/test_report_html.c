@@ -120,3 +120,23 @@ Test(report_html, refuses_a_missing_run) {
     cr_assert_eq(system(cmd), 1 << 8);
     cr_assert_neq(access("/tmp/leash-never.html", F_OK), 0, "a page was written for a missing run");
 }
+
+/* Review finding: the axes' ticks were accumulated (v += step), which stops moving where the step is below the
+ * values' precision: a beta of 1e9 that varies by one double step made `leash report --html` loop forever,
+ * writing 1.2 GB in 10 s. The page must come out, small, at once. */
+Test(report_html, near_constant_large_values_end, .timeout = 60) {
+    char dir[] = "/tmp/leash-html-XXXXXX", path[128], cmd[512];
+    cr_assert(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/run", dir);
+    cr_assert_eq(leash_mkdir(path), 0);
+    snprintf(path, sizeof path, "%s/run/metrics.jsonl", dir);
+    const char *lines = "{\"step\": 1, \"beta\": 1000000000}\n{\"step\": 2, \"beta\": 1000000000.0000001}\n"
+                        "{\"step\": 3, \"beta\": 1000000000}\n";
+    cr_assert_eq(leash_write_file_atomic(path, lines, strlen(lines)), 0);
+    snprintf(cmd, sizeof cmd, "timeout 20 %s report --html %s/out.html %s/run >/dev/null 2>&1", LEASH_BIN, dir, dir);
+    cr_assert_eq(system(cmd), 0, "leash report --html did not finish (or failed) on near-constant values");
+    snprintf(cmd, sizeof cmd, "test $(stat -c %%s %s/out.html) -lt 100000", dir);
+    cr_assert_eq(system(cmd), 0, "the page is not small");
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}

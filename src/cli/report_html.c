@@ -250,12 +250,18 @@ static void axes(FILE *f, double x0, double x1, double y0, double y1, const char
     double px0 = ML, px1 = W - MR, py0 = H - MB, py1 = MT;
     fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#999\"/>\n", ML, MT, W - ML - MR, H - MT - MB);
     double dy = tick_step(y1 - y0), dx = tick_step(x1 - x0);
-    for (double v = ceil(y0 / dy) * dy; v <= y1 + 1e-9 * dy; v += dy) {
+    // ticks counted, not accumulated: v += dy stops moving where dy is below v's precision (1e9 and 1e9 + 1e-7:
+    // an endless loop that filled the disk); tick_step gives about 5, so 16 bounds even a degenerate axis
+    for (int k = 0; k < 16; k++) {
+        double v = (ceil(y0 / dy) + k) * dy;
+        if (!(v <= y1 + 1e-9 * dy)) break; // (NaN too, from an infinite span)
         double py = py0 + (v - y0) / (y1 - y0) * (py1 - py0);
         fprintf(f, "<line x1=\"%g\" x2=\"%g\" y1=\"%.2f\" y2=\"%.2f\" stroke=\"#eee\"/><text x=\"%d\" y=\"%.2f\" "
                    "font-size=\"11\" text-anchor=\"end\">%g</text>\n", px0, px1, py, py, ML - 4, py + 4, fabs(v) < 1e-12 * dy ? 0 : v);
     }
-    for (double v = ceil(x0 / dx) * dx; v <= x1 + 1e-9 * dx; v += dx) {
+    for (int k = 0; k < 16; k++) {
+        double v = (ceil(x0 / dx) + k) * dx;
+        if (!(v <= x1 + 1e-9 * dx)) break;
         double px = px0 + (v - x0) / (x1 - x0) * (px1 - px0);
         fprintf(f, "<line x1=\"%.2f\" x2=\"%.2f\" y1=\"%g\" y2=\"%g\" stroke=\"#eee\"/><text x=\"%.2f\" y=\"%d\" "
                    "font-size=\"11\" text-anchor=\"middle\">%g</text>\n", px, px, py0, py1, px, H - MB + 15, v);
