@@ -191,10 +191,11 @@ static void write_config(FILE *f, const char *const *runs, int n) {
 
 /* ---- the first/last table ---- */
 
-/* The step of the first line with the reward-hacking alarm on, 0 when it stayed silent. */
-static int alarm_step(const leash_table *p) {
+/* The step of the first line with the reward-hacking alarm on, 0 when it stayed silent (a double, as read:
+ * converting a step beyond int to int would be undefined behaviour). */
+static double alarm_step(const leash_table *p) {
     for (int i = 0; i < p->n; i++)
-        if (p->num[P_ALARM][i] > 0) return (int)p->num[P_STEP][i];
+        if (p->num[P_ALARM][i] > 0) return p->num[P_STEP][i];
     return 0;
 }
 
@@ -216,8 +217,8 @@ static void write_metrics(FILE *f, const char *const *runs, int n, const leash_t
     }
     fputs("<tr><th>reward-hacking alarm</th>", f);
     for (int r = 0; r < n; r++) {
-        int at = alarm_step(&p[r]);
-        if (at) fprintf(f, "<td class=\"num\" style=\"color:#c00\">fired at step %d</td>", at);
+        double at = alarm_step(&p[r]);
+        if (at != 0) fprintf(f, "<td class=\"num\" style=\"color:#c00\">fired at step %.0f</td>", at);
         else fputs("<td class=\"num\">silent</td>", f);
     }
     fputs("</tr>\n</table>\n", f);
@@ -346,12 +347,12 @@ static void panel(FILE *f, const char *id, const char *title, const char *ylabel
     }
     for (int r = 0; r < n; r++) {
         for (int s = 0; s < ns; s++) curve(f, &p[r], r, &ser[s], x0, x1, y0, y1);
-        int at = alarm_step(&p[r]);
-        if (!at) continue;
+        double at = alarm_step(&p[r]);
+        if (at == 0) continue;
         double px = px0 + (at - x0) / (x1 - x0) * (px1 - px0);
-        fprintf(f, "<line class=\"alarm\" data-run=\"%d\" data-step=\"%d\" x1=\"%.2f\" x2=\"%.2f\" y1=\"%g\" y2=\"%g\" "
+        fprintf(f, "<line class=\"alarm\" data-run=\"%d\" data-step=\"%.0f\" x1=\"%.2f\" x2=\"%.2f\" y1=\"%g\" y2=\"%g\" "
                    "stroke=\"#c00\" stroke-width=\"1.5\" stroke-dasharray=\"6 3\"/><text x=\"%.2f\" y=\"%g\" font-size=\"10\" "
-                   "fill=\"#c00\">alarm, step %d</text>\n", r, at, px, px, py0, py1, px + 3, py1 + 11 + 11 * r, at);
+                   "fill=\"#c00\">alarm, step %.0f</text>\n", r, at, px, px, py0, py1, px + 3, py1 + 11 + 11 * r, at);
     }
     fputs("</svg>\n", f);
 }
