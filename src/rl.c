@@ -154,8 +154,9 @@ static int update(rl_run *s, const leash_rl_config *c, double beta, const int *r
 
 /* A step's updates: c->epochs passes over the batch in minibatches (later epochs shuffled), then the
  * statistics summed over the ranks and the proof that their weights are still the same. A non-finite
- * gradient under skip_nonfinite drops that update and counts it in *skipped. */
-static int update_epochs(rl_run *s, const leash_rl_config *c, int step, double beta, int *order, update_stats *st, long *skipped) {
+ * gradient under skip_nonfinite drops that update, counts it in *skipped and says why in why[320]. */
+static int update_epochs(rl_run *s, const leash_rl_config *c, int step, double beta, int *order, update_stats *st, long *skipped,
+                         char *why) {
     int R = s->R, rc = LEASH_OK;
     *st = (update_stats){0};
     for (int e = 0; e < c->epochs && !rc; e++) {
@@ -172,8 +173,7 @@ static int update_epochs(rl_run *s, const leash_rl_config *c, int step, double b
             rc = update(s, c, beta, order + k0, R - k0 < s->mb ? R - k0 : s->mb, st);
             if (rc == LEASH_ENUMERIC && c->skip_nonfinite) { // a non-finite gradient: this update is dropped
                 (*skipped)++, rc = LEASH_OK;
-                if (leash_dist_rank() == 0)
-                    fprintf(stderr, "\nleash: an update of step %d skipped (--skip-nonfinite): %s\n", step + 1, leash_errmsg());
+                snprintf(why, 320, "an update of step %d was skipped: %.250s", step + 1, leash_errmsg());
             }
         }
     }
@@ -437,7 +437,8 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     if (!rc && (!order || !hist)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
     // the state that is not a function of (seed, step): fresh, or from OUT/checkpoint
     int alarm = 0, start = 0;
-    long skipped = 0;
+    long skipped = 0, updates = 0; // updates applied by this process
+    char why[320] = ""; // the last skip's reason
     leash_klwatch watch;
     if (!rc) rc = leash_klwatch_init(&watch, LEASH_KLWATCH_DEFAULT_LOW, LEASH_KLWATCH_DEFAULT_HIGH);
     if (!rc && c->resume) {
@@ -459,7 +460,8 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         if ((rc = rollout_collect(&s, &cfg, step, &gap, phase))) {
             if (rc != LEASH_ENUMERIC || !c->skip_nonfinite) break;
             skipped++, rc = LEASH_OK; // the whole batch: no update, no metrics line for this step
-            if (rank0) fprintf(stderr, "\nleash: step %d skipped (--skip-nonfinite): %s\n", step + 1, leash_errmsg());
+            snprintf(why, sizeof why, "step %d was skipped: %.250s", step + 1, leash_errmsg());
+            snprintf(p.skip_reason, sizeof p.skip_reason, "%s", why);
             for (int k = 0; k < 4; k++) hist[4 * step + k] = NAN; // the alarm ignores it
             p.step = step + 1, p.skipped = skipped;
             goto step_end;
@@ -473,7 +475,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         // advantages with this step's beta, then the updates
         update_stats st;
         if ((rc = c->algo == LEASH_PPO ? ppo_advantages(r, &cfg, beta) : grpo_advantages(r, &cfg)) ||
-            (rc = update_epochs(&s, &cfg, step, beta, order, &st, &skipped)))
+            (rc = update_epochs(&s, &cfg, step, beta, order, &st, &skipped, why)))
             break;
         phase[3] = rl_now_s() - t_update;
         // the controller sees the measured mean KL of this batch, in its own units
@@ -484,6 +486,8 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         p.kl_estimator = c->algo == LEASH_PPO && c->kl_exact ? "exact" : leash_kl_estimator_name(c->kl_estimator);
         p.kl_target_units = leash_kl_units_name(cfg.beta.units);
         p.logprob_gap = gap, p.kl_clamped = r->kl_clamped, p.skipped = skipped;
+        snprintf(p.skip_reason, sizeof p.skip_reason, "%s", why);
+        updates += st.updates;
         p.distinct2 = d2, p.repetition = rep;
         p.seconds = rl_now_s() - t0;
         for (int k = 0; k < 4; k++) p.phase_seconds[k] = phase[k];
@@ -512,6 +516,13 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         stop = stop || leash_stop_requested();
         if ((rc = leash_dist_sum_i32(&stop, 1, "stop request"))) break;
         int last = step + 1 == c->steps;
+        if (last && start == 0 && updates == 0 && skipped > 0) { // nothing trained: no model to write
+            rc = leash_fail(LEASH_ENUMERIC, "every update of the %d steps was skipped for a non-finite reward, KL or gradient "
+                                            "(--skip-nonfinite; the last: %s): the policy did not train and was not written; "
+                                            "check the reward and the policy, or lower --lr",
+                            c->steps, why);
+            break;
+        }
         if (rank0 && (stop || last || (c->save_every && (step + 1) % c->save_every == 0))) {
             rl_state now = {.step = step + 1, .beta = cfg.beta, .watch = watch, .alarm = alarm, .skipped = skipped, .hist = hist};
             rc = rl_checkpoint_save(c->out_dir, c, s.policy, s.value, &s.popt, s.value ? &s.vopt : NULL, &now);

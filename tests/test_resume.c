@@ -75,6 +75,30 @@ static double nan_once(const char *p, const char *r, const int *t, int n, void *
     return ++*calls == 6 ? NAN : 0.1 * n;
 }
 
+static double always_nan(const char *p, const char *r, const int *t, int n, void *ctx) {
+    (void)p, (void)r, (void)t, (void)n, (void)ctx;
+    return NAN;
+}
+
+/* Every batch skipped (a reward that is always NaN): the run fails, naming the reason, and writes no policy
+ * (it used to finish with exit 0 and write the untrained policy). PPO and GRPO. */
+Test(resume, rl_run_with_every_update_skipped_fails_and_writes_no_policy, .timeout = 120) {
+    rl_scratch w;
+    char cmd[1024];
+    rl_scratch_make(&w, "allnan");
+    for (int a = 0; a < 2; a++) {
+        leash_rl_config c = leash_rl_defaults(a ? LEASH_GRPO : LEASH_PPO);
+        c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward_fn = always_nan, c.skip_nonfinite = 1;
+        c.steps = 2, c.batch = 2, c.group = 2, c.max_new = 4, c.sample_every = 0;
+        cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_ENUMERIC, "%s", a ? "grpo" : "ppo");
+        cr_assert(strstr(leash_errmsg(), "every update of the 2 steps was skipped") && strstr(leash_errmsg(), "reward(s) of step 2 are not finite"), "%s",
+                  leash_errmsg());
+        snprintf(cmd, sizeof cmd, "test ! -e %s/policy/model.safetensors && rm -rf %s", w.out, w.out);
+        cr_assert_eq(system(cmd), 0, "%s: a policy was written", a ? "grpo" : "ppo");
+    }
+    rl_scratch_drop(&w);
+}
+
 Test(resume, nonfinite_reward_stops_or_is_skipped, .timeout = 120) {
     rl_scratch w;
     char cmd[2048];
@@ -90,6 +114,7 @@ Test(resume, nonfinite_reward_stops_or_is_skipped, .timeout = 120) {
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, &fin), 0, "%s", leash_errmsg());
     cr_assert_eq(fin.step, 3);
     cr_assert_eq(fin.skipped, 1);
+    cr_assert(strstr(fin.skip_reason, "step 2 was skipped: 1 reward(s) of step 2 are not finite"), "reason: '%s'", fin.skip_reason);
     snprintf(cmd, sizeof cmd, "test $(wc -l < %s/metrics.jsonl) -eq 2 && grep -q '\"skipped/nonfinite\": 1' %s/metrics.jsonl && "
                               "test -f %s/policy/model.safetensors && rm -rf %s",
              w.out, w.out, w.out, w.dir);

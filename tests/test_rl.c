@@ -230,3 +230,33 @@ static void kl_alone_pulls_back(leash_rl_algo algo) {
 
 Test(pitfall, sign_ppo_kl_in_the_reward_lowers_kl, .timeout = 120) { kl_alone_pulls_back(LEASH_PPO); }
 Test(pitfall, sign_grpo_kl_in_the_loss_lowers_kl, .timeout = 120) { kl_alone_pulls_back(LEASH_GRPO); }
+
+/* leash ppo and leash grpo take their own options: an option of the other algorithm is refused naming it
+ * (it used to be accepted and silently ignored: grpo --gamma, --kl-target; ppo --group), each --help lists
+ * only its own, and both take the optimiser's --grad-clip, --weight-decay and --warmup. */
+Test(grpo, ppo_and_grpo_refuse_each_others_options, .timeout = 120) {
+    rl_scratch w;
+    rl_scratch_make(&w, "opts");
+    char cmd[2048];
+    static const char *const refused[][3] = {
+        {"ppo", "--group 4", "--group is a GRPO option"},           {"ppo", "--token-level-loss", "--token-level-loss is a GRPO option"},
+        {"ppo", "--no-std-scaling", "--no-std-scaling is a GRPO"},  {"grpo", "--gamma 0.9", "--gamma is a PPO option"},
+        {"grpo", "--lambda 0.9", "--lambda is a PPO option"},       {"grpo", "--vf-coef 0.5", "--vf-coef is a PPO option"},
+        {"grpo", "--value-clip 0.5", "--value-clip is a PPO option"}, {"grpo", "--kl-target 3", "--kl-target is a PPO option"},
+        {"grpo", "--kl-horizon 100", "--kl-horizon is a PPO option"}, {"grpo", "--whiten-rewards", "--whiten-rewards is a PPO"},
+        {"grpo", "--value-lr 1e-4", "--value-lr is a PPO option"},  {"grpo", "--fixed-beta", "--fixed-beta is a PPO option"}};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        snprintf(cmd, sizeof cmd, "%s %s --policy %s --prompts %s --out %s --gold-reward %s -q 2>%s/err; test $? -eq 2 && grep -q -- '%s' %s/err",
+                 LEASH_BIN, refused[i][0], w.dir, w.prompts, w.out, refused[i][1], w.dir, refused[i][2], w.dir);
+        cr_assert_eq(system(cmd), 0, "leash %s %s was not refused with '%s'", refused[i][0], refused[i][1], refused[i][2]);
+    }
+    snprintf(cmd, sizeof cmd, "%s ppo --help | grep -q -- --whiten-rewards && ! %s ppo --help | grep -q -- --group && "
+                              "%s grpo --help | grep -q -- --group && ! %s grpo --help | grep -q -- --gamma",
+             LEASH_BIN, LEASH_BIN, LEASH_BIN, LEASH_BIN);
+    cr_assert_eq(system(cmd), 0, "each --help lists its own options only");
+    snprintf(cmd, sizeof cmd, "%s grpo --policy %s --prompts %s --out %s --gold-reward --steps 1 --batch 1 --group 2 --max-new 3 "
+                              "--grad-clip 0.5 --weight-decay 0.01 --warmup 2 -q",
+             LEASH_BIN, w.dir, w.prompts, w.out);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    rl_scratch_drop(&w);
+}

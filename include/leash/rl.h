@@ -144,6 +144,7 @@ typedef struct {
     long kl_clamped_loss;  /* GRPO: the same inside the loss, over all updates */
     long ratio_clamped;    /* tokens whose |log ratio| exceeded 20 in the clipped surrogate (clamped) */
     long skipped;          /* batches and minibatch updates skipped for a non-finite value so far (skip_nonfinite) */
+    char skip_reason[320]; /* why the last of them was skipped ("" while none was): the library prints nothing */
     double seconds;
     double phase_seconds[4]; /* rollout, policy + reference scoring (and values), rewards, updates */
     const char *sample;    /* one response of this step, when sampled */

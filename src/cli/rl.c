@@ -13,9 +13,15 @@
 #include "leash/rl.h"
 #include "leash/rundir.h"
 
-static const char *usage =
+static const char *usage_head_ppo =
     "usage: leash ppo  --policy SFT_DIR REWARD --prompts PROMPTS.jsonl --out DIR [options]\n"
-    "       leash grpo --policy SFT_DIR REWARD --prompts PROMPTS.jsonl --out DIR [options]\n"
+    "PPO: per-token rewards -beta * KL (plus the shaped score at the last token), a value model, GAE, clipped\n"
+    "policy and value losses, several epochs over minibatches. (leash grpo --help: GRPO's options.)\n";
+static const char *usage_head_grpo =
+    "usage: leash grpo --policy SFT_DIR REWARD --prompts PROMPTS.jsonl --out DIR [options]\n"
+    "GRPO: --group responses per prompt, advantages relative to the group, the KL inside the loss with a fixed\n"
+    "beta, no value model. (leash ppo --help: PPO's options.)\n";
+static const char *usage_common =
     "REWARD is one of: --reward RM_DIR (a reward model), --gold-reward (the default world's truth), or\n"
     "--reward-cmd CMD: a verifiable scorer that reads {\"id\", \"prompt\", \"response\"} lines on stdin and\n"
     "answers {\"id\", \"reward\"} lines on stdout, in order (--reward-timeout SECONDS per answer, default 30).\n"
@@ -23,30 +29,46 @@ static const char *usage =
     "RL fine-tuning with a KL leash to the frozen SFT model. The policy samples at --temperature and every\n"
     "log-prob (ratios, KL) is computed at that same temperature. DIR gets metrics.jsonl (one line per step,\n"
     "TRL's metric names), samples.jsonl, and the final policy in DIR/policy.\n"
-    "\n"
+    "\n";
+static const char *usage_ppo =
     "the leash:\n"
-    "  --beta B             KL coefficient (PPO: start of the adaptive controller, default 0.2; GRPO: fixed,\n"
-    "                       default 0.04); 0 turns the leash off\n"
-    "  --fixed-beta         PPO: keep beta fixed (default: adaptive, Ziegler et al.)\n"
+    "  --beta B             KL coefficient: the adaptive controller's start (default 0.2); 0 turns the leash off\n"
+    "  --fixed-beta         keep beta fixed (default: adaptive, Ziegler et al.)\n"
     "  --kl-target X        adaptive: target KL in nats per sequence (default 6; the sum over a response)\n"
     "  --kl-per-token       adaptive: the target and the measured KL are per response token instead\n"
     "  --kl-horizon N       adaptive: horizon in samples (default 10000; smaller adapts faster)\n"
-    "  --kl-estimator E     PPO: k1 (default), k3, or exact (full-vocabulary KL per token) in the reward;\n"
-    "                       GRPO: k3 (default, the paper; its gradient is that of the reverse KL), k2 (its\n"
-    "                       gradient is that of KL(pi || pi_ref), whose optimum is pi*) or k3+ (k3's value,\n"
-    "                       k2's gradient) inside the loss. k3 beyond log r = 20 runs on its tangent line\n"
+    "  --kl-estimator E     k1 (default), k3, or exact (full-vocabulary KL per token) in the reward. k3 beyond\n"
+    "                       log r = 20 runs on its tangent line (counted: kl/clamped_tokens). See docs/kl-pitfalls.md\n"
+    "rewards:\n"
+    "  --no-normalize       do not normalise scores with the reward model's stored mean and std\n"
+    "  --score-clip X       clip the score to [-X, X] (0 = off)   --no-eos-penalty X (added, e.g. -1; 0 = off)\n"
+    "  --length-penalty X   per response token (0)                --whiten-rewards\n"
+    "  --gold-metrics       also report the default world's gold reward and grammaticality\n"
+    "sampling and updates:\n"
+    "  --steps N (100)  --batch N (64 sequences)  --max-new N (24)  -t, --temperature T (1)  --seed S (0)\n"
+    "  --epochs N (4)  --minibatch N (whole batch)  --lr X (3e-5)  --value-lr X (1e-4)  --clip X (0.2)\n"
+    "  --value-clip X (0.2)  --vf-coef X (0.1)  --gamma X (1)  --lambda X (0.95)\n"
+    "  --grad-clip X (1; 0 = off)  --weight-decay X (0)  --warmup N (0 updates): policy and value optimisers\n"
+    "  --sample-every N (10)  -q, --quiet\n";
+static const char *usage_grpo =
+    "the leash:\n"
+    "  --beta B             the fixed KL coefficient (default 0.04); 0 turns the leash off\n"
+    "  --kl-estimator E     k3 (default, the paper; its gradient is that of the reverse KL), k2 (its gradient\n"
+    "                       is that of KL(pi || pi_ref), whose optimum is pi*) or k3+ (k3's value, k2's\n"
+    "                       gradient) inside the loss. k3 beyond log r = 20 runs on its tangent line\n"
     "                       (counted: kl/clamped_tokens). See docs/kl-pitfalls.md\n"
     "rewards:\n"
     "  --no-normalize       do not normalise scores with the reward model's stored mean and std\n"
     "  --score-clip X       clip the score to [-X, X] (0 = off)   --no-eos-penalty X (added, e.g. -1; 0 = off)\n"
-    "  --length-penalty X   per response token (0)                --whiten-rewards  (PPO)\n"
+    "  --length-penalty X   per response token (0)\n"
     "  --gold-metrics       also report the default world's gold reward and grammaticality\n"
     "sampling and updates:\n"
-    "  --steps N (100)  --batch N (PPO 64 sequences; GRPO 8 prompts)  --group G (GRPO, 8)  --max-new N (24)\n"
-    "  -t, --temperature T (1)  --seed S (0)  --epochs N (PPO 4, GRPO 1)  --minibatch N (whole batch)\n"
-    "  --lr X (3e-5)  --value-lr X (1e-4)  --clip X (0.2)  --value-clip X (0.2)  --vf-coef X (0.1)\n"
-    "  --gamma X (1)  --lambda X (0.95)  --no-std-scaling (GRPO: r - mean only)  --token-level-loss (GRPO)\n"
-    "  --sample-every N (10)  -q, --quiet\n"
+    "  --steps N (100)  --batch N (8 prompts)  --group G (8 responses each)  --max-new N (24)\n"
+    "  -t, --temperature T (1)  --seed S (0)  --epochs N (1)  --minibatch N (whole batch)  --lr X (3e-5)\n"
+    "  --clip X (0.2)  --no-std-scaling (r - mean only)  --token-level-loss (one mean over tokens)\n"
+    "  --grad-clip X (1; 0 = off)  --weight-decay X (0)  --warmup N (0 updates)\n"
+    "  --sample-every N (10)  -q, --quiet\n";
+static const char *usage_tail =
     "checkpoints and resuming:\n"
     "  --save-every N       write DIR/checkpoint every N steps (default 0: at the end, and when stopped);\n"
     "                       SIGINT or SIGTERM finishes the current step, writes it, and exits 0\n"
@@ -67,13 +89,39 @@ static const char *usage =
     "  --frozen-bf16        keep frozen weights (reference, reward model, a LoRA base) in BF16: half their\n"
     "                       memory; exact for BF16 checkpoints, else the reference is the policy rounded\n";
 
+static void print_usage(FILE *f, leash_rl_algo algo) {
+    fputs(algo == LEASH_PPO ? usage_head_ppo : usage_head_grpo, f);
+    fputs(usage_common, f);
+    fputs(algo == LEASH_PPO ? usage_ppo : usage_grpo, f);
+    fputs(usage_tail, f);
+}
+
+/* An option of the other algorithm: refused, naming it, instead of silently ignored. */
+static int only_for(leash_rl_algo algo, leash_rl_algo owner, const char *cmd, const char *opt, const char *why) {
+    if (algo == owner) return 0;
+    fprintf(stderr, "leash %s: %s is a%s option (%s); leash %s does not take it (see leash %s --help)\n", cmd, opt,
+            owner == LEASH_PPO ? " PPO" : " GRPO", why, cmd, cmd);
+    return 1;
+}
+#define PPO_ONLY(opt, why) only_for(algo, LEASH_PPO, cmd, opt, why)
+#define GRPO_ONLY(opt, why) only_for(algo, LEASH_GRPO, cmd, opt, why)
+
 typedef struct {
     int quiet, warned_alarm, warned_band;
+    long skipped; // skipped batches and updates already reported
 } rl_ctx;
+
+/* The library counts what --skip-nonfinite skipped; the CLI says so. */
+static void report_skips(rl_ctx *ctx, const leash_rl_progress *p) {
+    if (p->skipped <= ctx->skipped) return;
+    fprintf(stderr, "\nleash: %s (--skip-nonfinite; %ld batch(es) or update(s) skipped so far)\n", p->skip_reason, p->skipped);
+    ctx->skipped = p->skipped;
+}
 
 static int progress(const leash_rl_progress *p, void *vctx) {
     rl_ctx *ctx = vctx;
     if (leash_dist_rank() != 0) return 0; // rank 0 speaks for an MPI job
+    report_skips(ctx, p);
     if (p->hacking_alarm && !ctx->warned_alarm) {
         ctx->warned_alarm = 1;
         fprintf(stderr, "\nleash: REWARD HACKING ALARM at step %d: the proxy reward climbs while %s falls. The policy is "
@@ -105,7 +153,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
     enum { O_POLICY = 256, O_REWARD, O_GOLDR, O_GOLDM, O_PROMPTS, O_OUT, O_BETA, O_FIXED, O_TARGET, O_HORIZON, O_EST,
            O_NONORM, O_SCLIP, O_EOSP, O_LENP, O_WHITEN, O_STEPS, O_BATCH, O_GROUP, O_MAXNEW, O_SEED, O_EPOCHS, O_MB,
            O_LR, O_VLR, O_CLIP, O_VCLIP, O_VF, O_GAMMA, O_LAMBDA, O_NOSTD, O_TOKLOSS, O_SAMPLE, O_RCMD, O_RTIMEOUT, O_REF, O_PERTOK, O_SAVE, O_RESUME, O_OVERWRITE, O_SKIPNF,
-           O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_BF16 };
+           O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_BF16, O_GCLIP, O_WD, O_WARM };
     static const struct option opts[] = {
         {"policy", 1, 0, O_POLICY}, {"reward", 1, 0, O_REWARD}, {"gold-reward", 0, 0, O_GOLDR},
         {"gold-metrics", 0, 0, O_GOLDM}, {"prompts", 1, 0, O_PROMPTS}, {"out", 1, 0, O_OUT}, {"beta", 1, 0, O_BETA},
@@ -119,7 +167,8 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         {"token-level-loss", 0, 0, O_TOKLOSS}, {"sample-every", 1, 0, O_SAMPLE}, {"reward-cmd", 1, 0, O_RCMD},
         {"reward-timeout", 1, 0, O_RTIMEOUT}, {"ref", 1, 0, O_REF}, {"kl-per-token", 0, 0, O_PERTOK}, {"save-every", 1, 0, O_SAVE}, {"resume", 0, 0, O_RESUME}, {"overwrite", 0, 0, O_OVERWRITE}, {"skip-nonfinite", 0, 0, O_SKIPNF}, {"quiet", 0, 0, 'q'},
         {"lora-r", 1, 0, O_LORA_R}, {"lora-alpha", 1, 0, O_LORA_ALPHA}, {"lora-dropout", 1, 0, O_LORA_DROP},
-        {"lora-targets", 1, 0, O_LORA_TGT}, {"frozen-bf16", 0, 0, O_BF16},
+        {"lora-targets", 1, 0, O_LORA_TGT}, {"frozen-bf16", 0, 0, O_BF16}, {"grad-clip", 1, 0, O_GCLIP},
+        {"weight-decay", 1, 0, O_WD}, {"warmup", 1, 0, O_WARM},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     optind = 1;
     while (!bad && (ch = getopt_long(argc, argv, "t:qh", opts, NULL)) != -1) {
@@ -131,9 +180,9 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         case O_PROMPTS: c.prompts = optarg; break;
         case O_OUT: c.out_dir = optarg; break;
         case O_BETA: bad = cli_float(cmd, "--beta", optarg, 0, 1e6, &beta); break;
-        case O_FIXED: fixed = 1; break;
-        case O_TARGET: bad = cli_float(cmd, "--kl-target", optarg, 1e-6, 1e6, &target); break;
-        case O_HORIZON: bad = cli_float(cmd, "--kl-horizon", optarg, 1, 1e12, &horizon); break;
+        case O_FIXED: bad = PPO_ONLY("--fixed-beta", "GRPO's beta is always fixed"), fixed = 1; break;
+        case O_TARGET: bad = PPO_ONLY("--kl-target", "the adaptive controller; GRPO's beta is fixed") || cli_float(cmd, "--kl-target", optarg, 1e-6, 1e6, &target); break;
+        case O_HORIZON: bad = PPO_ONLY("--kl-horizon", "the adaptive controller; GRPO's beta is fixed") || cli_float(cmd, "--kl-horizon", optarg, 1, 1e12, &horizon); break;
         case O_EST:
             if (!strcmp(optarg, "exact")) c.kl_exact = 1;
             else if (leash_kl_estimator_parse(optarg, &c.kl_estimator)) {
@@ -145,24 +194,24 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         case O_SCLIP: bad = cli_float(cmd, "--score-clip", optarg, 0, 1e6, &c.score_clip); break;
         case O_EOSP: bad = cli_float(cmd, "--no-eos-penalty", optarg, -1e6, 1e6, &c.no_eos_penalty); break;
         case O_LENP: bad = cli_float(cmd, "--length-penalty", optarg, 0, 1e6, &c.length_penalty); break;
-        case O_WHITEN: c.whiten_rewards = 1; break;
+        case O_WHITEN: bad = PPO_ONLY("--whiten-rewards", "per-token rewards"), c.whiten_rewards = 1; break;
         case O_STEPS: bad = cli_int(cmd, "--steps", optarg, 1, 1 << 30, &c.steps); break;
         case O_BATCH: bad = cli_int(cmd, "--batch", optarg, 1, 1 << 16, &c.batch); break;
-        case O_GROUP: bad = cli_int(cmd, "--group", optarg, 2, 1 << 12, &c.group); break;
+        case O_GROUP: bad = GRPO_ONLY("--group", "responses per prompt; PPO samples one") || cli_int(cmd, "--group", optarg, 2, 1 << 12, &c.group); break;
         case O_MAXNEW: bad = cli_int(cmd, "--max-new", optarg, 1, 1 << 20, &c.max_new); break;
         case 't': bad = cli_float(cmd, "--temperature", optarg, 1e-3, 100, &c.temperature); break;
         case O_SEED: bad = cli_int(cmd, "--seed", optarg, 0, 2147483647, &seed); break;
         case O_EPOCHS: bad = cli_int(cmd, "--epochs", optarg, 1, 1000, &c.epochs); break;
         case O_MB: bad = cli_int(cmd, "--minibatch", optarg, 1, 1 << 16, &c.minibatch); break;
         case O_LR: bad = cli_float(cmd, "--lr", optarg, 1e-12, 1, &c.optim.lr); break;
-        case O_VLR: bad = cli_float(cmd, "--value-lr", optarg, 1e-12, 1, &c.value_optim.lr); break;
+        case O_VLR: bad = PPO_ONLY("--value-lr", "the value model; GRPO has none") || cli_float(cmd, "--value-lr", optarg, 1e-12, 1, &c.value_optim.lr); break;
         case O_CLIP: bad = cli_float(cmd, "--clip", optarg, 1e-6, 0.999, &c.clip_eps); break;
-        case O_VCLIP: bad = cli_float(cmd, "--value-clip", optarg, 1e-6, 1e6, &c.value_clip); break;
-        case O_VF: bad = cli_float(cmd, "--vf-coef", optarg, 0, 1e6, &c.vf_coef); break;
-        case O_GAMMA: bad = cli_float(cmd, "--gamma", optarg, 0, 1, &c.gamma); break;
-        case O_LAMBDA: bad = cli_float(cmd, "--lambda", optarg, 0, 1, &c.lam); break;
-        case O_NOSTD: c.scale_group_std = 0; break;
-        case O_TOKLOSS: c.token_level_loss = 1; break;
+        case O_VCLIP: bad = PPO_ONLY("--value-clip", "the value model; GRPO has none") || cli_float(cmd, "--value-clip", optarg, 1e-6, 1e6, &c.value_clip); break;
+        case O_VF: bad = PPO_ONLY("--vf-coef", "the value model; GRPO has none") || cli_float(cmd, "--vf-coef", optarg, 0, 1e6, &c.vf_coef); break;
+        case O_GAMMA: bad = PPO_ONLY("--gamma", "GAE; GRPO's advantages are group-relative") || cli_float(cmd, "--gamma", optarg, 0, 1, &c.gamma); break;
+        case O_LAMBDA: bad = PPO_ONLY("--lambda", "GAE; GRPO's advantages are group-relative") || cli_float(cmd, "--lambda", optarg, 0, 1, &c.lam); break;
+        case O_NOSTD: bad = GRPO_ONLY("--no-std-scaling", "group advantages"), c.scale_group_std = 0; break;
+        case O_TOKLOSS: bad = GRPO_ONLY("--token-level-loss", "the loss inside the group"), c.token_level_loss = 1; break;
         case O_SAMPLE: bad = cli_int(cmd, "--sample-every", optarg, 0, 1 << 30, &c.sample_every); break;
         case O_RCMD: c.reward_cmd = optarg; break;
         case O_REF: c.ref_dir = optarg; break;
@@ -171,7 +220,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         case O_LORA_DROP: bad = cli_float(cmd, "--lora-dropout", optarg, 0, 0.999, &c.lora_dropout); break;
         case O_LORA_TGT: c.lora_targets = optarg; break;
         case O_BF16: c.frozen_bf16 = 1; break;
-        case O_PERTOK: per_token = 1; break;
+        case O_PERTOK: bad = PPO_ONLY("--kl-per-token", "the adaptive controller; GRPO's beta is fixed"), per_token = 1; break;
         case O_SAVE: bad = cli_int(cmd, "--save-every", optarg, 0, 1 << 30, &c.save_every); break;
         case O_RESUME: c.resume = 1; break;
         case O_OVERWRITE: overwrite = 1; break;
@@ -183,8 +232,11 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
             break;
         }
         case 'q': ctx.quiet = 1; break;
-        case 'h': fputs(usage, stdout); return 0;
-        default: fputs(usage, stderr); return 2;
+        case O_GCLIP: bad = cli_float(cmd, "--grad-clip", optarg, 0, 1e30, &c.optim.grad_clip), c.value_optim.grad_clip = c.optim.grad_clip; break;
+        case O_WD: bad = cli_float(cmd, "--weight-decay", optarg, 0, 10, &c.optim.weight_decay), c.value_optim.weight_decay = c.optim.weight_decay; break;
+        case O_WARM: bad = cli_int(cmd, "--warmup", optarg, 0, 1 << 30, &c.optim.warmup_steps), c.value_optim.warmup_steps = c.optim.warmup_steps; break;
+        case 'h': print_usage(stdout, algo); return 0;
+        default: print_usage(stderr, algo); return 2;
         }
     }
     if (bad) return 2;
@@ -209,9 +261,10 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         fprintf(stderr, "leash %s: %s\n", cmd, leash_errmsg());
         return rc == LEASH_EINVAL ? 2 : 1;
     }
-    leash_rl_progress fin;
+    leash_rl_progress fin = {0};
     rc = leash_rl_train(&c, progress, &ctx, &fin);
     leash_rundir_unlock(lock);
+    if (leash_dist_rank() == 0) report_skips(&ctx, &fin);
     if (rc) {
         fprintf(stderr, "\nleash %s: %s\n", cmd, leash_errmsg());
         return 1;
