@@ -8,6 +8,7 @@
  *
  * The set is replaced atomically as a whole (include/leash/checkpoint.h).
  */
+#define _DEFAULT_SOURCE // realpath
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -19,7 +20,19 @@
 #include "leash/fileio.h"
 #include "rl_internal.h"
 
-/* The settings a resumed run must share with the one that wrote the checkpoint. */
+/* The options that define a run, in one place: a resumed run must share every one of them with the run that
+ * wrote the checkpoint, and a difference is refused naming the option. Options safe to change are not here:
+ * --steps (it may grow), --save-every, --sample-every, --quiet, --skip-nonfinite, --reward-timeout, --out.
+ * Paths are compared as real paths where they exist. The first eight keys are in every checkpoint; the others
+ * came later and a checkpoint without them (written by an older leash) cannot be checked on them. */
+#define OLD_KEYS 8
+
+static void add_path(cJSON *o, const char *key, const char *path) {
+    char real[4096];
+    if (!path) cJSON_AddNullToObject(o, key);
+    else cJSON_AddStringToObject(o, key, realpath(path, real) ? real : path);
+}
+
 static void add_settings(cJSON *o, const leash_rl_config *c) {
     cJSON_AddStringToObject(o, "algo", c->algo == LEASH_PPO ? "ppo" : "grpo");
     cJSON_AddNumberToObject(o, "seed", (double)c->seed);
@@ -29,6 +42,57 @@ static void add_settings(cJSON *o, const leash_rl_config *c) {
     cJSON_AddNumberToObject(o, "minibatch", c->minibatch);
     cJSON_AddNumberToObject(o, "epochs", c->epochs);
     cJSON_AddNumberToObject(o, "temperature", c->temperature);
+    // OLD_KEYS end here
+    add_path(o, "policy", c->policy_dir);
+    add_path(o, "ref", c->ref_dir);
+    add_path(o, "prompts", c->prompts);
+    add_path(o, "reward", c->reward_dir);
+    cJSON_AddStringToObject(o, "reward_cmd", c->reward_cmd ? c->reward_cmd : "");
+    cJSON_AddBoolToObject(o, "gold_reward", c->gold_reward != 0);
+    cJSON_AddBoolToObject(o, "reward_fn", c->reward_fn != NULL);
+    cJSON_AddBoolToObject(o, "gold_metrics", c->gold_metrics != 0);
+    cJSON_AddStringToObject(o, "kl_estimator", c->algo == LEASH_PPO && c->kl_exact ? "exact" : leash_kl_estimator_name(c->kl_estimator));
+    cJSON_AddNumberToObject(o, "beta_init", c->beta.beta);
+    cJSON_AddNumberToObject(o, "kl_target", c->beta.kind == LEASH_BETA_ADAPTIVE ? c->beta.target : 0);
+    cJSON_AddNumberToObject(o, "kl_horizon", c->beta.kind == LEASH_BETA_ADAPTIVE ? c->beta.horizon : 0);
+    cJSON_AddBoolToObject(o, "normalize_scores", c->normalize_scores != 0);
+    cJSON_AddNumberToObject(o, "score_clip", c->score_clip);
+    cJSON_AddNumberToObject(o, "no_eos_penalty", c->no_eos_penalty);
+    cJSON_AddNumberToObject(o, "length_penalty", c->length_penalty);
+    cJSON_AddBoolToObject(o, "whiten_rewards", c->whiten_rewards != 0);
+    cJSON_AddNumberToObject(o, "lr", c->optim.lr);
+    cJSON_AddNumberToObject(o, "value_lr", c->value_optim.lr);
+    cJSON_AddNumberToObject(o, "grad_clip", c->optim.grad_clip);
+    cJSON_AddNumberToObject(o, "weight_decay", c->optim.weight_decay);
+    cJSON_AddNumberToObject(o, "warmup", c->optim.warmup_steps);
+    cJSON_AddNumberToObject(o, "clip", c->clip_eps);
+    cJSON_AddNumberToObject(o, "value_clip", c->value_clip);
+    cJSON_AddNumberToObject(o, "vf_coef", c->vf_coef);
+    cJSON_AddNumberToObject(o, "gamma", c->gamma);
+    cJSON_AddNumberToObject(o, "lambda", c->lam);
+    cJSON_AddBoolToObject(o, "std_scaling", c->scale_group_std != 0);
+    cJSON_AddBoolToObject(o, "token_level_loss", c->token_level_loss != 0);
+    cJSON_AddNumberToObject(o, "lora_r", c->lora_rank);
+    cJSON_AddNumberToObject(o, "lora_alpha", c->lora_alpha);
+    cJSON_AddNumberToObject(o, "lora_dropout", c->lora_dropout);
+    cJSON_AddStringToObject(o, "lora_targets", c->lora_targets ? c->lora_targets : "");
+    cJSON_AddBoolToObject(o, "frozen_bf16", c->frozen_bf16 != 0);
+}
+
+/* The command-line option of a settings key: "kl_target" -> "--kl-target". */
+static void option_name(const char *key, char *out, size_t n) {
+    static const char *const special[][2] = {{"algo", "the algorithm (ppo or grpo)"}, {"reward", "--reward"},
+                                             {"gold_reward", "--gold-reward"}, {"reward_fn", "the reward function"},
+                                             {"beta_init", "--beta"}, {"std_scaling", "--no-std-scaling"},
+                                             {"clip", "--clip"}};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
+        if (!strcmp(key, special[i][0])) {
+            snprintf(out, n, "%s", special[i][1]);
+            return;
+        }
+    size_t k = snprintf(out, n, "--");
+    for (; *key && k + 1 < n; key++) out[k++] = *key == '_' ? '-' : *key;
+    out[k] = 0;
 }
 
 int rl_checkpoint_save(const char *out_dir, const leash_rl_config *c, const leash_gpt *policy, const leash_gpt *value,
@@ -119,13 +183,17 @@ int rl_checkpoint_load(const char *out_dir, const leash_rl_config *c, leash_gpt 
     // the settings must be this run's
     cJSON *want = cJSON_CreateObject();
     add_settings(want, c);
-    for (const cJSON *item = want->child; item && !rc; item = item->next) {
+    int k = 0;
+    for (const cJSON *item = want->child; item && !rc; item = item->next, k++) {
         const cJSON *have = cJSON_GetObjectItemCaseSensitive(o, item->string);
+        if (!have && k >= OLD_KEYS) continue; // an older checkpoint: not recorded
         if (!have || !cJSON_Compare(have, item, 1)) {
-            char *a = have ? cJSON_PrintUnformatted(have) : NULL, *b = cJSON_PrintUnformatted(item);
-            rc = leash_fail(LEASH_EINVAL, "%s: the checkpoint was written with %s = %s, this run asks for %s; resume with the "
-                                          "same value",
-                            path, item->string, a ? a : "(missing)", b ? b : "?");
+            char *a = have ? cJSON_PrintUnformatted(have) : NULL, *b = cJSON_PrintUnformatted(item), opt[64];
+            option_name(item->string, opt, sizeof opt);
+            rc = leash_fail(LEASH_EINVAL, "%s: the checkpoint was written with %s %s, this run asks for %s; an option that "
+                                          "defines the run cannot change on --resume (only --steps, --save-every, "
+                                          "--sample-every and logging may): resume with the same value, or start a new run",
+                            path, opt, a ? a : "(missing)", b ? b : "?");
             free(a), free(b);
         }
     }

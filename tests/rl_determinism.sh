@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Proof that a refactor of the RL trainers changed nothing: tiny PPO, GRPO, --reward-cmd and LoRA runs (and a
-# resumed one) with fixed seeds, every output file kept, compared with cmp against a reference set.
+# Proof that a refactor of the trainers changed nothing: tiny PPO, GRPO, --reward-cmd and LoRA runs, a resumed
+# one, and pretraining (plain and resumed) with fixed seeds, every output file kept, compared with cmp against a
+# reference set.
 #   tests/rl_determinism.sh record LEASH_BIN DIR    write the reference outputs into DIR
 #   tests/rl_determinism.sh check  LEASH_BIN DIR    rerun into DIR.new and cmp every file with DIR's
-# Not run by make test (about 1-2 minutes on 2 cores). metrics.jsonl's "time/step_s" varies and is cut out
+# Not run by make test (about 1-2 minutes on 2 cores). metrics.jsonl's "time/step_s" and "tokens_per_s" vary and are cut out
 # before comparing; everything else (weights, checkpoints, samples, metrics) must be byte-identical.
 set -euo pipefail
 mode=$1 L=$(realpath "$2") ref=$3
@@ -19,7 +20,7 @@ if [ ! -f "$base/sft/model.safetensors" ]; then
       --n-head 2 --n-positions 64 --seq-len 32 --batch 8 --steps 20 --seed 1 -q >/dev/null
 fi
 P=$base/sft W=$base/world/prompts.jsonl
-cat > "$out/scorer.sh" <<'SH'
+cat > "$base/scorer.sh" <<'SH'
 #!/bin/sh
 # reward: the response length mod 7, as a number
 python3 -u -c '
@@ -29,17 +30,23 @@ for line in sys.stdin:
     print(json.dumps({"id": q["id"], "reward": (len(q["response"]) % 7) / 7.0}), flush=True)
 '
 SH
-chmod +x "$out/scorer.sh"
+chmod +x "$base/scorer.sh"
 common=(--policy "$P" --prompts "$W" --max-new 8 --seed 5 --sample-every 2 -q)
 "$L" ppo  "${common[@]}" --out "$out/ppo" --gold-reward --steps 4 --batch 8 --minibatch 4 --kl-target 2 --kl-horizon 100 --gold-metrics
 "$L" grpo "${common[@]}" --out "$out/grpo" --gold-reward --steps 4 --batch 2 --group 4 --kl-estimator k3+
-"$L" ppo  "${common[@]}" --out "$out/ppo-cmd" --reward-cmd "$out/scorer.sh" --steps 3 --batch 6 --kl-estimator exact
+"$L" ppo  "${common[@]}" --out "$out/ppo-cmd" --reward-cmd "$base/scorer.sh" --steps 3 --batch 6 --kl-estimator exact
 "$L" grpo "${common[@]}" --out "$out/grpo-lora" --gold-reward --steps 3 --batch 2 --group 3 --lora-r 4 --token-level-loss
 "$L" ppo  "${common[@]}" --out "$out/ppo-lora" --gold-reward --steps 3 --batch 4 --lora-r 2 --lora-targets all-linear --whiten-rewards
 # a resumed run: 2 steps, then --resume to 4 (equal to ppo's first 4 steps is not asserted; compared as files)
 "$L" ppo  "${common[@]}" --out "$out/ppo-resume" --gold-reward --steps 2 --batch 8 --minibatch 4 --kl-target 2 --kl-horizon 100 --gold-metrics
 "$L" ppo  "${common[@]}" --out "$out/ppo-resume" --gold-reward --steps 4 --batch 8 --minibatch 4 --kl-target 2 --kl-horizon 100 --gold-metrics --resume
-for f in "$out"/*/metrics.jsonl; do sed -i 's/, "time\/step_s": [0-9.e+-]*//' "$f"; done
+# pretraining (the trainer skeleton it shares with RL): 6 updates, and 3 + a resume to 6
+pre=(--data "$base/world/corpus.txt" --tokenizer "$P" --n-layer 1 --n-embd 16 --n-head 2 --n-positions 32 --seq-len 16 --batch 4
+     --seed 3 --val-every 2 --val-batches 1 -q)
+"$L" pretrain "${pre[@]}" --out "$out/pretrain" --steps 6 --save-every 2 >/dev/null
+"$L" pretrain "${pre[@]}" --out "$out/pretrain-resume" --steps 3 >/dev/null
+"$L" pretrain "${pre[@]}" --out "$out/pretrain-resume" --steps 6 --resume >/dev/null
+for f in "$out"/*/metrics.jsonl; do sed -i -e 's/, "time\/step_s": [0-9.e+-]*//' -e 's/, "tokens_per_s": [0-9.e+-]*//' "$f"; done
 rm -f "$out"/*/.lock
 if [ "$mode" = check ]; then
   bad=0 n=0

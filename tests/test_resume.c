@@ -40,6 +40,14 @@ Test(resume, pretrain_killed_at_random_moments_ends_bit_identical, .timeout = 24
 Test(resume, ppo_disk_full_loses_nothing, .timeout = 240) { kill_and_resume("ppo", 4, LEASH_ENOSPC_SO); }
 Test(resume, pretrain_disk_full_loses_nothing, .timeout = 240) { kill_and_resume("pretrain", 5, LEASH_ENOSPC_SO); }
 
+static void change_kl_target(leash_rl_config *c) { c->beta.target *= 2; }
+static void change_kl_horizon(leash_rl_config *c) { c->beta.horizon += 1; }
+static void change_estimator(leash_rl_config *c) { c->kl_estimator = LEASH_KL_K3; }
+static void change_lr(leash_rl_config *c) { c->optim.lr *= 1.5f; }
+static void change_lora(leash_rl_config *c) { c->lora_rank = 2; }
+static void change_gamma(leash_rl_config *c) { c->gamma = 0.5f; }
+static void change_beta(leash_rl_config *c) { c->beta.beta = 0.3; }
+
 Test(resume, other_settings_or_no_checkpoint_are_refused, .timeout = 120) {
     rl_scratch w;
     char cmd[1024];
@@ -53,7 +61,31 @@ Test(resume, other_settings_or_no_checkpoint_are_refused, .timeout = 120) {
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), 0, "%s", leash_errmsg());
     c.resume = 1, c.batch = 8, c.steps = 3;
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_EINVAL);
-    cr_assert(strstr(leash_errmsg(), "batch = 4, this run asks for 8"), "%s", leash_errmsg());
+    cr_assert(strstr(leash_errmsg(), "--batch 4, this run asks for 8"), "%s", leash_errmsg());
+    c.batch = 4;
+    // every option that defines the run is checked, and the refusal names it (only one option differs each time)
+    char prompts2[256];
+    snprintf(prompts2, sizeof prompts2, "%s/prompts2.jsonl", w.dir);
+    snprintf(cmd, sizeof cmd, "cp %s %s", w.prompts, prompts2);
+    cr_assert_eq(system(cmd), 0);
+    struct {
+        const char *option;
+        void (*change)(leash_rl_config *);
+    } changes[] = {{"--kl-target", change_kl_target}, {"--kl-horizon", change_kl_horizon}, {"--kl-estimator", change_estimator},
+                   {"--lr", change_lr}, {"--lora-r", change_lora}, {"--gamma", change_gamma}, {"--beta", change_beta}};
+    for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
+        leash_rl_config d = c;
+        changes[i].change(&d);
+        cr_assert_eq(leash_rl_train(&d, NULL, NULL, NULL), LEASH_EINVAL, "%s changed on --resume was accepted", changes[i].option);
+        char want[64];
+        snprintf(want, sizeof want, "written with %s ", changes[i].option);
+        cr_assert(strstr(leash_errmsg(), want), "%s: %s", changes[i].option, leash_errmsg());
+    }
+    leash_rl_config d = c;
+    d.prompts = prompts2; // another file, even with the same rows
+    cr_assert_eq(leash_rl_train(&d, NULL, NULL, NULL), LEASH_EINVAL);
+    cr_assert(strstr(leash_errmsg(), "written with --prompts "), "%s", leash_errmsg());
+    c.batch = 8;
     // a checkpoint left between the two renames of a save (only checkpoint.old) is taken back
     snprintf(cmd, sizeof cmd, "mv %s/checkpoint %s/checkpoint.old", w.out, w.out);
     cr_assert_eq(system(cmd), 0);
