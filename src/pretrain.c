@@ -1,5 +1,6 @@
 /* Pre-training / supervised fine-tuning on plain text: see include/leash/pretrain.h.
  * Dimensions: B batch, T sequence length. */
+#define _DEFAULT_SOURCE // realpath
 #define _POSIX_C_SOURCE 200809L
 #include "leash/pretrain.h"
 
@@ -126,6 +127,62 @@ static int check_config(const leash_pretrain_config *c) {
     return leash_adamw_config_check(&c->optim);
 }
 
+/* The options that define a pretraining run, in one place: saved in trainer_state.json and compared on
+ * --resume, a difference refused naming the option. The first four keys are in every checkpoint; a checkpoint
+ * written before the others existed is not checked on them. --steps, --save-every, --val-every and -q may
+ * change. */
+static const char *const SETTING_OPTIONS[][2] = {
+    {"seed", "--seed"}, {"batch_size", "--batch"}, {"seq_len", "--seq-len"}, {"grad_accum", "--grad-accum"},
+    {"data", "--data"}, {"init", "--init"}, {"tokenizer", "--tokenizer"}, {"vocab_size", "--vocab-size"},
+    {"arch", "--arch"}, {"n_layer", "--n-layer"}, {"n_embd", "--n-embd"}, {"n_head", "--n-head"},
+    {"n_kv_head", "--n-kv-head"}, {"n_positions", "--n-positions"}, {"lr", "--lr"}, {"warmup", "--warmup"},
+    {"min_lr_ratio", "--min-lr-ratio"}, {"weight_decay", "--weight-decay"}, {"grad_clip", "--grad-clip"},
+    {"beta1", "--beta1"}, {"beta2", "--beta2"}, {"val_fraction", "--val-fraction"}, {"val_batches", "--val-batches"}};
+#define OLD_SETTINGS 4
+
+static cJSON *real_path(const char *path) {
+    char real[4096];
+    return path ? cJSON_CreateString(realpath(path, real) ? real : path) : cJSON_CreateNull();
+}
+
+static void add_settings(cJSON *o, const leash_pretrain_config *c) {
+    int fresh = !c->init_dir; // a new model: its shape comes from the options
+    double v[] = {(double)c->seed, c->batch_size, c->seq_len, c->grad_accum};
+    for (int i = 0; i < OLD_SETTINGS; i++) cJSON_AddNumberToObject(o, SETTING_OPTIONS[i][0], v[i]);
+    cJSON *data = cJSON_AddArrayToObject(o, "data");
+    for (int f = 0; f < c->n_data; f++) cJSON_AddItemToArray(data, real_path(c->data[f]));
+    cJSON_AddItemToObject(o, "init", real_path(c->init_dir));
+    cJSON_AddItemToObject(o, "tokenizer", real_path(fresh ? c->tokenizer_dir : NULL));
+    cJSON_AddNumberToObject(o, "vocab_size", fresh && !c->tokenizer_dir ? c->vocab_size : 0);
+    cJSON_AddStringToObject(o, "arch", !fresh ? "" : c->model.arch == LEASH_ARCH_LLAMA ? "llama" : "gpt2");
+    const int shape[] = {c->model.n_layer, c->model.n_embd, c->model.n_head, c->model.n_kv_head, c->model.n_positions};
+    for (int i = 0; i < 5; i++) cJSON_AddNumberToObject(o, SETTING_OPTIONS[9 + i][0], fresh ? shape[i] : 0);
+    const double opt[] = {c->optim.lr, c->optim.warmup_steps, c->optim.min_lr_ratio, c->optim.weight_decay,
+                          c->optim.grad_clip, c->optim.beta1, c->optim.beta2, c->val_fraction, c->val_batches};
+    for (int i = 0; i < 9; i++) cJSON_AddNumberToObject(o, SETTING_OPTIONS[14 + i][0], opt[i]);
+}
+
+/* The first setting of this run that differs from the checkpoint's state o (read from path), refused by name. */
+static int check_settings(const cJSON *o, const leash_pretrain_config *c, const char *path) {
+    cJSON *want = cJSON_CreateObject();
+    if (!want) return leash_fail(LEASH_ENOMEM, "out of memory");
+    add_settings(want, c);
+    int k = 0, rc = LEASH_OK;
+    for (const cJSON *item = want->child; item && !rc; item = item->next, k++) {
+        const cJSON *have = cJSON_GetObjectItemCaseSensitive(o, item->string);
+        if (!have && k >= OLD_SETTINGS) continue; // an older checkpoint: not recorded
+        if (have && cJSON_Compare(have, item, 1)) continue;
+        char *a = have ? cJSON_PrintUnformatted(have) : NULL, *b = cJSON_PrintUnformatted(item);
+        rc = leash_fail(LEASH_EINVAL, "%s: the checkpoint was trained with %s %s, this run asks for %s; an option that defines "
+                                      "the run cannot change on --resume (only --steps, --save-every, --val-every and -q may): "
+                                      "resume with the same value, or start a new run",
+                        path, SETTING_OPTIONS[k][1], a ? a : "(missing)", b ? b : "?");
+        free(a), free(b);
+    }
+    cJSON_Delete(want);
+    return rc;
+}
+
 /* The checkpoint (OUT/checkpoint, replaced as a set: include/leash/checkpoint.h): weights, optimizer state and
  * trainer_state.json; at the end of the run the weights also go to OUT itself, the model directory. */
 static int save_state(const leash_pretrain_config *c, leash_gpt *m, const leash_adamw *opt, int step, long skipped, int last) {
@@ -137,11 +194,8 @@ static int save_state(const leash_pretrain_config *c, leash_gpt *m, const leash_
     if (rc) return leash_fail_wrap(rc, "writing the checkpoint of step %d (the previous one is intact)", step);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "step", step);
-    cJSON_AddNumberToObject(o, "seed", (double)c->seed);
-    cJSON_AddNumberToObject(o, "batch_size", c->batch_size);
-    cJSON_AddNumberToObject(o, "seq_len", c->seq_len);
-    cJSON_AddNumberToObject(o, "grad_accum", c->grad_accum);
     cJSON_AddNumberToObject(o, "skipped", (double)skipped);
+    add_settings(o, c);
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
     snprintf(path, sizeof path, "%s/trainer_state.json", dir);
@@ -159,17 +213,10 @@ static int load_state(const leash_pretrain_config *c, const char *dir, int *step
     if (rc) return leash_fail_wrap(rc, "--resume: the checkpoint is damaged");
     cJSON *o = cJSON_Parse(text);
     free(text);
-    const char *keys[] = {"step", "seed", "batch_size", "seq_len", "grad_accum"};
-    double want[] = {0, (double)c->seed, c->batch_size, c->seq_len, c->grad_accum};
-    for (int i = 0; i < 5 && !rc; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
-        if (!cJSON_IsNumber(v)) rc = leash_fail(LEASH_EFORMAT, "%s: missing or non-numeric \"%s\"", path, keys[i]);
-        else if (i == 0) *step = v->valueint;
-        else if (v->valuedouble != want[i])
-            rc = leash_fail(LEASH_EINVAL, "%s: the checkpoint was trained with %s = %.0f, this run asks for %.0f; "
-                                          "resume with the same value",
-                            path, keys[i], v->valuedouble, want[i]);
-    }
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "step");
+    if (!cJSON_IsNumber(st)) rc = leash_fail(LEASH_EFORMAT, "%s: missing or non-numeric \"step\"", path);
+    else *step = st->valueint;
+    if (!rc) rc = check_settings(o, c, path);
     const cJSON *sk = cJSON_GetObjectItemCaseSensitive(o, "skipped");
     if (!rc && !cJSON_IsNumber(sk)) rc = leash_fail(LEASH_EFORMAT, "%s: missing or non-numeric \"skipped\"", path);
     if (!rc) *skipped = (long)sk->valuedouble;

@@ -205,3 +205,31 @@ Test(resume, reward_model_nonfinite_stops_or_is_skipped, .timeout = 120) {
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+/* pretrain --resume refuses a changed option that defines the run, naming it (--n-layer, --lr, --data were
+ * silently ignored or taken before: the model came from the checkpoint), and takes a grown --steps. */
+Test(resume, pretrain_other_settings_are_refused, .timeout = 120) {
+    char dir[] = "/tmp/leash-presettings-XXXXXX", cmd[4096], base[1024];
+    cr_assert(mkdtemp(dir));
+    snprintf(cmd, sizeof cmd, "%s world --out %s/w --corpus 300 --prompts 5 --judge 5 --heldout 5 >/dev/null && cp %s/w/corpus.txt %s/other.txt",
+             LEASH_BIN, dir, dir, dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(base, sizeof base, "%s pretrain --out %s/run --vocab-size 280 --n-embd 16 --n-head 2 --n-positions 32 --seq-len 16 "
+                                "--batch 4 --val-every 0 -q",
+             LEASH_BIN, dir);
+    snprintf(cmd, sizeof cmd, "%s --data %s/w/corpus.txt --n-layer 1 --steps 2", base, dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    static const char *const changed[][2] = {{"--data %s/other.txt --n-layer 1 --lr 1e-3", "--data"},
+                                             {"--data %s/w/corpus.txt --n-layer 2 --lr 1e-3", "--n-layer"},
+                                             {"--data %s/w/corpus.txt --n-layer 1 --lr 2e-3", "--lr"}};
+    for (int i = 0; i < 3; i++) {
+        char opts[512];
+        snprintf(opts, sizeof opts, changed[i][0], dir);
+        snprintf(cmd, sizeof cmd, "%s %s --steps 3 --resume 2>%s/err; test $? -ne 0 && grep -q -- 'trained with %s ' %s/err", base, opts,
+                 dir, changed[i][1], dir);
+        cr_assert_eq(system(cmd), 0, "a changed %s was not refused by name: %s", changed[i][1], cmd);
+    }
+    snprintf(cmd, sizeof cmd, "%s --data %s/w/corpus.txt --n-layer 1 --steps 3 --resume && test $(wc -l < %s/run/metrics.jsonl) -eq 3 && rm -rf %s",
+             base, dir, dir, dir);
+    cr_assert_eq(system(cmd), 0, "a grown --steps: %s", cmd);
+}
