@@ -5,7 +5,6 @@
 #include "leash/pretrain.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,6 +244,19 @@ static int validate(leash_gpt *m, const leash_pretrain_config *c, const stream *
     return LEASH_OK;
 }
 
+/* metrics.jsonl's line of an update: the table every writer reads (leash/metrics.h). */
+static void pretrain_metrics(const leash_pretrain_progress *p, leash_metrics *t) {
+    t->n = 0;
+    leash_metrics_int(t, "step", p->step);
+    leash_metrics_real(t, "loss", "%.6f", p->loss); // null for a skipped update
+    leash_metrics_real(t, "val_loss", "%.6f", p->val_loss); // null when not measured
+    leash_metrics_real(t, "lr", "%.6g", p->lr);
+    leash_metrics_real(t, "grad_norm", "%.6g", p->grad_norm);
+    leash_metrics_real(t, "tokens_per_s", "%.1f", p->tokens_per_s);
+    leash_metrics_int(t, "tokens", p->tokens_seen);
+    leash_metrics_int(t, "skipped", p->skipped);
+}
+
 int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *ctx) {
     int rc = check_config(c);
     if (rc) return rc;
@@ -258,7 +270,8 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
     stream train = {0}, val = {0};
     int *inputs = NULL, *targets = NULL, start = 0;
     long skipped = 0;
-    FILE *metrics = NULL;
+    leash_log metrics = {0};
+    leash_metrics table;
     char path[4400];
 
     // tokenizer: the starting model's, the one given, or one trained on the data
@@ -334,10 +347,8 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
     inputs = malloc(BT * sizeof *inputs);
     targets = malloc(BT * sizeof *targets);
     if (!rc && (!inputs || !targets)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-    snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
-    if (!rc && rank == 0 && c->resume) rc = leash_log_trim(path, start); // a killed run may have logged further
-    if (!rc && rank == 0 && !(metrics = fopen(path, c->resume ? "a" : "w")))
-        rc = leash_fail(LEASH_EIO, "cannot open '%s' for writing", path);
+    // a killed run may have logged further (or half a line): on resume, cut back to the checkpoint's step
+    if (!rc && rank == 0) rc = leash_log_open(&metrics, c->out_dir, "metrics.jsonl", c->resume ? start : -1);
     int lo, hi; // this rank's rows of every batch
     leash_dist_split(c->batch_size, rank, nranks, &lo, &hi);
 
@@ -379,7 +390,6 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
         if (rc == LEASH_ENUMERIC && c->skip_nonfinite) bad = 1, rc = LEASH_OK; // a non-finite gradient: nothing was changed
         if (!rc && bad) {
             skipped++;
-            if (rank == 0) fprintf(stderr, "\nleash: update %d skipped (--skip-nonfinite): a non-finite loss or gradient\n", step + 1);
             loss = NAN;
         }
         if (!rc && nranks > 1)
@@ -392,19 +402,10 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
         int last = step + 1 == c->steps;
         if (have_val && ((c->val_every && (step + 1) % c->val_every == 0) || last))
             if ((rc = validate(m, c, &val, inputs, targets, &p.val_loss))) break;
-        char vl[32] = "null", tl[32] = "null";
-        if (!isnan(p.val_loss)) snprintf(vl, sizeof vl, "%.6f", p.val_loss);
-        if (!isnan(p.loss)) snprintf(tl, sizeof tl, "%.6f", p.loss);
         // one line per update, flushed whole: a killed run leaves at most a truncated last line
-        if (metrics)
-            fprintf(metrics, "{\"step\": %d, \"loss\": %s, \"val_loss\": %s, \"lr\": %.6g, \"grad_norm\": %.6g, "
-                         "\"tokens_per_s\": %.1f, \"tokens\": %ld, \"skipped\": %ld}\n",
-                p.step, tl, vl, p.lr, p.grad_norm, p.tokens_per_s, p.tokens_seen, p.skipped);
-        if (metrics && (fflush(metrics) != 0 || ferror(metrics))) {
-            rc = leash_fail(LEASH_EIO, "cannot write '%s/metrics.jsonl': %s%s", c->out_dir, strerror(errno),
-                            errno == ENOSPC ? " (the disk is full; the last checkpoint is intact: free space and --resume)" : "");
-            break;
-        }
+        pretrain_metrics(&p, &table);
+        p.metrics = &table;
+        if (metrics.f && (rc = leash_log_metrics(&metrics, &table))) break;
         if (fn) stop = fn(&p, ctx);
         // a stop asked for on any rank (the callback, or SIGINT/SIGTERM) stops every rank after this step
         stop = stop || leash_stop_requested();
@@ -418,7 +419,7 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
         }
         if (rank == 0 && (last || stop || (c->save_every && (step + 1) % c->save_every == 0))) rc = save_state(c, m, &opt, step + 1, skipped, last);
     }
-    if (metrics) fclose(metrics);
+    leash_log_close(&metrics);
     leash_adamw_free(&opt);
     leash_gpt_free(m);
     leash_tokenizer_free(tok);

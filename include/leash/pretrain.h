@@ -10,6 +10,7 @@
 #define LEASH_PRETRAIN_H
 
 #include "leash/gpt.h"
+#include "leash/metrics.h"
 #include "leash/optim.h"
 
 typedef struct {
@@ -42,7 +43,9 @@ typedef struct {
     double val_loss;          /* NAN when not measured this step */
     double lr, grad_norm, tokens_per_s;
     long tokens_seen;
-    long skipped;             /* updates skipped so far for a non-finite value (skip_nonfinite) */
+    long skipped;             /* updates skipped so far for a non-finite value (skip_nonfinite); the library
+                               * prints nothing: the caller reports a skip when this grows */
+    const leash_metrics *metrics; /* this update's metrics by name, as metrics.jsonl writes them */
 } leash_pretrain_progress;
 
 /* Called after every update; a non-zero return stops the run after a checkpoint. */

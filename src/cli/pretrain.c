@@ -47,11 +47,16 @@ static const char *usage =
 typedef struct {
     int quiet;
     double t0;
+    long skipped; // skipped updates already reported
 } progress_ctx;
 
 static int progress(const leash_pretrain_progress *p, void *vctx) {
     progress_ctx *ctx = vctx;
-    if (ctx->quiet || leash_dist_rank() != 0) return 0; // rank 0 speaks for an MPI job
+    if (leash_dist_rank() != 0) return 0; // rank 0 speaks for an MPI job
+    if (p->skipped > ctx->skipped)
+        fprintf(stderr, "\nleash: update %d skipped (--skip-nonfinite): a non-finite loss or gradient\n", p->step);
+    ctx->skipped = p->skipped;
+    if (ctx->quiet) return 0;
     fprintf(stderr, "\rstep %5d/%d  loss %.4f", p->step, p->steps, p->loss);
     if (!isnan(p->val_loss)) fprintf(stderr, "  val %.4f", p->val_loss);
     fprintf(stderr, "  lr %.2e  |g| %.3f  %.0f tok/s   ", p->lr, p->grad_norm, p->tokens_per_s);
