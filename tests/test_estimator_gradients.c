@@ -6,7 +6,9 @@
  * Two ways of putting k in a loss, both with the sample y a stop-gradient:
  *   loss only  ("KL in the loss", TRL/GRPO): d/dz of k(log pi(y)), through log pi(y) only;
  *   loss + score: also the score-function (REINFORCE) term k(y) d log pi(y) / dz, which makes the
- *                 total the exact gradient of E_pi[k(y)] (checked by finite differences of that value).
+ *                 total the exact gradient of E_pi[k(y)] (checked by finite differences of that value);
+ *   reward only (PPO, the estimate detached in the reward): the score-function term alone, i.e. the
+ *                 difference of the two above.
  * Leash's own functions do every step: leash_logsumexp (log pi), leash_kl_estimate and
  * leash_kl_estimate_grad (k and d k / d log pi), leash_logprob_backward (d log pi(y) / d logits),
  * leash_kl_exact (the exact KL and its gradient). The references are closed forms in float64.
@@ -155,15 +157,17 @@ Test(estimator_gradients, one_position_table) {
     //   loss only:    k1 -> 0; k2, k3+, exact -> grad KL(pi||ref); k3 -> grad KL(ref||pi);
     //                 abs -> pi (s - E s) / T with s = sign(log pi - log ref) (no KL gradient);
     //   loss + score: k1, k3, exact -> grad KL(pi||ref) (their mean is the KL); k2, abs -> grad E[k]
-    //                 (finite differences), which is not grad KL on the far pairs.
+    //                 (finite differences), which is not grad KL on the far pairs;
+    //   reward only:  k1 -> grad KL(pi||ref); k3 -> grad KL(pi||ref) - grad KL(ref||pi) (second order
+    //                 near pi_ref); exact -> 0 (a per-token exact KL does not depend on the token).
     // Each can fail: swapped by hand once, k3 expected to follow grad KL(pi||ref) failed on the first pair
     // ("near, k3 in the loss: off its derived expectation by 0.0253"), and k3+ expected to follow the
-    // reverse KL failed by 0.0249.
+    // reverse KL failed by 0.0249; k3 in the reward expected to give grad KL(pi||ref) failed by 1.01.
     enum { NP = 5 };
     pair ps[NP];
     make_pairs(ps);
     printf("| pair | KL(pi||ref) | KL(ref||pi) | estimator | loss only: cos / rel vs fwd | vs rev |"
-           " loss + score: cos / rel vs fwd | vs rev |\n|---|---|---|---|---|---|---|---|\n");
+           " loss + score: cos / rel vs fwd | vs rev | reward only: cos / rel vs fwd |\n|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < NP; i++) {
         const pair *p = &ps[i];
         double fwd[V], rev[V], lr_max, lr_min = INFINITY, lp[V], lq[V], klf = 0.0, klr = 0.0, s_mean = 0.0, sgn[V];
@@ -180,12 +184,20 @@ Test(estimator_gradients, one_position_table) {
         for (int v = 0; v < V; v++) abs_loss[v] = exp(lp[v]) * (sgn[v] - s_mean) / p->T;
         const double *want_loss[NE] = {zero, fwd, rev, abs_loss, fwd, fwd};
         for (int e = 0; e < NE; e++) {
-            double gl[V], gs[V];
+            double gl[V], gs[V], gr[V], want_r[V];
             expected_grad(e, p, 0, gl);
             expected_grad(e, p, 1, gs);
-            printf("| %s | %.4g | %.4g | %s | %.6f / %.2e | %.6f / %.2e | %.6f / %.2e | %.6f / %.2e |\n", p->name, klf, klr,
-                   NAMES[e], cosine(gl, fwd, V), rel_l2(gl, fwd, V), cosine(gl, rev, V), rel_l2(gl, rev, V),
-                   cosine(gs, fwd, V), rel_l2(gs, fwd, V), cosine(gs, rev, V), rel_l2(gs, rev, V));
+            for (int v = 0; v < V; v++) gr[v] = gs[v] - gl[v];
+            printf("| %s | %.4g | %.4g | %s | %.6f / %.2e | %.6f / %.2e | %.6f / %.2e | %.6f / %.2e | %.6f / %.2e |\n",
+                   p->name, klf, klr, NAMES[e], cosine(gl, fwd, V), rel_l2(gl, fwd, V), cosine(gl, rev, V),
+                   rel_l2(gl, rev, V), cosine(gs, fwd, V), rel_l2(gs, fwd, V), cosine(gs, rev, V), rel_l2(gs, rev, V),
+                   cosine(gr, fwd, V), rel_l2(gr, fwd, V));
+            if (e == 0 || e == 2 || e == EXACT) { // reward only: k1 -> fwd; k3 -> fwd - rev; exact -> 0
+                for (int v = 0; v < V; v++) want_r[v] = e == 0 ? fwd[v] : e == 2 ? fwd[v] - rev[v] : 0.0;
+                double err = e == EXACT ? norm2(gr, V) / norm2(fwd, V) : rel_l2(gr, want_r, V);
+                cr_assert(err < 1e-6, "%s, %s in the reward: off its derived expectation by %.3g", p->name, NAMES[e],
+                          err);
+            }
             double err = e == 0 ? norm2(gl, V) / norm2(fwd, V) : rel_l2(gl, want_loss[e], V);
             cr_assert(err < 1e-6, "%s, %s in the loss: off its derived expectation by %.3g (relative)", p->name, NAMES[e],
                       err);
@@ -332,15 +344,20 @@ Test(estimator_gradients, two_positions_table) {
     //               pi1(a) grad KL2(a)), which misses pi1 (KL2 - E KL2) on z1: NOT grad KL_seq(pi||ref)
     //               (asserted off by > 1%); k3 -> the per-position reverse gradient (pi1(a), not ref1(a),
     //               weighting row a: not grad KL_seq(ref||pi) either);
+    //   reward only (detached, reward-to-go): k1 -> grad KL_seq(pi||ref); k3 -> grad KL_seq minus the
+    //               per-position reverse gradient; exact -> only the future term pi1 (KL2 - E KL2) on z1,
+    //               nothing on z2 (asserted off grad KL_seq by > 5%);
     //   loss + reward-to-go score: k1, k3, exact -> grad KL_seq(pi||ref) (each token's mean is that
     //               token's KL), the closed form being checked by finite differences of leash_kl_exact.
     // Each can fail: swapped by hand once, k2's loss gradient expected to equal grad KL_seq failed at once
-    // ("moderate, k2 in the loss: off the per-position gradient by 0.35").
+    // ("moderate, k2 in the loss: off the per-position gradient by 0.35"), and the exact KL in the reward
+    // expected to give grad KL_seq failed by 1.
     seq_model ms[2];
     make_seq_model(&ms[0], "moderate", 1.0, 181);
     make_seq_model(&ms[1], "far", 3.0, 182);
     printf("| model | estimator | loss only: cos / rel vs grad KL_seq(pi||ref) | vs KL_seq(ref||pi) |"
-           " loss + reward-to-go score: cos / rel vs fwd | vs rev |\n|---|---|---|---|---|---|\n");
+           " loss + reward-to-go score: cos / rel vs fwd | vs rev | reward only: cos / rel vs fwd |\n"
+           "|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < 2; i++) {
         seq_model *m = &ms[i];
         double fwd[NP2], rev[NP2], pp_fwd[NP2], pp_rev[NP2], fd[NP2], zero[NP2] = {0};
@@ -353,12 +370,25 @@ Test(estimator_gradients, two_positions_table) {
         cr_assert(err < 1e-6, "%s: grad KL_seq closed form off finite differences by %.3g", m->name, err);
         const double *want_loss[NE] = {zero, pp_fwd, pp_rev, NULL, pp_fwd, pp_fwd};
         for (int e = 0; e < NE; e++) {
-            double gl[NP2], gs[NP2];
+            double gl[NP2], gs[NP2], gr[NP2], want_r[NP2];
             seq_expected_grad(e, m, 0, gl);
             seq_expected_grad(e, m, 1, gs);
-            printf("| %s | %s | %.6f / %.2e | %.6f / %.2e | %.6f / %.2e | %.6f / %.2e |\n", m->name, NAMES[e],
-                   cosine(gl, fwd, NP2), rel_l2(gl, fwd, NP2), cosine(gl, rev, NP2), rel_l2(gl, rev, NP2),
-                   cosine(gs, fwd, NP2), rel_l2(gs, fwd, NP2), cosine(gs, rev, NP2), rel_l2(gs, rev, NP2));
+            for (int j = 0; j < NP2; j++) gr[j] = gs[j] - gl[j];
+            printf("| %s | %s | %.6f / %.2e | %.6f / %.2e | %.6f / %.2e | %.6f / %.2e | %.6f / %.2e |\n", m->name,
+                   NAMES[e], cosine(gl, fwd, NP2), rel_l2(gl, fwd, NP2), cosine(gl, rev, NP2), rel_l2(gl, rev, NP2),
+                   cosine(gs, fwd, NP2), rel_l2(gs, fwd, NP2), cosine(gs, rev, NP2), rel_l2(gs, rev, NP2),
+                   cosine(gr, fwd, NP2), rel_l2(gr, fwd, NP2));
+            if (e == 0 || e == 2 || e == EXACT) { // reward only: k1 -> fwd; k3 -> fwd - pp_rev; exact -> fwd - pp_fwd
+                for (int j = 0; j < NP2; j++) want_r[j] = fwd[j] - (e == 0 ? 0.0 : e == 2 ? pp_rev[j] : pp_fwd[j]);
+                err = rel_l2(gr, want_r, NP2);
+                cr_assert(err < 1e-6, "%s, %s in the reward: off its derived expectation by %.3g", m->name, NAMES[e],
+                          err);
+            }
+            if (e == 2 || e == EXACT) {
+                err = rel_l2(gr, fwd, NP2);
+                cr_assert(err > 0.05, "%s, %s in the reward: expected to miss grad KL_seq, off by only %.3g", m->name,
+                          NAMES[e], err);
+            }
             if (want_loss[e]) {
                 err = e == 0 ? norm2(gl, NP2) / norm2(fwd, NP2) : rel_l2(gl, want_loss[e], NP2);
                 cr_assert(err < 1e-6, "%s, %s in the loss: off the per-position gradient by %.3g", m->name, NAMES[e],
