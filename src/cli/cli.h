@@ -22,6 +22,7 @@ int cli_lora(int argc, char **argv);
 int cli_export(int argc, char **argv);
 int cli_score(int argc, char **argv);
 int cli_tensorboard(int argc, char **argv);
+int cli_dpo(int argc, char **argv);
 
 /* Reward-model training options shared by `rm train` and `judge train` (argv[1] is the subcommand):
  * 0 ok, 1 --help, -1 bad option (message printed). cli_rm_run trains and reports. */

@@ -23,6 +23,7 @@ static const char *usage =
     "  rm        train a Bradley-Terry reward model on preference pairs, or score texts\n"
     "  ppo       RL fine-tuning with PPO and the KL leash (KL in the reward, adaptive beta)\n"
     "  grpo      RL fine-tuning with GRPO (group-relative advantages, k3 KL in the loss)\n"
+    "  dpo       direct preference optimisation on preference pairs (sigmoid or IPO; the same beta)\n"
     "  report    runs side by side: proxy and gold reward, grammaticality, KL, fluency, samples\n"
     "  plot      training curves of runs as a PNG (gnuplot)\n"
     "  sweep     the reward-vs-KL frontier: PPO at several betas and best-of-n, table and PNG\n"
@@ -47,7 +48,8 @@ static int dispatch(int argc, char **argv) {
                     {"rm", cli_rm},         {"ppo", cli_ppo},           {"grpo", cli_grpo},
                     {"report", cli_report}, {"plot", cli_plot},         {"sweep", cli_sweep},
                     {"diff", cli_diff},     {"lora", cli_lora},         {"export", cli_export},
-                    {"score", cli_score},   {"tensorboard", cli_tensorboard}};
+                    {"score", cli_score},   {"tensorboard", cli_tensorboard},
+                    {"dpo", cli_dpo}};
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (strcmp(argv[1], commands[i].name) == 0) {
             // getopt_long names argv[0] in its own messages ("unrecognized option"): make that "leash CMD"
