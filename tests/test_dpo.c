@@ -3,6 +3,7 @@
 #define _DEFAULT_SOURCE
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,7 @@ static double fd_loss(const float *x, void *p) {
  * plus 40 at random. Bar: 2e-3 of the largest gradient (float32 forward noise through the differences). */
 Test(dpo, model_gradient_matches_finite_differences, .timeout = 30) {
     const int V = 12, n = 4;
+    omp_set_num_threads(1); // tiny matrices: threads only add waiting on a busy machine (0.9 s alone, ~30 s contended)
     static const int ids[8][6] = {{1, 2, 3, 4}, {1, 2, 5}, {7, 3, 8, 9, 10}, {7, 3, 11}, {4, 4, 6, 6, 6, 2},
                                   {4, 4, 6}, {9, 1, 0}, {9, 1, 2, 2}};
     static const int len[8] = {4, 3, 5, 3, 6, 3, 3, 4}, plen[8] = {2, 2, 2, 2, 2, 2, 2, 2};
@@ -183,6 +185,7 @@ static double dpo_tv(const double counts[BV][BV], double beta, int mode, double 
  * swapped (beta's sign wrong) or with the reference term left out lands far from pi*; both are asserted below
  * (TV > 0.05), so a trainer that lost the reference or flipped the sign fails this test. */
 Test(dpo, bayes_lands_on_pi_star, .timeout = 60) {
+    omp_set_num_threads(1); // as above: 0.6 s on one thread
     leash_gpt *m = tiny_gpt(BV, BAYES_WTE, 7);
     double ref[BV], cdf[BV], acc = 0.0, counts[BV][BV] = {{0}}, beta = 0.5;
     response_logps(m, ref);
