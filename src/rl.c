@@ -42,17 +42,21 @@ leash_rl_config leash_rl_defaults(leash_rl_algo algo) {
     c.clip_eps = 0.2f, c.value_clip = 0.2f, c.vf_coef = 0.1f, c.gamma = 1.0f, c.lam = 0.95f;
     c.scale_group_std = 1;
     c.sample_every = 10;
-    c.reward_timeout_s = 30.0;
+    c.reward.timeout_s = 30.0;
     return c;
 }
 
 static int check(const leash_rl_config *c) {
     if (!c->policy_dir || !c->prompts || !c->out_dir) return leash_fail(LEASH_EINVAL, "--policy, --prompts and --out are required");
-    if ((c->reward_dir != NULL) + (c->gold_reward != 0) + (c->reward_fn != NULL) + (c->reward_cmd != NULL) != 1)
-        return leash_fail(LEASH_EINVAL, "give exactly one reward: --reward DIR, --reward-cmd CMD, --gold-reward, or a "
-                                        "scoring function");
-    if (c->reward_cmd && !(c->reward_timeout_s > 0))
-        return leash_fail(LEASH_EINVAL, "--reward-timeout %g; it must be > 0 seconds", c->reward_timeout_s);
+    const leash_reward_source *w = &c->reward;
+    if (w->kind == LEASH_REWARD_NONE)
+        return leash_fail(LEASH_EINVAL, "give a reward: --reward DIR, --reward-cmd CMD, --gold-reward, or a scoring function");
+    if ((w->kind == LEASH_REWARD_MODEL && !w->dir) || (w->kind == LEASH_REWARD_COMMAND && !w->cmd) ||
+        (w->kind == LEASH_REWARD_FUNCTION && !w->fn) || (w->kind == LEASH_REWARD_BATCH && !w->batch_fn) ||
+        w->kind > LEASH_REWARD_BATCH)
+        return leash_fail(LEASH_EINVAL, "reward kind %d: its directory, command or function is missing", (int)w->kind);
+    if (w->kind == LEASH_REWARD_COMMAND && !(w->timeout_s > 0))
+        return leash_fail(LEASH_EINVAL, "--reward-timeout %g; it must be > 0 seconds", w->timeout_s);
     if (c->steps < 1 || c->batch < 1) return leash_fail(LEASH_EINVAL, "--steps %d, --batch %d: both must be >= 1", c->steps, c->batch);
     if (c->algo == LEASH_GRPO && c->group < 2) return leash_fail(LEASH_EINVAL, "--group %d: GRPO needs >= 2 responses per prompt", c->group);
     if (c->max_new < 1) return leash_fail(LEASH_EINVAL, "--max-new %d; it must be >= 1", c->max_new);
@@ -253,8 +257,8 @@ static leash_rl_progress step_progress(const leash_rl_config *c, const batch_sum
     p.ratio = n ? st->ratio / n : 1;
     p.first_ratio_dev = st->first_ratio_dev;
     p.kl_clamped_loss = st->kl_clamped, p.ratio_clamped = st->ratio_clamped;
-    p.gold_reward = c->gold_metrics || c->gold_reward ? m->gold / R : NAN;
-    p.grammatical = c->gold_metrics || c->gold_reward ? m->gram / R : NAN;
+    p.gold_reward = c->gold_metrics || c->reward.kind == LEASH_REWARD_GOLD ? m->gold / R : NAN;
+    p.grammatical = c->gold_metrics || c->reward.kind == LEASH_REWARD_GOLD ? m->gram / R : NAN;
     p.ref_nll = m->ntok ? m->nll / m->ntok : 0;
     p.length = m->len / R, p.eos_rate = m->eos / R;
     return p;
@@ -353,10 +357,10 @@ static int load_models(rl_run *s, const leash_rl_config *c, const char **tok_dir
     if (!rc && s->ref && leash_gpt_cfg(s->ref)->vocab_size != leash_gpt_cfg(s->policy)->vocab_size)
         rc = leash_fail(LEASH_EINVAL, "the reference %s has a vocabulary of %d, the policy %d: they must share a tokenizer",
                         c->ref_dir, leash_gpt_cfg(s->ref)->vocab_size, leash_gpt_cfg(s->policy)->vocab_size);
-    if (!rc && c->reward_dir) {
-        if (!(rc = leash_gpt_load(&s->rm, c->reward_dir)) && !(rc = leash_tokenizer_load_dir(&s->rm_tok, c->reward_dir)) &&
+    if (!rc && c->reward.kind == LEASH_REWARD_MODEL) {
+        if (!(rc = leash_gpt_load(&s->rm, c->reward.dir)) && !(rc = leash_tokenizer_load_dir(&s->rm_tok, c->reward.dir)) &&
             !leash_gpt_cfg(s->rm)->scalar_head)
-            rc = leash_fail(LEASH_EINVAL, "%s has no scalar head: not a reward model", c->reward_dir);
+            rc = leash_fail(LEASH_EINVAL, "%s has no scalar head: not a reward model", c->reward.dir);
     }
     if (!rc && c->algo == LEASH_PPO) // the value model starts from the reward model (InstructGPT), else the policy
         rc = leash_gpt_copy_with_head(&s->value, s->rm ? s->rm : s->policy, s->rm != NULL, c->seed);
@@ -374,7 +378,7 @@ static int load_models(rl_run *s, const leash_rl_config *c, const char **tok_dir
 static int load_prompts(rl_run *s, const leash_rl_config *c, int *P) {
     static const char *const keys[] = {"prompt"};
     int rc = leash_jsonl_load(c->prompts, keys, 1, NULL, 0, 0, &s->prompts);
-    if (!rc && c->reward_cmd) rc = subprocess_start(&s->cmd, c->reward_cmd, "reward command");
+    if (!rc && c->reward.kind == LEASH_REWARD_COMMAND) rc = subprocess_start(&s->cmd, c->reward.cmd, "reward command");
     // the end of a response: the model's eos_token_id (Llama 3's <|end_of_text|>, an instruct model's <|im_end|>),
     // else the tokenizer's <|endoftext|>
     s->eos = leash_tokenizer_eos(s->tok, s->policy ? leash_gpt_cfg(s->policy)->eos_token_id : -1);

@@ -46,10 +46,11 @@ static void add_settings(cJSON *o, const leash_rl_config *c) {
     add_path(o, "policy", c->policy_dir);
     add_path(o, "ref", c->ref_dir);
     add_path(o, "prompts", c->prompts);
-    add_path(o, "reward", c->reward_dir);
-    cJSON_AddStringToObject(o, "reward_cmd", c->reward_cmd ? c->reward_cmd : "");
-    cJSON_AddBoolToObject(o, "gold_reward", c->gold_reward != 0);
-    cJSON_AddBoolToObject(o, "reward_fn", c->reward_fn != NULL);
+    const leash_reward_source *w = &c->reward;
+    add_path(o, "reward", w->kind == LEASH_REWARD_MODEL ? w->dir : NULL);
+    cJSON_AddStringToObject(o, "reward_cmd", w->kind == LEASH_REWARD_COMMAND ? w->cmd : "");
+    cJSON_AddBoolToObject(o, "gold_reward", w->kind == LEASH_REWARD_GOLD);
+    cJSON_AddBoolToObject(o, "reward_fn", w->kind == LEASH_REWARD_FUNCTION || w->kind == LEASH_REWARD_BATCH);
     cJSON_AddBoolToObject(o, "gold_metrics", c->gold_metrics != 0);
     cJSON_AddStringToObject(o, "kl_estimator", c->algo == LEASH_PPO && c->kl_exact ? "exact" : leash_kl_estimator_name(c->kl_estimator));
     cJSON_AddNumberToObject(o, "beta_init", c->beta.beta);

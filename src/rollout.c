@@ -191,7 +191,7 @@ static int command_reward(rl_run *s, const leash_rl_config *c, int id, const cha
     char *line = cJSON_PrintUnformatted(req), answer[4096];
     cJSON_Delete(req);
     if (!line) return leash_fail(LEASH_ENOMEM, "out of memory");
-    int rc = subprocess_request(&s->cmd, c->reward_timeout_s, id, line, answer, sizeof answer);
+    int rc = subprocess_request(&s->cmd, c->reward.timeout_s, id, line, answer, sizeof answer);
     free(line);
     return rc ? rc : subprocess_parse_reward(answer, id, out);
 }
@@ -200,6 +200,23 @@ static char *join(const char *a, const char *b) {
     char *s = malloc(strlen(a) + strlen(b) + 1);
     if (s) strcat(strcpy(s, a), b);
     return s;
+}
+
+/* A batch reward function's scores of this rank's rows (*out: n_own, to free). */
+static int batch_rewards(rl_run *s, const leash_rl_config *c, int step, double **out) {
+    const rollout *r = &s->r;
+    int n = s->n_own, rc = LEASH_OK;
+    const char **prompts = malloc((n ? n : 1) * sizeof *prompts), **texts = malloc((n ? n : 1) * sizeof *texts);
+    *out = malloc((n ? n : 1) * sizeof **out);
+    if (!prompts || !texts || !*out) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    for (int k = 0; k < n && !rc; k++) {
+        int b = s->own[k];
+        prompts[k] = s->prompts.str[0][r->prompt_index[b]], texts[k] = r->text[b], (*out)[k] = NAN;
+    }
+    int ret = rc || !n ? 0 : c->reward.batch_fn(prompts, texts, n, *out, c->reward.ctx);
+    if (!rc && ret) rc = leash_fail(LEASH_EINVAL, "the batch reward function failed (returned %d) at step %d", ret, step + 1);
+    free(prompts), free(texts);
+    return rc;
 }
 
 /* The rewards of the batch: reward model on prompt + response, the gold reward, a function or a command; the
@@ -217,6 +234,8 @@ static int reward_rows(rl_run *s, const leash_rl_config *c, int step) {
         if (!(texts[k] = join(s->prompts.str[0][r->prompt_index[b]], r->text[b]))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
     }
     if (!rc && s->rm && n_own) rc = leash_rm_score_texts(s->rm, s->rm_tok, (const char *const *)texts, n_own, 32, sc_rm);
+    double *batch = NULL; // LEASH_REWARD_BATCH: the function's scores of this rank's rows, in one call
+    if (!rc && c->reward.kind == LEASH_REWARD_BATCH) rc = batch_rewards(s, c, step, &batch);
     const leash_gpt_config *rc_cfg = s->rm ? leash_gpt_cfg(s->rm) : NULL;
     memset(r->score, 0, R * sizeof *r->score), memset(r->shaped, 0, R * sizeof *r->shaped);
     memset(r->gold, 0, R * sizeof *r->gold), memset(r->grammatical, 0, R * sizeof *r->grammatical);
@@ -225,14 +244,19 @@ static int reward_rows(rl_run *s, const leash_rl_config *c, int step) {
         int b = s->own[k];
         // the world's verdict only where it is reported or is the reward
         leash_world_gold g = {.reward = NAN};
-        if (c->gold_metrics || c->gold_reward) g = leash_world_score(texts[k], strlen(texts[k]));
+        if (c->gold_metrics || c->reward.kind == LEASH_REWARD_GOLD) g = leash_world_score(texts[k], strlen(texts[k]));
         r->gold[b] = g.reward;
         r->grammatical[b] = g.grammatical;
-        double score = s->rm ? sc_rm[k]
-                       : c->reward_fn ? c->reward_fn(s->prompts.str[0][r->prompt_index[b]], r->text[b], gen + b * M, r->resp_len[b], c->reward_ctx)
-                                      : g.reward;
-        if (c->reward_cmd && (rc = command_reward(s, c, step * R + b, s->prompts.str[0][r->prompt_index[b]], r->text[b], &score)))
-            break;
+        const char *prompt = s->prompts.str[0][r->prompt_index[b]];
+        double score = g.reward;
+        switch (c->reward.kind) {
+        case LEASH_REWARD_MODEL: score = sc_rm[k]; break;
+        case LEASH_REWARD_FUNCTION: score = c->reward.fn(prompt, r->text[b], gen + b * M, r->resp_len[b], c->reward.ctx); break;
+        case LEASH_REWARD_BATCH: score = batch[k]; break;
+        case LEASH_REWARD_COMMAND: rc = command_reward(s, c, step * R + b, prompt, r->text[b], &score); break;
+        default: break; // LEASH_REWARD_GOLD: the world's verdict
+        }
+        if (rc) break;
         double x = score;
         if (!isfinite(score)) {
             if (!c->skip_nonfinite) {
@@ -250,7 +274,7 @@ static int reward_rows(rl_run *s, const leash_rl_config *c, int step) {
         r->shaped[b] = x;
     }
     for (int k = 0; texts && k < n_own; k++) free(texts[k]);
-    free(texts), free(sc_rm);
+    free(texts), free(sc_rm), free(batch);
     if (!rc && !(rc = leash_dist_sum_f64(r->score, R, "scores")) && !(rc = leash_dist_sum_f64(r->shaped, R, "shaped scores")) &&
         !(rc = leash_dist_sum_f64(r->gold, R, "gold rewards")))
         rc = leash_dist_sum_i32(r->grammatical, R, "grammaticality");

@@ -44,12 +44,12 @@ static void make_runs(const rl_scratch *w, char runs[4][200]) {
     write_scorer(scorer);
     snprintf(runs[0], 200, "%s/grpo-cmd", w->dir);
     leash_rl_config c = leash_rl_defaults(LEASH_GRPO);
-    c.policy_dir = w->dir, c.prompts = w->prompts, c.out_dir = runs[0], c.reward_cmd = scorer, c.steps = 4;
+    c.policy_dir = w->dir, c.prompts = w->prompts, c.out_dir = runs[0], c.reward.kind = LEASH_REWARD_COMMAND, c.reward.cmd = scorer, c.steps = 4;
     c.batch = 2, c.group = 4, c.max_new = 6, c.sample_every = 3;
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), 0, "%s", leash_errmsg());
     snprintf(runs[1], 200, "%s/ppo-gold", w->dir);
     c = leash_rl_defaults(LEASH_PPO);
-    c.policy_dir = w->dir, c.prompts = w->prompts, c.out_dir = runs[1], c.gold_reward = 1, c.steps = 6, c.batch = 4;
+    c.policy_dir = w->dir, c.prompts = w->prompts, c.out_dir = runs[1], c.reward.kind = LEASH_REWARD_GOLD, c.steps = 6, c.batch = 4;
     c.max_new = 6, c.epochs = 1, c.sample_every = 5, c.beta.target = 0.5, c.beta.horizon = 100;
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), 0, "%s", leash_errmsg());
     snprintf(runs[3], 200, "%s/ppo-per-token", w->dir); // a target per token: the band on the per-token panel

@@ -53,7 +53,7 @@ Test(resume, other_settings_or_no_checkpoint_are_refused, .timeout = 120) {
     char cmd[1024];
     rl_scratch_make(&w, "resume");
     leash_rl_config c = leash_rl_defaults(LEASH_PPO);
-    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.gold_reward = 1, c.steps = 2, c.batch = 4, c.max_new = 4;
+    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward.kind = LEASH_REWARD_GOLD, c.steps = 2, c.batch = 4, c.max_new = 4;
     c.sample_every = 0, c.resume = 1;
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_EINVAL);
     cr_assert(strstr(leash_errmsg(), "has no checkpoint"), "%s", leash_errmsg());
@@ -120,7 +120,7 @@ Test(resume, rl_run_with_every_update_skipped_fails_and_writes_no_policy, .timeo
     rl_scratch_make(&w, "allnan");
     for (int a = 0; a < 2; a++) {
         leash_rl_config c = leash_rl_defaults(a ? LEASH_GRPO : LEASH_PPO);
-        c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward_fn = always_nan, c.skip_nonfinite = 1;
+        c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward.kind = LEASH_REWARD_FUNCTION, c.reward.fn = always_nan, c.skip_nonfinite = 1;
         c.steps = 2, c.batch = 2, c.group = 2, c.max_new = 4, c.sample_every = 0;
         cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_ENUMERIC, "%s", a ? "grpo" : "ppo");
         cr_assert(strstr(leash_errmsg(), "every update of the 2 steps was skipped") && strstr(leash_errmsg(), "reward(s) of step 2 are not finite"), "%s",
@@ -137,7 +137,7 @@ Test(resume, nonfinite_reward_stops_or_is_skipped, .timeout = 120) {
     rl_scratch_make(&w, "nan");
     int calls = 0;
     leash_rl_config c = leash_rl_defaults(LEASH_PPO);
-    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward_fn = nan_once, c.reward_ctx = &calls;
+    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward.kind = LEASH_REWARD_FUNCTION, c.reward.fn = nan_once, c.reward.ctx = &calls;
     c.steps = 3, c.batch = 4, c.max_new = 4, c.sample_every = 0;
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_ENUMERIC);
     cr_assert(strstr(leash_errmsg(), "reward of response 1 at step 2 is nan"), "%s", leash_errmsg());

@@ -94,7 +94,7 @@ static void short_run(leash_rl_algo algo) {
     char cmd[1024];
     rl_scratch_make(&w, "rl");
     leash_rl_config c = leash_rl_defaults(algo);
-    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.gold_reward = 1, c.steps = 3, c.batch = 4, c.group = 4;
+    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward.kind = LEASH_REWARD_GOLD, c.steps = 3, c.batch = 4, c.group = 4;
     c.max_new = 8, c.temperature = 0.7f, c.minibatch = algo == LEASH_PPO ? 2 : 0, c.optim.lr = 1e-3f;
     c.kl_exact = algo == LEASH_PPO;
     seen s = {0};
@@ -159,7 +159,7 @@ Test(grpo, reward_command_scores_and_fails_clearly, .timeout = 120) {
     snprintf(cmd, sizeof cmd, "chmod +x %s", script);
     cr_assert_eq(system(cmd), 0);
     leash_rl_config c = leash_rl_defaults(LEASH_GRPO);
-    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward_cmd = script, c.steps = 2, c.batch = 2, c.group = 4;
+    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward.kind = LEASH_REWARD_COMMAND, c.reward.cmd = script, c.steps = 2, c.batch = 2, c.group = 4;
     c.max_new = 6;
     leash_rl_progress fin;
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, &fin), 0, "%s", leash_errmsg());
@@ -172,10 +172,10 @@ Test(grpo, reward_command_scores_and_fails_clearly, .timeout = 120) {
     snprintf(cmd, sizeof cmd, "grep -q 'gold reward (the truth) *| -' %s/report.txt && grep -q '\"gold\": null' "
                               "%s/samples.jsonl && test -s %s/curves.png", w.dir, w.out, w.dir);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
-    c.reward_cmd = "read line; echo '{\"id\": 0, \"reward\": \"high\"}'";
+    c.reward.kind = LEASH_REWARD_COMMAND, c.reward.cmd = "read line; echo '{\"id\": 0, \"reward\": \"high\"}'";
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_EFORMAT);
     cr_assert(strstr(leash_errmsg(), "finite number \"reward\""), "%s", leash_errmsg());
-    c.reward_cmd = "exit 4";
+    c.reward.kind = LEASH_REWARD_COMMAND, c.reward.cmd = "exit 4";
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_EIO);
     cr_assert(strstr(leash_errmsg(), "exit status 4"), "%s", leash_errmsg());
     rl_scratch_drop(&w);
@@ -216,7 +216,7 @@ static void kl_alone_pulls_back(leash_rl_algo algo) {
     cr_assert_eq(leash_tokenizer_copy(w.dir, pol), 0);
     leash_gpt_free(m);
     leash_rl_config c = leash_rl_defaults(algo);
-    c.policy_dir = pol, c.ref_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward_fn = zero_reward;
+    c.policy_dir = pol, c.ref_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward.kind = LEASH_REWARD_FUNCTION, c.reward.fn = zero_reward;
     c.steps = 30, c.batch = algo == LEASH_GRPO ? 8 : 32, c.group = 4, c.max_new = 6, c.optim.lr = 3e-3f, c.sample_every = 0;
     c.kl_estimator = algo == LEASH_GRPO ? LEASH_KL_K3 : LEASH_KL_K1;
     cr_assert_eq(leash_beta_fixed(&c.beta, 1.0), 0);
@@ -258,5 +258,63 @@ Test(grpo, ppo_and_grpo_refuse_each_others_options, .timeout = 120) {
                               "--grad-clip 0.5 --weight-decay 0.01 --warmup 2 -q",
              LEASH_BIN, w.dir, w.prompts, w.out);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
+    rl_scratch_drop(&w);
+}
+
+/* A batch reward function (LEASH_REWARD_BATCH, for callers such as Python that score a step's responses at
+ * once) trains exactly as the same scores given one by one (LEASH_REWARD_FUNCTION): equal metrics at every
+ * step, bit for bit; a batch function that fails stops the run with its return value named. */
+static double len_score(const char *p, const char *r, const int *t, int n, void *ctx) {
+    (void)p, (void)t, (void)n, (void)ctx;
+    return 0.1 * (double)strlen(r);
+}
+static int len_scores(const char *const *p, const char *const *r, int n, double *out, void *ctx) {
+    (void)p;
+    int *calls = ctx;
+    ++*calls;
+    for (int i = 0; i < n; i++) out[i] = 0.1 * (double)strlen(r[i]);
+    return 0;
+}
+static int failing_scores(const char *const *p, const char *const *r, int n, double *out, void *ctx) {
+    (void)p, (void)r, (void)n, (void)out, (void)ctx;
+    return 7;
+}
+typedef struct {
+    double v[4][3];
+} three_steps;
+static int keep_metrics(const leash_rl_progress *p, void *ctx) {
+    three_steps *t = ctx;
+    t->v[p->step][0] = p->scores, t->v[p->step][1] = p->kl, t->v[p->step][2] = p->policy_loss;
+    return 0;
+}
+
+Test(grpo, batch_reward_equals_per_response_reward, .timeout = 120) {
+    rl_scratch w;
+    rl_scratch_make(&w, "batchrw");
+    three_steps a = {0}, b = {0};
+    int calls = 0;
+    for (int k = 0; k < 2; k++) {
+        leash_rl_config c = leash_rl_defaults(LEASH_GRPO);
+        c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.steps = 3, c.batch = 2, c.group = 3, c.max_new = 5;
+        c.sample_every = 0, c.seed = 9;
+        if (k == 0) c.reward.kind = LEASH_REWARD_FUNCTION, c.reward.fn = len_score;
+        else c.reward.kind = LEASH_REWARD_BATCH, c.reward.batch_fn = len_scores, c.reward.ctx = &calls;
+        cr_assert_eq(leash_rl_train(&c, keep_metrics, k ? (void *)&b : (void *)&a, NULL), 0, "%s", leash_errmsg());
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", w.out);
+        cr_assert_eq(system(cmd), 0);
+    }
+    cr_assert_eq(calls, 3, "one call per step, not %d", calls);
+    for (int s = 1; s <= 3; s++)
+        for (int j = 0; j < 3; j++) cr_assert(a.v[s][j] == b.v[s][j], "step %d metric %d: %.17g vs %.17g", s, j, a.v[s][j], b.v[s][j]);
+    cr_assert(a.v[3][0] != 0.0, "the scores were recorded");
+    leash_rl_config c = leash_rl_defaults(LEASH_GRPO);
+    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.steps = 1, c.batch = 1, c.group = 2, c.max_new = 3;
+    c.reward.kind = LEASH_REWARD_BATCH, c.reward.batch_fn = failing_scores;
+    cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_EINVAL);
+    cr_assert(strstr(leash_errmsg(), "the batch reward function failed (returned 7) at step 1"), "%s", leash_errmsg());
+    c.reward.kind = LEASH_REWARD_NONE;
+    cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_EINVAL);
+    cr_assert(strstr(leash_errmsg(), "give a reward"), "%s", leash_errmsg());
     rl_scratch_drop(&w);
 }

@@ -24,22 +24,43 @@
 
 typedef enum { LEASH_PPO = 0, LEASH_GRPO = 1 } leash_rl_algo;
 
+/* What scores a response: a tagged choice, one kind per run. */
+typedef enum {
+    LEASH_REWARD_NONE = 0,  /* not chosen yet: leash_rl_train refuses it */
+    LEASH_REWARD_MODEL,     /* a reward model (scalar head) in dir, on prompt + response */
+    LEASH_REWARD_GOLD,      /* the default world's gold reward */
+    LEASH_REWARD_COMMAND,   /* a scorer command (/bin/sh -c cmd), one JSON line each way, answers in order:
+                             *   leash -> cmd: {"id": 7, "prompt": "...", "response": "..."}
+                             *   cmd -> leash: {"id": 7, "reward": 0.5} */
+    LEASH_REWARD_FUNCTION,  /* fn, once per response */
+    LEASH_REWARD_BATCH      /* batch_fn, once per step with every response this process scores */
+} leash_reward_kind;
+
+/* The score of a response, given its prompt text, its text and its token ids (the EOS included when it was
+ * emitted). */
+typedef double (*leash_reward_fn)(const char *prompt, const char *response, const int *tokens, int n, void *ctx);
+/* The scores of n responses at once (completions[i] answers prompts[i]) into rewards[i]; a non-zero return
+ * fails the run (a Python caller's exception, say). */
+typedef int (*leash_reward_batch_fn)(const char *const *prompts, const char *const *completions, int n, double *rewards,
+                                     void *ctx);
+
+typedef struct {
+    leash_reward_kind kind;
+    const char *dir;          /* MODEL */
+    const char *cmd;          /* COMMAND */
+    double timeout_s;         /* COMMAND: seconds per answer (default 30) */
+    leash_reward_fn fn;       /* FUNCTION */
+    leash_reward_batch_fn batch_fn; /* BATCH */
+    void *ctx;                /* FUNCTION and BATCH: handed to the function */
+} leash_reward_source;
+
 typedef struct {
     leash_rl_algo algo;
     const char *policy_dir;  /* the SFT checkpoint: the policy starts here and it is the frozen reference */
     const char *ref_dir;     /* another frozen reference (same vocabulary), e.g. the original SFT model when
                               * continuing from an RL checkpoint; NULL: policy_dir */
-    const char *reward_dir;  /* a reward model (scalar head); NULL with gold_reward */
-    int gold_reward;         /* score with the default world's gold reward instead of a model */
+    leash_reward_source reward; /* what scores a response: exactly one kind (see above) */
     int gold_metrics;        /* report the default world's gold reward and grammaticality */
-    /* or a verifiable scorer of your own: the score of a response, given its prompt text, its text and
-     * its token ids (the EOS included when it was emitted) */
-    double (*reward_fn)(const char *prompt, const char *response, const int *tokens, int n, void *ctx);
-    void *reward_ctx;
-    /* or a verifiable scorer as a command (/bin/sh -c), one JSON line each way, answers in order:
-     *     leash -> cmd: {"id": 7, "prompt": "...", "response": "..."}    cmd -> leash: {"id": 7, "reward": 0.5} */
-    const char *reward_cmd;
-    double reward_timeout_s; /* per answer (default 30) */
     const char *prompts;     /* JSONL {"prompt"}; special tokens written in a prompt (a chat template's
                               * <|im_start|>, Llama 3's <|begin_of_text|>) become their ids. A response ends at
                               * the policy's eos_token_id (config.json), else at <|endoftext|> */

@@ -103,6 +103,15 @@ static int only_for(leash_rl_algo algo, leash_rl_algo owner, const char *cmd, co
             owner == LEASH_PPO ? " PPO" : " GRPO", why, cmd, cmd);
     return 1;
 }
+/* The reward source, chosen once: --reward, --gold-reward and --reward-cmd exclude each other. */
+static int set_reward(const char *cmd, leash_reward_source *w, leash_reward_kind kind) {
+    if (w->kind != LEASH_REWARD_NONE && w->kind != kind) {
+        fprintf(stderr, "leash %s: give exactly one reward: --reward DIR, --reward-cmd CMD or --gold-reward\n", cmd);
+        return 1;
+    }
+    w->kind = kind;
+    return 0;
+}
 #define PPO_ONLY(opt, why) only_for(algo, LEASH_PPO, cmd, opt, why)
 #define GRPO_ONLY(opt, why) only_for(algo, LEASH_GRPO, cmd, opt, why)
 
@@ -174,8 +183,8 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
     while (!bad && (ch = getopt_long(argc, argv, "t:qh", opts, NULL)) != -1) {
         switch (ch) {
         case O_POLICY: c.policy_dir = optarg; break;
-        case O_REWARD: c.reward_dir = optarg; break;
-        case O_GOLDR: c.gold_reward = 1; break;
+        case O_REWARD: bad = set_reward(cmd, &c.reward, LEASH_REWARD_MODEL), c.reward.dir = optarg; break;
+        case O_GOLDR: bad = set_reward(cmd, &c.reward, LEASH_REWARD_GOLD); break;
         case O_GOLDM: c.gold_metrics = 1; break;
         case O_PROMPTS: c.prompts = optarg; break;
         case O_OUT: c.out_dir = optarg; break;
@@ -213,7 +222,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         case O_NOSTD: bad = GRPO_ONLY("--no-std-scaling", "group advantages"), c.scale_group_std = 0; break;
         case O_TOKLOSS: bad = GRPO_ONLY("--token-level-loss", "the loss inside the group"), c.token_level_loss = 1; break;
         case O_SAMPLE: bad = cli_int(cmd, "--sample-every", optarg, 0, 1 << 30, &c.sample_every); break;
-        case O_RCMD: c.reward_cmd = optarg; break;
+        case O_RCMD: bad = set_reward(cmd, &c.reward, LEASH_REWARD_COMMAND), c.reward.cmd = optarg; break;
         case O_REF: c.ref_dir = optarg; break;
         case O_LORA_R: bad = cli_int(cmd, "--lora-r", optarg, 0, 4096, &c.lora_rank); break;
         case O_LORA_ALPHA: bad = cli_float(cmd, "--lora-alpha", optarg, 0, 1e6, &c.lora_alpha); break;
@@ -228,7 +237,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         case O_RTIMEOUT: {
             float x;
             bad = cli_float(cmd, "--reward-timeout", optarg, 1e-3, 1e6, &x);
-            c.reward_timeout_s = x;
+            c.reward.timeout_s = x;
             break;
         }
         case 'q': ctx.quiet = 1; break;

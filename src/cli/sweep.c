@@ -113,7 +113,7 @@ int cli_sweep(int argc, char **argv) {
         leash_rl_config c = leash_rl_defaults(LEASH_PPO);
         char dir[4096];
         snprintf(dir, sizeof dir, "%s/ppo-beta-%g", out, betas[i]);
-        c.policy_dir = policy, c.reward_dir = reward, c.prompts = prompts, c.out_dir = dir, c.gold_metrics = 1;
+        c.policy_dir = policy, c.reward.kind = LEASH_REWARD_MODEL, c.reward.dir = reward, c.prompts = prompts, c.out_dir = dir, c.gold_metrics = 1;
         c.steps = steps, c.batch = batch, c.max_new = max_new, c.seed = (uint64_t)seed, c.optim.lr = lr, c.sample_every = 0;
         leash_beta_fixed(&c.beta, betas[i]);
         acc a = {.steps = steps, .quiet = quiet};
