@@ -14,6 +14,7 @@
 #include "leash/error.h"
 #include "leash/fileio.h"
 #include "leash/rng.h"
+#include "leash/stop.h"
 #include "leash/tokenizer.h"
 
 double leash_dpo_pair_loss(leash_dpo_loss kind, double beta, double h, double *dh) {
@@ -208,7 +209,7 @@ static int load_checkpoint(const leash_dpo_config *c, leash_gpt *m, leash_adamw 
     snprintf(path, sizeof path, "%s/checkpoint/state.json", c->out_dir);
     if (leash_read_file(path, 1 << 20, &text, &len))
         return leash_fail(LEASH_EINVAL, "--resume: %s has no DPO checkpoint (%s); start it afresh with --overwrite", c->out_dir, path);
-    cJSON *o = cJSON_Parse(text), *want = settings(c);
+    cJSON *o = cJSON_ParseWithOpts(text, NULL, 1), *want = settings(c);
     free(text);
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "step"), *have = cJSON_GetObjectItemCaseSensitive(o, "settings");
     int rc = cJSON_IsNumber(st) && cJSON_IsObject(have) ? LEASH_OK : leash_fail(LEASH_EFORMAT, "%s: no step or settings", path);
@@ -262,6 +263,25 @@ static void write_metrics(FILE *f, const leash_dpo_progress *p, double beta, dou
             p->step, p->epoch, m->loss, beta, m->reward_chosen, m->reward_rejected, m->accuracy, m->margin,
             m->logp_chosen, m->logp_rejected, lr, gn);
     fflush(f);
+}
+
+/* A resumed run's metrics.jsonl keeps the lines of steps <= step only: a run killed after its checkpoint
+ * logged steps the resume takes again. */
+static int trim_metrics(const char *path, int step) {
+    char *text = NULL;
+    size_t len = 0;
+    if (leash_read_file(path, (size_t)1 << 30, &text, &len)) return LEASH_OK; // none yet
+    size_t kept = 0;
+    for (char *line = text; line < text + len;) {
+        char *end = memchr(line, '\n', (size_t)(text + len - line));
+        size_t n = end ? (size_t)(end - line) + 1 : (size_t)(text + len - line);
+        const char *k = strstr(line, "\"step\": ");
+        if (!end || !k || k > end || atoi(k + 8) > step) break; // a torn last line goes too
+        memmove(text + kept, line, n), kept += n, line += n;
+    }
+    int rc = kept == len ? LEASH_OK : leash_write_file_atomic(path, text, kept);
+    free(text);
+    return rc;
 }
 
 /* The policy (with LoRA adapters when asked), its tokenizer and the end token. */
@@ -321,6 +341,7 @@ int leash_dpo_train(const leash_dpo_config *c, leash_dpo_fn fn, void *ctx, leash
     if (!rc && c->resume) rc = load_checkpoint(c, m, &opt, &step);
     char path[4200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
+    if (!rc && step > 0) rc = trim_metrics(path, step);
     if (!rc && !(mf = fopen(path, step > 0 ? "a" : "w"))) rc = leash_fail(LEASH_EIO, "cannot write %s", path);
     bw = malloc(B * sizeof *bw), bl = malloc(B * sizeof *bl), brw = malloc(B * sizeof *brw), brl = malloc(B * sizeof *brl);
     if (!rc && (!bw || !bl || !brw || !brl)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
@@ -342,6 +363,8 @@ int leash_dpo_train(const leash_dpo_config *c, leash_dpo_fn fn, void *ctx, leash
         p.step = step + 1, p.epoch = epoch + 1;
         write_metrics(mf, &p, c->beta, lr, gn);
         if (fn && fn(&p, ctx)) stop = 1;
+        if (leash_stop_requested()) stop = 1; // SIGINT / SIGTERM: finish with a checkpoint, resumable
+        if (!stop && c->save_every > 0 && p.step % c->save_every == 0 && p.step < total) rc = save_checkpoint(c, m, &opt, p.step);
     }
     if (mf && fclose(mf) && !rc) rc = leash_fail(LEASH_EIO, "cannot write %s (disk full?)", path);
     if (!rc) rc = save_checkpoint(c, m, &opt, p.step);

@@ -58,6 +58,7 @@ typedef struct {
     leash_adamw_config optim;
     uint64_t seed;
     int resume;           /* continue OUT/checkpoint (its settings must match) */
+    int save_every;       /* > 0: a checkpoint every this many steps too (always one at the end) */
     int lora_rank;        /* > 0: train LoRA adapters; the reference is the adapters-off model */
     float lora_alpha;     /* 0: 2 * rank */
     const char *lora_targets;
@@ -75,6 +76,7 @@ typedef int (*leash_dpo_fn)(const leash_dpo_progress *p, void *ctx); /* nonzero:
 
 /* Trains; every step appends a line to OUT/metrics.jsonl (step, epoch, loss, beta, rewards/chosen,
  * rewards/rejected, rewards/accuracies, rewards/margins, logps/chosen, logps/rejected, lr, grad_norm).
+ * A stop request (leash_request_stop: SIGINT, SIGTERM) ends after the step in progress, as the end does.
  * At the end writes OUT/checkpoint (weights or adapters, optimiser, state.json with the settings a resume
  * must match) and OUT/policy (with its tokenizer). The caller holds OUT's lock (leash_rundir_open). */
 int leash_dpo_train(const leash_dpo_config *c, leash_dpo_fn fn, void *ctx, leash_dpo_progress *final);

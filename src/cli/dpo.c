@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "leash/dist.h"
 #include "leash/dpo.h"
 #include "leash/error.h"
 #include "leash/rundir.h"
@@ -34,6 +35,7 @@ static const char *usage =
     "  --lora-r N  train LoRA adapters of rank N, the policy frozen  --lora-alpha X (2r)\n"
     "  --lora-targets LIST  PEFT target_modules (default q_proj,v_proj; GPT-2: c_attn; or all-linear)\n"
     "  --resume    continue DIR's run (its settings must match; --steps may grow)   --overwrite  replace it\n"
+    "  --save-every N  a checkpoint every N steps too (always one at the end, and on SIGINT/SIGTERM)\n"
     "  -q, --quiet\n";
 
 typedef struct {
@@ -50,13 +52,13 @@ static int progress(const leash_dpo_progress *p, void *vctx) {
 
 int cli_dpo(int argc, char **argv) {
     enum { O_POLICY = 256, O_DATA, O_OUT, O_BETA, O_LOSS, O_LR, O_WARM, O_CLIP, O_WD, O_BATCH, O_EPOCHS, O_STEPS, O_SEED,
-           O_LORA_R, O_LORA_ALPHA, O_LORA_TGT, O_RESUME, O_OVERWRITE };
+           O_LORA_R, O_LORA_ALPHA, O_LORA_TGT, O_RESUME, O_OVERWRITE, O_SAVE };
     static const struct option opts[] = {
         {"policy", 1, 0, O_POLICY}, {"data", 1, 0, O_DATA}, {"out", 1, 0, O_OUT}, {"beta", 1, 0, O_BETA},
         {"loss", 1, 0, O_LOSS}, {"lr", 1, 0, O_LR}, {"warmup", 1, 0, O_WARM}, {"grad-clip", 1, 0, O_CLIP},
         {"weight-decay", 1, 0, O_WD}, {"batch", 1, 0, O_BATCH}, {"epochs", 1, 0, O_EPOCHS}, {"steps", 1, 0, O_STEPS},
         {"seed", 1, 0, O_SEED}, {"lora-r", 1, 0, O_LORA_R}, {"lora-alpha", 1, 0, O_LORA_ALPHA},
-        {"lora-targets", 1, 0, O_LORA_TGT}, {"resume", 0, 0, O_RESUME}, {"overwrite", 0, 0, O_OVERWRITE},
+        {"lora-targets", 1, 0, O_LORA_TGT}, {"resume", 0, 0, O_RESUME}, {"overwrite", 0, 0, O_OVERWRITE}, {"save-every", 1, 0, O_SAVE},
         {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     const char *cmd = "dpo";
     leash_dpo_config c = leash_dpo_defaults();
@@ -88,6 +90,7 @@ int cli_dpo(int argc, char **argv) {
         case O_LORA_TGT: c.lora_targets = optarg; break;
         case O_RESUME: c.resume = 1; break;
         case O_OVERWRITE: overwrite = 1; break;
+        case O_SAVE: bad = cli_int(cmd, "--save-every", optarg, 0, 1 << 30, &c.save_every); break;
         case 'q': ctx.quiet = 1; break;
         case 'h': return fputs(usage, stdout), 0;
         default: return 2;
@@ -97,6 +100,8 @@ int cli_dpo(int argc, char **argv) {
     if (optind < argc) return fprintf(stderr, "leash dpo: unexpected argument '%s'\n", argv[optind]), 2;
     if (!c.policy || !c.data || !c.out_dir) return fprintf(stderr, "leash dpo: --policy, --data and --out are required\n%s", usage), 2;
     c.beta = beta, c.seed = (uint64_t)seed;
+    if (leash_dist_size() > 1) // every rank would train the same copy and write the same files
+        return fprintf(stderr, "leash dpo: runs in one process; data-parallel DPO under mpirun is not implemented yet\n"), 2;
     int lock = -1, rc = leash_rundir_open(c.out_dir, c.resume, overwrite, &lock);
     if (rc) {
         fprintf(stderr, "leash dpo: %s\n", leash_errmsg());

@@ -78,7 +78,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "leash: cannot start MPI\n");
         return 1;
     }
-    if (argc >= 2 && (!strcmp(argv[1], "pretrain") || !strcmp(argv[1], "ppo") || !strcmp(argv[1], "grpo"))) {
+    if (argc >= 2 && (!strcmp(argv[1], "pretrain") || !strcmp(argv[1], "ppo") || !strcmp(argv[1], "grpo") ||
+                      !strcmp(argv[1], "dpo"))) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_signal;
