@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "leash/checkpoint.h"
 #include "leash/data.h"
 #include "leash/error.h"
 #include "leash/fileio.h"
@@ -184,31 +185,34 @@ static cJSON *settings(const leash_dpo_config *c) {
     return o;
 }
 
+/* OUT/checkpoint as one set (include/leash/checkpoint.h): weights (adapters with LoRA), AdamW, state.json. */
 static int save_checkpoint(const leash_dpo_config *c, leash_gpt *m, const leash_adamw *opt, int step) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/checkpoint", c->out_dir);
-    int rc = leash_gpt_save(m, path);
-    snprintf(path, sizeof path, "%s/checkpoint/adamw.safetensors", c->out_dir);
+    char dir[4096], path[4200];
+    int rc = leash_checkpoint_begin(c->out_dir, dir, sizeof dir);
+    if (!rc) rc = leash_gpt_save(m, dir);
+    snprintf(path, sizeof path, "%s/adamw.safetensors", dir);
     if (!rc) rc = leash_adamw_save(opt, path);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "step", step);
     cJSON_AddItemToObject(o, "settings", settings(c));
     char *text = cJSON_Print(o);
     cJSON_Delete(o);
-    snprintf(path, sizeof path, "%s/checkpoint/state.json", c->out_dir);
+    snprintf(path, sizeof path, "%s/state.json", dir);
     if (!rc) rc = text ? leash_write_file_atomic(path, text, strlen(text)) : leash_fail(LEASH_ENOMEM, "out of memory");
     free(text);
-    return rc;
+    return rc ? rc : leash_checkpoint_commit(c->out_dir);
 }
 
 /* Reads OUT/checkpoint: checks its settings against c's (a mismatch names the option), copies its trainable
  * weights into m and its optimiser state into opt; *step receives the steps done. */
 static int load_checkpoint(const leash_dpo_config *c, leash_gpt *m, leash_adamw *opt, int *step) {
-    char path[4200], *text = NULL;
+    char dir[4096], path[4200], *text = NULL;
     size_t len;
-    snprintf(path, sizeof path, "%s/checkpoint/state.json", c->out_dir);
+    if (leash_checkpoint_find(c->out_dir, dir, sizeof dir))
+        return leash_fail(LEASH_EINVAL, "--resume: %s has no checkpoint; start it afresh with --overwrite", c->out_dir);
+    snprintf(path, sizeof path, "%s/state.json", dir);
     if (leash_read_file(path, 1 << 20, &text, &len))
-        return leash_fail(LEASH_EINVAL, "--resume: %s has no DPO checkpoint (%s); start it afresh with --overwrite", c->out_dir, path);
+        return leash_fail(LEASH_EINVAL, "--resume: %s is not a DPO checkpoint (no %s); start afresh with --overwrite", dir, path);
     cJSON *o = cJSON_ParseWithOpts(text, NULL, 1), *want = settings(c);
     free(text);
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "step"), *have = cJSON_GetObjectItemCaseSensitive(o, "settings");
@@ -225,14 +229,13 @@ static int load_checkpoint(const leash_dpo_config *c, leash_gpt *m, leash_adamw 
     if (!rc) *step = st->valueint;
     cJSON_Delete(o), cJSON_Delete(want);
     leash_gpt *ck = NULL;
-    snprintf(path, sizeof path, "%s/checkpoint", c->out_dir);
-    if (!rc) rc = leash_gpt_load(&ck, path);
+    if (!rc) rc = leash_gpt_load(&ck, dir);
     if (!rc && leash_gpt_num_trainable(ck) != leash_gpt_num_trainable(m))
-        rc = leash_fail(LEASH_EFORMAT, "%s: %zu trainable weights, the policy has %zu", path, leash_gpt_num_trainable(ck),
+        rc = leash_fail(LEASH_EFORMAT, "%s: %zu trainable weights, the policy has %zu", dir, leash_gpt_num_trainable(ck),
                         leash_gpt_num_trainable(m));
     if (!rc) memcpy(leash_gpt_trainable(m), leash_gpt_trainable(ck), leash_gpt_num_trainable(m) * sizeof(float));
     leash_gpt_free(ck);
-    snprintf(path, sizeof path, "%s/checkpoint/adamw.safetensors", c->out_dir);
+    snprintf(path, sizeof path, "%s/adamw.safetensors", dir);
     if (!rc) rc = leash_adamw_load(opt, path);
     return rc;
 }
@@ -263,25 +266,6 @@ static void write_metrics(FILE *f, const leash_dpo_progress *p, double beta, dou
             p->step, p->epoch, m->loss, beta, m->reward_chosen, m->reward_rejected, m->accuracy, m->margin,
             m->logp_chosen, m->logp_rejected, lr, gn);
     fflush(f);
-}
-
-/* A resumed run's metrics.jsonl keeps the lines of steps <= step only: a run killed after its checkpoint
- * logged steps the resume takes again. */
-static int trim_metrics(const char *path, int step) {
-    char *text = NULL;
-    size_t len = 0;
-    if (leash_read_file(path, (size_t)1 << 30, &text, &len)) return LEASH_OK; // none yet
-    size_t kept = 0;
-    for (char *line = text; line < text + len;) {
-        char *end = memchr(line, '\n', (size_t)(text + len - line));
-        size_t n = end ? (size_t)(end - line) + 1 : (size_t)(text + len - line);
-        const char *k = strstr(line, "\"step\": ");
-        if (!end || !k || k > end || atoi(k + 8) > step) break; // a torn last line goes too
-        memmove(text + kept, line, n), kept += n, line += n;
-    }
-    int rc = kept == len ? LEASH_OK : leash_write_file_atomic(path, text, kept);
-    free(text);
-    return rc;
 }
 
 /* The policy (with LoRA adapters when asked), its tokenizer and the end token. */
@@ -341,7 +325,7 @@ int leash_dpo_train(const leash_dpo_config *c, leash_dpo_fn fn, void *ctx, leash
     if (!rc && c->resume) rc = load_checkpoint(c, m, &opt, &step);
     char path[4200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
-    if (!rc && step > 0) rc = trim_metrics(path, step);
+    if (!rc && step > 0) rc = leash_log_trim(path, step); // a run killed after its checkpoint logged more
     if (!rc && !(mf = fopen(path, step > 0 ? "a" : "w"))) rc = leash_fail(LEASH_EIO, "cannot write %s", path);
     bw = malloc(B * sizeof *bw), bl = malloc(B * sizeof *bl), brw = malloc(B * sizeof *brw), brl = malloc(B * sizeof *brl);
     if (!rc && (!bw || !bl || !brw || !brl)) rc = leash_fail(LEASH_ENOMEM, "out of memory");

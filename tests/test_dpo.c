@@ -264,7 +264,8 @@ static void write_prefs(const char *dir, char *path, size_t cap) {
 /* A run writes OUT/policy (model + tokenizer) and TRL-named metrics, its first step's implicit rewards are 0 (the
  * reference is the initial policy) and the margin grows; a second run into OUT is refused, --resume with a grown
  * --steps continues and lands on the same numbers as a straight run, --resume with another --beta is refused
- * naming it, --overwrite replaces; a LoRA run writes an adapter directory. */
+ * naming it, --overwrite replaces; a LoRA run writes an adapter directory and resumes; --resume of a directory
+ * without a checkpoint is refused. */
 Test(dpo, cli_end_to_end_and_resume, .timeout = 60) {
     rl_scratch w;
     rl_scratch_make(&w, "dpo");
@@ -317,6 +318,12 @@ Test(dpo, cli_end_to_end_and_resume, .timeout = 60) {
             prefs, w.out, common);
     cr_assert_eq(rc, 0, "overwrite with LoRA: %d %s", rc, err);
     cr_assert_eq(count_lines(path, NULL, 0), 2);
+    rc = sh(err, sizeof err, "%s dpo --policy %s --data %s --out %s --steps 3 --resume --lora-r 2 --loss ipo %s", LEASH_BIN, w.dir,
+            prefs, w.out, common);
+    cr_assert_eq(rc, 0, "LoRA resume: %d %s", rc, err);
+    cr_assert_eq(count_lines(path, NULL, 0), 3);
+    rc = sh(err, sizeof err, "%s dpo --policy %s --data %s --out %s/empty --steps 3 --resume %s", LEASH_BIN, w.dir, prefs, w.dir, common);
+    cr_assert(rc == 2 && strstr(err, "no checkpoint"), "--resume without a checkpoint must be refused: %d %s", rc, err);
     snprintf(path, sizeof path, "%s/policy/adapter_config.json", w.out);
     cr_assert_eq(stat(path, &sb), 0, "%s missing", path);
     rl_scratch_drop(&w);
