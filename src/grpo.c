@@ -7,7 +7,7 @@
 #include "leash/error.h"
 #include "rl_internal.h"
 
-int grpo_advantages(rollout *r, const leash_rl_config *c) {
+int grpo_advantages(rollout *r, const leash_grpo_config *c) {
     int G = c->group, T = r->T;
     for (int g0 = 0; g0 < r->B; g0 += G) {
         double m = 0, s2 = 0;
@@ -24,8 +24,8 @@ int grpo_advantages(rollout *r, const leash_rl_config *c) {
     return LEASH_OK;
 }
 
-void grpo_policy_loss(const rollout *r, const leash_rl_config *c, double beta, const int *rows, int n, long ntok, int nseq,
-                      const float *newlp, float *dlogp, update_stats *st) {
+void grpo_policy_loss(const rollout *r, const leash_grpo_config *c, leash_kl_estimator est, double clip_eps, double beta,
+                      const int *rows, int n, long ntok, int nseq, const float *newlp, float *dlogp, update_stats *st) {
     int T = r->T;
     long mine = 0;
     for (int k = 0; k < n; k++) {
@@ -38,13 +38,13 @@ void grpo_policy_loss(const rollout *r, const leash_rl_config *c, double beta, c
             dlogp[i] = 0.0f;
             if (r->mb_targets[i] < 0) continue;
             double d;
-            double pg = ppo_clipped_surrogate(r->adv[src], newlp[i], r->old_logp[src], c->clip_eps, st, &d);
+            double pg = ppo_clipped_surrogate(r->adv[src], newlp[i], r->old_logp[src], clip_eps, st, &d);
             // KL inside the loss, differentiated through log pi: k3 = (r - 1) - log r (the paper; its expected
             // gradient is that of the reverse KL(pi_ref || pi)), k2 = (log r)^2 / 2 (expected gradient: exactly
             // that of KL(pi || pi_ref)), or k3+ (k3's value, k2's gradient), with log r = log pi_ref - log pi
-            double kl = leash_kl_estimate(c->kl_estimator, newlp[i], r->ref_logp[src]);
-            double dk = leash_kl_estimate_grad(c->kl_estimator, newlp[i], r->ref_logp[src]);
-            st->kl_clamped += leash_kl_estimate_clamped(c->kl_estimator, newlp[i], r->ref_logp[src]);
+            double kl = leash_kl_estimate(est, newlp[i], r->ref_logp[src]);
+            double dk = leash_kl_estimate_grad(est, newlp[i], r->ref_logp[src]);
+            st->kl_clamped += leash_kl_estimate_clamped(est, newlp[i], r->ref_logp[src]);
             st->policy_loss += pg + beta * kl;
             dlogp[i] = (float)(w * (d + beta * dk));
             mine++;

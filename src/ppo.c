@@ -18,7 +18,7 @@ static void masked_stats(const rollout *r, const float *x, double *mean, double 
     *std = sqrt(var > 0 ? var : 0);
 }
 
-int ppo_advantages(rollout *r, const leash_rl_config *c, double beta) {
+int ppo_advantages(rollout *r, const leash_ppo_config *c, double beta) {
     int B = r->B, T = r->T, P = r->P;
     // rewards: -beta * kl_t at every response token; the shaped score lands on the last one
     for (int b = 0; b < B; b++) {

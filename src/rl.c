@@ -26,7 +26,7 @@ leash_rl_config leash_rl_defaults(leash_rl_algo algo) {
     c.algo = algo;
     c.steps = 100;
     c.batch = algo == LEASH_GRPO ? 8 : 64;
-    c.group = 8;
+    c.grpo.group = 8;
     c.max_new = 24;
     c.temperature = 1.0f;
     if (algo == LEASH_GRPO) leash_beta_fixed(&c.beta, 0.04);
@@ -35,12 +35,12 @@ leash_rl_config leash_rl_defaults(leash_rl_algo algo) {
     c.normalize_scores = 1;
     c.optim = leash_adamw_defaults();
     c.optim.lr = 3e-5f, c.optim.weight_decay = 0.0f;
-    c.value_optim = c.optim;
-    c.value_optim.lr = 1e-4f;
+    c.ppo.value_optim = c.optim;
+    c.ppo.value_optim.lr = 1e-4f;
     c.epochs = algo == LEASH_GRPO ? 1 : 4;
     c.minibatch = 0; // 0: the whole batch
-    c.clip_eps = 0.2f, c.value_clip = 0.2f, c.vf_coef = 0.1f, c.gamma = 1.0f, c.lam = 0.95f;
-    c.scale_group_std = 1;
+    c.clip_eps = 0.2f, c.ppo.value_clip = 0.2f, c.ppo.vf_coef = 0.1f, c.ppo.gamma = 1.0f, c.ppo.lam = 0.95f;
+    c.grpo.scale_group_std = 1;
     c.sample_every = 10;
     c.reward.timeout_s = 30.0;
     return c;
@@ -58,7 +58,7 @@ static int check(const leash_rl_config *c) {
     if (w->kind == LEASH_REWARD_COMMAND && !(w->timeout_s > 0))
         return leash_fail(LEASH_EINVAL, "--reward-timeout %g; it must be > 0 seconds", w->timeout_s);
     if (c->steps < 1 || c->batch < 1) return leash_fail(LEASH_EINVAL, "--steps %d, --batch %d: both must be >= 1", c->steps, c->batch);
-    if (c->algo == LEASH_GRPO && c->group < 2) return leash_fail(LEASH_EINVAL, "--group %d: GRPO needs >= 2 responses per prompt", c->group);
+    if (c->algo == LEASH_GRPO && c->grpo.group < 2) return leash_fail(LEASH_EINVAL, "--group %d: GRPO needs >= 2 responses per prompt", c->grpo.group);
     if (c->max_new < 1) return leash_fail(LEASH_EINVAL, "--max-new %d; it must be >= 1", c->max_new);
     if (!(c->temperature > 0)) return leash_fail(LEASH_EINVAL, "--temperature %g; it must be > 0", (double)c->temperature);
     if (!(c->clip_eps > 0 && c->clip_eps < 1)) return leash_fail(LEASH_EINVAL, "--clip %g; it must be in (0, 1)", (double)c->clip_eps);
@@ -68,8 +68,8 @@ static int check(const leash_rl_config *c) {
                                         "expected gradient is exactly that of KL(pi || pi_ref)) or k3+ (k3's value, k2's "
                                         "gradient); k1's expected gradient is zero");
     if (!(c->beta.beta >= 0) || !isfinite(c->beta.beta)) return leash_fail(LEASH_EINVAL, "--beta %g; it must be finite and >= 0", c->beta.beta);
-    if (!(c->gamma >= 0 && c->gamma <= 1) || !(c->lam >= 0 && c->lam <= 1))
-        return leash_fail(LEASH_EINVAL, "--gamma %g, --lambda %g: both must be in [0, 1]", (double)c->gamma, (double)c->lam);
+    if (!(c->ppo.gamma >= 0 && c->ppo.gamma <= 1) || !(c->ppo.lam >= 0 && c->ppo.lam <= 1))
+        return leash_fail(LEASH_EINVAL, "--gamma %g, --lambda %g: both must be in [0, 1]", (double)c->ppo.gamma, (double)c->ppo.lam);
     if (c->score_clip < 0 || c->length_penalty < 0) return leash_fail(LEASH_EINVAL, "--score-clip and --length-penalty must be >= 0");
     if (c->lora_rank < 0 || !(c->lora_alpha >= 0) || !isfinite(c->lora_alpha) || !(c->lora_dropout >= 0 && c->lora_dropout < 1))
         return leash_fail(LEASH_EINVAL, "--lora-r %d, --lora-alpha %g, --lora-dropout %g: r >= 0 (0: off), alpha >= 0 (0: 2r), "
@@ -136,7 +136,7 @@ static int update(rl_run *s, const leash_rl_config *c, double beta, const int *r
     rollout_gather(r, rows + lo, nl);
     if ((rc = policy_logprobs(r, c, s->policy, nl))) return rc;
     if (c->algo == LEASH_PPO) ppo_policy_loss(r, rows + lo, nl, ntok, c->clip_eps, r->mb_buf, r->mb_buf2, st);
-    else grpo_policy_loss(r, c, beta, rows + lo, nl, ntok, nseq, r->mb_buf, r->mb_buf2, st);
+    else grpo_policy_loss(r, &c->grpo, c->kl_estimator, c->clip_eps, beta, rows + lo, nl, ntok, nseq, r->mb_buf, r->mb_buf2, st);
     if (nl && ((rc = leash_gpt_token_logprobs_backward(s->policy, r->mb_targets, c->temperature, r->mb_buf2)) ||
                (rc = leash_gpt_backward(s->policy))))
         return rc;
@@ -145,7 +145,7 @@ static int update(rl_run *s, const leash_rl_config *c, double beta, const int *r
         leash_gpt_zero_grad(s->value);
         if (nl) {
             if ((rc = leash_gpt_forward(s->value, r->mb_tokens, r->mb_mask, nl, T))) return rc;
-            ppo_value_loss(r, rows + lo, nl, ntok, c->value_clip, c->vf_coef, leash_gpt_values(s->value),
+            ppo_value_loss(r, rows + lo, nl, ntok, c->ppo.value_clip, c->ppo.vf_coef, leash_gpt_values(s->value),
                            leash_gpt_dvalues(s->value), st);
             // the value model predicts no tokens: its LM head gets no gradient (dlogits stays 0)
             if ((rc = leash_gpt_backward(s->value))) return rc;
@@ -410,7 +410,7 @@ static int setup(rl_run *s, const leash_rl_config *c, const char **tok_dir) {
     int P, rc;
     s->cmd.to = s->cmd.from = -1; // no reward command yet (free_rl tells by these)
     if ((rc = load_models(s, c, tok_dir)) || (rc = load_prompts(s, c, &P))) return rc;
-    s->R = c->algo == LEASH_GRPO ? c->batch * c->group : c->batch;
+    s->R = c->algo == LEASH_GRPO ? c->batch * c->grpo.group : c->batch;
     s->mb = c->minibatch > 0 && c->minibatch < s->R ? c->minibatch : s->R;
     if (!rc) rc = rollout_alloc(&s->r, s->R, P, c->max_new, s->mb);
     if (!rc && !(s->text_ids = malloc((size_t)c->max_new * sizeof *s->text_ids))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
@@ -418,7 +418,7 @@ static int setup(rl_run *s, const leash_rl_config *c, const char **tok_dir) {
         rc = leash_fail(LEASH_ENOMEM, "cannot allocate the reference's logits for a minibatch of %d", s->mb);
     if (!rc) rc = own_rows(s);
     if (!rc) rc = leash_adamw_create(&s->popt, &c->optim, leash_gpt_num_trainable(s->policy));
-    if (!rc && s->value) rc = leash_adamw_create(&s->vopt, &c->value_optim, leash_gpt_num_trainable(s->value));
+    if (!rc && s->value) rc = leash_adamw_create(&s->vopt, &c->ppo.value_optim, leash_gpt_num_trainable(s->value));
     return rc;
 }
 
@@ -478,7 +478,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         if ((rc = leash_distinct2(r->gen, r->resp_len, R, c->max_new, &d2))) break;
         // advantages with this step's beta, then the updates
         update_stats st;
-        if ((rc = c->algo == LEASH_PPO ? ppo_advantages(r, &cfg, beta) : grpo_advantages(r, &cfg)) ||
+        if ((rc = c->algo == LEASH_PPO ? ppo_advantages(r, &cfg.ppo, beta) : grpo_advantages(r, &cfg.grpo)) ||
             (rc = update_epochs(&s, &cfg, step, beta, order, &st, &skipped, why)))
             break;
         phase[3] = rl_now_s() - t_update;

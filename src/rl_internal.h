@@ -129,7 +129,7 @@ int rl_checkpoint_load(const char *out_dir, const leash_rl_config *c, leash_gpt 
  * of r, gathered in r->mb_* (rollout_gather); newlp (n, T) are the policy's log-probs of its targets now, and
  * the loss writes d loss / d newlp into dlogp (n, T), normalised by the whole minibatch's ntok response
  * tokens (nseq sequences) so that the ranks' gradients sum to the minibatch's. Each adds to *st. */
-int ppo_advantages(rollout *r, const leash_rl_config *c, double beta);
+int ppo_advantages(rollout *r, const leash_ppo_config *c, double beta);
 /* The clipped surrogate of one token (PPO and GRPO): returns max(-A ratio, -A clip(ratio, 1 +- eps)) and
  * its derivative with respect to the new log-prob in *dloss (0 where the clipped term is the max: the clip
  * is active), and adds the token to the statistics. The log-ratio is clamped to +-LEASH_KL_LOG_RATIO_MAX
@@ -140,9 +140,9 @@ void ppo_policy_loss(const rollout *r, const int *rows, int n, long ntok, double
 /* The clipped value loss on the same tokens: v (n, T) the value model's outputs, dv (n, T) d loss / d v. */
 void ppo_value_loss(const rollout *r, const int *rows, int n, long ntok, double value_clip, double vf_coef, const float *v,
                     float *dv, update_stats *st);
-int grpo_advantages(rollout *r, const leash_rl_config *c);
+int grpo_advantages(rollout *r, const leash_grpo_config *c);
 /* The clipped surrogate with beta times the KL estimator of the policy to the reference inside the loss. */
-void grpo_policy_loss(const rollout *r, const leash_rl_config *c, double beta, const int *rows, int n, long ntok, int nseq,
-                      const float *newlp, float *dlogp, update_stats *st);
+void grpo_policy_loss(const rollout *r, const leash_grpo_config *c, leash_kl_estimator est, double clip_eps, double beta,
+                      const int *rows, int n, long ntok, int nseq, const float *newlp, float *dlogp, update_stats *st);
 
 #endif

@@ -32,7 +32,7 @@ static int assemble_f32(float *x, size_t n, const char *what) { return leash_dis
 /* The batch's prompts (G rows each for GRPO), then this rank's rows sampled: r->gen, r->gen_lp, r->glen. */
 static int sample_rows(rl_run *s, const leash_rl_config *c, int step, const leash_sample_config *sc) {
     rollout *r = &s->r;
-    int R = s->R, M = r->M, rc = LEASH_OK, G = c->algo == LEASH_GRPO ? c->group : 1, n_own = s->n_own;
+    int R = s->R, M = r->M, rc = LEASH_OK, G = c->algo == LEASH_GRPO ? c->grpo.group : 1, n_own = s->n_own;
     int *gen = r->gen, *glen = r->glen, *packed = r->packed;
     float *gen_lp = r->gen_lp;
     leash_rng rng;

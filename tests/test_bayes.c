@@ -69,8 +69,8 @@ static int train(leash_rl_algo algo, leash_kl_estimator est, int steps, double *
     snprintf(out, sizeof out, "%s/run", dir);
     leash_rl_config c = leash_rl_defaults(algo);
     c.policy_dir = dir, c.prompts = path, c.out_dir = out, c.reward.kind = LEASH_REWARD_FUNCTION, c.reward.fn = table;
-    c.steps = steps, c.batch = algo == LEASH_GRPO ? 256 / G : 256, c.group = G, c.max_new = 1, c.sample_every = 0;
-    c.optim.lr = 1e-3f, c.optim.grad_clip = 0.0f, c.normalize_scores = 0, c.scale_group_std = 0, c.kl_estimator = est;
+    c.steps = steps, c.batch = algo == LEASH_GRPO ? 256 / G : 256, c.grpo.group = G, c.max_new = 1, c.sample_every = 0;
+    c.optim.lr = 1e-3f, c.optim.grad_clip = 0.0f, c.normalize_scores = 0, c.grpo.scale_group_std = 0, c.kl_estimator = est;
     cr_assert_eq(leash_beta_fixed(&c.beta, 1.0), 0);
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), 0, "%s", leash_errmsg());
     int V = next_token_logp(dir, ref);

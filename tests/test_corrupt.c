@@ -218,7 +218,7 @@ Test(corrupt, rl_checkpoint_state_and_logs_on_resume, .timeout = 600) {
     rl_scratch_make(&w, "corrupt");
     resume_ctx x = {.c = leash_rl_defaults(LEASH_GRPO)};
     x.c.policy_dir = w.dir, x.c.prompts = w.prompts, x.c.out_dir = w.out, x.c.reward.kind = LEASH_REWARD_GOLD, x.c.steps = 3, x.c.batch = 2;
-    x.c.group = 2, x.c.max_new = 4;
+    x.c.grpo.group = 2, x.c.max_new = 4;
     cr_assert_eq(leash_rl_train(&x.c, NULL, NULL, NULL), 0, "%s", leash_errmsg());
     cr_assert_eq(leash_gpt_load(&x.policy, w.dir), 0);
     cr_assert_eq(leash_adamw_create(&x.popt, &x.c.optim, leash_gpt_num_params(x.policy)), 0);

@@ -346,7 +346,7 @@ static void lora_rl(leash_rl_algo algo, int bf16) {
     if (bf16) cr_assert_eq(leash_gpt_store_bf16(pr.base), 0); // the reference then is the base rounded to BF16
     leash_rl_config c = leash_rl_defaults(algo);
     c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward.kind = LEASH_REWARD_FUNCTION, c.reward.fn = length_reward;
-    c.steps = 4, c.batch = algo == LEASH_GRPO ? 4 : 12, c.group = 3, c.max_new = 6, c.temperature = pr.temperature;
+    c.steps = 4, c.batch = algo == LEASH_GRPO ? 4 : 12, c.grpo.group = 3, c.max_new = 6, c.temperature = pr.temperature;
     c.optim.lr = 2e-2f, c.sample_every = 0;
     c.lora_rank = 4, c.lora_targets = "c_attn,c_fc", c.frozen_bf16 = bf16;
     cr_assert_eq(leash_rl_train(&c, check_step, &pr, NULL), 0, "%s", leash_errmsg());
@@ -454,7 +454,7 @@ Test(open_models, padded_vocabulary_and_special_tokens_in_prompts, .timeout = 12
     fclose(f);
     leash_rl_config c = leash_rl_defaults(LEASH_GRPO);
     c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward.kind = LEASH_REWARD_FUNCTION, c.reward.fn = length_reward;
-    c.steps = 1, c.batch = 2, c.group = 4, c.max_new = 12, c.sample_every = 0;
+    c.steps = 1, c.batch = 2, c.grpo.group = 4, c.max_new = 12, c.sample_every = 0;
     cr_assert_eq(leash_rl_train(&c, check_conventions, &pr, NULL), 0, "%s", leash_errmsg());
     cr_assert_eq(pr.special_in_prompt, 8, "each of the 8 rows has one <|endoftext|> in its prompt, as the special id");
     cr_assert(pr.padded_sampled > 0, "the test needs padding ids sampled (none in this run)");
@@ -540,7 +540,7 @@ Test(lora, an_adapter_directory_continues_training, .timeout = 120) {
     rl_scratch_make(&w, "lora-cont");
     char adir[200], out2[200], cmd[600];
     leash_rl_config c = leash_rl_defaults(LEASH_GRPO);
-    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward.kind = LEASH_REWARD_FUNCTION, c.reward.fn = length_reward, c.batch = 4, c.group = 3;
+    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward.kind = LEASH_REWARD_FUNCTION, c.reward.fn = length_reward, c.batch = 4, c.grpo.group = 3;
     c.max_new = 6, c.steps = 3, c.optim.lr = 3e-2f, c.sample_every = 0, c.lora_rank = 4, c.lora_targets = "c_attn,c_fc";
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), 0, "%s", leash_errmsg());
     snprintf(adir, sizeof adir, "%s/peft", w.dir);

@@ -200,7 +200,7 @@ static void run(const world *w, leash_rl_algo algo, leash_kl_units units, probe 
     cr_assert_eq(leash_gpt_load(&pr->ref0, w->ref), 0);
     leash_rl_config c = leash_rl_defaults(algo);
     c.policy_dir = w->pol, c.ref_dir = w->ref, c.prompts = w->prompts, c.out_dir = w->out, c.reward.kind = LEASH_REWARD_FUNCTION, c.reward.fn = zero_reward;
-    c.steps = 4, c.batch = algo == LEASH_GRPO ? 8 : 32, c.group = 4, c.max_new = MAX_NEW, c.temperature = 0.7f;
+    c.steps = 4, c.batch = algo == LEASH_GRPO ? 8 : 32, c.grpo.group = 4, c.max_new = MAX_NEW, c.temperature = 0.7f;
     c.minibatch = 8, c.optim.lr = 1e-3f, c.sample_every = 0;
     if (algo == LEASH_PPO) {
         cr_assert_eq(leash_beta_adaptive(&c.beta, 0.2, units == LEASH_KL_PER_TOKEN ? TARGET_TOKEN : TARGET_SEQ, 100.0), 0);

@@ -45,7 +45,7 @@ static void make_runs(const rl_scratch *w, char runs[4][200]) {
     snprintf(runs[0], 200, "%s/grpo-cmd", w->dir);
     leash_rl_config c = leash_rl_defaults(LEASH_GRPO);
     c.policy_dir = w->dir, c.prompts = w->prompts, c.out_dir = runs[0], c.reward.kind = LEASH_REWARD_COMMAND, c.reward.cmd = scorer, c.steps = 4;
-    c.batch = 2, c.group = 4, c.max_new = 6, c.sample_every = 3;
+    c.batch = 2, c.grpo.group = 4, c.max_new = 6, c.sample_every = 3;
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), 0, "%s", leash_errmsg());
     snprintf(runs[1], 200, "%s/ppo-gold", w->dir);
     c = leash_rl_defaults(LEASH_PPO);

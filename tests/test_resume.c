@@ -45,7 +45,7 @@ static void change_kl_horizon(leash_rl_config *c) { c->beta.horizon += 1; }
 static void change_estimator(leash_rl_config *c) { c->kl_estimator = LEASH_KL_K3; }
 static void change_lr(leash_rl_config *c) { c->optim.lr *= 1.5f; }
 static void change_lora(leash_rl_config *c) { c->lora_rank = 2; }
-static void change_gamma(leash_rl_config *c) { c->gamma = 0.5f; }
+static void change_gamma(leash_rl_config *c) { c->ppo.gamma = 0.5f; }
 static void change_beta(leash_rl_config *c) { c->beta.beta = 0.3; }
 
 Test(resume, other_settings_or_no_checkpoint_are_refused, .timeout = 120) {
@@ -121,7 +121,7 @@ Test(resume, rl_run_with_every_update_skipped_fails_and_writes_no_policy, .timeo
     for (int a = 0; a < 2; a++) {
         leash_rl_config c = leash_rl_defaults(a ? LEASH_GRPO : LEASH_PPO);
         c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward.kind = LEASH_REWARD_FUNCTION, c.reward.fn = always_nan, c.skip_nonfinite = 1;
-        c.steps = 2, c.batch = 2, c.group = 2, c.max_new = 4, c.sample_every = 0;
+        c.steps = 2, c.batch = 2, c.grpo.group = 2, c.max_new = 4, c.sample_every = 0;
         cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_ENUMERIC, "%s", a ? "grpo" : "ppo");
         cr_assert(strstr(leash_errmsg(), "every update of the 2 steps was skipped") && strstr(leash_errmsg(), "reward(s) of step 2 are not finite"), "%s",
                   leash_errmsg());

@@ -35,9 +35,9 @@ Test(ppo, rewards_land_on_the_last_token_and_gae_matches_returns) {
     rollout r;
     tiny_rollout(&r);
     leash_rl_config c = leash_rl_defaults(LEASH_PPO);
-    c.gamma = 1.0f, c.lam = 1.0f;
+    c.ppo.gamma = 1.0f, c.ppo.lam = 1.0f;
     const double beta = 0.1;
-    cr_assert_eq(ppo_advantages(&r, &c, beta), 0);
+    cr_assert_eq(ppo_advantages(&r, &c.ppo, beta), 0);
     int T = r.T, P = r.P;
     // row 0: rewards -beta*kl at each token, + score at the last (t = P + 3 - 2)
     double want_r[3] = {-0.05, -0.1, -0.15 + 2.0};
@@ -66,13 +66,13 @@ Test(grpo, group_relative_advantages) {
     double sc[4] = {1.0, 2.0, 3.0, 6.0};
     for (int b = 0; b < 4; b++) r.shaped[b] = sc[b];
     leash_rl_config c = leash_rl_defaults(LEASH_GRPO);
-    c.group = 4;
-    cr_assert_eq(grpo_advantages(&r, &c), 0);
+    c.grpo.group = 4;
+    cr_assert_eq(grpo_advantages(&r, &c.grpo), 0);
     double mean = 3.0, sd = sqrt((4.0 + 1.0 + 0.0 + 9.0) / 3.0);
     for (int b = 0; b < 4; b++)
         cr_assert(fabs(r.adv[b * r.T] - (sc[b] - mean) / (sd + 1e-4)) < 1e-6, "row %d: %g", b, r.adv[b * r.T]);
-    c.scale_group_std = 0;
-    cr_assert_eq(grpo_advantages(&r, &c), 0);
+    c.grpo.scale_group_std = 0;
+    cr_assert_eq(grpo_advantages(&r, &c.grpo), 0);
     for (int b = 0; b < 4; b++) cr_assert(fabs(r.adv[b * r.T] - (sc[b] - mean)) < 1e-6);
     rollout_free(&r);
 }
@@ -94,7 +94,7 @@ static void short_run(leash_rl_algo algo) {
     char cmd[1024];
     rl_scratch_make(&w, "rl");
     leash_rl_config c = leash_rl_defaults(algo);
-    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward.kind = LEASH_REWARD_GOLD, c.steps = 3, c.batch = 4, c.group = 4;
+    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward.kind = LEASH_REWARD_GOLD, c.steps = 3, c.batch = 4, c.grpo.group = 4;
     c.max_new = 8, c.temperature = 0.7f, c.minibatch = algo == LEASH_PPO ? 2 : 0, c.optim.lr = 1e-3f;
     c.kl_exact = algo == LEASH_PPO;
     seen s = {0};
@@ -159,7 +159,7 @@ Test(grpo, reward_command_scores_and_fails_clearly, .timeout = 120) {
     snprintf(cmd, sizeof cmd, "chmod +x %s", script);
     cr_assert_eq(system(cmd), 0);
     leash_rl_config c = leash_rl_defaults(LEASH_GRPO);
-    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward.kind = LEASH_REWARD_COMMAND, c.reward.cmd = script, c.steps = 2, c.batch = 2, c.group = 4;
+    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward.kind = LEASH_REWARD_COMMAND, c.reward.cmd = script, c.steps = 2, c.batch = 2, c.grpo.group = 4;
     c.max_new = 6;
     leash_rl_progress fin;
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, &fin), 0, "%s", leash_errmsg());
@@ -217,7 +217,7 @@ static void kl_alone_pulls_back(leash_rl_algo algo) {
     leash_gpt_free(m);
     leash_rl_config c = leash_rl_defaults(algo);
     c.policy_dir = pol, c.ref_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward.kind = LEASH_REWARD_FUNCTION, c.reward.fn = zero_reward;
-    c.steps = 30, c.batch = algo == LEASH_GRPO ? 8 : 32, c.group = 4, c.max_new = 6, c.optim.lr = 3e-3f, c.sample_every = 0;
+    c.steps = 30, c.batch = algo == LEASH_GRPO ? 8 : 32, c.grpo.group = 4, c.max_new = 6, c.optim.lr = 3e-3f, c.sample_every = 0;
     c.kl_estimator = algo == LEASH_GRPO ? LEASH_KL_K3 : LEASH_KL_K1;
     cr_assert_eq(leash_beta_fixed(&c.beta, 1.0), 0);
     kl_track k = {0};
@@ -295,7 +295,7 @@ Test(grpo, batch_reward_equals_per_response_reward, .timeout = 120) {
     int calls = 0;
     for (int k = 0; k < 2; k++) {
         leash_rl_config c = leash_rl_defaults(LEASH_GRPO);
-        c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.steps = 3, c.batch = 2, c.group = 3, c.max_new = 5;
+        c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.steps = 3, c.batch = 2, c.grpo.group = 3, c.max_new = 5;
         c.sample_every = 0, c.seed = 9;
         if (k == 0) c.reward.kind = LEASH_REWARD_FUNCTION, c.reward.fn = len_score;
         else c.reward.kind = LEASH_REWARD_BATCH, c.reward.batch_fn = len_scores, c.reward.ctx = &calls;
@@ -309,7 +309,7 @@ Test(grpo, batch_reward_equals_per_response_reward, .timeout = 120) {
         for (int j = 0; j < 3; j++) cr_assert(a.v[s][j] == b.v[s][j], "step %d metric %d: %.17g vs %.17g", s, j, a.v[s][j], b.v[s][j]);
     cr_assert(a.v[3][0] != 0.0, "the scores were recorded");
     leash_rl_config c = leash_rl_defaults(LEASH_GRPO);
-    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.steps = 1, c.batch = 1, c.group = 2, c.max_new = 3;
+    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.steps = 1, c.batch = 1, c.grpo.group = 2, c.max_new = 3;
     c.reward.kind = LEASH_REWARD_BATCH, c.reward.batch_fn = failing_scores;
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_EINVAL);
     cr_assert(strstr(leash_errmsg(), "the batch reward function failed (returned 7) at step 1"), "%s", leash_errmsg());

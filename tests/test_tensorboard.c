@@ -164,7 +164,7 @@ Test(tensorboard, converter_on_a_real_run, .timeout = 240) {
     rl_scratch_make(&w, "tbrun");
     leash_rl_config c = leash_rl_defaults(LEASH_GRPO);
     c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward.kind = LEASH_REWARD_GOLD, c.steps = 3, c.batch = 2;
-    c.group = 4, c.max_new = 6, c.sample_every = 1;
+    c.grpo.group = 4, c.max_new = 6, c.sample_every = 1;
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), 0, "%s", leash_errmsg());
     snprintf(events, sizeof events, "%s/tb", w.dir);
     snprintf(cmd, sizeof cmd, "%s tensorboard %s --out %s", LEASH_BIN, w.out, events);

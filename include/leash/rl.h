@@ -54,6 +54,21 @@ typedef struct {
     void *ctx;                /* FUNCTION and BATCH: handed to the function */
 } leash_reward_source;
 
+/* What PPO alone uses: GAE, the value model and its loss, reward whitening. */
+typedef struct {
+    float gamma, lam;        /* GAE's discount and lambda */
+    float vf_coef, value_clip; /* the clipped value loss's weight and clip */
+    int whiten_rewards;      /* whiten per-token rewards over the batch (scale only, as TRL) */
+    leash_adamw_config value_optim; /* the value model's optimiser */
+} leash_ppo_config;
+
+/* What GRPO alone uses: groups and the loss's averaging. */
+typedef struct {
+    int group;               /* responses per prompt (G) */
+    int scale_group_std;     /* divide by the group's std (the paper) */
+    int token_level_loss;    /* average the loss over tokens instead of per sequence */
+} leash_grpo_config;
+
 typedef struct {
     leash_rl_algo algo;
     const char *policy_dir;  /* the SFT checkpoint: the policy starts here and it is the frozen reference */
@@ -66,7 +81,6 @@ typedef struct {
                               * the policy's eos_token_id (config.json), else at <|endoftext|> */
     const char *out_dir;     /* policy (and value model), metrics.jsonl, samples.jsonl, report.json */
     int steps, batch;        /* updates; prompts per step (PPO: sequences; GRPO: groups) */
-    int group;               /* GRPO: responses per prompt (G) */
     int max_new;             /* M */
     float temperature;       /* rollouts and every log-prob */
     uint64_t seed;
@@ -80,14 +94,12 @@ typedef struct {
     float score_clip;        /* clip the (normalised) score to [-x, x]; 0: off */
     float no_eos_penalty;    /* added to the score of a response that never emitted EOS (e.g. -1); 0: off */
     float length_penalty;    /* subtracted per response token */
-    int whiten_rewards;      /* PPO: whiten per-token rewards over the batch */
     /* optimisation */
     leash_adamw_config optim;       /* policy */
-    leash_adamw_config value_optim; /* PPO value model */
     int epochs, minibatch;   /* passes over each batch; sequences per update */
-    float clip_eps, value_clip, vf_coef, gamma, lam;
-    int scale_group_std;     /* GRPO: divide by the group's std (paper) */
-    int token_level_loss;    /* GRPO: average the loss over tokens instead of per sequence */
+    float clip_eps;          /* the clipped surrogate's epsilon (both) */
+    leash_ppo_config ppo;    /* PPO only */
+    leash_grpo_config grpo;  /* GRPO only */
     /* reporting */
     int sample_every;        /* print / store samples every N steps; 0: off */
     /* checkpoints (OUT/checkpoint, replaced atomically as a set): every save_every steps (0: only at the end

@@ -203,24 +203,24 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         case O_SCLIP: bad = cli_float(cmd, "--score-clip", optarg, 0, 1e6, &c.score_clip); break;
         case O_EOSP: bad = cli_float(cmd, "--no-eos-penalty", optarg, -1e6, 1e6, &c.no_eos_penalty); break;
         case O_LENP: bad = cli_float(cmd, "--length-penalty", optarg, 0, 1e6, &c.length_penalty); break;
-        case O_WHITEN: bad = PPO_ONLY("--whiten-rewards", "per-token rewards"), c.whiten_rewards = 1; break;
+        case O_WHITEN: bad = PPO_ONLY("--whiten-rewards", "per-token rewards"), c.ppo.whiten_rewards = 1; break;
         case O_STEPS: bad = cli_int(cmd, "--steps", optarg, 1, 1 << 30, &c.steps); break;
         case O_BATCH: bad = cli_int(cmd, "--batch", optarg, 1, 1 << 16, &c.batch); break;
-        case O_GROUP: bad = GRPO_ONLY("--group", "responses per prompt; PPO samples one") || cli_int(cmd, "--group", optarg, 2, 1 << 12, &c.group); break;
+        case O_GROUP: bad = GRPO_ONLY("--group", "responses per prompt; PPO samples one") || cli_int(cmd, "--group", optarg, 2, 1 << 12, &c.grpo.group); break;
         case O_MAXNEW: bad = cli_int(cmd, "--max-new", optarg, 1, 1 << 20, &c.max_new); break;
         case 't': bad = cli_float(cmd, "--temperature", optarg, 1e-3, 100, &c.temperature); break;
         case O_SEED: bad = cli_int(cmd, "--seed", optarg, 0, 2147483647, &seed); break;
         case O_EPOCHS: bad = cli_int(cmd, "--epochs", optarg, 1, 1000, &c.epochs); break;
         case O_MB: bad = cli_int(cmd, "--minibatch", optarg, 1, 1 << 16, &c.minibatch); break;
         case O_LR: bad = cli_float(cmd, "--lr", optarg, 1e-12, 1, &c.optim.lr); break;
-        case O_VLR: bad = PPO_ONLY("--value-lr", "the value model; GRPO has none") || cli_float(cmd, "--value-lr", optarg, 1e-12, 1, &c.value_optim.lr); break;
+        case O_VLR: bad = PPO_ONLY("--value-lr", "the value model; GRPO has none") || cli_float(cmd, "--value-lr", optarg, 1e-12, 1, &c.ppo.value_optim.lr); break;
         case O_CLIP: bad = cli_float(cmd, "--clip", optarg, 1e-6, 0.999, &c.clip_eps); break;
-        case O_VCLIP: bad = PPO_ONLY("--value-clip", "the value model; GRPO has none") || cli_float(cmd, "--value-clip", optarg, 1e-6, 1e6, &c.value_clip); break;
-        case O_VF: bad = PPO_ONLY("--vf-coef", "the value model; GRPO has none") || cli_float(cmd, "--vf-coef", optarg, 0, 1e6, &c.vf_coef); break;
-        case O_GAMMA: bad = PPO_ONLY("--gamma", "GAE; GRPO's advantages are group-relative") || cli_float(cmd, "--gamma", optarg, 0, 1, &c.gamma); break;
-        case O_LAMBDA: bad = PPO_ONLY("--lambda", "GAE; GRPO's advantages are group-relative") || cli_float(cmd, "--lambda", optarg, 0, 1, &c.lam); break;
-        case O_NOSTD: bad = GRPO_ONLY("--no-std-scaling", "group advantages"), c.scale_group_std = 0; break;
-        case O_TOKLOSS: bad = GRPO_ONLY("--token-level-loss", "the loss inside the group"), c.token_level_loss = 1; break;
+        case O_VCLIP: bad = PPO_ONLY("--value-clip", "the value model; GRPO has none") || cli_float(cmd, "--value-clip", optarg, 1e-6, 1e6, &c.ppo.value_clip); break;
+        case O_VF: bad = PPO_ONLY("--vf-coef", "the value model; GRPO has none") || cli_float(cmd, "--vf-coef", optarg, 0, 1e6, &c.ppo.vf_coef); break;
+        case O_GAMMA: bad = PPO_ONLY("--gamma", "GAE; GRPO's advantages are group-relative") || cli_float(cmd, "--gamma", optarg, 0, 1, &c.ppo.gamma); break;
+        case O_LAMBDA: bad = PPO_ONLY("--lambda", "GAE; GRPO's advantages are group-relative") || cli_float(cmd, "--lambda", optarg, 0, 1, &c.ppo.lam); break;
+        case O_NOSTD: bad = GRPO_ONLY("--no-std-scaling", "group advantages"), c.grpo.scale_group_std = 0; break;
+        case O_TOKLOSS: bad = GRPO_ONLY("--token-level-loss", "the loss inside the group"), c.grpo.token_level_loss = 1; break;
         case O_SAMPLE: bad = cli_int(cmd, "--sample-every", optarg, 0, 1 << 30, &c.sample_every); break;
         case O_RCMD: bad = set_reward(cmd, &c.reward, LEASH_REWARD_COMMAND), c.reward.cmd = optarg; break;
         case O_REF: c.ref_dir = optarg; break;
@@ -241,9 +241,9 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
             break;
         }
         case 'q': ctx.quiet = 1; break;
-        case O_GCLIP: bad = cli_float(cmd, "--grad-clip", optarg, 0, 1e30, &c.optim.grad_clip), c.value_optim.grad_clip = c.optim.grad_clip; break;
-        case O_WD: bad = cli_float(cmd, "--weight-decay", optarg, 0, 10, &c.optim.weight_decay), c.value_optim.weight_decay = c.optim.weight_decay; break;
-        case O_WARM: bad = cli_int(cmd, "--warmup", optarg, 0, 1 << 30, &c.optim.warmup_steps), c.value_optim.warmup_steps = c.optim.warmup_steps; break;
+        case O_GCLIP: bad = cli_float(cmd, "--grad-clip", optarg, 0, 1e30, &c.optim.grad_clip), c.ppo.value_optim.grad_clip = c.optim.grad_clip; break;
+        case O_WD: bad = cli_float(cmd, "--weight-decay", optarg, 0, 10, &c.optim.weight_decay), c.ppo.value_optim.weight_decay = c.optim.weight_decay; break;
+        case O_WARM: bad = cli_int(cmd, "--warmup", optarg, 0, 1 << 30, &c.optim.warmup_steps), c.ppo.value_optim.warmup_steps = c.optim.warmup_steps; break;
         case 'h': print_usage(stdout, algo); return 0;
         default: print_usage(stderr, algo); return 2;
         }
