@@ -1,9 +1,12 @@
-/* A step's metrics as one table of names -> values, and the JSONL logs of a run. See include/leash/metrics.h. */
+/* A step's metrics as one table of names -> values, the JSONL logs of a run, and the trainers' clock. See
+ * include/leash/metrics.h. */
+#define _POSIX_C_SOURCE 200809L // clock_gettime
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "leash/checkpoint.h"
 #include "leash/error.h"
@@ -17,6 +20,12 @@ static leash_metric *add(leash_metrics *t, const char *name, leash_metric_kind k
     leash_metric *m = &t->m[t->n++];
     *m = (leash_metric){.name = name, .kind = kind, .value = NAN};
     return m;
+}
+
+double leash_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
 void leash_metrics_real(leash_metrics *t, const char *name, const char *format, double value) {

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "leash/checkpoint.h"
 #include "leash/dist.h"
@@ -38,12 +37,6 @@ leash_pretrain_config leash_pretrain_defaults(void) {
     c.val_batches = 8;
     c.save_every = 500;
     return c;
-}
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
 typedef struct {
@@ -355,7 +348,7 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
     long tokens_seen = (long)start * c->grad_accum * (long)BT;
     int stop = 0;
     for (int step = start; step < c->steps && !rc && !stop; step++) {
-        double t0 = now(), loss = 0.0;
+        double t0 = leash_now_s(), loss = 0.0;
         int bad = 0; // a non-finite loss with skip_nonfinite: this update is skipped on every rank
         leash_gpt_zero_grad(m);
         for (int k = 0; k < c->grad_accum && !rc; k++) {
@@ -397,7 +390,7 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
         if (rc) break;
         tokens_seen += (long)c->grad_accum * (long)BT;
         leash_pretrain_progress p = {.step = step + 1, .steps = c->steps, .loss = loss, .val_loss = NAN, .lr = lr,
-                                     .grad_norm = gnorm, .tokens_per_s = c->grad_accum * BT / (now() - t0),
+                                     .grad_norm = gnorm, .tokens_per_s = c->grad_accum * BT / (leash_now_s() - t0),
                                      .tokens_seen = tokens_seen, .skipped = skipped};
         int last = step + 1 == c->steps;
         if (have_val && ((c->val_every && (step + 1) % c->val_every == 0) || last))

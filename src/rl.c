@@ -459,7 +459,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     int R = s.R;
     for (int step = start; step < c->steps && !rc; step++) {
         int stop = 0;
-        double t0 = rl_now_s();
+        double t0 = leash_now_s();
         double gap = 0.0, phase[4] = {0};
         if ((rc = rollout_collect(&s, &cfg, step, &gap, phase))) {
             if (rc != LEASH_ENUMERIC || !c->skip_nonfinite) break;
@@ -470,7 +470,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
             p.step = step + 1, p.skipped = skipped;
             goto step_end;
         }
-        double t_update = rl_now_s();
+        double t_update = leash_now_s();
         double beta = cfg.beta.beta, rep, d2;
         batch_sums m; // measured KL of this batch, per sequence, and the statistics
         sum_batch(r, &m);
@@ -481,7 +481,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         if ((rc = c->algo == LEASH_PPO ? ppo_advantages(r, &cfg.ppo, beta) : grpo_advantages(r, &cfg.grpo)) ||
             (rc = update_epochs(&s, &cfg, step, beta, order, &st, &skipped, why)))
             break;
-        phase[3] = rl_now_s() - t_update;
+        phase[3] = leash_now_s() - t_update;
         // the controller sees the measured mean KL of this batch, in its own units
         double kl_ctl = cfg.beta.units == LEASH_KL_PER_TOKEN ? (m.ntok ? m.kl_seq / m.ntok : 0.0) : m.kl_seq / R;
         if ((rc = leash_beta_update(&cfg.beta, kl_ctl, R))) break;
@@ -493,7 +493,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         snprintf(p.skip_reason, sizeof p.skip_reason, "%s", why);
         updates += st.updates;
         p.distinct2 = d2, p.repetition = rep;
-        p.seconds = rl_now_s() - t0;
+        p.seconds = leash_now_s() - t0;
         for (int k = 0; k < 4; k++) p.phase_seconds[k] = phase[k];
         hist[4 * step] = p.scores, hist[4 * step + 1] = p.gold_reward, hist[4 * step + 2] = p.grammatical;
         hist[4 * step + 3] = p.ref_nll;

@@ -104,8 +104,6 @@ typedef struct {
  * + reference scoring (and values), [2] rewards: seconds, accumulated. *logprob_gap: max |log-prob at
  * sampling - log-prob recomputed for training|. */
 int rollout_collect(rl_run *s, const leash_rl_config *c, int step, double *logprob_gap, double *phase);
-/* Seconds on the monotonic clock. */
-double rl_now_s(void);
 
 /* Checkpoints (src/rl_checkpoint.c): everything of a run that is not a function of (seed, step). */
 typedef struct {

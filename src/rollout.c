@@ -9,7 +9,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "leash/dist.h"
 #include "leash/error.h"
@@ -19,12 +18,7 @@
 #include "leash/world.h"
 #include "rl_internal.h"
 
-double rl_now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-#define now_s rl_now_s
+#define now_s leash_now_s
 
 /* Per-row results of the ranks, put together on every rank: each row has one owner and zeros elsewhere. */
 static int assemble_f32(float *x, size_t n, const char *what) { return leash_dist_sum_f32(x, n, what); }

@@ -48,6 +48,9 @@ double leash_metrics_value(const leash_metrics *t, const char *name);
 double leash_repetition(const int *ids, const int *len, int rows, int stride);
 int leash_distinct2(const int *ids, const int *len, int rows, int stride, double *out);
 
+/* Seconds on the monotonic clock (time/step_s, tokens_per_s, phase timings): the trainers' one clock. */
+double leash_now_s(void);
+
 /* Writes s as a JSON string (quoted, escaped). */
 void leash_json_string(FILE *f, const char *s);
 
