@@ -56,7 +56,7 @@ typedef struct {
 
 
 
-/* One update of the policy (and value model) over rows[0..n) of r; sums into the loss statistics. */
+/* The statistics of a step's updates, summed over its minibatches (and then over the ranks). */
 typedef struct {
     double policy_loss, value_loss, clipfrac, approxkl, ratio;
     double first_ratio_dev; // max |ratio - 1| over the first minibatch of the first epoch: 0 when rollout and
