@@ -95,6 +95,29 @@ int leash_log_flush(leash_log *log) {
                       errno == ENOSPC ? " (the disk is full; the last checkpoint is intact: free space and --resume)" : "");
 }
 
+int leash_metrics_write_tb(leash_tb *w, const leash_metrics *t) {
+    if (t->n > LEASH_METRICS_MAX)
+        return leash_fail(LEASH_EINVAL, "%s: more than %d metrics in one step (LEASH_METRICS_MAX)", leash_tb_path(w), LEASH_METRICS_MAX);
+    const leash_metric *step = leash_metrics_find(t, "step");
+    if (!step || step->kind != LEASH_METRIC_INT) return leash_fail(LEASH_EINVAL, "%s: a metrics table without its step", leash_tb_path(w));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double wall = ts.tv_sec + 1e-9 * ts.tv_nsec;
+    int rc = LEASH_OK;
+    for (int i = 0; i < t->n && !rc; i++) {
+        const leash_metric *m = &t->m[i];
+        if (m == step || m->kind == LEASH_METRIC_TEXT || isnan(m->value)) continue;
+        double v = m->value;
+        if (m->kind == LEASH_METRIC_REAL) { // the digits metrics.jsonl holds, so both show the same number
+            char buf[64];
+            snprintf(buf, sizeof buf, m->format, m->value);
+            v = strtod(buf, NULL);
+        }
+        rc = leash_tb_scalar(w, m->name, (int64_t)step->value, v, wall);
+    }
+    return rc ? rc : leash_tb_flush(w);
+}
+
 void leash_log_close(leash_log *log) {
     if (log->f) fclose(log->f);
     log->f = NULL;

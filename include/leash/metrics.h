@@ -12,6 +12,8 @@
 
 #include <stdio.h>
 
+#include "leash/tensorboard.h"
+
 typedef enum {
     LEASH_METRIC_REAL, /* value, written with format; NAN is written as null (not measured) */
     LEASH_METRIC_INT,  /* value holds an integer (exactly, below 2^53), written as one */
@@ -67,5 +69,10 @@ int leash_log_metrics(leash_log *log, const leash_metrics *t);
 /* Flushes what was written with fprintf(log->f, ...); a failure names the file (and a full disk). */
 int leash_log_flush(leash_log *log);
 void leash_log_close(leash_log *log);
+
+/* TensorBoard (--tensorboard DIR): every numeric entry of t but "step" as a scalar at t's step, with the value
+ * metrics.jsonl writes (its printed digits, then float32 as TensorBoard stores it); null entries (NAN) and text
+ * are left out. Flushed, so TensorBoard sees the step at once. */
+int leash_metrics_write_tb(leash_tb *w, const leash_metrics *t);
 
 #endif

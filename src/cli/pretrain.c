@@ -42,25 +42,33 @@ static const char *usage =
     "                      checkpoint or metrics.jsonl is refused; one run at a time holds DIR/.lock)\n"
     "  --skip-nonfinite    a non-finite loss or gradient skips that update (counted: \"skipped\" in the\n"
     "                      metrics) instead of stopping the run with an error\n"
-    "  -q, --quiet         no progress line\n";
+    "  -q, --quiet         no progress line\n"
+    "  --tensorboard DIR   also write every update's numeric metrics to a TensorBoard event file in DIR (a\n"
+    "                      --resume adds a new file there)\n";
 
 typedef struct {
     int quiet;
     double t0;
     long skipped; // skipped updates already reported
+    leash_tb *tb; // --tensorboard: the event file every update's metrics go to (rank 0)
+    int tb_rc;    // its write error, which stops the run
 } progress_ctx;
 
 static int progress(const leash_pretrain_progress *p, void *vctx) {
     progress_ctx *ctx = vctx;
     if (leash_dist_rank() != 0) return 0; // rank 0 speaks for an MPI job
-    if (p->skipped > ctx->skipped)
-        fprintf(stderr, "\nleash: update %d skipped (--skip-nonfinite): a non-finite loss or gradient\n", p->step);
+    if (ctx->tb && p->metrics && (ctx->tb_rc = leash_metrics_write_tb(ctx->tb, p->metrics))) return 1;
+    if (p->skipped > ctx->skipped) {
+        cli_progress_end();
+        fprintf(stderr, "leash: update %d skipped (--skip-nonfinite): a non-finite loss or gradient\n", p->step);
+    }
     ctx->skipped = p->skipped;
     if (ctx->quiet) return 0;
-    fprintf(stderr, "\rstep %5d/%d  loss %.4f", p->step, p->steps, p->loss);
-    if (!isnan(p->val_loss)) fprintf(stderr, "  val %.4f", p->val_loss);
-    fprintf(stderr, "  lr %.2e  |g| %.3f  %.0f tok/s   ", p->lr, p->grad_norm, p->tokens_per_s);
-    if (!isnan(p->val_loss) || p->step == p->steps) fputc('\n', stderr);
+    char val[32] = "";
+    if (!isnan(p->val_loss)) snprintf(val, sizeof val, "  val %.4f", p->val_loss);
+    cli_progress(!isnan(p->val_loss) || p->step == p->steps, "step %5d/%d  loss %.4f%s  lr %.2e  |g| %.3f  %.0f tok/s   ",
+                 p->step, p->steps, p->loss, val, p->lr, p->grad_norm, p->tokens_per_s);
+    if (!isnan(p->val_loss)) cli_progress_end(); // a validation's line stays on a terminal
     return 0;
 }
 
@@ -70,7 +78,7 @@ int cli_pretrain(int argc, char **argv) {
     int n_data = 0, bad = 0, overwrite = 0, lock = -1;
     progress_ctx ctx = {0};
     enum { O_DATA = 256, O_OUT, O_INIT, O_TOK, O_VOCAB, O_NL, O_NE, O_NH, O_NP, O_BATCH, O_SEQ, O_ACC, O_STEPS, O_SEED,
-           O_LR, O_WARM, O_MINLR, O_WD, O_CLIP, O_B1, O_B2, O_VF, O_VE, O_VB, O_SE, O_RESUME, O_OVERWRITE, O_SKIPNF, O_ARCH, O_NKV };
+           O_LR, O_WARM, O_MINLR, O_WD, O_CLIP, O_B1, O_B2, O_VF, O_VE, O_VB, O_SE, O_RESUME, O_OVERWRITE, O_SKIPNF, O_ARCH, O_NKV, O_TB };
     static const struct option opts[] = {
         {"data", 1, 0, O_DATA}, {"out", 1, 0, O_OUT}, {"init", 1, 0, O_INIT}, {"tokenizer", 1, 0, O_TOK},
         {"vocab-size", 1, 0, O_VOCAB}, {"n-layer", 1, 0, O_NL}, {"n-embd", 1, 0, O_NE}, {"n-head", 1, 0, O_NH},
@@ -79,9 +87,9 @@ int cli_pretrain(int argc, char **argv) {
         {"min-lr-ratio", 1, 0, O_MINLR}, {"weight-decay", 1, 0, O_WD}, {"grad-clip", 1, 0, O_CLIP},
         {"beta1", 1, 0, O_B1}, {"beta2", 1, 0, O_B2}, {"val-fraction", 1, 0, O_VF}, {"val-every", 1, 0, O_VE},
         {"val-batches", 1, 0, O_VB}, {"save-every", 1, 0, O_SE}, {"resume", 0, 0, O_RESUME}, {"overwrite", 0, 0, O_OVERWRITE}, {"skip-nonfinite", 0, 0, O_SKIPNF}, {"quiet", 0, 0, 'q'},
-        {"arch", 1, 0, O_ARCH}, {"n-kv-head", 1, 0, O_NKV},
+        {"arch", 1, 0, O_ARCH}, {"n-kv-head", 1, 0, O_NKV}, {"tensorboard", 1, 0, O_TB},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    const char *cmd = "pretrain";
+    const char *cmd = "pretrain", *tb_dir = NULL;
     int seed = 0, ch;
     optind = 1;
     while (!bad && (ch = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
@@ -130,6 +138,7 @@ int cli_pretrain(int argc, char **argv) {
         case O_OVERWRITE: overwrite = 1; break;
         case O_SKIPNF: c.skip_nonfinite = 1; break;
         case 'q': ctx.quiet = 1; break;
+        case O_TB: tb_dir = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }
@@ -156,14 +165,23 @@ int cli_pretrain(int argc, char **argv) {
         fprintf(stderr, "leash pretrain: %s\n", leash_errmsg());
         return rc == LEASH_EINVAL ? 2 : 1;
     }
+    if (tb_dir && leash_dist_rank() == 0 && (rc = leash_tb_open(&ctx.tb, tb_dir))) {
+        fprintf(stderr, "leash pretrain: --tensorboard: %s\n", leash_errmsg());
+        leash_rundir_unlock(lock);
+        return 1;
+    }
     rc = leash_pretrain(&c, progress, &ctx);
     leash_rundir_unlock(lock);
+    cli_progress_end();
+    int tb_rc = leash_tb_close(ctx.tb);
+    if (!rc && ctx.tb_rc) rc = ctx.tb_rc; // the message is the write error's
+    else if (!rc && tb_rc) rc = tb_rc;
     if (rc) {
-        fprintf(stderr, "\nleash pretrain: %s\n", leash_errmsg());
+        fprintf(stderr, "leash pretrain: %s\n", leash_errmsg());
         return 1;
     }
     if (leash_dist_rank() == 0 && leash_stop_requested())
-        fprintf(stderr, "\nleash pretrain: stopped by a signal; checkpoint written to %s (continue with the same options and "
+        fprintf(stderr, "leash pretrain: stopped by a signal; checkpoint written to %s (continue with the same options and "
                         "--resume)\n",
                 c.out_dir);
     else if (!ctx.quiet && leash_dist_rank() == 0) fprintf(stderr, "leash pretrain: model written to %s\n", c.out_dir);

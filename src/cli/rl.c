@@ -10,6 +10,7 @@
 #include "leash/dist.h"
 #include "leash/error.h"
 #include "leash/klwatch.h"
+#include "leash/metrics.h"
 #include "leash/rl.h"
 #include "leash/rundir.h"
 
@@ -49,7 +50,8 @@ static const char *usage_ppo =
     "  --epochs N (4)  --minibatch N (whole batch)  --lr X (3e-5)  --value-lr X (1e-4)  --clip X (0.2)\n"
     "  --value-clip X (0.2)  --vf-coef X (0.1)  --gamma X (1)  --lambda X (0.95)\n"
     "  --grad-clip X (1; 0 = off)  --weight-decay X (0)  --warmup N (0 updates): policy and value optimisers\n"
-    "  --sample-every N (10)  -q, --quiet\n";
+    "  --sample-every N (10)  -q, --quiet\n"
+    "  --tensorboard DIR    also write every step's numeric metrics to a TensorBoard event file in DIR\n";
 static const char *usage_grpo =
     "the leash:\n"
     "  --beta B             the fixed KL coefficient (default 0.04); 0 turns the leash off\n"
@@ -67,7 +69,8 @@ static const char *usage_grpo =
     "  -t, --temperature T (1)  --seed S (0)  --epochs N (1)  --minibatch N (whole batch)  --lr X (3e-5)\n"
     "  --clip X (0.2)  --no-std-scaling (r - mean only)  --token-level-loss (one mean over tokens)\n"
     "  --grad-clip X (1; 0 = off)  --weight-decay X (0)  --warmup N (0 updates)\n"
-    "  --sample-every N (10)  -q, --quiet\n";
+    "  --sample-every N (10)  -q, --quiet\n"
+    "  --tensorboard DIR    also write every step's numeric metrics to a TensorBoard event file in DIR\n";
 static const char *usage_tail =
     "checkpoints and resuming:\n"
     "  --save-every N       write DIR/checkpoint every N steps (default 0: at the end, and when stopped);\n"
@@ -118,12 +121,15 @@ static int set_reward(const char *cmd, leash_reward_source *w, leash_reward_kind
 typedef struct {
     int quiet, warned_alarm, warned_band;
     long skipped; // skipped batches and updates already reported
+    leash_tb *tb; // --tensorboard: the event file every step's metrics go to (rank 0)
+    int tb_rc;    // its write error, which stops the run
 } rl_ctx;
 
 /* The library counts what --skip-nonfinite skipped; the CLI says so. */
 static void report_skips(rl_ctx *ctx, const leash_rl_progress *p) {
     if (p->skipped <= ctx->skipped) return;
-    fprintf(stderr, "\nleash: %s (--skip-nonfinite; %ld batch(es) or update(s) skipped so far)\n", p->skip_reason, p->skipped);
+    cli_progress_end();
+    fprintf(stderr, "leash: %s (--skip-nonfinite; %ld batch(es) or update(s) skipped so far)\n", p->skip_reason, p->skipped);
     ctx->skipped = p->skipped;
 }
 
@@ -131,25 +137,36 @@ static int progress(const leash_rl_progress *p, void *vctx) {
     rl_ctx *ctx = vctx;
     if (leash_dist_rank() != 0) return 0; // rank 0 speaks for an MPI job
     report_skips(ctx, p);
+    if (ctx->tb && p->metrics && (ctx->tb_rc = leash_metrics_write_tb(ctx->tb, p->metrics))) return 1;
     if (p->hacking_alarm && !ctx->warned_alarm) {
         ctx->warned_alarm = 1;
-        fprintf(stderr, "\nleash: REWARD HACKING ALARM at step %d: the proxy reward climbs while %s falls. The policy is "
+        cli_progress_end();
+        fprintf(stderr, "leash: REWARD HACKING ALARM at step %d: the proxy reward climbs while %s falls. The policy is "
                         "exploiting the reward model; raise --beta (or use the adaptive controller) to keep it near "
                         "the reference.\n",
                 p->step, isnan(p->gold_reward) ? "fluency (reference NLL)" : "the gold reward or grammaticality");
     }
     if (p->kl_band_warning && !ctx->warned_band) {
         ctx->warned_band = 1;
-        fprintf(stderr, "\nleash: warning at step %d: the running KL is outside %g..%g nats per sequence (this batch: %.2f). %s\n",
+        cli_progress_end();
+        fprintf(stderr, "leash: warning at step %d: the running KL is outside %g..%g nats per sequence (this batch: %.2f). %s\n",
                 p->step, LEASH_KLWATCH_DEFAULT_LOW, LEASH_KLWATCH_DEFAULT_HIGH, p->kl,
                 leash_klwatch_advice(p->kl_negative_warning ? LEASH_KLWATCH_NEGATIVE : LEASH_KLWATCH_HIGH));
     }
     if (ctx->quiet) return 0;
-    fprintf(stderr, "\rstep %4d/%d  score %+.3f  KL %6.3f nats/seq (exact %6.3f)  beta %.4f  ent %.3f", p->step, p->steps,
-            p->scores, p->kl, p->kl_exact, p->beta, p->entropy);
-    if (!isnan(p->gold_reward)) fprintf(stderr, "  gold %+.3f  gram %3.0f%%", p->gold_reward, 100 * p->grammatical);
-    fprintf(stderr, "  %.2fs ", p->seconds);
-    if (p->sample) fprintf(stderr, "\n    sample: %.100s\n", p->sample);
+    char line[320], gold[64] = "";
+    if (!isnan(p->gold_reward)) snprintf(gold, sizeof gold, "  gold %+.3f  gram %3.0f%%", p->gold_reward, 100 * p->grammatical);
+    snprintf(line, sizeof line, "step %4d/%d  score %+.3f  KL %6.3f nats/seq (exact %6.3f)  beta %.4f  ent %.3f%s  %.2fs ",
+             p->step, p->steps, p->scores, p->kl, p->kl_exact, p->beta, p->entropy, gold, p->seconds);
+    cli_progress(p->step == p->steps || p->sample, "%s", line);
+    if (p->sample) { // the sample's control characters (a \r, a newline) as spaces: one line in a log
+        char text[101];
+        snprintf(text, sizeof text, "%s", p->sample);
+        for (char *q = text; *q; q++)
+            if ((unsigned char)*q < 0x20 || *q == 0x7f) *q = ' ';
+        cli_progress_end();
+        fprintf(stderr, "    sample: %s\n", text);
+    }
     return 0;
 }
 
@@ -157,12 +174,13 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
     leash_rl_config c = leash_rl_defaults(algo);
     const char *cmd = algo == LEASH_PPO ? "ppo" : "grpo";
     float beta = (float)c.beta.beta, target = LEASH_BETA_DEFAULT_TARGET, horizon = LEASH_BETA_DEFAULT_HORIZON;
+    const char *tb_dir = NULL;
     int fixed = algo == LEASH_GRPO, seed = 0, bad = 0, ch, per_token = 0, overwrite = 0, lock = -1;
     rl_ctx ctx = {0};
     enum { O_POLICY = 256, O_REWARD, O_GOLDR, O_GOLDM, O_PROMPTS, O_OUT, O_BETA, O_FIXED, O_TARGET, O_HORIZON, O_EST,
            O_NONORM, O_SCLIP, O_EOSP, O_LENP, O_WHITEN, O_STEPS, O_BATCH, O_GROUP, O_MAXNEW, O_SEED, O_EPOCHS, O_MB,
            O_LR, O_VLR, O_CLIP, O_VCLIP, O_VF, O_GAMMA, O_LAMBDA, O_NOSTD, O_TOKLOSS, O_SAMPLE, O_RCMD, O_RTIMEOUT, O_REF, O_PERTOK, O_SAVE, O_RESUME, O_OVERWRITE, O_SKIPNF,
-           O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_BF16, O_GCLIP, O_WD, O_WARM };
+           O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_BF16, O_GCLIP, O_WD, O_WARM, O_TB };
     static const struct option opts[] = {
         {"policy", 1, 0, O_POLICY}, {"reward", 1, 0, O_REWARD}, {"gold-reward", 0, 0, O_GOLDR},
         {"gold-metrics", 0, 0, O_GOLDM}, {"prompts", 1, 0, O_PROMPTS}, {"out", 1, 0, O_OUT}, {"beta", 1, 0, O_BETA},
@@ -177,7 +195,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         {"reward-timeout", 1, 0, O_RTIMEOUT}, {"ref", 1, 0, O_REF}, {"kl-per-token", 0, 0, O_PERTOK}, {"save-every", 1, 0, O_SAVE}, {"resume", 0, 0, O_RESUME}, {"overwrite", 0, 0, O_OVERWRITE}, {"skip-nonfinite", 0, 0, O_SKIPNF}, {"quiet", 0, 0, 'q'},
         {"lora-r", 1, 0, O_LORA_R}, {"lora-alpha", 1, 0, O_LORA_ALPHA}, {"lora-dropout", 1, 0, O_LORA_DROP},
         {"lora-targets", 1, 0, O_LORA_TGT}, {"frozen-bf16", 0, 0, O_BF16}, {"grad-clip", 1, 0, O_GCLIP},
-        {"weight-decay", 1, 0, O_WD}, {"warmup", 1, 0, O_WARM},
+        {"weight-decay", 1, 0, O_WD}, {"warmup", 1, 0, O_WARM}, {"tensorboard", 1, 0, O_TB},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     optind = 1;
     while (!bad && (ch = getopt_long(argc, argv, "t:qh", opts, NULL)) != -1) {
@@ -241,6 +259,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
             break;
         }
         case 'q': ctx.quiet = 1; break;
+        case O_TB: tb_dir = optarg; break;
         case O_GCLIP: bad = cli_float(cmd, "--grad-clip", optarg, 0, 1e30, &c.optim.grad_clip), c.ppo.value_optim.grad_clip = c.optim.grad_clip; break;
         case O_WD: bad = cli_float(cmd, "--weight-decay", optarg, 0, 10, &c.optim.weight_decay), c.ppo.value_optim.weight_decay = c.optim.weight_decay; break;
         case O_WARM: bad = cli_int(cmd, "--warmup", optarg, 0, 1 << 30, &c.optim.warmup_steps), c.ppo.value_optim.warmup_steps = c.optim.warmup_steps; break;
@@ -270,19 +289,29 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         fprintf(stderr, "leash %s: %s\n", cmd, leash_errmsg());
         return rc == LEASH_EINVAL ? 2 : 1;
     }
+    // a resume opens a new event file: TensorBoard reads a directory's files as one run
+    if (tb_dir && leash_dist_rank() == 0 && (rc = leash_tb_open(&ctx.tb, tb_dir))) {
+        fprintf(stderr, "leash %s: --tensorboard: %s\n", cmd, leash_errmsg());
+        leash_rundir_unlock(lock);
+        return 1;
+    }
     leash_rl_progress fin = {0};
     rc = leash_rl_train(&c, progress, &ctx, &fin);
     leash_rundir_unlock(lock);
+    if (!ctx.quiet) cli_progress_end();
     if (leash_dist_rank() == 0) report_skips(&ctx, &fin);
+    int tb_rc = leash_tb_close(ctx.tb);
+    if (!rc && ctx.tb_rc) rc = ctx.tb_rc; // the message is the write error's
+    else if (!rc && tb_rc) rc = tb_rc;
     if (rc) {
-        fprintf(stderr, "\nleash %s: %s\n", cmd, leash_errmsg());
+        fprintf(stderr, "leash %s: %s\n", cmd, leash_errmsg());
         return 1;
     }
     if (leash_dist_rank() == 0 && fin.step < c.steps)
-        fprintf(stderr, "\nleash %s: stopped after step %d of %d; checkpoint in %s/checkpoint (continue with the same options "
+        fprintf(stderr, "leash %s: stopped after step %d of %d; checkpoint in %s/checkpoint (continue with the same options "
                         "and --resume)\n",
                 cmd, fin.step, c.steps, c.out_dir);
-    else if (!ctx.quiet) fprintf(stderr, "\nleash %s: policy written to %s/policy, metrics in %s/metrics.jsonl\n", cmd, c.out_dir, c.out_dir);
+    else if (!ctx.quiet) fprintf(stderr, "leash %s: policy written to %s/policy, metrics in %s/metrics.jsonl\n", cmd, c.out_dir, c.out_dir);
     return 0;
 }
 
