@@ -4,12 +4,20 @@
  */
 #include "leash/api.h"
 
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "leash/error.h"
 #include "leash/kl.h"
+#include "leash/rundir.h"
 #include "leash/sample.h"
+#include "leash/stop.h"
+#include "leash/tensorboard.h"
 
 /* The configuration's numbers a binding shows, by name; the order of leash_api_config_keys(). */
 typedef struct {
@@ -130,6 +138,232 @@ int leash_api_entropy_rows(const float *logits, int N, int V, float temperature,
     for (int i = 0; i < N; i++) {
         int rc = leash_entropy(logits + (size_t)i * V, V, temperature, &entropy[i]);
         if (rc) return leash_fail_wrap(rc, "row %d", i);
+    }
+    return LEASH_OK;
+}
+
+/* ---- the trainers: the CLI's options by name (src/cli/rl.c's table, whose names python/tests compares) ---- */
+
+/* Everything an option sets: the configuration and what the CLI turns into it after parsing. */
+typedef struct {
+    leash_rl_config c;
+    float beta, target, horizon, timeout;
+    int fixed, per_token, seed, overwrite, gold, quiet;
+    const char *tensorboard; /* the CLI's --tensorboard DIR: every step's metrics as TensorBoard scalars too */
+} rl_state;
+
+typedef enum { OPT_STR, OPT_INT, OPT_FLOAT, OPT_SET, OPT_CLEAR, OPT_EST } opt_type;
+enum { BOTH = -1 };
+
+typedef struct {
+    const char *name;
+    opt_type type;
+    int only;       /* BOTH, LEASH_PPO or LEASH_GRPO */
+    double lo, hi;  /* INT and FLOAT: the CLI's range */
+    size_t off;     /* the field in rl_state */
+} rl_option;
+
+#define F(x) offsetof(rl_state, x)
+static const rl_option RL_OPTIONS[] = {
+    {"policy", OPT_STR, BOTH, 0, 0, F(c.policy_dir)},       {"prompts", OPT_STR, BOTH, 0, 0, F(c.prompts)},
+    {"out", OPT_STR, BOTH, 0, 0, F(c.out_dir)},             {"ref", OPT_STR, BOTH, 0, 0, F(c.ref_dir)},
+    {"reward", OPT_STR, BOTH, 0, 0, F(c.reward.dir)},       {"reward-cmd", OPT_STR, BOTH, 0, 0, F(c.reward.cmd)},
+    {"gold-reward", OPT_SET, BOTH, 0, 0, F(gold)},          {"gold-metrics", OPT_SET, BOTH, 0, 0, F(c.gold_metrics)},
+    {"reward-timeout", OPT_FLOAT, BOTH, 1e-3, 1e6, F(timeout)},
+    {"beta", OPT_FLOAT, BOTH, 0, 1e6, F(beta)},             {"fixed-beta", OPT_SET, LEASH_PPO, 0, 0, F(fixed)},
+    {"kl-target", OPT_FLOAT, LEASH_PPO, 1e-6, 1e6, F(target)},
+    {"kl-horizon", OPT_FLOAT, LEASH_PPO, 1, 1e12, F(horizon)},
+    {"kl-per-token", OPT_SET, LEASH_PPO, 0, 0, F(per_token)},
+    {"kl-estimator", OPT_EST, BOTH, 0, 0, 0},               {"no-normalize", OPT_CLEAR, BOTH, 0, 0, F(c.normalize_scores)},
+    {"score-clip", OPT_FLOAT, BOTH, 0, 1e6, F(c.score_clip)},
+    {"no-eos-penalty", OPT_FLOAT, BOTH, -1e6, 1e6, F(c.no_eos_penalty)},
+    {"length-penalty", OPT_FLOAT, BOTH, 0, 1e6, F(c.length_penalty)},
+    {"whiten-rewards", OPT_SET, LEASH_PPO, 0, 0, F(c.ppo.whiten_rewards)},
+    {"steps", OPT_INT, BOTH, 1, 1 << 30, F(c.steps)},      {"batch", OPT_INT, BOTH, 1, 1 << 16, F(c.batch)},
+    {"group", OPT_INT, LEASH_GRPO, 2, 1 << 12, F(c.grpo.group)},
+    {"max-new", OPT_INT, BOTH, 1, 1 << 20, F(c.max_new)},  {"temperature", OPT_FLOAT, BOTH, 1e-3, 100, F(c.temperature)},
+    {"seed", OPT_INT, BOTH, 0, 2147483647, F(seed)},       {"epochs", OPT_INT, BOTH, 1, 1000, F(c.epochs)},
+    {"minibatch", OPT_INT, BOTH, 1, 1 << 16, F(c.minibatch)}, {"lr", OPT_FLOAT, BOTH, 1e-12, 1, F(c.optim.lr)},
+    {"value-lr", OPT_FLOAT, LEASH_PPO, 1e-12, 1, F(c.ppo.value_optim.lr)},
+    {"clip", OPT_FLOAT, BOTH, 1e-6, 0.999, F(c.clip_eps)},
+    {"value-clip", OPT_FLOAT, LEASH_PPO, 1e-6, 1e6, F(c.ppo.value_clip)},
+    {"vf-coef", OPT_FLOAT, LEASH_PPO, 0, 1e6, F(c.ppo.vf_coef)},
+    {"gamma", OPT_FLOAT, LEASH_PPO, 0, 1, F(c.ppo.gamma)},  {"lambda", OPT_FLOAT, LEASH_PPO, 0, 1, F(c.ppo.lam)},
+    {"no-std-scaling", OPT_CLEAR, LEASH_GRPO, 0, 0, F(c.grpo.scale_group_std)},
+    {"token-level-loss", OPT_SET, LEASH_GRPO, 0, 0, F(c.grpo.token_level_loss)},
+    {"sample-every", OPT_INT, BOTH, 0, 1 << 30, F(c.sample_every)},
+    {"save-every", OPT_INT, BOTH, 0, 1 << 30, F(c.save_every)},
+    {"resume", OPT_SET, BOTH, 0, 0, F(c.resume)},           {"overwrite", OPT_SET, BOTH, 0, 0, F(overwrite)},
+    {"skip-nonfinite", OPT_SET, BOTH, 0, 0, F(c.skip_nonfinite)},
+    {"quiet", OPT_SET, BOTH, 0, 0, F(quiet)}, /* the CLI's progress line; the library prints nothing anyway */
+    {"lora-r", OPT_INT, BOTH, 0, 4096, F(c.lora_rank)},    {"lora-alpha", OPT_FLOAT, BOTH, 0, 1e6, F(c.lora_alpha)},
+    {"lora-dropout", OPT_FLOAT, BOTH, 0, 0.999, F(c.lora_dropout)},
+    {"lora-targets", OPT_STR, BOTH, 0, 0, F(c.lora_targets)},
+    {"frozen-bf16", OPT_SET, BOTH, 0, 0, F(c.frozen_bf16)},
+    {"grad-clip", OPT_FLOAT, BOTH, 0, 1e30, F(c.optim.grad_clip)},
+    {"weight-decay", OPT_FLOAT, BOTH, 0, 10, F(c.optim.weight_decay)},
+    {"warmup", OPT_INT, BOTH, 0, 1 << 30, F(c.optim.warmup_steps)},
+    {"tensorboard", OPT_STR, BOTH, 0, 0, F(tensorboard)},
+};
+#undef F
+#define N_RL_OPTIONS (sizeof RL_OPTIONS / sizeof RL_OPTIONS[0])
+
+static int parse_algo(const char *algo, leash_rl_algo *a) {
+    if (algo && !strcmp(algo, "ppo")) return *a = LEASH_PPO, LEASH_OK;
+    if (algo && !strcmp(algo, "grpo")) return *a = LEASH_GRPO, LEASH_OK;
+    return leash_fail(LEASH_EINVAL, "trainer \"%s\": expected \"ppo\" or \"grpo\"", algo ? algo : "(null)");
+}
+
+static const rl_option *find_option(const char *key) {
+    for (size_t i = 0; key && i < N_RL_OPTIONS; i++)
+        if (!strcmp(key, RL_OPTIONS[i].name)) return &RL_OPTIONS[i];
+    return NULL;
+}
+
+int leash_api_rl_option_known(const char *algo, const char *key) {
+    leash_rl_algo a = LEASH_PPO;
+    const rl_option *o = find_option(key);
+    return !parse_algo(algo, &a) && o && (o->only == BOTH || o->only == (int)a);
+}
+
+/* A flag's value: 1 for "1"/"true", 0 for "0"/"false". */
+static int parse_flag(const char *cmd, const char *key, const char *v, int *on) {
+    if (v && (!strcmp(v, "1") || !strcasecmp(v, "true"))) return *on = 1, LEASH_OK;
+    if (v && (!strcmp(v, "0") || !strcasecmp(v, "false"))) return *on = 0, LEASH_OK;
+    return leash_fail(LEASH_EINVAL, "leash %s: option %s is a flag: give true or false, not \"%s\"", cmd, key, v ? v : "(null)");
+}
+
+static int parse_number(const char *cmd, const rl_option *o, const char *v, double *x) {
+    char *end = NULL;
+    errno = 0;
+    *x = v ? strtod(v, &end) : NAN;
+    if (!v || end == v || *end || errno || !(*x >= o->lo && *x <= o->hi) || (o->type == OPT_INT && *x != (double)(long)*x))
+        return leash_fail(LEASH_EINVAL, "leash %s: option %s = \"%s\": expected %s in [%g, %g]", cmd, o->name,
+                          v ? v : "(null)", o->type == OPT_INT ? "an integer" : "a number", o->lo, o->hi);
+    return LEASH_OK;
+}
+
+/* One option onto s, as the CLI's getopt loop sets it. */
+static int set_option(rl_state *s, const char *cmd, const char *key, const char *v) {
+    const rl_option *o = find_option(key);
+    if (!o)
+        return leash_fail(LEASH_EINVAL, "leash %s: unknown option \"%s\" (the options are those of `leash %s --help`, "
+                          "with - or _ between words)", cmd, key ? key : "(null)", cmd);
+    if (o->only != BOTH && o->only != (int)s->c.algo)
+        return leash_fail(LEASH_EINVAL, "leash %s: %s is a%s option; leash %s does not take it (see leash %s --help)", cmd,
+                          key, o->only == LEASH_PPO ? " PPO" : " GRPO", cmd, cmd);
+    char *field = (char *)s + o->off;
+    double x;
+    int on = 0, rc = LEASH_OK;
+    switch (o->type) {
+    case OPT_STR: *(const char **)field = v; break;
+    case OPT_SET: if (!(rc = parse_flag(cmd, key, v, &on)) && on) *(int *)field = 1; break;
+    case OPT_CLEAR: if (!(rc = parse_flag(cmd, key, v, &on)) && on) *(int *)field = 0; break;
+    case OPT_INT: if (!(rc = parse_number(cmd, o, v, &x))) *(int *)field = (int)x; break;
+    case OPT_FLOAT: if (!(rc = parse_number(cmd, o, v, &x))) *(float *)field = (float)x; break;
+    case OPT_EST:
+        if (v && !strcmp(v, "exact")) s->c.kl_exact = 1;
+        else if ((rc = leash_kl_estimator_parse(v ? v : "", &s->c.kl_estimator)))
+            rc = leash_fail_wrap(rc, "leash %s: option kl-estimator (or exact)", cmd);
+        break;
+    }
+    return rc;
+}
+
+/* What the CLI does after its loop: the reward's kind, the seed, the optimiser options shared with the value
+ * model, and the beta controller. */
+static int finish_options(rl_state *s, const char *cmd, leash_reward_batch_fn fn, void *ctx) {
+    leash_rl_config *c = &s->c;
+    int kinds = (c->reward.dir != NULL) + (c->reward.cmd != NULL) + s->gold + (fn != NULL);
+    if (kinds > 1)
+        return leash_fail(LEASH_EINVAL, "leash %s: give exactly one reward: reward functions, reward (a directory), "
+                          "reward-cmd or gold-reward", cmd);
+    c->reward.kind = c->reward.dir ? LEASH_REWARD_MODEL : c->reward.cmd ? LEASH_REWARD_COMMAND : s->gold ? LEASH_REWARD_GOLD
+                   : fn ? LEASH_REWARD_BATCH : LEASH_REWARD_NONE;
+    c->reward.batch_fn = fn, c->reward.ctx = ctx;
+    c->reward.timeout_s = s->timeout;
+    c->seed = (uint64_t)s->seed;
+    c->ppo.value_optim.grad_clip = c->optim.grad_clip;
+    c->ppo.value_optim.weight_decay = c->optim.weight_decay;
+    c->ppo.value_optim.warmup_steps = c->optim.warmup_steps;
+    int rc = s->fixed || s->beta == 0.0f ? leash_beta_fixed(&c->beta, s->beta) : leash_beta_adaptive(&c->beta, s->beta, s->target, s->horizon);
+    if (rc) return leash_fail_wrap(rc, "leash %s", cmd);
+    if (s->per_token && c->beta.kind != LEASH_BETA_ADAPTIVE)
+        return leash_fail(LEASH_EINVAL, "leash %s: kl-per-token sets the adaptive controller's units; beta is fixed here", cmd);
+    c->beta.units = s->per_token ? LEASH_KL_PER_TOKEN : LEASH_KL_PER_SEQUENCE;
+    return LEASH_OK;
+}
+
+typedef struct {
+    leash_api_step_fn fn;
+    void *ctx;
+    leash_tb *tb; /* tensorboard: the event file, or NULL */
+    int tb_rc;    /* its write error, which stops the run */
+} step_relay;
+
+static int relay_step(const leash_rl_progress *p, void *vctx) {
+    step_relay *r = vctx;
+    if (r->tb && p->metrics && (r->tb_rc = leash_metrics_write_tb(r->tb, p->metrics))) return 1;
+    return r->fn ? r->fn(p->metrics, p->step, p->steps, r->ctx) : 0;
+}
+
+int leash_api_rl_train(const char *algo, const char *const *keys, const char *const *values, int n_options,
+                       leash_reward_batch_fn reward_fn, void *reward_ctx, leash_api_step_fn step_fn, void *step_ctx,
+                       int *final_step) {
+    leash_rl_algo a = LEASH_PPO;
+    int rc = parse_algo(algo, &a), lock = -1;
+    if (rc) return rc;
+    rl_state s = {.c = leash_rl_defaults(a), .target = LEASH_BETA_DEFAULT_TARGET, .horizon = LEASH_BETA_DEFAULT_HORIZON,
+                  .fixed = a == LEASH_GRPO};
+    s.beta = (float)s.c.beta.beta, s.timeout = (float)s.c.reward.timeout_s;
+    for (int i = 0; i < n_options && !rc; i++) rc = set_option(&s, algo, keys[i], values[i]);
+    if (!rc) rc = finish_options(&s, algo, reward_fn, reward_ctx);
+    if (!rc && !s.c.out_dir) rc = leash_fail(LEASH_EINVAL, "leash %s: out (the run directory) is required", algo);
+    if (!rc) rc = leash_rundir_open(s.c.out_dir, s.c.resume, s.overwrite, &lock);
+    step_relay relay = {step_fn, step_ctx, NULL, 0};
+    if (!rc && s.tensorboard && (rc = leash_tb_open(&relay.tb, s.tensorboard))) leash_rundir_unlock(lock);
+    if (rc) return rc;
+    leash_rl_progress fin = {0};
+    leash_stop_reset();
+    rc = leash_rl_train(&s.c, relay_step, &relay, &fin);
+    leash_stop_reset();
+    leash_rundir_unlock(lock);
+    if (!rc && relay.tb_rc) rc = relay.tb_rc;
+    int rc_tb = leash_tb_close(relay.tb);
+    if (!rc) rc = rc_tb;
+    if (final_step) *final_step = fin.step;
+    return rc;
+}
+
+int leash_api_metric(const leash_metrics *t, int i, const char **name, int *kind, double *value, const char **text,
+                     const char **format) {
+    if (!t) return 0;
+    if (i >= 0 && i < t->n) {
+        const leash_metric *m = &t->m[i];
+        *name = m->name, *kind = (int)m->kind, *value = m->value;
+        *text = m->kind == LEASH_METRIC_TEXT ? m->text : NULL;
+        *format = m->kind == LEASH_METRIC_REAL ? m->format : NULL;
+    }
+    return t->n;
+}
+
+static void on_sigint(int sig) {
+    (void)sig;
+    leash_request_stop();
+}
+
+int leash_api_sigint_stop(int on) {
+    static struct sigaction saved;
+    static int installed = 0;
+    if (on && !installed) {
+        struct sigaction sa = {0};
+        sa.sa_handler = on_sigint;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGINT, &sa, &saved)) return leash_fail(LEASH_EIO, "cannot catch SIGINT: %s", strerror(errno));
+        installed = 1;
+    } else if (!on && installed) {
+        if (sigaction(SIGINT, &saved, NULL)) return leash_fail(LEASH_EIO, "cannot restore SIGINT's handler: %s", strerror(errno));
+        installed = 0;
     }
     return LEASH_OK;
 }

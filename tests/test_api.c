@@ -109,3 +109,34 @@ Test(api, row_loops_equal_one_row_calls) {
     cr_assert_eq(leash_api_entropy_rows(x, N, V, 1.0f, ent), LEASH_ENUMERIC);
     cr_assert(strstr(leash_errmsg(), "row 1"), "%s", leash_errmsg());
 }
+
+/* leash_api_rl_train's options: the CLI's names, the other algorithm's refused, bad values and unknown names
+ * named in the error before anything runs (python/tests/test_train.py compares the names with --help and runs
+ * the trainers against the CLI). */
+Test(api, rl_options_are_the_clis_and_bad_ones_are_named) {
+    cr_assert(leash_api_rl_option_known("grpo", "group") && !leash_api_rl_option_known("ppo", "group"));
+    cr_assert(leash_api_rl_option_known("ppo", "kl-target") && !leash_api_rl_option_known("grpo", "kl-target"));
+    cr_assert(leash_api_rl_option_known("ppo", "tensorboard") && !leash_api_rl_option_known("ppo", "max_new"));
+    cr_assert(!leash_api_rl_option_known("dpo", "lr"));
+    const char *bad[][3] = {{"grpo", "max-neww", "max-neww"}, {"grpo", "kl-target", "PPO option"},
+                            {"ppo", "max-new", "[1, "},    {"grpo", "gold-reward", "flag"},
+                            {"grpo", "kl-estimator", "kl-estimator"}};
+    const char *value[] = {"8", "2", "0", "maybe", "k9"};
+    for (int i = 0; i < 5; i++) {
+        const char *keys[] = {bad[i][1]}, *values[] = {value[i]};
+        int step = -1;
+        cr_assert_eq(leash_api_rl_train(bad[i][0], keys, values, 1, NULL, NULL, NULL, NULL, &step), LEASH_EINVAL);
+        cr_assert(strstr(leash_errmsg(), bad[i][2]), "%s: %s", bad[i][1], leash_errmsg());
+    }
+    const char *keys[] = {"gold-reward", "reward-cmd"}, *values[] = {"true", "cat"};
+    cr_assert_eq(leash_api_rl_train("grpo", keys, values, 2, NULL, NULL, NULL, NULL, NULL), LEASH_EINVAL);
+    cr_assert(strstr(leash_errmsg(), "exactly one reward"), "%s", leash_errmsg());
+    leash_metrics t = {0};
+    leash_metrics_real(&t, "objective/kl", "%.6f", 0.5);
+    const char *name, *text, *format;
+    int kind;
+    double v;
+    cr_assert_eq(leash_api_metric(&t, 0, &name, &kind, &v, &text, &format), 1);
+    cr_assert(!strcmp(name, "objective/kl") && kind == LEASH_METRIC_REAL && v == 0.5 && !strcmp(format, "%.6f") && !text);
+    cr_assert_eq(leash_api_metric(NULL, 0, &name, &kind, &v, &text, &format), 0);
+}

@@ -12,6 +12,8 @@
 #include <stdint.h>
 
 #include "leash/gpt.h"
+#include "leash/metrics.h"
+#include "leash/rl.h"
 #include "leash/tokenizer.h"
 
 /* The configuration keys leash_api_config_value() answers, comma-separated: "vocab_size,n_positions,...". */
@@ -41,6 +43,33 @@ int leash_api_score(leash_gpt *m, const int *ids, int n, float temperature, floa
 /* leash_log_softmax and leash_entropy on N rows (N, V): out (N, V), lse (N) or NULL; entropy (N). */
 int leash_api_log_softmax_rows(const float *logits, int N, int V, float temperature, float *out, double *lse);
 int leash_api_entropy_rows(const float *logits, int N, int V, float temperature, double *entropy);
+
+/* The trainers (leash_rl_train) with their options as the CLI's names and texts, so that a binding need not
+ * mirror leash_rl_config: keys[i] = "lr", values[i] = "1e-5" is `leash grpo --lr 1e-5`; a flag ("gold-reward",
+ * "overwrite") is on for "1" or "true" and left off for "0" or "false". Every option of `leash ppo --help` and
+ * `leash grpo --help` is accepted (leash_api_rl_option_known; python/tests checks the two lists agree), with
+ * the CLI's ranges, its refusal of the other algorithm's options, and its run-directory lock (--resume,
+ * --overwrite) and --tensorboard DIR. reward_fn non-NULL is the reward (LEASH_REWARD_BATCH, with reward_ctx), instead of --reward,
+ * --reward-cmd or --gold-reward. step_fn (or NULL) is called after every step with the step's metrics table
+ * (NULL for a skipped step: read it with leash_api_metric); its non-zero return stops the run after a
+ * checkpoint, as leash_request_stop() does. *final_step is the last step done (< the steps asked when
+ * stopped early). Unknown keys and bad values fail with LEASH_EINVAL naming the option. */
+typedef int (*leash_api_step_fn)(const leash_metrics *metrics, int step, int steps, void *ctx);
+int leash_api_rl_train(const char *algo, const char *const *keys, const char *const *values, int n_options,
+                       leash_reward_batch_fn reward_fn, void *reward_ctx, leash_api_step_fn step_fn, void *step_ctx,
+                       int *final_step);
+/* 1 when algo ("ppo" or "grpo") takes the option key (a CLI name without the dashes), else 0. */
+int leash_api_rl_option_known(const char *algo, const char *key);
+
+/* Entry i of a metrics table: its name, kind (leash_metric_kind), value (REAL, INT), text (TEXT, else NULL)
+ * and metrics.jsonl's printf format (REAL, else NULL). Returns the table's size (0 for NULL), reading nothing
+ * when i is out of range. */
+int leash_api_metric(const leash_metrics *t, int i, const char **name, int *kind, double *value, const char **text,
+                     const char **format);
+
+/* SIGINT asks a run to stop (leash_request_stop) while on is 1; 0 puts back the handler that was there. A
+ * binding calls it around leash_api_rl_train so that Ctrl-C ends the run with its checkpoint. */
+int leash_api_sigint_stop(int on);
 
 /* Frees memory the library allocated for the caller (encode's ids, decode's bytes). */
 void leash_api_free(void *p);

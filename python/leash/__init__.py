@@ -8,19 +8,19 @@ LeashError carrying the library's message. See docs/python.md.
     m = leash.Model.load("model-dir-or.gguf")          # models (leash.model)
     m.score(["a text"]); m.generate("a prompt", seed=1); m.tokenizer.encode("text")
 
-The trainers (leash.grpo, leash.ppo, ...) will live in their own module beside these (leash.train) and be
-exported here.
+    leash.grpo(policy="sft", prompts="prompts.jsonl", out="run", reward_funcs=[f], steps=10)  # trainers (leash.train)
 """
 from ._lib import LIBRARY_PATH, LeashError
 from .kl import (bon, bon_kl_formula, entropy, k1, k2, k3, kl_estimate, kl_exact, kl_objective, log_softmax,
                  masked_reduce, optimum, pi_star)
 from .model import Generation, Model, Score
 from .tokenizer import Tokenizer
+from .train import TrainResult, grpo, ppo
 
 __version__ = "0.1.0"
 
 __all__ = [
     "LIBRARY_PATH", "LeashError", "Generation", "Model", "Score", "Tokenizer",
     "bon", "bon_kl_formula", "entropy", "k1", "k2", "k3", "kl_estimate", "kl_exact", "kl_objective",
-    "log_softmax", "masked_reduce", "optimum", "pi_star",
+    "log_softmax", "masked_reduce", "optimum", "pi_star", "TrainResult", "grpo", "ppo",
 ]
