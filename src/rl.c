@@ -374,6 +374,24 @@ static int load_models(rl_run *s, const leash_rl_config *c, const char **tok_dir
     return rc;
 }
 
+/* The line of path that holds its k-th (from 0) non-blank line, as leash_jsonl_load counts them (blank: only
+ * spaces, tabs, \r); k + 1 when the file cannot be read again. */
+static int nonblank_line(const char *path, int k) {
+    char *text = NULL;
+    size_t len = 0;
+    if (leash_read_file(path, (size_t)1 << 30, &text, &len)) return k + 1;
+    int line = 1, seen = 0;
+    for (const char *p = text, *end = text + len; p < end; line++) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p)), *q = p;
+        if (!eol) eol = end;
+        while (q < eol && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
+        if (q < eol && seen++ == k) break;
+        p = eol + 1;
+    }
+    free(text);
+    return line;
+}
+
 /* The prompts, tokenised (*P: the longest), the end-of-response id, the reward command started. */
 static int load_prompts(rl_run *s, const leash_rl_config *c, int *P) {
     static const char *const keys[] = {"prompt"};
@@ -387,6 +405,7 @@ static int load_prompts(rl_run *s, const leash_rl_config *c, int *P) {
                                        "could never end",
                         c->policy_dir);
     *P = 0;
+    int longest = 0;
     if (!rc && (!(s->pids = calloc(s->prompts.n, sizeof *s->pids)) || !(s->plen = calloc(s->prompts.n, sizeof *s->plen))))
         rc = leash_fail(LEASH_ENOMEM, "out of memory");
     for (int i = 0; i < s->prompts.n && !rc; i++) {
@@ -394,13 +413,15 @@ static int load_prompts(rl_run *s, const leash_rl_config *c, int *P) {
         const char *p = s->prompts.str[0][i];
         // special tokens written in a prompt (a chat template's <|im_start|>, <|eot_id|>, ...) are their ids
         rc = leash_tokenizer_encode(s->tok, p, strlen(p), 1, &s->pids[i], &n, &cap);
-        if (!rc && n == 0) rc = leash_fail(LEASH_EINVAL, "%s:%d: the prompt is empty", c->prompts, i + 1);
+        if (!rc && n == 0) rc = leash_fail(LEASH_EINVAL, "%s:%d: the prompt is empty", c->prompts, nonblank_line(c->prompts, i));
         s->plen[i] = (int)n;
-        if ((int)n > *P) *P = (int)n;
+        if ((int)n > *P) *P = (int)n, longest = i;
     }
     if (!rc && *P + c->max_new > leash_gpt_cfg(s->policy)->n_positions)
-        rc = leash_fail(LEASH_EINVAL, "the longest prompt (%d tokens) + --max-new %d exceed the model's %d positions", *P,
-                        c->max_new, leash_gpt_cfg(s->policy)->n_positions);
+        rc = leash_fail(LEASH_EINVAL, "%s:%d: the prompt \"%.60s%s\" is %d tokens; with --max-new %d that exceeds the model's %d "
+                                      "positions: shorten the prompt or lower --max-new",
+                        c->prompts, nonblank_line(c->prompts, longest), s->prompts.str[0][longest], strlen(s->prompts.str[0][longest]) > 60 ? "..." : "",
+                        *P, c->max_new, leash_gpt_cfg(s->policy)->n_positions);
     return rc;
 }
 

@@ -201,10 +201,14 @@ int rl_checkpoint_load(const char *out_dir, const leash_rl_config *c, leash_gpt 
     cJSON_Delete(want);
     double x = 0;
     if (!rc && !(rc = get_number(o, "step", path, &x))) {
-        st->step = (int)x;
-        if (st->step < 1 || st->step > c->steps)
-            rc = leash_fail(LEASH_EINVAL, "%s: the checkpoint is at step %d; --steps %d must be at least that (and >= 1)", path,
-                            st->step, c->steps);
+        // a checkpoint is written after a step: a step below 1 (or not a whole number) is a damaged file
+        if (!(x >= 1 && x <= 2147483647.0 && x == floor(x)))
+            rc = leash_fail(LEASH_EFORMAT, "%s: \"step\" is %g; a checkpoint is written after step 1 or later, so the "
+                                           "checkpoint is damaged: start again with --overwrite, or restore it",
+                            path, x);
+        else if ((st->step = (int)x) > c->steps)
+            rc = leash_fail(LEASH_EINVAL, "%s: the checkpoint is at step %d; --steps %d must be at least that", path, st->step,
+                            c->steps);
     }
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "beta"), *w = cJSON_GetObjectItemCaseSensitive(o, "kl_watch");
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "history"), *last = cJSON_GetObjectItemCaseSensitive(w, "last");

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "leash/fileio.h"
 #include "testutil.h"
@@ -109,4 +110,69 @@ Test(rl_messages, pretrain_tensorboard_equals_metrics_jsonl, .timeout = 240) {
     if (!have_references())
         LEASH_SKIP_OR_FAIL("tensorboard or python3-crc32c is not installed (pip install --break-system-packages "
                            "tensorboard; apt-get install python3-crc32c): the event file was not read back");
+}
+
+/* Runs cmd (stderr into err, a file path) and returns its exit status; *text gets stderr (caller frees). */
+static int run_err(const char *cmd, const char *err, char **text) {
+    char full[4096];
+    snprintf(full, sizeof full, "%s 2>%s", cmd, err);
+    int st = system(full);
+    *text = read_text(err);
+    cr_assert(*text, "cannot read %s", err);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* A prompt too long for the model's positions was "the longest prompt (N tokens) + --max-new M exceed ...":
+ * no file, no line, no prompt. Now the file's line (blank lines counted) and the prompt's start. */
+Test(rl_messages, too_long_prompt_names_file_and_line, .timeout = 120) {
+    rl_scratch w;
+    char cmd[2048], err[160], *text;
+    rl_scratch_make(&w, "longp");
+    FILE *f = fopen(w.prompts, "w");
+    cr_assert(f);
+    fputs("{\"prompt\": \"the cat\"}\n\n{\"prompt\": \"a dog\"}\n{\"prompt\": \"LONGPROMPT", f);
+    for (int i = 0; i < 40; i++) fputs(" the cat sat on the mat", f);
+    fputs("\"}\n{\"prompt\": \"a bird\"}\n", f);
+    fclose(f);
+    snprintf(err, sizeof err, "%s/err.txt", w.dir);
+    snprintf(cmd, sizeof cmd, "%s grpo --policy %s --gold-reward --prompts %s --out %s --steps 1 --batch 2 --group 2 --max-new 6",
+             LEASH_BIN, w.dir, w.prompts, w.out);
+    cr_assert_eq(run_err(cmd, err, &text), 1, "%s", text);
+    char where[200];
+    snprintf(where, sizeof where, "%s:4: the prompt \"LONGPROMPT the cat", w.prompts);
+    cr_log_info("too long: %s", text);
+    cr_assert(strstr(text, where), "the error does not name '%s': %s", where, text);
+    cr_assert(strstr(text, "--max-new 6"), "%s", text);
+    cr_assert(text[0] != '\n', "the first line of stderr is blank: %s", text);
+    free(text);
+    rl_scratch_drop(&w);
+}
+
+/* A checkpoint whose step is below 1 was "the checkpoint is at step -3; --steps 5 must be at least that": a
+ * sentence that makes no sense. Such a checkpoint is damaged, and the error says so. */
+Test(rl_messages, checkpoint_step_below_one_is_damaged, .timeout = 120) {
+    rl_scratch w;
+    char cmd[2048], err[160], *text;
+    rl_scratch_make(&w, "negstep");
+    snprintf(err, sizeof err, "%s/err.txt", w.dir);
+    const char *args = "--gold-reward --steps 2 --batch 2 --group 2 --max-new 4 -q";
+    snprintf(cmd, sizeof cmd, "%s grpo --policy %s --prompts %s --out %s %s", LEASH_BIN, w.dir, w.prompts, w.out, args);
+    cr_assert_eq(run_err(cmd, err, &text), 0, "%s", text);
+    free(text);
+    const char *bad[] = {"-3", "0", "1.5"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(cmd, sizeof cmd, "sed -i -E 's/\"step\":[[:space:]]*[-0-9.]+/\"step\": %s/' %s/checkpoint/state.json && "
+                                  "grep -q '\"step\": %s' %s/checkpoint/state.json",
+                 bad[i], w.out, bad[i], w.out);
+        cr_assert_eq(system(cmd), 0, "%s", cmd);
+        snprintf(cmd, sizeof cmd, "%s grpo --policy %s --prompts %s --out %s %s --resume --steps 5", LEASH_BIN, w.dir, w.prompts,
+                 w.out, args);
+        cr_assert_eq(run_err(cmd, err, &text), 1, "step %s: %s", bad[i], text);
+        cr_log_info("step %s: %s", bad[i], text);
+        cr_assert(strstr(text, "damaged") && strstr(text, "state.json"), "step %s: %s", bad[i], text);
+        cr_assert(!strstr(text, "must be at least"), "step %s: %s", bad[i], text);
+        cr_assert(text[0] != '\n', "the first line of stderr is blank: %s", text);
+        free(text);
+    }
+    rl_scratch_drop(&w);
 }
