@@ -106,17 +106,26 @@ def test_on_step_false_stops_with_a_checkpoint_and_resume_finishes_bit_identical
 
 
 def test_sigint_stops_the_run_with_a_checkpoint(world, gpt2, tmp_path):
+    """SIGINT arriving inside the reward function of step 1 (Python's own handler would raise KeyboardInterrupt
+    there and fail the run) finishes step 1, writes the checkpoint and returns; Python's handler is back after."""
     before = signal.getsignal(signal.SIGINT)
+    calls = []
 
-    def interrupt(m):
-        if m["step"] == 1:
+    def interrupting_reward(prompts, completions, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
             os.kill(os.getpid(), signal.SIGINT)
+        return length_reward(prompts, completions)
 
-    r = leash.grpo(policy=gpt2, prompts=world / "prompts.jsonl", out=tmp_path / "run", reward_funcs=length_reward,
-                   on_step=interrupt, **SMALL)
-    assert r.stopped and r.step < 3
-    assert (tmp_path / "run" / "checkpoint").is_dir()
+    r = leash.grpo(policy=gpt2, prompts=world / "prompts.jsonl", out=tmp_path / "run", reward_funcs=interrupting_reward,
+                   **SMALL)
+    assert (r.step, r.stopped) == (1, True)
+    assert (tmp_path / "run" / "checkpoint").is_dir() and len(metric_lines(tmp_path / "run" / "metrics.jsonl")) == 1
     assert signal.getsignal(signal.SIGINT) is before
+    with pytest.raises(KeyboardInterrupt):  # and it is Python's again
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # the handler runs between bytecodes
+            pass
 
 
 def test_tensorboard_option_writes_an_event_file(world, gpt2, tmp_path):
