@@ -1,7 +1,8 @@
 /* Flat entry points for bindings (the Python package in python/, through ctypes): the same library calls
  * with plain ints, floats and pointers in place of structs whose layout a binding would have to mirror
  * (leash_gpt_config, leash_sample_config), and row loops over one-row functions, so a binding makes one
- * call per array instead of one per row. Nothing here holds state; every function returns a status and
+ * call per array instead of one per row. Nothing here holds state (but the SIGINT handler that
+ * leash_api_sigint_stop saved); every function returns a status and
  * leaves leash_errmsg() as the library does.
  *
  * Dimensions: N rows, V vocabulary size, B sequences, M = max_new_tokens.
@@ -48,9 +49,9 @@ int leash_api_entropy_rows(const float *logits, int N, int V, float temperature,
  * mirror leash_rl_config: keys[i] = "lr", values[i] = "1e-5" is `leash grpo --lr 1e-5`; a flag ("gold-reward",
  * "overwrite") is on for "1" or "true" and left off for "0" or "false". Every option of `leash ppo --help` and
  * `leash grpo --help` is accepted (leash_api_rl_option_known; python/tests checks the two lists agree), with
- * the CLI's ranges, its refusal of the other algorithm's options, and its run-directory lock (--resume,
- * --overwrite) and --tensorboard DIR. reward_fn non-NULL is the reward (LEASH_REWARD_BATCH, with reward_ctx), instead of --reward,
- * --reward-cmd or --gold-reward. step_fn (or NULL) is called after every step with the step's metrics table
+ * the CLI's ranges, its refusal of the other algorithm's options, its run-directory lock (--resume,
+ * --overwrite) and --tensorboard DIR. reward_fn non-NULL is the reward (LEASH_REWARD_BATCH, with reward_ctx),
+ * instead of --reward, --reward-cmd or --gold-reward. step_fn (or NULL) is called after every step with the step's metrics table
  * (NULL for a skipped step: read it with leash_api_metric); its non-zero return stops the run after a
  * checkpoint, as leash_request_stop() does. *final_step is the last step done (< the steps asked when
  * stopped early). Unknown keys and bad values fail with LEASH_EINVAL naming the option. */
