@@ -74,7 +74,7 @@ int main(void) {
     leash_rl_config c = leash_rl_defaults(LEASH_PPO);
     char out[600];
     snprintf(out, sizeof out, "%s/run", dir);
-    c.policy_dir = dir, c.reward_dir = rmdir_, c.prompts = path, c.out_dir = out, c.steps = STEPS, c.batch = B;
+    c.policy_dir = dir, c.reward = (leash_reward_source){.kind = LEASH_REWARD_MODEL, .dir = rmdir_}, c.prompts = path, c.out_dir = out, c.steps = STEPS, c.batch = B;
     c.max_new = NEW, c.epochs = EPOCHS, c.sample_every = 0, c.optim.lr = 1e-4f;
     leash_beta_fixed(&c.beta, 0.1);
     acc a = {0};
