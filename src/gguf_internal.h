@@ -20,4 +20,9 @@ int leash_gguf_tensor_name(const leash_gpt_config *cfg, const char *name, char *
  * LlamaModel.permute, stored[h hs + 2 j + i] = hf[h hs + i hs/2 + j] (i in {0, 1}, j < hs/2). */
 int64_t leash_gguf_permuted_row(int64_t r, int hs);
 
+/* rope_freqs.weight for llama3 rotary scaling (hs / 2 values), as llama.cpp's converter computes it in float32:
+ * the factor each rotary frequency is divided by, 1 for short wavelengths, rope_factor for long ones, a smooth
+ * band between. */
+void leash_gguf_llama3_factors(const leash_gpt_config *c, int hs, float *out);
+
 #endif

@@ -131,6 +131,62 @@ static int common_sizes(const leash_gguf *g, const char *arch, leash_gpt_config 
     return LEASH_OK;
 }
 
+/* Llama 3.1's rotary scaling. llama.cpp's converter writes no scaling keys for it, only rope_freqs.weight: the
+ * factor each frequency is divided by (leash_gguf_llama3_factors). leash computes the scaling from its
+ * parameters, so they are recovered from the table: factor is the longest wavelength's entry; the smooth band
+ * gives smooth = orig / ((hi - lo) wavelen) - lo / (hi - lo), which fixes orig / (hi - lo) and lo / (hi - lo), and
+ * with lo = 1 (every Llama 3 release) orig and hi. The table is then recomputed from the parameters, and any entry
+ * that differs by more than float rounding is an error: a table leash cannot express is never guessed at. */
+static int llama3_from_rope_freqs(const leash_gguf *g, int hs, leash_gpt_config *cfg) {
+    const char *path = leash_gguf_path(g);
+    const leash_gguf_tensor *t = leash_gguf_find_tensor(g, "rope_freqs.weight");
+    if (!t) return LEASH_OK;
+    int n = hs / 2, rc = LEASH_OK;
+    if (cfg->rope_scaling != LEASH_ROPE_DEFAULT || t->n_dims != 1 || t->numel != n)
+        return leash_fail(LEASH_EFORMAT, "%s: rope_freqs.weight has %lld values beside %s; leash reads it as Llama 3's rotary "
+                                         "scaling, one factor per frequency (%d)",
+                          path, (long long)t->numel, cfg->rope_scaling ? "another rotary scaling" : "this head size", n);
+    float *fac = malloc(2 * (size_t)n * sizeof *fac), *back = fac + n;
+    if (!fac) return leash_fail(LEASH_ENOMEM, "%s: out of memory", path);
+    if ((rc = leash_gguf_read_f32(g, t, fac))) goto done;
+    double factor = fac[n - 1], theta = cfg->rope_theta > 0.0f ? cfg->rope_theta : 10000.0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+    int m = 0;
+    for (int i = 0; i < n; i++) { // the smooth band: 1 < factor_i < factor, a line in 1 / wavelen
+        if (!(fac[i] > 1.0f && fac[i] < fac[n - 1])) continue;
+        double x = 1.0 / (2.0 * 3.14159265358979323846 * pow(theta, (double)(2 * i) / hs));
+        double y = (1.0 / fac[i] - 1.0 / factor) / (1.0 - 1.0 / factor);
+        sx += x, sy += y, sxx += x * x, sxy += x * y, m++;
+    }
+    cfg->rope_scaling = LEASH_ROPE_LLAMA3, cfg->rope_factor = (float)factor, cfg->rope_low_freq_factor = 1.0f;
+    cfg->rope_high_freq_factor = 4.0f, cfg->rope_original_max_positions = 8192; // Llama 3.1's, when no band shows
+    if (m == 1) // one entry in the band: Llama 3's lo = 1, hi = 4 give orig = wavelen (3 smooth + 1)
+        cfg->rope_original_max_positions = (int)lround((3.0 * sy + 1.0) / sx);
+    else if (m >= 2 && sxx * m - sx * sx > 0) {
+        double a = (sxy * m - sx * sy) / (sxx * m - sx * sx), b = (a * sx - sy) / m; // smooth = a x - b
+        if (a > 0 && b > 0 && a / b < 1e9) {
+            cfg->rope_original_max_positions = (int)lround(a / b);
+            cfg->rope_high_freq_factor = (float)(1.0 + 1.0 / b);
+            float snapped = roundf(cfg->rope_high_freq_factor * 1024.0f) / 1024.0f; // 4, not 3.9999998
+            if (fabsf(snapped - cfg->rope_high_freq_factor) < 1e-4f) cfg->rope_high_freq_factor = snapped;
+        }
+    }
+    if (!(factor >= 1.0) || !(cfg->rope_high_freq_factor > 1.0f) || cfg->rope_original_max_positions < 1) {
+        rc = leash_fail(LEASH_EFORMAT, "%s: rope_freqs.weight's factors (longest wavelength %g) are not Llama 3's rotary "
+                                       "scaling; leash cannot express this table",
+                        path, factor);
+        goto done;
+    }
+    leash_gguf_llama3_factors(cfg, hs, back);
+    for (int i = 0; i < n && !rc; i++)
+        if (!(fabs((double)back[i] - fac[i]) <= 1e-5 * fabs((double)fac[i])))
+            rc = leash_fail(LEASH_EFORMAT, "%s: rope_freqs.weight[%d] = %g is not Llama 3's rotary scaling (factor %g, "
+                                           "recovered original context %d: %g expected); leash cannot express this table",
+                            path, i, (double)fac[i], factor, cfg->rope_original_max_positions, (double)back[i]);
+done:
+    free(fac);
+    return rc;
+}
+
 static int llama_config(const leash_gguf *g, const char *arch, leash_gpt_config *cfg) {
     const char *path = leash_gguf_path(g);
     int qwen2 = strcmp(arch, "qwen2") == 0, key_len = 0, value_len = 0, rope_dims = 0, window = 0, experts = 0, used = 0;
@@ -163,6 +219,7 @@ static int llama_config(const leash_gguf *g, const char *arch, leash_gpt_config 
                           path, arch, rope_dims, hs);
     cfg->layer_norm_epsilon = leash_config_float(eps); // beyond float: inf, which the config check refuses
     cfg->rope_theta = leash_config_float(theta);
+    if ((rc = llama3_from_rope_freqs(g, hs, cfg))) return rc;
     cfg->untied_head = leash_gguf_find_tensor(g, "output.weight") != NULL;
     // biases: Qwen2's q, k, v always; Llama's attention_bias covers q, k, v and o (the tensors then must all be there)
     cfg->qkv_bias = qwen2 || leash_gguf_find_tensor(g, "blk.0.attn_q.bias");
@@ -291,12 +348,11 @@ static int read_weights(const leash_gguf *g, leash_gpt *m, char *seen, char *use
     }
     for (int i = 0; i < leash_gguf_num_tensors(g) && !rc; i++) {
         const leash_gguf_tensor *s = leash_gguf_tensor_at(g, i);
-        if (!used[i] && !(cfg->arch == LEASH_ARCH_GPT2 && tied_copy(g, s)))
+        if (!used[i] && !(cfg->arch == LEASH_ARCH_GPT2 && tied_copy(g, s)) &&
+            !(cfg->rope_scaling == LEASH_ROPE_LLAMA3 && strcmp(s->name, "rope_freqs.weight") == 0)) // read as config
             rc = leash_fail(LEASH_EFORMAT, "%s: unexpected tensor '%s' for a %s model with this metadata%s", path, s->name,
                             cfg->arch == LEASH_ARCH_GPT2 ? "gpt2" : cfg->model_type,
-                            strcmp(s->name, "rope_freqs.weight") == 0 ? " (Llama 3.1's rotary frequency factors, which leash "
-                                                                        "reads from a config.json's rope_scaling only)"
-                            : cfg->arch == LEASH_ARCH_GPT2 && strcmp(s->name, "output.weight") == 0
+                            cfg->arch == LEASH_ARCH_GPT2 && strcmp(s->name, "output.weight") == 0
                                 ? " (an LM head that differs from token_embd.weight; leash's GPT-2 head is tied)"
                                 : "");
     }

@@ -168,9 +168,7 @@ static uint64_t row_bytes(int type, int64_t ne0) {
     }
 }
 
-/* rope_freqs.weight for llama3 rotary scaling, as the converter computes it in float32 (torch): 1 for short
- * wavelengths, factor for long ones, a smooth band between. */
-static void llama3_rope_factors(const leash_gpt_config *c, int hs, float *out) {
+void leash_gguf_llama3_factors(const leash_gpt_config *c, int hs, float *out) {
     float base = c->rope_theta > 0.0f ? c->rope_theta : 10000.0f, factor = c->rope_factor;
     float lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor, old = (float)c->rope_original_max_positions;
     float lo_wavelen = (float)((double)c->rope_original_max_positions / lo);
@@ -664,7 +662,7 @@ static int write_tensor(FILE *f, const leash_gpt *m, const plan_tensor *p, float
     const leash_tensor_info *t = p->src >= 0 ? leash_gpt_tensor(m, p->src) : NULL;
     const float *src = t ? leash_gpt_params((leash_gpt *)m) + t->offset : NULL;
     int64_t ne0 = p->ne[0], rows = p->ne[1], hs = leash_gpt_head_size(c);
-    if (p->op == OP_ROPE_FREQS) llama3_rope_factors(c, (int)hs, row);
+    if (p->op == OP_ROPE_FREQS) leash_gguf_llama3_factors(c, (int)hs, row);
     for (int64_t r = 0; r < rows; r++) {
         if (p->op == OP_TRANSPOSE) // Conv1D (in = ne0, out = rows): output row r is column r
             for (int64_t j = 0; j < ne0; j++) row[j] = src[j * rows + r];

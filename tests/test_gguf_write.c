@@ -6,7 +6,7 @@
  * weights and logits, and bad input fails clearly with nothing written. Skips with a printed reason when
  * python3's gguf (or, for the Llama-family tokenizers, Hugging Face tokenizers) is missing, unless
  * LEASH_REQUIRE_REF=1. */
-#define _DEFAULT_SOURCE
+#define _GNU_SOURCE /* memmem */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -200,7 +200,7 @@ Test(gguf_write, llama_gqa_untied_llama3_rope, .timeout = 300) {
                  "{\"bos_token\": \"<|begin_of_text|>\", \"eos_token\": \"<|end_of_text|>\", \"add_bos_token\": true, "
                  "\"chat_template\": \"{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\\n\\n"
                  "{{ m.content }}<|eot_id|>{% endfor %}\"}",
-                 "llama (GQA 4/2, untied, llama3 rope)", 0); // leash's reader does not take rope_freqs.weight yet
+                 "llama (GQA 4/2, untied, llama3 rope)", 1); // rope_freqs.weight read back as the llama3 parameters
 }
 
 Test(gguf_write, llama_tied_linear_rope_own_head_size, .timeout = 300) {
@@ -398,6 +398,53 @@ Test(gguf_write, add_bos_without_a_bos_token_is_refused, .timeout = 120) {
     cr_log_info("add_bos_token without a BOS: %s", leash_errmsg());
     cr_assert(strstr(leash_errmsg(), "add_bos_token") && strstr(leash_errmsg(), "bos_token_id") &&
               strstr(leash_errmsg(), out), "%s", leash_errmsg());
+    leash_gpt_free(m);
+    drop(dir);
+}
+
+/* Llama 3.1 in GGUF: llama.cpp keeps its rotary scaling only as rope_freqs.weight (one factor per frequency).
+ * leash recovers the llama3 parameters from the band of smoothly scaled frequencies (three here, as in real
+ * Llama 3.1 files: theta 5e5, original context 8192) and checks that they reproduce every entry; the model
+ * then computes the same logits. A table that is not Llama 3's scaling is refused, naming the entry. */
+Test(gguf_write, llama3_rope_freqs_read_back_as_parameters, .timeout = 120) {
+    char dir[64], mdir[128], out[256];
+    leash_gpt_config c;
+    leash_gpt_free(tiny_gpt2(dir, mdir, out, 5, &c));
+    c.arch = LEASH_ARCH_LLAMA, c.n_embd = 128, c.n_head = 2, c.n_kv_head = 1, c.n_inner = 64, c.rope_theta = 500000.0f;
+    c.rope_scaling = LEASH_ROPE_LLAMA3, c.rope_factor = 8.0f, c.rope_low_freq_factor = 1.0f, c.rope_high_freq_factor = 4.0f;
+    c.rope_original_max_positions = 8192;
+    snprintf(c.model_type, sizeof c.model_type, "llama");
+    leash_gpt *m = model_in(mdir, c, 6), *g;
+    cr_assert_eq(leash_gguf_save(m, mdir, out, LEASH_GGML_F32, NULL), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_load(&g, out), 0, "%s", leash_errmsg());
+    const leash_gpt_config *r = leash_gpt_cfg(g);
+    cr_assert(r->rope_scaling == LEASH_ROPE_LLAMA3 && r->rope_factor == 8.0f && r->rope_original_max_positions == 8192 &&
+                  r->rope_low_freq_factor == 1.0f && r->rope_high_freq_factor == 4.0f,
+              "recovered factor %g, original context %d, low %g, high %g", (double)r->rope_factor,
+              r->rope_original_max_positions, (double)r->rope_low_freq_factor, (double)r->rope_high_freq_factor);
+    int tokens[12];
+    for (int i = 0; i < 12; i++) tokens[i] = (i * 41 + 3) % c.vocab_size;
+    cr_assert_eq(leash_gpt_forward(m, tokens, NULL, 1, 12), 0);
+    cr_assert_eq(leash_gpt_forward(g, tokens, NULL, 1, 12), 0);
+    cr_assert_eq(memcmp(leash_gpt_logits(m), leash_gpt_logits(g), (size_t)12 * c.vocab_size * sizeof(float)), 0,
+                 "the logits differ from the model's own");
+    leash_gpt_free(g);
+    // one factor changed in the file: not a llama3 table any more
+    leash_gguf *f;
+    float table[64], bad = 2.5f;
+    cr_assert_eq(leash_gguf_open(&f, out), 0);
+    memcpy(table, leash_gguf_tensor_data(f, leash_gguf_find_tensor(f, "rope_freqs.weight")), sizeof table);
+    leash_gguf_close(f);
+    char *bytes;
+    size_t n;
+    cr_assert_eq(leash_read_file(out, 1 << 26, &bytes, &n), 0);
+    char *at = memmem(bytes, n, table, sizeof table);
+    cr_assert(at, "the factor table is not in the file");
+    memcpy(at + 4 * 20, &bad, sizeof bad);
+    cr_assert_eq(leash_write_file_atomic(out, bytes, n), 0);
+    free(bytes);
+    cr_assert_neq(leash_gpt_load(&g, out), 0);
+    cr_assert(strstr(leash_errmsg(), "rope_freqs.weight[") && strstr(leash_errmsg(), out), "%s", leash_errmsg());
     leash_gpt_free(m);
     drop(dir);
 }

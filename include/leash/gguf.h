@@ -40,7 +40,7 @@ typedef struct {
     int n_dims;        /* 1..4 */
     int64_t ne[4];     /* ggml order: ne[0] is the fastest-varying (a Linear weight (out, in) has ne = {in, out}) */
     int64_t numel;
-    uint64_t offset;   /* of the data, from the start of the file */
+    uint64_t offset;   /* of the data, from the start of the data section (leash_gguf_tensor_data gives the bytes) */
     uint64_t nbytes;
 } leash_gguf_tensor;
 
