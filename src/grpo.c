@@ -45,6 +45,11 @@ void grpo_policy_loss(const rollout *r, const leash_grpo_config *c, leash_kl_est
             double kl = leash_kl_estimate(est, newlp[i], r->ref_logp[src]);
             double dk = leash_kl_estimate_grad(est, newlp[i], r->ref_logp[src]);
             st->kl_clamped += leash_kl_estimate_clamped(est, newlp[i], r->ref_logp[src]);
+            // TRL's metrics: the token mean over the whole minibatch of the KL estimate and of the clipped shares
+            double ratio = exp((double)newlp[i] - r->old_logp[src]), A = r->adv[src];
+            int low = ratio < 1.0 - clip_eps && A < 0, high = ratio > 1.0 + clip_eps && A > 0;
+            st->kl_mean += kl / ntok, st->clip_low += (double)low / ntok, st->clip_high += (double)high / ntok;
+            st->clip_region += (double)(low || high) / ntok;
             st->policy_loss += pg + beta * kl;
             dlogp[i] = (float)(w * (d + beta * dk));
             mine++;

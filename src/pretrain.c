@@ -245,6 +245,7 @@ static void pretrain_metrics(const leash_pretrain_progress *p, leash_metrics *t)
     leash_metrics_real(t, "val_loss", "%.6f", p->val_loss); // null when not measured
     leash_metrics_real(t, "lr", "%.6g", p->lr);
     leash_metrics_real(t, "grad_norm", "%.6g", p->grad_norm);
+    leash_metrics_real(t, "learning_rate", "%.8g", p->lr); // TRL's (transformers') name: the rate this update used
     leash_metrics_real(t, "tokens_per_s", "%.1f", p->tokens_per_s);
     leash_metrics_int(t, "tokens", p->tokens_seen);
     leash_metrics_int(t, "skipped", p->skipped);

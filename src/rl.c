@@ -113,13 +113,15 @@ static int policy_logprobs(rollout *r, const leash_rl_config *c, leash_gpt *poli
     leash_gpt_zero_grad(policy);
     if (!n) return LEASH_OK;
     int rc = leash_gpt_forward(policy, r->mb_tokens, r->mb_mask, n, r->T);
-    return rc ? rc : leash_gpt_token_logprobs(policy, r->mb_targets, c->temperature, r->mb_buf, NULL);
+    // GRPO: the policy's entropy too (TRL's "entropy"); it does not change the log-probs
+    return rc ? rc : leash_gpt_token_logprobs(policy, r->mb_targets, c->temperature, r->mb_buf, c->algo == LEASH_GRPO ? r->mb_ent : NULL);
 }
 
-/* Sums the gradient over the ranks (one call over the whole gradient block) and steps the model. */
-static int step_summed(leash_gpt *m, leash_adamw *opt, const char *what) {
+/* Sums the gradient over the ranks (one call over the whole gradient block) and steps the model; norm (may be
+ * NULL) gets the gradient norm before clipping, lr the learning rate used. */
+static int step_summed(leash_gpt *m, leash_adamw *opt, const char *what, double *norm, double *lr) {
     int rc = leash_dist_sum_f32(leash_gpt_grads(m), leash_gpt_num_trainable(m), what);
-    return rc ? rc : leash_adamw_step(opt, m, NULL, NULL);
+    return rc ? rc : leash_adamw_step(opt, m, norm, lr);
 }
 
 /* One update over the minibatch rows[0..n) of the rollout. Every rank knows the whole minibatch and computes
@@ -135,12 +137,17 @@ static int update(rl_run *s, const leash_rl_config *c, double beta, const int *r
     int nl = hi - lo;
     rollout_gather(r, rows + lo, nl);
     if ((rc = policy_logprobs(r, c, s->policy, nl))) return rc;
+    if (c->algo == LEASH_GRPO) // this part's entropy over the minibatch's tokens (TRL's "entropy")
+        for (long i = 0; i < (long)nl * T; i++)
+            if (r->mb_targets[i] >= 0) st->ent_mean += (double)r->mb_ent[i] / ntok;
     if (c->algo == LEASH_PPO) ppo_policy_loss(r, rows + lo, nl, ntok, c->clip_eps, r->mb_buf, r->mb_buf2, st);
     else grpo_policy_loss(r, &c->grpo, c->kl_estimator, c->clip_eps, beta, rows + lo, nl, ntok, nseq, r->mb_buf, r->mb_buf2, st);
     if (nl && ((rc = leash_gpt_token_logprobs_backward(s->policy, r->mb_targets, c->temperature, r->mb_buf2)) ||
                (rc = leash_gpt_backward(s->policy))))
         return rc;
-    if ((rc = step_summed(s->policy, &s->popt, "policy gradients"))) return rc;
+    double norm = 0.0, lr = 0.0;
+    if ((rc = step_summed(s->policy, &s->popt, "policy gradients", &norm, &lr))) return rc;
+    st->grad_norm_sum += norm, st->lr = lr;
     if (s->value) {
         leash_gpt_zero_grad(s->value);
         if (nl) {
@@ -150,7 +157,7 @@ static int update(rl_run *s, const leash_rl_config *c, double beta, const int *r
             // the value model predicts no tokens: its LM head gets no gradient (dlogits stays 0)
             if ((rc = leash_gpt_backward(s->value))) return rc;
         }
-        if ((rc = step_summed(s->value, &s->vopt, "value gradients"))) return rc;
+        if ((rc = step_summed(s->value, &s->vopt, "value gradients", NULL, NULL))) return rc;
     }
     st->updates++;
     return LEASH_OK;
@@ -182,12 +189,14 @@ static int update_epochs(rl_run *s, const leash_rl_config *c, int step, double b
         }
     }
     if (rc) return rc;
-    double sums[8] = {st->policy_loss, st->value_loss, st->clipfrac, st->approxkl, st->ratio, (double)st->tokens,
-                      (double)st->kl_clamped, (double)st->ratio_clamped};
-    if ((rc = leash_dist_sum_f64(sums, 8, "update statistics")) || (rc = leash_dist_max_f64(&st->first_ratio_dev, 1, "first ratio")))
+    double sums[13] = {st->policy_loss, st->value_loss, st->clipfrac, st->approxkl, st->ratio, (double)st->tokens,
+                       (double)st->kl_clamped, (double)st->ratio_clamped, st->kl_mean, st->ent_mean, st->clip_low,
+                       st->clip_high, st->clip_region};
+    if ((rc = leash_dist_sum_f64(sums, 13, "update statistics")) || (rc = leash_dist_max_f64(&st->first_ratio_dev, 1, "first ratio")))
         return rc;
     st->policy_loss = sums[0], st->value_loss = sums[1], st->clipfrac = sums[2], st->approxkl = sums[3], st->ratio = sums[4];
     st->tokens = (long)sums[5], st->kl_clamped = (long)sums[6], st->ratio_clamped = (long)sums[7];
+    st->kl_mean = sums[8], st->ent_mean = sums[9], st->clip_low = sums[10], st->clip_high = sums[11], st->clip_region = sums[12];
     if (leash_dist_size() == 1) return LEASH_OK;
     rc = leash_dist_check_same(leash_gpt_trainable(s->policy), leash_gpt_num_trainable(s->policy) * sizeof(float), "policy weights", NULL);
     if (!rc && s->value)
@@ -300,6 +309,55 @@ static void rl_metrics(const leash_rl_progress *p, leash_metrics *t) {
     leash_metrics_int(t, "alarm/kl_band", p->kl_band_warning);
     leash_metrics_int(t, "alarm/kl_negative", p->kl_negative_warning);
     leash_metrics_real(t, "time/step_s", "%.3f", p->seconds);
+}
+
+/* TRL's names beside leash's, appended to the step's table (docs/rl.md): every trainer's grad_norm (the
+ * policy's gradient norm before clipping, the mean over the step's updates) and learning_rate (that of the
+ * step's last update); GRPO's as TRL's GRPOTrainer defines them: kl (omitted when beta is 0, as TRL does) and
+ * entropy, per token in the update; reward and reward_std over the batch's rewards (the shaped scores the
+ * advantages use; the std with n - 1); frac_reward_zero_std, the share of groups whose rewards' std is below
+ * 1e-8; the completions' lengths in tokens (end token included) and clipped_ratio, the share without an end
+ * token; the clip shares; num_tokens, prompt and response tokens of every step so far. */
+static void trl_metrics(leash_metrics *t, const leash_rl_config *c, const rl_run *s, const update_stats *st, double beta,
+                        double num_tokens) {
+    const rollout *r = &s->r;
+    int R = s->R, G = c->grpo.group;
+    double n_up = st->updates ? (double)st->updates : NAN;
+    leash_metrics_real(t, "grad_norm", "%.8g", st->grad_norm_sum / n_up);
+    leash_metrics_real(t, "learning_rate", "%.8g", st->updates ? st->lr : NAN);
+    if (c->algo != LEASH_GRPO) return;
+    if (beta != 0.0) leash_metrics_real(t, "kl", "%.8g", st->kl_mean / n_up);
+    leash_metrics_real(t, "entropy", "%.8g", st->ent_mean / n_up);
+    double mean = 0.0, ss = 0.0, zero = 0.0, len = 0.0, term = 0.0, tlen = 0.0;
+    int lmin = INT32_MAX, lmax = 0, tmin = INT32_MAX, tmax = 0;
+    for (int b = 0; b < R; b++) mean += r->shaped[b] / R;
+    for (int b = 0; b < R; b++) ss += (r->shaped[b] - mean) * (r->shaped[b] - mean);
+    for (int g0 = 0; g0 < R; g0 += G) {
+        double m = 0.0, v = 0.0;
+        for (int k = 0; k < G; k++) m += r->shaped[g0 + k] / G;
+        for (int k = 0; k < G; k++) v += (r->shaped[g0 + k] - m) * (r->shaped[g0 + k] - m);
+        zero += sqrt(v / (G - 1)) <= 1e-8;
+    }
+    for (int b = 0; b < R; b++) {
+        int L = r->resp_len[b];
+        len += L, lmin = L < lmin ? L : lmin, lmax = L > lmax ? L : lmax;
+        if (r->has_eos[b]) term++, tlen += L, tmin = L < tmin ? L : tmin, tmax = L > tmax ? L : tmax;
+    }
+    if (!term) tmin = tmax = 0; // TRL: 0 when no completion ended
+    leash_metrics_real(t, "reward", "%.8g", mean);
+    leash_metrics_real(t, "reward_std", "%.8g", R > 1 ? sqrt(ss / (R - 1)) : NAN);
+    leash_metrics_real(t, "frac_reward_zero_std", "%.8g", zero / (R / G));
+    leash_metrics_real(t, "completions/mean_length", "%.8g", len / R);
+    leash_metrics_int(t, "completions/min_length", lmin);
+    leash_metrics_int(t, "completions/max_length", lmax);
+    leash_metrics_real(t, "completions/clipped_ratio", "%.8g", 1.0 - term / R);
+    leash_metrics_real(t, "completions/mean_terminated_length", "%.8g", term ? tlen / term : 0.0);
+    leash_metrics_int(t, "completions/min_terminated_length", tmin);
+    leash_metrics_int(t, "completions/max_terminated_length", tmax);
+    leash_metrics_real(t, "clip_ratio/low_mean", "%.8g", st->clip_low / n_up);
+    leash_metrics_real(t, "clip_ratio/high_mean", "%.8g", st->clip_high / n_up);
+    leash_metrics_real(t, "clip_ratio/region_mean", "%.8g", st->clip_region / n_up);
+    leash_metrics_real(t, "num_tokens", "%.0f", num_tokens);
 }
 
 /* samples.jsonl: the first rows of a step, with their prompts. */
@@ -463,13 +521,14 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     // the state that is not a function of (seed, step): fresh, or from OUT/checkpoint
     int alarm = 0, start = 0;
     long skipped = 0, updates = 0; // updates applied by this process
+    double num_tokens = 0.0;       // prompt and response tokens of every step so far (TRL's num_tokens)
     char why[320] = ""; // the last skip's reason
     leash_klwatch watch;
     if (!rc) rc = leash_klwatch_init(&watch, LEASH_KLWATCH_DEFAULT_LOW, LEASH_KLWATCH_DEFAULT_HIGH);
     if (!rc && c->resume) {
         rl_state st = {.beta = cfg.beta, .watch = watch, .hist = hist};
         if (!(rc = rl_checkpoint_load(c->out_dir, c, s.policy, s.value, &s.popt, s.value ? &s.vopt : NULL, &st)))
-            start = st.step, cfg.beta = st.beta, watch = st.watch, alarm = st.alarm, skipped = st.skipped;
+            start = st.step, cfg.beta = st.beta, watch = st.watch, alarm = st.alarm, skipped = st.skipped, num_tokens = st.num_tokens;
     }
     // the logs: on resume, cut back to the checkpoint's step (a killed run may have logged further, or half a line)
     if (!rc && rank0) rc = leash_log_open(&metrics, c->out_dir, "metrics.jsonl", c->resume ? start : -1);
@@ -525,6 +584,8 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         p.kl_band_warning = signals != 0;
         p.kl_negative_warning = (signals & LEASH_KLWATCH_NEGATIVE) != 0;
         rl_metrics(&p, &table);
+        for (int b = 0; b < R; b++) num_tokens += s.plen[r->prompt_index[b]] + r->resp_len[b];
+        trl_metrics(&table, c, &s, &st, beta, num_tokens);
         p.metrics = &table;
         if (metrics.f && (rc = leash_log_metrics(&metrics, &table))) break;
         p.sample = NULL;
@@ -549,7 +610,8 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
             break;
         }
         if (rank0 && (stop || last || (c->save_every && (step + 1) % c->save_every == 0))) {
-            rl_state now = {.step = step + 1, .beta = cfg.beta, .watch = watch, .alarm = alarm, .skipped = skipped, .hist = hist};
+            rl_state now = {.step = step + 1, .beta = cfg.beta, .watch = watch, .alarm = alarm, .skipped = skipped, .hist = hist,
+                            .num_tokens = num_tokens};
             rc = rl_checkpoint_save(c->out_dir, c, s.policy, s.value, &s.popt, s.value ? &s.vopt : NULL, &now);
         }
         if (stop) break;

@@ -131,6 +131,7 @@ int rl_checkpoint_save(const char *out_dir, const leash_rl_config *c, const leas
     cJSON_AddItemToObject(o, "kl_watch", w);
     cJSON_AddNumberToObject(o, "alarm", st->alarm);
     cJSON_AddNumberToObject(o, "skipped", (double)st->skipped);
+    if (!isnan(st->num_tokens)) cJSON_AddNumberToObject(o, "num_tokens", st->num_tokens);
     for (int i = 0; i < 4 * st->step; i++) // NaN (no gold metrics) is written as null
         cJSON_AddItemToArray(h, isnan(st->hist[i]) ? cJSON_CreateNull() : cJSON_CreateNumber(st->hist[i]));
     cJSON_AddItemToObject(o, "history", h); // proxy, gold, grammatical, reference NLL per step
@@ -232,6 +233,9 @@ int rl_checkpoint_load(const char *out_dir, const leash_rl_config *c, leash_gpt 
     double skipped = 0;
     if (!rc) rc = get_number(o, "skipped", path, &skipped);
     st->skipped = (long)skipped;
+    // num_tokens: absent in checkpoints written before it was logged (then null from here on)
+    const cJSON *nt = cJSON_GetObjectItemCaseSensitive(o, "num_tokens");
+    st->num_tokens = cJSON_IsNumber(nt) && nt->valuedouble >= 0 ? nt->valuedouble : NAN;
     if (!rc && (kind != c->beta.kind || units != c->beta.units))
         rc = leash_fail(LEASH_EINVAL, "%s: the checkpoint's beta controller (%s, %s) differs from this run's; resume with "
                                       "the same beta options",

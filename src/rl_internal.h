@@ -52,6 +52,7 @@ typedef struct {
     int *mb_tokens, *mb_targets;
     uint8_t *mb_mask;
     float *mb_buf, *mb_buf2; // (minibatch, T)
+    float *mb_ent;           // (minibatch, T) GRPO: the policy's entropy in the update (TRL's "entropy")
 } rollout;
 
 
@@ -64,6 +65,12 @@ typedef struct {
     long tokens, updates;
     long ratio_clamped;     // tokens whose |log ratio| exceeded LEASH_KL_LOG_RATIO_MAX (clamped there)
     long kl_clamped;        // GRPO: tokens whose k3 inside the loss ran on its tangent line
+    // TRL's GRPO metrics: sums over updates of each update's token mean over its whole minibatch (a rank adds
+    // its part / the minibatch's tokens), of the KL estimate in the loss, the policy's entropy, and the shares
+    // of tokens clipped below (ratio < 1 - eps, A < 0), above (ratio > 1 + eps, A > 0) and either
+    double kl_mean, ent_mean, clip_low, clip_high, clip_region;
+    double grad_norm_sum; // the policy's gradient norms before clipping, summed over updates (the same on every rank)
+    double lr;            // the learning rate of the last policy update
 } update_stats;
 
 int rollout_alloc(rollout *r, int B, int P, int M, int minibatch);
@@ -113,6 +120,8 @@ typedef struct {
     int alarm;
     long skipped;         // batches and updates skipped for a non-finite value (skip_nonfinite)
     double *hist;         // (4 x steps) proxy, gold, grammatical, reference NLL of each step done
+    double num_tokens;    // prompt and response tokens of every row so far (TRL's num_tokens); NAN: a checkpoint
+                          // from before it was kept (logged as null from then on)
 } rl_state;
 
 /* Writes OUT/checkpoint atomically as a set (value and vopt may be NULL: GRPO). */

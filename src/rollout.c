@@ -317,13 +317,14 @@ int rollout_alloc(rollout *r, int B, int P, int M, int minibatch) {
     r->mb_mask = malloc(NM);
     r->mb_buf = malloc(NM * sizeof(float));
     r->mb_buf2 = malloc(NM * sizeof(float));
+    r->mb_ent = malloc(NM * sizeof(float));
     r->gen = malloc((size_t)B * M * sizeof *r->gen);
     r->gen_lp = malloc((size_t)B * M * sizeof *r->gen_lp);
     r->glen = malloc(B * sizeof *r->glen);
     r->packed = malloc((size_t)B * (P + 1) * sizeof *r->packed);
     int ok = r->gen && r->gen_lp && r->glen && r->packed && r->tokens && r->mask && r->targets && r->prompt_index && r->resp_len && r->has_eos && r->grammatical &&
              r->score && r->shaped && r->gold && r->text && r->mb_tokens && r->mb_targets && r->mb_mask && r->mb_buf &&
-             r->mb_buf2;
+             r->mb_buf2 && r->mb_ent;
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) ok = ok && *f[i];
     if (!ok) {
         rollout_free(r);
@@ -336,7 +337,7 @@ void rollout_free(rollout *r) {
     for (int b = 0; r->text && b < r->B; b++) free(r->text[b]);
     void *p[] = {r->tokens, r->mask, r->targets, r->prompt_index, r->resp_len, r->has_eos, r->grammatical, r->old_logp,
                  r->ref_logp, r->kl, r->kl_exact, r->entropy, r->values, r->rewards, r->adv, r->ret, r->score, r->shaped,
-                 r->gold, r->text, r->mb_tokens, r->mb_targets, r->mb_mask, r->mb_buf, r->mb_buf2, r->gen, r->gen_lp, r->glen, r->packed};
+                 r->gold, r->text, r->mb_tokens, r->mb_targets, r->mb_mask, r->mb_buf, r->mb_buf2, r->mb_ent, r->gen, r->gen_lp, r->glen, r->packed};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
     memset(r, 0, sizeof *r);
 }

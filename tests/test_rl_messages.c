@@ -9,12 +9,16 @@
 #define _DEFAULT_SOURCE
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 
 #include "leash/fileio.h"
+#include "leash/metrics.h"
+#include "leash/optim.h"
+#include "leash/rl.h"
 #include "testutil.h"
 
 static int have_references(void) {
@@ -174,5 +178,106 @@ Test(rl_messages, checkpoint_step_below_one_is_damaged, .timeout = 120) {
         cr_assert(text[0] != '\n', "the first line of stderr is blank: %s", text);
         free(text);
     }
+    rl_scratch_drop(&w);
+}
+
+/* ---- TRL's GRPO metric names beside leash's (issue 19) --------------------------------------------- */
+
+typedef struct {
+    double worst, num_tokens;
+    int steps, zero_groups;
+    const leash_rl_config *c;
+} trl_check;
+
+static double metric(const leash_rl_progress *p, const char *name) {
+    const leash_metric *m = leash_metrics_find(p->metrics, name);
+    cr_assert(m, "step %d: no metric '%s'", p->step, name);
+    return m->value;
+}
+
+static void near(trl_check *k, const leash_rl_progress *p, const char *name, double want, double tol) {
+    double got = metric(p, name), d = fabs(got - want);
+    if (d > k->worst) k->worst = d;
+    cr_assert(d <= tol, "step %d: %s = %.9g, by hand %.9g (|difference| %.3g > %.3g)", p->step, name, got, want, d, tol);
+}
+
+/* Every value by hand from the step's batch (include/leash/rl.h's leash_rl_batch), as TRL's GRPOTrainer
+ * computes it: rewards over the batch (std with n - 1), groups whose std is 0, lengths (end token included),
+ * the share without an end token, cumulative prompt + response tokens. One update per step on the batch the
+ * rollout scored, so TRL's entropy and kl (the policy in the update) equal the rollout's token means. */
+static int trl_by_hand(const leash_rl_progress *p, void *ctx) {
+    trl_check *k = ctx;
+    const leash_rl_batch *b = p->batch;
+    int R = b->rows, G = k->c->grpo.group, lmin = 1 << 30, lmax = 0, tmin = 1 << 30, tmax = 0;
+    double mean = 0, ss = 0, zero = 0, len = 0, term = 0, tlen = 0, kl = 0, ntok = 0;
+    for (int r = 0; r < R; r++) mean += b->shaped[r] / R;
+    for (int r = 0; r < R; r++) ss += (b->shaped[r] - mean) * (b->shaped[r] - mean);
+    for (int g = 0; g < R; g += G) {
+        int same = 1;
+        for (int j = 1; j < G; j++) same &= b->shaped[g + j] == b->shaped[g];
+        zero += same;
+    }
+    for (int r = 0; r < R; r++) {
+        int L = b->resp_len[r];
+        len += L, lmin = L < lmin ? L : lmin, lmax = L > lmax ? L : lmax;
+        if (b->has_eos[r]) term++, tlen += L, tmin = L < tmin ? L : tmin, tmax = L > tmax ? L : tmax;
+        for (int t = 0; t < b->T; t++) {
+            k->num_tokens += b->mask[(long)r * b->T + t];
+            if (b->targets[(long)r * b->T + t] >= 0) kl += b->kl[(long)r * b->T + t], ntok++;
+        }
+    }
+    k->zero_groups += (int)zero;
+    near(k, p, "reward", mean, 1e-7);
+    near(k, p, "reward_std", sqrt(ss / (R - 1)), 1e-7);
+    near(k, p, "frac_reward_zero_std", zero / (R / G), 1e-12);
+    near(k, p, "completions/mean_length", len / R, 1e-7);
+    near(k, p, "completions/min_length", lmin, 0);
+    near(k, p, "completions/max_length", lmax, 0);
+    near(k, p, "completions/clipped_ratio", 1 - term / R, 1e-7);
+    near(k, p, "completions/mean_terminated_length", term ? tlen / term : 0, 1e-7);
+    near(k, p, "completions/min_terminated_length", term ? tmin : 0, 0);
+    near(k, p, "completions/max_terminated_length", term ? tmax : 0, 0);
+    near(k, p, "num_tokens", k->num_tokens, 0);
+    near(k, p, "kl", kl / ntok, 1e-6);
+    near(k, p, "entropy", p->entropy, 1e-6);
+    // one update per step, on the log-probs the rollout scored: the ratio is 1, nothing is clipped
+    near(k, p, "clip_ratio/region_mean", 0, 0);
+    near(k, p, "learning_rate", leash_lr_at(&k->c->optim, p->step - 1), 1e-7 * k->c->optim.lr);
+    cr_assert(metric(p, "grad_norm") > 0 && isfinite(metric(p, "grad_norm")), "grad_norm %g", metric(p, "grad_norm"));
+    k->steps++;
+    return 0;
+}
+
+/* A reward that varies within a group (a tiny untrained policy scores -1 on every gold reward): the length. */
+static double length_mod3(const char *prompt, const char *response, const int *tokens, int n, void *ctx) {
+    (void)prompt, (void)response, (void)tokens, (void)ctx;
+    return n % 3;
+}
+
+Test(rl_messages, grpo_trl_metrics_equal_a_computation_by_hand, .timeout = 240) {
+    rl_scratch w;
+    rl_scratch_make(&w, "trlnames");
+    leash_rl_config c = leash_rl_defaults(LEASH_GRPO);
+    c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.steps = 4;
+    c.reward.kind = LEASH_REWARD_FUNCTION, c.reward.fn = length_mod3;
+    c.batch = 3, c.grpo.group = 4, c.max_new = 6, c.sample_every = 1, c.optim.warmup_steps = 3, c.seed = 2;
+    trl_check k = {.c = &c};
+    cr_assert_eq(leash_rl_train(&c, trl_by_hand, &k, NULL), 0, "%s", leash_errmsg());
+    cr_assert_eq(k.steps, 4);
+    cr_log_info("TRL's GRPO metrics: 4 steps equal the computation by hand, worst |difference| %.3g; %d groups of "
+                "equal rewards; num_tokens %.0f",
+                k.worst, k.zero_groups, k.num_tokens);
+    // several updates per step (3 epochs, minibatches of 4): the clip shares are shares, low + high = region
+    leash_rl_config c2 = c;
+    c2.epochs = 3, c2.minibatch = 4, c2.optim.lr = 3e-2f, c2.resume = 0;
+    char out2[160];
+    snprintf(out2, sizeof out2, "%s/run2", w.dir);
+    c2.out_dir = out2;
+    leash_rl_progress fin;
+    cr_assert_eq(leash_rl_train(&c2, NULL, NULL, &fin), 0, "%s", leash_errmsg());
+    double lo = leash_metrics_value(fin.metrics, "clip_ratio/low_mean"), hi = leash_metrics_value(fin.metrics, "clip_ratio/high_mean");
+    double re = leash_metrics_value(fin.metrics, "clip_ratio/region_mean");
+    cr_log_info("3 epochs at lr 3e-2, last step: clip_ratio low %.4f high %.4f region %.4f", lo, hi, re);
+    cr_assert(lo >= 0 && hi >= 0 && re <= 1 && fabs(lo + hi - re) < 1e-12 && re > 0, "low %g high %g region %g", lo, hi, re);
     rl_scratch_drop(&w);
 }
