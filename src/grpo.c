@@ -51,6 +51,7 @@ void grpo_policy_loss(const rollout *r, const leash_grpo_config *c, leash_kl_est
             st->kl_mean += kl / ntok, st->clip_low += (double)low / ntok, st->clip_high += (double)high / ntok;
             st->clip_region += (double)(low || high) / ntok;
             st->policy_loss += pg + beta * kl;
+            st->loss_opt += w * (pg + beta * kl); // the loss this update optimises, with its own weights
             dlogp[i] = (float)(w * (d + beta * dk));
             mine++;
         }

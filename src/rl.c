@@ -189,14 +189,15 @@ static int update_epochs(rl_run *s, const leash_rl_config *c, int step, double b
         }
     }
     if (rc) return rc;
-    double sums[13] = {st->policy_loss, st->value_loss, st->clipfrac, st->approxkl, st->ratio, (double)st->tokens,
+    double sums[14] = {st->policy_loss, st->value_loss, st->clipfrac, st->approxkl, st->ratio, (double)st->tokens,
                        (double)st->kl_clamped, (double)st->ratio_clamped, st->kl_mean, st->ent_mean, st->clip_low,
-                       st->clip_high, st->clip_region};
-    if ((rc = leash_dist_sum_f64(sums, 13, "update statistics")) || (rc = leash_dist_max_f64(&st->first_ratio_dev, 1, "first ratio")))
+                       st->clip_high, st->clip_region, st->loss_opt};
+    if ((rc = leash_dist_sum_f64(sums, 14, "update statistics")) || (rc = leash_dist_max_f64(&st->first_ratio_dev, 1, "first ratio")))
         return rc;
     st->policy_loss = sums[0], st->value_loss = sums[1], st->clipfrac = sums[2], st->approxkl = sums[3], st->ratio = sums[4];
     st->tokens = (long)sums[5], st->kl_clamped = (long)sums[6], st->ratio_clamped = (long)sums[7];
     st->kl_mean = sums[8], st->ent_mean = sums[9], st->clip_low = sums[10], st->clip_high = sums[11], st->clip_region = sums[12];
+    st->loss_opt = sums[13];
     if (leash_dist_size() == 1) return LEASH_OK;
     rc = leash_dist_check_same(leash_gpt_trainable(s->policy), leash_gpt_num_trainable(s->policy) * sizeof(float), "policy weights", NULL);
     if (!rc && s->value)
@@ -263,6 +264,8 @@ static leash_rl_progress step_progress(const leash_rl_config *c, const batch_sum
     double n = (double)st->tokens;
     p.clipfrac = n ? st->clipfrac / n : 0, p.approxkl = n ? st->approxkl / n : 0;
     p.policy_loss = n ? st->policy_loss / n : 0, p.value_loss = n ? st->value_loss / n : 0;
+    // GRPO: the loss the updates optimised (per sequence unless --token-level-loss), averaged over updates
+    if (c->algo == LEASH_GRPO) p.policy_loss = st->updates ? st->loss_opt / st->updates : 0;
     p.ratio = n ? st->ratio / n : 1;
     p.first_ratio_dev = st->first_ratio_dev;
     p.kl_clamped_loss = st->kl_clamped, p.ratio_clamped = st->ratio_clamped;

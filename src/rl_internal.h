@@ -69,6 +69,7 @@ typedef struct {
     // its part / the minibatch's tokens), of the KL estimate in the loss, the policy's entropy, and the shares
     // of tokens clipped below (ratio < 1 - eps, A < 0), above (ratio > 1 + eps, A > 0) and either
     double kl_mean, ent_mean, clip_low, clip_high, clip_region;
+    double loss_opt;      // GRPO: the loss each update optimised (per sequence or per token), summed over updates
     double grad_norm_sum; // the policy's gradient norms before clipping, summed over updates (the same on every rank)
     double lr;            // the learning rate of the last policy update
 } update_stats;

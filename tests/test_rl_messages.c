@@ -184,7 +184,7 @@ Test(rl_messages, checkpoint_step_below_one_is_damaged, .timeout = 120) {
 /* ---- TRL's GRPO metric names beside leash's (issue 19) --------------------------------------------- */
 
 typedef struct {
-    double worst, num_tokens;
+    double worst, num_tokens, loss_gap;
     int steps, zero_groups;
     const leash_rl_config *c;
 } trl_check;
@@ -239,6 +239,23 @@ static int trl_by_hand(const leash_rl_progress *p, void *ctx) {
     near(k, p, "completions/max_terminated_length", term ? tmax : 0, 0);
     near(k, p, "num_tokens", k->num_tokens, 0);
     near(k, p, "kl", kl / ntok, 1e-6);
+    // loss/policy_avg is the loss optimised: per sequence, the mean over sequences of each one's token mean of
+    // -A + beta k3 (ratio 1: the surrogate is -A); the token mean over the batch would differ
+    double seq = 0, tok = 0;
+    int nseq = 0;
+    for (int r = 0; r < R; r++) {
+        double s = 0;
+        int L = 0;
+        for (int t = 0; t < b->T; t++) {
+            long i = (long)r * b->T + t;
+            if (b->targets[i] < 0) continue;
+            s += -b->advantages[i] + p->beta * b->kl[i], L++;
+        }
+        if (L) seq += s / L, nseq++;
+        tok += s;
+    }
+    near(k, p, "loss/policy_avg", seq / nseq, 5e-7); // printed with 6 decimals
+    if (fabs(tok / ntok - seq / nseq) > k->loss_gap) k->loss_gap = fabs(tok / ntok - seq / nseq);
     near(k, p, "entropy", p->entropy, 1e-6);
     // one update per step, on the log-probs the rollout scored: the ratio is 1, nothing is clipped
     near(k, p, "clip_ratio/region_mean", 0, 0);
@@ -264,6 +281,8 @@ Test(rl_messages, grpo_trl_metrics_equal_a_computation_by_hand, .timeout = 240) 
     trl_check k = {.c = &c};
     cr_assert_eq(leash_rl_train(&c, trl_by_hand, &k, NULL), 0, "%s", leash_errmsg());
     cr_assert_eq(k.steps, 4);
+    cr_log_info("loss/policy_avg: the per-sequence loss; the token mean would be up to %.4f off", k.loss_gap);
+    cr_assert(k.loss_gap > 1e-5, "the token mean equals the per-sequence loss here: the check cannot tell them apart");
     cr_log_info("TRL's GRPO metrics: 4 steps equal the computation by hand, worst |difference| %.3g; %d groups of "
                 "equal rewards; num_tokens %.0f",
                 k.worst, k.zero_groups, k.num_tokens);
