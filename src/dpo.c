@@ -258,14 +258,22 @@ static void shuffle(int *order, int n, uint64_t seed, int epoch) {
     }
 }
 
-static void write_metrics(FILE *f, const leash_dpo_progress *p, double beta, double lr, double gn) {
+/* metrics.jsonl's line of a step: the table every writer reads (leash/metrics.h), TRL's names. */
+static void dpo_metrics(const leash_dpo_progress *p, double beta, double lr, double gn, leash_metrics *t) {
     const leash_dpo_metrics *m = &p->m;
-    fprintf(f, "{\"step\": %d, \"epoch\": %d, \"loss\": %.9g, \"beta\": %.9g, \"rewards/chosen\": %.9g, "
-               "\"rewards/rejected\": %.9g, \"rewards/accuracies\": %.9g, \"rewards/margins\": %.9g, "
-               "\"logps/chosen\": %.9g, \"logps/rejected\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g}\n",
-            p->step, p->epoch, m->loss, beta, m->reward_chosen, m->reward_rejected, m->accuracy, m->margin,
-            m->logp_chosen, m->logp_rejected, lr, gn);
-    fflush(f);
+    t->n = 0;
+    leash_metrics_int(t, "step", p->step);
+    leash_metrics_int(t, "epoch", p->epoch);
+    leash_metrics_real(t, "loss", "%.9g", m->loss);
+    leash_metrics_real(t, "beta", "%.9g", beta);
+    leash_metrics_real(t, "rewards/chosen", "%.9g", m->reward_chosen);
+    leash_metrics_real(t, "rewards/rejected", "%.9g", m->reward_rejected);
+    leash_metrics_real(t, "rewards/accuracies", "%.9g", m->accuracy);
+    leash_metrics_real(t, "rewards/margins", "%.9g", m->margin);
+    leash_metrics_real(t, "logps/chosen", "%.9g", m->logp_chosen);
+    leash_metrics_real(t, "logps/rejected", "%.9g", m->logp_rejected);
+    leash_metrics_real(t, "lr", "%.9g", lr);
+    leash_metrics_real(t, "grad_norm", "%.9g", gn);
 }
 
 /* The policy (with LoRA adapters when asked), its tokenizer and the end token. */
@@ -330,6 +338,7 @@ int leash_dpo_train(const leash_dpo_config *c, leash_dpo_fn fn, void *ctx, leash
     bw = malloc(B * sizeof *bw), bl = malloc(B * sizeof *bl), brw = malloc(B * sizeof *brw), brl = malloc(B * sizeof *brl);
     if (!rc && (!bw || !bl || !brw || !brl)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
     leash_dpo_progress p = {.step = step, .steps = total};
+    leash_metrics table;
     int shuffled = -1, stop = 0;
     for (; step < total && !rc && !stop; step++) {
         int epoch = step / per_epoch, k = step % per_epoch, i0 = k * B, nb = n - i0 < B ? n - i0 : B;
@@ -345,7 +354,11 @@ int leash_dpo_train(const leash_dpo_config *c, leash_dpo_fn fn, void *ctx, leash
         if (!rc) rc = leash_adamw_step(&opt, m, &gn, &lr);
         if (rc) break;
         p.step = step + 1, p.epoch = epoch + 1;
-        write_metrics(mf, &p, c->beta, lr, gn);
+        dpo_metrics(&p, c->beta, lr, gn, &table);
+        p.metrics = &table;
+        leash_log log = {.f = mf};
+        snprintf(log.path, sizeof log.path, "%.4000s", path);
+        if ((rc = leash_log_metrics(&log, &table))) break;
         if (fn && fn(&p, ctx)) stop = 1;
         if (leash_stop_requested()) stop = 1; // SIGINT / SIGTERM: finish with a checkpoint, resumable
         if (!stop && c->save_every > 0 && p.step % c->save_every == 0 && p.step < total) rc = save_checkpoint(c, m, &opt, p.step);

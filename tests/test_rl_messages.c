@@ -300,3 +300,31 @@ Test(rl_messages, grpo_trl_metrics_equal_a_computation_by_hand, .timeout = 240) 
     cr_assert(lo >= 0 && hi >= 0 && re <= 1 && fabs(lo + hi - re) < 1e-12 && re > 0, "low %g high %g region %g", lo, hi, re);
     rl_scratch_drop(&w);
 }
+
+/* leash dpo --tensorboard: every step's metrics, as metrics.jsonl holds them (which the metrics table writes
+ * byte for byte as the hand-written line did: tests/test_dpo.c's resume check compares its lines). */
+Test(rl_messages, dpo_tensorboard_equals_metrics_jsonl, .timeout = 240) {
+    rl_scratch w;
+    char cmd[2048], data[160], events[160], metrics[160], err[160];
+    rl_scratch_make(&w, "tbdpo");
+    snprintf(data, sizeof data, "%s/pairs.jsonl", w.dir);
+    snprintf(events, sizeof events, "%s/tb", w.dir);
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", w.out);
+    snprintf(err, sizeof err, "%s/err.txt", w.dir);
+    FILE *f = fopen(data, "w");
+    cr_assert(f);
+    for (int i = 0; i < 6; i++)
+        fprintf(f, "{\"prompt\": \"the cat %d\", \"chosen\": \" sat on the mat\", \"rejected\": \" mat the on sat\"}\n", i);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s dpo --policy %s --data %s --out %s --steps 3 --batch 2 --lr 1e-2 --tensorboard %s 2>%s",
+             LEASH_BIN, w.dir, data, w.out, events, err);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    plain_log(err);
+    cr_assert_eq(count_event_files(events), 1);
+    int have = have_references();
+    if (have) tensorboard_check(events, metrics);
+    rl_scratch_drop(&w);
+    if (!have)
+        LEASH_SKIP_OR_FAIL("tensorboard or python3-crc32c is not installed (pip install --break-system-packages "
+                           "tensorboard; apt-get install python3-crc32c): the event file was not read back");
+}

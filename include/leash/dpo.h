@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "leash/gpt.h"
+#include "leash/metrics.h"
 #include "leash/optim.h"
 
 typedef enum { LEASH_DPO_SIGMOID = 0, LEASH_DPO_IPO = 1 } leash_dpo_loss;
@@ -70,6 +71,7 @@ typedef struct {
     int step, steps;
     int epoch;
     leash_dpo_metrics m;
+    const leash_metrics *metrics; /* this step's metrics by name, as metrics.jsonl writes them */
 } leash_dpo_progress;
 
 typedef int (*leash_dpo_fn)(const leash_dpo_progress *p, void *ctx); /* nonzero: stop (a checkpoint is written) */

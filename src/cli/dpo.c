@@ -35,14 +35,18 @@ static const char *usage =
     "  --lora-targets LIST  PEFT target_modules (default q_proj,v_proj; GPT-2: c_attn; or all-linear)\n"
     "  --resume    continue DIR's run (its settings must match; --steps may grow)   --overwrite  replace it\n"
     "  --save-every N  a checkpoint every N steps too (always one at the end, and on SIGINT/SIGTERM)\n"
+    "  --tensorboard DIR  also write every step's metrics to a TensorBoard event file in DIR\n"
     "  -q, --quiet\n";
 
 typedef struct {
     int quiet;
+    leash_tb *tb; // --tensorboard: the event file every step's metrics go to
+    int tb_rc;    // its write error, which stops the run
 } dpo_ctx;
 
 static int progress(const leash_dpo_progress *p, void *vctx) {
-    const dpo_ctx *ctx = vctx;
+    dpo_ctx *ctx = vctx;
+    if (ctx->tb && p->metrics && (ctx->tb_rc = leash_metrics_write_tb(ctx->tb, p->metrics))) return 1;
     if (!ctx->quiet)
         cli_progress(p->step == p->steps, "dpo step %d/%d  loss %.4f  margin %.3f  accuracy %.2f   ", p->step, p->steps,
                      p->m.loss, p->m.margin, p->m.accuracy);
@@ -51,15 +55,15 @@ static int progress(const leash_dpo_progress *p, void *vctx) {
 
 int cli_dpo(int argc, char **argv) {
     enum { O_POLICY = 256, O_DATA, O_OUT, O_BETA, O_LOSS, O_LR, O_WARM, O_CLIP, O_WD, O_BATCH, O_EPOCHS, O_STEPS, O_SEED,
-           O_LORA_R, O_LORA_ALPHA, O_LORA_TGT, O_RESUME, O_OVERWRITE, O_SAVE };
+           O_LORA_R, O_LORA_ALPHA, O_LORA_TGT, O_RESUME, O_OVERWRITE, O_SAVE, O_TB };
     static const struct option opts[] = {
         {"policy", 1, 0, O_POLICY}, {"data", 1, 0, O_DATA}, {"out", 1, 0, O_OUT}, {"beta", 1, 0, O_BETA},
         {"loss", 1, 0, O_LOSS}, {"lr", 1, 0, O_LR}, {"warmup", 1, 0, O_WARM}, {"grad-clip", 1, 0, O_CLIP},
         {"weight-decay", 1, 0, O_WD}, {"batch", 1, 0, O_BATCH}, {"epochs", 1, 0, O_EPOCHS}, {"steps", 1, 0, O_STEPS},
         {"seed", 1, 0, O_SEED}, {"lora-r", 1, 0, O_LORA_R}, {"lora-alpha", 1, 0, O_LORA_ALPHA},
         {"lora-targets", 1, 0, O_LORA_TGT}, {"resume", 0, 0, O_RESUME}, {"overwrite", 0, 0, O_OVERWRITE}, {"save-every", 1, 0, O_SAVE},
-        {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    const char *cmd = "dpo";
+        {"tensorboard", 1, 0, O_TB}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    const char *cmd = "dpo", *tb_dir = NULL;
     leash_dpo_config c = leash_dpo_defaults();
     dpo_ctx ctx = {0};
     int bad = 0, ch, seed = 1, overwrite = 0;
@@ -91,6 +95,7 @@ int cli_dpo(int argc, char **argv) {
         case O_OVERWRITE: overwrite = 1; break;
         case O_SAVE: bad = cli_int(cmd, "--save-every", optarg, 0, 1 << 30, &c.save_every); break;
         case 'q': ctx.quiet = 1; break;
+        case O_TB: tb_dir = optarg; break;
         case 'h': return fputs(usage, stdout), 0;
         default: return 2;
         }
@@ -106,10 +111,18 @@ int cli_dpo(int argc, char **argv) {
         fprintf(stderr, "leash dpo: %s\n", leash_errmsg());
         return rc == LEASH_EINVAL ? 2 : 1;
     }
+    if (tb_dir && (rc = leash_tb_open(&ctx.tb, tb_dir))) { // a resume adds a new event file
+        fprintf(stderr, "leash dpo: --tensorboard: %s\n", leash_errmsg());
+        leash_rundir_unlock(lock);
+        return 1;
+    }
     leash_dpo_progress fin;
     rc = leash_dpo_train(&c, progress, &ctx, &fin);
     leash_rundir_unlock(lock);
     cli_progress_end();
+    int tb_rc = leash_tb_close(ctx.tb);
+    if (!rc && ctx.tb_rc) rc = ctx.tb_rc; // the message is the write error's
+    else if (!rc && tb_rc) rc = tb_rc;
     if (rc) {
         fprintf(stderr, "leash dpo: %s\n", leash_errmsg());
         return rc == LEASH_EINVAL ? 2 : 1;
