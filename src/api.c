@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L /* sigaction */
 /* Flat entry points for bindings: see include/leash/api.h.
  *
  * Dimensions: N rows, V vocabulary size, B sequences, M = max_new_tokens.
