@@ -388,11 +388,33 @@ static leash_rl_batch batch_view(const rl_run *s, const leash_rl_config *c) {
                             .advantages = r->adv, .scores = r->score, .shaped = r->shaped, .policy = s->policy, .ref = s->ref};
 }
 
+/* An adapter directory as the policy continues its own adapters; LoRA options that ask for other ones (rank,
+ * alpha, targets) would be ignored, so they must match or be left out. */
+static int continue_adapters(rl_run *s, const leash_rl_config *c) {
+    int rc = leash_gpt_load(&s->policy, c->policy_dir);
+    if (rc) return rc;
+    const leash_gpt_config *p = leash_gpt_cfg(s->policy);
+    unsigned want = p->lora_targets;
+    if (c->lora_targets && (rc = leash_lora_parse_targets(c->lora_targets, p->arch, &want))) return rc;
+    float alpha = c->lora_alpha > 0.0f ? c->lora_alpha : p->lora_alpha;
+    if (c->lora_rank == p->lora_rank && want == p->lora_targets && alpha == p->lora_alpha) return LEASH_OK;
+    const char *names[LEASH_LORA_SLOTS];
+    char have[128] = "";
+    int n = leash_lora_target_names(p->arch, p->lora_targets, names, LEASH_LORA_SLOTS);
+    for (int i = 0; i < n; i++) snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", i ? "," : "", names[i]);
+    return leash_fail(LEASH_EINVAL, "%s is a LoRA adapter directory (r = %d, alpha = %g, on %s), so --lora-r %d%s%s would be "
+                                    "ignored: leave the LoRA options out to continue these adapters, or merge them first "
+                                    "(leash lora merge) to train new ones",
+                      c->policy_dir, p->lora_rank, (double)p->lora_alpha, have, c->lora_rank,
+                      c->lora_targets ? " --lora-targets " : "", c->lora_targets ? c->lora_targets : "");
+}
+
 /* The policy: with LoRA (c->lora_rank > 0) the base with fresh adapters, loaded once, unless the directory
  * is an adapter directory already (then its adapters continue). */
 static int load_policy(rl_run *s, const leash_rl_config *c) {
     char path[4096];
     snprintf(path, sizeof path, "%s/adapter_config.json", c->policy_dir);
+    if (c->lora_rank > 0 && access(path, F_OK) == 0) return continue_adapters(s, c);
     if (c->lora_rank <= 0 || access(path, F_OK) == 0) return leash_gpt_load(&s->policy, c->policy_dir);
     return leash_gpt_load_lora(&s->policy, c->policy_dir, c->lora_rank, c->lora_alpha > 0.0f ? c->lora_alpha : 2.0f * c->lora_rank,
                                c->lora_dropout, c->lora_targets, c->seed);

@@ -548,7 +548,17 @@ Test(lora, an_adapter_directory_continues_training, .timeout = 120) {
     cr_assert_eq(system(cmd), 0);
     snprintf(out2, sizeof out2, "%s/run2", w.dir);
     double kl1 = -1.0;
-    c.policy_dir = adir, c.out_dir = out2, c.lora_rank = 0, c.lora_targets = NULL, c.steps = 1;
+    // other LoRA options on an adapter directory would be ignored (issue 16, item 8: r stayed 4): refused
+    c.policy_dir = adir, c.out_dir = out2, c.lora_rank = 8, c.lora_targets = "all-linear", c.steps = 1;
+    cr_assert_neq(leash_rl_train(&c, NULL, NULL, NULL), 0);
+    cr_assert(strstr(leash_errmsg(), "r = 4") && strstr(leash_errmsg(), "c_attn,c_fc") && strstr(leash_errmsg(), "--lora-r 8"),
+              "%s", leash_errmsg());
+    c.lora_rank = 4, c.lora_targets = "c_fc,c_attn"; // the same adapters, asked for again: fine
+    snprintf(cmd, sizeof cmd, "rm -rf %s", out2);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), 0, "%s", leash_errmsg());
+    cr_assert_eq(system(cmd), 0);
+    c.lora_rank = 0, c.lora_targets = NULL;
     cr_assert_eq(leash_rl_train(&c, first_kl, &kl1, NULL), 0, "%s", leash_errmsg());
     cr_assert(kl1 > 1e-6, "continued adapters start away from the base: KL %g", kl1);
     snprintf(cmd, sizeof cmd, "test -f %s/policy/adapter_model.safetensors && test -f %s/policy/vocab.json", out2, out2);
