@@ -310,8 +310,7 @@ int leash_rm_train(const leash_rm_config *c, leash_rm_fn fn, void *ctx, leash_rm
             rc = isfinite(loss) ? leash_adamw_step(&opt, m, NULL, NULL) : leash_fail(LEASH_ENUMERIC, "reward-model loss is %g", loss);
             if (rc == LEASH_ENUMERIC && c->skip_nonfinite) {
                 p.skipped++, rc = LEASH_OK;
-                if (leash_dist_rank() == 0)
-                    fprintf(stderr, "\nleash: update %d skipped (--skip-nonfinite): %s\n", p.step + 1, leash_errmsg());
+                snprintf(p.skip_reason, sizeof p.skip_reason, "update %d skipped: %s", p.step + 1, leash_errmsg());
             }
             if (rc) break;
             if (leash_dist_size() > 1 &&

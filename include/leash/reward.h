@@ -65,6 +65,7 @@ typedef struct {
     double val_gold_accuracy; /* pairs: agreement with the default world's gold order, NAN when not measured */
     int val_n;
     long skipped;             /* updates skipped for a non-finite value (skip_nonfinite) */
+    char skip_reason[320];    /* why the last of them was skipped ("" while none was): the library prints nothing */
 } leash_rm_progress;
 
 typedef int (*leash_rm_fn)(const leash_rm_progress *p, void *ctx);

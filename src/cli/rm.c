@@ -44,11 +44,17 @@ static double world_gold(const char *text, void *ctx) {
 typedef struct {
     int quiet;
     const char *what;
+    long skipped; // skipped updates already reported
 } rm_ctx;
 
 static int rm_progress(const leash_rm_progress *p, void *vctx) {
     rm_ctx *ctx = vctx;
     if (leash_dist_rank() != 0) return 0; // rank 0 speaks for an MPI job
+    if (p->skipped > ctx->skipped) { // the library counts what --skip-nonfinite skipped; the CLI says so
+        cli_progress_end();
+        fprintf(stderr, "leash %s: %s (--skip-nonfinite)\n", ctx->what, p->skip_reason);
+        ctx->skipped = p->skipped;
+    }
     if (p->validation) { // validation results are printed even when quiet
         cli_progress_end();
         fprintf(stderr, "epoch %d: held-out accuracy %.2f%% on %d", p->epoch, 100 * p->val_accuracy, p->val_n);
@@ -110,7 +116,7 @@ int cli_rm_train_options(int argc, char **argv, const char *cmd, leash_rm_config
 }
 
 int cli_rm_run(leash_rm_config *c, int quiet, const char *cmd) {
-    rm_ctx ctx = {quiet, cmd};
+    rm_ctx ctx = {quiet, cmd, 0};
     leash_rm_progress fin;
     int lock = -1, rc = leash_dist_rank() == 0 && c->out_dir ? leash_rundir_open(c->out_dir, 0, 0, &lock) : 0;
     if (rc) {
