@@ -54,6 +54,15 @@ int cli_plain_number(const char *arg, double *v);
 void cli_progress(int last, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_progress_end(void);
 
+/* --tensorboard in a trainer: closes its event file (NULL: none) and returns the run's status: rc when the
+ * run failed, else write_rc (a write error during the run, which stopped it), else the close's. */
+typedef struct leash_tb leash_tb;
+int cli_tb_finish(leash_tb *tb, int write_rc, int rc);
+
+/* SIGINT and SIGTERM ask the library to stop (leash_request_stop); a second one ends the process at once. For
+ * the commands that stop cleanly: the trainers (a checkpoint) and judge label (the old output untouched). */
+void cli_stop_on_signals(void);
+
 /* A list of numbers read from a file. */
 typedef struct {
     double *v;

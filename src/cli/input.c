@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <float.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "leash/stop.h"
 
 const char *cli_name = "leash";
 
@@ -241,4 +243,20 @@ void cli_progress(int last, const char *fmt, ...) {
 void cli_progress_end(void) {
     if (progress_open) fputc('\n', stderr);
     progress_open = 0;
+}
+
+/* SIGINT / SIGTERM ask the library to stop (leash_request_stop): a trainer finishes its step and writes a
+ * checkpoint, a labelling or a wait for a command ends; a second signal ends the process the default way. */
+static void on_stop_signal(int sig) {
+    leash_request_stop();
+    signal(sig, SIG_DFL);
+}
+
+void cli_stop_on_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }

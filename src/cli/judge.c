@@ -1,7 +1,6 @@
 /* `leash judge train | label`: the default world's AI judge, and RLAIF preference labelling. */
-#define _POSIX_C_SOURCE 200809L /* sigaction */
+#define _POSIX_C_SOURCE 200809L
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +9,6 @@
 #include "cli.h"
 #include "leash/error.h"
 #include "leash/judge.h"
-#include "leash/stop.h"
 
 static const char *usage =
     "usage: leash judge train --data JUDGE.jsonl --tokenizer DIR --out DIR [options]\n"
@@ -35,13 +33,6 @@ static int label_progress(const leash_label_progress *p, void *ctx) {
         cli_progress(p->prompts_done == p->prompts, "labelled %d/%d prompts: %d pairs, %d skipped (judge could not separate)   ",
                      p->prompts_done, p->prompts, p->written, p->skipped);
     return 0;
-}
-
-/* SIGINT / SIGTERM: the labelling (and a wait for the judge command) stops, the command with it; a second
- * signal ends the process the default way. */
-static void on_signal(int sig) {
-    leash_request_stop();
-    signal(sig, SIG_DFL);
 }
 
 /* A file with something in it (an empty one has nothing to lose). */
@@ -89,12 +80,7 @@ static int label(int argc, char **argv) {
                 c.out_path);
         return 2;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    cli_stop_on_signals(); // the labelling (and a wait for the judge command) stops; the old output stays
     c.sample.seed = (uint64_t)seed;
     c.timeout_s = timeout;
     leash_label_progress fin;

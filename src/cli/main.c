@@ -1,12 +1,10 @@
 /* The leash command-line tool: dispatches to one file per subcommand in src/cli/. */
 #define _POSIX_C_SOURCE 200809L
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
 #include "leash/dist.h"
-#include "leash/stop.h"
 
 static const char *usage =
     "usage: leash <command> [options]\n"
@@ -63,14 +61,6 @@ static int dispatch(int argc, char **argv) {
     return 2;
 }
 
-/* SIGINT / SIGTERM in the trainers that checkpoint (pretrain, ppo, grpo): finish the step, write a
- * checkpoint, exit 0; a second signal is handled the default way (the process ends at once). Every other
- * command keeps the default handling. */
-static void on_signal(int sig) {
-    leash_request_stop();
-    signal(sig, SIG_DFL);
-}
-
 /* Under mpirun (a build with make MPI=1) every rank runs the same command; a rank whose command fails stops
  * the whole job, so that no other rank waits for it. */
 int main(int argc, char **argv) {
@@ -79,14 +69,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (argc >= 2 && (!strcmp(argv[1], "pretrain") || !strcmp(argv[1], "ppo") || !strcmp(argv[1], "grpo") ||
-                      !strcmp(argv[1], "dpo"))) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_signal;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-    }
+                      !strcmp(argv[1], "dpo")))
+        cli_stop_on_signals(); // the trainers that checkpoint: finish the step, write a checkpoint, exit 0
     int rc = dispatch(argc, argv);
     if (rc && leash_dist_size() > 1) leash_dist_abort(rc, "the command failed (its message is above)");
     leash_dist_finalize();
