@@ -173,9 +173,7 @@ int cli_pretrain(int argc, char **argv) {
     rc = leash_pretrain(&c, progress, &ctx);
     leash_rundir_unlock(lock);
     cli_progress_end();
-    int tb_rc = leash_tb_close(ctx.tb);
-    if (!rc && ctx.tb_rc) rc = ctx.tb_rc; // the message is the write error's
-    else if (!rc && tb_rc) rc = tb_rc;
+    rc = cli_tb_finish(ctx.tb, ctx.tb_rc, rc);
     if (rc) {
         fprintf(stderr, "leash pretrain: %s\n", leash_errmsg());
         return 1;

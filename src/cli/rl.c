@@ -300,9 +300,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
     leash_rundir_unlock(lock);
     if (!ctx.quiet) cli_progress_end();
     if (leash_dist_rank() == 0) report_skips(&ctx, &fin);
-    int tb_rc = leash_tb_close(ctx.tb);
-    if (!rc && ctx.tb_rc) rc = ctx.tb_rc; // the message is the write error's
-    else if (!rc && tb_rc) rc = tb_rc;
+    rc = cli_tb_finish(ctx.tb, ctx.tb_rc, rc);
     if (rc) {
         fprintf(stderr, "leash %s: %s\n", cmd, leash_errmsg());
         return 1;

@@ -141,3 +141,8 @@ int cli_tensorboard(int argc, char **argv) {
     fprintf(stderr, "leash tensorboard: wrote %ld scalars of %d steps to %s\n", count, n, path);
     return 0;
 }
+
+int cli_tb_finish(leash_tb *tb, int write_rc, int rc) {
+    int close_rc = leash_tb_close(tb);
+    return rc ? rc : write_rc ? write_rc : close_rc; // the message is the first failure's
+}
