@@ -1,5 +1,6 @@
 /* `leash kl` end to end: its numbers equal the library's, every input form works, and bad input exits
  * non-zero with a message that names the problem. */
+#define _DEFAULT_SOURCE /* mkdtemp, popen */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <math.h>
@@ -9,23 +10,12 @@
 #include <sys/wait.h>
 
 #include "leash/kl.h"
-
-/* Runs a shell command, captures stdout and stderr together; returns the exit status. */
-static int run(const char *cmd, char *out, size_t cap) {
-    char full[2048];
-    snprintf(full, sizeof full, "cd '%s' && %s 2>&1", LEASH_SRCDIR, cmd);
-    FILE *f = popen(full, "r");
-    cr_assert(f, "popen failed");
-    size_t n = fread(out, 1, cap - 1, f);
-    out[n] = '\0';
-    int st = pclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+#include "testutil.h"
 
 static char out[1 << 16];
 
 Test(cli, rows_json_output_matches_the_library) {
-    cr_assert_eq(run(LEASH_BIN " kl --json examples/kl_rows.json", out, sizeof out), 0, "%s", out);
+    cr_assert_eq(run_capture(LEASH_BIN " kl --json examples/kl_rows.json", out, sizeof out), 0, "%s", out);
     cJSON *o = cJSON_Parse(out);
     cr_assert(o, "not JSON: %s", out);
     const float z[8] = {2.0f, 0.5f, 3.1f, -1.0f, 0.0f, 1.2f, -2.5f, 0.3f};
@@ -41,7 +31,7 @@ Test(cli, rows_json_output_matches_the_library) {
 }
 
 Test(cli, text_stdin_and_temperature) {
-    cr_assert_eq(run("printf '1 2 3\\n3, 2, 1\\n' | " LEASH_BIN " kl --json -t 0.5", out, sizeof out), 0, "%s", out);
+    cr_assert_eq(run_capture("printf '1 2 3\\n3, 2, 1\\n' | " LEASH_BIN " kl --json -t 0.5", out, sizeof out), 0, "%s", out);
     cJSON *o = cJSON_Parse(out);
     cr_assert(o, "not JSON: %s", out);
     const float z[3] = {1, 2, 3}, r[3] = {3, 2, 1};
@@ -53,7 +43,7 @@ Test(cli, text_stdin_and_temperature) {
 }
 
 Test(cli, sampled_sums_and_means) {
-    cr_assert_eq(run("echo '{\"logp\": [-1, -2], \"ref_logp\": [-1.5, -1]}' | " LEASH_BIN " kl --sampled --json", out,
+    cr_assert_eq(run_capture("echo '{\"logp\": [-1, -2], \"ref_logp\": [-1.5, -1]}' | " LEASH_BIN " kl --sampled --json", out,
                      sizeof out),
                  0, "%s", out);
     cJSON *o = cJSON_Parse(out), *est = cJSON_GetObjectItem(o, "estimators");
@@ -63,12 +53,12 @@ Test(cli, sampled_sums_and_means) {
     cr_assert(fabs(cJSON_GetObjectItem(cJSON_GetObjectItem(est, "k1"), "per_token")->valuedouble + 0.25) < 1e-7);
     cr_assert(fabs(cJSON_GetObjectItem(cJSON_GetObjectItem(est, "k2"), "per_sequence")->valuedouble - 0.625) < 1e-7);
     cJSON_Delete(o);
-    cr_assert_eq(run(LEASH_BIN " kl --sampled examples/kl_tokens.txt", out, sizeof out), 0, "%s", out);
+    cr_assert_eq(run_capture(LEASH_BIN " kl --sampled examples/kl_tokens.txt", out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "nats/sequence") && strstr(out, "nats/token"), "units missing: %s", out);
 }
 
 Test(cli, optimum_and_best_of_n) {
-    cr_assert_eq(run(LEASH_BIN " kl --optimum --json examples/kl_optimum.json", out, sizeof out), 0, "%s", out);
+    cr_assert_eq(run_capture(LEASH_BIN " kl --optimum --json examples/kl_optimum.json", out, sizeof out), 0, "%s", out);
     cJSON *o = cJSON_Parse(out);
     cr_assert(o, "not JSON: %s", out);
     double v = cJSON_GetObjectItem(o, "optimal_value")->valuedouble;
@@ -80,7 +70,7 @@ Test(cli, optimum_and_best_of_n) {
 
 /* Each bad input: exit status 1 or 2 and a message containing `want`. */
 static void expect_error(const char *cmd, const char *want) {
-    int st = run(cmd, out, sizeof out);
+    int st = run_capture(cmd, out, sizeof out);
     cr_assert(st == 1 || st == 2, "'%s' exited %d: %s", cmd, st, out);
     cr_assert(strstr(out, want), "'%s': message lacks '%s': %s", cmd, want, out);
 }
@@ -115,9 +105,9 @@ Test(cli, bad_input_is_a_clear_error) {
 }
 
 Test(cli, help_is_on_stdout) {
-    cr_assert_eq(run(LEASH_BIN " kl --help", out, sizeof out), 0);
+    cr_assert_eq(run_capture(LEASH_BIN " kl --help", out, sizeof out), 0);
     cr_assert(strstr(out, "--sampled") && strstr(out, "--optimum") && strstr(out, "--temperature"));
-    cr_assert_eq(run(LEASH_BIN " --help", out, sizeof out), 0);
+    cr_assert_eq(run_capture(LEASH_BIN " --help", out, sizeof out), 0);
     cr_assert(strstr(out, "kl "));
 }
 
@@ -139,7 +129,7 @@ Test(cli, every_numeric_option_is_validated_before_work_starts, .timeout = 120) 
     cr_assert_eq(system("rm -rf /tmp/leash-optcheck"), 0);
     for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
         snprintf(cmd, sizeof cmd, LEASH_BIN " %s --help", cmds[c][0]);
-        cr_assert_eq(run(cmd, help, sizeof help), 0);
+        cr_assert_eq(run_capture(cmd, help, sizeof help), 0);
         int in_cmd = 0;
         for (char *p = help; (p = strstr(p, "--")) != NULL; p += 2) {
             char name[64], meta[16];
@@ -150,7 +140,7 @@ Test(cli, every_numeric_option_is_validated_before_work_starts, .timeout = 120) 
             const char *bad[] = {"abc", "nan", "1e999"};
             for (int b = 0; b < 3; b++) {
                 snprintf(cmd, sizeof cmd, LEASH_BIN " %s %s --%s %s", cmds[c][0], cmds[c][1], name, bad[b]);
-                int st = run(cmd, out, sizeof out);
+                int st = run_capture(cmd, out, sizeof out);
                 cr_assert_eq(st, 2, "%s: exit status %d: %s", cmd, st, out);
                 char want[128];
                 snprintf(want, sizeof want, "--%s '%s' must be", name, bad[b]);

@@ -235,15 +235,6 @@ Test(gguf_write, mistral_gqa_untied_loads_back, .timeout = 300) {
 
 /* ---- bad input: clear errors, nothing written ---- */
 
-static int run(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    cr_assert(p);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static int exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
@@ -253,7 +244,7 @@ static int exists(const char *path) {
 static void no_temporaries(const char *dir) {
     char cmd[512], out[1024];
     snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -c '\\.tmp\\.' ; true", dir);
-    run(cmd, out, sizeof out);
+    run_capture(cmd, out, sizeof out);
     cr_assert_eq(atoi(out), 0, "temporary files left in %s", dir);
 }
 
@@ -276,21 +267,21 @@ Test(gguf_write, bad_input_fails_clearly_and_writes_nothing, .timeout = 120) {
     leash_gpt *m = tiny_gpt2(dir, mdir, out, 3, &c);
     // a missing model directory
     snprintf(cmd, sizeof cmd, "%s export gguf '%s/nowhere' '%s' --type f16 2>&1", LEASH_BIN, dir, out);
-    cr_assert_eq(run(cmd, msg, sizeof msg), 1, "%s", msg);
+    cr_assert_eq(run_capture(cmd, msg, sizeof msg), 1, "%s", msg);
     cr_assert(strstr(msg, "nowhere"), "the error does not name the directory: %s", msg);
     cr_log_info("missing model: %s", msg);
     // an unknown --type
     snprintf(cmd, sizeof cmd, "%s export gguf '%s' '%s' --type q4_k 2>&1", LEASH_BIN, mdir, out);
-    cr_assert_eq(run(cmd, msg, sizeof msg), 2, "%s", msg);
+    cr_assert_eq(run_capture(cmd, msg, sizeof msg), 2, "%s", msg);
     cr_assert(strstr(msg, "q4_k") && strstr(msg, "q8_0"), "the error does not name the type and the choices: %s", msg);
     cr_log_info("unknown type: %s", msg);
     // an unwritable OUT: a directory that does not exist, and an existing directory
     snprintf(cmd, sizeof cmd, "%s export gguf '%s' '%s/no/such/dir/x.gguf' 2>&1", LEASH_BIN, mdir, dir);
-    cr_assert_eq(run(cmd, msg, sizeof msg), 1, "%s", msg);
+    cr_assert_eq(run_capture(cmd, msg, sizeof msg), 1, "%s", msg);
     cr_assert(strstr(msg, "no/such/dir/x.gguf"), "the error does not name OUT: %s", msg);
     cr_log_info("unwritable OUT: %s", msg);
     snprintf(cmd, sizeof cmd, "%s export gguf '%s' '%s' 2>&1", LEASH_BIN, mdir, mdir);
-    cr_assert_eq(run(cmd, msg, sizeof msg), 1, "%s", msg);
+    cr_assert_eq(run_capture(cmd, msg, sizeof msg), 1, "%s", msg);
     cr_log_info("OUT a directory: %s", msg);
     cr_assert(!exists(out), "%s was written", out);
     no_temporaries(dir), no_temporaries(mdir);

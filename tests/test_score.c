@@ -40,18 +40,6 @@ static const char *llama3_template =
 static const char *corpus = "the cat sat on the mat. the dog ate the bone. a bird sang in the tree.\n"
                             "the cat saw the bird. the dog saw the cat. \"quotes\" and newlines\n";
 
-/* Runs a shell command from the source directory, stdout and stderr together; returns the exit status. */
-static int run(const char *cmd, char *out, size_t cap) {
-    char full[8192];
-    snprintf(full, sizeof full, "cd '%s' && %s 2>&1", LEASH_SRCDIR, cmd);
-    FILE *f = popen(full, "r");
-    cr_assert(f, "popen failed");
-    size_t n = fread(out, 1, cap - 1, f);
-    out[n] = '\0';
-    int st = pclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static char out[1 << 20];
 
 static void scratch(char *dir, size_t cap) {
@@ -157,7 +145,7 @@ Test(score, logprobs_equal_the_library_bit_for_bit, .timeout = 60) {
     for (int k = 0; k < 2; k++) {
         snprintf(cmd, sizeof cmd, LEASH_BIN " score %s --json --text '%s' --text 'the dog ate the bone.' -t %g", dir,
                  texts[k], temps[k]);
-        cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+        cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
         for (int i = 0; i < 2; i++) {
             cJSON *j = line(i);
             int n, *ids = encode(dir, i == 0 ? texts[k] : "the dog ate the bone.", -1, &n);
@@ -188,7 +176,7 @@ Test(score, bos_is_prepended_and_its_successor_scored, .timeout = 60) {
     cr_assert_eq(leash_gpt_load(&m, dir), 0, "%s", leash_errmsg());
     int bos = leash_gpt_cfg(m)->bos_token_id, n, *ids = encode(dir, "the cat saw the bird.", bos, &n);
     snprintf(cmd, sizeof cmd, LEASH_BIN " score %s --json --bos --text 'the cat saw the bird.'", dir);
-    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
     cJSON *j = line(0);
     check_line(j, m, ids, n, 1.0f);
     cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "bos")));
@@ -208,9 +196,9 @@ Test(score, jsonl_field_and_the_plain_table, .timeout = 60) {
     fclose(f);
     static char want[1 << 16];
     snprintf(cmd, sizeof cmd, LEASH_BIN " score %s --json --text 'the cat sat on the mat.' --text 'new\nline'", dir);
-    cr_assert_eq(run(cmd, want, sizeof want), 0, "%s", want);
+    cr_assert_eq(run_capture(cmd, want, sizeof want), 0, "%s", want);
     snprintf(cmd, sizeof cmd, LEASH_BIN " score %s --json --jsonl %s --field body", dir, path);
-    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
     for (int i = 0; i < 2; i++) {
         cJSON *a = line(i);
         cJSON *b = cJSON_ParseWithOpts(i ? strchr(want, '\n') + 1 : want, NULL, 0);
@@ -220,7 +208,7 @@ Test(score, jsonl_field_and_the_plain_table, .timeout = 60) {
         cJSON_Delete(b);
     }
     snprintf(cmd, sizeof cmd, LEASH_BIN " score %s --text 'the cat sat on the mat.'", dir);
-    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
     cr_assert(strstr(out, "nats per sequence") && strstr(out, "nats per token") && strstr(out, "perplexity") &&
                   strstr(out, "not scored") && strstr(out, "\" cat\""),
               "the table lacks units or tokens: %s", out);
@@ -229,7 +217,7 @@ Test(score, jsonl_field_and_the_plain_table, .timeout = 60) {
 
 /* Each bad input: exit status 1 or 2 and a message containing `want`. */
 static void expect_error(const char *cmd, const char *want) {
-    int st = run(cmd, out, sizeof out);
+    int st = run_capture(cmd, out, sizeof out);
     cr_assert(st == 1 || st == 2, "'%s' exited %d: %s", cmd, st, out);
     cr_assert(strstr(out, want), "'%s': message lacks '%s': %s", cmd, want, out);
 }
@@ -435,7 +423,7 @@ Test(score, gguf_chat_template_is_read_from_the_file, .timeout = 60) {
     model_dir(dir, 32, 0);
     snprintf(path, sizeof path, "%s/m.gguf", dir);
     snprintf(cmd, sizeof cmd, LEASH_BIN " export gguf %s %s --type f32", dir, path);
-    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
     cr_assert_neq(leash_chat_template_load(&t, path), 0);
     cr_assert(strstr(leash_errmsg(), "m.gguf has no chat template (no tokenizer.chat_template key)"), "%s",
               leash_errmsg());
@@ -483,7 +471,7 @@ Test(score, real_smollm2_matches_float64_pytorch, .timeout = 300) {
     // texts[0] is the chat [user, assistant] in the model's template; the others are plain texts
     snprintf(cmd, sizeof cmd, LEASH_BIN " score '%s' --json --chat --text 'What is the capital of France?' "
              "--reply 'The capital of France is Paris.'", gguf_path());
-    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
     cJSON *chat = line(0), *want = cJSON_GetArrayItem(texts, 0);
     cr_assert_str_eq(cJSON_GetObjectItem(chat, "rendered")->valuestring, cJSON_GetObjectItem(want, "text")->valuestring);
     compare_to_reference(chat, want, "chat");
@@ -500,7 +488,7 @@ Test(score, real_smollm2_matches_float64_pytorch, .timeout = 300) {
     }
     fclose(f);
     snprintf(cmd, sizeof cmd, LEASH_BIN " score '%s' --json --jsonl '%s'", gguf_path(), jsonl);
-    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
     for (int i = 1; i < cJSON_GetArraySize(texts); i++) {
         cJSON *j = line(i - 1);
         want = cJSON_GetArrayItem(texts, i);
@@ -572,7 +560,7 @@ Test(score, chat_scores_the_rendered_conversation, .timeout = 60) {
     leash_gpt *m;
     cr_assert_eq(leash_gpt_load(&m, dir), 0, "%s", leash_errmsg());
     snprintf(cmd, sizeof cmd, LEASH_BIN " score %s --json --chat --text 'the cat?' --reply 'the dog.'", dir);
-    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
     cJSON *j = line(0);
     const char *want = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nthe cat?"
                        "<|im_end|>\n<|im_start|>assistant\nthe dog.<|im_end|>\n";
@@ -603,7 +591,7 @@ Test(score, chat_scores_the_rendered_conversation, .timeout = 60) {
     snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
     write_file(path, llama3_template);
     snprintf(cmd, sizeof cmd, LEASH_BIN " score %s --json --chat --text '  the cat?'", dir);
-    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
     j = line(0);
     cr_assert_str_eq(cJSON_GetObjectItem(j, "rendered")->valuestring,
                      "<|endoftext|><|start_header_id|>user<|end_header_id|>\n\nthe cat?<|eot_id|>"

@@ -30,18 +30,6 @@ static double now_s(void) {
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
-/* Runs a shell command, captures stdout and stderr together; returns the exit status. */
-static int run(const char *cmd, char *out, size_t cap) {
-    char full[4096];
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *f = popen(full, "r");
-    cr_assert(f, "popen failed");
-    size_t n = fread(out, 1, cap - 1, f);
-    out[n] = '\0';
-    int st = pclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void write_text(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
     cr_assert(f, "cannot write %s", path);
@@ -134,7 +122,7 @@ Test(user_paths, a_scorer_that_times_out_is_stopped_with_its_children, .timeout 
     snprintf(extra, sizeof extra, "--reward-cmd %s --reward-timeout 2", script);
     ppo_cmd(cmd, sizeof cmd, &w, extra);
     double t0 = now_s();
-    int st = run(cmd, out, sizeof out);
+    int st = run_capture(cmd, out, sizeof out);
     double took = now_s() - t0;
     cr_assert_eq(st, 1, "exit %d: %s", st, out);
     cr_assert(strstr(out, "did not answer request 0 within 2 s"), "%s", out);
@@ -238,7 +226,7 @@ Test(user_paths, a_second_run_into_a_busy_out_is_refused_naming_the_pid, .timeou
     snprintf(pids, sizeof pids, "%s/pids", w.dir);
     wait_for_file(pids);
     ppo_cmd(cmd, sizeof cmd, &w, "--gold-reward --seed 9");
-    int st = run(cmd, out, sizeof out);
+    int st = run_capture(cmd, out, sizeof out);
     kill(first, SIGTERM);
     int st1;
     waitpid(first, &st1, 0);
@@ -259,10 +247,10 @@ Test(user_paths, a_second_run_into_a_busy_out_is_refused_naming_the_pid, .timeou
     snprintf(cmd, sizeof cmd, "%s/corpus.txt", w.dir);
     text_corpus(cmd);
     pretrain_cmd(cmd, sizeof cmd, &w, "--overwrite");
-    st = run(cmd, out, sizeof out);
+    st = run_capture(cmd, out, sizeof out);
     cr_assert(st == 1 && strstr(out, want), "pretrain: exit %d: %s", st, out);
     snprintf(cmd, sizeof cmd, "%s rm train --data %s/prefs.jsonl --init %s --out %s -q", LEASH_BIN, w.dir, w.dir, w.out);
-    st = run(cmd, out, sizeof out);
+    st = run_capture(cmd, out, sizeof out);
     cr_assert(st == 1 && strstr(out, want), "rm train: exit %d: %s", st, out);
     close(fd);
     rl_scratch_drop(&w);
@@ -290,17 +278,17 @@ Test(user_paths, a_rerun_into_a_run_dir_needs_resume_or_overwrite, .timeout = 60
         char again[2200], over[2200];
         snprintf(again, sizeof again, "%s --seed 7", cmd);
         snprintf(over, sizeof over, "%s --seed 7 --overwrite", cmd);
-        cr_assert_eq(run(cmd, out, sizeof out), 0, "%s: %s", what, out);
+        cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s: %s", what, out);
         char *metrics = file_text(w.out, "metrics.jsonl");
         char *model = file_text(w.out, k < 2 ? "policy/model.safetensors" : "model.safetensors");
         cr_assert(metrics && model);
-        int st = run(again, out, sizeof out);
+        int st = run_capture(again, out, sizeof out);
         char *metrics2 = file_text(w.out, "metrics.jsonl");
         char *model2 = file_text(w.out, k < 2 ? "policy/model.safetensors" : "model.safetensors");
         cr_assert(st == 2 && strstr(out, "already holds a run") && strstr(out, "--overwrite"), "%s rerun: exit %d: %s", what, st, out);
         cr_assert(metrics2 && !strcmp(metrics, metrics2) && model2 && !memcmp(model, model2, 64), "%s: the first run's files changed", what);
         fprintf(stderr, "%s rerun without --resume: exit %d: %s", what, st, out);
-        cr_assert_eq(run(over, out, sizeof out), 0, "%s --overwrite: %s", what, out);
+        cr_assert_eq(run_capture(over, out, sizeof out), 0, "%s --overwrite: %s", what, out);
         char *metrics3 = file_text(w.out, "metrics.jsonl");
         cr_assert(metrics3 && strcmp(metrics, metrics3), "%s --overwrite: metrics.jsonl unchanged", what);
         free(metrics), free(metrics2), free(metrics3), free(model), free(model2);
@@ -351,14 +339,14 @@ Test(user_paths, a_failed_labelling_leaves_an_existing_output_untouched, .timeou
     char *before = old_prefs(w.dir, path, sizeof path);
     judge_script(w.dir, 2, script, sizeof script);
     label_cmd(cmd, sizeof cmd, &w, script, "");
-    int st = run(cmd, out, sizeof out);
+    int st = run_capture(cmd, out, sizeof out);
     char *after = read_text(path);
     cr_assert(after && !strcmp(before, after), "without --overwrite: exit %d, the 200 old pairs were replaced: %s", st, out);
     cr_assert(st == 2 && strstr(out, "exists: --overwrite replaces it"), "exit %d: %s", st, out);
     fprintf(stderr, "label into an existing file: exit %d: %s", st, out);
     free(after);
     label_cmd(cmd, sizeof cmd, &w, script, "--overwrite");
-    st = run(cmd, out, sizeof out);
+    st = run_capture(cmd, out, sizeof out);
     after = read_text(path);
     cr_assert_eq(st, 1, "exit %d: %s", st, out);
     cr_assert(after && !strcmp(before, after), "the judge crashed after 2 answers and the old pairs are gone: %s", out);
@@ -367,11 +355,11 @@ Test(user_paths, a_failed_labelling_leaves_an_existing_output_untouched, .timeou
     free(after);
     // a judge that answers everything: --overwrite replaces the file whole, no temporary left beside it
     judge_script(w.dir, 1000000, script, sizeof script);
-    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
     after = read_text(path);
     cr_assert(after && strcmp(before, after) && !strstr(after, "old 0"), "not replaced");
     snprintf(cmd, sizeof cmd, "ls %s | grep -c tmp", w.dir);
-    cr_assert_eq(run(cmd, out, sizeof out), 1, "a temporary was left: %s", out);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 1, "a temporary was left: %s", out);
     free(before), free(after);
     rl_scratch_drop(&w);
 }
@@ -391,13 +379,13 @@ Test(user_paths, a_full_disk_leaves_the_labelling_output_whole, .timeout = 30) {
         label_cmd(cmd, sizeof cmd, &w, script, k ? "--overwrite" : "");
         snprintf(full, sizeof full, "LD_PRELOAD=%s LEASH_TEST_ENOSPC_AFTER=0 ASAN_OPTIONS=verify_asan_link_order=0 %s",
                  LEASH_ENOSPC_SO, cmd);
-        int st = run(full, out, sizeof out);
+        int st = run_capture(full, out, sizeof out);
         char *after = read_text(path);
         cr_assert(st == 1 && strstr(out, "disk is full"), "%s file: exit %d: %s", k ? "an old" : "a new", st, out);
         if (k) cr_assert(after && !strcmp(before, after), "the old file changed: %s", out);
         else cr_assert(!after, "a file was left: '%.200s'", after);
         snprintf(cmd, sizeof cmd, "ls %s | grep -c tmp", w.dir);
-        cr_assert_eq(run(cmd, out, sizeof out), 1, "a temporary was left: %s", out);
+        cr_assert_eq(run_capture(cmd, out, sizeof out), 1, "a temporary was left: %s", out);
         fprintf(stderr, "judge label on a full disk, %s file: exit %d, %s\n", k ? "an old" : "a new", st, k ? "the old file whole" : "no file");
         free(before), free(after);
     }
@@ -416,7 +404,7 @@ Test(user_paths, lora_merge_refuses_the_base_and_the_adapter_as_output, .timeout
     snprintf(cmd, sizeof cmd, "%s ppo --policy %s --prompts %s --out %s --steps 1 --batch 2 --max-new 4 -q --gold-reward "
                               "--lora-r 2 --lora-targets c_attn --lr 1e-2",
              LEASH_BIN, w.dir, w.prompts, w.out);
-    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
     snprintf(adapter, sizeof adapter, "%s/policy", w.out);
     snprintf(base_file, sizeof base_file, "%s/model.safetensors", w.dir);
     char *base_before = NULL, *base_after = NULL;
@@ -432,7 +420,7 @@ Test(user_paths, lora_merge_refuses_the_base_and_the_adapter_as_output, .timeout
         else if (!strcmp(targets[k][0], "ADAPTER/")) snprintf(target, sizeof target, "%s/../policy/", adapter);
         else snprintf(target, sizeof target, "%s", targets[k][0]);
         snprintf(cmd, sizeof cmd, "%s lora merge %s %s", LEASH_BIN, adapter, target);
-        int st = run(cmd, out, sizeof out);
+        int st = run_capture(cmd, out, sizeof out);
         cr_assert_eq(leash_read_file(base_file, 1 << 26, &base_after, &n_after), 0);
         cr_assert(n_after == n_before && !memcmp(base_before, base_after, n_before),
                   "merge into %s changed the base model (exit %d): %s", target, st, out);
@@ -442,13 +430,13 @@ Test(user_paths, lora_merge_refuses_the_base_and_the_adapter_as_output, .timeout
     }
     // a new directory; again without and with --overwrite; nothing temporary left
     snprintf(cmd, sizeof cmd, "%s lora merge %s %s/merged", LEASH_BIN, adapter, w.dir);
-    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
-    int st = run(cmd, out, sizeof out);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
+    int st = run_capture(cmd, out, sizeof out);
     cr_assert(st == 2 && strstr(out, "--overwrite"), "exit %d: %s", st, out);
     snprintf(cmd, sizeof cmd, "%s lora merge %s %s/merged --overwrite && test -f %s/merged/config.json && "
                               "test -f %s/merged/model.safetensors && ! ls %s | grep -q 'merged\\.'",
              LEASH_BIN, adapter, w.dir, w.dir, w.dir, w.dir);
-    cr_assert_eq(run(cmd, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
     free(base_before);
     rl_scratch_drop(&w);
 }
@@ -486,7 +474,7 @@ Test(user_paths, a_run_with_every_update_skipped_fails_and_writes_no_model, .tim
         char args[512], model[512];
         snprintf(args, sizeof args, runs[k][1], w.dir);
         snprintf(cmd, sizeof cmd, "%s %s --init %s --out %s/out%d --skip-nonfinite -q", LEASH_BIN, args, nan_dir, w.dir, k);
-        int st = run(cmd, out, sizeof out);
+        int st = run_capture(cmd, out, sizeof out);
         snprintf(model, sizeof model, "%s/out%d/model.safetensors", w.dir, k);
         struct stat sb;
         int written = stat(model, &sb) == 0;

@@ -43,6 +43,7 @@ static inline double rel_err_f(const float *a, const double *b, int n) {
 /* Skips a test whose reference (a Python package, GPT-2's files) is missing, saying so on stderr, which
  * Criterion shows without --verbose. With LEASH_REQUIRE_REF=1 (CI) a missing reference fails instead. */
 #include <stdio.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #define LEASH_SKIP_OR_FAIL(...)                                                                                      \
@@ -64,6 +65,19 @@ static inline double rel_err_f(const float *a, const double *b, int n) {
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+/* Runs a shell command from the source directory, stdout and stderr together into out (at most cap - 1 bytes,
+ * NUL-terminated); returns its exit status, -1 when a signal ended it. */
+static inline int run_capture(const char *cmd, char *out, size_t cap) {
+    char full[8192];
+    snprintf(full, sizeof full, "cd '%s' && %s 2>&1", LEASH_SRCDIR, cmd);
+    FILE *f = popen(full, "r");
+    cr_assert(f, "popen failed");
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = '\0';
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 static inline void tiny_model_dir(const char *dir, const char *text, size_t n, int vocab, int n_positions) {
     cr_assert_eq(leash_tokenizer_train(text, n, vocab, 2, dir), 0, "%s", leash_errmsg());
     leash_tokenizer *tok;
