@@ -17,38 +17,18 @@ Prints one line of numbers per file; exits 1 at the first mismatch, saying what 
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 import gguf
 from gguf import GGMLQuantizationType as Q
 from gguf import GGUFValueType as VT
+from gguf_ref import permute, read_safetensors  # the converter's permutation; F32 safetensors
 
 
 def fail(msg):
     print(f"MISMATCH: {msg}")
     sys.exit(1)
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] != "F32":
-            fail(f"{path}: {name} is {info['dtype']}; this checker reads F32")
-        a, b = info["data_offsets"]
-        out[name] = np.frombuffer(data[a:b], dtype=np.float32).reshape(info["shape"])
-    return out
-
-
-def permute(w, n_head):  # LlamaModel.permute: rows of each head reordered for ggml's interleaved rope
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
 def unpermute(w, n_head):
@@ -111,7 +91,7 @@ def expected_tensors(cfg, st):
         mod, kind = rest.rsplit(".", 1)
         heads = nh if mod == "self_attn.q_proj" else nkv if mod == "self_attn.k_proj" else 0
         if llama and heads:
-            out[f"blk.{l}.{layer[mod]}.{kind}"] = (permute(w, heads), lambda x, h=heads: unpermute(x, h), name)
+            out[f"blk.{l}.{layer[mod]}.{kind}"] = (permute(w, heads, None), lambda x, h=heads: unpermute(x, h), name)
         else:
             out[f"blk.{l}.{layer[mod]}.{kind}"] = (w, ident, name)
     rs = cfg.get("rope_scaling") or {}
