@@ -1,0 +1,147 @@
+/* The Gao et al. frontier fit (src/frontier.c): alpha and beta recovered exactly from noiseless points of
+ * both forms, the fitted peak against a grid search of the fitted curve, the least-squares optimality of a
+ * noisy fit (residual orthogonal to both columns) and its error against the truth, refused degenerate inputs,
+ * and the run watcher behind --stop-at-peak. Dimension: N points. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+
+#include "leash/error.h"
+#include "leash/frontier.h"
+#include "leash/rng.h"
+
+enum { N = 40 };
+
+static double truth(leash_frontier_form form, double a, double b, double d) {
+    return form == LEASH_FRONTIER_RL ? (d > 0 ? d * (a - b * log(d)) : 0.0) : d * (a - b * d);
+}
+
+/* The fit's peak against the argmax of the fitted curve on a fine grid over [0, 3 d*]. */
+static void check_peak(const leash_frontier_fit *f) {
+    cr_assert(f->has_peak, "no peak: alpha %g beta %g", f->alpha, f->beta);
+    double best = -INFINITY, at = 0;
+    for (int i = 1; i <= 300000; i++) {
+        double d = 3.0 * f->d_peak * i / 300000.0, g = leash_frontier_eval(f, d);
+        if (g > best) best = g, at = d;
+    }
+    printf("  %s peak: d* = %.6f (grid %.6f), gain %.6f (grid %.6f), KL %.6f\n", leash_frontier_form_name(f->form),
+           f->d_peak, at, f->gain_peak, best, f->kl_peak);
+    cr_assert(fabs(at - f->d_peak) <= 2e-5 * f->d_peak, "peak at %g, the grid's argmax at %g", f->d_peak, at);
+    cr_assert(fabs(best - f->gain_peak) <= 1e-9 * fabs(best) + 1e-12, "peak gain %g, grid %g", f->gain_peak, best);
+    cr_assert(fabs(f->kl_peak - f->d_peak * f->d_peak) <= 1e-12 * f->kl_peak);
+}
+
+static void recover(leash_frontier_form form, double a, double b) {
+    double d[N], g[N];
+    for (int i = 0; i < N; i++) d[i] = 0.1 * i, g[i] = truth(form, a, b, d[i]); // d = 0 included
+    leash_frontier_fit f;
+    cr_assert_eq(leash_frontier_fit_points(form, d, g, N, &f), LEASH_OK, "%s", leash_errmsg());
+    printf("%s: alpha %.12f (true %g), beta %.12f (true %g), rmse %.2e\n", leash_frontier_form_name(form), f.alpha, a,
+           f.beta, b, f.rmse);
+    cr_assert(fabs(f.alpha - a) < 1e-10 && fabs(f.beta - b) < 1e-10, "alpha %.15g beta %.15g", f.alpha, f.beta);
+    cr_assert(f.rmse < 1e-10);
+    check_peak(&f);
+}
+
+Test(frontier, noiseless_points_give_alpha_and_beta_exactly) {
+    recover(LEASH_FRONTIER_RL, 0.8, 0.5);  // d* = exp(0.6) = 1.822
+    recover(LEASH_FRONTIER_RL, 0.3, 0.7);  // d* = exp(-0.571) < 1
+    recover(LEASH_FRONTIER_BON, 0.9, 0.25); // d* = 1.8
+    recover(LEASH_FRONTIER_BON, 0.2, 0.1);
+    // closed forms, by hand: RL d* = exp(alpha/beta - 1), BoN d* = alpha / (2 beta)
+    leash_frontier_fit f;
+    double d[3] = {0.5, 1.5, 2.5}, g[3];
+    for (int i = 0; i < 3; i++) g[i] = truth(LEASH_FRONTIER_RL, 0.8, 0.5, d[i]);
+    cr_assert_eq(leash_frontier_fit_points(LEASH_FRONTIER_RL, d, g, 3, &f), LEASH_OK);
+    cr_assert(fabs(f.d_peak - exp(0.6)) < 1e-9 && fabs(f.gain_peak - 0.5 * exp(0.6)) < 1e-9);
+    for (int i = 0; i < 3; i++) g[i] = truth(LEASH_FRONTIER_BON, 0.9, 0.25, d[i]);
+    cr_assert_eq(leash_frontier_fit_points(LEASH_FRONTIER_BON, d, g, 3, &f), LEASH_OK);
+    cr_assert(fabs(f.d_peak - 1.8) < 1e-9 && fabs(f.gain_peak - 0.81) < 1e-9 && fabs(f.kl_peak - 3.24) < 1e-9);
+}
+
+/* With noise of sd s the fit is the least-squares one (the residual orthogonal to both columns of the design
+ * matrix, to rounding) and within 5 standard errors of the truth (standard errors from (X'X)^-1 s^2). */
+static void noisy(leash_frontier_form form, double a, double b, double s, uint64_t seed) {
+    enum { M = 400 };
+    double d[M], g[M], s11 = 0, s12 = 0, s22 = 0;
+    leash_rng rng;
+    leash_rng_seed(&rng, seed, 7);
+    for (int i = 0; i < M; i++) {
+        d[i] = 3.0 * (i + 1) / M;
+        g[i] = truth(form, a, b, d[i]) + s * leash_rng_normal(&rng);
+        double x1 = d[i], x2 = form == LEASH_FRONTIER_RL ? -d[i] * log(d[i]) : -d[i] * d[i];
+        s11 += x1 * x1, s12 += x1 * x2, s22 += x2 * x2;
+    }
+    leash_frontier_fit f;
+    cr_assert_eq(leash_frontier_fit_points(form, d, g, M, &f), LEASH_OK);
+    double o1 = 0, o2 = 0, scale = 0;
+    for (int i = 0; i < M; i++) {
+        double r = g[i] - leash_frontier_eval(&f, d[i]), x2 = form == LEASH_FRONTIER_RL ? -d[i] * log(d[i]) : -d[i] * d[i];
+        o1 += r * d[i], o2 += r * x2, scale += fabs(g[i] * d[i]) + fabs(g[i] * x2);
+    }
+    double det = s11 * s22 - s12 * s12, se_a = s * sqrt(s22 / det), se_b = s * sqrt(s11 / det);
+    printf("%s noisy (sd %g): alpha %.4f (true %g, se %.4f), beta %.4f (true %g, se %.4f), rmse %.4f; residual . "
+           "columns %.2e %.2e (of %.2e)\n", leash_frontier_form_name(form), s, f.alpha, a, se_a, f.beta, b, se_b, f.rmse,
+           o1, o2, scale);
+    cr_assert(fabs(o1) < 1e-10 * scale && fabs(o2) < 1e-10 * scale, "not the least-squares solution");
+    cr_assert(fabs(f.alpha - a) < 5 * se_a && fabs(f.beta - b) < 5 * se_b, "more than 5 standard errors off");
+    cr_assert(fabs(f.rmse - s) < 0.2 * s, "rmse %g for noise sd %g", f.rmse, s);
+}
+
+Test(frontier, noisy_points_fit_by_least_squares_within_the_standard_error) {
+    noisy(LEASH_FRONTIER_RL, 0.8, 0.5, 0.05, 1);
+    noisy(LEASH_FRONTIER_BON, 0.9, 0.25, 0.05, 2);
+    noisy(LEASH_FRONTIER_RL, 0.3, 0.7, 0.01, 3);
+}
+
+Test(frontier, degenerate_inputs_are_refused_and_no_peak_without_a_downturn) {
+    leash_frontier_fit f;
+    double d[3] = {1.0, 1.0, 1.0}, g[3] = {0.1, 0.2, 0.3};
+    cr_assert_eq(leash_frontier_fit_points(LEASH_FRONTIER_RL, d, g, 1, &f), LEASH_EINVAL);
+    cr_assert_eq(leash_frontier_fit_points(LEASH_FRONTIER_BON, d, g, 3, &f), LEASH_EINVAL); // one distinct d
+    cr_assert_eq(leash_frontier_fit_points(LEASH_FRONTIER_RL, d, g, 3, &f), LEASH_EINVAL);  // d log d = 0 at d = 1
+    printf("refused: %s\n", leash_errmsg());
+    double z[3] = {0, 0, 0};
+    cr_assert_eq(leash_frontier_fit_points(LEASH_FRONTIER_BON, z, g, 3, &f), LEASH_EINVAL);
+    double bad[3] = {0.5, -1.0, 2.0};
+    cr_assert_eq(leash_frontier_fit_points(LEASH_FRONTIER_RL, bad, g, 3, &f), LEASH_EINVAL);
+    double nan_g[3] = {0.1, NAN, 0.3}, e[3] = {0.5, 1.5, 2.5};
+    cr_assert_eq(leash_frontier_fit_points(LEASH_FRONTIER_RL, e, nan_g, 3, &f), LEASH_EINVAL);
+    // gain still rising: beta < 0, no peak
+    double up[3];
+    for (int i = 0; i < 3; i++) up[i] = truth(LEASH_FRONTIER_BON, 0.5, -0.2, e[i]);
+    cr_assert_eq(leash_frontier_fit_points(LEASH_FRONTIER_BON, e, up, 3, &f), LEASH_OK);
+    cr_assert(!f.has_peak && isinf(f.kl_peak) && isnan(f.gain_peak), "beta %g gave a peak", f.beta);
+}
+
+/* A run whose KL grows by 0.1 nats a step and whose gold follows the RL form (alpha 0.8, beta 0.5: the peak at
+ * KL e^1.2 = 3.32, crossed at step 34), with noise: the watcher stops after the crossing, within a few steps,
+ * and never on a run whose gold keeps rising. */
+Test(frontier, the_watcher_stops_a_run_after_its_fitted_peak) {
+    leash_rng rng;
+    leash_rng_seed(&rng, 5, 9);
+    leash_frontier_watch w;
+    leash_frontier_watch_init(&w, 10, 3);
+    int stop = 0, step = 0;
+    for (step = 1; step <= 200 && !stop; step++) {
+        double kl = 0.1 * (step - 1), d = sqrt(kl);
+        stop = leash_frontier_watch_add(&w, kl, -0.5 + truth(LEASH_FRONTIER_RL, 0.8, 0.5, d) + 0.01 * leash_rng_normal(&rng));
+        cr_assert(stop >= 0);
+    }
+    step--;
+    printf("watcher: stopped at step %d (KL %.2f), fitted alpha %.3f beta %.3f, peak KL %.3f (true %.3f)\n", step,
+           0.1 * (step - 1), w.fit.alpha, w.fit.beta, w.fit.kl_peak, exp(1.2));
+    cr_assert(stop, "never stopped");
+    cr_assert(step >= 36 && step <= 45, "stopped at step %d; the peak is crossed at step 34", step);
+    cr_assert(fabs(w.fit.kl_peak - exp(1.2)) < 0.5);
+    leash_frontier_watch_free(&w);
+
+    leash_frontier_watch_init(&w, 10, 3);
+    for (step = 1; step <= 200; step++) {
+        double kl = 0.1 * (step - 1);
+        cr_assert_eq(leash_frontier_watch_add(&w, kl, 0.3 * sqrt(kl) + 0.01 * leash_rng_normal(&rng)), 0, "stopped a rising run at step %d", step);
+    }
+    cr_assert_eq(leash_frontier_watch_add(&w, NAN, 0.0), 0);
+    cr_assert_eq(w.n, 200, "a NaN point was kept");
+    leash_frontier_watch_free(&w);
+}
