@@ -16,6 +16,14 @@
 #include "leash/tokenizer.h"
 #include "leash/world.h"
 
+double leash_bon_kl_beirami(long n, double eps) {
+    if (n < 1 || !(eps >= 0.0 && eps <= 1.0)) return NAN;
+    if (eps == 1.0 || n == 1) return 0.0;
+    double l1 = log1p(-eps), low = exp((double)n * l1), top = -expm1((double)n * l1); // (1 - eps)^n, 1 - (1 - eps)^n
+    double cont = low * (log((double)n) + (double)(n - 1) * l1 - (double)(n - 1) / (double)n);
+    return cont + (eps > 0.0 ? top * (log(top) - log(eps)) : 0.0); // top log(top / eps) -> 0 as eps -> 0
+}
+
 int leash_best_of_n(const char *policy_dir, const char *reward_dir, const char *prompts_path, const int *ns, int n_ns,
                     int P, int M, float temperature, uint64_t seed, leash_bon_result *out) {
     int N = 0;
@@ -36,10 +44,10 @@ int leash_best_of_n(const char *policy_dir, const char *reward_dir, const char *
     if (!rc) rc = leash_jsonl_load(prompts_path, keys, 1, NULL, 0, 0, &pr);
     int R = P * N, *pidx = malloc(P * sizeof *pidx), *gen = malloc((size_t)N * M * sizeof *gen), *glen = malloc(N * sizeof *glen);
     float *lp = malloc((size_t)N * M * sizeof *lp), *score = malloc(R * sizeof *score);
-    double *gold = malloc(R * sizeof *gold);
+    double *gold = malloc(R * sizeof *gold), *seq_lp = malloc(R * sizeof *seq_lp); // (R) log pi_ref(response)
     int *gram = malloc(R * sizeof *gram);
     char **texts = calloc(R, sizeof *texts);
-    if (!rc && (!pidx || !gen || !glen || !lp || !score || !gold || !gram || !texts)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    if (!rc && (!pidx || !gen || !glen || !lp || !score || !gold || !seq_lp || !gram || !texts)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
     leash_sample_config sc = leash_sample_defaults();
     sc.temperature = temperature, sc.max_new_tokens = M, sc.seed = seed;
     sc.eos_id = tok ? leash_tokenizer_special_id(tok, "<|endoftext|>") : -1;
@@ -60,6 +68,8 @@ int leash_best_of_n(const char *policy_dir, const char *reward_dir, const char *
         }
         if (!rc) rc = leash_generate(policy, &sc, packed, lens, N, streams, gen, lp, glen);
         for (int k = 0; k < N && !rc; k++) {
+            seq_lp[p * N + k] = 0.0; // the EOS's log-prob included; 0 past the end
+            for (int t = 0; t < M; t++) seq_lp[p * N + k] += lp[k * M + t];
             int L = glen[k] - (glen[k] && gen[k * M + glen[k] - 1] == sc.eos_id);
             char *raw = NULL, *valid;
             size_t len = 0, rcap = 0;
@@ -86,10 +96,12 @@ int leash_best_of_n(const char *policy_dir, const char *reward_dir, const char *
             for (int k = 1; k < ns[j]; k++) // ties keep the earlier sample
                 if (score[p * N + k] > score[best]) best = p * N + k;
             o->proxy += score[best] / P, o->gold += gold[best] / P, o->grammatical += (double)gram[best] / P;
+            double eps = fmin(exp(seq_lp[best]), 1.0);
+            o->kl_beirami += leash_bon_kl_beirami(ns[j], eps) / P, o->eps_mean += eps / P;
         }
     }
     for (int i = 0; texts && i < R; i++) free(texts[i]);
-    free(texts), free(pidx), free(gen), free(glen), free(lp), free(score), free(gold), free(gram);
+    free(texts), free(pidx), free(gen), free(glen), free(lp), free(score), free(gold), free(seq_lp), free(gram);
     leash_gpt_free(policy), leash_gpt_free(rm);
     leash_tokenizer_free(tok), leash_tokenizer_free(rtok);
     leash_table_free(&pr);
