@@ -1,14 +1,22 @@
 /* The Gao et al. frontier fit (src/frontier.c): alpha and beta recovered exactly from noiseless points of
  * both forms, the fitted peak against a grid search of the fitted curve, the least-squares optimality of a
  * noisy fit (residual orthogonal to both columns) and its error against the truth, refused degenerate inputs,
- * and the run watcher behind --stop-at-peak. Dimension: N points. */
+ * the run watcher behind --stop-at-peak, and `leash sweep`'s fits of its own points on tiny models.
+ * Dimension: N points. */
+#define _DEFAULT_SOURCE
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "leash/error.h"
 #include "leash/frontier.h"
+#include "leash/data.h"
+#include "leash/fileio.h"
 #include "leash/rng.h"
+#include "testutil.h"
 
 enum { N = 40 };
 
@@ -144,4 +152,78 @@ Test(frontier, the_watcher_stops_a_run_after_its_fitted_peak) {
     cr_assert_eq(leash_frontier_watch_add(&w, NAN, 0.0), 0);
     cr_assert_eq(w.n, 200, "a NaN point was kept");
     leash_frontier_watch_free(&w);
+}
+
+/* Cramer's rule on the sums, written out here (not the library's code path): alpha, beta of gain = alpha d +
+ * beta x2. */
+static void refit(leash_frontier_form form, const double *d, const double *g, int n, double *alpha, double *beta) {
+    double a = 0, b = 0, c = 0, p = 0, q = 0;
+    for (int i = 0; i < n; i++) {
+        double x2 = form == LEASH_FRONTIER_RL ? (d[i] > 0 ? -d[i] * log(d[i]) : 0) : -d[i] * d[i];
+        a += d[i] * d[i], b += d[i] * x2, c += x2 * x2, p += d[i] * g[i], q += x2 * g[i];
+    }
+    *alpha = (p * c - b * q) / (a * c - b * b), *beta = (a * q - b * p) / (a * c - b * b);
+}
+
+static double fit_field(const cJSON *fit, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(fit, key);
+    cr_assert(cJSON_IsNumber(v), "frontier_fit.json has no number %s", key);
+    return v->valuedouble;
+}
+
+/* leash sweep on a tiny policy and reward model: best-of-1 is sampled though not asked for, frontier.jsonl
+ * carries both best-of-n KLs, and frontier_fit.json's alpha and beta equal a refit of frontier.jsonl's points
+ * (gold gained over best-of-1 against sqrt(KL)), with the peak where the closed form puts it. */
+Test(frontier, sweep_fits_its_points, .timeout = 300) {
+    rl_scratch w;
+    rl_scratch_make(&w, "sweepfit");
+    char cmd[2048], out[16384], path[256];
+    snprintf(path, sizeof path, "%s/prefs.jsonl", w.dir);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < 16; i++) fprintf(f, "{\"prompt\": \"the bread was\", \"chosen\": \" good\", \"rejected\": \" bad\"}\n");
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s rm train --data %s --init %s --out %s/rm --epochs 1 --batch 8 --val-fraction 0 -q", LEASH_BIN,
+             path, w.dir, w.dir);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
+    snprintf(cmd, sizeof cmd, "OMP_WAIT_POLICY=PASSIVE %s sweep --policy %s --reward %s/rm --prompts %s --out %s/sweep --beta "
+             "0,0.3,3 --best-of 2,4,8 --steps 5 --batch 4 --max-new 6 --bon-prompts 8 -q", LEASH_BIN, w.dir, w.dir, w.prompts, w.dir);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
+    fprintf(stderr, "%s", out);
+    cr_assert(strstr(out, "best-of-1 ") && strstr(out, "frontier fits") && strstr(out, "KL Beirami"), "%s", out);
+
+    leash_table t = {0};
+    static const char *const num[] = {"kl", "gold", "kl_beirami", "n"};
+    snprintf(path, sizeof path, "%s/sweep/frontier.jsonl", w.dir);
+    cr_assert_eq(leash_jsonl_load(path, NULL, 0, num, 4, 1, &t), 0, "%s", leash_errmsg());
+    cr_assert_eq(t.n, 3 + 4, "3 PPO rows and best-of-1, 2, 4, 8");
+    cr_assert(t.num[3][3] == 1 && t.num[0][3] == 0 && t.num[2][3] == 0, "best-of-1 is not the 4th row at KL 0");
+    double gold0 = t.num[1][3], d[4], g[4], alpha, beta;
+    for (int i = 3; i < 7; i++) cr_assert(t.num[2][i] <= t.num[0][i] + 1e-6, "Beirami above the bound");
+    char *text = NULL;
+    snprintf(path, sizeof path, "%s/sweep/frontier_fit.json", w.dir);
+    cr_assert_eq(leash_read_file(path, 1 << 20, &text, NULL), 0);
+    cJSON *fit = cJSON_Parse(text);
+    cr_assert(fit, "frontier_fit.json does not parse: %s", text);
+    cr_assert(fabs(fit_field(fit, "gold0") - gold0) < 1e-6);
+    const char *names[2] = {"ppo", "best_of_n"};
+    for (int k = 0; k < 2; k++) {
+        int n = k ? 4 : 3, o = k ? 3 : 0;
+        for (int i = 0; i < n; i++) d[i] = sqrt(fmax(t.num[0][o + i], 0)), g[i] = t.num[1][o + i] - gold0;
+        leash_frontier_form form = k ? LEASH_FRONTIER_BON : LEASH_FRONTIER_RL;
+        refit(form, d, g, n, &alpha, &beta);
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(fit, names[k]);
+        cr_assert(cJSON_IsObject(x), "no %s fit: %s", names[k], text);
+        double fa = fit_field(x, "alpha"), fb = fit_field(x, "beta");
+        printf("sweep %s fit: alpha %.6f beta %.6f; refit from frontier.jsonl %.6f %.6f\n", names[k], fa, fb, alpha, beta);
+        // frontier.jsonl holds 6 decimals: the refit agrees to what they carry
+        cr_assert(fabs(fa - alpha) < 1e-3 * (1 + fabs(alpha)) && fabs(fb - beta) < 1e-3 * (1 + fabs(beta)), "fit differs from the refit");
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "has_peak"))) {
+            double dp = k ? fa / (2 * fb) : exp(fa / fb - 1);
+            cr_assert(fabs(fit_field(x, "d_peak") - dp) < 1e-6 * dp && fabs(fit_field(x, "kl_peak") - dp * dp) < 1e-6 * dp * dp);
+        }
+    }
+    cJSON_Delete(fit);
+    free(text);
+    leash_table_free(&t);
+    rl_scratch_drop(&w);
 }

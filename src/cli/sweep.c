@@ -1,5 +1,8 @@
 /* `leash sweep`: the reward-vs-KL frontier. PPO at several fixed betas and best-of-n sampling, on the same
- * axes (proxy and gold reward against sqrt(KL), as in Gao et al. 2022): a table, frontier.jsonl, and a PNG. */
+ * axes (proxy and gold reward against sqrt(KL), as in Gao et al. 2022): a table, frontier.jsonl, Gao's two
+ * functional forms fitted to the gold (leash/frontier.h: alpha, beta and the KL where the fitted gold peaks,
+ * in frontier_fit.json) and a PNG with the fits drawn. Best-of-n's KL is given as the bound log n - (n-1)/n
+ * and as Beirami et al. 2024's estimate (leash/bon.h). */
 #define _DEFAULT_SOURCE
 #include <getopt.h>
 #include <math.h>
@@ -12,6 +15,7 @@
 #include "leash/data.h"
 #include "leash/error.h"
 #include "leash/fileio.h"
+#include "leash/frontier.h"
 #include "leash/rl.h"
 
 static const char *usage =
@@ -20,7 +24,11 @@ static const char *usage =
     "Runs PPO once per beta (fixed, KL k1 in the reward) and best-of-n sampling from the SFT model, and puts\n"
     "both on the same axes: proxy reward and gold reward (the default world's) against sqrt(KL to the\n"
     "reference, nats per sequence; PPO: the exact KL measured over its last 5 steps; best-of-n: the bound\n"
-    "log n - (n-1)/n). Writes DIR/frontier.jsonl, DIR/frontier.png (gnuplot), and each PPO run in DIR/ppo-beta-B.\n"
+    "log n - (n-1)/n, and Beirami et al. 2024's estimate from the kept responses' probabilities). Fits Gao et al.\n"
+    "2022's forms to the gold gained over best-of-1 (the SFT policy, always sampled) against d = sqrt(KL):\n"
+    "PPO d(alpha - beta log d), best-of-n d(alpha - beta d), and prints alpha, beta and the KL where each fitted\n"
+    "gold peaks. Writes DIR/frontier.jsonl, DIR/frontier_fit.json, DIR/frontier.png (gnuplot, the fits drawn),\n"
+    "and each PPO run in DIR/ppo-beta-B (leash report --html OUT.html DIR/ppo-beta-* shows the frontier too).\n"
     "\n"
     "  --beta LIST       (0,0.01,0.03,0.1,0.3,1)     --best-of LIST (1,2,4,8,16,32)\n"
     "  --steps N (60, at least 5)  --batch N (64)  --lr X (1e-4)  --max-new N (24)  --seed S (0)  --bon-prompts N (128)\n"
@@ -53,6 +61,132 @@ static int parse_list(const char *s, double *out, int max) {
         n++;
     }
     return n;
+}
+
+/* The three fits of the gold gained over best-of-1 (gold0): PPO's points with the RL form, best-of-n's with
+ * its form at the bound's KL (as Gao et al. plot it) and at Beirami's estimate. ok[k]: fit k succeeded. */
+static const char *const FIT_NAMES[3] = {"ppo", "best_of_n", "best_of_n_beirami"};
+static const char *const FIT_LABELS[3] = {"PPO, d(alpha - beta log d)", "best-of-n, d(alpha - beta d), KL bound",
+                                          "best-of-n, same form, KL Beirami"};
+
+static void fit_all(const double *ppo_kl, const double *ppo_gold, int nb, const leash_bon_result *res, int nn, double gold0,
+                    leash_frontier_fit *fits, int *ok) {
+    double d[33], g[33];
+    printf("\nfrontier fits (Gao et al. 2022) of the gold gained over best-of-1 (%+.4f) against d = sqrt(KL):\n", gold0);
+    for (int k = 0; k < 3; k++) {
+        int n = k ? nn : nb;
+        for (int i = 0; i < n; i++) {
+            double kl = k == 0 ? ppo_kl[i] : k == 1 ? res[i].kl_bound : res[i].kl_beirami;
+            d[i] = sqrt(fmax(kl, 0.0)), g[i] = (k ? res[i].gold : ppo_gold[i]) - gold0;
+        }
+        ok[k] = !leash_frontier_fit_points(k ? LEASH_FRONTIER_BON : LEASH_FRONTIER_RL, d, g, n, &fits[k]);
+        if (!ok[k]) {
+            printf("  %-40s no fit: %s\n", FIT_LABELS[k], leash_errmsg());
+            continue;
+        }
+        const leash_frontier_fit *f = &fits[k];
+        if (f->has_peak)
+            printf("  %-40s alpha %+.4f  beta %+.4f  peak at KL %.3f (d %.3f), gold %+.4f  rmse %.4f\n", FIT_LABELS[k],
+                   f->alpha, f->beta, f->kl_peak, f->d_peak, gold0 + f->gain_peak, f->rmse);
+        else
+            printf("  %-40s alpha %+.4f  beta %+.4f  no peak (beta <= 0: the gold still rises)  rmse %.4f\n", FIT_LABELS[k],
+                   f->alpha, f->beta, f->rmse);
+    }
+    fflush(stdout);
+}
+
+/* DIR/frontier_fit.json: {"gold0": g, "ppo": {...} or null, "best_of_n": ..., "best_of_n_beirami": ...}. */
+static int write_fits(const char *path, double gold0, const leash_frontier_fit *fits, const int *ok) {
+    FILE *f = fopen(path, "w");
+    if (!f) return 1;
+    fprintf(f, "{\"gold0\": %.9g", gold0);
+    for (int k = 0; k < 3; k++) {
+        const leash_frontier_fit *x = &fits[k];
+        if (!ok[k]) {
+            fprintf(f, ", \"%s\": null", FIT_NAMES[k]);
+            continue;
+        }
+        fprintf(f, ", \"%s\": {\"form\": \"%s\", \"points\": %d, \"alpha\": %.9g, \"beta\": %.9g, \"rmse\": %.9g, \"has_peak\": %s",
+                FIT_NAMES[k], leash_frontier_form_name(x->form), x->points, x->alpha, x->beta, x->rmse, x->has_peak ? "true" : "false");
+        if (x->has_peak) fprintf(f, ", \"d_peak\": %.9g, \"kl_peak\": %.9g, \"gold_peak\": %.9g", x->d_peak, x->kl_peak, gold0 + x->gain_peak);
+        fputc('}', f);
+    }
+    fputs("}\n", f);
+    return fclose(f) != 0;
+}
+
+/* The fit as a gnuplot function of x = sqrt(KL), on the gold axis; "NaN" when it failed. */
+static void gp_fit(FILE *g, const leash_frontier_fit *f, int ok, double gold0) {
+    if (!ok) fputs("NaN", g);
+    else if (f->form == LEASH_FRONTIER_RL) fprintf(g, "(%.9g + x*(%.9g - %.9g*log(x)))", gold0, f->alpha, f->beta);
+    else fprintf(g, "(%.9g + x*(%.9g - %.9g*x))", gold0, f->alpha, f->beta);
+}
+
+/* DIR/frontier.png: proxy and gold against sqrt(KL); on the gold panel the fitted curves and their peaks. */
+static int plot(const char *out, const double *ppo_kl, const double *ppo_proxy, const double *ppo_gold, int nb, const leash_bon_result *res, int nn,
+                double gold0, const leash_frontier_fit *fits, const int *ok) {
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "leash sweep: gnuplot not installed, no PNG (apt-get install gnuplot-nox)\n");
+        return 0;
+    }
+    char dat[4200], gp[4200], png[4200];
+    snprintf(dat, sizeof dat, "%s/frontier.dat", out);
+    snprintf(gp, sizeof gp, "%s/frontier.gp", out);
+    snprintf(png, sizeof png, "%s/frontier.png", out);
+    FILE *d = fopen(dat, "w"), *g = fopen(gp, "w");
+    if (!d || !g) {
+        if (d) fclose(d);
+        if (g) fclose(g);
+        fprintf(stderr, "leash sweep: cannot write the plot files in %s\n", out);
+        return 1;
+    }
+    // three data blocks (sqrt KL, proxy, gold): PPO, best-of-n at the bound, best-of-n at Beirami's estimate
+    double xmax = 0.1;
+    for (int i = 0; i < nb; i++) {
+        fprintf(d, "%.6f %.6f %.6f\n", sqrt(fmax(ppo_kl[i], 0)), ppo_proxy[i], ppo_gold[i]);
+        xmax = fmax(xmax, sqrt(fmax(ppo_kl[i], 0)));
+    }
+    fputs("\n\n", d);
+    for (int i = 0; i < nn; i++) {
+        fprintf(d, "%.6f %.6f %.6f\n", sqrt(res[i].kl_bound), res[i].proxy, res[i].gold);
+        xmax = fmax(xmax, sqrt(res[i].kl_bound));
+    }
+    fputs("\n\n", d);
+    for (int i = 0; i < nn; i++) fprintf(d, "%.6f %.6f %.6f\n", sqrt(fmax(res[i].kl_beirami, 0)), res[i].proxy, res[i].gold);
+    fclose(d);
+    fprintf(g, "set terminal pngcairo size 1400,560 noenhanced\nset output '%s'\nset multiplot layout 1,2\nset grid\n"
+               "set xlabel 'sqrt(KL to the reference), sqrt(nats per sequence)'\nset key bottom right font ',9'\nset xrange [0:%g]\n"
+               "set title 'proxy reward (reward model)'\nplot '%s' index 0 using 1:2 with linespoints lw 2 pt 7 title 'PPO (beta)', "
+               "'' index 1 using 1:2 with linespoints lw 2 pt 5 title 'best-of-n (KL bound)', '' index 2 using 1:2 with points pt 4 "
+               "title 'best-of-n (KL Beirami)'\n", png, 1.15 * xmax, dat);
+    fputs("set title 'gold reward (the truth), with Gao et al. fits'\nset samples 400\n", g);
+    for (int k = 0; k < 2; k++)
+        if (ok[k] && fits[k].has_peak && fits[k].d_peak < 1.15 * xmax)
+            fprintf(g, "set arrow from %.6f, graph 0 to %.6f, graph 1 nohead dt 3 lc %d\n", fits[k].d_peak, fits[k].d_peak, k + 1);
+    fprintf(g, "plot '%s' index 0 using 1:3 with points pt 7 ps 1.3 lc 1 title 'PPO (beta)', '' index 1 using 1:3 with points "
+               "pt 5 ps 1.3 lc 2 title 'best-of-n (KL bound)', '' index 2 using 1:3 with points pt 4 lc 2 title 'best-of-n "
+               "(KL Beirami)'", dat);
+    for (int k = 0; k < 2; k++) {
+        fputs(", x <= 0 ? NaN : ", g);
+        gp_fit(g, &fits[k], ok[k], gold0);
+        if (ok[k] && fits[k].has_peak)
+            fprintf(g, " with lines lw 2 lc %d title 'fit %s: alpha %.3g, beta %.3g, peak KL %.3g'", k + 1, k ? "best-of-n" : "PPO",
+                    fits[k].alpha, fits[k].beta, fits[k].kl_peak);
+        else if (ok[k])
+            fprintf(g, " with lines lw 2 lc %d title 'fit %s: alpha %.3g, beta %.3g, no peak'", k + 1, k ? "best-of-n" : "PPO",
+                    fits[k].alpha, fits[k].beta);
+        else fprintf(g, " notitle");
+    }
+    fputs("\nunset multiplot\n", g);
+    fclose(g);
+    char run[8600];
+    snprintf(run, sizeof run, "gnuplot '%s' && test -s '%s'", gp, png);
+    if (system(run) != 0) {
+        fprintf(stderr, "leash sweep: gnuplot did not write %s\n", png);
+        return 1;
+    }
+    fprintf(stderr, "leash sweep: wrote %s/frontier.jsonl, %s/frontier_fit.json and %s\n", out, out, png);
+    return 0;
 }
 
 int cli_sweep(int argc, char **argv) {
@@ -108,7 +242,8 @@ int cli_sweep(int argc, char **argv) {
         fprintf(stderr, "leash sweep: cannot write %s\n", path);
         return 1;
     }
-    printf("%-14s %10s %10s %10s %10s %12s\n", "method", "KL", "sqrt(KL)", "proxy", "gold", "grammatical");
+    printf("%-14s %10s %10s %10s %10s %12s %12s\n", "method", "KL", "sqrt(KL)", "proxy", "gold", "grammatical", "KL Beirami");
+    double ppo_kl[32], ppo_proxy[32], ppo_gold[32];
     for (int i = 0; i < nb; i++) {
         leash_rl_config c = leash_rl_defaults(LEASH_PPO);
         char dir[4096];
@@ -128,70 +263,44 @@ int cli_sweep(int argc, char **argv) {
         double kl = a.sum[3] / a.n;
         char name[32];
         snprintf(name, sizeof name, "ppo beta=%g", betas[i]);
-        printf("%-14s %10.3f %10.3f %+10.3f %+10.3f %12.3f\n", name, kl, sqrt(kl), a.sum[0] / a.n, a.sum[1] / a.n, a.sum[2] / a.n);
+        printf("%-14s %10.3f %10.3f %+10.3f %+10.3f %12.3f %12s\n", name, kl, sqrt(fmax(kl, 0)), a.sum[0] / a.n, a.sum[1] / a.n, a.sum[2] / a.n, "-");
+        ppo_kl[i] = kl, ppo_proxy[i] = a.sum[0] / a.n, ppo_gold[i] = a.sum[1] / a.n;
         fprintf(fj, "{\"method\": \"ppo\", \"beta\": %g, \"kl\": %.6f, \"proxy\": %.6f, \"gold\": %.6f, \"grammatical\": %.4f}\n",
                 betas[i], kl, a.sum[0] / a.n, a.sum[1] / a.n, a.sum[2] / a.n);
         fflush(stdout);
     }
-    int ns[32];
-    leash_bon_result res[32];
-    for (int i = 0; i < nn; i++) ns[i] = (int)bon_d[i];
+    // best-of-1 (the SFT policy itself, KL 0) is always sampled: the fits measure the gold gained over it
+    int ns[33], nn_all = 0;
+    leash_bon_result res[33];
+    for (int i = 0; i < nn; i++) nn_all += bon_d[i] == 1;
+    if (!nn_all) ns[nn_all++] = 1;
+    for (int i = 0; i < nn; i++) ns[nn_all++] = (int)bon_d[i];
     if (!quiet) fprintf(stderr, "best-of-n on %d prompts\n", bon_prompts);
-    if (leash_best_of_n(policy, reward, prompts, ns, nn, bon_prompts, max_new, 1.0f, (uint64_t)seed, res)) {
+    if (leash_best_of_n(policy, reward, prompts, ns, nn_all, bon_prompts, max_new, 1.0f, (uint64_t)seed, res)) {
         fprintf(stderr, "leash sweep: best-of-n: %s\n", leash_errmsg());
         fclose(fj);
         return 1;
     }
-    for (int i = 0; i < nn; i++) {
+    double gold0 = NAN;
+    for (int i = 0; i < nn_all; i++) {
         char name[32];
         snprintf(name, sizeof name, "best-of-%d", res[i].n);
-        printf("%-14s %10.3f %10.3f %+10.3f %+10.3f %12.3f\n", name, res[i].kl_bound, sqrt(res[i].kl_bound), res[i].proxy,
-               res[i].gold, res[i].grammatical);
-        fprintf(fj, "{\"method\": \"best-of-n\", \"n\": %d, \"kl\": %.6f, \"proxy\": %.6f, \"gold\": %.6f, \"grammatical\": %.4f}\n",
-                res[i].n, res[i].kl_bound, res[i].proxy, res[i].gold, res[i].grammatical);
+        if (res[i].n == 1) gold0 = res[i].gold;
+        printf("%-14s %10.3f %10.3f %+10.3f %+10.3f %12.3f %12.3f\n", name, res[i].kl_bound, sqrt(res[i].kl_bound), res[i].proxy,
+               res[i].gold, res[i].grammatical, res[i].kl_beirami);
+        fprintf(fj, "{\"method\": \"best-of-n\", \"n\": %d, \"kl\": %.6f, \"proxy\": %.6f, \"gold\": %.6f, \"grammatical\": %.4f, "
+                    "\"kl_bound\": %.6f, \"kl_beirami\": %.6f, \"eps_mean\": %.6g}\n",
+                res[i].n, res[i].kl_bound, res[i].proxy, res[i].gold, res[i].grammatical, res[i].kl_bound, res[i].kl_beirami,
+                res[i].eps_mean);
     }
     fclose(fj);
-    // the plot: two panels, proxy and gold against sqrt(KL)
-    if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "leash sweep: gnuplot not installed, no PNG (apt-get install gnuplot-nox)\n");
-        return 0;
-    }
-    char dat[4200], gp[4200], png[4200];
-    snprintf(dat, sizeof dat, "%s/frontier.dat", out);
-    snprintf(gp, sizeof gp, "%s/frontier.gp", out);
-    snprintf(png, sizeof png, "%s/frontier.png", out);
-    FILE *d = fopen(dat, "w"), *g = fopen(gp, "w");
-    if (!d || !g) {
-        if (d) fclose(d);
-        if (g) fclose(g);
-        fprintf(stderr, "leash sweep: cannot write the plot files in %s\n", out);
+    leash_frontier_fit fits[3];
+    int ok[3];
+    fit_all(ppo_kl, ppo_gold, nb, res, nn_all, gold0, fits, ok);
+    snprintf(path, sizeof path, "%s/frontier_fit.json", out);
+    if (write_fits(path, gold0, fits, ok)) {
+        fprintf(stderr, "leash sweep: cannot write %s\n", path);
         return 1;
     }
-    // two gnuplot data blocks: PPO points, then best-of-n points (sqrt KL, proxy, gold)
-    leash_table t = {0};
-    static const char *const num[] = {"kl", "proxy", "gold"};
-    if (leash_jsonl_load(path, NULL, 0, num, 3, 0, &t) == 0) {
-        for (int i = 0; i < t.n; i++) {
-            if (i == nb) fprintf(d, "\n\n");
-            fprintf(d, "%.6f %.6f %.6f\n", sqrt(t.num[0][i]), t.num[1][i], t.num[2][i]);
-        }
-        leash_table_free(&t);
-    }
-    fclose(d);
-    fprintf(g, "set terminal pngcairo size 1200,500 noenhanced\nset output '%s'\nset multiplot layout 1,2\nset grid\n"
-               "set xlabel 'sqrt(KL to the reference), sqrt(nats per sequence)'\nset key bottom right\n"
-               "set title 'proxy reward (reward model)'\nplot '%s' index 0 using 1:2 with linespoints lw 2 pt 7 title 'PPO "
-               "(beta)', '' index 1 using 1:2 with linespoints lw 2 pt 5 title 'best-of-n'\n"
-               "set title 'gold reward (the truth)'\nplot '%s' index 0 using 1:3 with linespoints lw 2 pt 7 title 'PPO "
-               "(beta)', '' index 1 using 1:3 with linespoints lw 2 pt 5 title 'best-of-n'\nunset multiplot\n",
-            png, dat, dat);
-    fclose(g);
-    char run[8600];
-    snprintf(run, sizeof run, "gnuplot '%s' && test -s '%s'", gp, png);
-    if (system(run) != 0) {
-        fprintf(stderr, "leash sweep: gnuplot did not write %s\n", png);
-        return 1;
-    }
-    fprintf(stderr, "leash sweep: wrote %s and %s\n", path, png);
-    return 0;
+    return plot(out, ppo_kl, ppo_proxy, ppo_gold, nb, res, nn_all, gold0, fits, ok);
 }
