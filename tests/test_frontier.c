@@ -222,6 +222,58 @@ Test(frontier, sweep_fits_its_points, .timeout = 300) {
             cr_assert(fabs(fit_field(x, "d_peak") - dp) < 1e-6 * dp && fabs(fit_field(x, "kl_peak") - dp * dp) < 1e-6 * dp * dp);
         }
     }
+    // leash report --html on two of the sweep's runs: the frontier section, its fits table, and each fitted
+    // curve read back through the plot's data-fx/data-fy maps equal to gold0 + the fit (to the 0.005 px rounding).
+    // The tiny models' gold is flat (their fits are 0), so frontier_fit.json is replaced by curved fits first.
+    cJSON_Delete(fit);
+    free(text);
+    f = fopen(path, "w");
+    fprintf(f, "{\"gold0\": %.9g, \"ppo\": {\"form\": \"rl\", \"points\": 3, \"alpha\": 0.3, \"beta\": 0.4, \"rmse\": 0.01, "
+               "\"has_peak\": true, \"d_peak\": %.9g, \"kl_peak\": %.9g, \"gold_peak\": 0}, \"best_of_n\": {\"form\": \"best-of-n\", "
+               "\"points\": 4, \"alpha\": 0.5, \"beta\": 0.6, \"rmse\": 0.02, \"has_peak\": true, \"d_peak\": 0.416666667, \"kl_peak\": "
+               "0.173611111, \"gold_peak\": 0}, \"best_of_n_beirami\": null}\n", gold0, exp(-0.25), exp(-0.5));
+    fclose(f);
+    cr_assert_eq(leash_read_file(path, 1 << 20, &text, NULL), 0);
+    fit = cJSON_Parse(text);
+    char page[256], rep[256];
+    snprintf(page, sizeof page, "%s/report.html", w.dir);
+    snprintf(rep, sizeof rep, "%s/report.txt", w.dir);
+    snprintf(cmd, sizeof cmd, "%s report %s/sweep/ppo-beta-0 %s/sweep/ppo-beta-0.3 > %s && %s report --html %s %s/sweep/ppo-beta-0 "
+             "%s/sweep/ppo-beta-0.3 && /usr/bin/python3 tests/ref/html_report_check.py %s %s %s/sweep/ppo-beta-0 %s/sweep/ppo-beta-0.3",
+             LEASH_BIN, w.dir, w.dir, rep, LEASH_BIN, page, w.dir, w.dir, page, rep, w.dir, w.dir);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
+    char *html = NULL;
+    cr_assert_eq(leash_read_file(page, 1 << 24, &html, NULL), 0);
+    cr_assert(strstr(html, "<h2>Reward-vs-KL frontier: ") && strstr(html, "id=\"frontier-fits\""), "no frontier section");
+    char *svg = strstr(html, "id=\"plot-frontier-0\"");
+    cr_assert(svg, "no frontier plot");
+    double m[8];
+    cr_assert_eq(sscanf(strstr(svg, "data-fx=\""), "data-fx=\"%lf %lf %lf %lf\" data-fy=\"%lf %lf %lf %lf\"", &m[0], &m[1], &m[2],
+                        &m[3], &m[4], &m[5], &m[6], &m[7]), 8);
+    double worst = 0;
+    int points = 0;
+    for (int k = 0; k < 2; k++) {
+        char tag[64];
+        snprintf(tag, sizeof tag, "<path data-fit=\"%s\"", names[k]);
+        char *pth = strstr(svg, tag);
+        cr_assert(pth, "no curve %s", names[k]);
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(fit, names[k]);
+        double a = fit_field(x, "alpha"), b = fit_field(x, "beta");
+        for (char *q = strstr(pth, " d=\"") + 4; *q && *q != '"';) {
+            double px, py;
+            int used = 0;
+            while (*q == ' ' || *q == 'M' || *q == 'L') q++;
+            cr_assert_eq(sscanf(q, "%lf,%lf%n", &px, &py, &used), 2, "bad path at %.20s", q);
+            q += used;
+            double dd = m[0] + (px - m[2]) / (m[3] - m[2]) * (m[1] - m[0]);
+            double want = gold0 + dd * (a - b * (k ? dd : (dd > 0 ? log(dd) : 0)));
+            double want_py = m[6] + (want - m[4]) / (m[5] - m[4]) * (m[7] - m[6]);
+            worst = fmax(worst, fabs(want_py - py)), points++;
+        }
+    }
+    printf("frontier plot: %d fitted points read back, worst %.4f px\n", points, worst);
+    cr_assert(points > 0 && worst <= 0.0051 + 1e-9 * fabs(m[7] - m[6]), "a fitted curve is %g px off", worst);
+    free(html);
     cJSON_Delete(fit);
     free(text);
     leash_table_free(&t);

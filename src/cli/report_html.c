@@ -247,7 +247,7 @@ static double tick_step(double span) {
     return p * (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10);
 }
 
-static void axes(FILE *f, double x0, double x1, double y0, double y1, const char *ylabel) {
+static void axes(FILE *f, double x0, double x1, double y0, double y1, const char *xlabel, const char *ylabel) {
     double px0 = ML, px1 = W - MR, py0 = H - MB, py1 = MT;
     fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#999\"/>\n", ML, MT, W - ML - MR, H - MT - MB);
     double dy = tick_step(y1 - y0), dx = tick_step(x1 - x0);
@@ -267,7 +267,7 @@ static void axes(FILE *f, double x0, double x1, double y0, double y1, const char
         fprintf(f, "<line x1=\"%.2f\" x2=\"%.2f\" y1=\"%g\" y2=\"%g\" stroke=\"#eee\"/><text x=\"%.2f\" y=\"%d\" "
                    "font-size=\"11\" text-anchor=\"middle\">%g</text>\n", px, px, py0, py1, px, H - MB + 15, v);
     }
-    fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\">step</text>\n", (ML + W - MR) / 2, H - 6);
+    fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\">%s</text>\n", (ML + W - MR) / 2, H - 6, xlabel);
     fprintf(f, "<text x=\"14\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\" transform=\"rotate(-90 14 %d)\">%s</text>\n",
             (MT + H - MB) / 2, (MT + H - MB) / 2, ylabel);
 }
@@ -333,7 +333,7 @@ static void panel(FILE *f, const char *id, const char *title, const char *ylabel
                 W / 2, H / 2);
         return;
     }
-    axes(f, x0, x1, y0, y1, ylabel);
+    axes(f, x0, x1, y0, y1, "step", ylabel);
     double sy = (py1 - py0) / (y1 - y0);
     for (int r = 0; bands && r < n; r++) {
         if (!bands[r].has) continue;
@@ -392,6 +392,170 @@ static void run_bands(const char *const *runs, int n, band *seq, band *tok) {
     }
 }
 
+/* ---- the frontier of a sweep (leash sweep's frontier.jsonl and frontier_fit.json) ---- */
+
+enum { FW = 720, FH = 420 };
+
+/* The directory above run when it holds a sweep's frontier.jsonl; 0 otherwise. */
+static int sweep_dir_of(const char *run, char *dir, size_t cap) {
+    snprintf(dir, cap, "%s", run);
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') dir[--n] = 0;
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, cap, ".");
+    else if (slash == dir) dir[1] = 0;
+    else *slash = 0;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/frontier.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+static double fit_num(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+/* gold0 + the fit at d (the forms of leash/frontier.h). */
+static double fit_gold(const cJSON *fit, double gold0, double d) {
+    double a = fit_num(fit, "alpha"), b = fit_num(fit, "beta");
+    const cJSON *form = cJSON_GetObjectItemCaseSensitive(fit, "form");
+    int rl = cJSON_IsString(form) && !strcmp(form->valuestring, "rl");
+    return gold0 + d * (a - b * (rl ? (d > 0 ? log(d) : 0) : d));
+}
+
+static const char *const FIT_KEYS[3] = {"ppo", "best_of_n", "best_of_n_beirami"};
+static const char *const FIT_TEXT[3] = {"PPO: d (alpha - beta log d)", "best-of-n: d (alpha - beta d), KL bound",
+                                        "best-of-n: the same, Beirami's KL"};
+
+static void frontier_tables(FILE *f, const leash_table *t, const cJSON *fits, double gold0) {
+    fputs("<table class=\"frontier-points\"><tr><th>method</th><th>KL (nats/seq)</th><th>sqrt(KL)</th><th>proxy</th>"
+          "<th>gold</th><th>KL, Beirami (best-of-n)</th></tr>\n", f);
+    for (int i = 0; i < t->n; i++) {
+        int bon = !strcmp(t->str[0][i], "best-of-n");
+        fprintf(f, bon ? "<tr><td>best-of-%g</td>" : "<tr><td>PPO beta = %g</td>", t->num[bon ? 4 : 3][i]);
+        fprintf(f, "<td class=\"num\">%.3f</td><td class=\"num\">%.3f</td><td class=\"num\">%+.3f</td><td class=\"num\">%+.3f</td>",
+                t->num[0][i], sqrt(fmax(t->num[0][i], 0)), t->num[1][i], t->num[2][i]);
+        if (isnan(t->num[5][i])) fputs("<td class=\"num\">-</td></tr>\n", f);
+        else fprintf(f, "<td class=\"num\">%.3f</td></tr>\n", t->num[5][i]);
+    }
+    fprintf(f, "</table>\n<p class=\"note\">Gao et al. 2022's forms fitted by least squares to the gold gained over "
+               "best-of-1 (%+.4f, the SFT policy) against d = sqrt(KL).</p>\n<table id=\"frontier-fits\"><tr><th>fit</th>"
+               "<th>alpha</th><th>beta</th><th>peak: KL (nats/seq)</th><th>peak: gold</th><th>rmse</th></tr>\n", gold0);
+    for (int k = 0; k < 3; k++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(fits, FIT_KEYS[k]);
+        fprintf(f, "<tr data-fit=\"%s\"><th>%s</th>", FIT_KEYS[k], FIT_TEXT[k]);
+        if (!cJSON_IsObject(x)) {
+            fputs("<td colspan=\"5\">no fit (too few distinct KLs)</td></tr>\n", f);
+            continue;
+        }
+        fprintf(f, "<td class=\"num\">%+.4f</td><td class=\"num\">%+.4f</td>", fit_num(x, "alpha"), fit_num(x, "beta"));
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "has_peak")))
+            fprintf(f, "<td class=\"num\">%.3f</td><td class=\"num\">%+.4f</td>", fit_num(x, "kl_peak"), fit_num(x, "gold_peak"));
+        else fputs("<td colspan=\"2\">no peak: the fitted gold still rises</td>", f);
+        fprintf(f, "<td class=\"num\">%.4f</td></tr>\n", fit_num(x, "rmse"));
+    }
+    fputs("</table>\n", f);
+}
+
+/* The gold against sqrt(KL): the points, the fitted curves as paths, their peaks as dashed lines. The svg's
+ * data-fx and data-fy hold its maps (as the training plots' data-x and data-y). */
+static void frontier_plot(FILE *f, const leash_table *t, const cJSON *fits, double gold0, int idx) {
+    double x1 = 0.1, y0 = INFINITY, y1 = -INFINITY;
+    for (int i = 0; i < t->n; i++) {
+        x1 = fmax(x1, sqrt(fmax(t->num[0][i], 0)));
+        if (isfinite(t->num[2][i])) y0 = fmin(y0, t->num[2][i]), y1 = fmax(y1, t->num[2][i]);
+    }
+    x1 *= 1.1;
+    if (!(y1 >= y0)) y0 = -1, y1 = 1;
+    double pad = y1 > y0 ? 0.12 * (y1 - y0) : 0.5;
+    y0 -= pad, y1 += pad;
+    double px0 = ML, px1 = FW - MR, py0 = FH - MB, py1 = MT, sx = (px1 - px0) / x1, sy = (py1 - py0) / (y1 - y0);
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"plot\" id=\"plot-frontier-%d\" width=\"%d\" height=\"%d\" "
+               "viewBox=\"0 0 %d %d\" data-fx=\"0 %.17g %g %g\" data-fy=\"%.17g %.17g %g %g\">\n<text x=\"%d\" y=\"17\" "
+               "font-size=\"13\" font-weight=\"bold\">Gold reward against sqrt(KL), with Gao et al.'s fits</text>\n",
+            idx, FW, FH, FW, FH, x1, px0, px1, y0, y1, py0, py1, ML);
+    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#999\"/>\n", ML, MT, FW - ML - MR, FH - MT - MB);
+    double dy = tick_step(y1 - y0), dx = tick_step(x1);
+    for (int k = 0; k < 16; k++) {
+        double v = (ceil(y0 / dy) + k) * dy, py = py0 + (v - y0) * sy;
+        if (!(v <= y1)) break;
+        fprintf(f, "<line x1=\"%g\" x2=\"%g\" y1=\"%.2f\" y2=\"%.2f\" stroke=\"#eee\"/><text x=\"%d\" y=\"%.2f\" font-size=\"11\" "
+                   "text-anchor=\"end\">%g</text>\n", px0, px1, py, py, ML - 4, py + 4, fabs(v) < 1e-12 * dy ? 0 : v);
+    }
+    for (int k = 0; k < 16; k++) {
+        double v = k * dx, px = px0 + v * sx;
+        if (!(v <= x1)) break;
+        fprintf(f, "<line x1=\"%.2f\" x2=\"%.2f\" y1=\"%g\" y2=\"%g\" stroke=\"#eee\"/><text x=\"%.2f\" y=\"%d\" font-size=\"11\" "
+                   "text-anchor=\"middle\">%g</text>\n", px, px, py0, py1, px, FH - MB + 15, v);
+    }
+    fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\">sqrt(KL to the reference), sqrt(nats per "
+               "sequence)</text>\n<text x=\"14\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\" transform=\"rotate(-90 14 %d)\">"
+               "gold reward</text>\n", (ML + FW - MR) / 2, FH - 6, (MT + FH - MB) / 2, (MT + FH - MB) / 2);
+    for (int k = 0; k < 2; k++) { // the fits: PPO in the first colour, best-of-n (bound) in the second
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(fits, FIT_KEYS[k]);
+        if (!cJSON_IsObject(x)) continue;
+        fprintf(f, "<path data-fit=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\" d=\"", FIT_KEYS[k], COLORS[k]);
+        for (int i = 0, pen = 0; i <= 200; i++) { // the curve inside the frame only (a clipPath would need url())
+            double d = x1 * i / 200, py = py0 + (fit_gold(x, gold0, d) - y0) * sy;
+            int in = py >= py1 && py <= py0;
+            if (in) fprintf(f, "%s%.2f,%.2f", pen ? " L" : " M", px0 + d * sx, py);
+            pen = in;
+        }
+        fputs("\"/>\n", f);
+        double dp = fit_num(x, "d_peak");
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "has_peak")) && dp <= x1)
+            fprintf(f, "<line class=\"peak\" data-fit=\"%s\" data-kl=\"%.6g\" x1=\"%.2f\" x2=\"%.2f\" y1=\"%g\" y2=\"%g\" stroke=\"%s\" "
+                       "stroke-dasharray=\"4 3\"/><text x=\"%.2f\" y=\"%g\" font-size=\"10\" fill=\"%s\">peak, KL %.2f</text>\n",
+                    FIT_KEYS[k], fit_num(x, "kl_peak"), px0 + dp * sx, px0 + dp * sx, py0, py1, COLORS[k], px0 + dp * sx + 3,
+                    py1 + 12 + 12 * k, COLORS[k], fit_num(x, "kl_peak"));
+    }
+    for (int i = 0; i < t->n; i++) { // the points; best-of-n also at Beirami's KL (hollow)
+        int bon = !strcmp(t->str[0][i], "best-of-n");
+        double cx = px0 + sqrt(fmax(t->num[0][i], 0)) * sx, cy = py0 + (t->num[2][i] - y0) * sy;
+        if (!isfinite(cy)) continue;
+        if (bon) {
+            fprintf(f, "<rect data-method=\"best-of-n\" x=\"%.2f\" y=\"%.2f\" width=\"7\" height=\"7\" fill=\"%s\"/>\n", cx - 3.5, cy - 3.5, COLORS[1]);
+            if (!isnan(t->num[5][i]))
+                fprintf(f, "<rect data-method=\"best-of-n-beirami\" x=\"%.2f\" y=\"%.2f\" width=\"9\" height=\"9\" fill=\"none\" "
+                           "stroke=\"%s\"/>\n", px0 + sqrt(fmax(t->num[5][i], 0)) * sx - 4.5, cy - 4.5, COLORS[1]);
+        } else fprintf(f, "<circle data-method=\"ppo\" cx=\"%.2f\" cy=\"%.2f\" r=\"4\" fill=\"%s\"/>\n", cx, cy, COLORS[0]);
+    }
+    fprintf(f, "<circle cx=\"%d\" cy=\"33\" r=\"4\" fill=\"%s\"/><text x=\"%d\" y=\"37\" font-size=\"11\">PPO (one beta each)</text>"
+               "<rect x=\"%d\" y=\"29\" width=\"7\" height=\"7\" fill=\"%s\"/><text x=\"%d\" y=\"37\" font-size=\"11\">best-of-n (KL "
+               "bound; hollow: Beirami's KL)</text>\n</svg>\n", ML + 4, COLORS[0], ML + 12, ML + 170, COLORS[1], ML + 182);
+}
+
+static void write_frontiers(FILE *f, const char *const *runs, int n) {
+    char seen[8][4096];
+    int ns = 0;
+    for (int r = 0; r < n; r++) {
+        char dir[4096];
+        if (!sweep_dir_of(runs[r], dir, sizeof dir)) continue;
+        int dup = 0;
+        for (int i = 0; i < ns; i++) dup |= !strcmp(seen[i], dir);
+        if (dup) continue;
+        snprintf(seen[ns++], sizeof seen[0], "%s", dir);
+        char path[4200];
+        leash_table t = {0};
+        static const char *const str[] = {"method"}, *const num[] = {"kl", "proxy", "gold", "beta", "n", "kl_beirami"};
+        snprintf(path, sizeof path, "%s/frontier.jsonl", dir);
+        fputs("<h2>Reward-vs-KL frontier: ", f), html_text(f, dir), fputs("</h2>\n", f);
+        if (leash_jsonl_load(path, str, 1, num, 6, 1, &t)) {
+            fputs("<p class=\"note\">frontier.jsonl does not read: ", f), html_text(f, leash_errmsg()), fputs("</p>\n", f);
+            continue;
+        }
+        cJSON *fits = load_json(dir, "frontier_fit.json");
+        double gold0 = fit_num(fits, "gold0");
+        frontier_tables(f, &t, fits, gold0);
+        if (fits) frontier_plot(f, &t, fits, gold0, ns - 1);
+        else fputs("<p class=\"note\">no frontier_fit.json (a sweep from before the fits): points only.</p>\n", f);
+        cJSON_Delete(fits);
+        leash_table_free(&t);
+    }
+}
+
 /* ---- samples ---- */
 
 static void write_samples(FILE *f, const char *const *runs, int n, const leash_table *s) {
@@ -447,6 +611,7 @@ int cli_report_html(const char *out, const char *const *runs, int n, const leash
         write_config(f, runs, n);
         write_metrics(f, runs, n, t, p, labels, nk, window);
         write_plots(f, runs, n, p, seq, tok);
+        write_frontiers(f, runs, n);
         write_samples(f, runs, n, s);
         fputs("</body>\n</html>\n", f);
         rc = leash_atomic_commit(&af);
