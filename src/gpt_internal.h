@@ -1,10 +1,13 @@
-/* The inside of a leash_gpt, shared by gpt.c (forward, backward) and sample.c (KV-cache decoding).
+/* The inside of a leash_gpt, shared by gpt_params.c (the tensor table, BF16 storage), gpt.c (forward,
+ * backward) and sample.c (KV-cache decoding).
  * Not a public header. Dimensions: B batch, T time, C channels, V vocabulary, L layers, NH heads,
  * N = B * T rows. */
 #ifndef LEASH_GPT_INTERNAL_H
 #define LEASH_GPT_INTERNAL_H
 
 #include "leash/gpt.h"
+
+#define SCORE_ROWS 64 // rows of logits leash_gpt_score computes at a time (m->chunk)
 
 /* One projection: weight and bias (NULL when it has none), and its LoRA adapter (A (r, in), B (out, r);
  * NULL when it has none). */

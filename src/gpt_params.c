@@ -1,0 +1,483 @@
+#define _POSIX_C_SOURCE 200809L /* strdup */
+/* A transformer's parameters (see include/leash/gpt.h): the config's checks, the tensor table with the Hugging
+ * Face names of GPT-2 and the Llama family and their LoRA adapters (PEFT's names), the one parameter block and
+ * the pointers into it, initialisation, freezing, copies, and BF16 storage of frozen layer weights. The forward
+ * and backward passes are in gpt.c.
+ *
+ * Dimensions: C channels, V vocabulary, L layers, NH heads, hs head size, I MLP width.
+ */
+#include "leash/gpt.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "leash/error.h"
+#include "leash/rng.h"
+#include "gpt_internal.h"
+
+int leash_gpt_head_size(const leash_gpt_config *c) { return c->head_dim ? c->head_dim : c->n_embd / c->n_head; }
+int leash_gpt_kv_heads(const leash_gpt_config *c) { return c->n_kv_head ? c->n_kv_head : c->n_head; }
+int leash_gpt_mlp_width(const leash_gpt_config *c) { return c->n_inner ? c->n_inner : 4 * c->n_embd; }
+
+int leash_gpt_is_eos(const leash_gpt_config *c, int id) {
+    if (id < 0) return 0;
+    if (id == c->eos_token_id) return 1;
+    for (int i = 0; i < c->n_eos_more; i++)
+        if (id == c->eos_more[i]) return 1;
+    return 0;
+}
+
+int leash_gpt_config_check(const leash_gpt_config *c) {
+    if (c->arch != LEASH_ARCH_GPT2 && c->arch != LEASH_ARCH_LLAMA)
+        return leash_fail(LEASH_EINVAL, "config: arch = %d; it must be LEASH_ARCH_GPT2 or LEASH_ARCH_LLAMA", c->arch);
+    if (c->vocab_size < 1) return leash_fail(LEASH_EINVAL, "config: vocab_size = %d; it must be >= 1", c->vocab_size);
+    if (c->n_positions < 1) return leash_fail(LEASH_EINVAL, "config: n_positions = %d; it must be >= 1", c->n_positions);
+    if (c->n_layer < 1) return leash_fail(LEASH_EINVAL, "config: n_layer = %d; it must be >= 1", c->n_layer);
+    if (c->n_head < 1 || c->n_embd < 1 || (!c->head_dim && c->n_embd % c->n_head))
+        return leash_fail(LEASH_EINVAL, "config: n_embd = %d, n_head = %d; n_embd must be a positive multiple of n_head",
+                          c->n_embd, c->n_head);
+    if (c->head_dim < 0 || c->n_kv_head < 0 || c->n_inner < 0)
+        return leash_fail(LEASH_EINVAL, "config: head_dim = %d, n_kv_head = %d, n_inner = %d; none may be negative",
+                          c->head_dim, c->n_kv_head, c->n_inner);
+    if (c->n_head % leash_gpt_kv_heads(c))
+        return leash_fail(LEASH_EINVAL, "config: n_head = %d is not a multiple of n_kv_head = %d (grouped-query attention)",
+                          c->n_head, c->n_kv_head);
+    if (c->arch == LEASH_ARCH_GPT2) {
+        if (c->head_dim || c->n_kv_head || c->qkv_bias || c->o_bias || c->mlp_bias || c->untied_head || c->rope_scaling ||
+            c->rope_theta != 0.0f)
+            return leash_fail(LEASH_EINVAL, "config: GPT-2 has no head_dim, n_kv_head, bias switches, untied head or "
+                                            "rotary settings; leave them 0 or choose the Llama architecture");
+    } else {
+        if (leash_gpt_head_size(c) % 2)
+            return leash_fail(LEASH_EINVAL, "config: head size %d is odd; rotary embeddings rotate pairs",
+                              leash_gpt_head_size(c));
+        if (c->rope_theta < 0.0f || !isfinite(c->rope_theta))
+            return leash_fail(LEASH_EINVAL, "config: rope_theta = %g; it must be > 0 (0: 10000)", (double)c->rope_theta);
+        if (c->rope_scaling < 0 || c->rope_scaling > LEASH_ROPE_LLAMA3)
+            return leash_fail(LEASH_EINVAL, "config: rope_scaling = %d is not a LEASH_ROPE_* value", c->rope_scaling);
+        if (c->rope_scaling && !(c->rope_factor > 0.0f && isfinite(c->rope_factor)))
+            return leash_fail(LEASH_EINVAL, "config: rope_scaling.factor = %g; it must be > 0", (double)c->rope_factor);
+        if (c->rope_scaling == LEASH_ROPE_LLAMA3 &&
+            !(c->rope_high_freq_factor > c->rope_low_freq_factor && c->rope_low_freq_factor > 0.0f &&
+              c->rope_original_max_positions > 0))
+            return leash_fail(LEASH_EINVAL, "config: llama3 rope_scaling needs high_freq_factor > low_freq_factor > 0 "
+                                            "and original_max_position_embeddings > 0");
+    }
+    if (c->lora_rank < 0 || (c->lora_rank > 0 && (!(c->lora_alpha > 0.0f) || !isfinite(c->lora_alpha) ||
+                                                  !(c->lora_dropout >= 0.0f && c->lora_dropout < 1.0f))))
+        return leash_fail(LEASH_EINVAL, "config: LoRA rank %d, alpha %g, dropout %g; rank >= 0, alpha > 0, 0 <= dropout < 1",
+                          c->lora_rank, (double)c->lora_alpha, (double)c->lora_dropout);
+    if (c->lora_rank > 0) {
+        if (!c->lora_targets || (c->lora_targets & ~leash_lora_all_targets(c->arch)))
+            return leash_fail(LEASH_EINVAL, "config: LoRA targets 0x%x are empty or not projections of this architecture",
+                              c->lora_targets);
+    }
+    if (c->bos_token_id < -1 || c->bos_token_id >= c->vocab_size)
+        return leash_fail(LEASH_EINVAL, "config: bos_token_id = %d outside the vocabulary [0, %d)", c->bos_token_id,
+                          c->vocab_size);
+    if (c->eos_token_id < -1 || c->eos_token_id >= c->vocab_size)
+        return leash_fail(LEASH_EINVAL, "config: eos_token_id = %d outside the vocabulary [0, %d)", c->eos_token_id,
+                          c->vocab_size);
+    if (c->n_eos_more < 0 || c->n_eos_more > LEASH_MAX_EOS - 1 || (c->n_eos_more && c->eos_token_id < 0))
+        return leash_fail(LEASH_EINVAL, "config: %d further eos ids; at most %d, and only after an eos_token_id",
+                          c->n_eos_more, LEASH_MAX_EOS - 1);
+    for (int i = 0; i < c->n_eos_more; i++)
+        if (c->eos_more[i] < 0 || c->eos_more[i] >= c->vocab_size)
+            return leash_fail(LEASH_EINVAL, "config: eos_token_id[%d] = %d outside the vocabulary [0, %d)", i + 1,
+                              c->eos_more[i], c->vocab_size);
+    if (!(c->layer_norm_epsilon > 0.0f) || !isfinite(c->layer_norm_epsilon))
+        return leash_fail(LEASH_EINVAL, "config: layer_norm_epsilon = %g; it must be > 0", (double)c->layer_norm_epsilon);
+    // every buffer index must fit: the largest activation is L * B * NH * T * T, bounded at forward time
+    double width = (double)c->n_head * leash_gpt_head_size(c) + leash_gpt_mlp_width(c);
+    if ((double)c->vocab_size * c->n_embd > 4e9 || (double)c->n_embd * width * 4.0 * c->n_layer > 4e11)
+        return leash_fail(LEASH_EINVAL, "config: model too large (vocab %d x n_embd %d, %d layers)", c->vocab_size,
+                          c->n_embd, c->n_layer);
+    return LEASH_OK;
+}
+
+/* ---- parameters -------------------------------------------------------------------------------- */
+
+#define SLOT(type, field) offsetof(type, field)
+
+static void add_tensor(leash_gpt *m, const char *name, int layer, size_t slot, int ndim, int64_t d0, int64_t d1,
+                       int decay) {
+    int i = m->n_tensors++;
+    leash_tensor_info *t = &m->tensors[i];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = ndim;
+    t->shape[0] = d0;
+    t->shape[1] = ndim == 2 ? d1 : 0;
+    t->numel = (size_t)d0 * (ndim == 2 ? (size_t)d1 : 1);
+    t->offset = m->num_params;
+    t->decay = decay;
+    m->tensor_layer[i] = layer;
+    m->tensor_slot[i] = slot;
+    m->num_params += t->numel;
+}
+
+/* Points p's slots at tensors first.. in a block whose first float is tensor first's (the others NULL). */
+static void point(param_ptrs *p, float *base, const leash_gpt *m, int first) {
+    layer_ptrs *keep = p->layer;
+    memset(p, 0, sizeof *p);
+    p->layer = keep;
+    memset(p->layer, 0, (size_t)m->cfg.n_layer * sizeof *p->layer);
+    size_t shift = first < m->n_tensors ? m->tensors[first].offset : 0;
+    for (int i = first; i < m->n_tensors; i++) {
+        if (m->tensors[i].bf16) continue; // reached through leash_gpt_layer
+        char *owner = m->tensor_layer[i] < 0 ? (char *)p : (char *)&p->layer[m->tensor_layer[i]];
+        *(float **)(owner + m->tensor_slot[i]) = base ? base + m->tensors[i].offset - shift : NULL;
+    }
+}
+
+
+/* The adapter slot (SLOT_*) whose projection weight sits at this offset in layer_ptrs, or -1. */
+static int lora_slot_of_weight(size_t slot) {
+    static const size_t projs[LEASH_LORA_SLOTS] = {SLOT(layer_ptrs, q), SLOT(layer_ptrs, k), SLOT(layer_ptrs, v),
+                                                   SLOT(layer_ptrs, o), SLOT(layer_ptrs, gate), SLOT(layer_ptrs, up),
+                                                   SLOT(layer_ptrs, down)};
+    for (int j = 0; j < LEASH_LORA_SLOTS; j++)
+        if (slot == projs[j] + offsetof(proj, w)) return j;
+    return -1;
+}
+
+static dims derive(const leash_gpt_config *c) {
+    dims d = {.C = c->n_embd, .L = c->n_layer, .NH = c->n_head, .NKV = leash_gpt_kv_heads(c),
+              .hs = leash_gpt_head_size(c), .I = leash_gpt_mlp_width(c), .V = c->vocab_size};
+    int llama = c->arch == LEASH_ARCH_LLAMA;
+    d.W = (d.NH + 2 * d.NKV) * d.hs;
+    d.AW = d.NH * d.hs;
+    d.FW = llama ? 2 * d.I : d.I;
+    d.out_in = d.rms = d.rope = d.swiglu = llama;
+    return d;
+}
+
+/* Rotary frequencies inv_freq[i] = theta^(-2i / hs), rescaled as the config's rope_scaling says. */
+static void rope_frequencies(const leash_gpt_config *c, int hs, float *inv_freq) {
+    double theta = c->rope_theta > 0.0f ? c->rope_theta : 10000.0;
+    for (int i = 0; i < hs / 2; i++) {
+        double f = (double)(float)(1.0 / pow(theta, (double)(2 * i) / hs));
+        if (c->rope_scaling == LEASH_ROPE_LINEAR) f /= c->rope_factor;
+        if (c->rope_scaling == LEASH_ROPE_LLAMA3) { // Llama 3.1: long wavelengths slowed by factor, a smooth band between
+            double old = c->rope_original_max_positions, lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor;
+            double wavelen = 2.0 * 3.14159265358979323846 / f;
+            if (wavelen > old / lo) f /= c->rope_factor;
+            else if (wavelen >= old / hi) {
+                double smooth = (old / wavelen - lo) / (hi - lo);
+                f = (1.0 - smooth) * f / c->rope_factor + smooth * f;
+            }
+        }
+        inv_freq[i] = (float)f;
+    }
+}
+
+int leash_gpt_create(leash_gpt **out, const leash_gpt_config *cfg) {
+    int rc = leash_gpt_config_check(cfg);
+    if (rc) return rc;
+    leash_gpt *m = calloc(1, sizeof *m);
+    if (!m) return leash_fail(LEASH_ENOMEM, "cannot allocate a model");
+    m->cfg = *cfg;
+    m->d = derive(cfg);
+    const dims *d = &m->d;
+    int L = d->L, C = d->C, llama = cfg->arch == LEASH_ARCH_LLAMA;
+    size_t most = (size_t)6 + (16 + 2 * LEASH_LORA_SLOTS) * (size_t)L;
+    m->tensors = calloc(most, sizeof *m->tensors);
+    m->tensor_layer = calloc(most, sizeof *m->tensor_layer);
+    m->tensor_slot = calloc(most, sizeof *m->tensor_slot);
+    m->p.layer = calloc(L, sizeof(layer_ptrs));
+    m->g.layer = calloc(L, sizeof(layer_ptrs));
+    m->inv_freq = d->rope ? calloc(d->hs / 2, sizeof(float)) : NULL;
+    if (!m->tensors || !m->tensor_layer || !m->tensor_slot || !m->p.layer || !m->g.layer || (d->rope && !m->inv_freq)) {
+        leash_gpt_free(m);
+        return leash_fail(LEASH_ENOMEM, "cannot allocate a model's tensor table");
+    }
+    if (d->rope) rope_frequencies(cfg, d->hs, m->inv_freq);
+    char n[sizeof m->tensors[0].name];
+#define G1(name, field, d0, decay) add_tensor(m, name, -1, SLOT(param_ptrs, field), 1, d0, 0, decay)
+#define G2(name, field, d0, d1, decay) add_tensor(m, name, -1, SLOT(param_ptrs, field), 2, d0, d1, decay)
+#define T1(fmt, field, d0, decay) (snprintf(n, sizeof n, fmt, l), add_tensor(m, n, l, SLOT(layer_ptrs, field), 1, d0, 0, decay))
+#define T2(fmt, field, d0, d1, decay) (snprintf(n, sizeof n, fmt, l), add_tensor(m, n, l, SLOT(layer_ptrs, field), 2, d0, d1, decay))
+    if (!llama) { // Hugging Face GPT-2 names and Conv1D (in, out) layout
+        G2("wte.weight", wte, d->V, C, 1);
+        G2("wpe.weight", wpe, cfg->n_positions, C, 1);
+        for (int l = 0; l < L; l++) {
+            T1("h.%d.ln_1.weight", ln1w, C, 0);
+            T1("h.%d.ln_1.bias", ln1b, C, 0);
+            T2("h.%d.attn.c_attn.weight", q.w, C, 3 * C, 1);
+            T1("h.%d.attn.c_attn.bias", q.b, 3 * C, 0);
+            T2("h.%d.attn.c_proj.weight", o.w, C, C, 1);
+            T1("h.%d.attn.c_proj.bias", o.b, C, 0);
+            T1("h.%d.ln_2.weight", ln2w, C, 0);
+            T1("h.%d.ln_2.bias", ln2b, C, 0);
+            T2("h.%d.mlp.c_fc.weight", gate.w, C, d->I, 1);
+            T1("h.%d.mlp.c_fc.bias", gate.b, d->I, 0);
+            T2("h.%d.mlp.c_proj.weight", down.w, d->I, C, 1);
+            T1("h.%d.mlp.c_proj.bias", down.b, C, 0);
+        }
+        G1("ln_f.weight", lnfw, C, 0);
+        G1("ln_f.bias", lnfb, C, 0);
+    } else { // Hugging Face Llama names and Linear (out, in) layout
+        int qo = d->NH * d->hs, kvo = d->NKV * d->hs;
+        G2("model.embed_tokens.weight", wte, d->V, C, 1);
+        for (int l = 0; l < L; l++) {
+            T1("model.layers.%d.input_layernorm.weight", ln1w, C, 0);
+            T2("model.layers.%d.self_attn.q_proj.weight", q.w, qo, C, 1);
+            if (cfg->qkv_bias) T1("model.layers.%d.self_attn.q_proj.bias", q.b, qo, 0);
+            T2("model.layers.%d.self_attn.k_proj.weight", k.w, kvo, C, 1);
+            if (cfg->qkv_bias) T1("model.layers.%d.self_attn.k_proj.bias", k.b, kvo, 0);
+            T2("model.layers.%d.self_attn.v_proj.weight", v.w, kvo, C, 1);
+            if (cfg->qkv_bias) T1("model.layers.%d.self_attn.v_proj.bias", v.b, kvo, 0);
+            T2("model.layers.%d.self_attn.o_proj.weight", o.w, C, qo, 1);
+            if (cfg->o_bias) T1("model.layers.%d.self_attn.o_proj.bias", o.b, C, 0);
+            T1("model.layers.%d.post_attention_layernorm.weight", ln2w, C, 0);
+            T2("model.layers.%d.mlp.gate_proj.weight", gate.w, d->I, C, 1);
+            if (cfg->mlp_bias) T1("model.layers.%d.mlp.gate_proj.bias", gate.b, d->I, 0);
+            T2("model.layers.%d.mlp.up_proj.weight", up.w, d->I, C, 1);
+            if (cfg->mlp_bias) T1("model.layers.%d.mlp.up_proj.bias", up.b, d->I, 0);
+            T2("model.layers.%d.mlp.down_proj.weight", down.w, C, d->I, 1);
+            if (cfg->mlp_bias) T1("model.layers.%d.mlp.down_proj.bias", down.b, C, 0);
+        }
+        G1("model.norm.weight", lnfw, C, 0);
+        if (cfg->untied_head) G2("lm_head.weight", lm_head, d->V, C, 1);
+    }
+    m->first_trainable = 0;
+    if (cfg->lora_rank > 0) { // for each targeted weight, in table order: PEFT's lora_A (r, in) and lora_B (out, r)
+        int n_base = m->first_trainable = m->n_tensors;
+        const char *prefix = llama ? "base_model.model." : "base_model.model.transformer.";
+        for (int l = 0; l < L; l++)
+            for (int i = 0; i < n_base; i++) {
+                int j = m->tensor_layer[i] == l ? lora_slot_of_weight(m->tensor_slot[i]) : -1;
+                if (j < 0 || !(cfg->lora_targets & (1u << j))) continue;
+                const leash_tensor_info *w = &m->tensors[i];
+                int in = (int)w->shape[d->out_in ? 1 : 0], outw = (int)w->shape[d->out_in ? 0 : 1];
+                int stem = (int)strlen(w->name) - 7; // the weight's name without ".weight"
+                size_t p = m->tensor_slot[i] - offsetof(proj, w);
+                snprintf(n, sizeof n, "%s%.*s.lora_A.weight", prefix, stem, w->name);
+                add_tensor(m, n, l, p + offsetof(proj, A), 2, cfg->lora_rank, in, 1);
+                snprintf(n, sizeof n, "%s%.*s.lora_B.weight", prefix, stem, w->name);
+                add_tensor(m, n, l, p + offsetof(proj, B), 2, outw, cfg->lora_rank, 1);
+            }
+    }
+    m->adapters_on = m->fwd_adapters = 1;
+    if (cfg->scalar_head) {
+        G2("score.weight", headw, 1, C, 1);
+        G1("score.bias", headb, 1, 0);
+    }
+#undef G1
+#undef G2
+#undef T1
+#undef T2
+    m->trainable_offset = m->first_trainable < m->n_tensors ? m->tensors[m->first_trainable].offset : m->num_params;
+    m->params = calloc(m->num_params, sizeof(float));
+    m->grads = calloc(m->num_params - m->trainable_offset + 1, sizeof(float));
+    if (!m->params || !m->grads) {
+        size_t np = m->num_params;
+        leash_gpt_free(m);
+        return leash_fail(LEASH_ENOMEM, "cannot allocate %zu parameters (%.1f MB, twice: weights and gradients)", np,
+                          np * 4e-6);
+    }
+    point(&m->p, m->params, m, 0);
+    point(&m->g, m->grads, m, m->first_trainable);
+    *out = m;
+    return LEASH_OK;
+}
+
+void leash_gpt_free(leash_gpt *m) {
+    if (!m) return;
+    free(m->tensors);
+    free(m->tensor_layer);
+    free(m->tensor_slot);
+    free(m->source_dir);
+    free(m->bf16);
+    free(m->layer_bf16);
+    free(m->wscratch);
+    free(m->inv_freq);
+    free(m->p.layer);
+    free(m->g.layer);
+    free(m->params);
+    free(m->grads);
+    free(m->act_memory);
+    free(m->head_memory);
+    free(m->chunk);
+    free(m->tokens);
+    free(m);
+}
+
+void leash_gpt_init_tensor(leash_gpt *m, int i, uint64_t seed) {
+    leash_rng rng;
+    double proj_std = 0.02 / sqrt(2.0 * m->cfg.n_layer);
+    const leash_tensor_info *t = &m->tensors[i];
+    float *x = m->params + t->offset;
+    leash_rng_seed(&rng, seed, (uint64_t)i); // one stream per tensor: independent of the others' sizes
+    size_t len = strlen(t->name);
+    // the only 1-D weights are norm weights; the residual projections are c_proj, o_proj and down_proj
+    int is_ln_weight = t->ndim == 1 && len > 7 && strcmp(t->name + len - 7, ".weight") == 0;
+    int is_proj = strstr(t->name, "c_proj.weight") || strstr(t->name, "o_proj.weight") || strstr(t->name, "down_proj.weight");
+    if (strstr(t->name, ".lora_B.")) { // zero: the adapters start with no effect
+        memset(x, 0, t->numel * sizeof *x);
+        return;
+    }
+    if (strstr(t->name, ".lora_A.")) { // PEFT: kaiming_uniform(a = sqrt 5) = U(-1/sqrt(in), 1/sqrt(in))
+        double bound = 1.0 / sqrt((double)t->shape[1]);
+        for (size_t k = 0; k < t->numel; k++) x[k] = (float)(bound * (2.0 * leash_rng_uniform(&rng) - 1.0));
+        return;
+    }
+    for (size_t k = 0; k < t->numel; k++) {
+        if (is_ln_weight) x[k] = 1.0f;
+        else if (t->ndim == 2) x[k] = (float)((is_proj ? proj_std : 0.02) * leash_rng_normal(&rng));
+        else x[k] = 0.0f;
+    }
+}
+
+void leash_gpt_init(leash_gpt *m, uint64_t seed) {
+    for (int i = 0; i < m->n_tensors; i++) leash_gpt_init_tensor(m, i, seed);
+}
+
+const leash_gpt_config *leash_gpt_cfg(const leash_gpt *m) { return &m->cfg; }
+
+void leash_gpt_set_score_stats(leash_gpt *m, float mean, float std) {
+    m->cfg.score_mean = mean;
+    m->cfg.score_std = std;
+}
+
+int leash_gpt_copy_with_head(leash_gpt **out, const leash_gpt *src, int keep_head, uint64_t seed) {
+    if (src->bf16) return leash_fail(LEASH_EINVAL, "a model with BF16 storage cannot be copied; copy it before storing BF16");
+    leash_gpt_config cfg = src->cfg;
+    cfg.scalar_head = 1;
+    leash_gpt *m;
+    int rc = leash_gpt_create(&m, &cfg);
+    if (rc) return rc;
+    if (src->source_dir && !(m->source_dir = strdup(src->source_dir))) {
+        leash_gpt_free(m);
+        return leash_fail(LEASH_ENOMEM, "out of memory");
+    }
+    // the tensors of src come first in the same order; the head (last two) is copied or initialised
+    size_t body = src->cfg.scalar_head ? src->num_params - (size_t)cfg.n_embd - 1 : src->num_params;
+    memcpy(m->params, src->params, body * sizeof(float));
+    if (src->cfg.scalar_head && keep_head) {
+        memcpy(m->params + body, src->params + body, ((size_t)cfg.n_embd + 1) * sizeof(float));
+    } else {
+        leash_rng rng;
+        leash_rng_seed(&rng, seed, UINT64_C(0x68656164));
+        for (int k = 0; k < cfg.n_embd; k++) m->p.headw[k] = (float)(0.02 * leash_rng_normal(&rng));
+        m->p.headb[0] = 0.0f;
+        m->cfg.score_mean = m->cfg.score_std = 0.0f;
+    }
+    *out = m;
+    return LEASH_OK;
+}
+size_t leash_gpt_num_params(const leash_gpt *m) { return m->num_params; }
+float *leash_gpt_params(leash_gpt *m) { return m->params; }
+float *leash_gpt_grads(leash_gpt *m) { return m->grads; }
+int leash_gpt_first_trainable(const leash_gpt *m) { return m->first_trainable; }
+size_t leash_gpt_num_trainable(const leash_gpt *m) { return m->num_params - m->bf16_n - m->trainable_offset; }
+float *leash_gpt_trainable(leash_gpt *m) { return m->params + m->trainable_offset; }
+int leash_gpt_num_tensors(const leash_gpt *m) { return m->n_tensors; }
+const leash_tensor_info *leash_gpt_tensor(const leash_gpt *m, int i) {
+    return i >= 0 && i < m->n_tensors ? &m->tensors[i] : NULL;
+}
+void leash_gpt_zero_grad(leash_gpt *m) {
+    if (m->grads) memset(m->grads, 0, leash_gpt_num_trainable(m) * sizeof(float));
+}
+
+void leash_gpt_freeze(leash_gpt *m) {
+    if (m->frozen) return;
+    m->frozen = 1;
+    free(m->grads);
+    m->grads = NULL;
+    point(&m->g, NULL, m, 0);
+    // activations and logits are reallocated without their backward halves at the next forward
+    free(m->act_memory), free(m->tokens), free(m->head_memory);
+    m->act_memory = NULL, m->tokens = NULL, m->head_memory = NULL;
+    m->act_bytes = 0;
+    m->B = m->T = m->head_B = m->head_T = 0;
+    m->has_logits = 0;
+}
+
+int leash_gpt_is_frozen(const leash_gpt *m) { return m->frozen; }
+
+static uint16_t to_bf16(float x) { // round to nearest, ties to even (no NaN here: loaded weights are finite)
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+int leash_gpt_store_bf16(leash_gpt *m) {
+    if (m->bf16) return LEASH_OK;
+    if (!m->frozen && m->first_trainable == 0)
+        return leash_fail(LEASH_EINVAL, "BF16 storage is for frozen weights: freeze the model (a reference) or give it "
+                                        "LoRA adapters (then its base is frozen)");
+    // the frozen layer tensors: one contiguous run [lo, hi) of the parameter block, layer after layer
+    int limit = m->first_trainable > 0 ? m->first_trainable : m->n_tensors, L = m->cfg.n_layer;
+    size_t lo = SIZE_MAX, hi = 0;
+    for (int i = 0; i < limit; i++)
+        if (m->tensor_layer[i] >= 0) {
+            if (m->tensors[i].offset < lo) lo = m->tensors[i].offset;
+            if (m->tensors[i].offset + m->tensors[i].numel > hi) hi = m->tensors[i].offset + m->tensors[i].numel;
+        }
+    size_t span = hi - lo, rest = m->num_params - span;
+    uint16_t *h = malloc(span * sizeof *h);
+    float *p = malloc((rest ? rest : 1) * sizeof *p);
+    size_t *starts = calloc((size_t)L + 1, sizeof *starts);
+    if (!h || !p || !starts) {
+        free(h), free(p), free(starts);
+        return leash_fail(LEASH_ENOMEM, "cannot allocate the BF16 copy (%.1f MB)", span * 2e-6);
+    }
+#pragma omp parallel for schedule(static)
+    for (size_t k = 0; k < span; k++) h[k] = to_bf16(m->params[lo + k]);
+    memcpy(p, m->params, lo * sizeof *p);
+    memcpy(p + lo, m->params + hi, (m->num_params - hi) * sizeof *p);
+    size_t most = 0;
+    for (int l = 0; l <= L; l++) starts[l] = span;
+    for (int i = 0; i < m->n_tensors; i++) {
+        leash_tensor_info *t = &m->tensors[i];
+        if (i < limit && m->tensor_layer[i] >= 0) {
+            t->bf16 = 1, t->offset -= lo;
+            if (t->offset < starts[m->tensor_layer[i]]) starts[m->tensor_layer[i]] = t->offset;
+        } else if (t->offset >= hi) {
+            t->offset -= span;
+        }
+    }
+    for (int l = 0; l < L; l++) {
+        size_t len = starts[l + 1] - starts[l];
+        if (len > most) most = len;
+    }
+    if (!(m->wscratch = malloc(most * sizeof(float)))) {
+        free(h), free(p), free(starts);
+        return leash_fail(LEASH_ENOMEM, "cannot allocate a layer's weights (%.1f MB)", most * 4e-6);
+    }
+    free(m->params);
+    m->params = p, m->bf16 = h, m->bf16_n = span, m->layer_bf16 = starts;
+    if (m->first_trainable > 0) m->trainable_offset -= span;
+    point(&m->p, m->params, m, 0);
+    if (m->grads) point(&m->g, m->grads, m, m->first_trainable);
+    return LEASH_OK;
+}
+
+const layer_ptrs *leash_gpt_layer(leash_gpt *m, int l, layer_ptrs *tmp) {
+    if (!m->bf16) return &m->p.layer[l];
+    size_t a = m->layer_bf16[l], n = m->layer_bf16[l + 1] - a;
+    const uint16_t *src = m->bf16 + a;
+    float *dst = m->wscratch;
+#pragma omp parallel for schedule(static)
+    for (size_t k = 0; k < n; k++) {
+        uint32_t u = (uint32_t)src[k] << 16;
+        memcpy(&dst[k], &u, 4);
+    }
+    *tmp = m->p.layer[l];
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].bf16 && m->tensor_layer[i] == l)
+            *(float **)((char *)tmp + m->tensor_slot[i]) = dst + (m->tensors[i].offset - a);
+    return tmp;
+}
+
+size_t leash_gpt_memory_bytes(const leash_gpt *m) {
+    size_t V = m->cfg.vocab_size, head = (size_t)m->head_B * m->head_T * V * (m->frozen ? 1 : 2);
+    size_t f32 = m->num_params - m->bf16_n + (m->bf16 ? m->layer_bf16[1] - m->layer_bf16[0] : 0); // + wscratch
+    return (f32 + (m->grads ? leash_gpt_num_trainable(m) : 0) + head + m->bf16_n / 2 + (m->chunk ? (size_t)SCORE_ROWS * V : 0)) * sizeof(float) +
+           m->act_bytes + (m->tokens ? (size_t)m->B * m->T * sizeof(int) : 0);
+}
