@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "leash/error.h"
+#include "leash/frontier.h"
 #include "leash/kl.h"
 #include "leash/rundir.h"
 #include "leash/sample.h"
@@ -151,6 +152,7 @@ typedef struct {
     float beta, target, horizon, timeout;
     int fixed, per_token, seed, overwrite, gold, quiet;
     const char *tensorboard; /* the CLI's --tensorboard DIR: every step's metrics as TensorBoard scalars too */
+    int stop_at_peak;        /* the CLI's --stop-at-peak (leash/frontier.h) */
 } rl_state;
 
 typedef enum { OPT_STR, OPT_INT, OPT_FLOAT, OPT_SET, OPT_CLEAR, OPT_EST } opt_type;
@@ -205,6 +207,7 @@ static const rl_option RL_OPTIONS[] = {
     {"weight-decay", OPT_FLOAT, BOTH, 0, 10, F(c.optim.weight_decay)},
     {"warmup", OPT_INT, BOTH, 0, 1 << 30, F(c.optim.warmup_steps)},
     {"tensorboard", OPT_STR, BOTH, 0, 0, F(tensorboard)},
+    {"stop-at-peak", OPT_SET, BOTH, 0, 0, F(stop_at_peak)},
 };
 #undef F
 #define N_RL_OPTIONS (sizeof RL_OPTIONS / sizeof RL_OPTIONS[0])
@@ -300,11 +303,26 @@ typedef struct {
     void *ctx;
     leash_tb *tb; /* tensorboard: the event file, or NULL */
     int tb_rc;    /* its write error, which stops the run */
+    leash_frontier_watch *peak; /* stop-at-peak: the run's (sqrt exact KL, gold) history, or NULL */
 } step_relay;
+
+static char stop_reason[512]; /* why the last leash_api_rl_train stopped early by itself ("" otherwise) */
+
+const char *leash_api_rl_stop_reason(void) { return stop_reason; }
+
+/* stop-at-peak as the CLI does it: the gold/reward metric (a scorer's, or the world's) against the exact KL. */
+static int peak_passed(leash_frontier_watch *w, const leash_rl_progress *p) {
+    double gold = p->metrics ? leash_metrics_value(p->metrics, "gold/reward") : NAN;
+    int past = leash_frontier_watch_add(w, p->kl_exact, isnan(gold) ? p->gold_reward : gold);
+    if (past < 0) snprintf(stop_reason, sizeof stop_reason, "stop-at-peak: %s", leash_errmsg());
+    else if (past) leash_frontier_watch_reason(w, p->step, p->kl_exact, stop_reason, sizeof stop_reason);
+    return past != 0;
+}
 
 static int relay_step(const leash_rl_progress *p, void *vctx) {
     step_relay *r = vctx;
     if (r->tb && p->metrics && (r->tb_rc = leash_metrics_write_tb(r->tb, p->metrics))) return 1;
+    if (r->peak && peak_passed(r->peak, p)) return 1;
     return r->fn ? r->fn(p->metrics, p->step, p->steps, r->ctx) : 0;
 }
 
@@ -321,12 +339,16 @@ int leash_api_rl_train(const char *algo, const char *const *keys, const char *co
     if (!rc) rc = finish_options(&s, algo, reward_fn, reward_ctx);
     if (!rc && !s.c.out_dir) rc = leash_fail(LEASH_EINVAL, "leash %s: out (the run directory) is required", algo);
     if (!rc) rc = leash_rundir_open(s.c.out_dir, s.c.resume, s.overwrite, &lock);
-    step_relay relay = {step_fn, step_ctx, NULL, 0};
+    step_relay relay = {step_fn, step_ctx, NULL, 0, NULL};
+    leash_frontier_watch peak;
+    stop_reason[0] = 0;
+    if (s.stop_at_peak) leash_frontier_watch_init(&peak, 10, 3), relay.peak = &peak;
     if (!rc && s.tensorboard && (rc = leash_tb_open(&relay.tb, s.tensorboard))) leash_rundir_unlock(lock);
     if (rc) return rc;
     leash_rl_progress fin = {0};
     leash_stop_reset();
     rc = leash_rl_train(&s.c, relay_step, &relay, &fin);
+    if (relay.peak) leash_frontier_watch_free(relay.peak);
     leash_stop_reset();
     leash_rundir_unlock(lock);
     if (!rc && relay.tb_rc) rc = relay.tb_rc;

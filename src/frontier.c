@@ -3,6 +3,7 @@
 #include "leash/frontier.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "leash/error.h"
@@ -77,8 +78,18 @@ int leash_frontier_watch_add(leash_frontier_watch *w, double kl, double gold) {
     if (w->n < w->min_points || w->n < w->confirm) return 0;
     leash_frontier_fit f;
     if (leash_frontier_fit_points(LEASH_FRONTIER_RL, w->d, w->gain, w->n, &f) || !f.has_peak) return 0;
+    if (!(f.gain_peak >= 2.0 * f.rmse)) return 0; // no rise above the noise: not a peak to stop at
     for (int i = w->n - w->confirm; i < w->n; i++)
         if (!(w->d[i] > f.d_peak)) return 0;
+    if (!(leash_frontier_eval(&f, w->d[w->n - 1]) <= f.gain_peak - f.rmse)) return 0; // still on the plateau
     w->fit = f;
     return 1;
+}
+
+void leash_frontier_watch_reason(const leash_frontier_watch *w, int step, double kl, char *buf, size_t cap) {
+    const leash_frontier_fit *f = &w->fit;
+    snprintf(buf, cap, "stopping after step %d: the exact KL (%.3f nats/seq) has been past the fitted gold peak at %.3f "
+             "nats/seq for %d steps (d (alpha - beta log d) fitted to %d steps: alpha %+.4f, beta %+.4f, peak gold %+.4f, "
+             "the first step's %+.4f)", step, kl, f->kl_peak, w->confirm, f->points, f->alpha, f->beta, w->gold0 + f->gain_peak,
+             w->gold0);
 }

@@ -61,6 +61,9 @@ int leash_api_rl_train(const char *algo, const char *const *keys, const char *co
                        int *final_step);
 /* 1 when algo ("ppo" or "grpo") takes the option key (a CLI name without the dashes), else 0. */
 int leash_api_rl_option_known(const char *algo, const char *key);
+/* Why the last leash_api_rl_train stopped itself early ("stop-at-peak": the fit and the KLs), "" when it did
+ * not (it ran its steps, failed, or the step function or a signal stopped it). */
+const char *leash_api_rl_stop_reason(void);
 
 /* Entry i of a metrics table: its name, kind (leash_metric_kind), value (REAL, INT), text (TEXT, else NULL)
  * and metrics.jsonl's printf format (REAL, else NULL). Returns the table's size (0 for NULL), reading nothing

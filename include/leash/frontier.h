@@ -13,6 +13,8 @@
 #ifndef LEASH_FRONTIER_H
 #define LEASH_FRONTIER_H
 
+#include <stddef.h>
+
 typedef enum { LEASH_FRONTIER_RL, LEASH_FRONTIER_BON } leash_frontier_form;
 
 typedef struct {
@@ -39,7 +41,9 @@ const char *leash_frontier_form_name(leash_frontier_form form);
 
 /* A run's own frontier, for stopping at the peak: the RL form fitted to its history of (sqrt of the exact KL,
  * gold - the first step's gold). leash_frontier_watch_add returns 1 once the run has passed the fitted peak:
- * at least `min_points` points, a peak (beta > 0), and the last `confirm` points all beyond d*. Then
+ * at least `min_points` points; a peak (beta > 0) that rises above the noise (the fitted gain at d* at least
+ * twice the fit's rmse: gold that only wanders fits a spurious peak near d = 0); and the last `confirm` points
+ * all beyond d*, the fitted gain at the last of them fallen from the peak by at least the rmse. Then
  * w->fit holds the fit that said so. 0 otherwise (also for a non-finite point, which is not kept);
  * LEASH_ENOMEM (negative) when the history cannot grow. */
 typedef struct {
@@ -53,5 +57,7 @@ typedef struct {
 void leash_frontier_watch_init(leash_frontier_watch *w, int min_points, int confirm);
 int leash_frontier_watch_add(leash_frontier_watch *w, double kl, double gold);
 void leash_frontier_watch_free(leash_frontier_watch *w);
+/* Why the watcher stopped the run after `step` at exact KL kl, for a log: the KL, the peak's, the fit. */
+void leash_frontier_watch_reason(const leash_frontier_watch *w, int step, double kl, char *buf, size_t cap);
 
 #endif

@@ -30,6 +30,7 @@ for _name, _res, _args in [
     ("leash_api_metric", c_int, [c_void_p, c_int, POINTER(c_char_p), POINTER(c_int), POINTER(c_double),
                                  POINTER(c_char_p), POINTER(c_char_p)]),
     ("leash_api_sigint_stop", c_int, [c_int]),
+    ("leash_api_rl_stop_reason", c_char_p, []),
 ]:
     _f = getattr(lib, _name)
     _f.restype = _res
@@ -40,13 +41,15 @@ _METRIC_REAL, _METRIC_INT, _METRIC_TEXT = 0, 1, 2
 
 @dataclass
 class TrainResult:
-    """What a run did: step, the last step done; steps, the steps asked; stopped, True when on_step or Ctrl-C
-    ended it early (a checkpoint is in out/checkpoint: resume with resume=True); metrics, the last step's."""
+    """What a run did: step, the last step done; steps, the steps asked; stopped, True when on_step, Ctrl-C or
+    stop_at_peak ended it early (a checkpoint is in out/checkpoint: resume with resume=True); metrics, the last
+    step's; stop_reason, why the run stopped itself (stop_at_peak: the fit and the KLs), else ""."""
     out: str
     step: int
     steps: int
     stopped: bool
     metrics: dict = field(default_factory=dict)
+    stop_reason: str = ""
 
 
 def option_known(algo, name):
@@ -196,7 +199,8 @@ def _train(algo, policy, prompts, out, reward_funcs, reward_weights, on_step, op
                 raise err
         check(rc, f"leash.{algo}")
         n_steps = int(opts.get("steps", 100))
-        return TrainResult(os.fspath(out), final.value, n_steps, final.value < n_steps, steps.last)
+        return TrainResult(os.fspath(out), final.value, n_steps, final.value < n_steps, steps.last,
+                           lib.leash_api_rl_stop_reason().decode())
     finally:
         if tmp:
             os.unlink(tmp)

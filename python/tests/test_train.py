@@ -201,3 +201,12 @@ def test_every_cli_option_is_a_keyword(cli, algo):
     other = "ppo" if algo == "grpo" else "grpo"
     other_names = set(re.findall(r"--([a-z][a-z0-9-]*)", cli(other, "--help"))) - names
     assert not [n for n in other_names if option_known(algo, n)]
+
+
+def test_stop_at_peak_is_an_option_and_says_why_it_stopped(world, gpt2, tmp_path):
+    """stop_at_peak=True (the CLI's --stop-at-peak): the tiny model's gold is flat, so no peak: every step runs
+    and stop_reason is empty; without it the result is the same."""
+    r = leash.grpo(policy=gpt2, prompts=world / "prompts.jsonl", out=tmp_path / "run", reward_funcs=length_reward,
+                   gold_metrics=True, stop_at_peak=True, **SMALL)
+    assert r.step == r.steps and not r.stopped and r.stop_reason == ""
+    assert "gold/reward" in r.metrics

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "leash/dist.h"
 #include "leash/error.h"
+#include "leash/frontier.h"
 #include "leash/klwatch.h"
 #include "leash/metrics.h"
 #include "leash/rl.h"
@@ -82,6 +83,9 @@ static const char *usage_tail =
     "  --skip-nonfinite     a non-finite reward, KL or gradient skips that batch or update (counted in\n"
     "                       skipped/nonfinite, reported) instead of stopping the run with an error\n"
     "  --ref DIR            a different frozen reference (same tokenizer; default: the --policy model)\n"
+    "  --stop-at-peak       stop once the gold reward has passed the peak of Gao et al.'s d (alpha - beta log d)\n"
+    "                       fitted to this run's gold gain against d = sqrt(exact KL), 3 steps running (fits\n"
+    "                       from step 10; gold: a scorer's gold/reward, else the world's with --gold-metrics)\n"
     "LoRA (low-rank adapters; the base model stays frozen and, with its adapters off, is the reference):\n"
     "  --lora-r N           adapter rank (default 0: full fine-tuning)\n"
     "  --lora-alpha X       scale alpha / r (default 2r)   --lora-dropout X (0; kept in adapter_config.json,\n"
@@ -123,6 +127,8 @@ typedef struct {
     long skipped; // skipped batches and updates already reported
     leash_tb *tb; // --tensorboard: the event file every step's metrics go to (rank 0)
     int tb_rc;    // its write error, which stops the run
+    int stop_at_peak, warned_no_gold; // --stop-at-peak
+    leash_frontier_watch peak;        // its (sqrt exact KL, gold gain) history and fit
 } rl_ctx;
 
 /* The library counts what --skip-nonfinite skipped; the CLI says so. */
@@ -131,6 +137,36 @@ static void report_skips(rl_ctx *ctx, const leash_rl_progress *p) {
     cli_progress_end();
     fprintf(stderr, "leash: %s (--skip-nonfinite; %ld batch(es) or update(s) skipped so far)\n", p->skip_reason, p->skipped);
     ctx->skipped = p->skipped;
+}
+
+enum { O_STOP_AT_PEAK = 1024 }; // --stop-at-peak's getopt code, above run()'s
+
+/* --stop-at-peak: 1 once the run's gold has passed the peak fitted to its own history (leash/frontier.h), said
+ * on stderr with the fit. The gold is the step's gold/reward metric (a scorer's, or the world's). */
+static int peak_passed(rl_ctx *ctx, const leash_rl_progress *p) {
+    double gold = p->metrics ? leash_metrics_value(p->metrics, "gold/reward") : NAN;
+    if (isnan(gold)) gold = p->gold_reward;
+    if (isnan(gold)) {
+        if (!ctx->warned_no_gold) {
+            ctx->warned_no_gold = 1;
+            cli_progress_end();
+            fprintf(stderr, "leash: --stop-at-peak: step %d has no gold reward (gold/reward), so the run cannot stop at "
+                            "its peak; add --gold-metrics (the default world's) or a scorer that reports gold/reward\n", p->step);
+        }
+        return 0;
+    }
+    int past = leash_frontier_watch_add(&ctx->peak, p->kl_exact, gold);
+    if (past < 0) {
+        cli_progress_end();
+        fprintf(stderr, "leash: --stop-at-peak: %s; stopping\n", leash_errmsg());
+        return 1;
+    }
+    if (!past) return 0;
+    char why[512];
+    leash_frontier_watch_reason(&ctx->peak, p->step, p->kl_exact, why, sizeof why);
+    cli_progress_end();
+    fprintf(stderr, "leash: --stop-at-peak: %s\n", why);
+    return 1;
 }
 
 static int progress(const leash_rl_progress *p, void *vctx) {
@@ -153,7 +189,7 @@ static int progress(const leash_rl_progress *p, void *vctx) {
                 p->step, LEASH_KLWATCH_DEFAULT_LOW, LEASH_KLWATCH_DEFAULT_HIGH, p->kl,
                 leash_klwatch_advice(p->kl_negative_warning ? LEASH_KLWATCH_NEGATIVE : LEASH_KLWATCH_HIGH));
     }
-    if (ctx->quiet) return 0;
+    if (ctx->quiet) return ctx->stop_at_peak && peak_passed(ctx, p);
     char line[320], gold[64] = "";
     if (!isnan(p->gold_reward)) snprintf(gold, sizeof gold, "  gold %+.3f  gram %3.0f%%", p->gold_reward, 100 * p->grammatical);
     snprintf(line, sizeof line, "step %4d/%d  score %+.3f  KL %6.3f nats/seq (exact %6.3f)  beta %.4f  ent %.3f%s  %.2fs ",
@@ -167,7 +203,7 @@ static int progress(const leash_rl_progress *p, void *vctx) {
         cli_progress_end();
         fprintf(stderr, "    sample: %s\n", text);
     }
-    return 0;
+    return ctx->stop_at_peak && peak_passed(ctx, p);
 }
 
 static int run(int argc, char **argv, leash_rl_algo algo) {
@@ -195,7 +231,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         {"reward-timeout", 1, 0, O_RTIMEOUT}, {"ref", 1, 0, O_REF}, {"kl-per-token", 0, 0, O_PERTOK}, {"save-every", 1, 0, O_SAVE}, {"resume", 0, 0, O_RESUME}, {"overwrite", 0, 0, O_OVERWRITE}, {"skip-nonfinite", 0, 0, O_SKIPNF}, {"quiet", 0, 0, 'q'},
         {"lora-r", 1, 0, O_LORA_R}, {"lora-alpha", 1, 0, O_LORA_ALPHA}, {"lora-dropout", 1, 0, O_LORA_DROP},
         {"lora-targets", 1, 0, O_LORA_TGT}, {"frozen-bf16", 0, 0, O_BF16}, {"grad-clip", 1, 0, O_GCLIP},
-        {"weight-decay", 1, 0, O_WD}, {"warmup", 1, 0, O_WARM}, {"tensorboard", 1, 0, O_TB},
+        {"weight-decay", 1, 0, O_WD}, {"warmup", 1, 0, O_WARM}, {"tensorboard", 1, 0, O_TB}, {"stop-at-peak", 0, 0, O_STOP_AT_PEAK},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     optind = 1;
     while (!bad && (ch = getopt_long(argc, argv, "t:qh", opts, NULL)) != -1) {
@@ -260,6 +296,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         }
         case 'q': ctx.quiet = 1; break;
         case O_TB: tb_dir = optarg; break;
+        case O_STOP_AT_PEAK: ctx.stop_at_peak = 1, leash_frontier_watch_init(&ctx.peak, 10, 3); break;
         case O_GCLIP: bad = cli_float(cmd, "--grad-clip", optarg, 0, 1e30, &c.optim.grad_clip), c.ppo.value_optim.grad_clip = c.optim.grad_clip; break;
         case O_WD: bad = cli_float(cmd, "--weight-decay", optarg, 0, 10, &c.optim.weight_decay), c.ppo.value_optim.weight_decay = c.optim.weight_decay; break;
         case O_WARM: bad = cli_int(cmd, "--warmup", optarg, 0, 1 << 30, &c.optim.warmup_steps), c.ppo.value_optim.warmup_steps = c.optim.warmup_steps; break;
@@ -297,6 +334,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
     }
     leash_rl_progress fin = {0};
     rc = leash_rl_train(&c, progress, &ctx, &fin);
+    leash_frontier_watch_free(&ctx.peak);
     leash_rundir_unlock(lock);
     if (!ctx.quiet) cli_progress_end();
     if (leash_dist_rank() == 0) report_skips(&ctx, &fin);
