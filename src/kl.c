@@ -198,6 +198,7 @@ const char *leash_kl_estimator_name(leash_kl_estimator est) {
     case LEASH_KL_K3: return "k3";
     case LEASH_KL_ABS: return "abs";
     case LEASH_KL_K3_PLUS: return "k3+";
+    case LEASH_KL_EXACT: return "exact";
     }
     return "?";
 }
@@ -221,6 +222,7 @@ double leash_kl_estimate(leash_kl_estimator est, double logp, double ref_logp) {
     case LEASH_KL_K3:
     case LEASH_KL_K3_PLUS: return k3_value(lr);
     case LEASH_KL_ABS: return fabs(lr);
+    case LEASH_KL_EXACT: break; // needs both logit rows: leash_kl_exact
     }
     return NAN;
 }
@@ -233,6 +235,7 @@ double leash_kl_estimate_grad(leash_kl_estimator est, double logp, double ref_lo
     case LEASH_KL_K3_PLUS: return -lr;
     case LEASH_KL_K3: return -expm1(lr < LEASH_KL_LOG_RATIO_MAX ? lr : LEASH_KL_LOG_RATIO_MAX); // 1 - r
     case LEASH_KL_ABS: return lr < 0.0 ? 1.0 : (lr > 0.0 ? -1.0 : 0.0);
+    case LEASH_KL_EXACT: break; // its gradient is in the logits: leash_kl_exact
     }
     return NAN;
 }

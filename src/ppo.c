@@ -49,14 +49,14 @@ int ppo_advantages(rollout *r, const leash_ppo_config *c, double beta) {
     return LEASH_OK;
 }
 
-double ppo_clipped_surrogate(double A, double newlp, double oldlp, double eps, update_stats *st, double *dloss) {
+double ppo_clipped_surrogate(double A, double newlp, double oldlp, double eps, double eps_high, update_stats *st, double *dloss) {
     double logratio = newlp - oldlp;
     if (fabs(logratio) > LEASH_KL_LOG_RATIO_MAX) {
         logratio = logratio > 0 ? LEASH_KL_LOG_RATIO_MAX : -LEASH_KL_LOG_RATIO_MAX;
         st->ratio_clamped++;
     }
     double ratio = exp(logratio);
-    double clipped = ratio < 1 - eps ? 1 - eps : ratio > 1 + eps ? 1 + eps : ratio;
+    double clipped = ratio < 1 - eps ? 1 - eps : ratio > 1 + eps_high ? 1 + eps_high : ratio;
     double pg1 = -A * ratio, pg2 = -A * clipped;
     int clip_active = pg2 > pg1;
     st->clipfrac += clip_active;
@@ -78,7 +78,7 @@ void ppo_policy_loss(const rollout *r, const int *rows, int n, long ntok, double
             dlogp[i] = 0.0f;
             if (r->mb_targets[i] < 0) continue;
             double d;
-            st->policy_loss += ppo_clipped_surrogate(r->adv[src], newlp[i], r->old_logp[src], clip_eps, st, &d);
+            st->policy_loss += ppo_clipped_surrogate(r->adv[src], newlp[i], r->old_logp[src], clip_eps, clip_eps, st, &d);
             dlogp[i] = (float)(d / ntok);
             mine++;
         }

@@ -41,7 +41,7 @@ leash_rl_config leash_rl_defaults(leash_rl_algo algo) {
     c.epochs = algo == LEASH_GRPO ? 1 : 4;
     c.minibatch = 0; // 0: the whole batch
     c.clip_eps = 0.2f, c.ppo.value_clip = 0.2f, c.ppo.vf_coef = 0.1f, c.ppo.gamma = 1.0f, c.ppo.lam = 0.95f;
-    c.grpo.scale_group_std = 1;
+    c.grpo.scale_rewards = LEASH_SCALE_GROUP;
     c.sample_every = 10;
     c.reward.timeout_s = 30.0;
     return c;
@@ -64,10 +64,12 @@ static int check(const leash_rl_config *c) {
     if (!(c->temperature > 0)) return leash_fail(LEASH_EINVAL, "--temperature %g; it must be > 0", (double)c->temperature);
     if (!(c->clip_eps > 0 && c->clip_eps < 1)) return leash_fail(LEASH_EINVAL, "--clip %g; it must be in (0, 1)", (double)c->clip_eps);
     if (c->epochs < 1) return leash_fail(LEASH_EINVAL, "--epochs %d; it must be >= 1", c->epochs);
-    if (c->algo == LEASH_GRPO && (c->kl_exact || c->kl_estimator == LEASH_KL_K1 || c->kl_estimator == LEASH_KL_ABS))
+    if (c->algo == LEASH_GRPO && (c->kl_estimator == LEASH_KL_K1 || c->kl_estimator == LEASH_KL_ABS))
         return leash_fail(LEASH_EINVAL, "GRPO puts the KL inside the loss: use --kl-estimator k3 (the paper), k2 (whose "
-                                        "expected gradient is exactly that of KL(pi || pi_ref)) or k3+ (k3's value, k2's "
-                                        "gradient); k1's expected gradient is zero");
+                                        "expected gradient is exactly that of KL(pi || pi_ref)), k3+ (k3's value, k2's "
+                                        "gradient) or exact (the full-vocabulary KL and its gradient); k1's expected "
+                                        "gradient is zero");
+    if (c->algo == LEASH_GRPO && grpo_config_check(&c->grpo, c->clip_eps)) return LEASH_EINVAL; // its message says why
     if (!(c->beta.beta >= 0) || !isfinite(c->beta.beta)) return leash_fail(LEASH_EINVAL, "--beta %g; it must be finite and >= 0", c->beta.beta);
     if (!(c->ppo.gamma >= 0 && c->ppo.gamma <= 1) || !(c->ppo.lam >= 0 && c->ppo.lam <= 1))
         return leash_fail(LEASH_EINVAL, "--gamma %g, --lambda %g: both must be in [0, 1]", (double)c->ppo.gamma, (double)c->ppo.lam);
@@ -118,6 +120,23 @@ static int policy_logprobs(rollout *r, const leash_rl_config *c, leash_gpt *poli
     return rc ? rc : leash_gpt_token_logprobs(policy, r->mb_targets, c->temperature, r->mb_buf, c->algo == LEASH_GRPO ? r->mb_ent : NULL);
 }
 
+/* The reference's logits (n, T, V) of the gathered minibatch part, at *z: the frozen reference's forward, or
+ * with LoRA the policy's with its adapters off, copied to s->ref_logits before the policy's own forward. */
+static int reference_logits(rl_run *s, int n, const float **z) {
+    rollout *r = &s->r;
+    if (s->ref) {
+        int rc = leash_gpt_forward(s->ref, r->mb_tokens, r->mb_mask, n, r->T);
+        *z = leash_gpt_logits(s->ref);
+        return rc;
+    }
+    leash_gpt_set_adapters(s->policy, 0);
+    int rc = leash_gpt_forward(s->policy, r->mb_tokens, r->mb_mask, n, r->T);
+    leash_gpt_set_adapters(s->policy, 1);
+    if (!rc) memcpy(s->ref_logits, leash_gpt_logits(s->policy), (size_t)n * r->T * leash_gpt_cfg(s->policy)->vocab_size * sizeof(float));
+    *z = s->ref_logits;
+    return rc;
+}
+
 /* Sums the gradient over the ranks (one call over the whole gradient block) and steps the model; norm (may be
  * NULL) gets the gradient norm before clipping, lr the learning rate used. */
 static int step_summed(leash_gpt *m, leash_adamw *opt, const char *what, double *norm, double *lr) {
@@ -131,18 +150,24 @@ static int step_summed(leash_gpt *m, leash_adamw *opt, const char *what, double 
  * loss / d log-prob), backward, one AdamW step; PPO's value model likewise with its clipped value loss. */
 static int update(rl_run *s, const leash_rl_config *c, double beta, const int *rows, int n, update_stats *st) {
     rollout *r = &s->r;
-    int T = r->T, rc, lo, hi, nseq;
-    long ntok = minibatch_tokens(r, rows, n, &nseq);
+    int T = r->T, rc, lo, hi;
+    long ntok = minibatch_tokens(r, rows, n, NULL);
     if (!ntok) return LEASH_OK;
     leash_dist_split(n, leash_dist_rank(), leash_dist_size(), &lo, &hi);
     int nl = hi - lo;
     rollout_gather(r, rows + lo, nl);
+    const float *zref = NULL; // GRPO with the exact KL in the loss: the reference's logits of this part
+    if (c->algo == LEASH_GRPO && c->kl_estimator == LEASH_KL_EXACT && nl && (rc = reference_logits(s, nl, &zref))) return rc;
     if ((rc = policy_logprobs(r, c, s->policy, nl))) return rc;
     if (c->algo == LEASH_GRPO) // this part's entropy over the minibatch's tokens (TRL's "entropy")
         for (long i = 0; i < (long)nl * T; i++)
             if (r->mb_targets[i] >= 0) st->ent_mean += (double)r->mb_ent[i] / ntok;
     if (c->algo == LEASH_PPO) ppo_policy_loss(r, rows + lo, nl, ntok, c->clip_eps, r->mb_buf, r->mb_buf2, st);
-    else grpo_policy_loss(r, &c->grpo, c->kl_estimator, c->clip_eps, beta, rows + lo, nl, ntok, nseq, r->mb_buf, r->mb_buf2, st);
+    else grpo_policy_loss(r, &c->grpo, c->kl_estimator, c->clip_eps, beta, rows, n, lo, hi, ntok, r->mb_buf, r->mb_buf2, st);
+    if (c->algo == LEASH_GRPO && nl &&
+        (rc = grpo_logits_loss(r, &c->grpo, c->kl_estimator, beta, c->temperature, rows, n, lo, hi, ntok, leash_gpt_logits(s->policy),
+                               zref, leash_gpt_cfg(s->policy)->vocab_size, leash_gpt_dlogits(s->policy), st)))
+        return rc;
     if (nl && ((rc = leash_gpt_token_logprobs_backward(s->policy, r->mb_targets, c->temperature, r->mb_buf2)) ||
                (rc = leash_gpt_backward(s->policy))))
         return rc;
@@ -593,7 +618,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         if ((rc = leash_beta_update(&cfg.beta, kl_ctl, R))) break;
         p = step_progress(c, &m, &st, R, beta);
         p.step = step + 1;
-        p.kl_estimator = c->algo == LEASH_PPO && c->kl_exact ? "exact" : leash_kl_estimator_name(c->kl_estimator);
+        p.kl_estimator = leash_kl_estimator_name(c->kl_estimator);
         p.kl_target_units = leash_kl_units_name(cfg.beta.units);
         p.logprob_gap = gap, p.kl_clamped = r->kl_clamped, p.skipped = skipped;
         snprintf(p.skip_reason, sizeof p.skip_reason, "%s", why);

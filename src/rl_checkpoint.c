@@ -52,7 +52,7 @@ static void add_settings(cJSON *o, const leash_rl_config *c) {
     cJSON_AddBoolToObject(o, "gold_reward", w->kind == LEASH_REWARD_GOLD);
     cJSON_AddBoolToObject(o, "reward_fn", w->kind == LEASH_REWARD_FUNCTION || w->kind == LEASH_REWARD_BATCH);
     cJSON_AddBoolToObject(o, "gold_metrics", c->gold_metrics != 0);
-    cJSON_AddStringToObject(o, "kl_estimator", c->algo == LEASH_PPO && c->kl_exact ? "exact" : leash_kl_estimator_name(c->kl_estimator));
+    cJSON_AddStringToObject(o, "kl_estimator", leash_kl_estimator_name(c->kl_estimator));
     cJSON_AddNumberToObject(o, "beta_init", c->beta.beta);
     cJSON_AddNumberToObject(o, "kl_target", c->beta.kind == LEASH_BETA_ADAPTIVE ? c->beta.target : 0);
     cJSON_AddNumberToObject(o, "kl_horizon", c->beta.kind == LEASH_BETA_ADAPTIVE ? c->beta.horizon : 0);
@@ -71,13 +71,21 @@ static void add_settings(cJSON *o, const leash_rl_config *c) {
     cJSON_AddNumberToObject(o, "vf_coef", c->ppo.vf_coef);
     cJSON_AddNumberToObject(o, "gamma", c->ppo.gamma);
     cJSON_AddNumberToObject(o, "lambda", c->ppo.lam);
-    cJSON_AddBoolToObject(o, "std_scaling", c->grpo.scale_group_std != 0);
-    cJSON_AddBoolToObject(o, "token_level_loss", c->grpo.token_level_loss != 0);
+    cJSON_AddBoolToObject(o, "std_scaling", c->grpo.scale_rewards != LEASH_SCALE_NONE);
+    cJSON_AddBoolToObject(o, "token_level_loss", c->grpo.loss == LEASH_LOSS_BNPO);
     cJSON_AddNumberToObject(o, "lora_r", c->lora_rank);
     cJSON_AddNumberToObject(o, "lora_alpha", c->lora_alpha);
     cJSON_AddNumberToObject(o, "lora_dropout", c->lora_dropout);
     cJSON_AddStringToObject(o, "lora_targets", c->lora_targets ? c->lora_targets : "");
     cJSON_AddBoolToObject(o, "frozen_bf16", c->frozen_bf16 != 0);
+    if (c->algo == LEASH_GRPO) { // the GRPO family's choices (TRL's names); PPO's checkpoints do not carry them
+        const char *const choices[] = {"baseline", "loss", "scale_rewards", "importance_sampling_level"};
+        for (size_t i = 0; i < sizeof choices / sizeof choices[0]; i++)
+            cJSON_AddStringToObject(o, choices[i], leash_grpo_choice_name(&c->grpo, choices[i]));
+        cJSON_AddNumberToObject(o, "epsilon_high", c->grpo.epsilon_high);
+        cJSON_AddBoolToObject(o, "mask_truncated_completions", c->grpo.mask_truncated != 0);
+        cJSON_AddNumberToObject(o, "entropy_coef", c->grpo.entropy_coef);
+    }
 }
 
 /* The command-line option of a settings key: "kl_target" -> "--kl-target". */

@@ -138,19 +138,31 @@ int rl_checkpoint_load(const char *out_dir, const leash_rl_config *c, leash_gpt 
  * the loss writes d loss / d newlp into dlogp (n, T), normalised by the whole minibatch's ntok response
  * tokens (nseq sequences) so that the ranks' gradients sum to the minibatch's. Each adds to *st. */
 int ppo_advantages(rollout *r, const leash_ppo_config *c, double beta);
-/* The clipped surrogate of one token (PPO and GRPO): returns max(-A ratio, -A clip(ratio, 1 +- eps)) and
- * its derivative with respect to the new log-prob in *dloss (0 where the clipped term is the max: the clip
+/* The clipped surrogate of one token (PPO and GRPO): returns max(-A ratio, -A clip(ratio, 1 - eps, 1 + eps_high))
+ * (eps_high = eps but for DAPO's clip-higher) and its derivative with respect to the new log-prob in *dloss (0 where the clipped term is the max: the clip
  * is active), and adds the token to the statistics. The log-ratio is clamped to +-LEASH_KL_LOG_RATIO_MAX
  * (counted) so that exp() cannot overflow into an infinite loss. */
-double ppo_clipped_surrogate(double A, double newlp, double oldlp, double eps, update_stats *st, double *dloss);
+double ppo_clipped_surrogate(double A, double newlp, double oldlp, double eps, double eps_high, update_stats *st, double *dloss);
 void ppo_policy_loss(const rollout *r, const int *rows, int n, long ntok, double clip_eps, const float *newlp, float *dlogp,
                      update_stats *st);
 /* The clipped value loss on the same tokens: v (n, T) the value model's outputs, dv (n, T) d loss / d v. */
 void ppo_value_loss(const rollout *r, const int *rows, int n, long ntok, double value_clip, double vf_coef, const float *v,
                     float *dv, update_stats *st);
+/* GRPO's options that fit together (the clip's upper epsilon, the entropy coefficient, the enums' ranges). */
+int grpo_config_check(const leash_grpo_config *c, double clip_eps);
 int grpo_advantages(rollout *r, const leash_grpo_config *c);
-/* The clipped surrogate with beta times the KL estimator of the policy to the reference inside the loss. */
+/* The clipped surrogate with beta times the KL estimator of the policy to the reference inside the loss
+ * (none for LEASH_KL_EXACT: grpo_logits_loss has it). rows[0..n) is the whole minibatch, of which this rank
+ * computes rows[lo..hi), gathered (newlp and dlogp are (hi - lo, T)); ntok: the minibatch's response tokens
+ * (TRL's per-token metrics). */
 void grpo_policy_loss(const rollout *r, const leash_grpo_config *c, leash_kl_estimator est, double clip_eps, double beta,
-                      const int *rows, int n, long ntok, int nseq, const float *newlp, float *dlogp, update_stats *st);
+                      const int *rows, int n, int lo, int hi, long ntok, const float *newlp, float *dlogp, update_stats *st);
+/* The loss's terms that need the whole distribution at each response token, added into dlogits (hi - lo, T, V)
+ * from the policy's logits (same shape): beta x the exact KL(pi || pi_ref) when est is LEASH_KL_EXACT
+ * (ref_logits: the reference's, same shape), and -entropy_coef x the entropy; the same weights as the loss's
+ * other terms. Nothing to do (neither asked for): returns at once. */
+int grpo_logits_loss(const rollout *r, const leash_grpo_config *c, leash_kl_estimator est, double beta, float temperature,
+                     const int *rows, int n, int lo, int hi, long ntok, const float *logits, const float *ref_logits, int V,
+                     float *dlogits, update_stats *st);
 
 #endif

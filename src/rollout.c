@@ -168,7 +168,7 @@ static int score_rows(rl_run *s, const leash_rl_config *c, int step, double *log
     r->kl_clamped = 0;
     for (long i = 0; i < (long)R * T; i++) {
         if (r->targets[i] < 0) { r->kl[i] = 0.0f; continue; }
-        int exact = c->algo == LEASH_PPO && c->kl_exact;
+        int exact = c->kl_estimator == LEASH_KL_EXACT;
         r->kl[i] = exact ? r->kl_exact[i] : (float)leash_kl_estimate(c->kl_estimator, r->old_logp[i], r->ref_logp[i]);
         if (!exact) r->kl_clamped += leash_kl_estimate_clamped(c->kl_estimator, r->old_logp[i], r->ref_logp[i]);
         if (!isfinite(r->kl[i])) return leash_fail(LEASH_ENUMERIC, "the KL at step %d is %g: the policy has left the reference's support", step + 1, r->kl[i]);

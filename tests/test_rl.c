@@ -71,7 +71,7 @@ Test(grpo, group_relative_advantages) {
     double mean = 3.0, sd = sqrt((4.0 + 1.0 + 0.0 + 9.0) / 3.0);
     for (int b = 0; b < 4; b++)
         cr_assert(fabs(r.adv[b * r.T] - (sc[b] - mean) / (sd + 1e-4)) < 1e-6, "row %d: %g", b, r.adv[b * r.T]);
-    c.grpo.scale_group_std = 0;
+    c.grpo.scale_rewards = LEASH_SCALE_NONE;
     cr_assert_eq(grpo_advantages(&r, &c.grpo), 0);
     for (int b = 0; b < 4; b++) cr_assert(fabs(r.adv[b * r.T] - (sc[b] - mean)) < 1e-6);
     rollout_free(&r);
@@ -96,7 +96,7 @@ static void short_run(leash_rl_algo algo) {
     leash_rl_config c = leash_rl_defaults(algo);
     c.policy_dir = w.dir, c.prompts = w.prompts, c.out_dir = w.out, c.reward.kind = LEASH_REWARD_GOLD, c.steps = 3, c.batch = 4, c.grpo.group = 4;
     c.max_new = 8, c.temperature = 0.7f, c.minibatch = algo == LEASH_PPO ? 2 : 0, c.optim.lr = 1e-3f;
-    c.kl_exact = algo == LEASH_PPO;
+    if (algo == LEASH_PPO) c.kl_estimator = LEASH_KL_EXACT;
     seen s = {0};
     leash_rl_progress fin;
     cr_assert_eq(leash_rl_train(&c, record, &s, &fin), 0, "%s", leash_errmsg());

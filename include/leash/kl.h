@@ -70,6 +70,9 @@ typedef enum {
     LEASH_KL_K3_PLUS = 4, /* "k3+": the value of K3 (unbiased, never negative) with the gradient of K2
                            * (whose expectation is exactly grad KL(pi || pi_ref)): for a KL inside a loss
                            * that logs an unbiased KL and pulls along the true KL gradient */
+    LEASH_KL_EXACT = 5,   /* "exact": not a sampled estimator but the full-vocabulary KL of both logit rows
+                           * (leash_kl_exact) and its gradient in the logits; the trainers' choice, which
+                           * leash_kl_estimate() and leash_kl_tokens() refuse (NAN, an error): they see one token */
 } leash_kl_estimator;
 
 /* K3 grows like r = exp(log r): at log r = 1e3 it would be +inf, and its gradient too. Beyond

@@ -62,12 +62,40 @@ typedef struct {
     leash_adamw_config value_optim; /* the value model's optimiser */
 } leash_ppo_config;
 
-/* What GRPO alone uses: groups and the loss's averaging. */
+/* GRPO's baseline: the group mean (the paper; it contains the sample itself, so the advantage is (G-1)/G of
+ * r_i minus the others' mean), or RLOO's leave-one-out mean of the other G-1 responses (unbiased). */
+typedef enum { LEASH_BASELINE_GROUP = 0, LEASH_BASELINE_LOO = 1 } leash_grpo_baseline;
+/* TRL's scale_rewards: the advantage divided by (std + 1e-4) of the group's rewards (the paper), of the whole
+ * batch's, or not at all (Dr. GRPO, RLOO). The std is the sample std (n - 1), as TRL's. */
+typedef enum { LEASH_SCALE_NONE = 0, LEASH_SCALE_GROUP = 1, LEASH_SCALE_BATCH = 2 } leash_scale_rewards;
+/* TRL's loss_type: how the per-token losses of a minibatch of S sequences become one number.
+ *   GRPO:    each sequence's token mean, averaged over sequences (the paper)
+ *   BNPO:    one mean over the minibatch's tokens (TRL's "bnpo", and "dapo": the minibatch is one update
+ *            here and its tokens are counted over every rank)
+ *   DR_GRPO: the token sum divided by S x max_new, a constant (Dr. GRPO: no length bias) */
+typedef enum { LEASH_LOSS_GRPO = 0, LEASH_LOSS_BNPO = 1, LEASH_LOSS_DR_GRPO = 2 } leash_grpo_loss;
+/* TRL's importance_sampling_level: one ratio per token, or GSPO's per sequence, exp of the mean log-ratio. */
+typedef enum { LEASH_IS_TOKEN = 0, LEASH_IS_SEQUENCE = 1 } leash_is_level;
+
+/* What GRPO alone uses: groups, the baseline and scaling of the advantages, the loss's averaging. */
 typedef struct {
     int group;               /* responses per prompt (G) */
-    int scale_group_std;     /* divide by the group's std (the paper) */
-    int token_level_loss;    /* average the loss over tokens instead of per sequence */
+    leash_grpo_baseline baseline;
+    leash_scale_rewards scale_rewards; /* default GROUP; --no-std-scaling: NONE */
+    leash_grpo_loss loss;    /* default GRPO; --token-level-loss: BNPO */
+    float epsilon_high;      /* DAPO's clip-higher: the ratio's upper clip 1 + epsilon_high; 0: clip_eps */
+    int mask_truncated;      /* TRL's mask_truncated_completions: a response without EOS adds no loss (it still
+                              * counts as a sequence in the loss's normalisation, as TRL's) */
+    leash_is_level is_level; /* TRL's importance_sampling_level */
+    float entropy_coef;      /* subtracts coef x the policy's entropy (per token, full vocabulary) from the loss */
 } leash_grpo_config;
+
+/* Sets one of GRPO's named choices from its TRL value: option "baseline" (group | loo), "loss" (grpo | bnpo |
+ * dapo | dr_grpo), "scale-rewards" (group | batch | none; true | false as TRL's older bool) or
+ * "importance-sampling-level" (token | sequence). An unknown option or value is an error naming both. */
+int leash_grpo_choice(leash_grpo_config *c, const char *option, const char *value);
+/* The TRL name of each choice's value, for logs and checkpoints. */
+const char *leash_grpo_choice_name(const leash_grpo_config *c, const char *option);
 
 typedef struct {
     leash_rl_algo algo;
@@ -86,9 +114,10 @@ typedef struct {
     uint64_t seed;
     /* the leash */
     leash_beta_ctl beta;     /* fixed or adaptive (target in nats per sequence, or per token: beta.units) */
-    int kl_exact;            /* PPO: the exact full-vocabulary KL per token instead of an estimator */
-    leash_kl_estimator kl_estimator; /* PPO: k1 (default), k3 (or k3+, the same value) in the reward;
-                                      * GRPO: k3 (default), k2 or k3+ inside the loss */
+    leash_kl_estimator kl_estimator; /* PPO: k1 (default), k3 (or k3+, the same value) or exact in the reward;
+                                      * GRPO: k3 (default), k2, k3+ or exact inside the loss (exact: the
+                                      * full-vocabulary KL at every response token and its gradient in the
+                                      * logits, one more reference forward per update) */
     /* reward shaping */
     int normalize_scores;    /* (score - mean) / std with the reward model's stored statistics */
     float score_clip;        /* clip the (normalised) score to [-x, x]; 0: off */

@@ -14,6 +14,7 @@ int cli_rm(int argc, char **argv);
 int cli_judge(int argc, char **argv);
 int cli_ppo(int argc, char **argv);
 int cli_grpo(int argc, char **argv);
+int cli_rloo(int argc, char **argv); /* grpo --baseline loo --scale-rewards none */
 int cli_report(int argc, char **argv);
 int cli_plot(int argc, char **argv);
 int cli_sweep(int argc, char **argv);

@@ -21,6 +21,7 @@ static const char *usage =
     "  rm        train a Bradley-Terry reward model on preference pairs, or score texts\n"
     "  ppo       RL fine-tuning with PPO and the KL leash (KL in the reward, adaptive beta)\n"
     "  grpo      RL fine-tuning with GRPO (group-relative advantages, k3 KL in the loss)\n"
+    "  rloo      GRPO with RLOO's leave-one-out baseline and no std scaling (grpo --baseline loo)\n"
     "  dpo       direct preference optimisation on preference pairs (sigmoid or IPO; the same beta)\n"
     "  report    runs side by side: proxy and gold reward, grammaticality, KL, fluency, samples\n"
     "  plot      training curves of runs as a PNG (gnuplot)\n"
@@ -43,7 +44,7 @@ static int dispatch(int argc, char **argv) {
         int (*run)(int, char **);
     } commands[] = {{"kl", cli_kl},         {"pretrain", cli_pretrain}, {"sample", cli_sample},
                     {"tokenizer", cli_tokenizer}, {"world", cli_world}, {"judge", cli_judge},
-                    {"rm", cli_rm},         {"ppo", cli_ppo},           {"grpo", cli_grpo},
+                    {"rm", cli_rm},         {"ppo", cli_ppo},           {"grpo", cli_grpo}, {"rloo", cli_rloo},
                     {"report", cli_report}, {"plot", cli_plot},         {"sweep", cli_sweep},
                     {"diff", cli_diff},     {"lora", cli_lora},         {"export", cli_export},
                     {"score", cli_score},   {"tensorboard", cli_tensorboard},
@@ -68,7 +69,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "leash: cannot start MPI\n");
         return 1;
     }
-    if (argc >= 2 && (!strcmp(argv[1], "pretrain") || !strcmp(argv[1], "ppo") || !strcmp(argv[1], "grpo") ||
+    if (argc >= 2 && (!strcmp(argv[1], "pretrain") || !strcmp(argv[1], "ppo") || !strcmp(argv[1], "grpo") || !strcmp(argv[1], "rloo") ||
                       !strcmp(argv[1], "dpo")))
         cli_stop_on_signals(); // the trainers that checkpoint: finish the step, write a checkpoint, exit 0
     int rc = dispatch(argc, argv);
