@@ -16,6 +16,10 @@
  *                                           length to normalise, and the baseline still contains the sample
  *   RLOO + exact KL + entropy bonus c:      the optimum of E r - beta KL + c H, pi_ref^(beta/(beta+c))
  *                                           exp(r / (beta + c)) / Z (TV < 0.05)
+ *   GRPO with the group's std scaling       the stationary point of the expected scaled advantage, a reward
+ *     (the paper's default), k2 or k3:      that depends on the policy's own rewarded mass (computed in
+ *                                           closed form per binomial count), with k2's or k3's KL gradient
+ *                                           (TV < 0.05); with k3 it is far from pi* (rewarded mass 0.47 vs 0.20)
  * G = 2 where the shrink must show: (G-1)/G = 1/2 moves pi* by TV 0.11, beyond the noise of a run. */
 #define _DEFAULT_SOURCE
 #include <criterion/criterion.h>
@@ -263,4 +267,70 @@ Test(bayes, ppo_with_the_exact_kl_in_the_reward_has_no_leash_on_the_last_token, 
     double d = tv(pol, star, V), mass = rewarded_mass(pol), mstar = rewarded_mass(star);
     cr_log_info("PPO exact KL in the reward: TV to pi* %.4f; rewarded mass %.4f (pi*: %.4f)", d, mass, mstar);
     cr_assert(mass > mstar + 0.1, "without a leash on the action the policy should run past pi* (mass %g, pi* %g)", mass, mstar);
+}
+
+/* GRPO's expected advantage with the group's std scaling (the paper's default), given that a response is
+ * rewarded (*a1) or not (*a0), when the policy puts mass p on the rewarded tokens: over the k rewarded among
+ * the other G - 1 (binomial), (r - mean) / (sample std + 1e-4) of the group, as grpo_advantages computes it. */
+static void std_scaled_advantages(double p, double *a1, double *a0) {
+    *a1 = *a0 = 0;
+    for (int k = 0; k < G; k++) {
+        double w = 1;
+        for (int i = 0; i < k; i++) w *= (double)(G - 1 - i) / (i + 1) * p;
+        w *= pow(1 - p, G - 1 - k);
+        for (int self = 0; self < 2; self++) { // the response rewarded (self = 1) or not
+            int n1 = k + self;
+            double r = 2.0 * self, mean = 2.0 * n1 / G;
+            double var = (n1 * (2 - mean) * (2 - mean) + (G - n1) * mean * mean) / (G - 1);
+            *(self ? a1 : a0) += w * (r - mean) / (sqrt(var) + 1e-4);
+        }
+    }
+}
+
+/* The stationary point of E_pi[a] - KL (beta = 1) by gradient ascent on the logits, a(y) = a1 on the rewarded
+ * tokens and a0 elsewhere, recomputed from the policy's rewarded mass at every iteration: d/d theta =
+ * pi (a - E a) - grad KL, with grad KL = pi (log pi - log pi_ref - KL) for KL(pi || pi_ref) (k2's expected
+ * gradient) or pi - pi_ref for KL(pi_ref || pi) (k3's). */
+static void std_scaled_stationary(const double *ref, int V, int reverse, double *q) {
+    double th[MAXV];
+    for (int v = 0; v < V; v++) th[v] = ref[v];
+    for (int it = 0; it < 20000; it++) {
+        double mx = -INFINITY, z = 0, pi[MAXV], p = 0, a1, a0, ea, kl = 0;
+        for (int v = 0; v < V; v++) mx = fmax(mx, th[v]);
+        for (int v = 0; v < V; v++) z += (pi[v] = exp(th[v] - mx));
+        for (int v = 0; v < V; v++) pi[v] /= z;
+        for (int v = REWARDED_FIRST; v < REWARDED_FIRST + REWARDED; v++) p += pi[v];
+        std_scaled_advantages(p, &a1, &a0);
+        ea = p * a1 + (1 - p) * a0;
+        for (int v = 0; v < V; v++) kl += pi[v] * (log(pi[v]) - ref[v]);
+        for (int v = 0; v < V; v++) {
+            double a = v >= REWARDED_FIRST && v < REWARDED_FIRST + REWARDED ? a1 : a0;
+            double gkl = reverse ? pi[v] - exp(ref[v]) : pi[v] * (log(pi[v]) - ref[v] - kl);
+            th[v] += 5.0 * (pi[v] * (a - ea) - gkl);
+        }
+    }
+    double mx = -INFINITY, z = 0;
+    for (int v = 0; v < V; v++) mx = fmax(mx, th[v]);
+    for (int v = 0; v < V; v++) z += exp(th[v] - mx);
+    for (int v = 0; v < V; v++) q[v] = th[v] - mx - log(z);
+}
+
+/* The paper's defaults, std scaling on: the advantage divided by the group's std is a reward that depends on
+ * the policy itself (through how many of a group are rewarded), so GRPO lands on the stationary point of that
+ * reward, with k2 (the forward KL) and with k3 (the reverse KL) alike; computed above, asserted here. */
+Test(bayes, grpo_with_std_scaling_lands_on_its_own_stationary_point, .timeout = 180) {
+    double ref[MAXV], pol[MAXV], star[MAXV], q[MAXV];
+    for (int k = 0; k < 2; k++) {
+        method m = {.algo = LEASH_GRPO, .est = k ? LEASH_KL_K3 : LEASH_KL_K2, .steps = 400, .scale = LEASH_SCALE_GROUP};
+        int V = train_method(&m, ref, pol);
+        optimum(ref, V, 1.0, star);
+        std_scaled_stationary(ref, V, k, q);
+        double d = tv(pol, q, V);
+        cr_log_info("GRPO %s, std scaling (the paper): TV to its stationary point %.4f, to pi* %.4f; rewarded mass %.4f "
+                    "(its point: %.4f, pi*: %.4f)", k ? "k3" : "k2", d, tv(pol, star, V), rewarded_mass(pol), rewarded_mass(q),
+                    rewarded_mass(star));
+        cr_assert(d < 0.05, "GRPO %s with std scaling ended %g from its stationary point", k ? "k3" : "k2", d);
+        cr_assert(fabs(rewarded_mass(pol) - rewarded_mass(q)) < 0.02, "rewarded mass %g, its point's %g", rewarded_mass(pol),
+                  rewarded_mass(q));
+    }
 }
