@@ -65,6 +65,17 @@ int leash_api_rl_option_known(const char *algo, const char *key);
  * not (it ran its steps, failed, or the step function or a signal stopped it). */
 const char *leash_api_rl_stop_reason(void);
 
+/* The other trainers as leash_api_rl_train runs PPO and GRPO (src/api_trainers.c): trainer "dpo" (leash dpo),
+ * "rm_train" (leash rm train) or "pretrain" (leash pretrain), with the CLI's options by name and ranges
+ * ("data" repeats for pretrain: one file each), its run-directory lock and tensorboard. step_fn (or NULL) gets
+ * every step's metrics table (rm_train: step, epoch, loss, skipped; after each epoch's validation
+ * val/accuracy, val/gold_accuracy, val/n instead of loss); its non-zero return stops the run after a
+ * checkpoint. *final_step and *steps (may be NULL) receive the last step reported and the run's total. */
+int leash_api_train(const char *trainer, const char *const *keys, const char *const *values, int n_options,
+                    leash_api_step_fn step_fn, void *step_ctx, int *final_step, int *steps);
+/* 1 when trainer takes the option key (a CLI name without the dashes), else 0. */
+int leash_api_train_option_known(const char *trainer, const char *key);
+
 /* Entry i of a metrics table: its name, kind (leash_metric_kind), value (REAL, INT), text (TEXT, else NULL)
  * and metrics.jsonl's printf format (REAL, else NULL). Returns the table's size (0 for NULL), reading nothing
  * when i is out of range. */
