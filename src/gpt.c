@@ -122,7 +122,9 @@ static void proj_backward(const leash_gpt *m, const proj *p, const proj *dp, flo
 
 #define USLOT(u, j, N) ((u) ? (u) + (size_t)(j) * (N) * m->cfg.lora_rank : NULL)
 
-void leash_gpt_qkv(const leash_gpt *m, float *qkv, const float *ln, const layer_ptrs *w, const int *pos, int N, float *u) {
+/* qkv (N, W) from the normalised input (N, C), rotated at positions pos when the model is rotary. */
+static void qkv_forward(const leash_gpt *m, float *qkv, const float *ln, const layer_ptrs *w, const int *pos, int N,
+                        float *u) {
     const dims *d = &m->d;
     if (!d->out_in) { // GPT-2's fused c_attn
         proj_forward(m, &w->q, qkv, d->W, ln, N, d->C, d->W, USLOT(u, SLOT_Q, N));
@@ -150,12 +152,9 @@ static void qkv_backward(const leash_gpt *m, float *dln, layer_ptrs *dw, float *
     proj_backward(m, &w->v, &dw->v, dln, dqkv + qo + kvo, d->W, ln, N, d->C, kvo, USLOT(u, SLOT_V, N));
 }
 
-void leash_gpt_attn_out(const leash_gpt *m, float *out, const float *atty, const layer_ptrs *w, int N, float *u) {
-    proj_forward(m, &w->o, out, m->d.C, atty, N, m->d.AW, m->d.C, USLOT(u, SLOT_O, N));
-}
-
-void leash_gpt_mlp(const leash_gpt *m, float *out, float *fch, float *fchg, const float *ln, const layer_ptrs *w, int N,
-                   float *u) {
+/* out (N, C) = the MLP of ln (N, C) with fch (N, FW) and fchg (N, I) as its intermediates. */
+static void mlp_forward(const leash_gpt *m, float *out, float *fch, float *fchg, const float *ln, const layer_ptrs *w,
+                        int N, float *u) {
     const dims *d = &m->d;
     proj_forward(m, &w->gate, fch, d->FW, ln, N, d->C, d->I, USLOT(u, SLOT_GATE, N));
     if (d->swiglu) {
@@ -168,6 +167,40 @@ void leash_gpt_mlp(const leash_gpt *m, float *out, float *fch, float *fchg, cons
 }
 
 const float *leash_gpt_head_weight(const leash_gpt *m) { return m->p.lm_head ? m->p.lm_head : m->p.wte; }
+
+/* ---- one layer, shared by the full forward and the KV-cache decode step (gpt_decode.c) ------------ */
+
+void leash_gpt_layer_in(const leash_gpt *m, const layer_ptrs *w, const float *x, const layer_acts *s, const int *pos,
+                        int N) {
+    leash_gpt_norm(m, s->ln1, s->ln1_mean, s->ln1_rstd, x, w->ln1w, w->ln1b, N);
+    qkv_forward(m, s->qkv, s->ln1, w, pos, N, s->u);
+}
+
+void leash_gpt_layer_out(const leash_gpt *m, const layer_ptrs *w, const float *x, const layer_acts *s, int N) {
+    const dims *d = &m->d;
+    float *r2 = s->r2, *r3 = s->r3;
+    proj_forward(m, &w->o, r2, d->C, s->atty, N, d->AW, d->C, USLOT(s->u, SLOT_O, N));
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < (size_t)N * d->C; i++) r2[i] += x[i];
+    leash_gpt_norm(m, s->ln2, s->ln2_mean, s->ln2_rstd, r2, w->ln2w, w->ln2b, N);
+    mlp_forward(m, r3, s->fch, s->fchg, s->ln2, w, N, s->u); // r3 may be x's buffer: x is not read again
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < (size_t)N * d->C; i++) r3[i] += r2[i];
+}
+
+/* Layer l's slices of the forward's activations (a.ln1 .. a.resid3 at shape (B, T)), and its input x (N, C). */
+static layer_acts layer_slice(const leash_gpt *m, int l, const float **x) {
+    const dims *d = &m->d;
+    const acts *a = &m->a;
+    size_t N = (size_t)m->B * m->T, nc = (size_t)l * N * d->C, ln_ = (size_t)l * N;
+    *x = l == 0 ? a->encoded : a->resid3 + nc - N * d->C;
+    return (layer_acts){
+        .ln1 = a->ln1 + nc, .ln1_mean = d->rms ? NULL : a->ln1_mean + ln_, .ln1_rstd = a->ln1_rstd + ln_,
+        .qkv = a->qkv + ln_ * d->W, .atty = a->atty + ln_ * d->AW, .att = a->att + (size_t)l * m->B * d->NH * m->T * m->T,
+        .r2 = a->resid2 + nc, .ln2 = a->ln2 + nc, .ln2_mean = d->rms ? NULL : a->ln2_mean + ln_,
+        .ln2_rstd = a->ln2_rstd + ln_, .fch = a->fch + ln_ * d->FW, .fchg = a->fch_gelu + ln_ * d->I,
+        .r3 = a->resid3 + nc, .u = a->lora_u ? a->lora_u + (size_t)l * LEASH_LORA_SLOTS * N * m->cfg.lora_rank : NULL};
+}
 
 /* Everything up to the final norm (and the scalar head): a->lnf (N, C). */
 static int forward_trunk(leash_gpt *m, const int *tokens, const uint8_t *mask, int B, int T) {
@@ -184,7 +217,7 @@ static int forward_trunk(leash_gpt *m, const int *tokens, const uint8_t *mask, i
     int rc = alloc_acts(m, B, T);
     if (rc) return rc;
     const dims *d = &m->d;
-    int N = B * T, C = d->C, L = d->L, NH = d->NH;
+    int N = B * T, C = d->C, L = d->L;
     acts *a = &m->a;
     m->has_logits = 0;
     m->fwd_adapters = m->adapters_on;
@@ -200,22 +233,11 @@ static int forward_trunk(leash_gpt *m, const int *tokens, const uint8_t *mask, i
     for (int l = 0; l < L; l++) {
         layer_ptrs tmp;
         const layer_ptrs *w = leash_gpt_layer(m, l, &tmp);
-        size_t nc = (size_t)l * N * C, ln_ = (size_t)l * N;
-        float *x = l == 0 ? a->encoded : a->resid3 + nc - (size_t)N * C;
-        float *ln1 = a->ln1 + nc, *qkv = a->qkv + ln_ * d->W, *atty = a->atty + ln_ * d->AW;
-        float *att = a->att + (size_t)l * B * NH * T * T, *r2 = a->resid2 + nc, *ln2 = a->ln2 + nc;
-        float *fch = a->fch + ln_ * d->FW, *fchg = a->fch_gelu + ln_ * d->I, *r3 = a->resid3 + nc;
-        leash_gpt_norm(m, ln1, d->rms ? NULL : a->ln1_mean + ln_, a->ln1_rstd + ln_, x, w->ln1w, w->ln1b, N);
-        float *u = a->lora_u ? a->lora_u + (size_t)l * LEASH_LORA_SLOTS * N * c->lora_rank : NULL;
-        leash_gpt_qkv(m, qkv, ln1, w, a->pos, N, u);
-        leash_attention_forward(atty, att, qkv, mask, B, T, NH, d->NKV, d->hs);
-        leash_gpt_attn_out(m, r2, atty, w, N, u);
-#pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < (size_t)N * C; i++) r2[i] += x[i];
-        leash_gpt_norm(m, ln2, d->rms ? NULL : a->ln2_mean + ln_, a->ln2_rstd + ln_, r2, w->ln2w, w->ln2b, N);
-        leash_gpt_mlp(m, r3, fch, fchg, ln2, w, N, u);
-#pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < (size_t)N * C; i++) r3[i] += r2[i];
+        const float *x;
+        layer_acts s = layer_slice(m, l, &x);
+        leash_gpt_layer_in(m, w, x, &s, a->pos, N);
+        leash_attention_forward(s.atty, s.att, s.qkv, mask, B, T, d->NH, d->NKV, d->hs);
+        leash_gpt_layer_out(m, w, x, &s, N);
     }
     float *last = a->resid3 + (size_t)(L - 1) * N * C;
     leash_gpt_norm(m, a->lnf, a->lnf_mean, a->lnf_rstd, last, m->p.lnfw, m->p.lnfb, N);
@@ -324,12 +346,10 @@ int leash_gpt_backward(leash_gpt *m) {
         layer_ptrs tmp;
         const layer_ptrs *w = leash_gpt_layer(m, l, &tmp);
         layer_ptrs *dw = &m->g.layer[l];
-        size_t nc = (size_t)l * N * C, ln_ = (size_t)l * N;
-        float *x = l == 0 ? a->encoded : a->resid3 + nc - (size_t)N * C;
-        float *ln1 = a->ln1 + nc, *qkv = a->qkv + ln_ * d->W, *atty = a->atty + ln_ * d->AW;
-        float *att = a->att + (size_t)l * B * NH * T * T, *r2 = a->resid2 + nc, *ln2 = a->ln2 + nc;
-        float *fch = a->fch + ln_ * d->FW, *fchg = a->fch_gelu + ln_ * d->I;
-        const float *u = a->lora_u ? a->lora_u + (size_t)l * LEASH_LORA_SLOTS * N * c->lora_rank : NULL;
+        const float *x;
+        layer_acts s = layer_slice(m, l, &x);
+        const float *ln1 = s.ln1, *qkv = s.qkv, *atty = s.atty, *att = s.att, *r2 = s.r2, *ln2 = s.ln2, *fch = s.fch,
+                    *fchg = s.fchg, *u = s.u;
         // r3 = r2 + down(act(up-projections(norm2(r2)))): dresid flows through the residual unchanged
         memset(a->dfch_gelu, 0, (size_t)N * d->I * sizeof(float));
         proj_backward(m, &w->down, &dw->down, a->dfch_gelu, a->dresid, C, fchg, N, d->I, C, USLOT(u, SLOT_DOWN, N));
@@ -343,8 +363,7 @@ int leash_gpt_backward(leash_gpt *m) {
             leash_gelu_backward(a->dfch, fch, a->dfch_gelu, (size_t)N * d->I);
             proj_backward(m, &w->gate, &dw->gate, a->dln, a->dfch, d->FW, ln2, N, C, d->I, USLOT(u, SLOT_GATE, N));
         }
-        norm_backward(m, a->dresid, dw->ln2w, dw->ln2b, a->dln, r2, w->ln2w, d->rms ? NULL : a->ln2_mean + ln_,
-                      a->ln2_rstd + ln_, N);
+        norm_backward(m, a->dresid, dw->ln2w, dw->ln2b, a->dln, r2, w->ln2w, s.ln2_mean, s.ln2_rstd, N);
         // r2 = x + o(attention(qkv(norm1(x))))
         memset(a->datty, 0, (size_t)N * d->AW * sizeof(float));
         proj_backward(m, &w->o, &dw->o, a->datty, a->dresid, C, atty, N, d->AW, C, USLOT(u, SLOT_O, N));
@@ -358,8 +377,7 @@ int leash_gpt_backward(leash_gpt *m) {
         // in summation order, such as 1 and 2 MPI ranks, drift apart there). Rotated keys make it position-
         // dependent, so a rotary model's key bias keeps its gradient.
         if (!d->rope && dw->q.b) memset(dw->q.b + C, 0, (size_t)C * sizeof(float));
-        norm_backward(m, a->dresid, dw->ln1w, dw->ln1b, a->dln, x, w->ln1w, d->rms ? NULL : a->ln1_mean + ln_,
-                      a->ln1_rstd + ln_, N);
+        norm_backward(m, a->dresid, dw->ln1w, dw->ln1b, a->dln, x, w->ln1w, s.ln1_mean, s.ln1_rstd, N);
     }
     if (m->g.wte) leash_encoder_backward(m->g.wte, m->g.wpe, a->dresid, m->tokens, a->pos, N, C);
 

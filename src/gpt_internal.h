@@ -1,5 +1,5 @@
 /* The inside of a leash_gpt, shared by gpt_params.c (the tensor table, BF16 storage), gpt.c (forward,
- * backward) and sample.c (KV-cache decoding).
+ * backward) and gpt_decode.c (the KV cache and its decode step).
  * Not a public header. Dimensions: B batch, T time, C channels, V vocabulary, L layers, NH heads,
  * N = B * T rows. */
 #ifndef LEASH_GPT_INTERNAL_H
@@ -80,17 +80,30 @@ typedef struct {
     float *lora_du;                 // (N, r) backward scratch, or NULL
 } acts;
 
-/* Forward of one layer's building blocks, shared with KV-cache decoding (sample.c). */
+/* out (N, C) = the model's norm (LayerNorm or RMSNorm) of x (N, C) with weight w and bias b; mean (N) is
+ * written for LayerNorm only (NULL with RMSNorm), rstd (N) for both. */
 void leash_gpt_norm(const leash_gpt *m, float *out, float *mean, float *rstd, const float *x, const float *w,
                     const float *b, int N);
-/* qkv (N, W) from the normalised input (N, C), rotated at positions pos when the model is rotary.
- * These three take u, room for the layer's LoRA activations (SLOTS, N, r), NULL without adapters. */
-void leash_gpt_qkv(const leash_gpt *m, float *qkv, const float *ln, const layer_ptrs *w, const int *pos, int N, float *u);
-/* out (N, C) = attention output (N, AW) through o; out (N, C) = the MLP of ln (N, C) with fch (N, FW) and
- * fchg (N, I) as its intermediates. */
-void leash_gpt_attn_out(const leash_gpt *m, float *out, const float *atty, const layer_ptrs *w, int N, float *u);
-void leash_gpt_mlp(const leash_gpt *m, float *out, float *fch, float *fchg, const float *ln, const layer_ptrs *w, int N,
-                   float *u);
+
+/* One layer's activations at N rows: slices of acts for the full forward, the decode step's own (B) rows in
+ * a KV cache. */
+typedef struct {
+    float *ln1, *ln1_mean, *ln1_rstd; // (N, C), (N) or NULL (RMSNorm), (N)
+    float *qkv;                       // (N, W) q and k after the rotation
+    float *atty;                      // (N, AW) the attention's output, written between the two halves
+    float *att;                       // (B, NH, T, T) the full forward's attention weights; NULL when decoding
+    float *r2;                        // (N, C) after attention
+    float *ln2, *ln2_mean, *ln2_rstd; // (N, C), (N) or NULL, (N)
+    float *fch, *fchg;                // (N, FW), (N, I): the MLP's input projection and its activation
+    float *r3;                        // (N, C) the layer's output; may be x's buffer (x is read before r3 is written)
+    float *u;                         // (SLOTS, N, r) the LoRA activations x A^T, or NULL without adapters
+} layer_acts;
+/* A layer is x -> layer_in -> attention (the caller's: over the sequence, or over a KV cache) -> layer_out.
+ * layer_in: ln1 = norm1(x) and qkv from it (rotated at positions pos (N) when the model is rotary).
+ * layer_out: r2 = x + o(atty), ln2 = norm2(r2), r3 = r2 + MLP(ln2). */
+void leash_gpt_layer_in(const leash_gpt *m, const layer_ptrs *w, const float *x, const layer_acts *s, const int *pos,
+                        int N);
+void leash_gpt_layer_out(const leash_gpt *m, const layer_ptrs *w, const float *x, const layer_acts *s, int N);
 /* Every LoRA target of an architecture (LEASH_LORA_* bits): all seven for the Llama family, GPT-2's four. */
 unsigned leash_lora_all_targets(int arch);
 /* Initialises tensor i as leash_gpt_init does (its own random stream of seed): loaders use it for the

@@ -190,6 +190,21 @@ int leash_gpt_token_logprobs_backward(leash_gpt *m, const int *targets, float te
  * added to dlogits. count receives the number of such positions (may be NULL). */
 int leash_gpt_cross_entropy(leash_gpt *m, const int *targets, double *loss, long *count);
 
+/* ---- KV-cache decoding (src/gpt_decode.c) ----------------------------------------------------- */
+
+/* The keys and values of B sequences at every layer, up to Tc columns, and the decode step's activations:
+ * one allocation per cache, none per token. */
+typedef struct leash_kv_cache leash_kv_cache;
+int leash_kv_cache_create(leash_kv_cache **out, const leash_gpt *m, int B, int Tc);
+void leash_kv_cache_free(leash_kv_cache *kv);
+/* Fills columns [0, Tp) from tokens (B, Tp) with mask (B, Tp) or NULL (left-padded prompts: the last column
+ * must be real) through leash_gpt_forward; the logits are then those of each sequence's last column. */
+int leash_gpt_prefill(leash_gpt *m, leash_kv_cache *kv, const int *tokens, const uint8_t *mask, int Tp);
+/* Feeds one token per sequence, tokens (B), at the next column (at the next position of its own sequence)
+ * through the same layers as the forward, attending over the cache; the logits are then this step's. */
+int leash_gpt_decode_step(leash_gpt *m, leash_kv_cache *kv, const int *tokens);
+const float *leash_kv_cache_logits(const leash_kv_cache *kv); /* (B, V) of the last prefill or decode step */
+
 /* ---- checkpoints (src/gpt_io.c) -------------------------------------------------------------- */
 
 /* Loads a Hugging Face-style model directory: config.json (model_type gpt2, llama, qwen2 or mistral) and
