@@ -296,6 +296,15 @@ Test(frontier, sweep_fits_its_points, .timeout = 300) {
     cJSON_Delete(fit);
     free(text);
     leash_table_free(&t);
+
+    // --best-of with 1 in it: best-of-1 once, the rows exactly the n asked (a first version left ns[0] unset)
+    snprintf(cmd, sizeof cmd, "OMP_WAIT_POLICY=PASSIVE %s sweep --policy %s --reward %s/rm --prompts %s --out %s/sweep1 --beta "
+             "0,1 --best-of 1,4 --steps 5 --batch 4 --max-new 6 --bon-prompts 4 -q", LEASH_BIN, w.dir, w.dir, w.prompts, w.dir);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
+    snprintf(path, sizeof path, "%s/sweep1/frontier.jsonl", w.dir);
+    cr_assert_eq(leash_jsonl_load(path, NULL, 0, num, 4, 1, &t), 0, "%s", leash_errmsg());
+    cr_assert(t.n == 4 && t.num[3][2] == 1 && t.num[3][3] == 4, "best-of rows: %d lines, n = %g, %g", t.n, t.num[3][2], t.num[3][3]);
+    leash_table_free(&t);
     rl_scratch_drop(&w);
 }
 

@@ -270,10 +270,10 @@ int cli_sweep(int argc, char **argv) {
         fflush(stdout);
     }
     // best-of-1 (the SFT policy itself, KL 0) is always sampled: the fits measure the gold gained over it
-    int ns[33], nn_all = 0;
+    int ns[33], nn_all = 0, has_one = 0;
     leash_bon_result res[33];
-    for (int i = 0; i < nn; i++) nn_all += bon_d[i] == 1;
-    if (!nn_all) ns[nn_all++] = 1;
+    for (int i = 0; i < nn; i++) has_one |= bon_d[i] == 1;
+    if (!has_one) ns[nn_all++] = 1;
     for (int i = 0; i < nn; i++) ns[nn_all++] = (int)bon_d[i];
     if (!quiet) fprintf(stderr, "best-of-n on %d prompts\n", bon_prompts);
     if (leash_best_of_n(policy, reward, prompts, ns, nn_all, bon_prompts, max_new, 1.0f, (uint64_t)seed, res)) {
