@@ -5,6 +5,7 @@ LeashError carrying the library's message. See docs/python.md.
 
     import leash
     leash.kl_exact(logits, ref_logits)                 # KL math on numpy arrays (leash.kl)
+    leash.frontier_fit(kl, gold_gain, form="rl")       # Gao et al.'s frontier; bon_kl_beirami (leash.frontier)
     m = leash.Model.load("model-dir-or.gguf")          # models (leash.model)
     m.score(["a text"]); m.generate("a prompt", seed=1); m.tokenizer.encode("text")
 
@@ -15,6 +16,7 @@ LeashError carrying the library's message. See docs/python.md.
 from ._lib import LIBRARY_PATH, LeashError
 from .kl import (bon, bon_kl_formula, entropy, k1, k2, k3, kl_estimate, kl_exact, kl_objective, log_softmax,
                  masked_reduce, optimum, pi_star)
+from .frontier import FrontierFit, bon_kl_beirami, frontier_fit
 from .model import Generation, Model, Score
 from .tokenizer import Tokenizer
 from .train import TrainResult, grpo, ppo
@@ -26,5 +28,5 @@ __all__ = [
     "LIBRARY_PATH", "LeashError", "Generation", "Model", "Score", "Tokenizer",
     "bon", "bon_kl_formula", "entropy", "k1", "k2", "k3", "kl_estimate", "kl_exact", "kl_objective",
     "log_softmax", "masked_reduce", "optimum", "pi_star", "TrainResult", "grpo", "ppo",
-    "dpo", "pretrain", "rm_train",
+    "dpo", "pretrain", "rm_train", "FrontierFit", "bon_kl_beirami", "frontier_fit",
 ]
