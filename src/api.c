@@ -155,7 +155,7 @@ typedef struct {
     int stop_at_peak;        /* the CLI's --stop-at-peak (leash/frontier.h) */
 } rl_state;
 
-typedef enum { OPT_STR, OPT_INT, OPT_FLOAT, OPT_SET, OPT_CLEAR, OPT_EST } opt_type;
+typedef enum { OPT_STR, OPT_INT, OPT_FLOAT, OPT_SET, OPT_CLEAR, OPT_EST, OPT_GRPO } opt_type; /* OPT_GRPO: leash_grpo_choice */
 enum { BOTH = -1 };
 
 typedef struct {
@@ -174,9 +174,9 @@ static const rl_option RL_OPTIONS[] = {
     {"gold-reward", OPT_SET, BOTH, 0, 0, F(gold)},          {"gold-metrics", OPT_SET, BOTH, 0, 0, F(c.gold_metrics)},
     {"reward-timeout", OPT_FLOAT, BOTH, 1e-3, 1e6, F(timeout)},
     {"beta", OPT_FLOAT, BOTH, 0, 1e6, F(beta)},             {"fixed-beta", OPT_SET, LEASH_PPO, 0, 0, F(fixed)},
-    {"kl-target", OPT_FLOAT, LEASH_PPO, 1e-6, 1e6, F(target)},
-    {"kl-horizon", OPT_FLOAT, LEASH_PPO, 1, 1e12, F(horizon)},
-    {"kl-per-token", OPT_SET, LEASH_PPO, 0, 0, F(per_token)},
+    {"kl-target", OPT_FLOAT, BOTH, 1e-6, 1e6, F(target)},   /* GRPO: NAN until given (then beta adapts) */
+    {"kl-horizon", OPT_FLOAT, BOTH, 1, 1e12, F(horizon)},
+    {"kl-per-token", OPT_SET, BOTH, 0, 0, F(per_token)},
     {"kl-estimator", OPT_EST, BOTH, 0, 0, 0},               {"no-normalize", OPT_CLEAR, BOTH, 0, 0, F(c.normalize_scores)},
     {"score-clip", OPT_FLOAT, BOTH, 0, 1e6, F(c.score_clip)},
     {"no-eos-penalty", OPT_FLOAT, BOTH, -1e6, 1e6, F(c.no_eos_penalty)},
@@ -192,8 +192,13 @@ static const rl_option RL_OPTIONS[] = {
     {"value-clip", OPT_FLOAT, LEASH_PPO, 1e-6, 1e6, F(c.ppo.value_clip)},
     {"vf-coef", OPT_FLOAT, LEASH_PPO, 0, 1e6, F(c.ppo.vf_coef)},
     {"gamma", OPT_FLOAT, LEASH_PPO, 0, 1, F(c.ppo.gamma)},  {"lambda", OPT_FLOAT, LEASH_PPO, 0, 1, F(c.ppo.lam)},
-    {"no-std-scaling", OPT_CLEAR, LEASH_GRPO, 0, 0, F(c.grpo.scale_group_std)},
-    {"token-level-loss", OPT_SET, LEASH_GRPO, 0, 0, F(c.grpo.token_level_loss)},
+    {"no-std-scaling", OPT_CLEAR, LEASH_GRPO, 0, 0, F(c.grpo.scale_rewards)}, /* LEASH_SCALE_NONE is 0 */
+    {"token-level-loss", OPT_SET, LEASH_GRPO, 0, 0, F(c.grpo.loss)},          /* LEASH_LOSS_BNPO is 1 */
+    {"baseline", OPT_GRPO, LEASH_GRPO, 0, 0, 0},            {"loss", OPT_GRPO, LEASH_GRPO, 0, 0, 0},
+    {"scale-rewards", OPT_GRPO, LEASH_GRPO, 0, 0, 0},       {"importance-sampling-level", OPT_GRPO, LEASH_GRPO, 0, 0, 0},
+    {"epsilon-high", OPT_FLOAT, LEASH_GRPO, 0, 100, F(c.grpo.epsilon_high)},
+    {"mask-truncated-completions", OPT_SET, LEASH_GRPO, 0, 0, F(c.grpo.mask_truncated)},
+    {"entropy-coef", OPT_FLOAT, LEASH_GRPO, 0, 1e6, F(c.grpo.entropy_coef)},
     {"sample-every", OPT_INT, BOTH, 0, 1 << 30, F(c.sample_every)},
     {"save-every", OPT_INT, BOTH, 0, 1 << 30, F(c.save_every)},
     {"resume", OPT_SET, BOTH, 0, 0, F(c.resume)},           {"overwrite", OPT_SET, BOTH, 0, 0, F(overwrite)},
@@ -266,9 +271,12 @@ static int set_option(rl_state *s, const char *cmd, const char *key, const char 
     case OPT_INT: if (!(rc = parse_number(cmd, o, v, &x))) *(int *)field = (int)x; break;
     case OPT_FLOAT: if (!(rc = parse_number(cmd, o, v, &x))) *(float *)field = (float)x; break;
     case OPT_EST:
-        if (v && !strcmp(v, "exact")) s->c.kl_exact = 1;
+        if (v && !strcmp(v, "exact")) s->c.kl_estimator = LEASH_KL_EXACT;
         else if ((rc = leash_kl_estimator_parse(v ? v : "", &s->c.kl_estimator)))
             rc = leash_fail_wrap(rc, "leash %s: option kl-estimator (or exact)", cmd);
+        break;
+    case OPT_GRPO:
+        if ((rc = leash_grpo_choice(&s->c.grpo, o->name, v))) rc = leash_fail_wrap(rc, "leash %s", cmd);
         break;
     }
     return rc;
@@ -290,7 +298,10 @@ static int finish_options(rl_state *s, const char *cmd, leash_reward_batch_fn fn
     c->ppo.value_optim.grad_clip = c->optim.grad_clip;
     c->ppo.value_optim.weight_decay = c->optim.weight_decay;
     c->ppo.value_optim.warmup_steps = c->optim.warmup_steps;
-    int rc = s->fixed || s->beta == 0.0f ? leash_beta_fixed(&c->beta, s->beta) : leash_beta_adaptive(&c->beta, s->beta, s->target, s->horizon);
+    if (isnan(s->target) && s->horizon != (float)LEASH_BETA_DEFAULT_HORIZON) // GRPO without kl-target: beta stays fixed
+        return leash_fail(LEASH_EINVAL, "leash %s: kl-horizon is the adaptive controller's; beta is fixed here (give kl-target)", cmd);
+    int rc = s->fixed || s->beta == 0.0f || isnan(s->target) ? leash_beta_fixed(&c->beta, s->beta)
+                                                            : leash_beta_adaptive(&c->beta, s->beta, s->target, s->horizon);
     if (rc) return leash_fail_wrap(rc, "leash %s", cmd);
     if (s->per_token && c->beta.kind != LEASH_BETA_ADAPTIVE)
         return leash_fail(LEASH_EINVAL, "leash %s: kl-per-token sets the adaptive controller's units; beta is fixed here", cmd);
@@ -332,8 +343,8 @@ int leash_api_rl_train(const char *algo, const char *const *keys, const char *co
     leash_rl_algo a = LEASH_PPO;
     int rc = parse_algo(algo, &a), lock = -1;
     if (rc) return rc;
-    rl_state s = {.c = leash_rl_defaults(a), .target = LEASH_BETA_DEFAULT_TARGET, .horizon = LEASH_BETA_DEFAULT_HORIZON,
-                  .fixed = a == LEASH_GRPO};
+    rl_state s = {.c = leash_rl_defaults(a), .target = a == LEASH_GRPO ? NAN : LEASH_BETA_DEFAULT_TARGET,
+                  .horizon = LEASH_BETA_DEFAULT_HORIZON};
     s.beta = (float)s.c.beta.beta, s.timeout = (float)s.c.reward.timeout_s;
     for (int i = 0; i < n_options && !rc; i++) rc = set_option(&s, algo, keys[i], values[i]);
     if (!rc) rc = finish_options(&s, algo, reward_fn, reward_ctx);

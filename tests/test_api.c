@@ -115,10 +115,11 @@ Test(api, row_loops_equal_one_row_calls) {
  * the trainers against the CLI). */
 Test(api, rl_options_are_the_clis_and_bad_ones_are_named) {
     cr_assert(leash_api_rl_option_known("grpo", "group") && !leash_api_rl_option_known("ppo", "group"));
-    cr_assert(leash_api_rl_option_known("ppo", "kl-target") && !leash_api_rl_option_known("grpo", "kl-target"));
+    cr_assert(leash_api_rl_option_known("ppo", "kl-target") && leash_api_rl_option_known("grpo", "kl-target")); // GRPO: adaptive beta
+    cr_assert(leash_api_rl_option_known("ppo", "vf-coef") && !leash_api_rl_option_known("grpo", "vf-coef"));
     cr_assert(leash_api_rl_option_known("ppo", "tensorboard") && !leash_api_rl_option_known("ppo", "max_new"));
     cr_assert(!leash_api_rl_option_known("dpo", "lr"));
-    const char *bad[][3] = {{"grpo", "max-neww", "max-neww"}, {"grpo", "kl-target", "PPO option"},
+    const char *bad[][3] = {{"grpo", "max-neww", "max-neww"}, {"grpo", "vf-coef", "PPO option"},
                             {"ppo", "max-new", "[1, "},    {"grpo", "gold-reward", "flag"},
                             {"grpo", "kl-estimator", "kl-estimator"}};
     const char *value[] = {"8", "2", "0", "maybe", "k9"};

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "../src/rl_internal.h"
 #include "leash/error.h"
 #include "leash/rl.h"
@@ -253,5 +255,73 @@ Test(grpo_variants, cli_names_refusals_and_resume, .timeout = 120) {
              LEASH_BIN, w.dir, w.prompts, w.out);
     cr_assert_eq(run_capture(cmd, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "--loss \"dr_grpo\", this run asks for \"grpo\""), "%s", out);
+    rl_scratch_drop(&w);
+}
+
+/* Adaptive beta on the loss path: with --kl-target GRPO's beta follows the controller, fed the KL the loss used
+ * (here the exact KL) in the units asked for; each logged beta is recomputed from the previous step's logged KL:
+ * beta' = beta (1 + clip(kl / target - 1, +-0.2) R / horizon), R = 6 responses a step. The reference is another
+ * initialisation of the same shape (KL > 0 from step 1), and the target 1.1 x step 1's KL (measured by a first
+ * run: the same seed gives the same first batch), so that the controller's error is not clipped there. */
+static double first_kl(const rl_scratch *w, const char *ref, int per_token) {
+    char cmd[2048], out[4096], path[256], line[16384];
+    snprintf(cmd, sizeof cmd, "%s grpo --policy %s --ref %s --prompts %s --out %s --gold-reward --steps 1 --batch 2 --group 3 "
+                              "--max-new 4 --beta 0.1 --kl-estimator exact --overwrite -q 2>&1",
+             LEASH_BIN, w->dir, ref, w->prompts, w->out);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", w->out);
+    FILE *f = fopen(path, "r");
+    cr_assert(f && fgets(line, sizeof line, f));
+    fclose(f);
+    cJSON *o = cJSON_Parse(line);
+    double kl = cJSON_GetObjectItem(o, per_token ? "objective/kl_per_token" : "objective/kl")->valuedouble;
+    cJSON_Delete(o);
+    return kl;
+}
+
+Test(grpo_variants, adaptive_beta_follows_the_kl_in_the_loss, .timeout = 120) {
+    rl_scratch w;
+    rl_scratch_make(&w, "grpoab");
+    char cmd[2048], out[4096], path[256], ref[128];
+    snprintf(ref, sizeof ref, "%s/ref", w.dir);
+    leash_gpt *m;
+    cr_assert_eq(leash_gpt_load(&m, w.dir), 0, "%s", leash_errmsg());
+    leash_gpt_init(m, 2);
+    cr_assert_eq(leash_gpt_save(m, ref), 0, "%s", leash_errmsg());
+    leash_gpt_free(m);
+    for (int per_token = 0; per_token < 2; per_token++) {
+        double target = 1.1 * first_kl(&w, ref, per_token);
+        cr_assert(target > 0, "the two initialisations have KL 0");
+        snprintf(cmd, sizeof cmd, "%s grpo --policy %s --ref %s --prompts %s --out %s --gold-reward --steps 4 --batch 2 --group 3 "
+                                  "--max-new 4 --beta 0.1 --kl-estimator exact --kl-target %.17g --kl-horizon 20 %s --overwrite -q 2>&1",
+                 LEASH_BIN, w.dir, ref, w.prompts, w.out, target, per_token ? "--kl-per-token" : "");
+        cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
+        snprintf(path, sizeof path, "%s/metrics.jsonl", w.out);
+        FILE *f = fopen(path, "r");
+        cr_assert(f);
+        char line[16384];
+        double beta = 0.1, worst = 0;
+        int steps = 0, unclipped = 0;
+        while (fgets(line, sizeof line, f)) {
+            cJSON *o = cJSON_Parse(line);
+            cr_assert(o, "a metrics line is not JSON");
+            double b = cJSON_GetObjectItem(o, "beta")->valuedouble;
+            double kl = cJSON_GetObjectItem(o, per_token ? "objective/kl_per_token" : "objective/kl")->valuedouble;
+            cr_assert_str_eq(cJSON_GetObjectItem(o, "kl_target_units")->valuestring, per_token ? "nats/token" : "nats/seq");
+            cr_assert_str_eq(cJSON_GetObjectItem(o, "kl_estimator")->valuestring, "exact");
+            worst = fmax(worst, fabs(b - beta) / beta);
+            cr_assert(fabs(b - beta) <= 1e-4 * beta, "step %d: beta %.8g, recomputed %.8g", steps + 1, b, beta);
+            double e = kl / target - 1;
+            unclipped += fabs(e) < 0.2;
+            beta = b * (1 + fmin(0.2, fmax(-0.2, e)) * 6 / 20.0);
+            steps++;
+            cJSON_Delete(o);
+        }
+        fclose(f);
+        cr_assert_eq(steps, 4);
+        cr_assert(unclipped >= 1, "the controller's error was clipped at every step");
+        cr_log_info("adaptive beta (%s): worst relative difference %.3g over 4 steps, %d unclipped", per_token ? "per token" : "per sequence",
+                    worst, unclipped);
+    }
     rl_scratch_drop(&w);
 }

@@ -242,8 +242,8 @@ Test(grpo, ppo_and_grpo_refuse_each_others_options, .timeout = 120) {
         {"ppo", "--group 4", "--group is a GRPO option"},           {"ppo", "--token-level-loss", "--token-level-loss is a GRPO option"},
         {"ppo", "--no-std-scaling", "--no-std-scaling is a GRPO"},  {"grpo", "--gamma 0.9", "--gamma is a PPO option"},
         {"grpo", "--lambda 0.9", "--lambda is a PPO option"},       {"grpo", "--vf-coef 0.5", "--vf-coef is a PPO option"},
-        {"grpo", "--value-clip 0.5", "--value-clip is a PPO option"}, {"grpo", "--kl-target 3", "--kl-target is a PPO option"},
-        {"grpo", "--kl-horizon 100", "--kl-horizon is a PPO option"}, {"grpo", "--whiten-rewards", "--whiten-rewards is a PPO"},
+        {"grpo", "--value-clip 0.5", "--value-clip is a PPO option"}, {"grpo", "--kl-horizon 100", "--kl-horizon is the adaptive"},
+        {"grpo", "--whiten-rewards", "--whiten-rewards is a PPO"},
         {"grpo", "--value-lr 1e-4", "--value-lr is a PPO option"},  {"grpo", "--fixed-beta", "--fixed-beta is a PPO option"}};
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         snprintf(cmd, sizeof cmd, "%s %s --policy %s --prompts %s --out %s --gold-reward %s -q 2>%s/err; test $? -eq 2 && grep -q -- '%s' %s/err",

@@ -180,9 +180,9 @@ def test_unknown_and_wrong_trainer_options_are_refused(world, gpt2, tmp_path):
     with pytest.raises(leash.LeashError, match="max_neww"):
         leash.grpo(policy=gpt2, prompts=world / "prompts.jsonl", out=tmp_path / "a", reward_funcs=length_reward,
                    max_neww=8)
-    with pytest.raises(leash.LeashError, match="kl_target.*other trainer"):
+    with pytest.raises(leash.LeashError, match="vf_coef.*other trainer"):
         leash.grpo(policy=gpt2, prompts=world / "prompts.jsonl", out=tmp_path / "b", reward_funcs=length_reward,
-                   kl_target=2.0)
+                   vf_coef=0.5)
     with pytest.raises(leash.LeashError, match="max-new"):  # the C range check, as the CLI's
         leash.grpo(policy=gpt2, prompts=world / "prompts.jsonl", out=tmp_path / "c", reward_funcs=length_reward,
                    max_new=0)

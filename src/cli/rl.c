@@ -22,7 +22,7 @@ static const char *usage_head_ppo =
 static const char *usage_head_grpo =
     "usage: leash grpo --policy SFT_DIR REWARD --prompts PROMPTS.jsonl --out DIR [options]\n"
     "GRPO: --group responses per prompt, advantages relative to the group, the KL inside the loss with a fixed\n"
-    "beta, no value model. (leash ppo --help: PPO's options.)\n";
+    "beta (or adaptive: --kl-target), no value model. (leash ppo --help: PPO's options.)\n";
 static const char *usage_common =
     "REWARD is one of: --reward RM_DIR (a reward model), --gold-reward (the default world's truth), or\n"
     "--reward-cmd CMD: a verifiable scorer that reads {\"id\", \"prompt\", \"response\"} lines on stdin and\n"
@@ -55,11 +55,14 @@ static const char *usage_ppo =
     "  --tensorboard DIR    also write every step's numeric metrics to a TensorBoard event file in DIR\n";
 static const char *usage_grpo =
     "the leash:\n"
-    "  --beta B             the fixed KL coefficient (default 0.04); 0 turns the leash off\n"
+    "  --beta B             the KL coefficient (default 0.04, fixed); 0 turns the leash off\n"
+    "  --kl-target X        adapt beta (from --beta) to this KL, measured by the --kl-estimator in the loss, in\n"
+    "                       nats per sequence (--kl-per-token: per response token); --kl-horizon N (10000)\n"
     "  --kl-estimator E     k3 (default, the paper; its gradient is that of the reverse KL), k2 (its gradient\n"
-    "                       is that of KL(pi || pi_ref), whose optimum is pi*) or k3+ (k3's value, k2's\n"
-    "                       gradient) inside the loss. k3 beyond log r = 20 runs on its tangent line\n"
-    "                       (counted: kl/clamped_tokens). See docs/kl-pitfalls.md\n"
+    "                       is that of KL(pi || pi_ref), whose optimum is pi*), k3+ (k3's value, k2's\n"
+    "                       gradient) or exact (the full-vocabulary KL at every response token and its exact\n"
+    "                       gradient; one more reference forward per update) inside the loss. k3 beyond\n"
+    "                       log r = 20 runs on its tangent line (counted: kl/clamped_tokens). See docs/rl.md\n"
     "rewards:\n"
     "  --no-normalize       do not normalise scores with the reward model's stored mean and std\n"
     "  --score-clip X       clip the score to [-X, X] (0 = off)   --no-eos-penalty X (added, e.g. -1; 0 = off)\n"
@@ -68,7 +71,17 @@ static const char *usage_grpo =
     "sampling and updates:\n"
     "  --steps N (100)  --batch N (8 prompts)  --group G (8 responses each)  --max-new N (24)\n"
     "  -t, --temperature T (1)  --seed S (0)  --epochs N (1)  --minibatch N (whole batch)  --lr X (3e-5)\n"
-    "  --clip X (0.2)  --no-std-scaling (r - mean only)  --token-level-loss (one mean over tokens)\n"
+    "  --clip X (0.2)  --no-std-scaling (= --scale-rewards none)  --token-level-loss (= --loss bnpo)\n"
+    "the GRPO family (TRL's names; docs/rl.md):\n"
+    "  --baseline B         group (the group mean, default) or loo (RLOO: the mean of the other G-1;\n"
+    "                       leash rloo is grpo with --baseline loo --scale-rewards none)\n"
+    "  --scale-rewards S    group (divide by the group's std, default), batch (the batch's) or none\n"
+    "  --loss L             grpo (each sequence's token mean, default), bnpo or dapo (one token mean), or\n"
+    "                       dr_grpo (token sums / (sequences x --max-new): Dr. GRPO, no length bias)\n"
+    "  --epsilon-high X     DAPO's clip-higher: the ratio's upper clip is 1 + X (default: --clip)\n"
+    "  --mask-truncated-completions   a response that never emitted EOS adds no loss\n"
+    "  --importance-sampling-level L  token (default) or sequence (GSPO: exp of the mean log-ratio)\n"
+    "  --entropy-coef X     an entropy bonus: - X x the policy's entropy per token in the loss (0)\n"
     "  --grad-clip X (1; 0 = off)  --weight-decay X (0)  --warmup N (0 updates)\n"
     "  --sample-every N (10)  -q, --quiet\n"
     "  --tensorboard DIR    also write every step's numeric metrics to a TensorBoard event file in DIR\n";
@@ -206,17 +219,19 @@ static int progress(const leash_rl_progress *p, void *vctx) {
     return ctx->stop_at_peak && peak_passed(ctx, p);
 }
 
-static int run(int argc, char **argv, leash_rl_algo algo) {
+static int run(int argc, char **argv, leash_rl_algo algo, int rloo) {
     leash_rl_config c = leash_rl_defaults(algo);
-    const char *cmd = algo == LEASH_PPO ? "ppo" : "grpo";
+    const char *cmd = rloo ? "rloo" : algo == LEASH_PPO ? "ppo" : "grpo";
+    if (rloo) c.grpo.baseline = LEASH_BASELINE_LOO, c.grpo.scale_rewards = LEASH_SCALE_NONE; // TRL's RLOO: no std
     float beta = (float)c.beta.beta, target = LEASH_BETA_DEFAULT_TARGET, horizon = LEASH_BETA_DEFAULT_HORIZON;
     const char *tb_dir = NULL;
-    int fixed = algo == LEASH_GRPO, seed = 0, bad = 0, ch, per_token = 0, overwrite = 0, lock = -1;
+    int fixed = algo == LEASH_GRPO, seed = 0, bad = 0, ch, per_token = 0, overwrite = 0, lock = -1, horizon_set = 0;
     rl_ctx ctx = {0};
     enum { O_POLICY = 256, O_REWARD, O_GOLDR, O_GOLDM, O_PROMPTS, O_OUT, O_BETA, O_FIXED, O_TARGET, O_HORIZON, O_EST,
            O_NONORM, O_SCLIP, O_EOSP, O_LENP, O_WHITEN, O_STEPS, O_BATCH, O_GROUP, O_MAXNEW, O_SEED, O_EPOCHS, O_MB,
            O_LR, O_VLR, O_CLIP, O_VCLIP, O_VF, O_GAMMA, O_LAMBDA, O_NOSTD, O_TOKLOSS, O_SAMPLE, O_RCMD, O_RTIMEOUT, O_REF, O_PERTOK, O_SAVE, O_RESUME, O_OVERWRITE, O_SKIPNF,
-           O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_BF16, O_GCLIP, O_WD, O_WARM, O_TB };
+           O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_BF16, O_GCLIP, O_WD, O_WARM, O_TB, O_BASELINE, O_LOSS,
+           O_SCALE, O_ISLEVEL, O_EPSHIGH, O_MASKTRUNC, O_ENTCOEF };
     static const struct option opts[] = {
         {"policy", 1, 0, O_POLICY}, {"reward", 1, 0, O_REWARD}, {"gold-reward", 0, 0, O_GOLDR},
         {"gold-metrics", 0, 0, O_GOLDM}, {"prompts", 1, 0, O_PROMPTS}, {"out", 1, 0, O_OUT}, {"beta", 1, 0, O_BETA},
@@ -232,6 +247,9 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         {"lora-r", 1, 0, O_LORA_R}, {"lora-alpha", 1, 0, O_LORA_ALPHA}, {"lora-dropout", 1, 0, O_LORA_DROP},
         {"lora-targets", 1, 0, O_LORA_TGT}, {"frozen-bf16", 0, 0, O_BF16}, {"grad-clip", 1, 0, O_GCLIP},
         {"weight-decay", 1, 0, O_WD}, {"warmup", 1, 0, O_WARM}, {"tensorboard", 1, 0, O_TB}, {"stop-at-peak", 0, 0, O_STOP_AT_PEAK},
+        {"baseline", 1, 0, O_BASELINE}, {"loss", 1, 0, O_LOSS}, {"scale-rewards", 1, 0, O_SCALE},
+        {"importance-sampling-level", 1, 0, O_ISLEVEL}, {"epsilon-high", 1, 0, O_EPSHIGH},
+        {"mask-truncated-completions", 0, 0, O_MASKTRUNC}, {"entropy-coef", 1, 0, O_ENTCOEF},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     optind = 1;
     while (!bad && (ch = getopt_long(argc, argv, "t:qh", opts, NULL)) != -1) {
@@ -244,10 +262,10 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         case O_OUT: c.out_dir = optarg; break;
         case O_BETA: bad = cli_float(cmd, "--beta", optarg, 0, 1e6, &beta); break;
         case O_FIXED: bad = PPO_ONLY("--fixed-beta", "GRPO's beta is always fixed"), fixed = 1; break;
-        case O_TARGET: bad = PPO_ONLY("--kl-target", "the adaptive controller; GRPO's beta is fixed") || cli_float(cmd, "--kl-target", optarg, 1e-6, 1e6, &target); break;
-        case O_HORIZON: bad = PPO_ONLY("--kl-horizon", "the adaptive controller; GRPO's beta is fixed") || cli_float(cmd, "--kl-horizon", optarg, 1, 1e12, &horizon); break;
+        case O_TARGET: bad = cli_float(cmd, "--kl-target", optarg, 1e-6, 1e6, &target), fixed = fixed && algo == LEASH_PPO; break; // GRPO: adaptive
+        case O_HORIZON: bad = cli_float(cmd, "--kl-horizon", optarg, 1, 1e12, &horizon), horizon_set = 1; break;
         case O_EST:
-            if (!strcmp(optarg, "exact")) c.kl_exact = 1;
+            if (!strcmp(optarg, "exact")) c.kl_estimator = LEASH_KL_EXACT;
             else if (leash_kl_estimator_parse(optarg, &c.kl_estimator)) {
                 fprintf(stderr, "leash %s: --kl-estimator: %s, or exact\n", cmd, leash_errmsg());
                 bad = 1;
@@ -273,8 +291,17 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         case O_VF: bad = PPO_ONLY("--vf-coef", "the value model; GRPO has none") || cli_float(cmd, "--vf-coef", optarg, 0, 1e6, &c.ppo.vf_coef); break;
         case O_GAMMA: bad = PPO_ONLY("--gamma", "GAE; GRPO's advantages are group-relative") || cli_float(cmd, "--gamma", optarg, 0, 1, &c.ppo.gamma); break;
         case O_LAMBDA: bad = PPO_ONLY("--lambda", "GAE; GRPO's advantages are group-relative") || cli_float(cmd, "--lambda", optarg, 0, 1, &c.ppo.lam); break;
-        case O_NOSTD: bad = GRPO_ONLY("--no-std-scaling", "group advantages"), c.grpo.scale_group_std = 0; break;
-        case O_TOKLOSS: bad = GRPO_ONLY("--token-level-loss", "the loss inside the group"), c.grpo.token_level_loss = 1; break;
+        case O_NOSTD: bad = GRPO_ONLY("--no-std-scaling", "group advantages"), c.grpo.scale_rewards = LEASH_SCALE_NONE; break;
+        case O_TOKLOSS: bad = GRPO_ONLY("--token-level-loss", "the loss inside the group"), c.grpo.loss = LEASH_LOSS_BNPO; break;
+        case O_BASELINE: case O_LOSS: case O_SCALE: case O_ISLEVEL: {
+            const char *name = ch == O_BASELINE ? "baseline" : ch == O_LOSS ? "loss" : ch == O_SCALE ? "scale-rewards" : "importance-sampling-level";
+            if (!(bad = only_for(algo, LEASH_GRPO, cmd, name, "the GRPO family's loss")) && (bad = leash_grpo_choice(&c.grpo, name, optarg) != 0))
+                fprintf(stderr, "leash %s: %s\n", cmd, leash_errmsg());
+            break;
+        }
+        case O_EPSHIGH: bad = GRPO_ONLY("--epsilon-high", "DAPO's clip-higher") || cli_float(cmd, "--epsilon-high", optarg, 0, 100, &c.grpo.epsilon_high); break;
+        case O_MASKTRUNC: bad = GRPO_ONLY("--mask-truncated-completions", "the GRPO loss"), c.grpo.mask_truncated = 1; break;
+        case O_ENTCOEF: bad = GRPO_ONLY("--entropy-coef", "the GRPO loss") || cli_float(cmd, "--entropy-coef", optarg, 0, 1e6, &c.grpo.entropy_coef); break;
         case O_SAMPLE: bad = cli_int(cmd, "--sample-every", optarg, 0, 1 << 30, &c.sample_every); break;
         case O_RCMD: bad = set_reward(cmd, &c.reward, LEASH_REWARD_COMMAND), c.reward.cmd = optarg; break;
         case O_REF: c.ref_dir = optarg; break;
@@ -283,7 +310,7 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
         case O_LORA_DROP: bad = cli_float(cmd, "--lora-dropout", optarg, 0, 0.999, &c.lora_dropout); break;
         case O_LORA_TGT: c.lora_targets = optarg; break;
         case O_BF16: c.frozen_bf16 = 1; break;
-        case O_PERTOK: bad = PPO_ONLY("--kl-per-token", "the adaptive controller; GRPO's beta is fixed"), per_token = 1; break;
+        case O_PERTOK: per_token = 1; break;
         case O_SAVE: bad = cli_int(cmd, "--save-every", optarg, 0, 1 << 30, &c.save_every); break;
         case O_RESUME: c.resume = 1; break;
         case O_OVERWRITE: overwrite = 1; break;
@@ -314,6 +341,10 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
     int rcb = fixed || beta == 0.0f ? leash_beta_fixed(&c.beta, beta) : leash_beta_adaptive(&c.beta, beta, target, horizon);
     if (rcb) {
         fprintf(stderr, "leash %s: %s\n", cmd, leash_errmsg());
+        return 2;
+    }
+    if (horizon_set && c.beta.kind != LEASH_BETA_ADAPTIVE) {
+        fprintf(stderr, "leash %s: --kl-horizon is the adaptive controller's; beta is fixed here (GRPO: give --kl-target)\n", cmd);
         return 2;
     }
     if (per_token && c.beta.kind != LEASH_BETA_ADAPTIVE) {
@@ -351,5 +382,6 @@ static int run(int argc, char **argv, leash_rl_algo algo) {
     return 0;
 }
 
-int cli_ppo(int argc, char **argv) { return run(argc, argv, LEASH_PPO); }
-int cli_grpo(int argc, char **argv) { return run(argc, argv, LEASH_GRPO); }
+int cli_ppo(int argc, char **argv) { return run(argc, argv, LEASH_PPO, 0); }
+int cli_grpo(int argc, char **argv) { return run(argc, argv, LEASH_GRPO, 0); }
+int cli_rloo(int argc, char **argv) { return run(argc, argv, LEASH_GRPO, 1); }
