@@ -2,9 +2,10 @@
  *
  * Tokens are stored as raw bytes. The files spell them in GPT-2's byte-to-unicode alphabet (every byte a
  * printable code point: '!'..'~', U+00A1..U+00AC, U+00AE..U+00FF map to themselves, the other 68 bytes
- * to U+0100.. in order), which this file translates at load and save time.
+ * to U+0100.. in order), which this file translates at load and save time. Training a BPE is in
+ * tokenizer_train.c.
  */
-#define _GNU_SOURCE /* memmem */
+#define _GNU_SOURCE /* strdup */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "leash/tokenizer.h"
 
@@ -14,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "leash/error.h"
 #include "leash/fileio.h"
@@ -24,7 +24,6 @@
 #define MAX_SPLITS 4
 #define TOK_SPECIAL 1    /* a special token: plain text when special tokens are split (allow_special 0) */
 #define TOK_NORMALIZED 2 /* Hugging Face's normalized: matched after the others, in the text they leave */
-#define GPT2_PATTERN "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 
 struct leash_tokenizer {
     int n_vocab;          // ids are 0 .. n_vocab - 1
@@ -55,8 +54,7 @@ static void byte_alphabet(int byte_to_cp[256]) {
     }
 }
 
-/* GPT-2's id order for the 256 byte tokens: printable bytes first, in byte order, then the others. */
-static void byte_order(int order[256]) {
+void leash_bpe_byte_order(int order[256]) {
     int k = 0, cp[256];
     byte_alphabet(cp);
     for (int b = 0; b < 256; b++)
@@ -106,8 +104,7 @@ static int unmap(const char *s, char *out, int *bad_cp) {
     return k;
 }
 
-/* Raw bytes -> the files' spelling (out holds >= 2 * n + 1 bytes). */
-static void map_bytes(const char *s, int n, char *out) {
+void leash_bpe_spell(const char *s, int n, char *out) {
     int b2c[256], k = 0;
     byte_alphabet(b2c);
     for (int i = 0; i < n; i++) k += utf8_encode(b2c[(unsigned char)s[i]], out + k);
@@ -116,21 +113,21 @@ static void map_bytes(const char *s, int n, char *out) {
 
 /* ---- hash tables ------------------------------------------------------------------------------- */
 
-static uint64_t fnv1a(const char *s, int n) {
+uint64_t leash_bpe_hash_bytes(const char *s, int n) {
     uint64_t h = 1469598103934665603ull;
     for (int i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
     return h;
 }
 
 static int lookup(const leash_tokenizer *t, const char *s, int n) {
-    for (size_t i = fnv1a(s, n) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+    for (size_t i = leash_bpe_hash_bytes(s, n) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
         int id = t->slots[i];
         if (id < 0) return -1;
         if (t->len[id] == n && memcmp(t->bytes[id], s, n) == 0) return id;
     }
 }
 
-static uint64_t mix64(uint64_t x) {
+uint64_t leash_bpe_hash_pair(uint64_t x) {
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdull;
     x ^= x >> 33;
@@ -139,13 +136,13 @@ static uint64_t mix64(uint64_t x) {
 
 static int merge_find(const leash_tokenizer *t, int a, int b, int *result) {
     uint64_t key = (uint64_t)a << 32 | (uint32_t)b;
-    for (size_t i = mix64(key) & (t->mcap - 1);; i = (i + 1) & (t->mcap - 1)) {
+    for (size_t i = leash_bpe_hash_pair(key) & (t->mcap - 1);; i = (i + 1) & (t->mcap - 1)) {
         if (t->mkey[i] == UINT64_MAX) return -1;
         if (t->mkey[i] == key) return *result = t->mresult[i], t->mrank[i];
     }
 }
 
-static size_t pow2_above(size_t n) {
+size_t leash_bpe_table_size(size_t n) {
     size_t c = 16;
     while (c < 2 * n) c <<= 1;
     return c;
@@ -187,7 +184,7 @@ static int insert_token(builder *bd, int id, char *b, int n, const char *spelled
     }
     t->bytes[id] = b;
     t->len[id] = n;
-    size_t i = fnv1a(b, n) & (t->cap - 1);
+    size_t i = leash_bpe_hash_bytes(b, n) & (t->cap - 1);
     while (t->slots[i] >= 0) i = (i + 1) & (t->cap - 1);
     t->slots[i] = id;
     return LEASH_OK;
@@ -229,7 +226,7 @@ static int build_vocab(builder *bd, const cJSON *vocab, const cJSON *added, int 
     t->n_vocab = max_id + 1;
     t->bytes = calloc(t->n_vocab, sizeof *t->bytes);
     t->len = calloc(t->n_vocab, sizeof *t->len);
-    t->cap = pow2_above((size_t)count);
+    t->cap = leash_bpe_table_size((size_t)count);
     t->slots = malloc(t->cap * sizeof *t->slots);
     t->special = malloc((size_t)(cJSON_GetArraySize(added) + 1) * sizeof *t->special);
     t->special_flags = malloc((size_t)(cJSON_GetArraySize(added) + 1));
@@ -301,7 +298,7 @@ static int add_merge(builder *bd, const char *a_sp, const char *b_sp, int rank, 
                           bd->file, line, a_sp, b_sp, ia < 0 ? "its first part" : ib < 0 ? "its second part" : "the merged token",
                           bd->vocab_file ? bd->vocab_file : "the same file");
     uint64_t key = (uint64_t)ia << 32 | (uint32_t)ib;
-    size_t i = mix64(key) & (t->mcap - 1);
+    size_t i = leash_bpe_hash_pair(key) & (t->mcap - 1);
     while (t->mkey[i] != UINT64_MAX && t->mkey[i] != key) i = (i + 1) & (t->mcap - 1);
     if (t->mkey[i] == key) return LEASH_OK; // a repeated merge keeps its first (lowest) rank
     t->mkey[i] = key;
@@ -311,7 +308,7 @@ static int add_merge(builder *bd, const char *a_sp, const char *b_sp, int rank, 
 }
 
 static int alloc_merges(leash_tokenizer *t, size_t n) {
-    t->mcap = pow2_above(n + 1);
+    t->mcap = leash_bpe_table_size(n + 1);
     t->mkey = malloc(t->mcap * sizeof *t->mkey);
     t->mrank = malloc(t->mcap * sizeof *t->mrank);
     t->mresult = malloc(t->mcap * sizeof *t->mresult);
@@ -320,10 +317,7 @@ static int alloc_merges(leash_tokenizer *t, size_t n) {
     return LEASH_OK;
 }
 
-/* Appends a pre-tokenisation pattern (a regex, or with literal a plain string); where names it in messages. */
-static int add_pattern(leash_tokenizer *t, const char *pattern, int literal, const char *where) {
-    if (t->n_re == MAX_SPLITS)
-        return leash_fail(LEASH_EFORMAT, "%s: more than %d splitting pre-tokenizers", where, MAX_SPLITS);
+int leash_bpe_compile(const char *pattern, int literal, const char *where, pcre2_code **out) {
     int err;
     PCRE2_SIZE off;
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
@@ -336,11 +330,20 @@ static int add_pattern(leash_tokenizer *t, const char *pattern, int literal, con
                           (size_t)off, (const char *)msg);
     }
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); // optional: falls back to the interpreter
-    t->re[t->n_re++] = re;
+    *out = re;
     return LEASH_OK;
 }
 
-static int compile_pattern(leash_tokenizer *t) { return add_pattern(t, GPT2_PATTERN, 0, "the GPT-2 pattern"); }
+/* Appends a pre-tokenisation pattern (a regex, or with literal a plain string); where names it in messages. */
+static int add_pattern(leash_tokenizer *t, const char *pattern, int literal, const char *where) {
+    if (t->n_re == MAX_SPLITS)
+        return leash_fail(LEASH_EFORMAT, "%s: more than %d splitting pre-tokenizers", where, MAX_SPLITS);
+    int rc = leash_bpe_compile(pattern, literal, where, &t->re[t->n_re]);
+    if (!rc) t->n_re++;
+    return rc;
+}
+
+static int compile_pattern(leash_tokenizer *t) { return add_pattern(t, LEASH_GPT2_PATTERN, 0, "the GPT-2 pattern"); }
 
 int leash_tokenizer_load(leash_tokenizer **out, const char *vocab_path, const char *merges_path) {
     char *vtext = NULL, *mtext = NULL;
@@ -471,7 +474,7 @@ static int check_missing_bytes(const char *path, const cJSON *model, const leash
     const char *key = !is_off(model, "unk_token") ? "unk_token" : !is_off(model, "byte_fallback") ? "byte_fallback" : NULL;
     if (!key) return LEASH_OK;
     char c = (char)t->missing_byte, spelled[8];
-    map_bytes(&c, 1, spelled);
+    leash_bpe_spell(&c, 1, spelled);
     return leash_fail(LEASH_EFORMAT, "%s: model.%s is set and byte 0x%02X (spelled \"%s\") has no token: tokenizers would "
                                      "encode that byte as %s, which leash does not; leash reads such a vocabulary only with "
                                      "unk_token null and byte_fallback false",
@@ -503,7 +506,7 @@ static int read_pre_step(const char *where, const cJSON *pre, leash_tokenizer *t
             (rc = need_off(where, pre, "add_prefix_space", "a space before the text")))
             return rc;
         const cJSON *use_regex = cJSON_GetObjectItemCaseSensitive(pre, "use_regex");
-        return use_regex && cJSON_IsFalse(use_regex) ? LEASH_OK : add_pattern(t, GPT2_PATTERN, 0, where);
+        return use_regex && cJSON_IsFalse(use_regex) ? LEASH_OK : add_pattern(t, LEASH_GPT2_PATTERN, 0, where);
     }
     if (!strcmp(type, "Digits")) { // each digit alone, or runs of digits
         if ((rc = check_keys(where, pre, digits)) || (rc = need_bool(where, pre, "individual_digits"))) return rc;
@@ -960,209 +963,4 @@ int leash_tokenizer_decode(const leash_tokenizer *t, const int *ids, size_t n_id
         (*out)[*len] = '\0';
     }
     return LEASH_OK;
-}
-
-/* ---- training ---------------------------------------------------------------------------------- */
-
-typedef struct {
-    char *bytes; // the distinct pre-token
-    int n;
-    int *sym;    // its current symbols (token ids)
-    int nsym;
-    long count;  // occurrences in the corpus
-} word;
-
-typedef struct {
-    word *w;
-    size_t n, cap;
-    int *slot; // hash of bytes -> index into w, -1 empty
-    size_t hcap;
-} word_table;
-
-static int word_slot(const word_table *wt, const char *s, int n) {
-    size_t i = fnv1a(s, n) & (wt->hcap - 1);
-    while (wt->slot[i] >= 0 && !(wt->w[wt->slot[i]].n == n && memcmp(wt->w[wt->slot[i]].bytes, s, n) == 0))
-        i = (i + 1) & (wt->hcap - 1);
-    return (int)i;
-}
-
-static int add_word(word_table *wt, const char *s, int n, const int byte_tok[256]) {
-    int i = word_slot(wt, s, n);
-    if (wt->slot[i] >= 0) {
-        wt->w[wt->slot[i]].count++;
-        return LEASH_OK;
-    }
-    if (wt->n == wt->cap) {
-        word *g = realloc(wt->w, (wt->cap = wt->cap ? 2 * wt->cap : 1024) * sizeof *g);
-        if (!g) return leash_fail(LEASH_ENOMEM, "out of memory");
-        wt->w = g;
-    }
-    word *x = &wt->w[wt->n];
-    *x = (word){malloc(n), n, malloc(n * sizeof(int)), n, 1};
-    if (!x->bytes || !x->sym) return leash_fail(LEASH_ENOMEM, "out of memory");
-    memcpy(x->bytes, s, n);
-    for (int k = 0; k < n; k++) x->sym[k] = byte_tok[(unsigned char)s[k]];
-    wt->slot[i] = (int)wt->n++;
-    if (2 * wt->n > wt->hcap) { // grow and rehash
-        free(wt->slot);
-        wt->hcap *= 2;
-        if (!(wt->slot = malloc(wt->hcap * sizeof *wt->slot))) return leash_fail(LEASH_ENOMEM, "out of memory");
-        for (size_t j = 0; j < wt->hcap; j++) wt->slot[j] = -1;
-        for (size_t j = 0; j < wt->n; j++) wt->slot[word_slot(wt, wt->w[j].bytes, wt->w[j].n)] = (int)j;
-    }
-    return LEASH_OK;
-}
-
-/* The longest token training makes, in bytes: a pair that would merge into a longer one is not merged (a
- * token of 600 bytes is spelled in at most 1200 bytes of vocab.json and merges.txt). */
-#define TRAIN_TOKEN_MAX 600
-
-/* vocab.json's and merges.txt's texts of a trained BPE: n_tok tokens (bytes tb, lengths tl, at most
- * TRAIN_TOKEN_MAX each) then <|endoftext|>, and its merges in order. */
-static int train_texts(char *const *tb, const int *tl, int n_tok, int (*merges)[2], int n_merges, char **vtext, char **mtext,
-                       size_t *mlen) {
-    int rc = LEASH_OK;
-    cJSON *v = cJSON_CreateObject();
-    size_t mcap = 64 + (size_t)n_merges * 16;
-    char spelled[2 * TRAIN_TOKEN_MAX + 1], b[2 * TRAIN_TOKEN_MAX + 1];
-    *mtext = malloc(mcap);
-    if (!v || !*mtext) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-    for (int id = 0; id < n_tok && !rc; id++) {
-        map_bytes(tb[id], tl[id], spelled);
-        cJSON_AddItemToObject(v, spelled, cJSON_CreateNumber(id));
-    }
-    if (!rc) cJSON_AddItemToObject(v, "<|endoftext|>", cJSON_CreateNumber(n_tok));
-    if (!rc && !(*vtext = cJSON_PrintUnformatted(v))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-    cJSON_Delete(v);
-    if (!rc) *mlen = (size_t)snprintf(*mtext, mcap, "#version: 0.2\n");
-    for (int i = 0; i < n_merges && !rc; i++) {
-        map_bytes(tb[merges[i][0]], tl[merges[i][0]], spelled);
-        map_bytes(tb[merges[i][1]], tl[merges[i][1]], b);
-        size_t need = strlen(spelled) + strlen(b) + 2;
-        if (*mlen + need + 1 > mcap) {
-            char *g = realloc(*mtext, mcap = 2 * (*mlen + need + 1));
-            if (!g) {
-                rc = leash_fail(LEASH_ENOMEM, "out of memory");
-                break;
-            }
-            *mtext = g;
-        }
-        *mlen += (size_t)snprintf(*mtext + *mlen, mcap - *mlen, "%s %s\n", spelled, b);
-    }
-    return rc;
-}
-
-int leash_tokenizer_train(const char *text, size_t len, int vocab_size, int min_frequency, const char *dir) {
-    if (vocab_size < 257 || vocab_size > 1000000)
-        return leash_fail(LEASH_EINVAL, "vocab size %d; it must be in [257, 1000000] (256 bytes + <|endoftext|> at least)",
-                          vocab_size);
-    if (min_frequency < 1) return leash_fail(LEASH_EINVAL, "min frequency %d; it must be >= 1", min_frequency);
-    leash_tokenizer base = {0}; // only for its compiled pattern
-    int rc = compile_pattern(&base);
-    pcre2_code *re = base.re[0];
-    if (rc) return rc;
-    int order[256], byte_tok[256];
-    byte_order(order);
-    for (int i = 0; i < 256; i++) byte_tok[order[i]] = i;
-
-    // token table: bytes of each id, filled as merges are made
-    int n_merges_max = vocab_size - 257, n_tok = 256;
-    char **tb = calloc(vocab_size, sizeof *tb);
-    int *tl = calloc(vocab_size, sizeof *tl), (*merges)[2] = calloc(n_merges_max + 1, sizeof *merges);
-    word_table wt = {.hcap = 4096};
-    wt.slot = malloc(wt.hcap * sizeof *wt.slot);
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-    if (!tb || !tl || !merges || !wt.slot || !md) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-    for (int i = 0; i < 256 && !rc; i++) {
-        if (!(tb[i] = malloc(1))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-        else tb[i][0] = (char)order[i], tl[i] = 1;
-    }
-    for (size_t i = 0; wt.slot && i < wt.hcap; i++) wt.slot[i] = -1;
-
-    // 1. distinct pre-tokens and their counts; "<|endoftext|>" separates documents and is not text
-    for (size_t at = 0; at < len && !rc;) {
-        const char *eot = memmem(text + at, len - at, "<|endoftext|>", 13);
-        size_t seg_end = eot ? (size_t)(eot - text) : len;
-        while (at < seg_end && !rc) {
-            int m = pcre2_match(re, (PCRE2_SPTR)text, seg_end, at, 0, md, NULL);
-            size_t start = seg_end, end = seg_end;
-            if (m > 0) start = pcre2_get_ovector_pointer(md)[0], end = pcre2_get_ovector_pointer(md)[1];
-            if (start > at) rc = add_word(&wt, text + at, (int)(start - at), byte_tok); // bytes the pattern skips
-            if (!rc && end > start) rc = add_word(&wt, text + start, (int)(end - start), byte_tok);
-            at = end > start ? end : (start < seg_end ? start + 1 : seg_end);
-        }
-        at = eot ? seg_end + 13 : len;
-    }
-
-    if (!rc && wt.n == 0)
-        rc = leash_fail(LEASH_EINVAL, "the corpus holds no text (%zu bytes%s): there is nothing to learn a vocabulary from",
-                        len, len ? ", only <|endoftext|> separators" : "");
-
-    // 2. merges: the most frequent adjacent pair, again and again
-    size_t total = 0;
-    for (size_t i = 0; i < wt.n; i++) total += wt.w[i].n;
-    size_t pcap = pow2_above(total + 1);
-    uint64_t *pk = malloc(pcap * sizeof *pk);
-    long *pc = malloc(pcap * sizeof *pc);
-    if (!rc && (!pk || !pc)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-    int n_merges = 0;
-    while (!rc && n_merges < n_merges_max) {
-        for (size_t i = 0; i < pcap; i++) pk[i] = UINT64_MAX;
-        uint64_t best = UINT64_MAX;
-        long best_count = 0;
-        for (size_t i = 0; i < wt.n; i++) {
-            const word *x = &wt.w[i];
-            for (int k = 0; k + 1 < x->nsym; k++) {
-                if (tl[x->sym[k]] + tl[x->sym[k + 1]] > TRAIN_TOKEN_MAX) continue;
-                uint64_t key = (uint64_t)x->sym[k] << 32 | (uint32_t)x->sym[k + 1];
-                size_t j = mix64(key) & (pcap - 1);
-                while (pk[j] != UINT64_MAX && pk[j] != key) j = (j + 1) & (pcap - 1);
-                if (pk[j] == UINT64_MAX) pk[j] = key, pc[j] = 0;
-                pc[j] += x->count;
-                if (pc[j] > best_count || (pc[j] == best_count && key < best)) best = key, best_count = pc[j];
-            }
-        }
-        if (best_count < min_frequency) break;
-        int a = (int)(best >> 32), b = (int)(best & 0xffffffffu), id = n_tok++;
-        if (!(tb[id] = malloc(tl[a] + tl[b]))) {
-            rc = leash_fail(LEASH_ENOMEM, "out of memory");
-            break;
-        }
-        memcpy(tb[id], tb[a], tl[a]);
-        memcpy(tb[id] + tl[a], tb[b], tl[b]);
-        tl[id] = tl[a] + tl[b];
-        merges[n_merges][0] = a, merges[n_merges][1] = b, n_merges++;
-        for (size_t i = 0; i < wt.n; i++) {
-            word *x = &wt.w[i];
-            int w = 0;
-            for (int k = 0; k < x->nsym; k++) {
-                if (k + 1 < x->nsym && x->sym[k] == a && x->sym[k + 1] == b) x->sym[w++] = id, k++;
-                else x->sym[w++] = x->sym[k];
-            }
-            x->nsym = w;
-        }
-    }
-
-    // 3. the two files, in the byte alphabet: both texts are made first, then written; vocab.json is removed
-    // again when merges.txt cannot be written, so that the directory holds both files or neither
-    char *vtext = NULL, *mtext = NULL;
-    size_t mlen = 0;
-    if (!rc) rc = train_texts(tb, tl, n_tok, merges, n_merges, &vtext, &mtext, &mlen);
-    if (!rc) rc = leash_mkdir(dir);
-    if (!rc) {
-        char vpath[4096], mpath[4096];
-        snprintf(vpath, sizeof vpath, "%s/vocab.json", dir);
-        snprintf(mpath, sizeof mpath, "%s/merges.txt", dir);
-        if (!(rc = leash_write_file_atomic(vpath, vtext, strlen(vtext))) && (rc = leash_write_file_atomic(mpath, mtext, mlen)))
-            unlink(vpath);
-    }
-    free(vtext), free(mtext);
-
-    for (size_t i = 0; i < wt.n; i++) free(wt.w[i].bytes), free(wt.w[i].sym);
-    free(wt.w), free(wt.slot), free(pk), free(pc), free(merges), free(tl);
-    for (int i = 0; tb && i < vocab_size; i++) free(tb[i]);
-    free(tb);
-    pcre2_match_data_free(md);
-    pcre2_code_free(re);
-    return rc;
 }
