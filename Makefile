@@ -38,11 +38,13 @@ MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null || echo x86_64-linux-gnu
 BLASDIR   := /usr/lib/$(MULTIARCH)/openblas-openmp
 PKGCONF   := PKG_CONFIG_PATH=$(BLASDIR)/pkgconfig:$$PKG_CONFIG_PATH pkg-config
 
+# oneDNN (libdnnl-dev, no pkg-config file in Debian): BF16 products for frozen models (src/matmul_bf16.c); its
+# Debian build threads with libgomp, the same OpenMP pool as leash and OpenBLAS.
 # recursive (=) on purpose: pkg-config runs when a recipe needs the flags, after `deps` has run
 PKGS     = openblas libcjson libpcre2-8 libprotobuf-c
 CFLAGS   = -std=c11 -g $(OPT) -fno-trapping-math $(WARN) $(MPIFLAG) -fopenmp -Iinclude $(shell $(PKGCONF) --cflags $(PKGS)) -MMD -MP
 LDFLAGS  = $(OPT) -fopenmp -Wl,-rpath,$(BLASDIR)
-LDLIBS   = $(shell $(PKGCONF) --libs $(PKGS)) -lm
+LDLIBS   = $(shell $(PKGCONF) --libs $(PKGS)) -ldnnl -lm
 TESTLIBS = $(shell pkg-config --libs criterion)
 
 LIB_SRC   := $(wildcard src/*.c)
@@ -59,7 +61,7 @@ LIB   := $(BUILD)/libleash.a
 BIN   := $(BUILD)/leash
 TESTS := $(BUILD)/tests/leash-tests
 
-.PHONY: all deps fuzz-deps test test-mpi test-python python valgrind fuzz bench demo kl-examples clean FORCE
+.PHONY: all deps fuzz-deps test test-mpi test-python python valgrind fuzz bench demo demo-real kl-examples clean FORCE
 all: $(LIB) $(BIN) $(TESTS) $(BENCH_BIN)
 
 deps:
@@ -143,6 +145,12 @@ endif
 # the whole story on the default world (scripts/demo.sh; stages are cached in build/demo)
 demo: $(BIN)
 	scripts/demo.sh
+
+# the same story on a real model, SmolLM2-135M-Instruct with LoRA (scripts/demo-real.sh; runs cached in
+# $(BUILD)/demo-real); scripts/deps.sh --real fetches the model once
+demo-real: $(BIN)
+	@scripts/deps.sh --real
+	LEASH_BIN=$(BIN) scripts/demo-real.sh
 
 # the KL math from a shell, on the files in examples/
 kl-examples: $(BIN)

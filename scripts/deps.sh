@@ -18,8 +18,10 @@ set -euo pipefail
 
 # Why each: gcc/make build; pkg-config finds the libraries; OpenBLAS (cblas) does matrix products;
 # libgomp (with gcc) gives OpenMP threads; cJSON parses config/JSONL; Criterion runs the unit tests;
-# gnuplot draws PNG plots; protobuf-c encodes TensorBoard's Event message (protoc-c regenerates its C code).
-pkgs=(gcc make pkg-config libopenblas-openmp-dev libcjson-dev libpcre2-dev libcriterion-dev gnuplot-nox libprotobuf-c-dev protobuf-c-compiler)
+# gnuplot draws PNG plots; protobuf-c encodes TensorBoard's Event message (protoc-c regenerates its C code);
+# oneDNN (libdnnl-dev) multiplies BF16 weights with FP32 sums for frozen models kept in BF16 (OpenBLAS 0.3.21 has
+# no BF16 product).
+pkgs=(gcc make pkg-config libopenblas-openmp-dev libcjson-dev libpcre2-dev libcriterion-dev gnuplot-nox libprotobuf-c-dev protobuf-c-compiler libdnnl-dev)
 # Open MPI (optional) runs data-parallel training across processes and machines.
 ref=0
 for arg in "$@"; do

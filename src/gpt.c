@@ -100,7 +100,8 @@ static void norm_backward(const leash_gpt *m, float *dx, float *dw, float *db, c
  * when the adapters are on; u (N, r) keeps x A^T for the backward. */
 static void proj_forward(const leash_gpt *m, const proj *p, float *out, int ldo, const float *x, int N, int in, int OC,
                          float *u) {
-    leash_linear_forward(out, ldo, x, p->w, p->b, N, in, OC, m->d.out_in);
+    if (p->wh) leash_linear_forward_bf16(out, ldo, x, p->wh, p->b, N, in, OC, m->d.out_in);
+    else leash_linear_forward(out, ldo, x, p->w, p->b, N, in, OC, m->d.out_in);
     if (!p->A || !m->adapters_on || !u) return;
     int r = m->cfg.lora_rank;
     leash_sgemm(0, 1, N, r, in, 1.0f, x, in, p->A, in, 0.0f, u, r);
@@ -344,7 +345,7 @@ int leash_gpt_backward(leash_gpt *m) {
 
     for (int l = L - 1; l >= 0; l--) {
         layer_ptrs tmp;
-        const layer_ptrs *w = leash_gpt_layer(m, l, &tmp);
+        const layer_ptrs *w = leash_gpt_layer_f32(m, l, &tmp);
         layer_ptrs *dw = &m->g.layer[l];
         const float *x;
         layer_acts s = layer_slice(m, l, &x);

@@ -14,6 +14,7 @@
 typedef struct {
     float *w, *b;
     float *A, *B;
+    const uint16_t *wh; // the weight in BF16 where the forward multiplies in BF16 (leash_gpt_layer), else NULL
 } proj;
 
 /* The adapter slots, in the order of LEASH_LORA_* bits; a layer's per-slot LoRA activations (N, r) sit
@@ -110,8 +111,11 @@ unsigned leash_lora_all_targets(int arch);
  * adapters alone. */
 void leash_gpt_init_tensor(leash_gpt *m, int i, uint64_t seed);
 /* Layer l's weights: m->p.layer[l], or with BF16 storage a copy in tmp whose frozen weights point at the
- * layer converted back to F32 (valid until the next call). */
+ * layer converted back to F32 (valid until the next call); with BF16 compute on (m->bf16_compute) the
+ * projections' weights are not converted: their wh points into the BF16 block and w is NULL. For forwards;
+ * leash_gpt_layer_f32 converts every weight (the backward through a frozen BF16 base). */
 const layer_ptrs *leash_gpt_layer(leash_gpt *m, int l, layer_ptrs *tmp);
+const layer_ptrs *leash_gpt_layer_f32(leash_gpt *m, int l, layer_ptrs *tmp);
 /* The LM head's weight (V, C): the token embedding or the untied head. */
 const float *leash_gpt_head_weight(const leash_gpt *m);
 
@@ -144,6 +148,7 @@ struct leash_gpt {
     size_t bf16_n;
     size_t *layer_bf16;         // (L + 1) where each layer's run starts in bf16
     float *wscratch;            // (largest layer run) one layer's weights back in F32
+    int bf16_compute;           // forwards multiply the BF16 projection weights in BF16 (leash_gpt_set_bf16_compute)
     size_t act_bytes;           // bytes of act_memory
 };
 

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "leash/error.h"
+#include "leash/ops.h"
 #include "leash/rng.h"
 #include "gpt_internal.h"
 
@@ -452,27 +453,57 @@ int leash_gpt_store_bf16(leash_gpt *m) {
     }
     free(m->params);
     m->params = p, m->bf16 = h, m->bf16_n = span, m->layer_bf16 = starts;
+    leash_gpt_set_bf16_compute(m, 1);
     if (m->first_trainable > 0) m->trainable_offset -= span;
     point(&m->p, m->params, m, 0);
     if (m->grads) point(&m->g, m->grads, m, m->first_trainable);
     return LEASH_OK;
 }
 
-const layer_ptrs *leash_gpt_layer(leash_gpt *m, int l, layer_ptrs *tmp) {
+/* The proj whose weight pointer sits at offset slot of layer_ptrs, or -1 (a norm weight, a bias). */
+static ptrdiff_t proj_at(size_t slot) {
+    static const size_t projs[] = {offsetof(layer_ptrs, q), offsetof(layer_ptrs, k), offsetof(layer_ptrs, v),
+                                   offsetof(layer_ptrs, o), offsetof(layer_ptrs, gate), offsetof(layer_ptrs, up),
+                                   offsetof(layer_ptrs, down)};
+    for (size_t j = 0; j < sizeof projs / sizeof *projs; j++)
+        if (slot == projs[j] + offsetof(proj, w)) return (ptrdiff_t)projs[j];
+    return -1;
+}
+
+static const layer_ptrs *layer_weights(leash_gpt *m, int l, layer_ptrs *tmp, int bf16_compute) {
     if (!m->bf16) return &m->p.layer[l];
-    size_t a = m->layer_bf16[l], n = m->layer_bf16[l + 1] - a;
+    size_t a = m->layer_bf16[l];
     const uint16_t *src = m->bf16 + a;
     float *dst = m->wscratch;
-#pragma omp parallel for schedule(static)
-    for (size_t k = 0; k < n; k++) {
-        uint32_t u = (uint32_t)src[k] << 16;
-        memcpy(&dst[k], &u, 4);
-    }
     *tmp = m->p.layer[l];
-    for (int i = 0; i < m->n_tensors; i++)
-        if (m->tensors[i].bf16 && m->tensor_layer[i] == l)
-            *(float **)((char *)tmp + m->tensor_slot[i]) = dst + (m->tensors[i].offset - a);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const leash_tensor_info *t = &m->tensors[i];
+        if (!t->bf16 || m->tensor_layer[i] != l) continue;
+        ptrdiff_t pj = bf16_compute ? proj_at(m->tensor_slot[i]) : -1;
+        if (pj >= 0) { // multiplied in BF16 where it is stored
+            proj *p = (proj *)((char *)tmp + pj);
+            p->w = NULL, p->wh = src + (t->offset - a);
+            continue;
+        }
+        float *f = dst + (t->offset - a);
+#pragma omp parallel for schedule(static) if (t->numel > 65536)
+        for (size_t k = 0; k < t->numel; k++) {
+            uint32_t u = (uint32_t)src[t->offset - a + k] << 16;
+            memcpy(&f[k], &u, 4);
+        }
+        *(float **)((char *)tmp + m->tensor_slot[i]) = f;
+    }
     return tmp;
+}
+
+const layer_ptrs *leash_gpt_layer(leash_gpt *m, int l, layer_ptrs *tmp) {
+    return layer_weights(m, l, tmp, m->bf16_compute);
+}
+const layer_ptrs *leash_gpt_layer_f32(leash_gpt *m, int l, layer_ptrs *tmp) { return layer_weights(m, l, tmp, 0); }
+
+int leash_gpt_set_bf16_compute(leash_gpt *m, int on) {
+    m->bf16_compute = on && m->bf16 && leash_bf16_compute_available();
+    return m->bf16_compute;
 }
 
 size_t leash_gpt_memory_bytes(const leash_gpt *m) {

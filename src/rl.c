@@ -16,6 +16,7 @@
 #include "leash/error.h"
 #include "leash/fileio.h"
 #include "leash/klwatch.h"
+#include "leash/ops.h"
 #include "leash/rng.h"
 #include "leash/stop.h"
 #include "rl_internal.h"
@@ -477,8 +478,11 @@ static int load_models(rl_run *s, const leash_rl_config *c, const char **tok_dir
     if (!rc && c->frozen_bf16) { // every frozen weight in BF16: reference, reward model, a LoRA base
         leash_gpt *frozen[] = {s->ref, s->rm, leash_gpt_cfg(s->policy)->lora_rank ? s->policy : NULL,
                                s->value && leash_gpt_cfg(s->value)->lora_rank ? s->value : NULL};
+        // the policy's own checkpoint as the reference, exact in BF16, keeps F32 products: KL exactly 0 at step 1
+        int ref_f32 = s->ref && !c->ref_dir && leash_bf16_exact(leash_gpt_params(s->ref), leash_gpt_num_params(s->ref));
         for (size_t i = 0; i < sizeof frozen / sizeof frozen[0] && !rc; i++)
             if (frozen[i]) rc = leash_gpt_store_bf16(frozen[i]);
+        if (!rc && ref_f32) leash_gpt_set_bf16_compute(s->ref, 0);
     }
     return rc;
 }

@@ -131,10 +131,15 @@ int leash_gpt_is_frozen(const leash_gpt *m);
 /* Stores the frozen weights of the transformer layers in BF16, halving their memory: every layer weight of
  * a frozen model, or a LoRA model's base layer weights (its adapters, embeddings, final norm and heads stay
  * F32). Values are rounded to the nearest BF16 once (exact for a checkpoint distributed in BF16) and
- * converted back to F32 a layer at a time for computing. Afterwards params holds only the F32 tensors (at
+ * converted back to F32 a layer at a time for computing, or multiplied in BF16 (leash_gpt_set_bf16_compute).
+ * Afterwards params holds only the F32 tensors (at
  * the offsets leash_gpt_tensor gives; num_params still counts all), and the model can score, generate and
  * (LoRA) train, but not be copied, merged or saved in full. */
 int leash_gpt_store_bf16(leash_gpt *m);
+/* BF16 compute for a model with BF16 storage: its forwards multiply the layers' projection weights in BF16 with
+ * FP32 sums (leash_linear_forward_bf16) instead of converting them to F32 a layer at a time. leash_gpt_store_bf16
+ * turns it on where the CPU has it (AVX512_BF16 or AMX); on = 0 turns it off. Returns whether it is on. */
+int leash_gpt_set_bf16_compute(leash_gpt *m, int on);
 /* LoRA. A copy of base (which must have no adapters) with adapters on cfg's targets: A ~ U(-1/sqrt(in),
  * 1/sqrt(in)) as PEFT initialises them and B = 0, so the copy computes exactly what base does; base's
  * weights are frozen in it (no gradients, no optimizer state). lora_rank etc. come from lora. */

@@ -29,6 +29,21 @@ typedef struct {
  * Returns how many calls were recorded since recording started. For benchmarks. */
 int leash_sgemm_record(leash_sgemm_shape *shapes, int max);
 
+/* BF16 compute for frozen weights stored in BF16 (leash_gpt_store_bf16). The same product as
+ * leash_linear_forward (ldo >= OC; w (C, OC), or (OC, C) when w_out_in; bias (OC) or NULL) with w in BF16 and
+ * inp rounded to BF16 (nearest, ties to even), the products summed in FP32 (oneDNN's matmul). Each output then
+ * differs from the F32 product of the same BF16 weight by at most about 2^-8 sum_k |inp_k w_k| (the input's
+ * rounding) plus FP32's own summation error. Where BF16 compute is not available (or oneDNN fails on a
+ * shape) the product runs in F32 on the BF16 weight. Serial code only (shared state, like leash_sgemm). */
+void leash_linear_forward_bf16(float *out, int ldo, const float *inp, const uint16_t *w, const float *bias, int N,
+                               int C, int OC, int w_out_in);
+/* 1 when this CPU multiplies BF16 natively (AVX512_BF16 or AMX) and oneDNN has a kernel of its own for it. */
+int leash_bf16_compute_available(void);
+/* x rounded to the nearest BF16 (ties to even; a NaN stays a NaN), as its upper 16 bits. */
+uint16_t leash_bf16_round(float x);
+/* 1 when every one of the n values is a BF16 value (its low 16 bits are 0): storing them in BF16 is exact. */
+int leash_bf16_exact(const float *x, size_t n);
+
 /* out (N, OC) = inp (N, C) @ w (C, OC) + bias (OC); bias may be NULL. */
 void leash_matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int C, int OC);
 /* dinp (N, C) += dout @ w^T; dw (C, OC) += inp^T @ dout; dbias (OC) += column sums of dout.
