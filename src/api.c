@@ -152,6 +152,7 @@ typedef struct {
     float beta, target, horizon, timeout;
     int fixed, per_token, seed, overwrite, gold, quiet;
     const char *tensorboard; /* the CLI's --tensorboard DIR: every step's metrics as TensorBoard scalars too */
+    const char *tis_mode;    /* --tis-mode's name, parsed by finish_options */
     int stop_at_peak;        /* the CLI's --stop-at-peak (leash/frontier.h) */
 } rl_state;
 
@@ -212,6 +213,8 @@ static const rl_option RL_OPTIONS[] = {
     {"weight-decay", OPT_FLOAT, BOTH, 0, 10, F(c.optim.weight_decay)},
     {"warmup", OPT_INT, BOTH, 0, 1 << 30, F(c.optim.warmup_steps)},
     {"tensorboard", OPT_STR, BOTH, 0, 0, F(tensorboard)},
+    {"top-k", OPT_INT, BOTH, 0, 1 << 30, F(c.top_k)},      {"top-p", OPT_FLOAT, BOTH, 1e-9, 1.0, F(c.top_p)},
+    {"tis-cap", OPT_FLOAT, BOTH, 0, 1e6, F(c.tis_cap)},     {"tis-mode", OPT_STR, BOTH, 0, 0, F(tis_mode)},
     {"stop-at-peak", OPT_SET, BOTH, 0, 0, F(stop_at_peak)},
 };
 #undef F
@@ -306,6 +309,7 @@ static int finish_options(rl_state *s, const char *cmd, leash_reward_batch_fn fn
     if (s->per_token && c->beta.kind != LEASH_BETA_ADAPTIVE)
         return leash_fail(LEASH_EINVAL, "leash %s: kl-per-token sets the adaptive controller's units; beta is fixed here", cmd);
     c->beta.units = s->per_token ? LEASH_KL_PER_TOKEN : LEASH_KL_PER_SEQUENCE;
+    if (s->tis_mode && (rc = leash_tis_mode_parse(s->tis_mode, &c->tis_mode))) return leash_fail_wrap(rc, "leash %s", cmd);
     return LEASH_OK;
 }
 

@@ -31,6 +31,7 @@ leash_rl_config leash_rl_defaults(leash_rl_algo algo) {
     c.grpo.group = 8;
     c.max_new = 24;
     c.temperature = 1.0f;
+    c.top_p = 1.0f;
     if (algo == LEASH_GRPO) leash_beta_fixed(&c.beta, 0.04);
     else leash_beta_adaptive(&c.beta, LEASH_BETA_DEFAULT_INIT, LEASH_BETA_DEFAULT_TARGET, LEASH_BETA_DEFAULT_HORIZON);
     c.kl_estimator = algo == LEASH_GRPO ? LEASH_KL_K3 : LEASH_KL_K1;
@@ -79,6 +80,11 @@ static int check(const leash_rl_config *c) {
         return leash_fail(LEASH_EINVAL, "--lora-r %d, --lora-alpha %g, --lora-dropout %g: r >= 0 (0: off), alpha >= 0 (0: 2r), "
                                         "0 <= dropout < 1",
                           c->lora_rank, (double)c->lora_alpha, (double)c->lora_dropout);
+    if (c->top_k < 0 || !(c->top_p > 0.0f && c->top_p <= 1.0f))
+        return leash_fail(LEASH_EINVAL, "--top-k %d, --top-p %g: top-k >= 0 (0: off), top-p in (0, 1] (1: off)", c->top_k, (double)c->top_p);
+    if (!(c->tis_cap >= 0) || !isfinite(c->tis_cap) || c->tis_mode < LEASH_TIS_TOKEN_TRUNCATE || c->tis_mode > LEASH_TIS_SEQUENCE_MASK)
+        return leash_fail(LEASH_EINVAL, "--tis-cap %g, --tis-mode %d: the cap must be finite and >= 0 (0: off), the mode one of "
+                                        "TRL's four", (double)c->tis_cap, (int)c->tis_mode);
     return leash_adamw_config_check(&c->optim);
 }
 
@@ -117,6 +123,8 @@ static int policy_logprobs(rollout *r, const leash_rl_config *c, leash_gpt *poli
     leash_gpt_zero_grad(policy);
     if (!n) return LEASH_OK;
     int rc = leash_gpt_forward(policy, r->mb_tokens, r->mb_mask, n, r->T);
+    long outside = 0; // top-k / top-p: the distribution the sampler drew from, as the rollout's scoring had it
+    if (!rc) rc = rollout_truncate(policy, r->mb_targets, n, r->T, c, &outside);
     // GRPO: the policy's entropy too (TRL's "entropy"); it does not change the log-probs
     return rc ? rc : leash_gpt_token_logprobs(policy, r->mb_targets, c->temperature, r->mb_buf, c->algo == LEASH_GRPO ? r->mb_ent : NULL);
 }
@@ -160,6 +168,7 @@ static int update(rl_run *s, const leash_rl_config *c, double beta, const int *r
     const float *zref = NULL; // GRPO with the exact KL in the loss: the reference's logits of this part
     if (c->algo == LEASH_GRPO && c->kl_estimator == LEASH_KL_EXACT && nl && (rc = reference_logits(s, nl, &zref))) return rc;
     if ((rc = policy_logprobs(r, c, s->policy, nl))) return rc;
+    offpolicy_is_ratio(r, rows + lo, nl, r->mb_buf, st); // policy/is_ratio_*: the staleness of this update
     if (c->algo == LEASH_GRPO) // this part's entropy over the minibatch's tokens (TRL's "entropy")
         for (long i = 0; i < (long)nl * T; i++)
             if (r->mb_targets[i] >= 0) st->ent_mean += (double)r->mb_ent[i] / ntok;
@@ -196,7 +205,7 @@ static int update(rl_run *s, const leash_rl_config *c, double beta, const int *r
 static int update_epochs(rl_run *s, const leash_rl_config *c, int step, double beta, int *order, update_stats *st, long *skipped,
                          char *why) {
     int R = s->R, rc = LEASH_OK;
-    *st = (update_stats){0};
+    *st = (update_stats){.is_min = INFINITY};
     for (int e = 0; e < c->epochs && !rc; e++) {
         for (int i = 0; i < R; i++) order[i] = i;
         if (e > 0) { // later epochs shuffle; the first keeps the order the old log-probs were computed in
@@ -221,6 +230,10 @@ static int update_epochs(rl_run *s, const leash_rl_config *c, int step, double b
                        st->clip_high, st->clip_region, st->loss_opt};
     if ((rc = leash_dist_sum_f64(sums, 14, "update statistics")) || (rc = leash_dist_max_f64(&st->first_ratio_dev, 1, "first ratio")))
         return rc;
+    double is_sums[2] = {st->is_sum, st->is_n}, is_ext[2] = {st->is_max, -st->is_min};
+    if ((rc = leash_dist_sum_f64(is_sums, 2, "importance ratios")) || (rc = leash_dist_max_f64(is_ext, 2, "importance ratio range")))
+        return rc;
+    st->is_sum = is_sums[0], st->is_n = is_sums[1], st->is_max = is_ext[0], st->is_min = -is_ext[1];
     st->policy_loss = sums[0], st->value_loss = sums[1], st->clipfrac = sums[2], st->approxkl = sums[3], st->ratio = sums[4];
     st->tokens = (long)sums[5], st->kl_clamped = (long)sums[6], st->ratio_clamped = (long)sums[7];
     st->kl_mean = sums[8], st->ent_mean = sums[9], st->clip_low = sums[10], st->clip_high = sums[11], st->clip_region = sums[12];
@@ -613,9 +626,10 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         if ((rc = leash_distinct2(r->gen, r->resp_len, R, c->max_new, &d2))) break;
         // advantages with this step's beta, then the updates
         update_stats st;
-        if ((rc = c->algo == LEASH_PPO ? ppo_advantages(r, &cfg.ppo, beta) : grpo_advantages(r, &cfg.grpo)) ||
-            (rc = update_epochs(&s, &cfg, step, beta, order, &st, &skipped, why)))
-            break;
+        tis_stats tis = {0};
+        if ((rc = c->algo == LEASH_PPO ? ppo_advantages(r, &cfg.ppo, beta) : grpo_advantages(r, &cfg.grpo))) break;
+        if (cfg.tis_cap > 0) offpolicy_tis(r, cfg.tis_cap, cfg.tis_mode, &tis); // truncated IS: the advantages weighted
+        if ((rc = update_epochs(&s, &cfg, step, beta, order, &st, &skipped, why))) break;
         phase[3] = leash_now_s() - t_update;
         // the controller sees the measured mean KL of this batch, in its own units
         double kl_ctl = cfg.beta.units == LEASH_KL_PER_TOKEN ? (m.ntok ? m.kl_seq / m.ntok : 0.0) : m.kl_seq / R;
@@ -641,6 +655,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         rl_metrics(&p, &table);
         for (int b = 0; b < R; b++) num_tokens += s.plen[r->prompt_index[b]] + r->resp_len[b];
         trl_metrics(&table, c, &s, &st, beta, num_tokens);
+        offpolicy_metrics(&table, c, r, &st, &tis);
         p.metrics = &table;
         if (metrics.f && (rc = leash_log_metrics(&metrics, &table))) break;
         p.sample = NULL;

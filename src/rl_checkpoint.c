@@ -78,6 +78,10 @@ static void add_settings(cJSON *o, const leash_rl_config *c) {
     cJSON_AddNumberToObject(o, "lora_dropout", c->lora_dropout);
     cJSON_AddStringToObject(o, "lora_targets", c->lora_targets ? c->lora_targets : "");
     cJSON_AddBoolToObject(o, "frozen_bf16", c->frozen_bf16 != 0);
+    cJSON_AddNumberToObject(o, "top_k", c->top_k);
+    cJSON_AddNumberToObject(o, "top_p", c->top_p);
+    cJSON_AddNumberToObject(o, "tis_cap", c->tis_cap);
+    cJSON_AddStringToObject(o, "tis_mode", leash_tis_mode_name(c->tis_mode));
     if (c->algo == LEASH_GRPO) { // the GRPO family's choices (TRL's names); PPO's checkpoints do not carry them
         const char *const choices[] = {"baseline", "loss", "scale_rewards", "importance_sampling_level"};
         for (size_t i = 0; i < sizeof choices / sizeof choices[0]; i++)

@@ -44,6 +44,7 @@ typedef struct {
     int *grammatical; // (B)
     char **text;      // (B) response text (valid UTF-8)
     long kl_clamped;  // tokens whose k3 ran on its tangent line
+    long outside_set; // top-k / top-p: sampled tokens outside the set their scoring computed (kept; rollout_truncate)
     int *gen;         // (B, M) sampled response tokens
     float *gen_lp;    // (B, M) their log-probs at sampling
     int *glen;        // (B) sampled tokens of each row
@@ -72,7 +73,33 @@ typedef struct {
     double loss_opt;      // GRPO: the loss each update optimised (per sequence or per token), summed over updates
     double grad_norm_sum; // the policy's gradient norms before clipping, summed over updates (the same on every rank)
     double lr;            // the learning rate of the last policy update
+    // policy/is_ratio_*: pi_theta / pi_sample of every response token in every update (src/offpolicy.c): the sum,
+    // count, largest and smallest (is_min starts at +inf)
+    double is_sum, is_n, is_max, is_min;
 } update_stats;
+
+/* Truncated importance sampling's weights of a step (src/offpolicy.c): their sum and count (tokens, or
+ * sequences in the sequence modes) and how many were above the cap (truncated or masked). */
+typedef struct {
+    double w_sum;
+    long n, cut;
+} tis_stats;
+
+/* Off-policy correction (src/offpolicy.c). offpolicy_tis: TRL's truncated importance sampling, each response
+ * token's advantage (so its clipped surrogate) times w = pi_old / pi_sample (old_logp over gen_lp; per token,
+ * or the product over the response in the sequence modes), w = cap above the cap (truncate) or 0 (mask).
+ * offpolicy_is_ratio: adds pi_theta / pi_sample of the gathered rows[0..n) (newlp (n, T)) to st. */
+void offpolicy_tis(rollout *r, float cap, leash_tis_mode mode, tis_stats *out);
+void offpolicy_is_ratio(const rollout *r, const int *rows, int n, const float *newlp, update_stats *st);
+/* policy/is_ratio_{mean,min,max} always; policy/tis_weight_mean and policy/tis_cut_frac with --tis-cap;
+ * sampling/outside_set with top-k or top-p (rollout_truncate). */
+void offpolicy_metrics(leash_metrics *t, const leash_rl_config *c, const rollout *r, const update_stats *st, const tis_stats *tis);
+
+/* top-k / top-p (c->top_k, c->top_p): the policy's logits of its last forward (n, T, V) truncated at every
+ * position with a target as the sampler truncated them (leash_sample_mask_rows), so that its log-probs, their
+ * backward, its entropy and KL are those of the distribution the rollout drew from; *outside: targets that were
+ * outside their position's set (kept). Nothing to do without truncation. */
+int rollout_truncate(leash_gpt *policy, const int *targets, int n, int T, const leash_rl_config *c, long *outside);
 
 int rollout_alloc(rollout *r, int B, int P, int M, int minibatch);
 void rollout_free(rollout *r);

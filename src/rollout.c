@@ -102,6 +102,17 @@ static int lay_out(rl_run *s, const leash_sample_config *sc) {
     return rc;
 }
 
+int rollout_truncate(leash_gpt *policy, const int *targets, int n, int T, const leash_rl_config *c, long *outside) {
+    leash_sample_config sc = leash_sample_defaults();
+    sc.temperature = c->temperature, sc.top_k = c->top_k, sc.top_p = c->top_p;
+    *outside = 0;
+    int V = leash_gpt_cfg(policy)->vocab_size;
+    if (!leash_sample_filtered(&sc, V)) return LEASH_OK;
+    // the logits of the last forward are the model's own buffer: masked in place before the log-probs and the
+    // backward read them
+    return leash_sample_mask_rows((float *)leash_gpt_logits(policy), n * T, V, targets, &sc, outside);
+}
+
 /* Log-probs, entropies, the exact KL and (PPO) values of the batch, and the per-token KL the algorithm uses;
  * *logprob_gap: the largest difference of a sampled token's log-prob at sampling and at scoring. */
 static int score_rows(rl_run *s, const leash_rl_config *c, int step, double *logprob_gap) {
@@ -112,6 +123,8 @@ static int score_rows(rl_run *s, const leash_rl_config *c, int step, double *log
     // will use, so that the first minibatch's ratio is exactly 1
     float *assembled[] = {r->old_logp, r->entropy, r->ref_logp, r->kl_exact, r->values};
     for (size_t a = 0; a < sizeof assembled / sizeof assembled[0]; a++) memset(assembled[a], 0, (size_t)R * T * sizeof(float));
+    long outside = 0;
+    r->outside_set = 0;
     for (int k0 = 0, nb = 0; k0 < n_own && !rc; k0 += nb) {
         // this rank's rows come in runs, one per minibatch chunk: score run by run
         nb = 1;
@@ -121,10 +134,13 @@ static int score_rows(rl_run *s, const leash_rl_config *c, int step, double *log
         float *lp = r->mb_buf, *h = r->mb_buf2;
         const float *zp, *zq;
         if (s->ref) {
+            // the policy's distribution truncated as the sampler's was (top-k / top-p), the reference's whole
             if ((rc = leash_gpt_forward(s->policy, r->mb_tokens, r->mb_mask, nb, T)) ||
+                (rc = rollout_truncate(s->policy, r->mb_targets, nb, T, c, &outside)) ||
                 (rc = leash_gpt_token_logprobs(s->policy, r->mb_targets, c->temperature, lp, h)) ||
                 (rc = leash_gpt_forward(s->ref, r->mb_tokens, r->mb_mask, nb, T)))
                 break;
+            r->outside_set += outside;
             memcpy(r->old_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
             memcpy(r->entropy + (size_t)first * T, h, (size_t)nb * T * sizeof(float));
             if ((rc = leash_gpt_token_logprobs(s->ref, r->mb_targets, c->temperature, lp, NULL))) break;
@@ -138,8 +154,10 @@ static int score_rows(rl_run *s, const leash_rl_config *c, int step, double *log
             memcpy(r->ref_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
             memcpy(s->ref_logits, leash_gpt_logits(s->policy), (size_t)nb * T * V * sizeof(float));
             if ((rc = leash_gpt_forward(s->policy, r->mb_tokens, r->mb_mask, nb, T)) ||
+                (rc = rollout_truncate(s->policy, r->mb_targets, nb, T, c, &outside)) ||
                 (rc = leash_gpt_token_logprobs(s->policy, r->mb_targets, c->temperature, lp, h)))
                 break;
+            r->outside_set += outside;
             memcpy(r->old_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
             memcpy(r->entropy + (size_t)first * T, h, (size_t)nb * T * sizeof(float));
             zp = leash_gpt_logits(s->policy), zq = s->ref_logits;
@@ -157,6 +175,9 @@ static int score_rows(rl_run *s, const leash_rl_config *c, int step, double *log
     const char *names[] = {"policy log-probs", "entropies", "reference log-probs", "exact KLs", "values"};
     for (size_t a = 0; a < sizeof assembled / sizeof assembled[0] && !rc; a++)
         if (a < 4 || s->value) rc = assemble_f32(assembled[a], (size_t)R * T, names[a]);
+    int n_out = (int)r->outside_set;
+    if (!rc && (rc = leash_dist_sum_i32(&n_out, 1, "tokens outside the top-k / top-p set"))) return rc;
+    r->outside_set = n_out;
     if (rc) return rc;
     *logprob_gap = 0.0;
     for (int b = 0; b < R; b++)
@@ -280,6 +301,7 @@ static int reward_rows(rl_run *s, const leash_rl_config *c, int step) {
 int rollout_collect(rl_run *s, const leash_rl_config *c, int step, double *logprob_gap, double *phase) {
     leash_sample_config sc = leash_sample_defaults();
     sc.temperature = c->temperature, sc.max_new_tokens = s->r.M, sc.seed = c->seed;
+    sc.top_k = c->top_k, sc.top_p = c->top_p;
     leash_sample_set_eos(&sc, leash_gpt_cfg(s->policy), s->eos);
     double t0 = now_s();
     int rc = sample_rows(s, c, step, &sc);

@@ -13,6 +13,10 @@
 #include "leash/kl.h"
 #include "leash/rng.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 leash_sample_config leash_sample_defaults(void) {
     return (leash_sample_config){.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .max_new_tokens = 64, .eos_id = -1};
 }
@@ -34,10 +38,71 @@ int leash_sample_is_eos(const leash_sample_config *sc, int id) {
     return 0;
 }
 
+/* The sampler's order of a vocabulary: higher logit first, ties by lower id (a strict total order, so the
+ * kept prefix and its order are the same however they are found). */
+static inline int before(leash_scored_token a, leash_scored_token b) {
+    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+}
+
 static int by_logit_desc(const void *a, const void *b) {
     const leash_scored_token *x = a, *y = b;
-    if (x->logit != y->logit) return x->logit < y->logit ? 1 : -1;
-    return x->id - y->id;
+    return before(*x, *y) ? -1 : before(*y, *x) ? 1 : 0;
+}
+
+static inline void swap_tok(leash_scored_token *a, leash_scored_token *b) {
+    leash_scored_token t = *a;
+    *a = *b, *b = t;
+}
+
+/* Rearranges w[lo..hi) so that its first m - lo entries are the (m - lo) first in the sampler's order, in no
+ * particular order among themselves (quickselect, median-of-three pivots): O(hi - lo) on average. */
+static void select_first(leash_scored_token *w, int lo, int hi, int m) {
+    while (hi - lo > 1 && m > lo && m < hi) {
+        int mid = lo + (hi - lo) / 2;
+        // median of three to w[mid], then used as the pivot at w[hi - 1]
+        if (before(w[mid], w[lo])) swap_tok(&w[mid], &w[lo]);
+        if (before(w[hi - 1], w[lo])) swap_tok(&w[hi - 1], &w[lo]);
+        if (before(w[hi - 1], w[mid])) swap_tok(&w[hi - 1], &w[mid]);
+        swap_tok(&w[mid], &w[hi - 1]);
+        leash_scored_token pivot = w[hi - 1];
+        int store = lo;
+        for (int i = lo; i < hi - 1; i++)
+            if (before(w[i], pivot)) swap_tok(&w[i], &w[store++]);
+        swap_tok(&w[store], &w[hi - 1]); // the pivot at its place: w[lo..store) before it, the rest after
+        if (store == m || store + 1 == m) return;
+        if (store > m) hi = store;
+        else lo = store + 1;
+    }
+}
+
+/* The kept set of a row under sc's top-k, then top-p at its temperature: work[0..*keep) the kept ids in the
+ * sampler's order, *kept_mass their probability under the untruncated softmax (lse: logsumexp(logits / T)),
+ * summed in that order. The largest ids are selected in growing chunks and only those are sorted, instead of
+ * sorting the vocabulary (issue 20); the prefix and its sums are the same as a full sort's. */
+static void kept_set(const float *logits, int V, const leash_sample_config *sc, double lse, leash_scored_token *work,
+                     int *keep, double *kept_mass) {
+    double inv_t = 1.0 / sc->temperature;
+    for (int v = 0; v < V; v++) work[v] = (leash_scored_token){logits[v], v};
+    int k = sc->top_k > 0 && sc->top_k < V ? sc->top_k : V, sorted = 0, chunk = 64;
+    double mass = 0.0;
+    while (sorted < k) { // top-k alone: its k at once; top-p: chunks of 64, 128, ... until the mass is reached
+        int m = sc->top_p >= 1.0f || k - sorted <= chunk ? k : sorted + chunk;
+        select_first(work, sorted, V, m);
+        qsort(work + sorted, (size_t)(m - sorted), sizeof *work, by_logit_desc);
+        for (int i = sorted; i < m; i++) {
+            mass += exp(logits[work[i].id] * inv_t - lse);
+            if (sc->top_p < 1.0f && mass >= sc->top_p) {
+                *keep = i + 1, *kept_mass = mass;
+                return;
+            }
+        }
+        sorted = m, chunk *= 2;
+    }
+    *keep = k, *kept_mass = mass;
+}
+
+int leash_sample_filtered(const leash_sample_config *sc, int V) {
+    return (sc->top_k > 0 && sc->top_k < V) || sc->top_p < 1.0f;
 }
 
 int leash_sample_token(const float *logits, int V, const leash_sample_config *sc, double u, leash_scored_token *work,
@@ -46,8 +111,7 @@ int leash_sample_token(const float *logits, int V, const leash_sample_config *sc
     int rc = leash_logsumexp(logits, V, sc->temperature, &lse);
     if (rc) return rc;
     double inv_t = 1.0 / sc->temperature;
-    int filtered = (sc->top_k > 0 && sc->top_k < V) || sc->top_p < 1.0f;
-    if (!filtered) { // inverse CDF over the whole vocabulary
+    if (!leash_sample_filtered(sc, V)) { // inverse CDF over the whole vocabulary
         double c = 0.0;
         int pick = V - 1;
         for (int v = 0; v < V; v++) {
@@ -61,18 +125,10 @@ int leash_sample_token(const float *logits, int V, const leash_sample_config *sc
         *logprob = (float)(logits[pick] * inv_t - lse);
         return LEASH_OK;
     }
-    // sort ids by logit (ties: lower id first), keep the top-k, then the top-p prefix
-    for (int v = 0; v < V; v++) work[v] = (leash_scored_token){logits[v], v};
-    qsort(work, V, sizeof *work, by_logit_desc);
-    int keep = sc->top_k > 0 && sc->top_k < V ? sc->top_k : V;
-    double kept_mass = 0.0;
-    for (int i = 0; i < keep; i++) {
-        kept_mass += exp(logits[work[i].id] * inv_t - lse);
-        if (sc->top_p < 1.0f && kept_mass >= sc->top_p) {
-            keep = i + 1;
-            break;
-        }
-    }
+    // the kept ids in the sampler's order (top-k, then the top-p prefix), then the inverse CDF over them
+    int keep;
+    double kept_mass;
+    kept_set(logits, V, sc, lse, work, &keep, &kept_mass);
     double target = u * kept_mass, c = 0.0;
     int pick = work[keep - 1].id;
     for (int i = 0; i < keep; i++) {
@@ -84,6 +140,59 @@ int leash_sample_token(const float *logits, int V, const leash_sample_config *sc
     }
     *token = pick;
     *logprob = (float)(logits[pick] * inv_t - lse - log(kept_mass));
+    return LEASH_OK;
+}
+
+int leash_sample_mask_row(float *logits, int V, const leash_sample_config *sc, int keep_id, leash_scored_token *work,
+                          int *outside) {
+    double lse;
+    int rc = leash_logsumexp(logits, V, sc->temperature, &lse);
+    if (rc) return rc;
+    *outside = 0;
+    if (!leash_sample_filtered(sc, V)) return LEASH_OK;
+    int keep;
+    double kept_mass;
+    kept_set(logits, V, sc, lse, work, &keep, &kept_mass);
+    // work[keep..V) are the ids outside the set: masked, but for keep_id (drawn from the sampler's own logits,
+    // which may differ from these in the last bits at the set's edge)
+    for (int i = keep; i < V; i++) {
+        if (work[i].id == keep_id) {
+            *outside = 1;
+            continue;
+        }
+        logits[work[i].id] = LEASH_SAMPLE_MASKED;
+    }
+    return LEASH_OK;
+}
+
+int leash_sample_mask_rows(float *logits, int N, int V, const int *targets, const leash_sample_config *sc, long *outside) {
+    *outside = 0;
+    if (!leash_sample_filtered(sc, V)) return LEASH_OK;
+    int nt = 1;
+#ifdef _OPENMP
+    nt = omp_get_max_threads();
+#endif
+    leash_scored_token *work = malloc((size_t)nt * V * sizeof *work);
+    if (!work) return leash_fail(LEASH_ENOMEM, "cannot allocate %d sampling scratch rows of %d", nt, V);
+    int first_bad = N;
+    long out = 0;
+#pragma omp parallel for schedule(dynamic, 4) reduction(+ : out)
+    for (int n = 0; n < N; n++) {
+        if (targets[n] < 0) continue;
+        int tid = 0, o = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        if (leash_sample_mask_row(logits + (size_t)n * V, V, sc, targets[n], work + (size_t)tid * V, &o)) {
+#pragma omp critical(leash_sample_mask)
+            if (n < first_bad) first_bad = n;
+            continue;
+        }
+        out += o;
+    }
+    free(work);
+    *outside = out;
+    if (first_bad < N) return leash_fail(LEASH_ENUMERIC, "position %d: its logits are not finite; top-k / top-p cannot be applied", first_bad);
     return LEASH_OK;
 }
 

@@ -97,6 +97,20 @@ int leash_grpo_choice(leash_grpo_config *c, const char *option, const char *valu
 /* The TRL name of each choice's value, for logs and checkpoints. */
 const char *leash_grpo_choice_name(const leash_grpo_config *c, const char *option);
 
+/* TRL's vllm_importance_sampling_mode (docs/rl.md, "Off-policy correction"): the weight of a response token's
+ * clipped surrogate is pi_old / pi_sample, the policy scored for training over the distribution the sampler drew
+ * the token from, per token or for the whole response (the product over its tokens), truncated at the cap or
+ * zeroed above it (a mask). */
+typedef enum {
+    LEASH_TIS_TOKEN_TRUNCATE = 0,
+    LEASH_TIS_TOKEN_MASK = 1,
+    LEASH_TIS_SEQUENCE_TRUNCATE = 2,
+    LEASH_TIS_SEQUENCE_MASK = 3
+} leash_tis_mode;
+/* "token_truncate", "token_mask", "sequence_truncate", "sequence_mask" (TRL's names). */
+int leash_tis_mode_parse(const char *name, leash_tis_mode *mode);
+const char *leash_tis_mode_name(leash_tis_mode mode);
+
 typedef struct {
     leash_rl_algo algo;
     const char *policy_dir;  /* the SFT checkpoint: the policy starts here and it is the frozen reference */
@@ -111,6 +125,10 @@ typedef struct {
     int steps, batch;        /* updates; prompts per step (PPO: sequences; GRPO: groups) */
     int max_new;             /* M */
     float temperature;       /* rollouts and every log-prob */
+    int top_k;               /* sample from the top_k most likely tokens only; 0: off */
+    float top_p;             /* sample from the smallest set with mass >= top_p; 1: off. With either, every log-prob
+                              * of the policy (ratios, KL, entropy) is that of the truncated, renormalised
+                              * distribution the sampler drew from; the reference's is its full one (docs/rl.md) */
     uint64_t seed;
     /* the leash */
     leash_beta_ctl beta;     /* fixed or adaptive (target in nats per sequence, or per token: beta.units) */
@@ -129,6 +147,10 @@ typedef struct {
     float clip_eps;          /* the clipped surrogate's epsilon (both) */
     leash_ppo_config ppo;    /* PPO only */
     leash_grpo_config grpo;  /* GRPO only */
+    /* off-policy correction: truncated importance sampling (TRL's), tis_mode's weight capped at tis_cap; 0: off.
+     * policy/is_ratio_{mean,min,max} are logged either way */
+    float tis_cap;
+    leash_tis_mode tis_mode;
     /* reporting */
     int sample_every;        /* print / store samples every N steps; 0: off */
     /* checkpoints (OUT/checkpoint, replaced atomically as a set): every save_every steps (0: only at the end

@@ -51,5 +51,21 @@ typedef struct {
  * tokens renormalised). work (V) is scratch, used only when top-k or top-p is on. */
 int leash_sample_token(const float *logits, int V, const leash_sample_config *sc, double u, leash_scored_token *work,
                        int *token, float *logprob);
+/* 1 when sc truncates a vocabulary of V (top_k in (0, V), or top_p < 1). */
+int leash_sample_filtered(const leash_sample_config *sc, int V);
+
+/* Scoring what the sampler drew (RL's ratios and KL): the same truncation applied to a logits row. The logits
+ * of the ids outside the set leash_sample_token would draw from (the same temperature, top-k and top-p, the
+ * same order and sums) become LEASH_SAMPLE_MASKED, so that the log-softmax at the temperature is the truncated,
+ * renormalised distribution's log-prob, and its backward that distribution's gradient (the set held fixed).
+ * keep_id (the token drawn there) is never masked: *outside = 1 when it was outside the set (logits recomputed
+ * elsewhere can differ in their last bits at the set's edge). No-op without truncation. */
+#define LEASH_SAMPLE_MASKED (-1e30f)
+int leash_sample_mask_row(float *logits, int V, const leash_sample_config *sc, int keep_id, leash_scored_token *work,
+                          int *outside);
+/* leash_sample_mask_row on each row n of logits (N, V) with targets[n] >= 0 (keep_id: targets[n]), rows in
+ * parallel; *outside: how many targets were outside their set. */
+int leash_sample_mask_rows(float *logits, int N, int V, const int *targets, const leash_sample_config *sc, long *outside);
+
 
 #endif

@@ -86,6 +86,14 @@ static const char *usage_grpo =
     "  --sample-every N (10)  -q, --quiet\n"
     "  --tensorboard DIR    also write every step's numeric metrics to a TensorBoard event file in DIR\n";
 static const char *usage_tail =
+    "truncated sampling (docs/rl.md: the ratios, entropy and KL are then those of the truncated distribution):\n"
+    "  --top-k K (0 = off)  --top-p P (1 = off)   the KL penalised is KL(truncated policy || whole reference)\n"
+    "off-policy correction (policy/is_ratio_{mean,min,max}, pi_theta / pi_sample in the updates, always logged):\n"
+    "  --tis-cap C          truncated importance sampling (TRL's): each response token's clipped surrogate\n"
+    "                       times pi_old / pi_sample, the policy scored for training over the distribution the\n"
+    "                       sampler drew from, capped at C (default 0: off; TRL uses 2 to 5)\n"
+    "  --tis-mode M         token_truncate (default), token_mask (0 above C), sequence_truncate or sequence_mask\n"
+    "                       (one weight per response: the product over its tokens)\n"
     "checkpoints and resuming:\n"
     "  --save-every N       write DIR/checkpoint every N steps (default 0: at the end, and when stopped);\n"
     "                       SIGINT or SIGTERM finishes the current step, writes it, and exits 0\n"
@@ -232,7 +240,9 @@ static int run(int argc, char **argv, leash_rl_algo algo, int rloo) {
            O_LR, O_VLR, O_CLIP, O_VCLIP, O_VF, O_GAMMA, O_LAMBDA, O_NOSTD, O_TOKLOSS, O_SAMPLE, O_RCMD, O_RTIMEOUT, O_REF, O_PERTOK, O_SAVE, O_RESUME, O_OVERWRITE, O_SKIPNF,
            O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_BF16, O_GCLIP, O_WD, O_WARM, O_TB, O_BASELINE, O_LOSS,
            O_SCALE, O_ISLEVEL, O_EPSHIGH, O_MASKTRUNC, O_ENTCOEF };
+    enum { O_TISCAP = 0x500, O_TISMODE, O_TOPK, O_TOPP }; // off-policy correction, truncated sampling
     static const struct option opts[] = {
+        {"tis-cap", 1, 0, O_TISCAP}, {"tis-mode", 1, 0, O_TISMODE}, {"top-k", 1, 0, O_TOPK}, {"top-p", 1, 0, O_TOPP},
         {"policy", 1, 0, O_POLICY}, {"reward", 1, 0, O_REWARD}, {"gold-reward", 0, 0, O_GOLDR},
         {"gold-metrics", 0, 0, O_GOLDM}, {"prompts", 1, 0, O_PROMPTS}, {"out", 1, 0, O_OUT}, {"beta", 1, 0, O_BETA},
         {"fixed-beta", 0, 0, O_FIXED}, {"kl-target", 1, 0, O_TARGET}, {"kl-horizon", 1, 0, O_HORIZON},
@@ -323,6 +333,12 @@ static int run(int argc, char **argv, leash_rl_algo algo, int rloo) {
         }
         case 'q': ctx.quiet = 1; break;
         case O_TB: tb_dir = optarg; break;
+        case O_TOPK: bad = cli_int(cmd, "--top-k", optarg, 0, 1 << 30, &c.top_k); break;
+        case O_TOPP: bad = cli_float(cmd, "--top-p", optarg, 1e-9, 1.0, &c.top_p); break;
+        case O_TISCAP: bad = cli_float(cmd, "--tis-cap", optarg, 0, 1e6, &c.tis_cap); break;
+        case O_TISMODE:
+            if ((bad = leash_tis_mode_parse(optarg, &c.tis_mode) != 0)) fprintf(stderr, "leash %s: %s\n", cmd, leash_errmsg());
+            break;
         case O_STOP_AT_PEAK: ctx.stop_at_peak = 1, leash_frontier_watch_init(&ctx.peak, 10, 3); break;
         case O_GCLIP: bad = cli_float(cmd, "--grad-clip", optarg, 0, 1e30, &c.optim.grad_clip), c.ppo.value_optim.grad_clip = c.optim.grad_clip; break;
         case O_WD: bad = cli_float(cmd, "--weight-decay", optarg, 0, 10, &c.optim.weight_decay), c.ppo.value_optim.weight_decay = c.optim.weight_decay; break;
