@@ -1,4 +1,5 @@
-/* config.json for GPT-2 and Llama-family models: see include/leash/config.h. */
+/* A model's configuration, its checks and config.json for GPT-2 and Llama-family models: see
+ * include/leash/config.h. */
 #define _DEFAULT_SOURCE /* access */
 #include "leash/config.h"
 
@@ -11,6 +12,83 @@
 
 #include "leash/error.h"
 #include "leash/fileio.h"
+
+/* ---- the configuration's checks and derived sizes ------------------------------------------- */
+
+int leash_gpt_head_size(const leash_gpt_config *c) { return c->head_dim ? c->head_dim : c->n_embd / c->n_head; }
+int leash_gpt_kv_heads(const leash_gpt_config *c) { return c->n_kv_head ? c->n_kv_head : c->n_head; }
+int leash_gpt_mlp_width(const leash_gpt_config *c) { return c->n_inner ? c->n_inner : 4 * c->n_embd; }
+
+int leash_gpt_is_eos(const leash_gpt_config *c, int id) {
+    if (id < 0) return 0;
+    if (id == c->eos_token_id) return 1;
+    for (int i = 0; i < c->n_eos_more; i++)
+        if (id == c->eos_more[i]) return 1;
+    return 0;
+}
+
+int leash_gpt_config_check(const leash_gpt_config *c) {
+    if (c->arch != LEASH_ARCH_GPT2 && c->arch != LEASH_ARCH_LLAMA)
+        return leash_fail(LEASH_EINVAL, "config: arch = %d; it must be LEASH_ARCH_GPT2 or LEASH_ARCH_LLAMA", c->arch);
+    if (c->vocab_size < 1) return leash_fail(LEASH_EINVAL, "config: vocab_size = %d; it must be >= 1", c->vocab_size);
+    if (c->n_positions < 1) return leash_fail(LEASH_EINVAL, "config: n_positions = %d; it must be >= 1", c->n_positions);
+    if (c->n_layer < 1) return leash_fail(LEASH_EINVAL, "config: n_layer = %d; it must be >= 1", c->n_layer);
+    if (c->n_head < 1 || c->n_embd < 1 || (!c->head_dim && c->n_embd % c->n_head))
+        return leash_fail(LEASH_EINVAL, "config: n_embd = %d, n_head = %d; n_embd must be a positive multiple of n_head",
+                          c->n_embd, c->n_head);
+    if (c->head_dim < 0 || c->n_kv_head < 0 || c->n_inner < 0)
+        return leash_fail(LEASH_EINVAL, "config: head_dim = %d, n_kv_head = %d, n_inner = %d; none may be negative",
+                          c->head_dim, c->n_kv_head, c->n_inner);
+    if (c->n_head % leash_gpt_kv_heads(c))
+        return leash_fail(LEASH_EINVAL, "config: n_head = %d is not a multiple of n_kv_head = %d (grouped-query attention)",
+                          c->n_head, c->n_kv_head);
+    if (c->arch == LEASH_ARCH_GPT2) {
+        if (c->head_dim || c->n_kv_head || c->qkv_bias || c->o_bias || c->mlp_bias || c->untied_head || c->rope_scaling ||
+            c->rope_theta != 0.0f)
+            return leash_fail(LEASH_EINVAL, "config: GPT-2 has no head_dim, n_kv_head, bias switches, untied head or "
+                                            "rotary settings; leave them 0 or choose the Llama architecture");
+    } else {
+        if (leash_gpt_head_size(c) % 2)
+            return leash_fail(LEASH_EINVAL, "config: head size %d is odd; rotary embeddings rotate pairs",
+                              leash_gpt_head_size(c));
+        if (c->rope_theta < 0.0f || !isfinite(c->rope_theta))
+            return leash_fail(LEASH_EINVAL, "config: rope_theta = %g; it must be > 0 (0: 10000)", (double)c->rope_theta);
+        if (c->rope_scaling < 0 || c->rope_scaling > LEASH_ROPE_LLAMA3)
+            return leash_fail(LEASH_EINVAL, "config: rope_scaling = %d is not a LEASH_ROPE_* value", c->rope_scaling);
+        if (c->rope_scaling && !(c->rope_factor > 0.0f && isfinite(c->rope_factor)))
+            return leash_fail(LEASH_EINVAL, "config: rope_scaling.factor = %g; it must be > 0", (double)c->rope_factor);
+        if (c->rope_scaling == LEASH_ROPE_LLAMA3 &&
+            !(c->rope_high_freq_factor > c->rope_low_freq_factor && c->rope_low_freq_factor > 0.0f &&
+              c->rope_original_max_positions > 0))
+            return leash_fail(LEASH_EINVAL, "config: llama3 rope_scaling needs high_freq_factor > low_freq_factor > 0 "
+                                            "and original_max_position_embeddings > 0");
+    }
+    if (c->lora_rank < 0 || (c->lora_rank > 0 && (!(c->lora_alpha > 0.0f) || !isfinite(c->lora_alpha) ||
+                                                  !(c->lora_dropout >= 0.0f && c->lora_dropout < 1.0f))))
+        return leash_fail(LEASH_EINVAL, "config: LoRA rank %d, alpha %g, dropout %g; rank >= 0, alpha > 0, 0 <= dropout < 1",
+                          c->lora_rank, (double)c->lora_alpha, (double)c->lora_dropout);
+    if (c->bos_token_id < -1 || c->bos_token_id >= c->vocab_size)
+        return leash_fail(LEASH_EINVAL, "config: bos_token_id = %d outside the vocabulary [0, %d)", c->bos_token_id,
+                          c->vocab_size);
+    if (c->eos_token_id < -1 || c->eos_token_id >= c->vocab_size)
+        return leash_fail(LEASH_EINVAL, "config: eos_token_id = %d outside the vocabulary [0, %d)", c->eos_token_id,
+                          c->vocab_size);
+    if (c->n_eos_more < 0 || c->n_eos_more > LEASH_MAX_EOS - 1 || (c->n_eos_more && c->eos_token_id < 0))
+        return leash_fail(LEASH_EINVAL, "config: %d further eos ids; at most %d, and only after an eos_token_id",
+                          c->n_eos_more, LEASH_MAX_EOS - 1);
+    for (int i = 0; i < c->n_eos_more; i++)
+        if (c->eos_more[i] < 0 || c->eos_more[i] >= c->vocab_size)
+            return leash_fail(LEASH_EINVAL, "config: eos_token_id[%d] = %d outside the vocabulary [0, %d)", i + 1,
+                              c->eos_more[i], c->vocab_size);
+    if (!(c->layer_norm_epsilon > 0.0f) || !isfinite(c->layer_norm_epsilon))
+        return leash_fail(LEASH_EINVAL, "config: layer_norm_epsilon = %g; it must be > 0", (double)c->layer_norm_epsilon);
+    // every buffer index must fit: the largest activation is L * B * NH * T * T, bounded at forward time
+    double width = (double)c->n_head * leash_gpt_head_size(c) + leash_gpt_mlp_width(c);
+    if ((double)c->vocab_size * c->n_embd > 4e9 || (double)c->n_embd * width * 4.0 * c->n_layer > 4e11)
+        return leash_fail(LEASH_EINVAL, "config: model too large (vocab %d x n_embd %d, %d layers)", c->vocab_size,
+                          c->n_embd, c->n_layer);
+    return LEASH_OK;
+}
 
 static int get_int(const char *path, const cJSON *root, const char *key, int required, int dflt, int *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
