@@ -154,6 +154,10 @@ typedef struct {
     const char *tensorboard; /* the CLI's --tensorboard DIR: every step's metrics as TensorBoard scalars too */
     const char *tis_mode;    /* --tis-mode's name, parsed by finish_options */
     int stop_at_peak;        /* the CLI's --stop-at-peak (leash/frontier.h) */
+    const char *reward_weights, *reward_names; /* the reward command's weight and label (one command here) */
+    double weight;
+    const char *label;
+    char labels[256];
 } rl_state;
 
 typedef enum { OPT_STR, OPT_INT, OPT_FLOAT, OPT_SET, OPT_CLEAR, OPT_EST, OPT_GRPO } opt_type; /* OPT_GRPO: leash_grpo_choice */
@@ -213,6 +217,8 @@ static const rl_option RL_OPTIONS[] = {
     {"weight-decay", OPT_FLOAT, BOTH, 0, 10, F(c.optim.weight_decay)},
     {"warmup", OPT_INT, BOTH, 0, 1 << 30, F(c.optim.warmup_steps)},
     {"tensorboard", OPT_STR, BOTH, 0, 0, F(tensorboard)},
+    {"reward-weights", OPT_STR, BOTH, 0, 0, F(reward_weights)}, {"reward-names", OPT_STR, BOTH, 0, 0, F(reward_names)},
+    {"chat-template", OPT_SET, BOTH, 0, 0, F(c.chat_template)},
     {"top-k", OPT_INT, BOTH, 0, 1 << 30, F(c.top_k)},      {"top-p", OPT_FLOAT, BOTH, 1e-9, 1.0, F(c.top_p)},
     {"tis-cap", OPT_FLOAT, BOTH, 0, 1e6, F(c.tis_cap)},     {"tis-mode", OPT_STR, BOTH, 0, 0, F(tis_mode)},
     {"stop-at-peak", OPT_SET, BOTH, 0, 0, F(stop_at_peak)},
@@ -297,6 +303,13 @@ static int finish_options(rl_state *s, const char *cmd, leash_reward_batch_fn fn
                    : fn ? LEASH_REWARD_BATCH : LEASH_REWARD_NONE;
     c->reward.batch_fn = fn, c->reward.ctx = ctx;
     c->reward.timeout_s = s->timeout;
+    if ((s->reward_weights || s->reward_names) && !c->reward.cmd)
+        return leash_fail(LEASH_EINVAL, "leash %s: reward-weights and reward-names go with reward-cmd", cmd);
+    if (c->reward.cmd) {
+        int rc = leash_reward_lists(1, s->reward_weights, s->reward_names, &s->weight, &s->label, s->labels, sizeof s->labels);
+        if (rc) return leash_fail_wrap(rc, "leash %s", cmd);
+        c->reward.weights = &s->weight, c->reward.cmd_names = &s->label;
+    }
     c->seed = (uint64_t)s->seed;
     c->ppo.value_optim.grad_clip = c->optim.grad_clip;
     c->ppo.value_optim.weight_decay = c->optim.weight_decay;

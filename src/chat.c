@@ -198,7 +198,7 @@ int leash_chat_template_parse(leash_chat_template *t, const char *text, size_t l
     return leash_fail(LEASH_EFORMAT,
                       "%s: the chat template is not one leash can render (it knows ChatML, as SmolLM2 and Qwen2 "
                       "ship it, and Llama 3's; leash has no Jinja engine); pass the formatted conversation with "
-                      "--text instead",
+                      "--text instead (leash score; RL prompts: formatted, without --chat-template)",
                       source);
 }
 
@@ -242,7 +242,8 @@ static int template_from_config(leash_chat_template *t, const char *path, const 
     if (!rc && !ct)
         rc = leash_fail(LEASH_EINVAL,
                         "%s has no chat template (no chat_template.jinja, and %s has no \"chat_template\"); pass the "
-                        "formatted conversation with --text instead",
+                        "formatted conversation with --text instead (leash score; RL prompts: formatted, without "
+                        "--chat-template)",
                         dir, path);
     else if (!rc && !cJSON_IsString(pick))
         rc = leash_fail(LEASH_EFORMAT, "%s: \"chat_template\" should be a string, found another JSON type", path);
@@ -260,7 +261,8 @@ static int template_from_gguf(leash_chat_template *t, const char *path) {
     if (!rc) rc = leash_gguf_get_string(g, "tokenizer.chat_template", &text, &len);
     if (rc == 1)
         rc = leash_fail(LEASH_EINVAL, "%s has no chat template (no tokenizer.chat_template key); pass the formatted "
-                                      "conversation with --text instead", path);
+                                      "conversation with --text instead (leash score; RL prompts: formatted, without "
+                                      "--chat-template)", path);
     if (!rc) rc = leash_chat_template_parse(t, text, len, path);
     leash_gguf_close(g);
     return rc;
@@ -283,7 +285,8 @@ int leash_chat_template_load(leash_chat_template *t, const char *model_dir) {
     if (!is_file(path))
         return leash_fail(LEASH_EINVAL,
                           "%s has no chat template (neither chat_template.jinja nor tokenizer_config.json is there); "
-                          "pass the formatted conversation with --text instead",
+                          "pass the formatted conversation with --text instead (leash score; RL prompts: formatted, without "
+                          "--chat-template)",
                           model_dir);
     return template_from_config(t, path, model_dir);
 }

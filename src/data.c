@@ -37,13 +37,40 @@ void leash_table_free(leash_table *t) {
         free(t->str[c]);
     }
     for (int c = 0; t->num && c < t->n_num; c++) free(t->num[c]);
+    for (int r = 0; t->rest && r < t->n; r++) free(t->rest[r]);
     free(t->str);
     free(t->num);
+    free(t->rest);
     memset(t, 0, sizeof *t);
 }
 
-int leash_jsonl_load(const char *path, const char *const *str_keys, int n_str, const char *const *num_keys, int n_num,
-                     int num_optional, leash_table *t) {
+/* The line's fields other than the string keys, as one JSON object's text (valid UTF-8) into *rest; a field
+ * named in reserved is an error naming the line and the field. */
+static int rest_of(cJSON *o, const char *path, int line, const char *const *str_keys, int n_str, const char *const *reserved,
+                   int n_reserved, char **rest, long *invalid) {
+    cJSON *keep = cJSON_CreateObject();
+    if (!keep) return leash_fail(LEASH_ENOMEM, "out of memory");
+    for (cJSON *v = o->child, *next; v; v = next) {
+        next = v->next;
+        int key = 0;
+        for (int c = 0; c < n_str && !key; c++) key = !strcmp(v->string, str_keys[c]);
+        for (int c = 0; c < n_reserved && !key; c++)
+            if (!strcmp(v->string, reserved[c])) {
+                cJSON_Delete(keep);
+                return leash_fail(LEASH_EFORMAT, "%s:%d: the column \"%s\" is reserved: the scorer's request carries its own \"%s\"; "
+                                                 "rename the column", path, line, v->string, v->string);
+            }
+        if (!key) cJSON_AddItemToObject(keep, v->string, cJSON_DetachItemViaPointer(o, v));
+    }
+    char *text = cJSON_PrintUnformatted(keep);
+    cJSON_Delete(keep);
+    *rest = text ? copy_valid(text, invalid) : NULL;
+    free(text);
+    return *rest ? LEASH_OK : leash_fail(LEASH_ENOMEM, "out of memory");
+}
+
+static int load(const char *path, const char *const *str_keys, int n_str, const char *const *num_keys, int n_num,
+                int num_optional, int keep_rest, const char *const *reserved, int n_reserved, leash_table *t) {
     char *text;
     size_t len;
     memset(t, 0, sizeof *t);
@@ -54,7 +81,8 @@ int leash_jsonl_load(const char *path, const char *const *str_keys, int n_str, c
     t->n_str = n_str, t->n_num = n_num;
     t->str = calloc(n_str ? n_str : 1, sizeof *t->str);
     t->num = calloc(n_num ? n_num : 1, sizeof *t->num);
-    if (!t->str || !t->num) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    if (keep_rest) t->rest = calloc(lines, sizeof *t->rest);
+    if (!t->str || !t->num || (keep_rest && !t->rest)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
     for (int c = 0; c < n_str && !rc; c++)
         if (!(t->str[c] = calloc(lines, sizeof(char *)))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
     for (int c = 0; c < n_num && !rc; c++)
@@ -91,6 +119,7 @@ int leash_jsonl_load(const char *path, const char *const *str_keys, int n_str, c
             else if ((!v || cJSON_IsNull(v)) && num_optional) t->num[c][t->n] = NAN; // null: not measured
             else rc = leash_fail(LEASH_EFORMAT, "%s:%d: \"%s\" must be a finite number", path, line, num_keys[c]);
         }
+        if (!rc && keep_rest) rc = rest_of(o, path, line, str_keys, n_str, reserved, n_reserved, &t->rest[t->n], &t->invalid_utf8);
         cJSON_Delete(o);
         if (!rc) t->n++;
         else for (int c = 0; c < n_str; c++) free(t->str[c][t->n]), t->str[c][t->n] = NULL;
@@ -99,4 +128,14 @@ int leash_jsonl_load(const char *path, const char *const *str_keys, int n_str, c
     if (!rc && t->n == 0) rc = leash_fail(LEASH_EFORMAT, "%s: no records", path);
     if (rc) leash_table_free(t);
     return rc;
+}
+
+int leash_jsonl_load(const char *path, const char *const *str_keys, int n_str, const char *const *num_keys, int n_num,
+                     int num_optional, leash_table *t) {
+    return load(path, str_keys, n_str, num_keys, n_num, num_optional, 0, NULL, 0, t);
+}
+
+int leash_jsonl_load_rest(const char *path, const char *const *str_keys, int n_str, const char *const *reserved, int n_reserved,
+                          leash_table *t) {
+    return load(path, str_keys, n_str, NULL, 0, 0, 1, reserved, n_reserved, t);
 }

@@ -33,18 +33,17 @@ leash_label_config leash_label_defaults(void) {
 /* One pair through the external judge: *pref_a = 1 when it prefers a; margin (NAN when not given). */
 static int ext_judge(leash_subprocess *x, double timeout_s, int id, const char *prompt, const char *a, const char *b,
                      int *pref_a, double *margin) {
-    cJSON *req = cJSON_CreateObject();
-    cJSON_AddNumberToObject(req, "id", id);
-    cJSON_AddStringToObject(req, "prompt", prompt);
-    cJSON_AddStringToObject(req, "a", a);
-    cJSON_AddStringToObject(req, "b", b);
-    char *s = cJSON_PrintUnformatted(req);
-    cJSON_Delete(req);
-    if (!s) return leash_fail(LEASH_ENOMEM, "out of memory");
-    char line[1 << 14];
-    int rc = subprocess_request(x, timeout_s, id, s, line, sizeof line);
-    free(s);
-    return rc ? rc : subprocess_parse_judge(line, id, pref_a, margin);
+    cJSON *req = subprocess_request_object(id);
+    if (!req || !cJSON_AddStringToObject(req, "prompt", prompt) || !cJSON_AddStringToObject(req, "a", a) ||
+        !cJSON_AddStringToObject(req, "b", b)) {
+        cJSON_Delete(req);
+        return leash_fail(LEASH_ENOMEM, "out of memory");
+    }
+    char *line;
+    int rc = subprocess_call(x, timeout_s, id, req, &line);
+    if (!rc) rc = subprocess_parse_judge(line, id, pref_a, margin);
+    free(line);
+    return rc;
 }
 
 /* ---- labelling ----------------------------------------------------------------------------------- */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "leash/chat.h"
 #include "leash/checkpoint.h"
 #include "leash/data.h"
 #include "leash/dist.h"
@@ -98,7 +99,7 @@ static void free_rl(rl_run *s) {
     free(s->pids), free(s->plen), free(s->own);
     leash_table_free(&s->prompts);
     rollout_free(&s->r);
-    if (s->cmd.pid > 0 || s->cmd.to >= 0) subprocess_stop(&s->cmd);
+    scorers_stop(&s->scorers);
 }
 
 
@@ -518,11 +519,26 @@ static int nonblank_line(const char *path, int k) {
     return line;
 }
 
-/* The prompts, tokenised (*P: the longest), the end-of-response id, the reward command started. */
+/* The policy's chat template (an adapter directory's: its base's) and its BOS token's text (*bos, or NULL). */
+static int chat_template(rl_run *s, const leash_rl_config *c, leash_chat_template *ct, char **bos) {
+    int rc = leash_chat_template_load(ct, c->policy_dir), id = leash_gpt_cfg(s->policy)->bos_token_id, len = 0;
+    if (rc && leash_gpt_source_dir(s->policy)) rc = leash_chat_template_load(ct, leash_gpt_source_dir(s->policy));
+    const char *text = id >= 0 ? leash_tokenizer_token(s->tok, id, &len) : NULL;
+    if (!rc && text && !(*bos = strndup(text, (size_t)len))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    return rc ? leash_fail_wrap(rc, "--chat-template") : LEASH_OK;
+}
+
+/* The prompts (with their columns when reward commands get them), tokenised (*P: the longest; through the chat
+ * template when asked), the end-of-response id, the reward commands started. */
 static int load_prompts(rl_run *s, const leash_rl_config *c, int *P) {
-    static const char *const keys[] = {"prompt"};
-    int rc = leash_jsonl_load(c->prompts, keys, 1, NULL, 0, 0, &s->prompts);
-    if (!rc && c->reward.kind == LEASH_REWARD_COMMAND) rc = subprocess_start(&s->cmd, c->reward.cmd, "reward command");
+    static const char *const keys[] = {"prompt"}, *const reserved[] = {"id", "response", "completion"};
+    int cmd = c->reward.kind == LEASH_REWARD_COMMAND;
+    int rc = cmd ? leash_jsonl_load_rest(c->prompts, keys, 1, reserved, 3, &s->prompts)
+                 : leash_jsonl_load(c->prompts, keys, 1, NULL, 0, 0, &s->prompts);
+    if (!rc && cmd) rc = scorers_start(&s->scorers, &c->reward, c->gold_metrics);
+    leash_chat_template ct = {0};
+    char *bos = NULL;
+    if (!rc && c->chat_template) rc = chat_template(s, c, &ct, &bos);
     // the end of a response: the model's eos_token_id (Llama 3's <|end_of_text|>, an instruct model's <|im_end|>),
     // else the tokenizer's <|endoftext|>
     s->eos = leash_tokenizer_eos(s->tok, s->policy ? leash_gpt_cfg(s->policy)->eos_token_id : -1);
@@ -537,8 +553,11 @@ static int load_prompts(rl_run *s, const leash_rl_config *c, int *P) {
     for (int i = 0; i < s->prompts.n && !rc; i++) {
         size_t n = 0, cap = 0;
         const char *p = s->prompts.str[0][i];
+        char *wrapped = NULL; // --chat-template: the prompt as the user's message, the assistant's turn begun
+        if (c->chat_template && (rc = leash_chat_render(&ct, &(leash_chat_message){"user", p}, 1, 1, bos, &wrapped, NULL))) break;
         // special tokens written in a prompt (a chat template's <|im_start|>, <|eot_id|>, ...) are their ids
-        rc = leash_tokenizer_encode(s->tok, p, strlen(p), 1, &s->pids[i], &n, &cap);
+        rc = leash_tokenizer_encode(s->tok, wrapped ? wrapped : p, strlen(wrapped ? wrapped : p), 1, &s->pids[i], &n, &cap);
+        free(wrapped);
         if (!rc && n == 0) rc = leash_fail(LEASH_EINVAL, "%s:%d: the prompt is empty", c->prompts, nonblank_line(c->prompts, i));
         s->plen[i] = (int)n;
         if ((int)n > *P) *P = (int)n, longest = i;
@@ -548,6 +567,8 @@ static int load_prompts(rl_run *s, const leash_rl_config *c, int *P) {
                                       "positions: shorten the prompt or lower --max-new",
                         c->prompts, nonblank_line(c->prompts, longest), s->prompts.str[0][longest], strlen(s->prompts.str[0][longest]) > 60 ? "..." : "",
                         *P, c->max_new, leash_gpt_cfg(s->policy)->n_positions);
+    leash_chat_template_free(&ct);
+    free(bos);
     return rc;
 }
 
@@ -555,7 +576,6 @@ static int load_prompts(rl_run *s, const leash_rl_config *c, int *P) {
  * owns, the optimisers. */
 static int setup(rl_run *s, const leash_rl_config *c, const char **tok_dir) {
     int P, rc;
-    s->cmd.to = s->cmd.from = -1; // no reward command yet (free_rl tells by these)
     if ((rc = load_models(s, c, tok_dir)) || (rc = load_prompts(s, c, &P))) return rc;
     s->R = c->algo == LEASH_GRPO ? c->batch * c->grpo.group : c->batch;
     s->mb = c->minibatch > 0 && c->minibatch < s->R ? c->minibatch : s->R;
@@ -636,6 +656,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         if ((rc = leash_beta_update(&cfg.beta, kl_ctl, R))) break;
         p = step_progress(c, &m, &st, R, beta);
         p.step = step + 1;
+        if (s.scorers.gold >= 0 && s.scorers.n) p.gold_reward = m.gold / R; // a reward command's gold/reward
         p.kl_estimator = leash_kl_estimator_name(c->kl_estimator);
         p.kl_target_units = leash_kl_units_name(cfg.beta.units);
         p.logprob_gap = gap, p.kl_clamped = r->kl_clamped, p.skipped = skipped;
@@ -656,6 +677,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         for (int b = 0; b < R; b++) num_tokens += s.plen[r->prompt_index[b]] + r->resp_len[b];
         trl_metrics(&table, c, &s, &st, beta, num_tokens);
         offpolicy_metrics(&table, c, r, &st, &tis);
+        if (c->reward.kind == LEASH_REWARD_COMMAND && (rc = scorers_metrics(&s.scorers, &table))) break;
         p.metrics = &table;
         if (metrics.f && (rc = leash_log_metrics(&metrics, &table))) break;
         p.sample = NULL;

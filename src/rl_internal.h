@@ -19,7 +19,7 @@
 #include "leash/optim.h"
 #include "leash/rl.h"
 #include "leash/tokenizer.h"
-#include "subprocess.h"
+#include "scorer.h"
 
 typedef struct {
     int B, P, M, T;
@@ -132,7 +132,7 @@ typedef struct {
     int eos, R, mb;
     int *own, n_own;  // the rows this rank generates, scores and rewards (all of them in one process)
     rollout r;
-    leash_subprocess cmd; // the reward command, when there is one
+    rl_scorers scorers;   // the reward commands, when the reward is LEASH_REWARD_COMMAND (src/scorer.h)
 } rl_run;
 
 /* Collects one step's batch into s->r (src/rollout.c): samples, scores, rewards. phase[0] rollout, [1] policy

@@ -5,7 +5,6 @@
  * so that every rank ends a collection with the whole batch, as one process would have it.
  * Dimensions: R rows, P longest prompt, M new tokens, T = P + M, V vocabulary. */
 #define _POSIX_C_SOURCE 200809L
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,18 +196,16 @@ static int score_rows(rl_run *s, const leash_rl_config *c, int step, double *log
     return LEASH_OK;
 }
 
-/* One response through the reward command. */
-static int command_reward(rl_run *s, const leash_rl_config *c, int id, const char *prompt, const char *response, double *out) {
-    cJSON *req = cJSON_CreateObject();
-    cJSON_AddNumberToObject(req, "id", id);
-    cJSON_AddStringToObject(req, "prompt", prompt);
-    cJSON_AddStringToObject(req, "response", response);
-    char *line = cJSON_PrintUnformatted(req), answer[4096];
-    cJSON_Delete(req);
-    if (!line) return leash_fail(LEASH_ENOMEM, "out of memory");
-    int rc = subprocess_request(&s->cmd, c->reward.timeout_s, id, line, answer, sizeof answer);
-    free(line);
-    return rc ? rc : subprocess_parse_reward(answer, id, out);
+/* Row b through the reward commands (request id): its prompt with the prompt line's other columns, its
+ * response; *out the (weighted) reward; the row's gold reward when a scorer reports gold/reward. */
+static int command_reward(rl_run *s, const leash_rl_config *c, int id, int b, double *out) {
+    rollout *r = &s->r;
+    int p = r->prompt_index[b];
+    double gold;
+    int rc = scorers_score(&s->scorers, c->reward.timeout_s, id, b, s->prompts.str[0][p], s->prompts.rest ? s->prompts.rest[p] : NULL,
+                           r->text[b], out, &gold);
+    if (!rc && !isnan(gold)) r->gold[b] = gold;
+    return rc;
 }
 
 static char *join(const char *a, const char *b) {
@@ -251,6 +248,7 @@ static int reward_rows(rl_run *s, const leash_rl_config *c, int step) {
     if (!rc && s->rm && n_own) rc = leash_rm_score_texts(s->rm, s->rm_tok, (const char *const *)texts, n_own, 32, sc_rm);
     double *batch = NULL; // LEASH_REWARD_BATCH: the function's scores of this rank's rows, in one call
     if (!rc && c->reward.kind == LEASH_REWARD_BATCH) rc = batch_rewards(s, c, step, &batch);
+    if (!rc && c->reward.kind == LEASH_REWARD_COMMAND) rc = scorers_begin(&s->scorers, R);
     const leash_gpt_config *rc_cfg = s->rm ? leash_gpt_cfg(s->rm) : NULL;
     memset(r->score, 0, R * sizeof *r->score), memset(r->shaped, 0, R * sizeof *r->shaped);
     memset(r->gold, 0, R * sizeof *r->gold), memset(r->grammatical, 0, R * sizeof *r->grammatical);
@@ -268,7 +266,7 @@ static int reward_rows(rl_run *s, const leash_rl_config *c, int step) {
         case LEASH_REWARD_MODEL: score = sc_rm[k]; break;
         case LEASH_REWARD_FUNCTION: score = c->reward.fn(prompt, r->text[b], gen + b * M, r->resp_len[b], c->reward.ctx); break;
         case LEASH_REWARD_BATCH: score = batch[k]; break;
-        case LEASH_REWARD_COMMAND: rc = command_reward(s, c, step * R + b, prompt, r->text[b], &score); break;
+        case LEASH_REWARD_COMMAND: rc = command_reward(s, c, step * R + b, b, &score); break;
         default: break; // LEASH_REWARD_GOLD: the world's verdict
         }
         if (rc) break;
@@ -290,6 +288,7 @@ static int reward_rows(rl_run *s, const leash_rl_config *c, int step) {
     }
     for (int k = 0; texts && k < n_own; k++) free(texts[k]);
     free(texts), free(sc_rm), free(batch);
+    if (!rc && c->reward.kind == LEASH_REWARD_COMMAND) rc = scorers_end(&s->scorers); // the scorers' metrics, over ranks
     if (!rc && !(rc = leash_dist_sum_f64(r->score, R, "scores")) && !(rc = leash_dist_sum_f64(r->shaped, R, "shaped scores")) &&
         !(rc = leash_dist_sum_f64(r->gold, R, "gold rewards")))
         rc = leash_dist_sum_i32(r->grammatical, R, "grammaticality");

@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -189,6 +190,28 @@ int subprocess_request(leash_subprocess *x, double timeout_s, int id, const char
     return rc;
 }
 
+/* ---- the one JSON-line client of scorers and judges ----------------------------------------------- */
+
+cJSON *subprocess_request_object(int id) {
+    cJSON *req = cJSON_CreateObject();
+    if (req && !cJSON_AddNumberToObject(req, "id", id)) cJSON_Delete(req), req = NULL;
+    return req;
+}
+
+int subprocess_call(leash_subprocess *x, double timeout_s, int id, cJSON *req, char **answer) {
+    *answer = NULL;
+    char *line = req ? cJSON_PrintUnformatted(req) : NULL;
+    cJSON_Delete(req);
+    if (!line || !(*answer = malloc(SUBPROCESS_ANSWER_MAX))) {
+        free(line);
+        return leash_fail(LEASH_ENOMEM, "out of memory");
+    }
+    int rc = subprocess_request(x, timeout_s, id, line, *answer, SUBPROCESS_ANSWER_MAX);
+    free(line);
+    if (rc) free(*answer), *answer = NULL;
+    return rc;
+}
+
 /* ---- the answers --------------------------------------------------------------------------------- */
 
 /* The largest |reward| (and judge margin) accepted: its square, in the advantages' variance, stays far inside
@@ -208,19 +231,35 @@ static cJSON *answer_object(const char *what, int id, const char *line, int *rc)
     return *rc ? NULL : a;
 }
 
-int subprocess_parse_reward(const char *line, int id, double *reward) {
+int subprocess_parse_scored(const char *line, int id, const char *what, double *reward, cJSON **metrics) {
     int rc;
-    cJSON *a = answer_object("reward command", id, line, &rc);
+    if (metrics) *metrics = NULL;
+    cJSON *a = answer_object(what, id, line, &rc);
     if (!a) return rc;
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(a, "reward");
+    cJSON *m = cJSON_GetObjectItemCaseSensitive(a, "metrics");
     if (!cJSON_IsNumber(r) || !isfinite(r->valuedouble))
-        rc = leash_fail(LEASH_EFORMAT, "reward command: answer to request %d needs a finite number \"reward\": '%.80s'", id, line);
+        rc = leash_fail(LEASH_EFORMAT, "%s: answer to request %d needs a finite number \"reward\": '%.80s'", what, id, line);
     else if (fabs(r->valuedouble) > SUBPROCESS_REWARD_MAX) // its square, the advantages' variance, overflows float32
-        rc = leash_fail(LEASH_EFORMAT, "reward command: answer to request %d: \"reward\" %g is too large; |reward| <= %g is "
-                                       "accepted (scale the rewards down): '%.80s'", id, r->valuedouble, SUBPROCESS_REWARD_MAX, line);
-    else *reward = r->valuedouble;
+        rc = leash_fail(LEASH_EFORMAT, "%s: answer to request %d: \"reward\" %g is too large; |reward| <= %g is "
+                                       "accepted (scale the rewards down): '%.80s'", what, id, r->valuedouble, SUBPROCESS_REWARD_MAX, line);
+    else if (m && !cJSON_IsObject(m))
+        rc = leash_fail(LEASH_EFORMAT, "%s: answer to request %d: \"metrics\" must be an object of names and numbers, "
+                                       "e.g. {\"gold/correct\": 1}: '%.80s'", what, id, line);
+    for (const cJSON *v = m && !rc ? m->child : NULL; v && !rc; v = v->next)
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || !v->string[0])
+            rc = leash_fail(LEASH_EFORMAT, "%s: answer to request %d: metrics key \"%s\" must be a named finite number: '%.80s'",
+                            what, id, v->string, line);
+    if (!rc) {
+        *reward = r->valuedouble;
+        if (metrics && m) *metrics = cJSON_DetachItemViaPointer(a, m);
+    }
     cJSON_Delete(a);
     return rc;
+}
+
+int subprocess_parse_reward(const char *line, int id, double *reward) {
+    return subprocess_parse_scored(line, id, "reward command", reward, NULL);
 }
 
 int subprocess_parse_judge(const char *line, int id, int *pref_a, double *margin) {

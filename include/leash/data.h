@@ -10,6 +10,8 @@ typedef struct {
     char ***str;  /* [column][row] strings */
     double **num; /* [column][row] numbers (NAN where an optional number is absent) */
     long invalid_utf8; /* bytes of invalid UTF-8 in the strings, each replaced by U+FFFD */
+    char **rest;  /* [row] leash_jsonl_load_rest: the line's other fields as one JSON object's text, in the
+                   * line's order ("{}" when none); NULL otherwise */
 } leash_table;
 
 /* Reads path; every line must hold the string keys; numeric keys are required unless num_optional (then an
@@ -19,6 +21,11 @@ typedef struct {
  * from the strings is valid JSON. */
 int leash_jsonl_load(const char *path, const char *const *str_keys, int n_str, const char *const *num_keys, int n_num,
                      int num_optional, leash_table *t);
+/* The string keys as leash_jsonl_load reads them, and every other field of a line kept in t->rest with its JSON
+ * value as written (numbers stay numbers), for passing on (a prompt's columns to a scorer). A field named in
+ * reserved is an error naming the file, line and field. */
+int leash_jsonl_load_rest(const char *path, const char *const *str_keys, int n_str, const char *const *reserved, int n_reserved,
+                          leash_table *t);
 void leash_table_free(leash_table *t);
 
 #endif

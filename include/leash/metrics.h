@@ -28,7 +28,7 @@ typedef struct {
     const char *text;   /* TEXT */
 } leash_metric;
 
-#define LEASH_METRICS_MAX 64
+#define LEASH_METRICS_MAX 128 /* a step's own metrics and the reward commands' (src/scorer.h: up to 32 + 8) */
 
 typedef struct {
     int n;

@@ -29,9 +29,11 @@ typedef enum {
     LEASH_REWARD_NONE = 0,  /* not chosen yet: leash_rl_train refuses it */
     LEASH_REWARD_MODEL,     /* a reward model (scalar head) in dir, on prompt + response */
     LEASH_REWARD_GOLD,      /* the default world's gold reward */
-    LEASH_REWARD_COMMAND,   /* a scorer command (/bin/sh -c cmd), one JSON line each way, answers in order:
-                             *   leash -> cmd: {"id": 7, "prompt": "...", "response": "..."}
-                             *   cmd -> leash: {"id": 7, "reward": 0.5} */
+    LEASH_REWARD_COMMAND,   /* scorer commands (/bin/sh -c cmd), one JSON line each way, answers in order:
+                             *   leash -> cmd: {"id": 7, "prompt": "...", "response": "...", "answer": "12"}
+                             *     (the prompt line's other columns after "response", as written)
+                             *   cmd -> leash: {"id": 7, "reward": 0.5, "metrics": {"gold/correct": 1}}
+                             *     ("metrics" optional: named values whose batch means are logged; docs/rl.md) */
     LEASH_REWARD_FUNCTION,  /* fn, once per response */
     LEASH_REWARD_BATCH      /* batch_fn, once per step with every response this process scores */
 } leash_reward_kind;
@@ -47,7 +49,11 @@ typedef int (*leash_reward_batch_fn)(const char *const *prompts, const char *con
 typedef struct {
     leash_reward_kind kind;
     const char *dir;          /* MODEL */
-    const char *cmd;          /* COMMAND */
+    const char *cmd;          /* COMMAND: the scorer (the first of cmds when there are several) */
+    const char *const *cmds;  /* COMMAND: n_cmds > 0 scorers, the reward their weighted sum (cmd then unused) */
+    int n_cmds;
+    const char *const *cmd_names; /* COMMAND: n_cmds labels (rewards/<label>/mean); NULL: cmd0, cmd1, ... */
+    const double *weights;    /* COMMAND: n_cmds weights; NULL: all 1 */
     double timeout_s;         /* COMMAND: seconds per answer (default 30) */
     leash_reward_fn fn;       /* FUNCTION */
     leash_reward_batch_fn batch_fn; /* BATCH */
@@ -120,7 +126,11 @@ typedef struct {
     int gold_metrics;        /* report the default world's gold reward and grammaticality */
     const char *prompts;     /* JSONL {"prompt"}; special tokens written in a prompt (a chat template's
                               * <|im_start|>, Llama 3's <|begin_of_text|>) become their ids. A response ends at
-                              * the policy's eos_token_id (config.json), else at <|endoftext|> */
+                              * the policy's eos_token_id (config.json), else at <|endoftext|>. Other fields of a
+                              * line are the prompt's columns, passed to reward commands */
+    int chat_template;       /* each prompt is a user message the policy's own chat template wraps (with its
+                              * generation prompt) before tokenising; scorers, samples and the reward model get
+                              * the plain prompt */
     const char *out_dir;     /* policy (and value model), metrics.jsonl, samples.jsonl, report.json */
     int steps, batch;        /* updates; prompts per step (PPO: sequences; GRPO: groups) */
     int max_new;             /* M */
@@ -176,6 +186,11 @@ typedef struct {
 } leash_rl_config;
 
 leash_rl_config leash_rl_defaults(leash_rl_algo algo);
+
+/* The CLI's lists for n reward commands: weights "1,0.5" into w[n] (NULL text: all 1) and names "proxy,format"
+ * into labels[n] (NULL text: all NULL, i.e. cmd0, cmd1, ...), pointing into buf (cap bytes; 256 hold 8 names).
+ * A count other than n, or a weight that is not a finite number, is an error naming the option. */
+int leash_reward_lists(int n, const char *weights, const char *names, double *w, const char **labels, char *buf, size_t cap);
 
 /* The batch of one step as the trainer saw it, for a callback that inspects it (valid during the callback).
  * Row b: its prompt left-padded to P columns, its response from column P, then padding (EOS ids, mask 0).

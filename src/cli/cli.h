@@ -37,6 +37,11 @@ int cli_rm_run(leash_rm_config *c, int quiet, const char *cmd);
  * response; numbers step, score, gold) report.c has read; window: the steps averaged at each end. */
 #include "leash/data.h"
 double cli_report_mean(const leash_table *t, int k, int from, int to);
+/* Adds to keys[n..max) the reward commands' metrics in RUN/metrics.jsonl's first line that are not in keys yet:
+ * gold/... (but gold/reward and gold/grammatical, which leash logs itself) and rewards/<label>/mean. Returns the
+ * count. */
+enum { CLI_KEY_MAX = 64 };
+int cli_report_scorer_keys(const char *run, char (*keys)[CLI_KEY_MAX], int n, int max);
 int cli_report_html(const char *out, const char *const *runs, int n, const leash_table *t, const leash_table *s,
                     const char *const *labels, int nk, int window);
 

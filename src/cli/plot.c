@@ -14,7 +14,7 @@ static const char *const KEYS[] = {"step", "objective/scores", "gold/reward", "g
                                    "beta", "fluency/ref_nll", "objective/kl_exact"};
 static const char *const TITLES[] = {"", "proxy reward (reward model score)", "gold reward", "grammatical fraction",
                                      "KL, nats per sequence", "beta", "reference NLL, nats per token", ""};
-enum { NK = sizeof KEYS / sizeof KEYS[0] };
+enum { NK = sizeof KEYS / sizeof KEYS[0], EXTRA_MAX = 12 };
 
 int cli_plot(int argc, char **argv) {
     const char *out = NULL;
@@ -24,7 +24,8 @@ int cli_plot(int argc, char **argv) {
         if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             puts("usage: leash plot RUN_DIR [RUN_DIR ...] [--out FILE.png]\n\nDraws proxy reward, gold reward, "
-                 "grammaticality, KL, beta and reference NLL per step for each run (from metrics.jsonl) into one PNG "
+                 "grammaticality, KL, beta and reference NLL per step for each run (from metrics.jsonl), and a reward "
+                 "command's gold/* metrics and rewards/<label>/mean, into one PNG "
                  "(default: RUN_DIR/curves.png of the first run). Needs gnuplot (apt-get install gnuplot-nox).");
             return 0;
         } else if (argv[i][0] == '-') return fprintf(stderr, "leash plot: unknown option '%s' (see --help)\n", argv[i]), 2;
@@ -44,19 +45,27 @@ int cli_plot(int argc, char **argv) {
         perror("leash plot: mkdtemp");
         return 1;
     }
-    int present[NK] = {0}; // a metric some run has (a run outside the default world has no gold reward)
+    // the fixed panels' metrics, then the reward commands' own (gold/..., rewards/<label>/mean): a panel each
+    char extra[EXTRA_MAX][CLI_KEY_MAX];
+    int ne = 0;
+    for (int r = 0; r < n; r++) ne = cli_report_scorer_keys(runs[r], extra, ne, EXTRA_MAX);
+    const char *keys[NK + EXTRA_MAX];
+    int nk = NK;
+    for (int k = 0; k < NK; k++) keys[k] = KEYS[k];
+    for (int k = 0; k < ne; k++) keys[nk++] = extra[k];
+    int present[NK + EXTRA_MAX] = {0}; // a metric some run has (a run outside the default world has no gold reward)
     for (int r = 0; r < n; r++) { // one whitespace-separated data file per run; NaN where a metric is absent
         leash_table t;
         char mpath[4096];
         snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", runs[r]);
-        if (leash_jsonl_load(mpath, NULL, 0, KEYS, NK, 1, &t)) {
+        if (leash_jsonl_load(mpath, NULL, 0, keys, nk, 1, &t)) {
             fprintf(stderr, "leash plot: %s\n", leash_errmsg());
             return 1;
         }
         snprintf(path, sizeof path, "%s/run%d.dat", tmp, r);
         FILE *f = fopen(path, "w");
         for (int i = 0; f && i < t.n; i++) {
-            for (int k = 0; k < NK; k++) {
+            for (int k = 0; k < nk; k++) {
                 fprintf(f, k ? " %.6g" : "%.6g", isnan(t.num[k][i]) ? NAN : t.num[k][i]);
                 present[k] |= !isnan(t.num[k][i]);
             }
@@ -71,16 +80,23 @@ int cli_plot(int argc, char **argv) {
         perror("leash plot");
         return 1;
     }
-    fprintf(g, "set terminal pngcairo size 1400,900 noenhanced\nset output '%s'\nset multiplot layout 2,3 title 'leash'\n", out);
+    int panels[6 + EXTRA_MAX], np = 0, rows; // the six fixed panels, then one per reward-command metric
+    for (int k = 1; k <= 6; k++) panels[np++] = k;
+    for (int k = NK; k < nk; k++) panels[np++] = k;
+    rows = (np + 2) / 3;
+    fprintf(g, "set terminal pngcairo size 1400,%d noenhanced\nset output '%s'\nset multiplot layout %d,3 title 'leash'\n",
+            450 * rows, out, rows);
     fprintf(g, "set key bottom left font ',8'\nset grid\nset xlabel 'step'\nset datafile missing 'nan'\n");
-    for (int k = 1; k <= 6; k++) {
+    for (int i = 0; i < np; i++) {
+        int k = panels[i];
+        const char *title = k < NK ? TITLES[k] : keys[k];
         if (!present[k]) { // an empty panel that says so, rather than a gnuplot error
             fprintf(g, "set title '%s'\nset label 1 'not measured in these runs' at graph 0.5,0.5 center\n"
                        "set xrange [0:1]\nset yrange [0:1]\nplot 2 notitle\nunset label 1\nset autoscale\n",
-                    TITLES[k]);
+                    title);
             continue;
         }
-        fprintf(g, "set title '%s'\nplot ", TITLES[k]);
+        fprintf(g, "set title '%s'\nplot ", title);
         for (int r = 0; r < n; r++)
             fprintf(g, "%s'%s/run%d.dat' using 1:%d with lines lw 2 title '%s'", r ? ", " : "", tmp, r, k + 1, runs[r]);
         fputc('\n', g);

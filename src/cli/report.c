@@ -1,12 +1,15 @@
 /* `leash report RUN_DIR...`: runs side by side, from their metrics.jsonl and samples.jsonl; --html OUT.html
  * writes them as one page instead (src/cli/report_html.c). */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "leash/data.h"
 #include "leash/error.h"
+#include "leash/fileio.h"
 
 static const char *const KEYS[] = {"step", "objective/scores", "gold/reward", "gold/grammatical", "objective/kl",
                                    "objective/kl_exact", "beta", "fluency/ref_nll", "text/repetition", "text/distinct2",
@@ -24,10 +27,56 @@ double cli_report_mean(const leash_table *t, int k, int from, int to) {
     return n ? s / n : NAN;
 }
 
+int cli_report_scorer_keys(const char *run, char (*keys)[CLI_KEY_MAX], int n, int max) {
+    char path[4096], *text = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
+    if (leash_read_file(path, (size_t)1 << 30, &text, &len)) return n;
+    char *nl = memchr(text, '\n', len);
+    if (nl) *nl = '\0';
+    cJSON *o = cJSON_Parse(text); // the first line: a run logs the same names on every line
+    for (const cJSON *v = cJSON_IsObject(o) ? o->child : NULL; v && n < max; v = v->next) {
+        int mine = (!strncmp(v->string, "gold/", 5) && strcmp(v->string, "gold/reward") && strcmp(v->string, "gold/grammatical")) ||
+                   !strncmp(v->string, "rewards/", 8);
+        for (int k = 0; k < n && mine; k++) mine = strcmp(keys[k], v->string) != 0;
+        if (mine && strlen(v->string) < CLI_KEY_MAX) strcpy(keys[n++], v->string);
+    }
+    cJSON_Delete(o);
+    free(text);
+    return n;
+}
+
+/* The scorers' own rows (gold/..., rewards/<label>/mean) of each run, first and last WINDOW steps. */
+static void scorer_rows(const char *const *runs, int n) {
+    char keys[16][CLI_KEY_MAX];
+    int nk = 0;
+    for (int r = 0; r < n; r++) nk = cli_report_scorer_keys(runs[r], keys, nk, 16);
+    if (!nk) return;
+    const char *names[16];
+    for (int k = 0; k < nk; k++) names[k] = keys[k];
+    leash_table t[8] = {{0}};
+    for (int r = 0; r < n; r++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/metrics.jsonl", runs[r]);
+        leash_jsonl_load(path, NULL, 0, names, nk, 1, &t[r]); // a key a run lacks: NAN
+    }
+    for (int k = 0; k < nk; k++) {
+        printf("%-32.32s", keys[k]);
+        for (int r = 0; r < n; r++) {
+            double a = cli_report_mean(&t[r], k, 0, WINDOW), b = cli_report_mean(&t[r], k, t[r].n - WINDOW, t[r].n);
+            if (isnan(a)) printf(" | %-27s", "-");
+            else printf(" | %+11.3f -> %+11.3f", a, b);
+        }
+        printf("\n");
+    }
+    for (int r = 0; r < n; r++) leash_table_free(&t[r]);
+}
+
 int cli_report(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         fputs("usage: leash report RUN_DIR [RUN_DIR ...] [--html OUT.html]\n\nPrints each run's first and last 5 steps side by side "
-              "(proxy and gold reward, grammaticality, KL, fluency, repetition), when the reward-hacking alarm fired, "
+              "(proxy and gold reward, grammaticality, KL, fluency, repetition, and a reward command's gold/* metrics and "
+              "rewards/<label>/mean), when the reward-hacking alarm fired, "
               "and samples from the start and the end.\n--html OUT.html writes one self-contained page instead: the runs' "
               "configuration, that table, the training curves (SVG) and the samples.\n",
               argc < 2 ? stderr : stdout);
@@ -68,6 +117,7 @@ int cli_report(int argc, char **argv) {
         }
         printf("\n");
     }
+    scorer_rows(runs, n);
     printf("%-32s", "reward-hacking alarm");
     for (int r = 0; r < n; r++) {
         int at = 0;

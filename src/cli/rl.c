@@ -25,8 +25,16 @@ static const char *usage_head_grpo =
     "beta (or adaptive: --kl-target), no value model. (leash ppo --help: PPO's options.)\n";
 static const char *usage_common =
     "REWARD is one of: --reward RM_DIR (a reward model), --gold-reward (the default world's truth), or\n"
-    "--reward-cmd CMD: a verifiable scorer that reads {\"id\", \"prompt\", \"response\"} lines on stdin and\n"
-    "answers {\"id\", \"reward\"} lines on stdout, in order (--reward-timeout SECONDS per answer, default 30).\n"
+    "--reward-cmd CMD: a verifiable scorer that reads {\"id\", \"prompt\", \"response\", and the prompt line's\n"
+    "other columns} lines on stdin and answers {\"id\", \"reward\"} lines on stdout, in order, each flushed; an\n"
+    "answer may add \"metrics\": {\"gold/correct\": 1, ...}, whose batch means are logged (gold/reward is the run's\n"
+    "gold reward). Give --reward-cmd several times for a weighted sum (docs/rl.md, \"Scorer commands\"):\n"
+    "  --reward-timeout S   seconds per answer (default 30)\n"
+    "  --reward-weights W   one weight per --reward-cmd, e.g. 1,0.5 (default all 1)\n"
+    "  --reward-names N     one label per --reward-cmd for rewards/<label>/mean, e.g. correct,format\n"
+    "                       (default cmd0,cmd1,...; logged with two or more commands)\n"
+    "--chat-template: the prompts are plain questions, each wrapped as a user message in the policy's own chat\n"
+    "template (ChatML, Llama 3) with the assistant's turn begun; scorers and samples get the plain question.\n"
     "\n"
     "RL fine-tuning with a KL leash to the frozen SFT model. The policy samples at --temperature and every\n"
     "log-prob (ratios, KL) is computed at that same temperature. DIR gets metrics.jsonl (one line per step,\n"
@@ -212,7 +220,8 @@ static int progress(const leash_rl_progress *p, void *vctx) {
     }
     if (ctx->quiet) return ctx->stop_at_peak && peak_passed(ctx, p);
     char line[320], gold[64] = "";
-    if (!isnan(p->gold_reward)) snprintf(gold, sizeof gold, "  gold %+.3f  gram %3.0f%%", p->gold_reward, 100 * p->grammatical);
+    if (!isnan(p->gold_reward) && isnan(p->grammatical)) snprintf(gold, sizeof gold, "  gold %+.3f", p->gold_reward); // a scorer's
+    else if (!isnan(p->gold_reward)) snprintf(gold, sizeof gold, "  gold %+.3f  gram %3.0f%%", p->gold_reward, 100 * p->grammatical);
     snprintf(line, sizeof line, "step %4d/%d  score %+.3f  KL %6.3f nats/seq (exact %6.3f)  beta %.4f  ent %.3f%s  %.2fs ",
              p->step, p->steps, p->scores, p->kl, p->kl_exact, p->beta, p->entropy, gold, p->seconds);
     cli_progress(p->step == p->steps || p->sample, "%s", line);
@@ -232,14 +241,16 @@ static int run(int argc, char **argv, leash_rl_algo algo, int rloo) {
     const char *cmd = rloo ? "rloo" : algo == LEASH_PPO ? "ppo" : "grpo";
     if (rloo) c.grpo.baseline = LEASH_BASELINE_LOO, c.grpo.scale_rewards = LEASH_SCALE_NONE; // TRL's RLOO: no std
     float beta = (float)c.beta.beta, target = LEASH_BETA_DEFAULT_TARGET, horizon = LEASH_BETA_DEFAULT_HORIZON;
-    const char *tb_dir = NULL;
+    const char *tb_dir = NULL, *rcmds[8], *rweights = NULL, *rnames = NULL; // --reward-cmd (up to 8), its weights, labels
+    int n_rcmd = 0;
     int fixed = algo == LEASH_GRPO, seed = 0, bad = 0, ch, per_token = 0, overwrite = 0, lock = -1, horizon_set = 0;
     rl_ctx ctx = {0};
     enum { O_POLICY = 256, O_REWARD, O_GOLDR, O_GOLDM, O_PROMPTS, O_OUT, O_BETA, O_FIXED, O_TARGET, O_HORIZON, O_EST,
            O_NONORM, O_SCLIP, O_EOSP, O_LENP, O_WHITEN, O_STEPS, O_BATCH, O_GROUP, O_MAXNEW, O_SEED, O_EPOCHS, O_MB,
            O_LR, O_VLR, O_CLIP, O_VCLIP, O_VF, O_GAMMA, O_LAMBDA, O_NOSTD, O_TOKLOSS, O_SAMPLE, O_RCMD, O_RTIMEOUT, O_REF, O_PERTOK, O_SAVE, O_RESUME, O_OVERWRITE, O_SKIPNF,
            O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_BF16, O_GCLIP, O_WD, O_WARM, O_TB, O_BASELINE, O_LOSS,
-           O_SCALE, O_ISLEVEL, O_EPSHIGH, O_MASKTRUNC, O_ENTCOEF };
+           O_SCALE, O_ISLEVEL, O_EPSHIGH, O_MASKTRUNC, O_ENTCOEF, O_RWEIGHTS, O_RNAMES,
+           O_CHAT };
     enum { O_TISCAP = 0x500, O_TISMODE, O_TOPK, O_TOPP }; // off-policy correction, truncated sampling
     static const struct option opts[] = {
         {"tis-cap", 1, 0, O_TISCAP}, {"tis-mode", 1, 0, O_TISMODE}, {"top-k", 1, 0, O_TOPK}, {"top-p", 1, 0, O_TOPP},
@@ -257,6 +268,7 @@ static int run(int argc, char **argv, leash_rl_algo algo, int rloo) {
         {"lora-r", 1, 0, O_LORA_R}, {"lora-alpha", 1, 0, O_LORA_ALPHA}, {"lora-dropout", 1, 0, O_LORA_DROP},
         {"lora-targets", 1, 0, O_LORA_TGT}, {"frozen-bf16", 0, 0, O_BF16}, {"grad-clip", 1, 0, O_GCLIP},
         {"weight-decay", 1, 0, O_WD}, {"warmup", 1, 0, O_WARM}, {"tensorboard", 1, 0, O_TB}, {"stop-at-peak", 0, 0, O_STOP_AT_PEAK},
+        {"reward-weights", 1, 0, O_RWEIGHTS}, {"reward-names", 1, 0, O_RNAMES}, {"chat-template", 0, 0, O_CHAT},
         {"baseline", 1, 0, O_BASELINE}, {"loss", 1, 0, O_LOSS}, {"scale-rewards", 1, 0, O_SCALE},
         {"importance-sampling-level", 1, 0, O_ISLEVEL}, {"epsilon-high", 1, 0, O_EPSHIGH},
         {"mask-truncated-completions", 0, 0, O_MASKTRUNC}, {"entropy-coef", 1, 0, O_ENTCOEF},
@@ -313,7 +325,14 @@ static int run(int argc, char **argv, leash_rl_algo algo, int rloo) {
         case O_MASKTRUNC: bad = GRPO_ONLY("--mask-truncated-completions", "the GRPO loss"), c.grpo.mask_truncated = 1; break;
         case O_ENTCOEF: bad = GRPO_ONLY("--entropy-coef", "the GRPO loss") || cli_float(cmd, "--entropy-coef", optarg, 0, 1e6, &c.grpo.entropy_coef); break;
         case O_SAMPLE: bad = cli_int(cmd, "--sample-every", optarg, 0, 1 << 30, &c.sample_every); break;
-        case O_RCMD: bad = set_reward(cmd, &c.reward, LEASH_REWARD_COMMAND), c.reward.cmd = optarg; break;
+        case O_RCMD:
+            if (!(bad = set_reward(cmd, &c.reward, LEASH_REWARD_COMMAND)) && n_rcmd == 8)
+                bad = fprintf(stderr, "leash %s: at most 8 --reward-cmd\n", cmd) > 0;
+            if (!bad) rcmds[n_rcmd++] = optarg, c.reward.cmd = rcmds[0];
+            break;
+        case O_RWEIGHTS: rweights = optarg; break;
+        case O_RNAMES: rnames = optarg; break;
+        case O_CHAT: c.chat_template = 1; break;
         case O_REF: c.ref_dir = optarg; break;
         case O_LORA_R: bad = cli_int(cmd, "--lora-r", optarg, 0, 4096, &c.lora_rank); break;
         case O_LORA_ALPHA: bad = cli_float(cmd, "--lora-alpha", optarg, 0, 1e6, &c.lora_alpha); break;
@@ -353,6 +372,18 @@ static int run(int argc, char **argv, leash_rl_algo algo, int rloo) {
         return 2;
     }
     c.seed = (uint64_t)seed;
+    const char *rlabels[8];
+    double rw[8];
+    char rlist[256]; // the labels' storage
+    if ((rweights || rnames) && !n_rcmd) {
+        fprintf(stderr, "leash %s: --reward-weights and --reward-names go with --reward-cmd\n", cmd);
+        return 2;
+    }
+    if (n_rcmd && leash_reward_lists(n_rcmd, rweights, rnames, rw, rlabels, rlist, sizeof rlist)) {
+        fprintf(stderr, "leash %s: %s\n", cmd, leash_errmsg());
+        return 2;
+    }
+    c.reward.cmds = rcmds, c.reward.n_cmds = n_rcmd, c.reward.weights = rw, c.reward.cmd_names = rlabels;
     if (leash_dist_rank() != 0) ctx.quiet = 1;
     int rcb = fixed || beta == 0.0f ? leash_beta_fixed(&c.beta, beta) : leash_beta_adaptive(&c.beta, beta, target, horizon);
     if (rcb) {

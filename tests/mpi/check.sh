@@ -82,6 +82,17 @@ run1 "${LORA[@]}" --out "$W/lora1"
 run2 "${LORA[@]}" --out "$W/lora2"
 same "$W/lora1/policy" "$W/lora2/policy" "ppo with LoRA and a BF16 base (3 steps)"
 
+# a scorer's metrics (issue 17): each rank scores its own rows and the batch means are over both ranks' rows, so
+# step 1 (the same responses on 1 and 2 ranks) logs the same gold/len and gold/reward (the run's gold reward)
+METRICS='while IFS= read -r l; do id=$(printf "%s\n" "$l" | sed "s/.*\"id\":\([0-9]*\).*/\1/"); echo "{\"id\": $id, \"reward\": ${#l}, \"metrics\": {\"gold/len\": ${#l}, \"gold/reward\": $(( ${#l} % 3 ))}}"; done'
+SM=(grpo --policy "$W/sft1" --reward-cmd "$METRICS" --prompts "$W/world/prompts.jsonl" --steps 2 --batch 2 --group 3 --max-new 8 --seed 3 -q)
+run1 "${SM[@]}" --out "$W/metrics1"
+run2 "${SM[@]}" --out "$W/metrics2"
+m1=$(head -1 "$W/metrics1/metrics.jsonl" | grep -o '"gold/reward": [-0-9.e]*\|"gold/len": [-0-9.e]*' | tr '\n' ' ')
+m2=$(head -1 "$W/metrics2/metrics.jsonl" | grep -o '"gold/reward": [-0-9.e]*\|"gold/len": [-0-9.e]*' | tr '\n' ' ')
+[ -n "$m1" ] && [ "$m1" = "$m2" ] || fail "scorer metrics: step 1 logs '$m1' on 1 rank, '$m2' on 2 ranks"
+pass "scorer metrics: step 1 logs ${m1}on 1 and on 2 ranks"
+
 # failures end the job with a message, never a hang
 BAD="if [ \"\$OMPI_COMM_WORLD_RANK\" = 1 ]; then exit 3; fi; $REPLY"
 set +e
