@@ -182,6 +182,10 @@ void grpo_policy_loss(const rollout *r, const leash_grpo_config *c, leash_kl_est
         // per sequence (paper): each sequence's token mean, averaged over sequences; per token: one mean
         double w = row_weight(r, c, m, b);
         double seq_lr = c->is_level == LEASH_IS_SEQUENCE ? sequence_log_ratio(r, k, b, newlp) : 0.0;
+        // the exact KL's score-function part: the KL still to come after token t (the rollout's exact KL)
+        double future = 0.0;
+        if (est == LEASH_KL_EXACT)
+            for (int t = 0; t < T; t++) future += r->mb_targets[(long)k * T + t] >= 0 ? r->kl_exact[(long)b * T + t] : 0.0;
         for (int t = 0; t < T; t++) {
             long i = (long)k * T + t, src = (long)b * T + t;
             dlogp[i] = 0.0f;
@@ -201,6 +205,10 @@ void grpo_policy_loss(const rollout *r, const leash_grpo_config *c, leash_kl_est
                 kl = leash_kl_estimate(est, newlp[i], r->ref_logp[src]);
                 dk = leash_kl_estimate_grad(est, newlp[i], r->ref_logp[src]);
                 st->kl_clamped += leash_kl_estimate_clamped(est, newlp[i], r->ref_logp[src]);
+            } else { // grad sum_t KL_t = sum_t (grad KL_t at s_t: grpo_logits_loss) + sum_t KL_t grad log pi(y_<t):
+                // token t's log-prob gets the exact KL of the states after it (a gradient-only term, as REINFORCE's)
+                future -= r->kl_exact[src];
+                dk = future;
             }
             // TRL's metrics: the token mean over the whole minibatch of the KL estimate and of the clipped shares
             double ratio = exp(lp - old);

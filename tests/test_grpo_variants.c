@@ -325,3 +325,84 @@ Test(grpo_variants, adaptive_beta_follows_the_kl_in_the_loss, .timeout = 120) {
     }
     rl_scratch_drop(&w);
 }
+
+/* The exact KL in the loss on two-token responses is the gradient of the *sequence* KL: enumerating every
+ * response of a 3-symbol vocabulary, the expectation under pi of the trainer's gradient (grpo_policy_loss and
+ * grpo_logits_loss on each response, Dr. GRPO's weights, advantage 0, beta 1) equals central differences of
+ * J(z) = w (KL(pi(.|root) || pi_ref) + sum_a pi(a) KL(pi(.|a) || pi_ref(.|a))), w = 1 / (1 x M). Without the
+ * score-function part (the KL still to come on each earlier token's log-prob) the root's gradient misses
+ * sum_a KL_a grad pi(a) and this fails. */
+enum { OV = 3, OS = OV + 1 }; // states: the root, then one per first token
+
+static double lsm(const double *z, int v) { // log softmax of z (OV) at v
+    double m = fmax(z[0], fmax(z[1], z[2])), s = 0;
+    for (int i = 0; i < OV; i++) s += exp(z[i] - m);
+    return z[v] - m - log(s);
+}
+
+static double kl_row(const double *z, const double *q) {
+    double k = 0;
+    for (int v = 0; v < OV; v++) k += exp(lsm(z, v)) * (lsm(z, v) - lsm(q, v));
+    return k;
+}
+
+static double sequence_kl(const double *z, const double *q) { // z, q: (OS, OV)
+    double j = kl_row(z, q);
+    for (int a = 0; a < OV; a++) j += exp(lsm(z, a)) * kl_row(z + (1 + a) * OV, q + (1 + a) * OV);
+    return j / 2; // Dr. GRPO's w = 1 / (sequences x M), one sequence, M = 2
+}
+
+Test(grpo_variants, exact_kl_in_the_loss_is_the_sequence_kl_gradient) {
+    double z[OS * OV], q[OS * OV], want[OS * OV], got[OS * OV] = {0};
+    leash_rng rng;
+    leash_rng_seed(&rng, 21, 0);
+    for (int i = 0; i < OS * OV; i++) z[i] = 2 * leash_rng_uniform(&rng) - 1, q[i] = 2 * leash_rng_uniform(&rng) - 1;
+    for (int i = 0; i < OS * OV; i++) {
+        double x = z[i], h = 1e-5;
+        z[i] = x + h;
+        double up = sequence_kl(z, q);
+        z[i] = x - h;
+        want[i] = (up - sequence_kl(z, q)) / (2 * h);
+        z[i] = x;
+    }
+    rollout r;
+    cr_assert_eq(rollout_alloc(&r, 1, 1, 2, 1), 0);
+    int T = r.T, rows[1] = {0};
+    leash_grpo_config c = leash_rl_defaults(LEASH_GRPO).grpo;
+    c.loss = LEASH_LOSS_DR_GRPO;
+    float newlp[3], dlogp[3], zf[3 * OV], qf[3 * OV], dz[3 * OV];
+    for (int y1 = 0; y1 < OV; y1++)
+        for (int y2 = 0; y2 < OV; y2++) {
+            const double *zs[2] = {z, z + (1 + y1) * OV}, *qs[2] = {q, q + (1 + y1) * OV};
+            int y[2] = {y1, y2};
+            double p = exp(lsm(zs[0], y1) + lsm(zs[1], y2));
+            r.resp_len[0] = 2, r.has_eos[0] = 1;
+            for (int t = 0; t < T; t++) {
+                r.tokens[t] = 0, r.mask[t] = 1, r.targets[t] = t < 2 ? y[t] : -1, r.adv[t] = 0;
+                r.kl_exact[t] = 0, newlp[t] = 0;
+                for (int v = 0; v < OV; v++) zf[t * OV + v] = t < 2 ? (float)zs[t][v] : 0, qf[t * OV + v] = t < 2 ? (float)qs[t][v] : 0;
+                if (t < 2) {
+                    newlp[t] = r.old_logp[t] = (float)lsm(zs[t], y[t]), r.ref_logp[t] = (float)lsm(qs[t], y[t]);
+                    r.kl_exact[t] = (float)kl_row(zs[t], qs[t]);
+                }
+            }
+            rollout_gather(&r, rows, 1);
+            update_stats st = {0};
+            grpo_policy_loss(&r, &c, LEASH_KL_EXACT, 0.2, 1.0, rows, 1, 0, 1, 2, newlp, dlogp, &st);
+            memset(dz, 0, sizeof dz);
+            cr_assert_eq(grpo_logits_loss(&r, &c, LEASH_KL_EXACT, 1.0, 1.0f, rows, 1, 0, 1, 2, zf, qf, OV, dz, &st), 0, "%s", leash_errmsg());
+            for (int t = 0; t < 2; t++) {
+                double *g = got + (t ? (1 + y1) * OV : 0);
+                for (int v = 0; v < OV; v++) // d log pi(y_t) / d z_v = onehot - pi
+                    g[v] += p * (dz[t * OV + v] + dlogp[t] * ((v == y[t]) - exp(lsm(zs[t], v))));
+            }
+        }
+    double worst = 0;
+    for (int i = 0; i < OS * OV; i++) {
+        worst = fmax(worst, fabs(got[i] - want[i]));
+        cr_assert(fabs(got[i] - want[i]) < 1e-6, "logit %d (state %d): expected trainer gradient %.9f, the sequence KL's %.9f", i,
+                  i / OV, got[i], want[i]);
+    }
+    cr_log_info("exact KL in the loss, two-token responses: worst |E[gradient] - grad KL(sequence)| %.3g", worst);
+    rollout_free(&r);
+}
