@@ -179,7 +179,8 @@ void ppo_value_loss(const rollout *r, const int *rows, int n, long ntok, double 
 int grpo_config_check(const leash_grpo_config *c, double clip_eps);
 int grpo_advantages(rollout *r, const leash_grpo_config *c);
 /* The clipped surrogate with beta times the KL estimator of the policy to the reference inside the loss
- * (none for LEASH_KL_EXACT: grpo_logits_loss has it). rows[0..n) is the whole minibatch, of which this rank
+ * (for LEASH_KL_EXACT only its score-function part, the exact KL still to come after each token on that
+ * token's log-prob; grpo_logits_loss has the rest). rows[0..n) is the whole minibatch, of which this rank
  * computes rows[lo..hi), gathered (newlp and dlogp are (hi - lo, T)); ntok: the minibatch's response tokens
  * (TRL's per-token metrics). */
 void grpo_policy_loss(const rollout *r, const leash_grpo_config *c, leash_kl_estimator est, double clip_eps, double beta,
