@@ -98,7 +98,7 @@ int leash_rm_score_texts(leash_gpt *m, const leash_tokenizer *tok, const char *c
             rows[b] = &s[b];
         }
         if (!rc) fill_batch(rows, B, eos, tokens, mask, last, &T);
-        if (!rc) rc = leash_gpt_forward(m, tokens, mask, B, T);
+        if (!rc) rc = leash_gpt_forward_values(m, tokens, mask, B, T); // the scalar head only: no logits
         for (int b = 0; b < B && !rc; b++) scores[i0 + b] = leash_gpt_values(m)[b * T + last[b]];
         for (int b = 0; b < B; b++) free(s[b].ids), s[b].ids = NULL;
     }
