@@ -26,64 +26,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { LEASH_ARCH_GPT2 = 0, LEASH_ARCH_LLAMA = 1 };
-/* Rotary scaling variants (config.json "rope_scaling"): none, "linear" (positions / factor) and "llama3"
- * (Llama 3.1's frequency-band rescaling). Others are refused at load with their name. */
-enum { LEASH_ROPE_DEFAULT = 0, LEASH_ROPE_LINEAR = 1, LEASH_ROPE_LLAMA3 = 2 };
+#include "leash/config.h"
 
-/* LoRA target projections (PEFT's target_modules). Llama family: q_proj k_proj v_proj o_proj gate_proj
- * up_proj down_proj. GPT-2: c_attn (LEASH_LORA_Q: the fused q/k/v), attn.c_proj (O), mlp.c_fc (GATE) and
- * mlp.c_proj (DOWN). */
-enum {
-    LEASH_LORA_Q = 1, LEASH_LORA_K = 2, LEASH_LORA_V = 4, LEASH_LORA_O = 8,
-    LEASH_LORA_GATE = 16, LEASH_LORA_UP = 32, LEASH_LORA_DOWN = 64
-};
-#define LEASH_LORA_SLOTS 7
-#define LEASH_MAX_EOS 8 /* end-of-text ids a model may list */
-
-/* Every field's zero is GPT-2's choice, so a GPT-2 configuration names only the sizes. */
-typedef struct {
-    int vocab_size;           /* V */
-    int n_positions;          /* the longest sequence, T <= n_positions */
-    int n_embd;               /* C */
-    int n_layer;              /* L */
-    int n_head;               /* NH */
-    int arch;                 /* LEASH_ARCH_GPT2 or LEASH_ARCH_LLAMA */
-    char model_type[16];      /* config.json's model_type, kept for saving ("" = "gpt2" or "llama") */
-    int n_kv_head;            /* NKV, grouped-query attention (NH % NKV == 0); 0: NKV = NH */
-    int head_dim;             /* hs; 0: C / NH (then C % NH == 0) */
-    int n_inner;              /* I, the MLP width; 0: 4 C */
-    int qkv_bias;             /* Llama family: q, k, v projections have biases (Qwen2; GPT-2 always has all biases) */
-    int o_bias;               /* Llama family: o_proj has a bias */
-    int mlp_bias;             /* Llama family: gate, up, down projections have biases */
-    int untied_head;          /* 1: a separate lm_head.weight (V, C); 0: the LM head is the token embedding */
-    float rope_theta;         /* RoPE base; 0: 10000 */
-    int rope_scaling;         /* LEASH_ROPE_* */
-    float rope_factor;        /* linear and llama3 scaling */
-    float rope_low_freq_factor, rope_high_freq_factor; /* llama3 */
-    int rope_original_max_positions;                  /* llama3 */
-    int bos_token_id;         /* -1 when none */
-    int eos_token_id;         /* -1 when none; config.json's first id when it gives a list */
-    int n_eos_more;           /* the list's further end ids (Llama 3.1's <|eom_id|>, <|eot_id|>): eos_more[0..n) */
-    int eos_more[LEASH_MAX_EOS - 1];
-    float layer_norm_epsilon; /* GPT-2's LayerNorm or Llama's RMSNorm epsilon: 1e-5, 1e-6, ... */
-    int lora_rank;            /* LoRA: r > 0 adds low-rank adapters and freezes every base weight; 0: none */
-    float lora_alpha;         /* the adapters' output is scaled by alpha / r */
-    float lora_dropout;       /* kept for adapter_config.json; leash's forwards apply no dropout (docs/models.md) */
-    unsigned lora_targets;    /* LEASH_LORA_* bits */
-    int scalar_head;          /* 1: a scalar head (value or reward) on the final hidden state */
-    float score_mean;         /* scalar head: mean and standard deviation of its scores on reference texts, */
-    float score_std;          /* for reward normalisation; both 0 when not measured */
-} leash_gpt_config;
-
-/* 1 when id ends a text for this model: eos_token_id or one of eos_more. */
-int leash_gpt_is_eos(const leash_gpt_config *cfg, int id);
-/* Checks ranges and consistency (C % NH, NH % NKV, ids < V, ...); a message names the field. */
-int leash_gpt_config_check(const leash_gpt_config *cfg);
-/* The derived sizes: head size hs, key/value heads NKV, MLP width I. */
-int leash_gpt_head_size(const leash_gpt_config *cfg);
-int leash_gpt_kv_heads(const leash_gpt_config *cfg);
-int leash_gpt_mlp_width(const leash_gpt_config *cfg);
+/* leash_gpt_config, the architecture enums and the LoRA target bits: leash/config.h */
 
 typedef struct {
     char name[96];    /* Hugging Face name (PEFT's for LoRA adapters) */
