@@ -18,6 +18,7 @@
 #include "leash/optim.h"
 #include "leash/rng.h"
 #include "leash/sample.h"
+#include "../src/matmul_stats.h" // the benchmark hooks of leash_sgemm, not public
 
 #include "bench.h"
 

@@ -1,11 +1,12 @@
-/* The one matrix-product function: everything goes through OpenBLAS sgemm. See include/leash/ops.h.
+/* The one F32 matrix-product function: everything goes through OpenBLAS sgemm. See include/leash/ops.h.
  * It also counts the time and FLOPs it spends (two clock reads per call), so benchmarks can say how
- * close the products inside a training step come to OpenBLAS alone. */
+ * close the products inside a training step come to OpenBLAS alone (matmul_stats.h, not public). */
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
 #include <time.h>
 
 #include "leash/ops.h"
+#include "matmul_stats.h"
 
 static double sgemm_seconds, sgemm_flops; // called from serial code only: no race
 static leash_sgemm_shape *rec;

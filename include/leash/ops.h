@@ -17,18 +17,6 @@
 void leash_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                  int ldb, float beta, float *C, int ldc);
 
-/* Seconds and floating-point operations spent in leash_sgemm since the last reset, for benchmarks that
- * compare the products inside a training step with OpenBLAS alone. reset != 0 zeroes the counters. */
-void leash_sgemm_stats(double *seconds, double *flops, int reset);
-
-typedef struct {
-    int trans_a, trans_b, M, N, K;
-} leash_sgemm_shape;
-
-/* Records the shapes of the following leash_sgemm calls into shapes (up to max; shapes = NULL stops).
- * Returns how many calls were recorded since recording started. For benchmarks. */
-int leash_sgemm_record(leash_sgemm_shape *shapes, int max);
-
 /* BF16 compute for frozen weights stored in BF16 (leash_gpt_store_bf16). The same product as
  * leash_linear_forward (ldo >= OC; w (C, OC), or (OC, C) when w_out_in; bias (OC) or NULL) with w in BF16 and
  * inp rounded to BF16 (nearest, ties to even), the products summed in FP32 (oneDNN's matmul). Each output then
