@@ -125,8 +125,11 @@ static const char *usage_tail =
     "  --frozen-bf16        keep frozen weights (reference, reward model, a LoRA base) in BF16: half their\n"
     "                       memory; exact for BF16 checkpoints, else the reference is the policy rounded\n";
 
-static void print_usage(FILE *f, leash_rl_algo algo) {
-    fputs(algo == LEASH_PPO ? usage_head_ppo : usage_head_grpo, f);
+static void print_usage(FILE *f, leash_rl_algo algo, int rloo) {
+    if (rloo) fputs("usage: leash rloo --policy SFT_DIR REWARD --prompts PROMPTS.jsonl --out DIR [options]\n"
+                    "RLOO: leash grpo with --baseline loo (each response's advantage is its reward minus the mean of\n"
+                    "the other G-1 of its group) and --scale-rewards none; every grpo option below applies.\n", f);
+    else fputs(algo == LEASH_PPO ? usage_head_ppo : usage_head_grpo, f);
     fputs(usage_common, f);
     fputs(algo == LEASH_PPO ? usage_ppo : usage_grpo, f);
     fputs(usage_tail, f);
@@ -362,8 +365,8 @@ static int run(int argc, char **argv, leash_rl_algo algo, int rloo) {
         case O_GCLIP: bad = cli_float(cmd, "--grad-clip", optarg, 0, 1e30, &c.optim.grad_clip), c.ppo.value_optim.grad_clip = c.optim.grad_clip; break;
         case O_WD: bad = cli_float(cmd, "--weight-decay", optarg, 0, 10, &c.optim.weight_decay), c.ppo.value_optim.weight_decay = c.optim.weight_decay; break;
         case O_WARM: bad = cli_int(cmd, "--warmup", optarg, 0, 1 << 30, &c.optim.warmup_steps), c.ppo.value_optim.warmup_steps = c.optim.warmup_steps; break;
-        case 'h': print_usage(stdout, algo); return 0;
-        default: print_usage(stderr, algo); return 2;
+        case 'h': print_usage(stdout, algo, rloo); return 0;
+        default: print_usage(stderr, algo, rloo); return 2;
         }
     }
     if (bad) return 2;
