@@ -220,6 +220,8 @@ static const rl_option RL_OPTIONS[] = {
     {"reward-weights", OPT_STR, BOTH, 0, 0, F(reward_weights)}, {"reward-names", OPT_STR, BOTH, 0, 0, F(reward_names)},
     {"chat-template", OPT_SET, BOTH, 0, 0, F(c.chat_template)},
     {"top-k", OPT_INT, BOTH, 0, 1 << 30, F(c.top_k)},      {"top-p", OPT_FLOAT, BOTH, 1e-9, 1.0, F(c.top_p)},
+    {"ref-sync-every", OPT_INT, BOTH, 0, 1 << 30, F(c.ref_sync_every)},
+    {"ref-sync-alpha", OPT_FLOAT, BOTH, 1e-6, 1.0, F(c.ref_sync_alpha)},
     {"tis-cap", OPT_FLOAT, BOTH, 0, 1e6, F(c.tis_cap)},     {"tis-mode", OPT_STR, BOTH, 0, 0, F(tis_mode)},
     {"stop-at-peak", OPT_SET, BOTH, 0, 0, F(stop_at_peak)},
 };

@@ -33,6 +33,7 @@ leash_rl_config leash_rl_defaults(leash_rl_algo algo) {
     c.max_new = 24;
     c.temperature = 1.0f;
     c.top_p = 1.0f;
+    c.ref_sync_alpha = 0.6f; // TRL's ref_model_mixup_alpha (used once ref_sync_every > 0)
     if (algo == LEASH_GRPO) leash_beta_fixed(&c.beta, 0.04);
     else leash_beta_adaptive(&c.beta, LEASH_BETA_DEFAULT_INIT, LEASH_BETA_DEFAULT_TARGET, LEASH_BETA_DEFAULT_HORIZON);
     c.kl_estimator = algo == LEASH_GRPO ? LEASH_KL_K3 : LEASH_KL_K1;
@@ -81,6 +82,7 @@ static int check(const leash_rl_config *c) {
         return leash_fail(LEASH_EINVAL, "--lora-r %d, --lora-alpha %g, --lora-dropout %g: r >= 0 (0: off), alpha >= 0 (0: 2r), "
                                         "0 <= dropout < 1",
                           c->lora_rank, (double)c->lora_alpha, (double)c->lora_dropout);
+    if (c->ref_sync_every && ref_sync_check(c)) return LEASH_EINVAL; // its message says why
     if (c->top_k < 0 || !(c->top_p > 0.0f && c->top_p <= 1.0f))
         return leash_fail(LEASH_EINVAL, "--top-k %d, --top-p %g: top-k >= 0 (0: off), top-p in (0, 1] (1: off)", c->top_k, (double)c->top_p);
     if (!(c->tis_cap >= 0) || !isfinite(c->tis_cap) || c->tis_mode < LEASH_TIS_TOKEN_TRUNCATE || c->tis_mode > LEASH_TIS_SEQUENCE_MASK)
@@ -584,6 +586,7 @@ static int setup(rl_run *s, const leash_rl_config *c, const char **tok_dir) {
     if (!rc && !s->ref && !(s->ref_logits = malloc((size_t)s->mb * s->r.T * leash_gpt_cfg(s->policy)->vocab_size * sizeof(float))))
         rc = leash_fail(LEASH_ENOMEM, "cannot allocate the reference's logits for a minibatch of %d", s->mb);
     if (!rc) rc = own_rows(s);
+    if (!rc) rc = ref_sync_ready(s, c); // --ref-sync-every: a reference that can take the policy's weights
     if (!rc) rc = leash_adamw_create(&s->popt, &c->optim, leash_gpt_num_trainable(s->policy));
     if (!rc && s->value) rc = leash_adamw_create(&s->vopt, &c->ppo.value_optim, leash_gpt_num_trainable(s->value));
     return rc;
@@ -614,7 +617,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     leash_klwatch watch;
     if (!rc) rc = leash_klwatch_init(&watch, LEASH_KLWATCH_DEFAULT_LOW, LEASH_KLWATCH_DEFAULT_HIGH);
     if (!rc && c->resume) {
-        rl_state st = {.beta = cfg.beta, .watch = watch, .hist = hist};
+        rl_state st = {.beta = cfg.beta, .watch = watch, .hist = hist, .ref_model = ref_sync_holder(&s, c, c->steps)};
         if (!(rc = rl_checkpoint_load(c->out_dir, c, s.policy, s.value, &s.popt, s.value ? &s.vopt : NULL, &st)))
             start = st.step, cfg.beta = st.beta, watch = st.watch, alarm = st.alarm, skipped = st.skipped, num_tokens = st.num_tokens;
     }
@@ -677,6 +680,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         for (int b = 0; b < R; b++) num_tokens += s.plen[r->prompt_index[b]] + r->resp_len[b];
         trl_metrics(&table, c, &s, &st, beta, num_tokens);
         offpolicy_metrics(&table, c, r, &st, &tis);
+        ref_sync_metrics(&table, c, step);
         if (c->reward.kind == LEASH_REWARD_COMMAND && (rc = scorers_metrics(&s.scorers, &table))) break;
         p.metrics = &table;
         if (metrics.f && (rc = leash_log_metrics(&metrics, &table))) break;
@@ -690,6 +694,8 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         stop = fn && fn(&p, ctx);
         p.batch = NULL;
     step_end:
+        // --ref-sync-every: the reference moves to the policy after every N-th step (skipped or not)
+        if (c->ref_sync_every && (step + 1) % c->ref_sync_every == 0 && (rc = ref_sync_step(&s, c))) break;
         // a stop asked for on any rank (the callback, or SIGINT/SIGTERM) stops every rank after this step
         stop = stop || leash_stop_requested();
         if ((rc = leash_dist_sum_i32(&stop, 1, "stop request"))) break;
@@ -703,7 +709,7 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         }
         if (rank0 && (stop || last || (c->save_every && (step + 1) % c->save_every == 0))) {
             rl_state now = {.step = step + 1, .beta = cfg.beta, .watch = watch, .alarm = alarm, .skipped = skipped, .hist = hist,
-                            .num_tokens = num_tokens};
+                            .num_tokens = num_tokens, .ref_model = ref_sync_holder(&s, c, step + 1)};
             rc = rl_checkpoint_save(c->out_dir, c, s.policy, s.value, &s.popt, s.value ? &s.vopt : NULL, &now);
         }
         if (stop) break;

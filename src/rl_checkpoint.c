@@ -82,6 +82,8 @@ static void add_settings(cJSON *o, const leash_rl_config *c) {
     cJSON_AddNumberToObject(o, "top_p", c->top_p);
     cJSON_AddNumberToObject(o, "tis_cap", c->tis_cap);
     cJSON_AddStringToObject(o, "tis_mode", leash_tis_mode_name(c->tis_mode));
+    cJSON_AddNumberToObject(o, "ref_sync_every", c->ref_sync_every);
+    cJSON_AddNumberToObject(o, "ref_sync_alpha", c->ref_sync_every ? c->ref_sync_alpha : 0);
     if (c->algo == LEASH_GRPO) { // the GRPO family's choices (TRL's names); PPO's checkpoints do not carry them
         const char *const choices[] = {"baseline", "loss", "scale_rewards", "importance_sampling_level"};
         for (size_t i = 0; i < sizeof choices / sizeof choices[0]; i++)
@@ -123,6 +125,7 @@ int rl_checkpoint_save(const char *out_dir, const leash_rl_config *c, const leas
             rc = leash_adamw_save(vopt, path);
         }
     }
+    if (!rc && st->ref_model) rc = ref_sync_save(st->ref_model, dir); // a refreshed reference is not the SFT model
     if (rc) return leash_fail_wrap(rc, "writing the checkpoint of step %d (the previous one is intact)", st->step);
     cJSON *o = cJSON_CreateObject(), *b = cJSON_CreateObject(), *w = cJSON_CreateObject(), *h = cJSON_CreateArray();
     cJSON_AddNumberToObject(o, "step", st->step);
@@ -269,6 +272,8 @@ int rl_checkpoint_load(const char *out_dir, const leash_rl_config *c, leash_gpt 
         else rc = leash_fail(LEASH_EFORMAT, "%s: history[%d] is not a number", path, i);
     }
     cJSON_Delete(o);
+    // the refreshed reference first: with LoRA it is the policy's own base, under the adapters loaded next
+    if (!rc && st->ref_model && st->step >= c->ref_sync_every) rc = ref_sync_load(st->ref_model, cur);
     snprintf(path, sizeof path, "%s/policy", cur);
     if (!rc) rc = load_into(policy, path);
     snprintf(path, sizeof path, "%s/policy_optimizer.safetensors", cur);

@@ -150,7 +150,22 @@ typedef struct {
     double *hist;         // (4 x steps) proxy, gold, grammatical, reference NLL of each step done
     double num_tokens;    // prompt and response tokens of every row so far (TRL's num_tokens); NAN: a checkpoint
                           // from before it was kept (logged as null from then on)
+    leash_gpt *ref_model; // --ref-sync-every: the model whose parameter block holds the refreshed reference (the
+                          // reference, or with LoRA the policy's base), saved once refreshed; NULL: not kept
 } rl_state;
+
+/* Reference refresh (src/ref_sync.c). ref_sync_check: the options alone; ref_sync_ready: with the models
+ * loaded (LoRA: alpha 1 and no --ref; else the reference of the policy's shape); ref_sync_step: ref <- alpha
+ * policy + (1 - alpha) ref, or the LoRA merge; ref_sync_holder: the model holding the reference once
+ * steps_done steps have refreshed it (NULL before, or without refresh); ref_sync_metrics: ref/syncs, the
+ * refreshes before step `step` (0-based) was collected; ref_sync_save / _load: DIR/reference.safetensors. */
+int ref_sync_check(const leash_rl_config *c);
+int ref_sync_ready(const rl_run *s, const leash_rl_config *c);
+int ref_sync_step(rl_run *s, const leash_rl_config *c);
+leash_gpt *ref_sync_holder(rl_run *s, const leash_rl_config *c, int steps_done);
+void ref_sync_metrics(leash_metrics *t, const leash_rl_config *c, int step);
+int ref_sync_save(leash_gpt *holder, const char *dir);
+int ref_sync_load(leash_gpt *holder, const char *dir);
 
 /* Writes OUT/checkpoint atomically as a set (value and vopt may be NULL: GRPO). */
 int rl_checkpoint_save(const char *out_dir, const leash_rl_config *c, const leash_gpt *policy, const leash_gpt *value,

@@ -350,3 +350,117 @@ Test(offpolicy, top_k_top_p_runs_start_at_ratio_one, .timeout = 240) {
     rl_scratch_drop(&s);
 }
 
+/* ---- reference refresh ------------------------------------------------------------------------------------ */
+
+typedef struct {
+    int lora;
+    size_t n;
+    float *policy2, *ref1, *ref3; /* step 2's policy (after its update), step 1's and step 3's reference */
+    double kl[4], syncs[4];
+} refwatch;
+
+/* The reference's weights as the step's callback sees them (the LoRA reference is the policy's base). */
+static const float *ref_weights(const leash_rl_batch *b, size_t *n) {
+    leash_gpt *m = (leash_gpt *)(b->ref ? b->ref : b->policy);
+    *n = leash_gpt_num_params(m);
+    return leash_gpt_params(m);
+}
+
+static int on_ref_step(const leash_rl_progress *p, void *ctx) {
+    refwatch *w = ctx;
+    size_t n;
+    const float *ref = ref_weights(p->batch, &n);
+    w->n = n;
+    if (p->step <= 4) w->kl[p->step - 1] = p->kl_exact, w->syncs[p->step - 1] = leash_metrics_value(p->metrics, "ref/syncs");
+    float **keep = p->step == 1 ? &w->ref1 : p->step == 3 ? &w->ref3 : NULL;
+    if (keep) {
+        *keep = malloc(n * sizeof(float));
+        memcpy(*keep, ref, n * sizeof(float));
+    }
+    if (p->step == 2) {
+        w->policy2 = malloc(n * sizeof(float));
+        memcpy(w->policy2, leash_gpt_params((leash_gpt *)p->batch->policy), n * sizeof(float));
+    }
+    return 0;
+}
+
+static leash_rl_config ref_config(const rl_scratch *s, leash_rl_algo algo, int lora, float alpha) {
+    leash_rl_config c = leash_rl_defaults(algo);
+    c.policy_dir = s->dir, c.prompts = s->prompts, c.out_dir = s->out, c.reward.kind = LEASH_REWARD_GOLD;
+    c.steps = 4, c.batch = algo == LEASH_PPO ? 4 : 2, c.grpo.group = 3, c.max_new = 6, c.seed = 9, c.optim.lr = 1e-2f;
+    c.sample_every = 0, c.lora_rank = lora ? 2 : 0, c.ref_sync_every = 2, c.ref_sync_alpha = alpha;
+    return c;
+}
+
+Test(refsync, polyak_mix_every_n_steps, .timeout = 180) {
+    rl_scratch s;
+    rl_scratch_make(&s, "refsync");
+    for (int lora = 0; lora < 2; lora++) {
+        float alpha = lora ? 1.0f : 0.6f;
+        leash_rl_config c = ref_config(&s, LEASH_PPO, lora, alpha);
+        refwatch w = {.lora = lora};
+        cr_assert_eq(leash_rl_train(&c, on_ref_step, &w, NULL), 0, "%s", leash_errmsg());
+        // the step-3 reference is alpha x step 2's policy + (1 - alpha) x the SFT model, as computed here
+        double worst = 0.0;
+        size_t moved = 0;
+        for (size_t i = 0; i < w.n; i++) {
+            double a = alpha, want = lora ? w.ref1[i] : (float)(a * w.policy2[i] + (1.0 - a) * w.ref1[i]);
+            double d = fabs(w.ref3[i] - want);
+            if (!lora && d > worst) worst = d;
+            moved += w.ref3[i] != w.ref1[i];
+        }
+        if (!lora) cr_assert_eq(worst, 0.0, "Polyak mix off by %g", worst);
+        cr_assert(moved > 0, "the reference did not move");
+        cr_assert(w.syncs[0] == 0 && w.syncs[1] == 0 && w.syncs[2] == 1 && w.syncs[3] == 1, "ref/syncs %g %g %g %g", w.syncs[0],
+                  w.syncs[1], w.syncs[2], w.syncs[3]);
+        cr_assert_eq(w.kl[0], 0.0);
+        cr_assert(w.kl[1] > 0, "step 2's KL %g", w.kl[1]);
+        // alpha 1 (LoRA: merged): the reference is the policy of step 3's rollout, so its KL is 0 to rounding
+        if (lora) cr_assert(fabs(w.kl[2]) < 1e-4 * w.kl[1] + 1e-9, "after the merge the KL is %g (step 2: %g)", w.kl[2], w.kl[1]);
+        else cr_assert(w.kl[2] < w.kl[1], "after the mix the KL %g did not fall below step 2's %g", w.kl[2], w.kl[1]);
+        printf("refsync %s alpha %g: %zu of %zu weights moved, mix exact (worst %g); exact KL per step %.5f %.5f %.5f %.5f\n",
+               lora ? "LoRA" : "full", (double)alpha, moved, w.n, worst, w.kl[0], w.kl[1], w.kl[2], w.kl[3]);
+        free(w.policy2), free(w.ref1), free(w.ref3);
+    }
+    // LoRA below alpha 1 is refused, saying why
+    leash_rl_config c = ref_config(&s, LEASH_GRPO, 1, 0.5f);
+    cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_EINVAL);
+    cr_assert(strstr(leash_errmsg(), "--ref-sync-alpha 0.5 with LoRA") && strstr(leash_errmsg(), "give --ref-sync-alpha 1"),
+              "%s", leash_errmsg());
+    rl_scratch_drop(&s);
+}
+
+/* A refreshed reference is in the checkpoint: 3 steps then --resume to 4 equals 4 steps straight. */
+Test(refsync, resume_restores_the_refreshed_reference, .timeout = 240) {
+    rl_scratch s;
+    rl_scratch_make(&s, "refresume");
+    char cmd[1024], a[200], b[200];
+    for (int lora = 0; lora < 2; lora++) {
+        leash_rl_config c = ref_config(&s, LEASH_PPO, lora, lora ? 1.0f : 0.6f);
+        snprintf(a, sizeof a, "%s/straight%d", s.dir, lora), snprintf(b, sizeof b, "%s/resumed%d", s.dir, lora);
+        c.out_dir = a;
+        cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), 0, "%s", leash_errmsg());
+        c.out_dir = b, c.steps = 3;
+        cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), 0, "%s", leash_errmsg());
+        snprintf(cmd, sizeof cmd, "test -f %s/checkpoint/reference.safetensors", b);
+        cr_assert_eq(system(cmd), 0, "no reference in the checkpoint of step 3");
+        c.steps = 4, c.resume = 1;
+        cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), 0, "%s", leash_errmsg());
+        // the same policy bytes, the same reference, and the same metrics but for the clock
+        const char *model = lora ? "adapter_model.safetensors" : "model.safetensors";
+        snprintf(cmd, sizeof cmd, "cmp %s/policy/%s %s/policy/%s && cmp %s/checkpoint/reference.safetensors "
+                                  "%s/checkpoint/reference.safetensors", a, model, b, model, a, b);
+        cr_assert_eq(system(cmd), 0, "%s run: resumed at step 3 differs from straight (%s)", lora ? "LoRA" : "full", cmd);
+        snprintf(cmd, sizeof cmd, "for d in %s %s; do sed -e 's/, \"time[^,]*//' -e 's/, \"tokens_per_s[^,]*//' "
+                                  "$d/metrics.jsonl > $d/m.txt; done; cmp %s/m.txt %s/m.txt", a, b, a, b);
+        cr_assert_eq(system(cmd), 0, "%s run: metrics differ (%s)", lora ? "LoRA" : "full", cmd);
+        printf("refsync %s: 3 steps + --resume to 4 = 4 steps straight (policy, reference, metrics)\n", lora ? "LoRA" : "full");
+        // without the reference in the checkpoint the resume would score against the SFT model: refuse
+        snprintf(cmd, sizeof cmd, "rm %s/checkpoint/reference.safetensors", b);
+        cr_assert_eq(system(cmd), 0);
+        c.steps = 5;
+        cr_assert_neq(leash_rl_train(&c, NULL, NULL, NULL), 0);
+        cr_assert(strstr(leash_errmsg(), "refreshed reference"), "%s", leash_errmsg());
+    }
+    rl_scratch_drop(&s);
+}

@@ -100,6 +100,9 @@ void leash_gpt_set_adapters(leash_gpt *m, int on);
 const char *leash_gpt_source_dir(const leash_gpt *m);
 /* A model without adapters whose weights are base + (alpha / r) B A: what the LoRA model computes. */
 int leash_gpt_merge_lora(leash_gpt **out, const leash_gpt *m);
+/* The same in place: base += (alpha / r) B A, then B = 0 (A is kept), so the model computes what it did (to
+ * float rounding) and its base, the reference with adapters off, is now the policy: a hard reference refresh. */
+int leash_gpt_merge_lora_into_base(leash_gpt *m);
 /* Parses PEFT target_modules ("q_proj,v_proj", "all-linear") for an architecture into LEASH_LORA_* bits;
  * an unknown name is an error naming it and the choices. */
 int leash_lora_parse_targets(const char *list, int arch, unsigned *targets);

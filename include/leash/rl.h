@@ -161,6 +161,12 @@ typedef struct {
      * policy/is_ratio_{mean,min,max} are logged either way */
     float tis_cap;
     leash_tis_mode tis_mode;
+    /* reference refresh (TR-DPO; TRL's sync_ref_model): after every ref_sync_every-th step the reference becomes
+     * ref_sync_alpha x policy + (1 - alpha) x reference (Polyak; TRL's ref_model_mixup_alpha, default 0.6). With
+     * LoRA, where the reference is the base under the adapters, only alpha 1: the adapters are merged into the
+     * base and start again from B = 0. A refreshed reference is kept in the checkpoint. 0: never */
+    int ref_sync_every;
+    float ref_sync_alpha;
     /* reporting */
     int sample_every;        /* print / store samples every N steps; 0: off */
     /* checkpoints (OUT/checkpoint, replaced atomically as a set): every save_every steps (0: only at the end

@@ -112,6 +112,9 @@ static const char *usage_tail =
     "  --skip-nonfinite     a non-finite reward, KL or gradient skips that batch or update (counted in\n"
     "                       skipped/nonfinite, reported) instead of stopping the run with an error\n"
     "  --ref DIR            a different frozen reference (same tokenizer; default: the --policy model)\n"
+    "  --ref-sync-every N   refresh the reference after every N steps (TR-DPO, TRL's sync_ref_model; 0: never):\n"
+    "  --ref-sync-alpha A   ref <- A policy + (1 - A) ref (default 0.6, TRL's); LoRA: A must be 1, the adapters\n"
+    "                       are merged into the base (the reference) and start again from B = 0 (ref/syncs)\n"
     "  --stop-at-peak       stop once the gold reward has passed the peak of Gao et al.'s d (alpha - beta log d)\n"
     "                       fitted to this run's gold gain against d = sqrt(exact KL), 3 steps running (fits\n"
     "                       from step 10; gold: a scorer's gold/reward, else the world's with --gold-metrics)\n"
@@ -254,9 +257,10 @@ static int run(int argc, char **argv, leash_rl_algo algo, int rloo) {
            O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_BF16, O_GCLIP, O_WD, O_WARM, O_TB, O_BASELINE, O_LOSS,
            O_SCALE, O_ISLEVEL, O_EPSHIGH, O_MASKTRUNC, O_ENTCOEF, O_RWEIGHTS, O_RNAMES,
            O_CHAT };
-    enum { O_TISCAP = 0x500, O_TISMODE, O_TOPK, O_TOPP }; // off-policy correction, truncated sampling
+    enum { O_TISCAP = 0x500, O_TISMODE, O_TOPK, O_TOPP, O_REFSYNC, O_REFALPHA }; // off-policy, top-k/p, reference refresh
     static const struct option opts[] = {
         {"tis-cap", 1, 0, O_TISCAP}, {"tis-mode", 1, 0, O_TISMODE}, {"top-k", 1, 0, O_TOPK}, {"top-p", 1, 0, O_TOPP},
+        {"ref-sync-every", 1, 0, O_REFSYNC}, {"ref-sync-alpha", 1, 0, O_REFALPHA},
         {"policy", 1, 0, O_POLICY}, {"reward", 1, 0, O_REWARD}, {"gold-reward", 0, 0, O_GOLDR},
         {"gold-metrics", 0, 0, O_GOLDM}, {"prompts", 1, 0, O_PROMPTS}, {"out", 1, 0, O_OUT}, {"beta", 1, 0, O_BETA},
         {"fixed-beta", 0, 0, O_FIXED}, {"kl-target", 1, 0, O_TARGET}, {"kl-horizon", 1, 0, O_HORIZON},
@@ -355,6 +359,8 @@ static int run(int argc, char **argv, leash_rl_algo algo, int rloo) {
         }
         case 'q': ctx.quiet = 1; break;
         case O_TB: tb_dir = optarg; break;
+        case O_REFSYNC: bad = cli_int(cmd, "--ref-sync-every", optarg, 0, 1 << 30, &c.ref_sync_every); break;
+        case O_REFALPHA: bad = cli_float(cmd, "--ref-sync-alpha", optarg, 1e-6, 1.0, &c.ref_sync_alpha); break;
         case O_TOPK: bad = cli_int(cmd, "--top-k", optarg, 0, 1 << 30, &c.top_k); break;
         case O_TOPP: bad = cli_float(cmd, "--top-p", optarg, 1e-9, 1.0, &c.top_p); break;
         case O_TISCAP: bad = cli_float(cmd, "--tis-cap", optarg, 0, 1e6, &c.tis_cap); break;
