@@ -260,7 +260,7 @@ int leash_gpt_forward(leash_gpt *m, const int *tokens, const uint8_t *mask, int 
         m->head_B = m->head_T = 0;
         if (!(m->head_memory = calloc((m->frozen ? 1 : 2) * N * V, sizeof(float))))
             return leash_fail(LEASH_ENOMEM, "cannot allocate logits for batch (B=%d, T=%d): %.1f MB; lower the batch "
-                                            "size, or use leash_gpt_score when no backward is needed",
+                                            "size or the sequence length",
                               B, T, 8e-6 * N * V);
         m->head_B = B, m->head_T = T;
     }
@@ -282,41 +282,6 @@ static int row_failure(const float *row, int V, float temperature, int n, int T)
 }
 
 
-int leash_gpt_score(leash_gpt *m, const int *tokens, const uint8_t *mask, const int *targets, int B, int T,
-                    float temperature, float *logp, float *entropy) {
-    int rc = forward_trunk(m, tokens, mask, B, T);
-    if (rc) return rc;
-    int N = B * T, V = m->cfg.vocab_size, C = m->cfg.n_embd;
-    for (int n = 0; n < N; n++)
-        if (targets[n] >= V)
-            return leash_fail(LEASH_EINVAL, "target %d at (sequence %d, position %d) is outside the vocabulary [0, %d)",
-                              targets[n], n / T, n % T, V);
-    if (!m->chunk && !(m->chunk = malloc((size_t)SCORE_ROWS * V * sizeof(float))))
-        return leash_fail(LEASH_ENOMEM, "cannot allocate %d logit rows", SCORE_ROWS);
-    for (int r0 = 0; r0 < N; r0 += SCORE_ROWS) {
-        int rows = N - r0 < SCORE_ROWS ? N - r0 : SCORE_ROWS, bad = -1;
-        leash_sgemm(0, 1, rows, V, C, 1.0f, m->a.lnf + (size_t)r0 * C, C, leash_gpt_head_weight(m), C, 0.0f, m->chunk, V);
-#pragma omp parallel for schedule(static)
-        for (int i = 0; i < rows; i++) {
-            int n = r0 + i;
-            const float *z = m->chunk + (size_t)i * V;
-            double lse, h = 0.0;
-            logp[n] = 0.0f;
-            if (entropy) entropy[n] = 0.0f;
-            if (targets[n] < 0) continue;
-            if (leash_logsumexp(z, V, temperature, &lse) || (entropy && leash_entropy(z, V, temperature, &h))) {
-#pragma omp critical(leash_gpt_score)
-                if (bad < 0 || i < bad) bad = i;
-                continue;
-            }
-            logp[n] = (float)(z[targets[n]] / (double)temperature - lse);
-            if (entropy) entropy[n] = (float)h;
-        }
-        if (bad >= 0) return row_failure(m->chunk + (size_t)bad * V, V, temperature, r0 + bad, T);
-    }
-    return LEASH_OK;
-}
-
 const float *leash_gpt_logits(const leash_gpt *m) { return m->a.logits; }
 const float *leash_gpt_values(const leash_gpt *m) { return m->a.values; }
 float *leash_gpt_dlogits(leash_gpt *m) { return m->a.dlogits; }
@@ -330,7 +295,7 @@ static int refuse_frozen(const leash_gpt *m, const char *what) {
 
 int leash_gpt_backward(leash_gpt *m) {
     if (refuse_frozen(m, "backward")) return LEASH_EINVAL;
-    if (!m->has_logits) return leash_fail(LEASH_EINVAL, "backward needs a leash_gpt_forward first (leash_gpt_score keeps no logits)");
+    if (!m->has_logits) return leash_fail(LEASH_EINVAL, "backward needs a leash_gpt_forward first");
     const leash_gpt_config *c = &m->cfg;
     const dims *d = &m->d;
     int B = m->B, T = m->T, N = B * T, C = d->C, L = d->L, V = d->V, NH = d->NH;
@@ -396,7 +361,7 @@ int leash_gpt_backward(leash_gpt *m) {
 
 static int check_targets(const leash_gpt *m, const int *targets) {
     if (!m->has_logits)
-        return leash_fail(LEASH_EINVAL, "token log-probs need a leash_gpt_forward first (leash_gpt_score returns its own)");
+        return leash_fail(LEASH_EINVAL, "token log-probs need a leash_gpt_forward first");
     for (size_t i = 0; i < (size_t)m->B * m->T; i++)
         if (targets[i] >= m->cfg.vocab_size)
             return leash_fail(LEASH_EINVAL, "target %d at (sequence %zu, position %zu) is outside the vocabulary [0, %d)",

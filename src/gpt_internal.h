@@ -7,8 +7,6 @@
 
 #include "leash/gpt.h"
 
-#define SCORE_ROWS 64 // rows of logits leash_gpt_score computes at a time (m->chunk)
-
 /* One projection: weight and bias (NULL when it has none), and its LoRA adapter (A (r, in), B (out, r);
  * NULL when it has none). */
 typedef struct {
@@ -135,8 +133,7 @@ struct leash_gpt {
     acts a;
     float *head_memory;         // logits and dlogits for shape (head_B, head_T), allocated on first use
     int head_B, head_T;
-    int has_logits;             // the last pass was leash_gpt_forward (not leash_gpt_score)
-    float *chunk;               // (SCORE_ROWS, V) logits of a few rows, for leash_gpt_score
+    int has_logits;             // the last pass was leash_gpt_forward (it made logits)
     int *tokens;                // (B, T) copy of the last forward's tokens
     int frozen;                 // leash_gpt_freeze(): no gradients, no backward buffers
     int first_trainable;        // the first tensor with a gradient: 0, or with LoRA the first adapter

@@ -225,7 +225,6 @@ void leash_gpt_free(leash_gpt *m) {
     free(m->grads);
     free(m->act_memory);
     free(m->head_memory);
-    free(m->chunk);
     free(m->tokens);
     free(m);
 }
@@ -432,6 +431,6 @@ int leash_gpt_set_bf16_compute(leash_gpt *m, int on) {
 size_t leash_gpt_memory_bytes(const leash_gpt *m) {
     size_t V = m->cfg.vocab_size, head = (size_t)m->head_B * m->head_T * V * (m->frozen ? 1 : 2);
     size_t f32 = m->num_params - m->bf16_n + (m->bf16 ? m->layer_bf16[1] - m->layer_bf16[0] : 0); // + wscratch
-    return (f32 + (m->grads ? leash_gpt_num_trainable(m) : 0) + head + m->bf16_n / 2 + (m->chunk ? (size_t)SCORE_ROWS * V : 0)) * sizeof(float) +
+    return (f32 + (m->grads ? leash_gpt_num_trainable(m) : 0) + head + m->bf16_n / 2) * sizeof(float) +
            m->act_bytes + (m->tokens ? (size_t)m->B * m->T * sizeof(int) : 0);
 }

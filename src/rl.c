@@ -1,5 +1,7 @@
-/* The RL loop shared by PPO and GRPO: rollouts, the frozen reference, rewards, the KL leash, updates,
- * metrics, the reward-hacking alarm. See include/leash/rl.h and src/rl_internal.h.
+/* The RL loop shared by PPO and GRPO: loading the policy, its frozen reference and the prompts; each step
+ * a batch collected by rollout.c, the updates (gather, forward, backward, AdamW: once for both, with
+ * ppo.c's or grpo.c's loss), the KL leash's beta, the step's metrics (metrics.c) and the reward-hacking
+ * alarm; checkpoints through rl_checkpoint.c. See include/leash/rl.h and src/rl_internal.h.
  * Dimensions: R rows (sequences) per step, P longest prompt, M new tokens, T = P + M, V vocabulary. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>

@@ -56,8 +56,6 @@ typedef struct {
     float *mb_ent;           // (minibatch, T) GRPO: the policy's entropy in the update (TRL's "entropy")
 } rollout;
 
-
-
 /* The statistics of a step's updates, summed over its minibatches (and then over the ranks). */
 typedef struct {
     double policy_loss, value_loss, clipfrac, approxkl, ratio;

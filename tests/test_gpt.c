@@ -438,26 +438,6 @@ Test(pretrain, killed_and_resumed_run_is_bit_identical, .timeout = 120) {
     cr_assert_eq(system(cmd), 0);
 }
 
-Test(gpt, score_matches_forward_without_logits) {
-    leash_gpt *m = tiny(0, 8);
-    enum { B = 3, T = 9 };
-    int tok[B * T], tgt[B * T];
-    uint8_t mask[B * T];
-    for (int i = 0; i < B * T; i++) tok[i] = (i * 13) % 50, tgt[i] = i % 4 == 3 ? -1 : (i * 5) % 50, mask[i] = i != 10;
-    float a[B * T], b[B * T], ha[B * T], hb[B * T];
-    cr_assert_eq(leash_gpt_forward(m, tok, mask, B, T), 0);
-    cr_assert_eq(leash_gpt_token_logprobs(m, tgt, 0.7f, a, ha), 0);
-    cr_assert_eq(leash_gpt_score(m, tok, mask, tgt, B, T, 0.7f, b, hb), 0, "%s", leash_errmsg());
-    for (int i = 0; i < B * T; i++) {
-        cr_assert(fabsf(a[i] - b[i]) <= 1e-5f * fmaxf(1.0f, fabsf(a[i])), "position %d: %g vs %g", i, a[i], b[i]);
-        cr_assert(fabsf(ha[i] - hb[i]) <= 1e-5f * fmaxf(1.0f, fabsf(ha[i])), "entropy %d: %g vs %g", i, ha[i], hb[i]);
-    }
-    // scoring keeps no logits: asking for them or for a backward is an error, not stale numbers
-    cr_assert_eq(leash_gpt_token_logprobs(m, tgt, 0.7f, a, NULL), LEASH_EINVAL);
-    cr_assert_eq(leash_gpt_backward(m), LEASH_EINVAL);
-    leash_gpt_free(m);
-}
-
 Test(gpt, pitfall_logprobs_do_not_depend_on_thread_count) {
     // Pitfall 6 (docs/kl-pitfalls.md): the same batch scored with 1 and with 2 threads, at shapes where
     // OpenBLAS does split the matrix products between threads (N = 512 rows, C = 128). Not bit-identical:

@@ -88,12 +88,12 @@ int leash_config_load_dir(const char *dir, leash_gpt_config *cfg);
 /* Writes it atomically, with leash's own keys under "leash". */
 int leash_config_save(const char *path, const leash_gpt_config *cfg);
 
+/* A JSON number as a float, +-infinity beyond float's range (a plain conversion would be undefined). */
+float leash_config_float(double x);
+struct cJSON;
 /* For other files that carry leash's keys (adapter_config.json): adds "leash": {scalar_head, score
  * statistics} to the cJSON object o, reads them from such an object lh into cfg (an error names path),
  * and writes o (then deleted) atomically with a final newline. */
-struct cJSON;
-/* A JSON number as a float, +-infinity beyond float's range (a plain conversion would be undefined). */
-float leash_config_float(double x);
 void leash_config_add_own_keys(struct cJSON *o, const leash_gpt_config *cfg);
 int leash_config_read_own_keys(const char *path, const struct cJSON *lh, leash_gpt_config *cfg);
 int leash_json_save(const char *path, struct cJSON *o);

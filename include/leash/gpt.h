@@ -131,13 +131,6 @@ float *leash_gpt_dvalues(leash_gpt *m);            /* (B, T) gradient accumulato
 /* Backward pass of the last forward: parameter gradients += from dlogits and dvalues. */
 int leash_gpt_backward(leash_gpt *m);
 
-/* A forward pass that only scores: log pi(targets[b,t] | tokens[b, <=t]) at temperature T into logp (B, T)
- * and the entropy of each position's distribution into entropy (B, T) if not NULL (0 where target < 0),
- * computing the LM head a few rows at a time, so the (B, T, V) logits are never held: what a frozen
- * reference model needs. No backward follows it. */
-int leash_gpt_score(leash_gpt *m, const int *tokens, const uint8_t *mask, const int *targets, int B, int T,
-                    float temperature, float *logp, float *entropy);
-
 /* log pi(targets[b,t] | tokens[b, <=t]) at temperature T, from the last forward: logp (B, T), and the
  * entropy of each position's distribution if entropy != NULL. Positions with target < 0 get 0. */
 int leash_gpt_token_logprobs(leash_gpt *m, const int *targets, float temperature, float *logp, float *entropy);
@@ -168,11 +161,10 @@ const float *leash_kv_cache_logits(const leash_kv_cache *kv); /* (B, V) of the l
  * model.safetensors, or the shards a model.safetensors.index.json names (F32, F16 or BF16, read into
  * float32; GPT-2 names with or without the "transformer." prefix; a tied model's "lm_head.weight" and the
  * attention or rotary buffers old checkpoints carry are ignored). Every missing, unexpected or misshapen
- * tensor is an error that names it and its file. */
+ * tensor is an error that names it and its file. A PEFT LoRA directory (adapter_config.json +
+ * adapter_model.safetensors) loads as the base model named by base_model_name_or_path (relative to dir, or
+ * absolute) with these adapters. */
 int leash_gpt_load(leash_gpt **out, const char *dir);
-/* The same for a PEFT LoRA directory (adapter_config.json + adapter_model.safetensors): the base model
- * named by base_model_name_or_path (relative to dir, or absolute) with these adapters.
- * leash_gpt_load reads either kind. */
 /* Writes config.json and model.safetensors (F32, Hugging Face names and layout) into dir (created if
  * missing), each atomically. A LoRA model writes only its adapters, as PEFT does: adapter_config.json
  * (pointing at its base's directory) and adapter_model.safetensors. */
