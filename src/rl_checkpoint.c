@@ -45,10 +45,15 @@ static void add_settings(cJSON *o, const leash_rl_config *c) {
     // OLD_KEYS end here
     add_path(o, "policy", c->policy_dir);
     add_path(o, "ref", c->ref_dir);
-    add_path(o, "prompts", c->prompts);
+    char real[4096], text[8192];
+    if (c->chat_template && c->prompts) { // recorded with the prompts: a run without it records what it always did
+        snprintf(text, sizeof text, "%s (--chat-template)", realpath(c->prompts, real) ? real : c->prompts);
+        cJSON_AddStringToObject(o, "prompts", text);
+    } else add_path(o, "prompts", c->prompts);
     const leash_reward_source *w = &c->reward;
     add_path(o, "reward", w->kind == LEASH_REWARD_MODEL ? w->dir : NULL);
-    cJSON_AddStringToObject(o, "reward_cmd", w->kind == LEASH_REWARD_COMMAND ? w->cmd : "");
+    if (w->kind == LEASH_REWARD_COMMAND) scorers_describe(w, text, sizeof text); // several: with labels and weights
+    cJSON_AddStringToObject(o, "reward_cmd", w->kind == LEASH_REWARD_COMMAND ? text : "");
     cJSON_AddBoolToObject(o, "gold_reward", w->kind == LEASH_REWARD_GOLD);
     cJSON_AddBoolToObject(o, "reward_fn", w->kind == LEASH_REWARD_FUNCTION || w->kind == LEASH_REWARD_BATCH);
     cJSON_AddBoolToObject(o, "gold_metrics", c->gold_metrics != 0);

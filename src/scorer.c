@@ -264,3 +264,16 @@ int leash_reward_lists(int n, const char *weights, const char *names, double *w,
     }
     return LEASH_OK;
 }
+
+void scorers_describe(const leash_reward_source *w, char *out, size_t cap) {
+    int n = w->n_cmds > 0 ? w->n_cmds : 1, plain = n == 1 && (!w->weights || w->weights[0] == 1.0) && (!w->cmd_names || !w->cmd_names[0]);
+    const char *const *cmds = w->n_cmds > 0 ? w->cmds : &w->cmd;
+    snprintf(out, cap, "%s", plain && w->cmd ? w->cmd : "");
+    for (int i = 0; i < n && !plain; i++) { // "label x weight: cmd; ..."
+        size_t k = strlen(out);
+        char label[32];
+        if (w->cmd_names && w->cmd_names[i]) snprintf(label, sizeof label, "%s", w->cmd_names[i]);
+        else snprintf(label, sizeof label, "cmd%d", i);
+        snprintf(out + k, cap - k, "%s%s x %.17g: %s", i ? "; " : "", label, w->weights ? w->weights[i] : 1.0, cmds[i] ? cmds[i] : "");
+    }
+}

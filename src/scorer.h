@@ -59,5 +59,8 @@ int scorers_end(rl_scorers *s);
 /* The step's scorer metrics appended to t: each name (gold/reward excepted: the run's gold reward, which t holds
  * already), then rewards/<label>/mean with several scorers; a name leash logs itself is an error. */
 int scorers_metrics(const rl_scorers *s, leash_metrics *t);
+/* The reward commands as a checkpoint records them: the command itself for one plain scorer (as before several
+ * were possible), else "label x weight: cmd; ..." for each. */
+void scorers_describe(const leash_reward_source *w, char *out, size_t cap);
 
 #endif

@@ -249,7 +249,7 @@ Test(reward_cmd, several_scorers_are_a_weighted_sum_logged_by_label, .timeout = 
     need_python();
     rl_scratch w;
     rl_scratch_make(&w, "rcmd-several");
-    char c0[512], c1[512], extra[1400], out[16384], log[256];
+    char c0[512], c1[512], extra[4096], out[16384], log[256];
     scorer(w.dir, "s0", "{'id': q['id'], 'reward': (n % 4) / 4, 'metrics': {'gold/a': n}}", c0, sizeof c0);
     scorer(w.dir, "s1", "{'id': q['id'], 'reward': (n % 3) / 3, 'metrics': {'gold/b': n % 2}}", c1, sizeof c1);
     snprintf(extra, sizeof extra, "--reward-cmd '%s' --reward-cmd '%s' --reward-weights 1,-0.5 --reward-names len,mod3", c0, c1);
@@ -280,6 +280,18 @@ Test(reward_cmd, several_scorers_are_a_weighted_sum_logged_by_label, .timeout = 
     fprintf(stderr, "two scorers: worst difference from the requests' weighted sums %.3g\n", worst);
     cr_assert(worst < 1e-7, "worst %.3g", worst);
     for (int i = 0; i < STEPS * R; i++) cJSON_Delete(r0[i]), cJSON_Delete(r1[i]);
+    char path[256];
+    snprintf(path, sizeof path, "%s/samples.jsonl", w.out);
+    char *samples = read_text(path);
+    cr_assert(strstr(samples, "\"gold\": null") && !strstr(samples, "\"gold\": 0"), "no gold reward: null, not 0: %.200s", samples);
+    free(samples);
+    // the commands, their labels and weights define the run: another weight is refused on --resume
+    snprintf(extra, sizeof extra, "OMP_NUM_THREADS=1 %s grpo --policy %s --prompts %s --out %s --resume --steps %d --batch %d "
+             "--group %d --max-new 6 --seed 3 -q --reward-cmd '%s' --reward-cmd '%s' --reward-weights 1,0.5 --reward-names len,mod3",
+             LEASH_BIN, w.dir, w.prompts, w.out, STEPS + 1, BATCH, GROUP, c0, c1);
+    st = run_capture(extra, out, sizeof out);
+    cr_assert(st == 1 && strstr(out, "--reward-cmd \"len x 1: ") && strstr(out, "mod3 x -0.5: ") && strstr(out, "mod3 x 0.5: "),
+              "exit %d: %s", st, out);
     snprintf(extra, sizeof extra, "--reward-cmd '%s' --reward-cmd '%s' --reward-weights 1", c0, c1);
     st = run_grpo(&w, w.prompts, extra, out, sizeof out);
     cr_assert(st == 2 && strstr(out, "--reward-weights \"1\" has 1 weight(s) for 2 --reward-cmd"), "exit %d: %s", st, out);
@@ -349,6 +361,10 @@ Test(reward_cmd, chat_template_wraps_plain_questions, .timeout = 120) {
     leash_rl_progress fin;
     cr_assert_eq(leash_rl_train(&c, check_prompt_tokens, &check, &fin), 0, "%s", leash_errmsg());
     cr_assert_eq(check.checked, 2);
+    c.resume = 1, c.steps = 3, c.chat_template = 0; // the prompts' template defines the run: kept on --resume
+    cr_assert_eq(leash_rl_train(&c, NULL, NULL, &fin), LEASH_EINVAL);
+    cr_assert(strstr(leash_errmsg(), "q.jsonl (--chat-template)\", this run asks for \""), "%s", leash_errmsg());
+    c.resume = 0, c.steps = 2, c.chat_template = 1;
     snprintf(log, sizeof log, "%s/s.log", w.dir);
     char *reqs = read_text(log);
     cr_assert(strstr(reqs, "\"prompt\":\"my cabin felt\",\"response\"") && !strstr(reqs, "im_start"), "%.300s", reqs);
