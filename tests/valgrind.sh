@@ -7,6 +7,7 @@ L=${1:-build/leash}
 W=$(mktemp -d /tmp/leash-valgrind-XXXXXX)
 trap 'rm -rf "$W"' EXIT
 export OMP_NUM_THREADS=1
+export OMP_WAIT_POLICY=PASSIVE # set, leash does not run itself again (src/cli/main.c), which valgrind would not follow
 "$L" world --out "$W/world" --corpus 2000 --prompts 50 --judge 10 --heldout 10 >/dev/null
 "$L" pretrain --data "$W/world/corpus.txt" --vocab-size 300 --n-layer 1 --n-embd 32 --n-head 2 --seq-len 32 --batch 4 \
   --steps 3 --val-every 0 --out "$W/sft" -q

@@ -1,7 +1,9 @@
 /* The leash command-line tool: dispatches to one file per subcommand in src/cli/. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "leash/dist.h"
@@ -62,9 +64,27 @@ static int dispatch(int argc, char **argv) {
     return 2;
 }
 
+/* OpenMP threads wait for the next parallel region by spinning for a while (libgomp: about 300000 turns)
+ * before they sleep. On a machine whose cores other programs share, a spinning thread burns the time slice its
+ * partner needs to finish: a GRPO run measured 2x to 30x slower than with passive waiting (bench/threads.sh,
+ * docs/engine.md). So leash's threads sleep at once (OMP_WAIT_POLICY=PASSIVE) unless the user chose a wait
+ * policy or a spin count. libgomp reads its settings once, when it is loaded, before main runs: leash sets the
+ * variable and runs itself again (the environment is inherited by the processes leash starts, such as a
+ * --reward-cmd scorer). If leash cannot find or run its own binary, it goes on with libgomp's default. */
+static void thread_wait_default(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return; // the user's choice wins
+    char self[4096]; // the binary's own path (not /proc/self/exe, which would name the process "exe")
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0 || (size_t)n >= sizeof self - 1 || setenv("OMP_WAIT_POLICY", "PASSIVE", 1)) return;
+    self[n] = '\0';
+    execv(self, argv);
+    unsetenv("OMP_WAIT_POLICY");
+}
+
 /* Under mpirun (a build with make MPI=1) every rank runs the same command; a rank whose command fails stops
  * the whole job, so that no other rank waits for it. */
 int main(int argc, char **argv) {
+    thread_wait_default(argv);
     if (leash_dist_init(&argc, &argv)) {
         fprintf(stderr, "leash: cannot start MPI\n");
         return 1;
