@@ -95,30 +95,36 @@ static void rope_frequencies(const leash_gpt_config *c, int hs, float *inv_freq)
     }
 }
 
-int leash_gpt_create(leash_gpt **out, const leash_gpt_config *cfg) {
-    int rc = leash_gpt_config_check(cfg);
-    if (rc) return rc;
-    if (cfg->lora_rank > 0 && (!cfg->lora_targets || (cfg->lora_targets & ~leash_lora_all_targets(cfg->arch))))
-        return leash_fail(LEASH_EINVAL, "config: LoRA targets 0x%x are empty or not projections of this architecture",
-                          cfg->lora_targets);
-    leash_gpt *m = calloc(1, sizeof *m);
-    if (!m) return leash_fail(LEASH_ENOMEM, "cannot allocate a model");
-    m->cfg = *cfg;
-    m->d = derive(cfg);
+/* The LoRA adapters, after the base tensors: for each targeted weight, in table order, PEFT's lora_A (r, in)
+ * and lora_B (out, r). */
+static void add_adapters(leash_gpt *m) {
+    const leash_gpt_config *cfg = &m->cfg;
+    const dims *d = &m->d;
+    int L = d->L, llama = cfg->arch == LEASH_ARCH_LLAMA;
+    char n[sizeof m->tensors[0].name];
+    int n_base = m->first_trainable = m->n_tensors;
+    const char *prefix = llama ? "base_model.model." : "base_model.model.transformer.";
+    for (int l = 0; l < L; l++)
+        for (int i = 0; i < n_base; i++) {
+            int j = m->tensor_layer[i] == l ? lora_slot_of_weight(m->tensor_slot[i]) : -1;
+            if (j < 0 || !(cfg->lora_targets & (1u << j))) continue;
+            const leash_tensor_info *w = &m->tensors[i];
+            int in = (int)w->shape[d->out_in ? 1 : 0], outw = (int)w->shape[d->out_in ? 0 : 1];
+            int stem = (int)strlen(w->name) - 7; // the weight's name without ".weight"
+            size_t p = m->tensor_slot[i] - offsetof(proj, w);
+            snprintf(n, sizeof n, "%s%.*s.lora_A.weight", prefix, stem, w->name);
+            add_tensor(m, n, l, p + offsetof(proj, A), 2, cfg->lora_rank, in, 1);
+            snprintf(n, sizeof n, "%s%.*s.lora_B.weight", prefix, stem, w->name);
+            add_tensor(m, n, l, p + offsetof(proj, B), 2, outw, cfg->lora_rank, 1);
+        }
+}
+
+/* The tensor table, in the order of the parameter block: the base model's tensors with their Hugging Face
+ * names and layouts, the LoRA adapters, the scalar head. */
+static void build_table(leash_gpt *m) {
+    const leash_gpt_config *cfg = &m->cfg;
     const dims *d = &m->d;
     int L = d->L, C = d->C, llama = cfg->arch == LEASH_ARCH_LLAMA;
-    size_t most = (size_t)6 + (16 + 2 * LEASH_LORA_SLOTS) * (size_t)L;
-    m->tensors = calloc(most, sizeof *m->tensors);
-    m->tensor_layer = calloc(most, sizeof *m->tensor_layer);
-    m->tensor_slot = calloc(most, sizeof *m->tensor_slot);
-    m->p.layer = calloc(L, sizeof(layer_ptrs));
-    m->g.layer = calloc(L, sizeof(layer_ptrs));
-    m->inv_freq = d->rope ? calloc(d->hs / 2, sizeof(float)) : NULL;
-    if (!m->tensors || !m->tensor_layer || !m->tensor_slot || !m->p.layer || !m->g.layer || (d->rope && !m->inv_freq)) {
-        leash_gpt_free(m);
-        return leash_fail(LEASH_ENOMEM, "cannot allocate a model's tensor table");
-    }
-    if (d->rope) rope_frequencies(cfg, d->hs, m->inv_freq);
     char n[sizeof m->tensors[0].name];
 #define G1(name, field, d0, decay) add_tensor(m, name, -1, SLOT(param_ptrs, field), 1, d0, 0, decay)
 #define G2(name, field, d0, d1, decay) add_tensor(m, name, -1, SLOT(param_ptrs, field), 2, d0, d1, decay)
@@ -168,24 +174,7 @@ int leash_gpt_create(leash_gpt **out, const leash_gpt_config *cfg) {
         if (cfg->untied_head) G2("lm_head.weight", lm_head, d->V, C, 1);
     }
     m->first_trainable = 0;
-    if (cfg->lora_rank > 0) { // for each targeted weight, in table order: PEFT's lora_A (r, in) and lora_B (out, r)
-        int n_base = m->first_trainable = m->n_tensors;
-        const char *prefix = llama ? "base_model.model." : "base_model.model.transformer.";
-        for (int l = 0; l < L; l++)
-            for (int i = 0; i < n_base; i++) {
-                int j = m->tensor_layer[i] == l ? lora_slot_of_weight(m->tensor_slot[i]) : -1;
-                if (j < 0 || !(cfg->lora_targets & (1u << j))) continue;
-                const leash_tensor_info *w = &m->tensors[i];
-                int in = (int)w->shape[d->out_in ? 1 : 0], outw = (int)w->shape[d->out_in ? 0 : 1];
-                int stem = (int)strlen(w->name) - 7; // the weight's name without ".weight"
-                size_t p = m->tensor_slot[i] - offsetof(proj, w);
-                snprintf(n, sizeof n, "%s%.*s.lora_A.weight", prefix, stem, w->name);
-                add_tensor(m, n, l, p + offsetof(proj, A), 2, cfg->lora_rank, in, 1);
-                snprintf(n, sizeof n, "%s%.*s.lora_B.weight", prefix, stem, w->name);
-                add_tensor(m, n, l, p + offsetof(proj, B), 2, outw, cfg->lora_rank, 1);
-            }
-    }
-    m->adapters_on = m->fwd_adapters = 1;
+    if (cfg->lora_rank > 0) add_adapters(m);
     if (cfg->scalar_head) {
         G2("score.weight", headw, 1, C, 1);
         G1("score.bias", headb, 1, 0);
@@ -194,6 +183,34 @@ int leash_gpt_create(leash_gpt **out, const leash_gpt_config *cfg) {
 #undef G2
 #undef T1
 #undef T2
+}
+
+int leash_gpt_create(leash_gpt **out, const leash_gpt_config *cfg) {
+    int rc = leash_gpt_config_check(cfg);
+    if (rc) return rc;
+    if (cfg->lora_rank > 0 && (!cfg->lora_targets || (cfg->lora_targets & ~leash_lora_all_targets(cfg->arch))))
+        return leash_fail(LEASH_EINVAL, "config: LoRA targets 0x%x are empty or not projections of this architecture",
+                          cfg->lora_targets);
+    leash_gpt *m = calloc(1, sizeof *m);
+    if (!m) return leash_fail(LEASH_ENOMEM, "cannot allocate a model");
+    m->cfg = *cfg;
+    m->d = derive(cfg);
+    const dims *d = &m->d;
+    int L = d->L;
+    size_t most = (size_t)6 + (16 + 2 * LEASH_LORA_SLOTS) * (size_t)L;
+    m->tensors = calloc(most, sizeof *m->tensors);
+    m->tensor_layer = calloc(most, sizeof *m->tensor_layer);
+    m->tensor_slot = calloc(most, sizeof *m->tensor_slot);
+    m->p.layer = calloc(L, sizeof(layer_ptrs));
+    m->g.layer = calloc(L, sizeof(layer_ptrs));
+    m->inv_freq = d->rope ? calloc(d->hs / 2, sizeof(float)) : NULL;
+    if (!m->tensors || !m->tensor_layer || !m->tensor_slot || !m->p.layer || !m->g.layer || (d->rope && !m->inv_freq)) {
+        leash_gpt_free(m);
+        return leash_fail(LEASH_ENOMEM, "cannot allocate a model's tensor table");
+    }
+    if (d->rope) rope_frequencies(cfg, d->hs, m->inv_freq);
+    build_table(m);
+    m->adapters_on = m->fwd_adapters = 1;
     m->trainable_offset = m->first_trainable < m->n_tensors ? m->tensors[m->first_trainable].offset : m->num_params;
     m->params = calloc(m->num_params, sizeof(float));
     m->grads = calloc(m->num_params - m->trainable_offset + 1, sizeof(float));
