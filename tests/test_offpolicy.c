@@ -464,3 +464,35 @@ Test(refsync, resume_restores_the_refreshed_reference, .timeout = 240) {
     }
     rl_scratch_drop(&s);
 }
+
+/* ---- the options through the CLI ------------------------------------------------------------------------ */
+
+Test(offpolicy, cli_options_reach_the_run_and_define_it, .timeout = 180) {
+    rl_scratch s;
+    rl_scratch_make(&s, "offcli");
+    char cmd[2048], out[8192];
+    const char *opts = "--top-k 20 --top-p 0.9 --tis-cap 2 --tis-mode sequence_mask --ref-sync-every 1 --ref-sync-alpha 0.5";
+    snprintf(cmd, sizeof cmd, "%s grpo --policy %s --prompts %s --out %s --gold-reward --steps 2 --batch 2 --group 3 "
+                              "--max-new 6 -q %s", LEASH_BIN, s.dir, s.prompts, s.out, opts);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s\n%s", cmd, out);
+    // every option landed: its metrics are logged and the checkpoint records it
+    snprintf(cmd, sizeof cmd, "grep '\"sampling/outside_set\": 0' %s/metrics.jsonl | grep '\"policy/tis_weight_mean\"' | "
+                              "grep '\"policy/tis_cut_frac\"' | grep -c '\"ref/syncs\"' && grep -q '\"tis_mode\":.*\"sequence_mask\"' %s/checkpoint/state.json && "
+                              "grep -q '\"top_k\":.*20' %s/checkpoint/state.json && grep -q '\"ref_sync_alpha\":.*0.5' "
+                              "%s/checkpoint/state.json && test -f %s/checkpoint/reference.safetensors",
+             s.out, s.out, s.out, s.out, s.out);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s\n%s", cmd, out);
+    cr_assert(!strncmp(out, "2\n", 2), "metrics lines with the options' keys: %s", out);
+    // they define the run: a resume with another cap is refused, naming the option
+    snprintf(cmd, sizeof cmd, "%s grpo --policy %s --prompts %s --out %s --gold-reward --steps 3 --batch 2 --group 3 "
+                              "--max-new 6 -q --top-k 20 --top-p 0.9 --tis-cap 3 --tis-mode sequence_mask --ref-sync-every 1 "
+                              "--ref-sync-alpha 0.5 --resume", LEASH_BIN, s.dir, s.prompts, s.out);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "--tis-cap 2") && strstr(out, "asks for 3"), "%s", out);
+    // a mode that is not TRL's is refused before anything runs
+    snprintf(cmd, sizeof cmd, "%s ppo --policy %s --prompts %s --out %s/x --gold-reward --tis-mode sequence", LEASH_BIN, s.dir,
+             s.prompts, s.dir);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 2, "%s", out);
+    cr_assert(strstr(out, "token_truncate (the default), token_mask, sequence_truncate or sequence_mask"), "%s", out);
+    rl_scratch_drop(&s);
+}
