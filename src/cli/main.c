@@ -66,7 +66,7 @@ static int dispatch(int argc, char **argv) {
 
 /* OpenMP threads wait for the next parallel region by spinning for a while (libgomp: about 300000 turns)
  * before they sleep. On a machine whose cores other programs share, a spinning thread burns the time slice its
- * partner needs to finish: a GRPO run measured 2x to 30x slower than with passive waiting (bench/threads.sh,
+ * partner needs to finish: a GRPO run measured 2x to 31x slower than with passive waiting (bench/threads.sh,
  * docs/engine.md). So leash's threads sleep at once (OMP_WAIT_POLICY=PASSIVE) unless the user chose a wait
  * policy or a spin count. libgomp reads its settings once, when it is loaded, before main runs: leash sets the
  * variable and runs itself again (the environment is inherited by the processes leash starts, such as a
