@@ -1,5 +1,6 @@
 /* libFuzzer: the answer lines of a reward command and an external judge (src/subprocess.h): any bytes give
  * a parsed answer or an error that names the command, never a crash. The first byte picks the request id. */
+#include <math.h>
 #include <stdint.h>
 
 #include "../src/subprocess.h"
@@ -21,6 +22,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     double reward = 0, margin = 0;
     int pref_a = 0;
     check_named(subprocess_parse_reward(line, id, &reward), "reward command");
+    cJSON *metrics = NULL; // a scorer's answer with named metrics: checked numbers, detached for the caller
+    int rc = subprocess_parse_scored(line, id, "reward command cmd1", &reward, &metrics);
+    check_named(rc, "reward command cmd1");
+    for (const cJSON *v = metrics ? metrics->child : NULL; v; v = v->next)
+        if (rc || !cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
+            fprintf(stderr, "fuzz: a metric that is not a finite number was accepted: %s\n", v->string);
+            abort();
+        }
+    cJSON_Delete(metrics);
     check_named(subprocess_parse_judge(line, id, &pref_a, &margin), "judge command");
     free(line);
     return 0;

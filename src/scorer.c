@@ -274,6 +274,6 @@ void scorers_describe(const leash_reward_source *w, char *out, size_t cap) {
         char label[32];
         if (w->cmd_names && w->cmd_names[i]) snprintf(label, sizeof label, "%s", w->cmd_names[i]);
         else snprintf(label, sizeof label, "cmd%d", i);
-        snprintf(out + k, cap - k, "%s%s x %.17g: %s", i ? "; " : "", label, w->weights ? w->weights[i] : 1.0, cmds[i] ? cmds[i] : "");
+        snprintf(out + k, cap - k, "%s%s x %.15g: %s", i ? "; " : "", label, w->weights ? w->weights[i] : 1.0, cmds[i] ? cmds[i] : "");
     }
 }
