@@ -62,11 +62,11 @@ void offpolicy_is_ratio(const rollout *r, const int *rows, int n, const float *n
 }
 
 void offpolicy_metrics(leash_metrics *t, const leash_rl_config *c, const rollout *r, const update_stats *st, const tis_stats *tis) {
-    leash_metrics_real(t, "policy/is_ratio_mean", "%.8g", st->is_n ? st->is_sum / st->is_n : NAN);
-    leash_metrics_real(t, "policy/is_ratio_min", "%.8g", st->is_n ? st->is_min : NAN);
-    leash_metrics_real(t, "policy/is_ratio_max", "%.8g", st->is_n ? st->is_max : NAN);
+    leash_metrics_real(t, "policy/is_ratio_mean", "%.8f", st->is_n ? st->is_sum / st->is_n : NAN);
+    leash_metrics_real(t, "policy/is_ratio_min", "%.8f", st->is_n ? st->is_min : NAN);
+    leash_metrics_real(t, "policy/is_ratio_max", "%.8f", st->is_n ? st->is_max : NAN);
     if (c->top_k > 0 || c->top_p < 1.0f) leash_metrics_int(t, "sampling/outside_set", r->outside_set);
     if (!(c->tis_cap > 0)) return;
-    leash_metrics_real(t, "policy/tis_weight_mean", "%.8g", tis->n ? tis->w_sum / tis->n : NAN);
-    leash_metrics_real(t, "policy/tis_cut_frac", "%.6g", tis->n ? (double)tis->cut / tis->n : NAN);
+    leash_metrics_real(t, "policy/tis_weight_mean", "%.8f", tis->n ? tis->w_sum / tis->n : NAN);
+    leash_metrics_real(t, "policy/tis_cut_frac", "%.6f", tis->n ? (double)tis->cut / tis->n : NAN);
 }
