@@ -299,6 +299,21 @@ static double kl_mean_stderr(const batch_sums *m, int R) {
     return sqrt(var > 0 ? var / R : 0.0);
 }
 
+/* After a step: its proxy, gold, grammatical and reference NLL into hist (4 per step), the reward-hacking
+ * alarm (which stays on once raised) and the KL band watch, into p. */
+static int watch_step(leash_rl_progress *p, const rl_run *s, const batch_sums *m, int step, double *hist, int *alarm,
+                      leash_klwatch *watch) {
+    hist[4 * step] = p->scores, hist[4 * step + 1] = p->gold_reward, hist[4 * step + 2] = p->grammatical;
+    hist[4 * step + 3] = p->ref_nll;
+    *alarm = *alarm || hacking_alarm(hist, step, s->rm && leash_gpt_cfg(s->rm)->score_std > 0 ? leash_gpt_cfg(s->rm)->score_std : 0.1);
+    p->hacking_alarm = *alarm;
+    int signals = leash_klwatch_update(watch, p->kl, kl_mean_stderr(m, s->R));
+    if (signals < 0) return LEASH_ENUMERIC;
+    p->kl_band_warning = signals != 0;
+    p->kl_negative_warning = (signals & LEASH_KLWATCH_NEGATIVE) != 0;
+    return LEASH_OK;
+}
+
 /* A step's progress from the batch's sums and the updates' statistics (summed over ranks). */
 static leash_rl_progress step_progress(const leash_rl_config *c, const batch_sums *m, const update_stats *st, int R,
                                        double beta) {
@@ -594,6 +609,44 @@ static int setup(rl_run *s, const leash_rl_config *c, const char **tok_dir) {
     return rc;
 }
 
+/* A step's metrics table (leash's, TRL's, the off-policy correction's, the reference refresh's, a reward
+ * command's) into metrics.jsonl and p->metrics, and every sample_every steps its first sample into
+ * samples.jsonl and p->sample. */
+static int step_report(rl_run *s, const leash_rl_config *c, int step, double beta, const update_stats *st,
+                       const tis_stats *tis, double num_tokens, leash_metrics *table, leash_log *metrics,
+                       leash_log *samples, leash_rl_progress *p) {
+    int rc = LEASH_OK;
+    rl_metrics(p, table);
+    trl_metrics(table, c, s, st, beta, num_tokens);
+    offpolicy_metrics(table, c, &s->r, st, tis);
+    ref_sync_metrics(table, c, step);
+    if (c->reward.kind == LEASH_REWARD_COMMAND && (rc = scorers_metrics(&s->scorers, table))) return rc;
+    p->metrics = table;
+    if (metrics->f && (rc = leash_log_metrics(metrics, table))) return rc;
+    p->sample = NULL;
+    if (c->sample_every && (step % c->sample_every == 0 || step + 1 == c->steps)) {
+        if (samples->f && (rc = log_samples(samples, s, p->step))) return rc;
+        p->sample = s->r.text[0];
+    }
+    return LEASH_OK;
+}
+
+/* After step now->step: a run whose every update was skipped (none_applied: none since step 0) fails at its last
+ * step, as there is no trained model to write; otherwise rank 0 writes the checkpoint when one is due (a stop,
+ * the last step, every --save-every steps). why: the last skip's reason. */
+static int checkpoint_step(rl_run *s, const leash_rl_config *c, const rl_state *now, int none_applied, int stop,
+                           const char *why) {
+    int last = now->step == c->steps;
+    if (last && none_applied && now->skipped > 0)
+        return leash_fail(LEASH_ENUMERIC, "every update of the %d steps was skipped for a non-finite reward, KL or gradient "
+                                          "(--skip-nonfinite; the last: %s): the policy did not train and was not written; "
+                                          "check the reward and the policy, or lower --lr",
+                          c->steps, why);
+    if (leash_dist_rank() == 0 && (stop || last || (c->save_every && now->step % c->save_every == 0)))
+        return rl_checkpoint_save(c->out_dir, c, s->policy, s->value, &s->popt, s->value ? &s->vopt : NULL, now);
+    return LEASH_OK;
+}
+
 int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl_progress *final) {
     int rc = check(c);
     if (rc) return rc;
@@ -670,27 +723,9 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         p.distinct2 = d2, p.repetition = rep;
         p.seconds = leash_now_s() - t0;
         for (int k = 0; k < 4; k++) p.phase_seconds[k] = phase[k];
-        hist[4 * step] = p.scores, hist[4 * step + 1] = p.gold_reward, hist[4 * step + 2] = p.grammatical;
-        hist[4 * step + 3] = p.ref_nll;
-        alarm = alarm || hacking_alarm(hist, step, s.rm && leash_gpt_cfg(s.rm)->score_std > 0 ? leash_gpt_cfg(s.rm)->score_std : 0.1);
-        p.hacking_alarm = alarm;
-        int signals = leash_klwatch_update(&watch, p.kl, kl_mean_stderr(&m, R));
-        if (signals < 0) { rc = LEASH_ENUMERIC; break; }
-        p.kl_band_warning = signals != 0;
-        p.kl_negative_warning = (signals & LEASH_KLWATCH_NEGATIVE) != 0;
-        rl_metrics(&p, &table);
+        if ((rc = watch_step(&p, &s, &m, step, hist, &alarm, &watch))) break;
         for (int b = 0; b < R; b++) num_tokens += s.plen[r->prompt_index[b]] + r->resp_len[b];
-        trl_metrics(&table, c, &s, &st, beta, num_tokens);
-        offpolicy_metrics(&table, c, r, &st, &tis);
-        ref_sync_metrics(&table, c, step);
-        if (c->reward.kind == LEASH_REWARD_COMMAND && (rc = scorers_metrics(&s.scorers, &table))) break;
-        p.metrics = &table;
-        if (metrics.f && (rc = leash_log_metrics(&metrics, &table))) break;
-        p.sample = NULL;
-        if (c->sample_every && (step % c->sample_every == 0 || step + 1 == c->steps)) {
-            if (samples.f && (rc = log_samples(&samples, &s, p.step))) break;
-            p.sample = r->text[0];
-        }
+        if ((rc = step_report(&s, c, step, beta, &st, &tis, num_tokens, &table, &metrics, &samples, &p))) break;
         leash_rl_batch view = batch_view(&s, c);
         p.batch = &view;
         stop = fn && fn(&p, ctx);
@@ -701,20 +736,9 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         // a stop asked for on any rank (the callback, or SIGINT/SIGTERM) stops every rank after this step
         stop = stop || leash_stop_requested();
         if ((rc = leash_dist_sum_i32(&stop, 1, "stop request"))) break;
-        int last = step + 1 == c->steps;
-        if (last && start == 0 && updates == 0 && skipped > 0) { // nothing trained: no model to write
-            rc = leash_fail(LEASH_ENUMERIC, "every update of the %d steps was skipped for a non-finite reward, KL or gradient "
-                                            "(--skip-nonfinite; the last: %s): the policy did not train and was not written; "
-                                            "check the reward and the policy, or lower --lr",
-                            c->steps, why);
-            break;
-        }
-        if (rank0 && (stop || last || (c->save_every && (step + 1) % c->save_every == 0))) {
-            rl_state now = {.step = step + 1, .beta = cfg.beta, .watch = watch, .alarm = alarm, .skipped = skipped, .hist = hist,
-                            .num_tokens = num_tokens, .ref_model = ref_sync_holder(&s, c, step + 1)};
-            rc = rl_checkpoint_save(c->out_dir, c, s.policy, s.value, &s.popt, s.value ? &s.vopt : NULL, &now);
-        }
-        if (stop) break;
+        rl_state now = {.step = step + 1, .beta = cfg.beta, .watch = watch, .alarm = alarm, .skipped = skipped, .hist = hist,
+                        .num_tokens = num_tokens, .ref_model = ref_sync_holder(&s, c, step + 1)};
+        if ((rc = checkpoint_step(&s, c, &now, start == 0 && updates == 0, stop, why)) || stop) break;
     }
     if (!rc && rank0 && p.step == c->steps) { // the trained policy, once the run is complete
         snprintf(path, sizeof path, "%s/policy", c->out_dir);
