@@ -162,20 +162,28 @@ static void merge_one(float *w, const float *A, const float *B, float s, int in,
         }
 }
 
-int leash_gpt_merge_lora_into_base(leash_gpt *m) {
-    if (!m->cfg.lora_rank) return leash_fail(LEASH_EINVAL, "the model has no LoRA adapters to merge");
-    if (m->bf16) return leash_fail(LEASH_EINVAL, "cannot merge adapters into a base stored in BF16 (--frozen-bf16)");
+/* Every adapter of m merged into the weight beside it in dst's layers: dst is m itself, or a copy of its base
+ * (the same layers without adapters). */
+static void merge_adapters(const leash_gpt *m, leash_gpt *dst) {
     float s = m->cfg.lora_alpha / m->cfg.lora_rank;
     for (int i = m->first_trainable; i < m->n_tensors; i++) { // lora_A, then its lora_B
         const leash_tensor_info *ta = &m->tensors[i];
         if (!strstr(ta->name, ".lora_A.")) continue;
         const leash_tensor_info *tb = &m->tensors[i + 1];
         size_t w_slot = m->tensor_slot[i] - offsetof(proj, A) + offsetof(proj, w);
-        float *w = *(float **)((char *)&m->p.layer[m->tensor_layer[i]] + w_slot);
+        float *w = *(float **)((char *)&dst->p.layer[m->tensor_layer[i]] + w_slot);
         merge_one(w, m->params + ta->offset, m->params + tb->offset, s, (int)ta->shape[1], (int)tb->shape[0],
                   (int)ta->shape[0], m->d.out_in);
-        memset(m->params + tb->offset, 0, tb->numel * sizeof(float)); // B = 0: the adapters start again
     }
+}
+
+int leash_gpt_merge_lora_into_base(leash_gpt *m) {
+    if (!m->cfg.lora_rank) return leash_fail(LEASH_EINVAL, "the model has no LoRA adapters to merge");
+    if (m->bf16) return leash_fail(LEASH_EINVAL, "cannot merge adapters into a base stored in BF16 (--frozen-bf16)");
+    merge_adapters(m, m);
+    for (int i = m->first_trainable; i < m->n_tensors; i++) // B = 0: the adapters start again
+        if (strstr(m->tensors[i].name, ".lora_B."))
+            memset(m->params + m->tensors[i].offset, 0, m->tensors[i].numel * sizeof(float));
     return LEASH_OK;
 }
 
@@ -192,17 +200,7 @@ int leash_gpt_merge_lora(leash_gpt **out, const leash_gpt *m) {
         if (strstr(t->name, ".lora_")) continue;
         memcpy(r->params + r->tensors[k++].offset, m->params + t->offset, t->numel * sizeof(float));
     }
-    float s = m->cfg.lora_alpha / m->cfg.lora_rank;
-    for (int i = m->first_trainable; i < m->n_tensors; i++) { // lora_A, then its lora_B
-        const leash_tensor_info *ta = &m->tensors[i];
-        if (!strstr(ta->name, ".lora_A.")) continue;
-        const leash_tensor_info *tb = &m->tensors[i + 1];
-        // the weight beside this adapter in the same layer of the merged model
-        size_t w_slot = m->tensor_slot[i] - offsetof(proj, A) + offsetof(proj, w);
-        float *w = *(float **)((char *)&r->p.layer[m->tensor_layer[i]] + w_slot);
-        merge_one(w, m->params + ta->offset, m->params + tb->offset, s, (int)ta->shape[1], (int)tb->shape[0],
-                  (int)ta->shape[0], m->d.out_in);
-    }
+    merge_adapters(m, r);
     *out = r;
     return LEASH_OK;
 }
