@@ -113,7 +113,10 @@ int leash_masked_row_sums(const float *x, const uint8_t *mask, int B, int T, dou
 /* One number from x (B, T) under mask (B, T) by `agg`. Sequences with no selected token count as
  * sequences (their sum is 0) for SEQ_SUM and are left out for SEQ_MEAN; the call fails when no token
  * at all is selected. If weights != NULL it receives d out / d x (B, T), so a loss can backpropagate
- * through the aggregation: masked-out entries get weight 0. */
+ * through the aggregation: masked-out entries get weight 0. For callers with one batch in memory (the Python
+ * package's leash.masked_reduce); the trainers' losses weight their tokens themselves (grpo.c's row_weight),
+ * as their counts are over every rank's rows and TRL's loss types (Dr. GRPO's S x M, masked truncations) are
+ * not one of these three. */
 int leash_masked_reduce(const float *x, const uint8_t *mask, int B, int T, leash_agg agg, double *out,
                         float *weights);
 
