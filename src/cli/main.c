@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -64,15 +65,38 @@ static int dispatch(int argc, char **argv) {
     return 2;
 }
 
+/* Programs other than this one running now: the fewest runnable tasks /proc/loadavg shows ("r/t", this
+ * process included) over five samples 1 ms apart, less one, so that a passing blip does not count; -1 when
+ * unknown. */
+static int others_running(void) {
+    int fewest = -1;
+    for (int i = 0; i < 5; i++) {
+        FILE *f = fopen("/proc/loadavg", "r");
+        int r = -1;
+        if (f && fscanf(f, "%*f %*f %*f %d/", &r) != 1) r = -1;
+        if (f) fclose(f);
+        if (r > 0 && (fewest < 0 || r - 1 < fewest)) fewest = r - 1;
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    return fewest;
+}
+
 /* OpenMP threads wait for the next parallel region by spinning for a while (libgomp: about 300000 turns)
  * before they sleep. On a machine whose cores other programs share, a spinning thread burns the time slice its
  * partner needs to finish: a GRPO run measured 2x to 31x slower than with passive waiting (bench/threads.sh,
- * docs/engine.md). So leash's threads sleep at once (OMP_WAIT_POLICY=PASSIVE) unless the user chose a wait
- * policy or a spin count. libgomp reads its settings once, when it is loaded, before main runs: leash sets the
- * variable and runs itself again (the environment is inherited by the processes leash starts, such as a
- * --reward-cmd scorer). If leash cannot find or run its own binary, it goes on with libgomp's default. */
+ * docs/engine.md); on an idle machine spinning is about 1.4x faster. So when other programs already occupy
+ * the cores leash's threads would use, its threads sleep at once (OMP_WAIT_POLICY=PASSIVE); on a free
+ * machine libgomp's default stays. The user's OMP_WAIT_POLICY or GOMP_SPINCOUNT always wins. libgomp reads
+ * its settings once, when it is loaded, before main runs: leash sets the variable and runs itself again (the
+ * processes leash starts, such as a --reward-cmd scorer, inherit it). The choice is made at the start; if
+ * leash cannot find or run its own binary, it goes on with libgomp's default. */
 static void thread_wait_default(char **argv) {
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return; // the user's choice wins
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN), threads = cpus;
+    const char *nt = getenv("OMP_NUM_THREADS");
+    if (nt && atol(nt) > 0) threads = atol(nt);
+    int others = others_running();
+    if (others >= 0 && cpus > 0 && others + threads <= cpus) return; // free cores: spinning costs nobody
     char self[4096]; // the binary's own path (not /proc/self/exe, which would name the process "exe")
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0 || (size_t)n >= sizeof self - 1 || setenv("OMP_WAIT_POLICY", "PASSIVE", 1)) return;
