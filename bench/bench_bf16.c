@@ -2,8 +2,10 @@
  * (--frozen-bf16) with its projections multiplied in BF16 (oneDNN, FP32 sums) against the same model converting
  * its layers to F32 a layer at a time (the path before BF16 compute, and the one on CPUs without AVX512_BF16).
  * SmolLM2-135M's shapes (random weights: V 49152, C 576, L 30, 9 query heads on 3 key/value heads, MLP 1536) as
- * a reference (LM head over the vocabulary) and as a reward model (a scalar head), 4 sequences of 128 tokens.
- * The LM head, the embeddings and attention stay F32 either way. Rounds interleave the two paths so that the
+ * a reference (LM head over the vocabulary) and as a reward model (a scalar head), 4 sequences of 128 tokens;
+ * and the reward model as leash_rm_score_texts runs it, its scalar head without the logits
+ * (leash_gpt_forward_values), against its full forward in F32. The LM head, the embeddings and attention stay
+ * F32 either way. Rounds interleave the two paths so that the
  * shared machine's load falls on both alike; prints the median seconds per forward and the ratio; asserts
  * nothing about speed. */
 #define _POSIX_C_SOURCE 200809L
@@ -39,17 +41,21 @@ static void run(const char *name, int scalar_head, const int *tokens) {
     leash_gpt_init(m, 1);
     leash_gpt_freeze(m);
     if (leash_gpt_store_bf16(m)) die("store_bf16");
-    double t[2][ROUNDS];
+    double t[3][ROUNDS]; // F32, BF16, BF16 values only (a reward model)
     for (int r = -1; r < ROUNDS; r++) // round -1 warms up (allocations, oneDNN's kernels for these shapes)
-        for (int bf = 1; bf >= 0; bf--) {
-            leash_gpt_set_bf16_compute(m, bf);
+        for (int k = scalar_head ? 2 : 1; k >= 0; k--) {
+            leash_gpt_set_bf16_compute(m, k > 0);
             double t0 = bench_now();
-            if (leash_gpt_forward(m, tokens, NULL, B, T)) die("forward");
-            if (r >= 0) t[bf][r] = bench_now() - t0;
+            if (k == 2 ? leash_gpt_forward_values(m, tokens, NULL, B, T) : leash_gpt_forward(m, tokens, NULL, B, T))
+                die("forward");
+            if (r >= 0) t[k][r] = bench_now() - t0;
         }
-    qsort(t[0], ROUNDS, sizeof(double), cmp), qsort(t[1], ROUNDS, sizeof(double), cmp);
+    for (int k = 0; k <= (scalar_head ? 2 : 1); k++) qsort(t[k], ROUNDS, sizeof(double), cmp);
     double f32 = t[0][ROUNDS / 2], b16 = t[1][ROUNDS / 2];
     printf("%-34s %10.3f %10.3f %9.2fx\n", name, f32, b16, f32 / b16);
+    if (scalar_head)
+        printf("%-34s %10.3f %10.3f %9.2fx\n", "  the same, values only (no logits)", f32, t[2][ROUNDS / 2],
+               f32 / t[2][ROUNDS / 2]);
     leash_gpt_free(m);
 }
 
