@@ -61,7 +61,7 @@ LIB   := $(BUILD)/libleash.a
 BIN   := $(BUILD)/leash
 TESTS := $(BUILD)/tests/leash-tests
 
-.PHONY: all deps fuzz-deps test test-mpi test-python python valgrind fuzz bench demo kl-examples clean FORCE
+.PHONY: all deps fuzz-deps test test-mpi test-python python valgrind fuzz bench demo demo-real kl-examples clean FORCE
 all: $(LIB) $(BIN) $(TESTS) $(BENCH_BIN)
 
 deps:
@@ -147,6 +147,12 @@ endif
 # the whole story on the default world (scripts/demo.sh; stages are cached in build/demo)
 demo: $(BIN)
 	scripts/demo.sh
+
+# the same story on a real model, SmolLM2-135M-Instruct with LoRA (scripts/demo-real.sh; runs cached in
+# $(BUILD)/demo-real); scripts/deps.sh --real fetches the model once
+demo-real: $(BIN)
+	@scripts/deps.sh --real
+	LEASH_BIN=$(BIN) scripts/demo-real.sh
 
 # the KL math from a shell, on the files in examples/
 kl-examples: $(BIN)
