@@ -4,11 +4,13 @@
  * the products and the sums are FP32. See include/leash/ops.h.
  *
  * oneDNN's primitives are made per shape (its kernels are generated for it): a few dozen are kept, the oldest
- * made replaced first. Like leash_sgemm this is called from serial code only (its state has no lock). Should
+ * made replaced first. That state is shared, so one product runs at a time (a lock: two models may score from
+ * two threads of a host program; each product is itself parallel over OpenMP's threads). Should
  * oneDNN fail on a shape (memory), that product runs in F32 through leash_sgemm instead, a block of the weight
  * converted at a time. */
 #define _POSIX_C_SOURCE 200809L
 #include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +28,7 @@ static entry cache[CACHE];
 static int n_cache, next_slot;
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; // over everything below
 static int state;      // 0 not yet asked, 1 available, -1 not
 static uint16_t *xbuf; // (N, C) the input rows in BF16
 static size_t xcap;
@@ -82,7 +85,7 @@ static int make(entry *e, const char **impl) {
 
 /* Available when the CPU has AVX512_BF16 and oneDNN picks a kernel of its own for BF16 (not its slow reference
  * loops, which it falls back to on CPUs without BF16 instructions). */
-int leash_bf16_compute_available(void) {
+static int available(void) {
     if (state) return state > 0;
     state = -1;
     if (!__builtin_cpu_supports("avx512bf16")) return 0;
@@ -94,6 +97,13 @@ int leash_bf16_compute_available(void) {
     if (impl && strncmp(impl, "ref", 3)) state = 1;
     drop(&probe);
     return state > 0;
+}
+
+int leash_bf16_compute_available(void) {
+    pthread_mutex_lock(&lock);
+    int on = available();
+    pthread_mutex_unlock(&lock);
+    return on;
 }
 
 static entry *find(int N, int C, int OC, int ldo, int out_in, int bias) {
@@ -130,7 +140,8 @@ static void f32_fallback(float *out, int ldo, const float *inp, const uint16_t *
 
 void leash_linear_forward_bf16(float *out, int ldo, const float *inp, const uint16_t *w, const float *bias, int N,
                                int C, int OC, int w_out_in) {
-    entry *e = leash_bf16_compute_available() ? find(N, C, OC, ldo, w_out_in, bias != NULL) : NULL;
+    pthread_mutex_lock(&lock);
+    entry *e = available() ? find(N, C, OC, ldo, w_out_in, bias != NULL) : NULL;
     size_t n = (size_t)N * C;
     if (e && n > xcap) {
         uint16_t *grown = realloc(xbuf, n * sizeof *grown);
@@ -138,6 +149,7 @@ void leash_linear_forward_bf16(float *out, int ldo, const float *inp, const uint
     }
     if (!e || n > xcap) {
         f32_fallback(out, ldo, inp, w, bias, N, C, OC, w_out_in);
+        pthread_mutex_unlock(&lock);
         return;
     }
 #pragma omp parallel for schedule(static)
@@ -151,4 +163,5 @@ void leash_linear_forward_bf16(float *out, int ldo, const float *inp, const uint
     if (dnnl_primitive_execute(e->prim, stream, bias ? 4 : 3, args) != dnnl_success ||
         dnnl_stream_wait(stream) != dnnl_success)
         f32_fallback(out, ldo, inp, w, bias, N, C, OC, w_out_in);
+    pthread_mutex_unlock(&lock);
 }

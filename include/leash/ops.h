@@ -22,7 +22,8 @@ void leash_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, con
  * inp rounded to BF16 (nearest, ties to even), the products summed in FP32 (oneDNN's matmul). Each output then
  * differs from the F32 product of the same BF16 weight by at most about 2^-8 sum_k |inp_k w_k| (the input's
  * rounding) plus FP32's own summation error. Where BF16 compute is not available (or oneDNN fails on a
- * shape) the product runs in F32 on the BF16 weight. Serial code only (shared state, like leash_sgemm). */
+ * shape) the product runs in F32 on the BF16 weight. Call it outside parallel regions; products asked from
+ * several threads run one at a time (they share oneDNN's primitives and a buffer). */
 void leash_linear_forward_bf16(float *out, int ldo, const float *inp, const uint16_t *w, const float *bias, int N,
                                int C, int OC, int w_out_in);
 /* 1 when this CPU multiplies BF16 natively (AVX512_BF16 or AMX) and oneDNN has a kernel of its own for it. */
