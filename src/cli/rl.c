@@ -31,7 +31,7 @@ static const char *usage_common =
     "gold reward). Give --reward-cmd several times for a weighted sum (docs/rl.md, \"Scorer commands\"):\n"
     "  --reward-timeout S   seconds per answer (default 30)\n"
     "  --reward-weights W   one weight per --reward-cmd, e.g. 1,0.5 (default all 1)\n"
-    "  --reward-names N     one label per --reward-cmd for rewards/<label>/mean, e.g. correct,format\n"
+    "  --reward-names L     one label per --reward-cmd for rewards/<label>/mean, e.g. correct,format\n"
     "                       (default cmd0,cmd1,...; logged with two or more commands)\n"
     "--chat-template: the prompts are plain questions, each wrapped as a user message in the policy's own chat\n"
     "template (ChatML, Llama 3) with the assistant's turn begun; scorers and samples get the plain question.\n"
