@@ -688,6 +688,13 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
         double t0 = leash_now_s();
         double gap = 0.0, phase[4] = {0};
         if ((rc = rollout_collect(&s, &cfg, step, &gap, phase))) {
+            if (step > start && leash_stop_requested()) { // SIGINT/SIGTERM while a scorer answered: the step is
+                // dropped (nothing has moved since the step before), and the run stops with that step's checkpoint
+                rl_state now = {.step = step, .beta = cfg.beta, .watch = watch, .alarm = alarm, .skipped = skipped,
+                                .hist = hist, .num_tokens = num_tokens, .ref_model = ref_sync_holder(&s, c, step)};
+                rc = checkpoint_step(&s, c, &now, 0, 1, why);
+                break;
+            }
             if (rc != LEASH_ENUMERIC || !c->skip_nonfinite) break;
             skipped++, rc = LEASH_OK; // the whole batch: no update, no metrics line for this step
             snprintf(why, sizeof why, "step %d was skipped: %.250s", step + 1, leash_errmsg());

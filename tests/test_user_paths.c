@@ -173,6 +173,74 @@ Test(user_paths, sigterm_stops_a_run_waiting_for_its_scorer, .timeout = 30) {
     rl_scratch_drop(&w);
 }
 
+/* SIGTERM while a slow scorer answers a later step: the steps before are kept. The run exits 0 with the
+ * checkpoint of the last whole step (the interrupted step dropped, as --help promises for a stop), and
+ * --resume then ends with the same policy, bit for bit, as a run that was never stopped. */
+Test(user_paths, sigterm_during_a_later_step_keeps_the_steps_before, .timeout = 60) {
+    rl_scratch w;
+    rl_scratch_make(&w, "up-sigterm2");
+    char script[256], body[768], cmd[2048], extra[512], path[512], out2[300], out[8192];
+    // answers requests 0-1 (step 1) at once; from request 2 on it hangs, unless DIR/fast exists
+    snprintf(body, sizeof body,
+             "while read -r line; do\n"
+             "  id=$(printf '%%s' \"$line\" | sed 's/^{\"id\": *\\([0-9]*\\).*/\\1/')\n"
+             "  if [ \"$id\" -ge 2 ] && [ ! -e %s/fast ]; then touch %s/waiting; sleep 300; fi\n"
+             "  echo \"{\\\"id\\\": $id, \\\"reward\\\": 0.$((id %% 7))}\"\n"
+             "done", w.dir, w.dir);
+    scorer(w.dir, body, script, sizeof script);
+    snprintf(extra, sizeof extra, "--steps 3 --reward-cmd %s --reward-timeout 600 2> %s/log", script, w.dir);
+    ppo_cmd(cmd, sizeof cmd, &w, extra);
+    char *at = strstr(cmd, "--steps 1 "); // ppo_cmd's own --steps 1 gives way to --steps 3
+    cr_assert(at);
+    memcpy(at, "         ", 9);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        char full[2100];
+        snprintf(full, sizeof full, "exec %s", cmd);
+        execl("/bin/sh", "sh", "-c", full, (char *)NULL);
+        _exit(127);
+    }
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/waiting", w.dir);
+    for (int k = 0; k < 600 && stat(path, &sb) != 0; k++) usleep(50 * 1000); // step 2's first request came
+    cr_assert_eq(stat(path, &sb), 0, "the scorer never saw step 2");
+    kill(pid, SIGTERM);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    snprintf(path, sizeof path, "%s/log", w.dir);
+    char *text = read_text(path);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, text);
+    cr_assert(text && strstr(text, "stopped after step 1 of 3"), "%s", text);
+    free(text);
+    snprintf(path, sizeof path, "%s/checkpoint/state.json", w.out);
+    text = read_text(path);
+    const char *key = text ? strstr(text, "\"step\"") : NULL;
+    int done = -1;
+    cr_assert(key && sscanf(key + 6, " : %d", &done) == 1 && done == 1, "%s: step %d, not 1: %s", path, done, text);
+    free(text);
+    // the rest, resumed with a scorer that no longer hangs; then the same run never stopped
+    snprintf(path, sizeof path, "%s/fast", w.dir);
+    write_text(path, "");
+    snprintf(extra, sizeof extra, "--steps 3 --reward-cmd %s --reward-timeout 600 --resume", script);
+    ppo_cmd(cmd, sizeof cmd, &w, extra);
+    memcpy(strstr(cmd, "--steps 1 "), "         ", 9);
+    cr_assert_eq(run_capture(cmd, out, sizeof out), 0, "%s", out);
+    snprintf(out2, sizeof out2, "%s/whole", w.dir);
+    snprintf(extra, sizeof extra, "--steps 3 --reward-cmd %s --reward-timeout 600", script);
+    ppo_cmd(cmd, sizeof cmd, &w, extra);
+    memcpy(strstr(cmd, "--steps 1 "), "         ", 9);
+    char *o = strstr(cmd, w.out);
+    cr_assert(o);
+    char cmd2[2300];
+    snprintf(cmd2, sizeof cmd2, "%.*s%s%s", (int)(o - cmd), cmd, out2, o + strlen(w.out));
+    cr_assert_eq(run_capture(cmd2, out, sizeof out), 0, "%s", out);
+    snprintf(cmd2, sizeof cmd2, "cmp %s/policy/model.safetensors %s/policy/model.safetensors", w.out, out2);
+    cr_assert_eq(run_capture(cmd2, out, sizeof out), 0, "the resumed run differs from the whole run: %s", out);
+    scorer_gone(w.dir);
+    rl_scratch_drop(&w);
+}
+
 /* ---- 3, 4: one run per output directory, no silent overwrite ------------------------------------- */
 
 /* Starts `exec cmd` under /bin/sh (so the pid is the command's) without waiting. */
