@@ -140,3 +140,56 @@ Test(report_html, near_constant_large_values_end, .timeout = 60) {
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+/* A scorer's own metrics (gold/correct, rewards/<label>/mean) in the page's first/last table and a plot of
+ * them, as `leash report` prints them; and the proxy row says what scored the run (state.json's reward_cmd:
+ * a scorer, reward: a reward model). Metrics written by hand, so the means are known: gold/correct is
+ * step % 2 over steps 1..10 (first 5: 0.6, last 5: 0.4), rewards/a/mean is step / 10 (0.3 and 0.8). */
+static void hand_run(const char *dir, const char *name, const char *state) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    cr_assert_eq(leash_mkdir(path), 0);
+    snprintf(path, sizeof path, "%s/%s/checkpoint", dir, name);
+    cr_assert_eq(leash_mkdir(path), 0);
+    snprintf(path, sizeof path, "%s/%s/checkpoint/state.json", dir, name);
+    cr_assert_eq(leash_write_file_atomic(path, state, strlen(state)), 0);
+    snprintf(path, sizeof path, "%s/%s/metrics.jsonl", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    for (int s = 1; s <= 10; s++)
+        fprintf(f, "{\"step\": %d, \"objective/scores\": %g, \"gold/correct\": %d, \"rewards/a/mean\": %g}\n", s, 0.1 * s, s % 2,
+                0.1 * s);
+    fclose(f);
+}
+
+Test(report_html, scorer_metrics_and_proxy_label, .timeout = 60) {
+    char dir[] = "/tmp/leash-html-XXXXXX", cmd[1024], path[300], *html = NULL, *text = NULL;
+    cr_assert(mkdtemp(dir));
+    hand_run(dir, "cmd", "{\"reward_cmd\": \"./score.sh\", \"reward\": null, \"gold_reward\": false}");
+    hand_run(dir, "rm", "{\"reward_cmd\": \"\", \"reward\": \"/x/rm\", \"gold_reward\": false}");
+    snprintf(cmd, sizeof cmd, "%s report %s/cmd > %s/cmd.txt && %s report %s/rm > %s/rm.txt && %s report %s/cmd --html "
+                              "%s/out.html 2>/dev/null", LEASH_BIN, dir, dir, LEASH_BIN, dir, dir, LEASH_BIN, dir, dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(path, sizeof path, "%s/out.html", dir);
+    cr_assert_eq(leash_read_file(path, 1 << 24, &html, NULL), 0);
+    cr_assert(strstr(html, "<tr><th>gold/correct</th><td class=\"num\">+0.600 &#8594; +0.400</td></tr>"),
+              "the page has no gold/correct row with means 0.6 -> 0.4");
+    cr_assert(strstr(html, "<tr><th>rewards/a/mean</th><td class=\"num\">+0.300 &#8594; +0.800</td></tr>"),
+              "the page has no rewards/a/mean row with means 0.3 -> 0.8");
+    const char *plot = strstr(html, "id=\"plot-scorer\"");
+    cr_assert(plot && strstr(plot, "data-key=\"gold/correct\"") && strstr(plot, "data-key=\"rewards/a/mean\""),
+              "no scorer plot with both curves");
+    cr_assert(strstr(html, "<tr><th>proxy reward (scorer)</th>"), "the page's proxy row does not say scorer");
+    free(html);
+    snprintf(path, sizeof path, "%s/cmd.txt", dir);
+    cr_assert_eq(leash_read_file(path, 1 << 24, &text, NULL), 0);
+    cr_assert(strstr(text, "proxy reward (scorer)"), "the text report of a scorer run:\n%s", text);
+    cr_assert(strstr(text, "gold/correct") && strstr(text, "+0.600 ->      +0.400"), "%s", text);
+    free(text);
+    snprintf(path, sizeof path, "%s/rm.txt", dir);
+    cr_assert_eq(leash_read_file(path, 1 << 24, &text, NULL), 0);
+    cr_assert(strstr(text, "proxy reward (reward model)"), "the text report of a reward-model run:\n%s", text);
+    free(text);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}

@@ -14,7 +14,7 @@
 static const char *const KEYS[] = {"step", "objective/scores", "gold/reward", "gold/grammatical", "objective/kl",
                                    "objective/kl_exact", "beta", "fluency/ref_nll", "text/repetition", "text/distinct2",
                                    "text/length", "alarm/reward_hacking"};
-static const char *const LABELS[] = {"", "proxy reward (reward model)", "gold reward (the truth)", "grammatical",
+static const char *LABELS[] = {"", "proxy reward (reward model)", "gold reward (the truth)", "grammatical",
                                      "KL, nats/sequence (estimator)", "KL, nats/sequence (exact)", "beta",
                                      "reference NLL, nats/token", "repetition", "distinct-2", "response tokens", ""};
 enum { NK = sizeof KEYS / sizeof KEYS[0], WINDOW = 5 };
@@ -72,6 +72,30 @@ static void scorer_rows(const char *const *runs, int n) {
     for (int r = 0; r < n; r++) leash_table_free(&t[r]);
 }
 
+/* The proxy row's label: what the runs' checkpoint/state.json say they were scored by (a reward model, a
+ * scorer command, the gold reward, a function), when every run that recorded it agrees; else "proxy reward". */
+static const char *proxy_label(const char *const *runs, int n) {
+    static const char *const names[] = {"proxy reward", "proxy reward (reward model)", "proxy reward (scorer)",
+                                        "proxy reward (gold)", "proxy reward (function)"};
+    int kind = -1;
+    for (int r = 0; r < n; r++) {
+        char path[4200], *text = NULL;
+        size_t len = 0;
+        snprintf(path, sizeof path, "%s/checkpoint/state.json", runs[r]);
+        if (leash_read_file(path, (size_t)1 << 26, &text, &len)) continue; // logs only: not recorded
+        cJSON *o = cJSON_Parse(text);
+        free(text);
+        const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(o, "reward_cmd");
+        int k = cJSON_IsString(cmd) && cmd->valuestring[0] ? 2
+                : cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "gold_reward")) ? 3
+                : cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "reward_fn")) ? 4
+                : cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "reward")) ? 1 : 0;
+        cJSON_Delete(o);
+        kind = kind < 0 || kind == k ? k : 0;
+    }
+    return names[kind < 0 ? 0 : kind];
+}
+
 int cli_report(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         fputs("usage: leash report RUN_DIR [RUN_DIR ...] [--html OUT.html]\n\nPrints each run's first and last 5 steps side by side "
@@ -88,6 +112,7 @@ int cli_report(int argc, char **argv) {
         if (!strcmp(argv[i], "--html") && i + 1 < argc) html = argv[++i];
         else if (argv[i][0] == '-') return fprintf(stderr, "leash report: unknown option '%s' (see --help)\n", argv[i]), 2;
         else if (n < 8) runs[n++] = argv[i];
+    LABELS[1] = proxy_label(runs, n);
     leash_table t[8] = {{0}}, s[8] = {{0}};
     static const char *const skeys[] = {"prompt", "response"}, *const snum[] = {"step", "score", "gold"};
     for (int r = 0; r < n; r++) {

@@ -199,22 +199,28 @@ static double alarm_step(const leash_table *p) {
     return 0;
 }
 
+/* One first -> last row per run of column k of tables t. */
+static void metric_row(FILE *f, const char *label, const leash_table *t, int n, int k, int window) {
+    fputs("<tr><th>", f), html_text(f, label), fputs("</th>", f);
+    for (int r = 0; r < n; r++) {
+        double a = cli_report_mean(&t[r], k, 0, window), b = cli_report_mean(&t[r], k, t[r].n - window, t[r].n);
+        if (isnan(a)) fputs("<td class=\"num\">-</td>", f);
+        else fprintf(f, "<td class=\"num\">%+.3f &#8594; %+.3f</td>", a, b);
+    }
+    fputs("</tr>\n", f);
+}
+
+/* The scorers' own metrics (gold/..., rewards/<label>/mean; cli_report_scorer_keys) are the plot tables'
+ * columns NPK .. NPK + nsk - 1, named skeys. */
 static void write_metrics(FILE *f, const char *const *runs, int n, const leash_table *t, const leash_table *p,
-                          const char *const *labels, int nk, int window) {
+                          const char *const *labels, int nk, int window, char (*skeys)[CLI_KEY_MAX], int nsk) {
     fprintf(f, "<h2>First and last %d steps</h2>\n<p class=\"note\">Means over the first and the last %d steps "
                "(as <code>leash report</code> prints them); - where a run did not measure it.</p>\n<table id=\"metrics\">"
                "<tr><th></th>", window, window);
     for (int r = 0; r < n; r++) fputs("<th>", f), html_text(f, runs[r]), fputs("</th>", f);
     fputs("</tr>\n", f);
-    for (int k = 1; k < nk - 1; k++) {
-        fprintf(f, "<tr><th>%s</th>", labels[k]);
-        for (int r = 0; r < n; r++) {
-            double a = cli_report_mean(&t[r], k, 0, window), b = cli_report_mean(&t[r], k, t[r].n - window, t[r].n);
-            if (isnan(a)) fputs("<td class=\"num\">-</td>", f);
-            else fprintf(f, "<td class=\"num\">%+.3f &#8594; %+.3f</td>", a, b);
-        }
-        fputs("</tr>\n", f);
-    }
+    for (int k = 1; k < nk - 1; k++) metric_row(f, labels[k], t, n, k, window);
+    for (int k = 0; k < nsk; k++) metric_row(f, skeys[k], p, n, NPK + k, window);
     fputs("<tr><th>reward-hacking alarm</th>", f);
     for (int r = 0; r < n; r++) {
         double at = alarm_step(&p[r]);
@@ -232,6 +238,7 @@ typedef struct {
     int key;          /* column of the plot table */
     const char *dash; /* stroke-dasharray, "" for solid */
     const char *name;
+    const char *keyname; /* the metrics.jsonl key (data-key), NULL for PKEYS[key] */
 } series;
 
 /* The adaptive controller's band for run r on this panel: beta moves in proportion to the KL's distance from
@@ -305,7 +312,7 @@ static void curve(FILE *f, const leash_table *p, int r, const series *s, double 
         }
         int j = i;
         fprintf(f, "<polyline data-run=\"%d\" data-key=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\"%s%s%s points=\"",
-                r, PKEYS[s->key], COLORS[r], s->dash[0] ? " stroke-dasharray=\"" : "", s->dash, s->dash[0] ? "\"" : "");
+                r, s->keyname ? s->keyname : PKEYS[s->key], COLORS[r], s->dash[0] ? " stroke-dasharray=\"" : "", s->dash, s->dash[0] ? "\"" : "");
         for (; j < p->n && !isnan(p->num[s->key][j]); j++)
             fprintf(f, "%s%.2f,%.2f", j > i ? " " : "", ML + (p->num[P_STEP][j] - x0) * sx, (H - MB) + (p->num[s->key][j] - y0) * sy);
         fputs("\"/>\n", f);
@@ -327,7 +334,8 @@ static void panel(FILE *f, const char *id, const char *title, const char *ylabel
     int lx = ML; // the legend: line styles, then the runs' colours
     for (int s = 0; s < ns && ns > 1; s++, lx += 160)
         fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"33\" y2=\"33\" stroke=\"#444\" stroke-width=\"1.8\" stroke-dasharray=\"%s\"/>"
-                   "<text x=\"%d\" y=\"37\" font-size=\"11\">%s</text>\n", lx, lx + 22, ser[s].dash, lx + 26, ser[s].name);
+                   "<text x=\"%d\" y=\"37\" font-size=\"11\">", lx, lx + 22, ser[s].dash, lx + 26),
+            html_text(f, ser[s].name), fputs("</text>\n", f); // a scorer's metric name comes from its replies
     if (!any) {
         fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"13\" text-anchor=\"middle\" fill=\"#888\">not measured in these runs</text></svg>\n",
                 W / 2, H / 2);
@@ -357,16 +365,17 @@ static void panel(FILE *f, const char *id, const char *title, const char *ylabel
     fputs("</svg>\n", f);
 }
 
-static void write_plots(FILE *f, const char *const *runs, int n, const leash_table *p, const band *seq, const band *tok) {
+static void write_plots(FILE *f, const char *const *runs, int n, const leash_table *p, const band *seq, const band *tok,
+                        char (*skeys)[CLI_KEY_MAX], int nsk) {
     fputs("<h2>Training curves</h2>\n<p class=\"note\">", f);
     for (int r = 0; r < n; r++)
         fprintf(f, "<span class=\"swatch\" style=\"background:%s\"></span>", COLORS[r]), html_text(f, runs[r]);
     fputs("<br>Red dashed line: the step where the reward-hacking alarm fired (proxy up while gold falls). Shaded: the "
           "adaptive beta controller's proportional band around its KL target.</p>\n<div class=\"plots\">\n", f);
-    const series reward[] = {{P_PROXY, "", "proxy (reward model)"}, {P_GOLD, "6 4", "gold (the truth)"}};
-    const series kl[] = {{P_KL, "", "estimator"}, {P_KL_EXACT, "2 3", "exact"}};
-    const series kl_tok[] = {{P_KL_TOKEN, "", "per token"}};
-    const series beta[] = {{P_BETA, "", "beta"}}, ent[] = {{P_ENTROPY, "", "entropy"}}, nll[] = {{P_NLL, "", "NLL"}};
+    const series reward[] = {{P_PROXY, "", "proxy (reward model)", NULL}, {P_GOLD, "6 4", "gold (the truth)", NULL}};
+    const series kl[] = {{P_KL, "", "estimator", NULL}, {P_KL_EXACT, "2 3", "exact", NULL}};
+    const series kl_tok[] = {{P_KL_TOKEN, "", "per token", NULL}};
+    const series beta[] = {{P_BETA, "", "beta", NULL}}, ent[] = {{P_ENTROPY, "", "entropy", NULL}}, nll[] = {{P_NLL, "", "NLL", NULL}};
     panel(f, "plot-reward", "Proxy vs gold reward", "reward", p, n, reward, 2, NULL);
     panel(f, "plot-kl", "KL to the reference, nats per sequence", "KL (nats/sequence)", p, n, kl, 2, seq);
     int per_token = 0;
@@ -375,6 +384,10 @@ static void write_plots(FILE *f, const char *const *runs, int n, const leash_tab
     panel(f, "plot-beta", "beta (KL coefficient)", "beta", p, n, beta, 1, NULL);
     panel(f, "plot-entropy", "Policy entropy, nats per token", "entropy", p, n, ent, 1, NULL);
     panel(f, "plot-fluency", "Fluency: reference NLL, nats per token", "NLL (nats/token)", p, n, nll, 1, NULL);
+    series sc[16];
+    static const char *const dashes[] = {"", "6 4", "2 3", "8 3 2 3"};
+    for (int k = 0; k < nsk; k++) sc[k] = (series){NPK + k, dashes[k % 4], skeys[k], skeys[k]};
+    if (nsk) panel(f, "plot-scorer", "Scorer metrics (gold/..., rewards/&lt;label&gt;/mean)", "value", p, n, sc, nsk, NULL);
     fputs("</div>\n", f);
 }
 
@@ -588,10 +601,15 @@ int cli_report_html(const char *out, const char *const *runs, int n, const leash
     }
     leash_table p[8] = {{0}};
     band seq[8], tok[8];
+    char skeys[16][CLI_KEY_MAX]; // the scorers' metrics, after PKEYS in the plot tables (a key a run lacks: NAN)
+    int nsk = 0;
+    for (int r = 0; r < n; r++) nsk = cli_report_scorer_keys(runs[r], skeys, nsk, 16);
+    const char *names[NPK + 16];
+    for (int k = 0; k < NPK + nsk; k++) names[k] = k < NPK ? PKEYS[k] : skeys[k - NPK];
     for (int r = 0; r < n; r++) {
         char path[4200];
         snprintf(path, sizeof path, "%s/metrics.jsonl", runs[r]);
-        if (leash_jsonl_load(path, NULL, 0, PKEYS, NPK, 1, &p[r])) {
+        if (leash_jsonl_load(path, NULL, 0, names, NPK + nsk, 1, &p[r])) {
             fprintf(stderr, "leash report: %s\n", leash_errmsg());
             for (int q = 0; q < r; q++) leash_table_free(&p[q]);
             return 1;
@@ -609,8 +627,8 @@ int cli_report_html(const char *out, const char *const *runs, int n, const leash
                    "<style>%s</style>\n</head>\n<body>\n<h1>leash report</h1>\n<p class=\"note\">%d run%s, written %s by "
                    "<code>leash report --html</code>.</p>\n", STYLE, n, n > 1 ? "s" : "", when);
         write_config(f, runs, n);
-        write_metrics(f, runs, n, t, p, labels, nk, window);
-        write_plots(f, runs, n, p, seq, tok);
+        write_metrics(f, runs, n, t, p, labels, nk, window, skeys, nsk);
+        write_plots(f, runs, n, p, seq, tok, skeys, nsk);
         write_frontiers(f, runs, n);
         write_samples(f, runs, n, s);
         fputs("</body>\n</html>\n", f);
