@@ -204,6 +204,7 @@ static int pretrain_step(const leash_pretrain_progress *p, void *ctx) { return r
 
 /* The reward model's trainer reports fields, not a table: its updates' and validations' values as one. */
 static int rm_step(const leash_rm_progress *p, void *ctx) {
+    if (p->stats_total) return 0; // the score statistics' pass after training: no step of its own
     leash_metrics m = {0};
     leash_metrics_int(&m, "step", p->step);
     leash_metrics_int(&m, "epoch", p->epoch);

@@ -335,6 +335,7 @@ int leash_rm_train(const leash_rm_config *c, leash_rm_fn fn, void *ctx, leash_rm
     if (!rc) {
         double s = 0.0, s2 = 0.0;
         int cnt = 0;
+        p.stats_total = bt ? 2 * n_train : n_train;
         for (int i0 = 0; i0 < n_train && !rc; i0 += c->batch_size) {
             int nb = n_train - i0 < c->batch_size ? n_train - i0 : c->batch_size, RB = bt ? 2 * nb : nb, T;
             for (int k = 0; k < nb; k++) rows[k] = &a[i0 + k], rows[nb + k] = bt ? &b[i0 + k] : NULL;
@@ -344,7 +345,10 @@ int leash_rm_train(const leash_rm_config *c, leash_rm_fn fn, void *ctx, leash_rm
                 double x = leash_gpt_values(m)[r * T + last[r]];
                 s += x, s2 += x * x, cnt++;
             }
+            p.stats_done = cnt;
+            if (fn) fn(&p, ctx);
         }
+        p.stats_done = p.stats_total = 0; // final receives the last validation, as before
         double mean = s / cnt, var = s2 / cnt - mean * mean;
         leash_gpt_set_score_stats(m, (float)mean, (float)sqrt(var > 0 ? var : 0));
     }

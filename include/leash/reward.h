@@ -66,6 +66,10 @@ typedef struct {
     int val_n;
     long skipped;             /* updates skipped for a non-finite value (skip_nonfinite) */
     char skip_reason[320];    /* why the last of them was skipped ("" while none was): the library prints nothing */
+    /* After the last epoch, the score statistics' pass over the training texts reports after each batch:
+     * stats_done of stats_total texts scored (stats_total 0 in every other report; fn's return is ignored
+     * there, the statistics are needed to write the model) */
+    int stats_done, stats_total;
 } leash_rm_progress;
 
 typedef int (*leash_rm_fn)(const leash_rm_progress *p, void *ctx);

@@ -60,6 +60,10 @@ static int rm_progress(const leash_rm_progress *p, void *vctx) {
         fprintf(stderr, "epoch %d: held-out accuracy %.2f%% on %d", p->epoch, 100 * p->val_accuracy, p->val_n);
         if (!isnan(p->val_gold_accuracy)) fprintf(stderr, ", agreement with gold %.2f%%", 100 * p->val_gold_accuracy);
         fputc('\n', stderr);
+    } else if (p->stats_total) { // the score statistics' pass after the last epoch (10-60 s on a real model)
+        if (!ctx->quiet)
+            cli_progress(p->stats_done == p->stats_total, "%s score statistics %d/%d texts   ", ctx->what, p->stats_done,
+                         p->stats_total);
     } else if (!ctx->quiet) {
         cli_progress(p->step == p->steps, "%s step %d/%d  loss %.4f   ", ctx->what, p->step, p->steps, p->loss);
     }
