@@ -102,9 +102,14 @@ class _Rewards:
 
     def __init__(self, funcs, weights, rows):
         self.funcs, self.weights = funcs, weights
-        self.extra = {}  # prompt text -> its row's other columns
-        for r in rows:
-            self.extra.setdefault(r["prompt"], {k: v for k, v in r.items() if k != "prompt"})
+        self.extra = {}  # prompt text -> its row's other columns (the C callback hands over the texts, not the rows)
+        for i, r in enumerate(rows):
+            cols = {k: v for k, v in r.items() if k != "prompt"}
+            if self.extra.setdefault(r["prompt"], cols) != cols:
+                raise ValueError(f"prompts: row {i + 1} repeats an earlier row's prompt text with other columns "
+                                 f"({cols!r} against {self.extra[r['prompt']]!r}); a Python reward function gets a "
+                                 f"prompt's columns by its text, so give each such row a distinct prompt or the same "
+                                 f"columns")
         self.columns = sorted({k for r in rows for k in r if k != "prompt"})
         self.error = None
         self.means = {}  # the last step's batch mean of each function, by name

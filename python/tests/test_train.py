@@ -168,6 +168,18 @@ def test_prompt_dicts_pass_their_columns_to_the_reward(gpt2, tmp_path):
     assert got and all(want[p] == t for ps, ts in got for p, t in zip(ps, ts))
 
 
+def test_one_prompt_text_with_two_sets_of_columns_is_refused(gpt2, tmp_path):
+    """A reward function gets a prompt's columns by its text: two rows with one text and other answers would
+    hand one of them the other's answer, so the run is refused before it starts."""
+    rows = [{"prompt": "What is 2 + 2?", "answer": 4}, {"prompt": "What is 2 + 2?", "answer": 5}]
+    with pytest.raises(ValueError, match="row 2 repeats an earlier row's prompt text with other columns"):
+        leash.grpo(policy=gpt2, prompts=rows, out=tmp_path / "run", reward_funcs=length_reward, **SMALL)
+    assert not (tmp_path / "run").exists()
+    same = [{"prompt": "What is 2 + 2?", "answer": 4}, {"prompt": "What is 2 + 2?", "answer": 4}]
+    r = leash.grpo(policy=gpt2, prompts=same, out=tmp_path / "ok", reward_funcs=length_reward, **dict(SMALL, steps=1))
+    assert r.step == 1
+
+
 def test_ppo_runs_with_a_python_reward(world, gpt2, tmp_path):
     seen = []
     r = leash.ppo(policy=gpt2, prompts=world / "prompts.jsonl", out=tmp_path / "run", reward_funcs=length_reward,
