@@ -6,9 +6,9 @@
 #   number appears anywhere in the reply, which listing numbers games. The gold reward, logged and never
 #   optimised: the first number stated is the answer and the reply is short; fluency is leash's own
 #   fluency/ref_nll (the reference model's NLL per reply token).
-#   -> GRPO with LoRA with the leash (beta fixed: GRPO has no adaptive controller)  and  the same with beta = 0,
+#   -> GRPO with LoRA with the leash (adaptive beta from 1, target 3 nats per sequence)  and  the same with beta = 0,
 #      run side by side, one core each -> leash report and leash plot of the two.
-# About 7 minutes on 2 idle cores (802 s user+sys measured), about 4 GB of memory a run, 8 GB for the two side by
+# About 11 minutes on 2 idle cores (1299 s user+sys measured), about 4.2 GB of memory a run, 8 GB for the two side by
 # side. Runs already finished in build/demo-real are reused.
 #   DEMO_QUICK=1 scripts/demo-real.sh    two tiny steps of each run (CI checks the pipeline with it)
 set -euo pipefail
@@ -19,9 +19,10 @@ G=${LEASH_SMOLLM2_GGUF:-/opt/leash-ref/SmolLM2-135M-Instruct.Q4_1.gguf}
 if [ "${DEMO_QUICK:-0}" = 1 ]; then
   D=$(dirname "$L")/demo-real-quick; STEPS=2; BATCH=2; GROUP=4; MAX_NEW=8
 else
-  D=$(dirname "$L")/demo-real; STEPS=9; BATCH=4; GROUP=8; MAX_NEW=24
+  D=$(dirname "$L")/demo-real; STEPS=16; BATCH=4; GROUP=8; MAX_NEW=24
 fi
-BETA=1 # the leash: GRPO's KL coefficient (k3 inside the loss, per response token)
+BETA=1 # the leash: GRPO's KL coefficient at the start (k3 inside the loss), then adapted by Ziegler's controller
+LEASH=(--beta $BETA --kl-target 3 --kl-horizon 64) # to 3 nats per sequence; horizon 64: up to 10% a step at 32 replies
 mkdir -p "$D"
 stage() { echo; echo "== $1"; }
 again() { if [ -d "$1/checkpoint" ]; then echo --resume; else echo --overwrite; fi; }
@@ -33,8 +34,8 @@ common=(--policy "$G" --reward-cmd examples/real/score.py --prompts examples/rea
 export OMP_WAIT_POLICY=PASSIVE
 pid=
 if [ ! -f "$D/grpo-leash/policy/adapter_config.json" ]; then
-  stage "GRPO with the leash (beta $BETA), in the background: progress in $D/grpo-leash.log"
-  OMP_NUM_THREADS=1 $L grpo "${common[@]}" --out "$D/grpo-leash" "$(again "$D/grpo-leash")" --beta $BETA \
+  stage "GRPO with the leash (beta from $BETA, adaptive), in the background: progress in $D/grpo-leash.log"
+  OMP_NUM_THREADS=1 $L grpo "${common[@]}" --out "$D/grpo-leash" "$(again "$D/grpo-leash")" "${LEASH[@]}" \
       > "$D/grpo-leash.log" 2>&1 &
   pid=$!
 fi
