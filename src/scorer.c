@@ -32,9 +32,11 @@ int scorers_start(rl_scorers *s, const leash_reward_source *w, int world_gold) {
         for (int j = 0; j < i; j++)
             if (!strcmp(s->label[i], s->label[j]))
                 return leash_fail(LEASH_EINVAL, "--reward-names: \"%s\" names two reward commands; give each its own", s->label[i]);
+        char lab[sizeof s->label[i]]; // a copy: gcc -O1 (the sanitizer build) sees s->label and s->what as overlapping
+        memcpy(lab, s->label[i], sizeof lab);
         if (n == 1) snprintf(s->what[i], sizeof s->what[i], "reward command");
-        else snprintf(s->what[i], sizeof s->what[i], "reward command %s", s->label[i]);
-        snprintf(s->reward_key[i], sizeof s->reward_key[i], "rewards/%s/mean", s->label[i]);
+        else snprintf(s->what[i], sizeof s->what[i], "reward command %s", lab);
+        snprintf(s->reward_key[i], sizeof s->reward_key[i], "rewards/%s/mean", lab);
         s->weight[i] = w->weights ? w->weights[i] : 1.0;
         if (!isfinite(s->weight[i]))
             return leash_fail(LEASH_EINVAL, "--reward-weights: the weight of %s is %g; it must be finite", s->label[i], s->weight[i]);
