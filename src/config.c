@@ -267,9 +267,9 @@ static int load_gpt2(const char *path, const cJSON *root, leash_gpt_config *cfg)
     if (!rc) rc = get_bos(path, root, &cfg->bos_token_id);
     if (!rc) rc = get_eos(path, root, cfg);
     if (!rc) rc = get_int(path, root, "n_inner", 0, 0, &n_inner);
-    if (!rc && n_inner && n_inner != 4 * cfg->n_embd)
-        rc = leash_fail(LEASH_EFORMAT, "%s: \"n_inner\" = %d; leash's GPT-2 uses 4 * n_embd = %d", path, n_inner,
-                        4 * cfg->n_embd);
+    if (!rc && n_inner && (long long)n_inner != 4LL * cfg->n_embd) // in 64 bits: n_embd may be near INT_MAX
+        rc = leash_fail(LEASH_EFORMAT, "%s: \"n_inner\" = %d; leash's GPT-2 uses 4 * n_embd = %lld", path, n_inner,
+                        4LL * cfg->n_embd);
     if (!rc) cfg->layer_norm_epsilon = eps ? leash_config_float(eps->valuedouble) : 1e-5f;
     static const char *const known[] = {"model_type", "vocab_size", "n_positions", "n_embd", "n_layer", "n_head",
                                         "bos_token_id", "eos_token_id", "n_inner", "activation_function",

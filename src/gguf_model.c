@@ -239,9 +239,9 @@ static int gpt2_config(const leash_gguf *g, leash_gpt_config *cfg) {
     if (cfg->n_kv_head != cfg->n_head)
         return leash_fail(LEASH_EFORMAT, "%s: \"gpt2.attention.head_count_kv\" = %d differs from head_count %d", path,
                           cfg->n_kv_head, cfg->n_head);
-    if (cfg->n_inner != 4 * cfg->n_embd)
-        return leash_fail(LEASH_EFORMAT, "%s: \"gpt2.feed_forward_length\" = %d; leash's GPT-2 uses 4 * n_embd = %d", path,
-                          cfg->n_inner, 4 * cfg->n_embd);
+    if ((long long)cfg->n_inner != 4LL * cfg->n_embd) // in 64 bits: a file's n_embd may be near INT_MAX
+        return leash_fail(LEASH_EFORMAT, "%s: \"gpt2.feed_forward_length\" = %d; leash's GPT-2 uses 4 * n_embd = %lld", path,
+                          cfg->n_inner, 4LL * cfg->n_embd);
     cfg->n_kv_head = cfg->n_inner = 0;
     cfg->layer_norm_epsilon = leash_config_float(eps);
     return LEASH_OK;
