@@ -42,17 +42,6 @@ static int run2(const char *cmd, char *out, size_t ocap, char *err, size_t ecap)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    cr_assert(f, "cannot write %s", path);
-    fputs(text, f);
-    cr_assert_eq(fclose(f), 0);
-}
-
-static char *read_text(const char *path) {
-    char *text = NULL;
-    return leash_read_file(path, 1 << 26, &text, NULL) ? NULL : text;
-}
 
 /* ---- 9: strict option numbers -------------------------------------------------------------------- */
 

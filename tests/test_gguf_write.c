@@ -45,7 +45,7 @@ static void drop(const char *dir) {
     cr_assert_eq(system(cmd), 0);
 }
 
-static void write_text(const char *dir, const char *name, const char *s) {
+static void write_named(const char *dir, const char *name, const char *s) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     cr_assert_eq(leash_write_file_atomic(path, s, strlen(s)), 0, "%s", leash_errmsg());
@@ -58,7 +58,7 @@ static int family_tokenizer(const char *dir, const char *style) {
     char texts[2048];
     snprintf(texts, sizeof texts, "[\"%s\", \"%s\"]", "the cat sat on the mat. the dog ate 12 bones and 345 biscuits!",
              "what's that? it's the cat's hat. We've been told they'll say I'd rather not; you're sure? 3.14 and 42");
-    write_text(dir, "texts.json", texts);
+    write_named(dir, "texts.json", texts);
     snprintf(cmd, sizeof cmd, "cd '%s' && /usr/bin/python3 tests/ref/hf_tokenizer_ref.py %s '%s/texts.json' '%s' >'%s/tok.log' 2>&1",
              LEASH_SRCDIR, style, dir, dir, dir);
     cr_assert_eq(system(cmd), 0, "hf_tokenizer_ref.py %s failed (see %s/tok.log)", style, dir);
@@ -174,7 +174,7 @@ static void llama_family(const char *style, const char *pre, leash_gpt_config c,
     char dir[64];
     scratch(dir);
     c.vocab_size = family_tokenizer(dir, style) + 5; // 5 ids beyond the tokenizer: [PAD] entries
-    write_text(dir, "tokenizer_config.json", tok_config);
+    write_named(dir, "tokenizer_config.json", tok_config);
     leash_gpt *m = model_in(dir, c, 2);
     export_and_check(m, dir, pre, what);
     if (reload) load_back(m, dir, what);
@@ -286,7 +286,7 @@ Test(gguf_write, bad_input_fails_clearly_and_writes_nothing, .timeout = 120) {
     cr_assert(!exists(out), "%s was written", out);
     no_temporaries(dir), no_temporaries(mdir);
     // a failure in the middle of the data (a NaN in the last weight) leaves the previous file as it was
-    write_text(dir, "out.gguf", "previous");
+    write_named(dir, "out.gguf", "previous");
     leash_gpt_params(m)[leash_gpt_num_params(m) - 1] = NAN;
     cr_assert_neq(leash_gguf_save(m, mdir, out, LEASH_GGML_Q8_0, NULL), 0);
     cr_log_info("NaN weight: %s", leash_errmsg());
@@ -314,7 +314,7 @@ Test(gguf_write, bad_input_fails_clearly_and_writes_nothing, .timeout = 120) {
                               "\"\\\\p{L}+\"}, \"behavior\": \"Isolated\"}, {\"type\": \"ByteLevel\", \"use_regex\": false}]}}",
              vocab);
     free(vocab);
-    write_text(mdir, "tokenizer.json", msg);
+    write_named(mdir, "tokenizer.json", msg);
     cr_assert_neq(leash_gguf_save(m, mdir, out, LEASH_GGML_F32, NULL), 0);
     cr_log_info("unknown pre-tokenizer: %s", leash_errmsg());
     cr_assert(strstr(leash_errmsg(), "tokenizer.json") && strstr(leash_errmsg(), "pre_tokenizer"), "%s", leash_errmsg());
@@ -323,7 +323,7 @@ Test(gguf_write, bad_input_fails_clearly_and_writes_nothing, .timeout = 120) {
     snprintf(msg, sizeof msg, "{\"model\": {\"type\": \"BPE\", \"vocab\": %s}, \"pre_tokenizer\": {\"type\": "
                               "\"ByteLevel\", \"add_prefix_space\": false}}", vocab);
     free(vocab);
-    write_text(mdir, "tokenizer.json", msg);
+    write_named(mdir, "tokenizer.json", msg);
     cr_assert_neq(leash_gguf_save(m, mdir, out, LEASH_GGML_F32, NULL), 0, "a tokenizer.json without merges was exported");
     cr_log_info("no merges: %s", leash_errmsg());
     cr_assert(strstr(leash_errmsg(), "tokenizer.json") && strstr(leash_errmsg(), "merges is missing"), "%s", leash_errmsg());
@@ -364,7 +364,7 @@ Test(gguf_write, out_of_range_weights_and_ids_are_refused, .timeout = 120) {
     char edited[8192];
     snprintf(edited, sizeof edited, "{\"pad_token_id\": 1e300, %s", brace + 1);
     free(cfg_text);
-    write_text(mdir, "config.json", edited);
+    write_named(mdir, "config.json", edited);
     cr_assert_neq(leash_gguf_save(m, mdir, out, LEASH_GGML_F32, NULL), 0, "pad_token_id 1e300 accepted");
     cr_log_info("pad_token_id 1e300: %s", leash_errmsg());
     cr_assert(strstr(leash_errmsg(), "config.json") && strstr(leash_errmsg(), "pad_token_id"), "%s", leash_errmsg());
@@ -383,7 +383,7 @@ Test(gguf_write, add_bos_without_a_bos_token_is_refused, .timeout = 120) {
     cr_assert_eq(leash_gguf_save(m, mdir, out, LEASH_GGML_F32, NULL), 0, "%s", leash_errmsg());
     cr_assert_eq(leash_tokenizer_load_dir(&tok, out), 0, "without add_bos_token: %s", leash_errmsg());
     leash_tokenizer_free(tok), tok = NULL;
-    write_text(mdir, "tokenizer_config.json", "{\"add_bos_token\": true}");
+    write_named(mdir, "tokenizer_config.json", "{\"add_bos_token\": true}");
     cr_assert_eq(leash_gguf_save(m, mdir, out, LEASH_GGML_F32, NULL), 0, "%s", leash_errmsg());
     cr_assert_neq(leash_tokenizer_load_dir(&tok, out), 0, "add_bos_token without a BOS id was accepted");
     cr_log_info("add_bos_token without a BOS: %s", leash_errmsg());

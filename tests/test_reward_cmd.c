@@ -19,16 +19,10 @@
 
 enum { GROUP = 3, BATCH = 2, R = BATCH * GROUP, STEPS = 3 };
 
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    cr_assert(f, "cannot write %s", path);
-    fputs(text, f);
-    cr_assert_eq(fclose(f), 0);
-}
-
-static char *read_text(const char *path) {
-    char *text = NULL;
-    cr_assert_eq(leash_read_file(path, 1 << 26, &text, NULL), 0, "%s", leash_errmsg());
+/* testutil.h's read_text, which must succeed. */
+static char *must_read(const char *path) {
+    char *text = read_text(path);
+    cr_assert(text, "%s", leash_errmsg());
     return text;
 }
 
@@ -75,7 +69,7 @@ static int run_grpo(const rl_scratch *w, const char *prompts, const char *extra,
 
 /* The requests of a scorer's log by id (each parsed; NULL where missing), ids 0 .. STEPS * R - 1. */
 static void load_requests(const char *log, cJSON **req) {
-    char *text = read_text(log);
+    char *text = must_read(log);
     for (int i = 0; i < STEPS * R; i++) req[i] = NULL;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         cJSON *q = cJSON_Parse(line);
@@ -92,7 +86,7 @@ static void load_requests(const char *log, cJSON **req) {
 static cJSON *metrics_line(const char *run, int step) {
     char path[256];
     snprintf(path, sizeof path, "%s/metrics.jsonl", run);
-    char *text = read_text(path), *line = strtok(text, "\n");
+    char *text = must_read(path), *line = strtok(text, "\n");
     for (int s = 1; s < step && line; s++) line = strtok(NULL, "\n");
     cr_assert(line, "%s has no line %d", path, step);
     cJSON *m = cJSON_Parse(line);
@@ -126,7 +120,7 @@ Test(reward_cmd, metrics_are_batch_means_and_columns_reach_the_scorer, .timeout 
     cJSON *req[STEPS * R];
     load_requests(log, req);
     // the columns, after id, prompt and response, with their JSON values as written
-    char *raw = read_text(log);
+    char *raw = must_read(log);
     cr_assert(strstr(raw, "\"answer\":\"1") && strstr(raw, "\"n\":") && strstr(raw, "\"meta\":{\"k\":[1,2.5]}"), "%.400s", raw);
     const cJSON *k = req[0]->child;
     const char *order[] = {"id", "prompt", "response", "answer", "n", "meta"};
@@ -165,7 +159,7 @@ Test(reward_cmd, metrics_are_batch_means_and_columns_reach_the_scorer, .timeout 
     // samples.jsonl: each sampled row's gold is its scorer's gold/reward
     char path[256];
     snprintf(path, sizeof path, "%s/samples.jsonl", w.out);
-    char *samples = read_text(path);
+    char *samples = must_read(path);
     int rows = 0;
     for (char *line = strtok(samples, "\n"); line; line = strtok(NULL, "\n"), rows++) {
         cJSON *o = cJSON_Parse(line);
@@ -282,7 +276,7 @@ Test(reward_cmd, several_scorers_are_a_weighted_sum_logged_by_label, .timeout = 
     for (int i = 0; i < STEPS * R; i++) cJSON_Delete(r0[i]), cJSON_Delete(r1[i]);
     char path[256];
     snprintf(path, sizeof path, "%s/samples.jsonl", w.out);
-    char *samples = read_text(path);
+    char *samples = must_read(path);
     cr_assert(strstr(samples, "\"gold\": null") && !strstr(samples, "\"gold\": 0"), "no gold reward: null, not 0: %.200s", samples);
     free(samples);
     // the commands, their labels and weights define the run: another weight is refused on --resume
@@ -366,11 +360,11 @@ Test(reward_cmd, chat_template_wraps_plain_questions, .timeout = 120) {
     cr_assert(strstr(leash_errmsg(), "q.jsonl (--chat-template)\", this run asks for \""), "%s", leash_errmsg());
     c.resume = 0, c.steps = 2, c.chat_template = 1;
     snprintf(log, sizeof log, "%s/s.log", w.dir);
-    char *reqs = read_text(log);
+    char *reqs = must_read(log);
     cr_assert(strstr(reqs, "\"prompt\":\"my cabin felt\",\"response\"") && !strstr(reqs, "im_start"), "%.300s", reqs);
     free(reqs);
     snprintf(log, sizeof log, "%s/samples.jsonl", w.out);
-    char *samples = read_text(log);
+    char *samples = must_read(log);
     cr_assert(strstr(samples, "\"prompt\": \"my cabin felt\"") && !strstr(samples, "im_start"), "%.300s", samples);
     free(samples);
     // without --chat-template the same prompt is its own text

@@ -41,11 +41,6 @@ static void tensorboard_check(const char *event_dir, const char *metrics) {
     cr_assert_eq(st, 0, "TensorBoard's reader disagrees with metrics.jsonl:\n%s", out);
 }
 
-static char *read_text(const char *path) {
-    char *text = NULL;
-    return leash_read_file(path, 1 << 26, &text, NULL) ? NULL : text;
-}
-
 /* stderr of a run redirected to a file: no \r, no blank first line. */
 static void plain_log(const char *path) {
     char *err = read_text(path);

@@ -30,17 +30,6 @@ static double now_s(void) {
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    cr_assert(f, "cannot write %s", path);
-    fputs(text, f);
-    cr_assert_eq(fclose(f), 0);
-}
-
-static char *read_text(const char *path) {
-    char *text = NULL;
-    return leash_read_file(path, 1 << 26, &text, NULL) ? NULL : text;
-}
 
 /* Whether process pid still runs (a zombie that init has not yet reaped counts as gone); waits up to 3 s. */
 static int still_running(pid_t pid) {

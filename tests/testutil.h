@@ -56,15 +56,29 @@ static inline double rel_err_f(const float *a, const double *b, int n) {
         cr_skip_test(__VA_ARGS__);                                                                                   \
     } while (0)
 
-/* A model directory for tests: a byte-level BPE of `vocab` ids trained on text, and a 1-layer, 2-head GPT of
- * width 32 over it with n_positions positions (GPT-2 initialisation, seed 1), saved in dir. */
 #include "leash/error.h"
+#include "leash/fileio.h"
 #include "leash/gpt.h"
 #include "leash/tokenizer.h"
 #include "leash/world.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* text into path (created or truncated); a failure fails the test. */
+static inline void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    cr_assert(f, "cannot write %s", path);
+    fputs(text, f);
+    cr_assert_eq(fclose(f), 0);
+}
+
+/* The text of path (NUL-terminated, the caller frees it; at most 64 MiB), or NULL when it cannot be read. */
+static inline char *read_text(const char *path) {
+    char *text = NULL;
+    return leash_read_file(path, 1 << 26, &text, NULL) ? NULL : text;
+}
+
 /* Runs a shell command from the source directory, stdout and stderr together into out (at most cap - 1 bytes,
  * NUL-terminated); returns its exit status, -1 when a signal ended it. */
 static inline int run_capture(const char *cmd, char *out, size_t cap) {
@@ -78,6 +92,8 @@ static inline int run_capture(const char *cmd, char *out, size_t cap) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* A model directory for tests: a byte-level BPE of `vocab` ids trained on text, and a 1-layer, 2-head GPT of
+ * width 32 over it with n_positions positions (GPT-2 initialisation, seed 1), saved in dir. */
 static inline void tiny_model_dir(const char *dir, const char *text, size_t n, int vocab, int n_positions) {
     cr_assert_eq(leash_tokenizer_train(text, n, vocab, 2, dir), 0, "%s", leash_errmsg());
     leash_tokenizer *tok;
