@@ -20,6 +20,7 @@
 #include "leash/sample.h"
 #include "leash/stop.h"
 #include "leash/tensorboard.h"
+#include "api_relay.h"
 
 /* The configuration's numbers a binding shows, by name; the order of leash_api_config_keys(). */
 typedef struct {
@@ -329,10 +330,7 @@ static int finish_options(rl_state *s, const char *cmd, leash_reward_batch_fn fn
 }
 
 typedef struct {
-    leash_api_step_fn fn;
-    void *ctx;
-    leash_tb *tb; /* tensorboard: the event file, or NULL */
-    int tb_rc;    /* its write error, which stops the run */
+    api_relay out;              /* TensorBoard and the binding's callback */
     leash_frontier_watch *peak; /* stop-at-peak: the run's (sqrt exact KL, gold) history, or NULL */
 } step_relay;
 
@@ -351,9 +349,9 @@ static int peak_passed(leash_frontier_watch *w, const leash_rl_progress *p) {
 
 static int relay_step(const leash_rl_progress *p, void *vctx) {
     step_relay *r = vctx;
-    if (r->tb && p->metrics && (r->tb_rc = leash_metrics_write_tb(r->tb, p->metrics))) return 1;
+    if (api_relay_tb(&r->out, p->metrics)) return 1;
     if (r->peak && peak_passed(r->peak, p)) return 1;
-    return r->fn ? r->fn(p->metrics, p->step, p->steps, r->ctx) : 0;
+    return api_relay_call(&r->out, p->metrics, p->step, p->steps);
 }
 
 int leash_api_rl_train(const char *algo, const char *const *keys, const char *const *values, int n_options,
@@ -369,11 +367,11 @@ int leash_api_rl_train(const char *algo, const char *const *keys, const char *co
     if (!rc) rc = finish_options(&s, algo, reward_fn, reward_ctx);
     if (!rc && !s.c.out_dir) rc = leash_fail(LEASH_EINVAL, "leash %s: out (the run directory) is required", algo);
     if (!rc) rc = leash_rundir_open(s.c.out_dir, s.c.resume, s.overwrite, &lock);
-    step_relay relay = {step_fn, step_ctx, NULL, 0, NULL};
+    step_relay relay = {{step_fn, step_ctx, NULL, 0, 0, 0}, NULL};
     leash_frontier_watch peak;
     stop_reason[0] = 0;
     if (s.stop_at_peak) leash_frontier_watch_init(&peak, 10, 3), relay.peak = &peak;
-    if (!rc && s.tensorboard && (rc = leash_tb_open(&relay.tb, s.tensorboard))) leash_rundir_unlock(lock);
+    if (!rc && s.tensorboard && (rc = leash_tb_open(&relay.out.tb, s.tensorboard))) leash_rundir_unlock(lock);
     if (rc) return rc;
     leash_rl_progress fin = {0};
     leash_stop_reset();
@@ -381,9 +379,7 @@ int leash_api_rl_train(const char *algo, const char *const *keys, const char *co
     if (relay.peak) leash_frontier_watch_free(relay.peak);
     leash_stop_reset();
     leash_rundir_unlock(lock);
-    if (!rc && relay.tb_rc) rc = relay.tb_rc;
-    int rc_tb = leash_tb_close(relay.tb);
-    if (!rc) rc = rc_tb;
+    rc = api_relay_finish(&relay.out, rc);
     if (final_step) *final_step = fin.step;
     return rc;
 }

@@ -17,6 +17,7 @@
 #include "leash/stop.h"
 #include "leash/tensorboard.h"
 #include "leash/world.h"
+#include "api_relay.h"
 
 enum { MAX_DATA = 256 };
 
@@ -185,18 +186,23 @@ static int finish_train_options(train_state *s, int t) {
     return LEASH_OK;
 }
 
-typedef struct {
-    leash_api_step_fn fn;
-    void *ctx;
-    leash_tb *tb; /* tensorboard: the event file, or NULL */
-    int tb_rc;    /* its write error, which stops the run */
-    int step, steps;
-} train_relay;
+int api_relay_tb(api_relay *r, const leash_metrics *m) {
+    return r->tb && m && (r->tb_rc = leash_metrics_write_tb(r->tb, m)) != 0;
+}
 
-static int relay_metrics(train_relay *r, const leash_metrics *m, int step, int steps) {
-    r->step = step, r->steps = steps;
-    if (r->tb && m && (r->tb_rc = leash_metrics_write_tb(r->tb, m))) return 1;
+int api_relay_call(const api_relay *r, const leash_metrics *m, int step, int steps) {
     return r->fn ? r->fn(m, step, steps, r->ctx) : 0;
+}
+
+int api_relay_finish(api_relay *r, int rc) {
+    if (!rc && r->tb_rc) rc = r->tb_rc;
+    int rc_tb = leash_tb_close(r->tb);
+    return rc ? rc : rc_tb;
+}
+
+static int relay_metrics(api_relay *r, const leash_metrics *m, int step, int steps) {
+    r->step = step, r->steps = steps;
+    return api_relay_tb(r, m) || api_relay_call(r, m, step, steps);
 }
 
 static int dpo_step(const leash_dpo_progress *p, void *ctx) { return relay_metrics(ctx, p->metrics, p->step, p->steps); }
@@ -230,7 +236,7 @@ int leash_api_train(const char *trainer, const char *const *keys, const char *co
     const char *out = t == TR_DPO ? s->dpo.out_dir : t == TR_RM ? s->rm.out_dir : s->pt.out_dir;
     int resume = t == TR_DPO ? s->dpo.resume : t == TR_PRETRAIN ? s->pt.resume : 0;
     if (!rc) rc = leash_rundir_open(out, resume, s->overwrite, &lock);
-    train_relay relay = {step_fn, step_ctx, NULL, 0, 0, 0};
+    api_relay relay = {step_fn, step_ctx, NULL, 0, 0, 0};
     if (!rc && s->tensorboard && (rc = leash_tb_open(&relay.tb, s->tensorboard))) leash_rundir_unlock(lock);
     if (rc) return free(s), rc;
     leash_stop_reset();
@@ -241,9 +247,7 @@ int leash_api_train(const char *trainer, const char *const *keys, const char *co
     else rc = leash_pretrain(&s->pt, pretrain_step, &relay);
     leash_stop_reset();
     leash_rundir_unlock(lock);
-    if (!rc && relay.tb_rc) rc = relay.tb_rc;
-    int rc_tb = leash_tb_close(relay.tb);
-    if (!rc) rc = rc_tb;
+    rc = api_relay_finish(&relay, rc);
     if (final_step) *final_step = relay.step;
     if (steps) *steps = relay.steps;
     free(s);
