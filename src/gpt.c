@@ -19,16 +19,18 @@
 /* ---- activations ------------------------------------------------------------------------------- */
 
 static int alloc_acts(leash_gpt *m, int B, int T) {
-    if (m->B == B && m->T == T) return LEASH_OK;
+    if (m->B == B && m->T == T && m->act_ckpt == m->ckpt) return LEASH_OK;
     const leash_gpt_config *c = &m->cfg;
     const dims *d = &m->d;
-    size_t N = (size_t)B * T, C = d->C, L = d->L, NH = d->NH, W = d->W, AW = d->AW, FW = d->FW, I = d->I;
+    // L: the layers the per-layer buffers hold (one when checkpointing); resid3 always holds all d->L
+    size_t N = (size_t)B * T, C = d->C, L = m->ckpt ? 1 : d->L, NH = d->NH, W = d->W, AW = d->AW, FW = d->FW, I = d->I;
     int bw = !m->frozen; // backward buffers
     struct {
         void *dst;
         size_t count, size;
     } parts[] = {
         {&m->a.pos, N, sizeof(int)},
+        {&m->a.mask, m->ckpt ? N : 0, 1},
         {&m->a.encoded, N * C, 4},
         {&m->a.ln1, L * N * C, 4},
         {&m->a.ln1_mean, d->rms ? 0 : L * N, 4},
@@ -42,7 +44,7 @@ static int alloc_acts(leash_gpt *m, int B, int T) {
         {&m->a.ln2_rstd, L * N, 4},
         {&m->a.fch, L * N * FW, 4},
         {&m->a.fch_gelu, L * N * I, 4},
-        {&m->a.resid3, L * N * C, 4},
+        {&m->a.resid3, (size_t)d->L * N * C, 4},
         {&m->a.lnf, N * C, 4},
         {&m->a.lnf_mean, d->rms ? 0 : N, 4},
         {&m->a.lnf_rstd, N, 4},
@@ -79,8 +81,12 @@ static int alloc_acts(leash_gpt *m, int B, int T) {
     }
     m->B = B;
     m->T = T;
+    m->act_ckpt = m->ckpt;
     return LEASH_OK;
 }
+
+void leash_gpt_set_checkpoint_activations(leash_gpt *m, int on) { m->ckpt = on != 0; }
+int leash_gpt_checkpoint_activations(const leash_gpt *m) { return m->ckpt; }
 
 /* ---- forward ----------------------------------------------------------------------------------- */
 
@@ -189,22 +195,36 @@ void leash_gpt_layer_out(const leash_gpt *m, const layer_ptrs *w, const float *x
     for (size_t i = 0; i < (size_t)N * d->C; i++) r3[i] += r2[i];
 }
 
-/* Layer l's slices of the forward's activations (a.ln1 .. a.resid3 at shape (B, T)), and its input x (N, C). */
+/* Layer l's slices of the forward's activations (a.ln1 .. a.resid3 at shape (B, T)), and its input x (N, C).
+ * Checkpointing: every layer shares the one layer's buffers, but for r3 (its output, kept for every layer). */
 static layer_acts layer_slice(const leash_gpt *m, int l, const float **x) {
     const dims *d = &m->d;
     const acts *a = &m->a;
-    size_t N = (size_t)m->B * m->T, nc = (size_t)l * N * d->C, ln_ = (size_t)l * N;
-    *x = l == 0 ? a->encoded : a->resid3 + nc - N * d->C;
+    size_t N = (size_t)m->B * m->T, k = m->act_ckpt ? 0 : (size_t)l, nc = k * N * d->C, ln_ = k * N;
+    size_t out = (size_t)l * N * d->C; // resid3's slice
+    *x = l == 0 ? a->encoded : a->resid3 + out - N * d->C;
     return (layer_acts){
         .ln1 = a->ln1 + nc, .ln1_mean = d->rms ? NULL : a->ln1_mean + ln_, .ln1_rstd = a->ln1_rstd + ln_,
-        .qkv = a->qkv + ln_ * d->W, .atty = a->atty + ln_ * d->AW, .att = a->att + (size_t)l * m->B * d->NH * m->T * m->T,
+        .qkv = a->qkv + ln_ * d->W, .atty = a->atty + ln_ * d->AW, .att = a->att + k * m->B * d->NH * m->T * m->T,
         .r2 = a->resid2 + nc, .ln2 = a->ln2 + nc, .ln2_mean = d->rms ? NULL : a->ln2_mean + ln_,
         .ln2_rstd = a->ln2_rstd + ln_, .fch = a->fch + ln_ * d->FW, .fchg = a->fch_gelu + ln_ * d->I,
-        .r3 = a->resid3 + nc, .u = a->lora_u ? a->lora_u + (size_t)l * LEASH_LORA_SLOTS * N * m->cfg.lora_rank : NULL};
+        .r3 = a->resid3 + out, .u = a->lora_u ? a->lora_u + k * LEASH_LORA_SLOTS * N * m->cfg.lora_rank : NULL};
 }
 
-/* Everything up to the final norm (and the scalar head): a->lnf (N, C). */
-static int forward_trunk(leash_gpt *m, const int *tokens, const uint8_t *mask, int B, int T) {
+/* Layer l's forward from x (N, C) into s: the full forward's, and the backward's recompute when checkpointing
+ * (the same calls, so the same numbers). */
+static void layer_forward(leash_gpt *m, int l, const float *x, const layer_acts *s, const uint8_t *mask) {
+    const dims *d = &m->d;
+    layer_ptrs tmp;
+    const layer_ptrs *w = leash_gpt_layer(m, l, &tmp);
+    leash_gpt_layer_in(m, w, x, s, m->a.pos, m->B * m->T);
+    leash_attention_forward(s->atty, s->att, s->qkv, mask, m->B, m->T, d->NH, d->NKV, d->hs);
+    leash_gpt_layer_out(m, w, x, s, m->B * m->T);
+}
+
+/* Everything up to the final norm (and the scalar head): a->lnf (N, C); fn (or NULL) sees every layer. */
+static int forward_trunk(leash_gpt *m, const int *tokens, const uint8_t *mask, int B, int T, leash_gpt_layer_fn fn,
+                         void *ctx) {
     const leash_gpt_config *c = &m->cfg;
     if (B < 1 || T < 1) return leash_fail(LEASH_EINVAL, "batch shape (B=%d, T=%d); both must be >= 1", B, T);
     if (T > c->n_positions)
@@ -223,6 +243,8 @@ static int forward_trunk(leash_gpt *m, const int *tokens, const uint8_t *mask, i
     m->has_logits = 0;
     m->fwd_adapters = m->adapters_on;
     memcpy(m->tokens, tokens, (size_t)N * sizeof(int));
+    m->fwd_masked = mask != NULL;
+    if (mask && a->mask) memcpy(a->mask, mask, (size_t)N);
     for (int b = 0; b < B; b++) { // positions count real tokens
         int k = 0;
         for (int t = 0; t < T; t++) {
@@ -232,13 +254,10 @@ static int forward_trunk(leash_gpt *m, const int *tokens, const uint8_t *mask, i
     }
     leash_encoder_forward(a->encoded, tokens, a->pos, m->p.wte, m->p.wpe, N, C);
     for (int l = 0; l < L; l++) {
-        layer_ptrs tmp;
-        const layer_ptrs *w = leash_gpt_layer(m, l, &tmp);
         const float *x;
         layer_acts s = layer_slice(m, l, &x);
-        leash_gpt_layer_in(m, w, x, &s, a->pos, N);
-        leash_attention_forward(s.atty, s.att, s.qkv, mask, B, T, d->NH, d->NKV, d->hs);
-        leash_gpt_layer_out(m, w, x, &s, N);
+        layer_forward(m, l, x, &s, mask);
+        if (fn) fn(ctx, m, l, &s);
     }
     float *last = a->resid3 + (size_t)(L - 1) * N * C;
     leash_gpt_norm(m, a->lnf, a->lnf_mean, a->lnf_rstd, last, m->p.lnfw, m->p.lnfb, N);
@@ -248,11 +267,16 @@ static int forward_trunk(leash_gpt *m, const int *tokens, const uint8_t *mask, i
 
 int leash_gpt_forward_values(leash_gpt *m, const int *tokens, const uint8_t *mask, int B, int T) {
     if (!m->cfg.scalar_head) return leash_fail(LEASH_EINVAL, "the model has no scalar head: no values to compute");
-    return forward_trunk(m, tokens, mask, B, T);
+    return forward_trunk(m, tokens, mask, B, T, NULL, NULL);
 }
 
 int leash_gpt_forward(leash_gpt *m, const int *tokens, const uint8_t *mask, int B, int T) {
-    int rc = forward_trunk(m, tokens, mask, B, T);
+    return leash_gpt_forward_each(m, tokens, mask, B, T, NULL, NULL);
+}
+
+int leash_gpt_forward_each(leash_gpt *m, const int *tokens, const uint8_t *mask, int B, int T, leash_gpt_layer_fn fn,
+                           void *ctx) {
+    int rc = forward_trunk(m, tokens, mask, B, T, fn, ctx);
     if (rc) return rc;
     size_t N = (size_t)B * T, V = m->cfg.vocab_size;
     if (m->head_B != B || m->head_T != T) { // logits and their gradient, once per shape
@@ -314,11 +338,17 @@ int leash_gpt_backward(leash_gpt *m) {
     norm_backward(m, a->dresid, m->g.lnfw, m->g.lnfb, a->dln, last, m->p.lnfw, a->lnf_mean, a->lnf_rstd, N);
 
     for (int l = L - 1; l >= 0; l--) {
-        layer_ptrs tmp;
-        const layer_ptrs *w = leash_gpt_layer_f32(m, l, &tmp);
-        layer_ptrs *dw = &m->g.layer[l];
         const float *x;
         layer_acts s = layer_slice(m, l, &x);
+        if (m->act_ckpt) { // layer l again, as its forward ran (adapters as then); r3 is no longer read
+            int on = m->adapters_on;
+            m->adapters_on = m->fwd_adapters;
+            layer_forward(m, l, x, &s, m->fwd_masked ? a->mask : NULL);
+            m->adapters_on = on;
+        }
+        layer_ptrs tmp; // after the recompute: both use the one layer's F32 scratch
+        const layer_ptrs *w = leash_gpt_layer_f32(m, l, &tmp);
+        layer_ptrs *dw = &m->g.layer[l];
         const float *ln1 = s.ln1, *qkv = s.qkv, *atty = s.atty, *att = s.att, *r2 = s.r2, *ln2 = s.ln2, *fch = s.fch,
                     *fchg = s.fchg, *u = s.u;
         // r3 = r2 + down(act(up-projections(norm2(r2)))): dresid flows through the residual unchanged

@@ -82,16 +82,19 @@ static void cache_put(leash_kv_cache *c, const dims *d, const float *row, int l,
     }
 }
 
+/* Layer l's keys and values of every (B, Tp) row into the cache, as the prefill's forward makes them. */
+static void prefill_layer(void *ctx, const leash_gpt *m, int l, const layer_acts *s) {
+    leash_kv_cache *c = ctx;
+    for (size_t n = 0; n < (size_t)m->B * m->T; n++) cache_put(c, &m->d, s->qkv + n * m->d.W, l, (int)(n / m->T), (int)(n % m->T));
+}
+
 int leash_gpt_prefill(leash_gpt *m, leash_kv_cache *c, const int *tokens, const uint8_t *mask, int Tp) {
     const dims *d = &m->d;
     int B = c->B, V = d->V;
     if (Tp < 1 || Tp > c->Tc)
         return leash_fail(LEASH_EINVAL, "prefill of %d tokens into a KV cache of %d columns", Tp, c->Tc);
-    int rc = leash_gpt_forward(m, tokens, mask, B, Tp);
+    int rc = leash_gpt_forward_each(m, tokens, mask, B, Tp, prefill_layer, c);
     if (rc) return rc;
-    for (int l = 0; l < d->L; l++)
-        for (int b = 0; b < B; b++)
-            for (int t = 0; t < Tp; t++) cache_put(c, d, m->a.qkv + (((size_t)l * B + b) * Tp + t) * d->W, l, b, t);
     for (int b = 0; b < B; b++) {
         c->pos[b] = 0;
         for (int t = 0; t < c->Tc; t++) {

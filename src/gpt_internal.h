@@ -51,9 +51,12 @@ typedef struct {
     int swiglu;   // 1: SwiGLU MLP, 0: GELU
 } dims;
 
-/* Activations of one forward pass at shape (B, T), one allocation. */
+/* Activations of one forward pass at shape (B, T), one allocation. With activation checkpointing (ckpt) only
+ * resid3 keeps all L layers (each layer's output, the next one's input): the other per-layer buffers hold
+ * one layer (L reads 1), which the backward fills again by recomputing that layer's forward. */
 typedef struct {
     int *pos;                       // (B, T) position ids
+    uint8_t *mask;                  // (B, T) the forward's mask, kept for the recompute (ckpt only; NULL: none)
     float *encoded;                 // (N, C)
     float *ln1, *ln1_mean, *ln1_rstd; // (L, N, C), (L, N), (L, N)
     float *qkv;                     // (L, N, W), q and k after the rotation
@@ -103,6 +106,12 @@ typedef struct {
 void leash_gpt_layer_in(const leash_gpt *m, const layer_ptrs *w, const float *x, const layer_acts *s, const int *pos,
                         int N);
 void leash_gpt_layer_out(const leash_gpt *m, const layer_ptrs *w, const float *x, const layer_acts *s, int N);
+/* Called by the forward after layer l's leash_gpt_layer_in, with its activations s (qkv (N, W) rotated):
+ * how a prefill fills a KV cache without reading the per-layer buffers, which checkpointing does not keep. */
+typedef void (*leash_gpt_layer_fn)(void *ctx, const leash_gpt *m, int l, const layer_acts *s);
+/* leash_gpt_forward, calling fn(ctx, ...) at each layer (fn may be NULL). */
+int leash_gpt_forward_each(leash_gpt *m, const int *tokens, const uint8_t *mask, int B, int T, leash_gpt_layer_fn fn,
+                           void *ctx);
 /* Every LoRA target of an architecture (LEASH_LORA_* bits): all seven for the Llama family, GPT-2's four. */
 unsigned leash_lora_all_targets(int arch);
 /* Initialises tensor i as leash_gpt_init does (its own random stream of seed): loaders use it for the
@@ -147,6 +156,9 @@ struct leash_gpt {
     float *wscratch;            // (largest layer run) one layer's weights back in F32
     int bf16_compute;           // forwards multiply the BF16 projection weights in BF16 (leash_gpt_set_bf16_compute)
     size_t act_bytes;           // bytes of act_memory
+    int ckpt;                   // activation checkpointing (leash_gpt_set_checkpoint_activations)
+    int act_ckpt;               // the layout act_memory has: 1 one layer's buffers (ckpt), 0 all L layers'
+    int fwd_masked;             // the last forward had a mask (kept in a.mask when act_ckpt)
 };
 
 #endif

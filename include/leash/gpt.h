@@ -113,6 +113,14 @@ int leash_lora_parse_modules(const char *const *names, int n, int arch, int n_la
 /* The PEFT target_modules names of targets' bits into names (at most max); returns how many. */
 int leash_lora_target_names(int arch, unsigned targets, const char **names, int max);
 
+/* Activation checkpointing, off (0) by default: forwards keep only each layer's input (the residual stream,
+ * (L, B, T, C)) and one layer's activations; the backward recomputes each layer's forward, one at a time, into
+ * that one layer's buffers before its backward. Gradients and everything else are bit-identical to the
+ * default's (the recompute is the same arithmetic); the cost is about one more forward per backward, the saving
+ * about (L - 1) / L of the per-layer activations. Takes effect at the next forward (which reallocates). */
+void leash_gpt_set_checkpoint_activations(leash_gpt *m, int on);
+int leash_gpt_checkpoint_activations(const leash_gpt *m);
+
 /* Bytes the model holds now: parameters, gradients, activations and logits of the current batch shape. */
 size_t leash_gpt_memory_bytes(const leash_gpt *m);
 
