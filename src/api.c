@@ -214,6 +214,7 @@ static const rl_option RL_OPTIONS[] = {
     {"lora-dropout", OPT_FLOAT, BOTH, 0, 0.999, F(c.lora_dropout)},
     {"lora-targets", OPT_STR, BOTH, 0, 0, F(c.lora_targets)},
     {"frozen-bf16", OPT_SET, BOTH, 0, 0, F(c.frozen_bf16)},
+    {"checkpoint-activations", OPT_SET, BOTH, 0, 0, F(c.checkpoint_activations)},
     {"grad-clip", OPT_FLOAT, BOTH, 0, 1e30, F(c.optim.grad_clip)},
     {"weight-decay", OPT_FLOAT, BOTH, 0, 10, F(c.optim.weight_decay)},
     {"warmup", OPT_INT, BOTH, 0, 1 << 30, F(c.optim.warmup_steps)},

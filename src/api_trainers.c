@@ -56,6 +56,7 @@ static const train_option DPO_OPTIONS[] = { /* src/cli/dpo.c */
     {"resume", T_SET, 0, 0, F(dpo.resume)},      {"overwrite", T_SET, 0, 0, F(overwrite)},
     {"save-every", T_INT, 0, 1 << 30, F(dpo.save_every)},
     {"tensorboard", T_STR, 0, 0, F(tensorboard)}, {"quiet", T_SET, 0, 0, F(quiet)},
+    {"checkpoint-activations", T_SET, 0, 0, F(dpo.checkpoint_activations)},
 };
 static const train_option RM_OPTIONS[] = { /* src/cli/rm.c, cli_rm_train_options */
     {"data", T_STR, 0, 0, F(rm.data)},           {"init", T_STR, 0, 0, F(rm.init_dir)},
@@ -71,6 +72,7 @@ static const train_option RM_OPTIONS[] = { /* src/cli/rm.c, cli_rm_train_options
     {"skip-nonfinite", T_SET, 0, 0, F(rm.skip_nonfinite)}, {"quiet", T_SET, 0, 0, F(quiet)},
     {"lora-r", T_INT, 0, 4096, F(rm.lora_rank)}, {"lora-alpha", T_FLOAT, 0, 1e6, F(rm.lora_alpha)},
     {"lora-targets", T_STR, 0, 0, F(rm.lora_targets)},
+    {"checkpoint-activations", T_SET, 0, 0, F(rm.checkpoint_activations)},
 };
 static const train_option PRETRAIN_OPTIONS[] = { /* src/cli/pretrain.c */
     {"data", T_DATA, 0, 0, 0},                   {"out", T_STR, 0, 0, F(pt.out_dir)},
@@ -91,6 +93,7 @@ static const train_option PRETRAIN_OPTIONS[] = { /* src/cli/pretrain.c */
     {"skip-nonfinite", T_SET, 0, 0, F(pt.skip_nonfinite)}, {"quiet", T_SET, 0, 0, F(quiet)},
     {"arch", T_STR, 0, 0, F(arch)},              {"n-kv-head", T_INT, 1, 1024, F(pt.model.n_kv_head)},
     {"tensorboard", T_STR, 0, 0, F(tensorboard)},
+    {"checkpoint-activations", T_SET, 0, 0, F(pt.checkpoint_activations)},
 };
 #undef F
 

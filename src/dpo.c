@@ -284,6 +284,7 @@ static int load_policy(const leash_dpo_config *c, leash_gpt **m, leash_tokenizer
                                                     c->lora_alpha > 0.0f ? c->lora_alpha : 2.0f * c->lora_rank, 0.0f,
                                                     c->lora_targets, c->seed)
                               : leash_gpt_load(m, c->policy);
+    if (!rc) leash_gpt_set_checkpoint_activations(*m, c->checkpoint_activations);
     if (!rc) *eos = leash_tokenizer_eos(*tok, leash_gpt_cfg(*m)->eos_token_id);
     if (!rc && *eos < 0) rc = leash_fail(LEASH_EFORMAT, "%s: no eos_token_id and the tokenizer has no <|endoftext|>", c->policy);
     return rc;

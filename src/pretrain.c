@@ -320,6 +320,7 @@ int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *c
     if (!rc && c->seq_len > leash_gpt_cfg(m)->n_positions)
         rc = leash_fail(LEASH_EINVAL, "--seq-len %d exceeds the model's n_positions %d", c->seq_len,
                         leash_gpt_cfg(m)->n_positions);
+    if (!rc) leash_gpt_set_checkpoint_activations(m, c->checkpoint_activations);
     if (!rc) rc = leash_adamw_create(&opt, &c->optim, leash_gpt_num_trainable(m));
     if (!rc && c->resume) {
         snprintf(path, sizeof path, "%s/optimizer.safetensors", ckpt);

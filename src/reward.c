@@ -214,6 +214,7 @@ int leash_rm_train(const leash_rm_config *c, leash_rm_fn fn, void *ctx, leash_rm
         mc.scalar_head = 1;
         if (!(rc = leash_gpt_create(&m, &mc))) leash_gpt_init(m, c->seed);
     }
+    if (!rc) leash_gpt_set_checkpoint_activations(m, c->checkpoint_activations);
     if (!rc) {
         const char *prefix = bt ? "pair" : "text";
         int P = leash_gpt_cfg(m)->n_positions;

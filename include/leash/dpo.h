@@ -63,6 +63,7 @@ typedef struct {
     int lora_rank;        /* > 0: train LoRA adapters; the reference is the adapters-off model */
     float lora_alpha;     /* 0: 2 * rank */
     const char *lora_targets;
+    int checkpoint_activations; /* recompute activations in the backward: less memory, the same numbers */
 } leash_dpo_config;
 
 leash_dpo_config leash_dpo_defaults(void);

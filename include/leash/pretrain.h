@@ -31,6 +31,7 @@ typedef struct {
     int resume;             /* continue from out_dir's checkpoint */
     int skip_nonfinite;     /* a non-finite loss or gradient skips that update (counted: "skipped" in the
                              * metrics) instead of stopping the run */
+    int checkpoint_activations; /* recompute activations in the backward: less memory, the same numbers */
 } leash_pretrain_config;
 
 /* Defaults: a 6-layer, 256-wide, 8-head model with 128 positions and a 2048-token tokenizer, batch 16,

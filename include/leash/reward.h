@@ -53,6 +53,7 @@ typedef struct {
     int lora_rank;
     float lora_alpha;      /* 0: 2 * rank */
     const char *lora_targets;
+    int checkpoint_activations; /* recompute activations in the backward: less memory, the same numbers */
 } leash_rm_config;
 
 leash_rm_config leash_rm_defaults(void);

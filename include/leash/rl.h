@@ -189,6 +189,8 @@ typedef struct {
      * it started as (KL > 0 at step 1) unless the checkpoint is BF16 already; with LoRA policy and reference
      * share the rounded base and step 1's KL stays exactly 0. */
     int frozen_bf16;
+    int checkpoint_activations; /* the trained models (policy, value) recompute activations in their backward:
+                                 * less memory, about one more forward, the same numbers (leash/gpt.h) */
 } leash_rl_config;
 
 leash_rl_config leash_rl_defaults(leash_rl_algo algo);

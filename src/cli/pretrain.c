@@ -42,6 +42,8 @@ static const char *usage =
     "                      checkpoint or metrics.jsonl is refused; one run at a time holds DIR/.lock)\n"
     "  --skip-nonfinite    a non-finite loss or gradient skips that update (counted: \"skipped\" in the\n"
     "                      metrics) instead of stopping the run with an error\n"
+    "  --checkpoint-activations  keep only each layer's input for the backward and recompute the rest:\n"
+    "                      less memory, about one more forward per step, the same numbers\n"
     "  -q, --quiet         no progress line\n"
     "  --tensorboard DIR   also write every update's numeric metrics to a TensorBoard event file in DIR (a\n"
     "                      --resume adds a new file there)\n";
@@ -78,7 +80,7 @@ int cli_pretrain(int argc, char **argv) {
     int n_data = 0, bad = 0, overwrite = 0, lock = -1;
     progress_ctx ctx = {0};
     enum { O_DATA = 256, O_OUT, O_INIT, O_TOK, O_VOCAB, O_NL, O_NE, O_NH, O_NP, O_BATCH, O_SEQ, O_ACC, O_STEPS, O_SEED,
-           O_LR, O_WARM, O_MINLR, O_WD, O_CLIP, O_B1, O_B2, O_VF, O_VE, O_VB, O_SE, O_RESUME, O_OVERWRITE, O_SKIPNF, O_ARCH, O_NKV, O_TB };
+           O_LR, O_WARM, O_MINLR, O_WD, O_CLIP, O_B1, O_B2, O_VF, O_VE, O_VB, O_SE, O_RESUME, O_OVERWRITE, O_SKIPNF, O_ARCH, O_NKV, O_TB, O_CKPT };
     static const struct option opts[] = {
         {"data", 1, 0, O_DATA}, {"out", 1, 0, O_OUT}, {"init", 1, 0, O_INIT}, {"tokenizer", 1, 0, O_TOK},
         {"vocab-size", 1, 0, O_VOCAB}, {"n-layer", 1, 0, O_NL}, {"n-embd", 1, 0, O_NE}, {"n-head", 1, 0, O_NH},
@@ -88,7 +90,7 @@ int cli_pretrain(int argc, char **argv) {
         {"beta1", 1, 0, O_B1}, {"beta2", 1, 0, O_B2}, {"val-fraction", 1, 0, O_VF}, {"val-every", 1, 0, O_VE},
         {"val-batches", 1, 0, O_VB}, {"save-every", 1, 0, O_SE}, {"resume", 0, 0, O_RESUME}, {"overwrite", 0, 0, O_OVERWRITE}, {"skip-nonfinite", 0, 0, O_SKIPNF}, {"quiet", 0, 0, 'q'},
         {"arch", 1, 0, O_ARCH}, {"n-kv-head", 1, 0, O_NKV}, {"tensorboard", 1, 0, O_TB},
-        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"checkpoint-activations", 0, 0, O_CKPT}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     const char *cmd = "pretrain", *tb_dir = NULL;
     int seed = 0, ch;
     optind = 1;
@@ -137,6 +139,7 @@ int cli_pretrain(int argc, char **argv) {
         case O_RESUME: c.resume = 1; break;
         case O_OVERWRITE: overwrite = 1; break;
         case O_SKIPNF: c.skip_nonfinite = 1; break;
+        case O_CKPT: c.checkpoint_activations = 1; break;
         case 'q': ctx.quiet = 1; break;
         case O_TB: tb_dir = optarg; break;
         case 'h': fputs(usage, stdout); return 0;

@@ -126,7 +126,9 @@ static const char *usage_tail =
     "                       DIR/policy is then a PEFT adapter directory (leash lora merge makes a full model);\n"
     "                       a --policy that is an adapter directory continues training its adapters\n"
     "  --frozen-bf16        keep frozen weights (reference, reward model, a LoRA base) in BF16: half their\n"
-    "                       memory; exact for BF16 checkpoints, else the reference is the policy rounded\n";
+    "                       memory; exact for BF16 checkpoints, else the reference is the policy rounded\n"
+    "  --checkpoint-activations  keep only each layer's input for the backward (policy and value model) and\n"
+    "                       recompute the rest: less memory, about one more forward, the same numbers\n";
 
 static void print_usage(FILE *f, leash_rl_algo algo, int rloo) {
     if (rloo) fputs("usage: leash rloo --policy SFT_DIR REWARD --prompts PROMPTS.jsonl --out DIR [options]\n"
@@ -256,7 +258,7 @@ static int run(int argc, char **argv, leash_rl_algo algo, int rloo) {
            O_LR, O_VLR, O_CLIP, O_VCLIP, O_VF, O_GAMMA, O_LAMBDA, O_NOSTD, O_TOKLOSS, O_SAMPLE, O_RCMD, O_RTIMEOUT, O_REF, O_PERTOK, O_SAVE, O_RESUME, O_OVERWRITE, O_SKIPNF,
            O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_BF16, O_GCLIP, O_WD, O_WARM, O_TB, O_BASELINE, O_LOSS,
            O_SCALE, O_ISLEVEL, O_EPSHIGH, O_MASKTRUNC, O_ENTCOEF, O_RWEIGHTS, O_RNAMES,
-           O_CHAT };
+           O_CHAT, O_CKPT };
     enum { O_TISCAP = 0x500, O_TISMODE, O_TOPK, O_TOPP, O_REFSYNC, O_REFALPHA }; // off-policy, top-k/p, reference refresh
     static const struct option opts[] = {
         {"tis-cap", 1, 0, O_TISCAP}, {"tis-mode", 1, 0, O_TISMODE}, {"top-k", 1, 0, O_TOPK}, {"top-p", 1, 0, O_TOPP},
@@ -273,7 +275,7 @@ static int run(int argc, char **argv, leash_rl_algo algo, int rloo) {
         {"token-level-loss", 0, 0, O_TOKLOSS}, {"sample-every", 1, 0, O_SAMPLE}, {"reward-cmd", 1, 0, O_RCMD},
         {"reward-timeout", 1, 0, O_RTIMEOUT}, {"ref", 1, 0, O_REF}, {"kl-per-token", 0, 0, O_PERTOK}, {"save-every", 1, 0, O_SAVE}, {"resume", 0, 0, O_RESUME}, {"overwrite", 0, 0, O_OVERWRITE}, {"skip-nonfinite", 0, 0, O_SKIPNF}, {"quiet", 0, 0, 'q'},
         {"lora-r", 1, 0, O_LORA_R}, {"lora-alpha", 1, 0, O_LORA_ALPHA}, {"lora-dropout", 1, 0, O_LORA_DROP},
-        {"lora-targets", 1, 0, O_LORA_TGT}, {"frozen-bf16", 0, 0, O_BF16}, {"grad-clip", 1, 0, O_GCLIP},
+        {"lora-targets", 1, 0, O_LORA_TGT}, {"frozen-bf16", 0, 0, O_BF16}, {"checkpoint-activations", 0, 0, O_CKPT}, {"grad-clip", 1, 0, O_GCLIP},
         {"weight-decay", 1, 0, O_WD}, {"warmup", 1, 0, O_WARM}, {"tensorboard", 1, 0, O_TB}, {"stop-at-peak", 0, 0, O_STOP_AT_PEAK},
         {"reward-weights", 1, 0, O_RWEIGHTS}, {"reward-names", 1, 0, O_RNAMES}, {"chat-template", 0, 0, O_CHAT},
         {"baseline", 1, 0, O_BASELINE}, {"loss", 1, 0, O_LOSS}, {"scale-rewards", 1, 0, O_SCALE},
@@ -346,6 +348,7 @@ static int run(int argc, char **argv, leash_rl_algo algo, int rloo) {
         case O_LORA_DROP: bad = cli_float(cmd, "--lora-dropout", optarg, 0, 0.999, &c.lora_dropout); break;
         case O_LORA_TGT: c.lora_targets = optarg; break;
         case O_BF16: c.frozen_bf16 = 1; break;
+        case O_CKPT: c.checkpoint_activations = 1; break;
         case O_PERTOK: per_token = 1; break;
         case O_SAVE: bad = cli_int(cmd, "--save-every", optarg, 0, 1 << 30, &c.save_every); break;
         case O_RESUME: c.resume = 1; break;

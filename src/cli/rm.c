@@ -34,6 +34,8 @@ static const char *usage =
     "  --lora-r N     train LoRA adapters of rank N and the head, the --init model frozen (default 0: every\n"
     "                 weight); DIR is then a PEFT adapter directory with the head   --lora-alpha X (2r)\n"
     "  --lora-targets LIST  PEFT target_modules (default q_proj,v_proj; GPT-2: c_attn; or all-linear)\n"
+    "  --checkpoint-activations  keep only each layer's input for the backward and recompute the rest:\n"
+    "                 less memory, about one more forward per batch, the same numbers\n"
     "  -q, --quiet\n";
 
 static double world_gold(const char *text, void *ctx) {
@@ -72,14 +74,15 @@ static int rm_progress(const leash_rm_progress *p, void *vctx) {
 
 int cli_rm_train_options(int argc, char **argv, const char *cmd, leash_rm_config *c, int *quiet) {
     enum { O_DATA = 256, O_INIT, O_TOK, O_OUT, O_EPOCHS, O_BATCH, O_LR, O_WARM, O_WD, O_CLIP, O_VF, O_SEED, O_GOLD, O_NL,
-           O_NE, O_NH, O_NP, O_SKIPNF, O_LORA_R, O_LORA_ALPHA, O_LORA_TGT };
+           O_NE, O_NH, O_NP, O_SKIPNF, O_LORA_R, O_LORA_ALPHA, O_LORA_TGT, O_CKPT };
     static const struct option opts[] = {
         {"data", 1, 0, O_DATA}, {"init", 1, 0, O_INIT}, {"tokenizer", 1, 0, O_TOK}, {"out", 1, 0, O_OUT},
         {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"lr", 1, 0, O_LR}, {"warmup", 1, 0, O_WARM},
         {"weight-decay", 1, 0, O_WD}, {"grad-clip", 1, 0, O_CLIP}, {"val-fraction", 1, 0, O_VF}, {"seed", 1, 0, O_SEED},
         {"gold-world", 0, 0, O_GOLD}, {"n-layer", 1, 0, O_NL}, {"n-embd", 1, 0, O_NE}, {"n-head", 1, 0, O_NH},
         {"n-positions", 1, 0, O_NP}, {"skip-nonfinite", 0, 0, O_SKIPNF}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'},
-        {"lora-r", 1, 0, O_LORA_R}, {"lora-alpha", 1, 0, O_LORA_ALPHA}, {"lora-targets", 1, 0, O_LORA_TGT}, {0, 0, 0, 0}};
+        {"lora-r", 1, 0, O_LORA_R}, {"lora-alpha", 1, 0, O_LORA_ALPHA}, {"lora-targets", 1, 0, O_LORA_TGT},
+        {"checkpoint-activations", 0, 0, O_CKPT}, {0, 0, 0, 0}};
     int bad = 0, ch, seed = 0;
     optind = 2;
     while (!bad && (ch = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
@@ -105,6 +108,7 @@ int cli_rm_train_options(int argc, char **argv, const char *cmd, leash_rm_config
         case O_LORA_R: bad = cli_int(cmd, "--lora-r", optarg, 0, 4096, &c->lora_rank); break;
         case O_LORA_ALPHA: bad = cli_float(cmd, "--lora-alpha", optarg, 0, 1e6, &c->lora_alpha); break;
         case O_LORA_TGT: c->lora_targets = optarg; break;
+        case O_CKPT: c->checkpoint_activations = 1; break;
         case 'q': *quiet = 1; break;
         case 'h': return 1;
         default: return -1;
