@@ -193,6 +193,7 @@ static const rl_option RL_OPTIONS[] = {
     {"max-new", OPT_INT, BOTH, 1, 1 << 20, F(c.max_new)},  {"temperature", OPT_FLOAT, BOTH, 1e-3, 100, F(c.temperature)},
     {"seed", OPT_INT, BOTH, 0, 2147483647, F(seed)},       {"epochs", OPT_INT, BOTH, 1, 1000, F(c.epochs)},
     {"minibatch", OPT_INT, BOTH, 1, 1 << 16, F(c.minibatch)}, {"lr", OPT_FLOAT, BOTH, 1e-12, 1, F(c.optim.lr)},
+    {"grad-accum", OPT_INT, BOTH, 1, 1 << 16, F(c.grad_accum)}, {"separate-scoring", OPT_SET, BOTH, 0, 0, F(c.separate_scoring)},
     {"value-lr", OPT_FLOAT, LEASH_PPO, 1e-12, 1, F(c.ppo.value_optim.lr)},
     {"clip", OPT_FLOAT, BOTH, 1e-6, 0.999, F(c.clip_eps)},
     {"value-clip", OPT_FLOAT, LEASH_PPO, 1e-6, 1e6, F(c.ppo.value_clip)},

@@ -70,6 +70,8 @@ static int check(const leash_rl_config *c) {
     if (!(c->temperature > 0)) return leash_fail(LEASH_EINVAL, "--temperature %g; it must be > 0", (double)c->temperature);
     if (!(c->clip_eps > 0 && c->clip_eps < 1)) return leash_fail(LEASH_EINVAL, "--clip %g; it must be in (0, 1)", (double)c->clip_eps);
     if (c->epochs < 1) return leash_fail(LEASH_EINVAL, "--epochs %d; it must be >= 1", c->epochs);
+    if (c->grad_accum < 0 || c->grad_accum > 1 << 16)
+        return leash_fail(LEASH_EINVAL, "--grad-accum %d; it must be in [1, 65536] (0 or 1: off)", c->grad_accum);
     if (c->algo == LEASH_GRPO && (c->kl_estimator == LEASH_KL_K1 || c->kl_estimator == LEASH_KL_ABS))
         return leash_fail(LEASH_EINVAL, "GRPO puts the KL inside the loss: use --kl-estimator k3 (the paper), k2 (whose "
                                         "expected gradient is exactly that of KL(pi || pi_ref)), k3+ (k3's value, k2's "
@@ -100,7 +102,7 @@ static void free_rl(rl_run *s) {
     leash_tokenizer_free(s->tok), leash_tokenizer_free(s->rm_tok);
     leash_adamw_free(&s->popt), leash_adamw_free(&s->vopt);
     for (int i = 0; s->pids && i < s->prompts.n; i++) free(s->pids[i]);
-    free(s->pids), free(s->plen), free(s->own);
+    free(s->pids), free(s->plen), free(s->own), free(s->run_len);
     leash_table_free(&s->prompts);
     rollout_free(&s->r);
     scorers_stop(&s->scorers);
@@ -108,25 +110,29 @@ static void free_rl(rl_run *s) {
 
 
 /* The rows of a step this rank owns: in every minibatch chunk [k0, k0 + nb) of the first epoch, the part
- * leash_dist_split gives it, so that it scores its rows in exactly the shapes its first update will use. */
+ * leash_dist_split gives it; and that part's micro-batches (--grad-accum), the runs it scores, so that it
+ * scores its rows in exactly the shapes its first update will use. */
 static int own_rows(rl_run *s) {
     int rank = leash_dist_rank(), N = leash_dist_size(), n = 0;
-    if (!(s->own = malloc((size_t)s->R * sizeof *s->own))) return leash_fail(LEASH_ENOMEM, "out of memory");
+    s->n_runs = 0;
+    if (!(s->own = malloc((size_t)s->R * sizeof *s->own)) || !(s->run_len = malloc((size_t)s->R * sizeof *s->run_len)))
+        return leash_fail(LEASH_ENOMEM, "out of memory");
     for (int k0 = 0; k0 < s->R; k0 += s->mb) {
         int nb = s->R - k0 < s->mb ? s->R - k0 : s->mb, lo, hi;
         leash_dist_split(nb, rank, N, &lo, &hi);
         for (int b = k0 + lo; b < k0 + hi; b++) s->own[n++] = b;
+        for (int j = 0, a, z; j < s->accum; j++) {
+            leash_dist_split(hi - lo, j, s->accum, &a, &z);
+            if (z > a) s->run_len[s->n_runs++] = z - a;
+        }
     }
     s->n_own = n;
     return LEASH_OK;
 }
 
 
-/* The policy's log-probs of the gathered minibatch part (n rows) at the rollout temperature, into r->mb_buf,
- * its gradient zeroed first. n = 0: this rank has no rows in this minibatch and contributes a zero gradient. */
+/* The policy's log-probs of the gathered micro-batch (n >= 1 rows) at the rollout temperature, into r->mb_buf. */
 static int policy_logprobs(rollout *r, const leash_rl_config *c, leash_gpt *policy, int n) {
-    leash_gpt_zero_grad(policy);
-    if (!n) return LEASH_OK;
     int rc = leash_gpt_forward(policy, r->mb_tokens, r->mb_mask, n, r->T);
     long outside = 0; // top-k / top-p: the distribution the sampler drew from, as the rollout's scoring had it
     if (!rc) rc = rollout_truncate(policy, r->mb_targets, n, r->T, c, &outside);
@@ -158,47 +164,123 @@ static int step_summed(leash_gpt *m, leash_adamw *opt, const char *what, double 
     return rc ? rc : leash_adamw_step(opt, m, norm, lr);
 }
 
-/* One update over the minibatch rows[0..n) of the rollout. Every rank knows the whole minibatch and computes
- * the part leash_dist_split gives it; the losses are normalised by the whole minibatch's token and sequence
- * counts, so the sum of the ranks' gradients is the minibatch's. Policy: forward, the algorithm's loss (d
- * loss / d log-prob), backward, one AdamW step; PPO's value model likewise with its clipped value loss. */
-static int update(rl_run *s, const leash_rl_config *c, double beta, const int *rows, int n, update_stats *st) {
+/* The batch's advantages with this step's beta, weighted by truncated importance sampling when asked. */
+static int advantages(rl_run *s, const leash_rl_config *c, double beta, tis_stats *tis) {
+    int rc = c->algo == LEASH_PPO ? ppo_advantages(&s->r, &c->ppo, beta) : grpo_advantages(&s->r, &c->grpo);
+    if (!rc && c->tis_cap > 0) offpolicy_tis(&s->r, c->tis_cap, c->tis_mode, tis); // truncated IS: the advantages weighted
+    return rc;
+}
+
+/* The update's forward as the scoring pass (fused_scoring): what the update needs to finish the collection.
+ * late: the advantages need the scores (PPO's KL in the reward, truncated IS's weights), so the one micro-batch
+ * is scored, the rollout finished and the advantages computed before its loss; otherwise each micro-batch is
+ * scored just before its loss and the rollout finished after the last. failed: the error came from the
+ * scoring, and the batch is skipped as a failed collection is. */
+typedef struct {
+    int step, late, failed;
+    double beta, *gap, *phase;
+    tis_stats *tis;
+} fused_pass;
+
+/* Whether the update's forward serves as the scoring pass: one epoch of one minibatch, whose micro-batches add
+ * up to one optimiser step, so every forward of the update runs the policy that sampled; with one micro-batch
+ * per rank (late), or GRPO without truncated IS in one process (the advantages need no score, and a non-finite
+ * KL is found before any loss, in the order the separate pass finds it). */
+static int fused_scoring(const rl_run *s, const leash_rl_config *c) {
+    if (c->separate_scoring || c->epochs != 1 || s->mb != s->R) return 0;
+    return s->accum == 1 || (c->algo == LEASH_GRPO && c->tis_cap == 0 && leash_dist_size() == 1);
+}
+
+/* Fused: scores the micro-batch rows[0..n) (n = 0: none of this rank's) as the separate pass would, and after the
+ * last one when late, finishes the rollout and computes the advantages. */
+static int fused_score(rl_run *s, const leash_rl_config *c, const int *rows, int n, int last, fused_pass *f) {
+    double t0 = leash_now_s();
+    int rc = n ? rollout_score_run(s, c, rows, n) : LEASH_OK;
+    if (!rc && n && !f->late) rc = rollout_kl_rows(&s->r, c, f->step, rows[0], n); // before this part's loss
+    if (!rc && f->late && last) rc = rollout_score_finish(s, c, f->step, f->gap);
+    f->failed = rc != LEASH_OK;
+    f->phase[1] += leash_now_s() - t0;
+    return !rc && f->late && last ? advantages(s, c, f->beta, f->tis) : rc;
+}
+
+/* The policy's part of an update on the micro-batch rows[a..b) of the minibatch rows[0..n) (ntok: the
+ * minibatch's response tokens, every loss's denominators the minibatch's): the log-probs (fused: the scoring
+ * run's, whose forward is still in the policy, and its reference's logits), the loss, its backward, whose
+ * gradients add to the micro-batches' before. */
+static int policy_part(rl_run *s, const leash_rl_config *c, double beta, const int *rows, int n, int a, int b, long ntok,
+                       int fused, update_stats *st) {
     rollout *r = &s->r;
-    int T = r->T, rc, lo, hi;
-    long ntok = minibatch_tokens(r, rows, n, NULL);
-    if (!ntok) return LEASH_OK;
-    leash_dist_split(n, leash_dist_rank(), leash_dist_size(), &lo, &hi);
-    int nl = hi - lo;
-    rollout_gather(r, rows + lo, nl);
+    int T = r->T, nl = b - a, rc, exact = c->algo == LEASH_GRPO && c->kl_estimator == LEASH_KL_EXACT;
     const float *zref = NULL; // GRPO with the exact KL in the loss: the reference's logits of this part
-    if (c->algo == LEASH_GRPO && c->kl_estimator == LEASH_KL_EXACT && nl && (rc = reference_logits(s, nl, &zref))) return rc;
-    if ((rc = policy_logprobs(r, c, s->policy, nl))) return rc;
-    offpolicy_is_ratio(r, rows + lo, nl, r->mb_buf, st); // policy/is_ratio_*: the staleness of this update
+    if (fused) {
+        memcpy(r->mb_buf, r->old_logp + (size_t)rows[a] * T, (size_t)nl * T * sizeof(float));
+        if (c->algo == LEASH_GRPO) memcpy(r->mb_ent, r->entropy + (size_t)rows[a] * T, (size_t)nl * T * sizeof(float));
+        if (exact) zref = s->ref ? leash_gpt_logits(s->ref) : s->ref_logits;
+    } else {
+        rollout_gather(r, rows + a, nl);
+        if (exact && (rc = reference_logits(s, nl, &zref))) return rc;
+        if ((rc = policy_logprobs(r, c, s->policy, nl))) return rc;
+    }
+    offpolicy_is_ratio(r, rows + a, nl, r->mb_buf, st); // policy/is_ratio_*: the staleness of this update
     if (c->algo == LEASH_GRPO) // this part's entropy over the minibatch's tokens (TRL's "entropy")
         for (long i = 0; i < (long)nl * T; i++)
             if (r->mb_targets[i] >= 0) st->ent_mean += (double)r->mb_ent[i] / ntok;
-    if (c->algo == LEASH_PPO) ppo_policy_loss(r, rows + lo, nl, ntok, c->clip_eps, r->mb_buf, r->mb_buf2, st);
-    else grpo_policy_loss(r, &c->grpo, c->kl_estimator, c->clip_eps, beta, rows, n, lo, hi, ntok, r->mb_buf, r->mb_buf2, st);
-    if (c->algo == LEASH_GRPO && nl &&
-        (rc = grpo_logits_loss(r, &c->grpo, c->kl_estimator, beta, c->temperature, rows, n, lo, hi, ntok, leash_gpt_logits(s->policy),
+    if (c->algo == LEASH_PPO) ppo_policy_loss(r, rows + a, nl, ntok, c->clip_eps, r->mb_buf, r->mb_buf2, st);
+    else grpo_policy_loss(r, &c->grpo, c->kl_estimator, c->clip_eps, beta, rows, n, a, b, ntok, r->mb_buf, r->mb_buf2, st);
+    if (c->algo == LEASH_GRPO &&
+        (rc = grpo_logits_loss(r, &c->grpo, c->kl_estimator, beta, c->temperature, rows, n, a, b, ntok, leash_gpt_logits(s->policy),
                                zref, leash_gpt_cfg(s->policy)->vocab_size, leash_gpt_dlogits(s->policy), st)))
         return rc;
-    if (nl && ((rc = leash_gpt_token_logprobs_backward(s->policy, r->mb_targets, c->temperature, r->mb_buf2)) ||
-               (rc = leash_gpt_backward(s->policy))))
-        return rc;
+    if ((rc = leash_gpt_token_logprobs_backward(s->policy, r->mb_targets, c->temperature, r->mb_buf2))) return rc;
+    return leash_gpt_backward(s->policy);
+}
+
+/* PPO's value model on the micro-batch rows[0..nl) of a minibatch of ntok response tokens: forward, the clipped
+ * value loss, backward (the gradients add up). */
+static int value_part(rl_run *s, const leash_rl_config *c, const int *rows, int nl, long ntok, update_stats *st) {
+    rollout *r = &s->r;
+    rollout_gather(r, rows, nl);
+    int rc = leash_gpt_forward(s->value, r->mb_tokens, r->mb_mask, nl, r->T);
+    if (rc) return rc;
+    ppo_value_loss(r, rows, nl, ntok, c->ppo.value_clip, c->ppo.vf_coef, leash_gpt_values(s->value), leash_gpt_dvalues(s->value), st);
+    // the value model predicts no tokens: its LM head gets no gradient (dlogits stays 0)
+    return leash_gpt_backward(s->value);
+}
+
+/* One update over the minibatch rows[0..n) of the rollout. Every rank knows the whole minibatch and computes
+ * the part leash_dist_split gives it, in s->accum micro-batches (--grad-accum) whose gradients add up; the
+ * losses are normalised by the whole minibatch's token and sequence counts, so the sum over the micro-batches
+ * and the ranks is the minibatch's gradient. Policy: forward, the algorithm's loss (d loss / d log-prob),
+ * backward, then one sum over the ranks and one AdamW step; PPO's value model likewise with its clipped value
+ * loss. f (not NULL): the update's forwards are the step's scoring pass (fused_pass). */
+static int update(rl_run *s, const leash_rl_config *c, double beta, const int *rows, int n, fused_pass *f, update_stats *st) {
+    int rc = LEASH_OK, lo, hi, K = s->accum;
+    long ntok = minibatch_tokens(&s->r, rows, n, NULL);
+    if (!ntok && !f) return LEASH_OK;
+    leash_dist_split(n, leash_dist_rank(), leash_dist_size(), &lo, &hi);
+    leash_gpt_zero_grad(s->policy);
+    for (int j = 0, a, b; j < K && !rc; j++) {
+        leash_dist_split(hi - lo, j, K, &a, &b);
+        a += lo, b += lo;
+        if (f && (rc = fused_score(s, c, rows + a, b - a, j == K - 1, f))) return rc;
+        if (ntok && b > a) rc = policy_part(s, c, beta, rows, n, a, b, ntok, f != NULL, st);
+    }
+    if (!rc && f && !f->late) {
+        double t0 = leash_now_s();
+        f->failed = (rc = rollout_score_finish(s, c, f->step, f->gap)) != LEASH_OK;
+        f->phase[1] += leash_now_s() - t0;
+    }
+    if (rc || !ntok) return rc;
     double norm = 0.0, lr = 0.0;
     if ((rc = step_summed(s->policy, &s->popt, "policy gradients", &norm, &lr))) return rc;
     st->grad_norm_sum += norm, st->lr = lr;
     if (s->value) {
         leash_gpt_zero_grad(s->value);
-        if (nl) {
-            if ((rc = leash_gpt_forward(s->value, r->mb_tokens, r->mb_mask, nl, T))) return rc;
-            ppo_value_loss(r, rows + lo, nl, ntok, c->ppo.value_clip, c->ppo.vf_coef, leash_gpt_values(s->value),
-                           leash_gpt_dvalues(s->value), st);
-            // the value model predicts no tokens: its LM head gets no gradient (dlogits stays 0)
-            if ((rc = leash_gpt_backward(s->value))) return rc;
+        for (int j = 0, a, b; j < K && !rc; j++) {
+            leash_dist_split(hi - lo, j, K, &a, &b);
+            if (b > a) rc = value_part(s, c, rows + lo + a, b - a, ntok, st);
         }
-        if ((rc = step_summed(s->value, &s->vopt, "value gradients", NULL, NULL))) return rc;
+        if (rc || (rc = step_summed(s->value, &s->vopt, "value gradients", NULL, NULL))) return rc;
     }
     st->updates++;
     return LEASH_OK;
@@ -207,8 +289,8 @@ static int update(rl_run *s, const leash_rl_config *c, double beta, const int *r
 /* A step's updates: c->epochs passes over the batch in minibatches (later epochs shuffled), then the
  * statistics summed over the ranks and the proof that their weights are still the same. A non-finite
  * gradient under skip_nonfinite drops that update, counts it in *skipped and says why in why[320]. */
-static int update_epochs(rl_run *s, const leash_rl_config *c, int step, double beta, int *order, update_stats *st, long *skipped,
-                         char *why) {
+static int update_epochs(rl_run *s, const leash_rl_config *c, int step, double beta, int *order, fused_pass *f, update_stats *st,
+                         long *skipped, char *why) {
     int R = s->R, rc = LEASH_OK;
     *st = (update_stats){.is_min = INFINITY};
     for (int e = 0; e < c->epochs && !rc; e++) {
@@ -222,7 +304,8 @@ static int update_epochs(rl_run *s, const leash_rl_config *c, int step, double b
             }
         }
         for (int k0 = 0; k0 < R && !rc; k0 += s->mb) {
-            rc = update(s, c, beta, order + k0, R - k0 < s->mb ? R - k0 : s->mb, st);
+            rc = update(s, c, beta, order + k0, R - k0 < s->mb ? R - k0 : s->mb, f, st);
+            if (rc && f && f->failed) return rc; // the scoring failed: the batch is skipped, not this update
             if (rc == LEASH_ENUMERIC && c->skip_nonfinite) { // a non-finite gradient: this update is dropped
                 (*skipped)++, rc = LEASH_OK;
                 snprintf(why, 320, "an update of step %d was skipped: %.250s", step + 1, leash_errmsg());
@@ -600,10 +683,13 @@ static int setup(rl_run *s, const leash_rl_config *c, const char **tok_dir) {
     if ((rc = load_models(s, c, tok_dir)) || (rc = load_prompts(s, c, &P))) return rc;
     s->R = c->algo == LEASH_GRPO ? c->batch * c->grpo.group : c->batch;
     s->mb = c->minibatch > 0 && c->minibatch < s->R ? c->minibatch : s->R;
+    s->accum = c->grad_accum > 1 ? c->grad_accum : 1;
+    // the most rows one forward takes: a rank's part of a minibatch, in micro-batches
+    int part = (s->mb + leash_dist_size() - 1) / leash_dist_size(), micro = (part + s->accum - 1) / s->accum;
     if (!rc) rc = rollout_alloc(&s->r, s->R, P, c->max_new, s->mb);
     if (!rc && !(s->text_ids = malloc((size_t)c->max_new * sizeof *s->text_ids))) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-    if (!rc && !s->ref && !(s->ref_logits = malloc((size_t)s->mb * s->r.T * leash_gpt_cfg(s->policy)->vocab_size * sizeof(float))))
-        rc = leash_fail(LEASH_ENOMEM, "cannot allocate the reference's logits for a minibatch of %d", s->mb);
+    if (!rc && !s->ref && !(s->ref_logits = malloc((size_t)micro * s->r.T * leash_gpt_cfg(s->policy)->vocab_size * sizeof(float))))
+        rc = leash_fail(LEASH_ENOMEM, "cannot allocate the reference's logits for a micro-batch of %d", micro);
     if (!rc) rc = own_rows(s);
     if (!rc) rc = ref_sync_ready(s, c); // --ref-sync-every: a reference that can take the policy's weights
     if (!rc) rc = leash_adamw_create(&s->popt, &c->optim, leash_gpt_num_trainable(s->policy));
@@ -688,8 +774,19 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     for (int step = start; step < c->steps && !rc; step++) {
         int stop = 0;
         double t0 = leash_now_s();
-        double gap = 0.0, phase[4] = {0};
-        if ((rc = rollout_collect(&s, &cfg, step, &gap, phase))) {
+        double gap = 0.0, phase[4] = {0}, beta = cfg.beta.beta, rep, d2, t_update = 0.0, t_score = 0.0;
+        update_stats st;
+        tis_stats tis = {0};
+        // one epoch of one minibatch: the update's forward is the scoring pass (bit-identical, one forward less)
+        int fused = fused_scoring(&s, &cfg), collected;
+        fused_pass f = {.step = step, .late = s.accum == 1, .beta = beta, .gap = &gap, .phase = phase, .tis = &tis};
+        if ((collected = !(rc = rollout_collect(&s, &cfg, step, !fused, &gap, phase)))) {
+            // advantages with this step's beta, then the updates (fused and late: after the scoring, in the update)
+            t_update = leash_now_s(), t_score = phase[1];
+            if (!(fused && f.late)) rc = advantages(&s, &cfg, beta, &tis);
+            if (!rc) rc = update_epochs(&s, &cfg, step, beta, order, fused ? &f : NULL, &st, &skipped, why);
+        }
+        if (rc && (!collected || (fused && f.failed))) { // the batch could not be collected (or scored in the update)
             if (step > start && leash_stop_requested()) { // SIGINT/SIGTERM while a scorer answered: the step is
                 // dropped (nothing has moved since the step before), and the run stops with that step's checkpoint
                 rl_state now = {.step = step, .beta = cfg.beta, .watch = watch, .alarm = alarm, .skipped = skipped,
@@ -705,19 +802,12 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
             p.step = step + 1, p.skipped = skipped;
             goto step_end;
         }
-        double t_update = leash_now_s();
-        double beta = cfg.beta.beta, rep, d2;
+        if (rc) break;
+        phase[3] = leash_now_s() - t_update - (phase[1] - t_score); // less the scoring done in the update
         batch_sums m; // measured KL of this batch, per sequence, and the statistics
         sum_batch(r, &m);
         rep = leash_repetition(r->gen, r->resp_len, R, c->max_new);
         if ((rc = leash_distinct2(r->gen, r->resp_len, R, c->max_new, &d2))) break;
-        // advantages with this step's beta, then the updates
-        update_stats st;
-        tis_stats tis = {0};
-        if ((rc = c->algo == LEASH_PPO ? ppo_advantages(r, &cfg.ppo, beta) : grpo_advantages(r, &cfg.grpo))) break;
-        if (cfg.tis_cap > 0) offpolicy_tis(r, cfg.tis_cap, cfg.tis_mode, &tis); // truncated IS: the advantages weighted
-        if ((rc = update_epochs(&s, &cfg, step, beta, order, &st, &skipped, why))) break;
-        phase[3] = leash_now_s() - t_update;
         // the controller sees the measured mean KL of this batch, in its own units
         double kl_ctl = cfg.beta.units == LEASH_KL_PER_TOKEN ? (m.ntok ? m.kl_seq / m.ntok : 0.0) : m.kl_seq / R;
         if ((rc = leash_beta_update(&cfg.beta, kl_ctl, R))) break;

@@ -129,14 +129,28 @@ typedef struct {
     int **pids, *plen; // tokenised prompts
     int eos, R, mb;
     int *own, n_own;  // the rows this rank generates, scores and rewards (all of them in one process)
+    int accum;        // micro-batches per update (--grad-accum; 1: off)
+    int *run_len, n_runs; // s->own in scoring runs: this rank's micro-batches of the first epoch, in order
     rollout r;
     rl_scorers scorers;   // the reward commands, when the reward is LEASH_REWARD_COMMAND (src/scorer.h)
 } rl_run;
 
-/* Collects one step's batch into s->r (src/rollout.c): samples, scores, rewards. phase[0] rollout, [1] policy
- * + reference scoring (and values), [2] rewards: seconds, accumulated. *logprob_gap: max |log-prob at
- * sampling - log-prob recomputed for training|. */
-int rollout_collect(rl_run *s, const leash_rl_config *c, int step, double *logprob_gap, double *phase);
+/* Collects one step's batch into s->r (src/rollout.c): samples, scores (unless score is 0: the update's forward
+ * will, through rollout_score_run and rollout_score_finish), rewards. phase[0] rollout, [1] policy + reference
+ * scoring (and values), [2] rewards: seconds, accumulated. *logprob_gap: max |log-prob at sampling - log-prob
+ * recomputed for training|. */
+int rollout_collect(rl_run *s, const leash_rl_config *c, int step, int score, double *logprob_gap, double *phase);
+/* Scores rows[0..n), consecutive rows (rows[k] = rows[0] + k; one of this rank's scoring runs, s->run_len): the policy's log-probs
+ * and entropies, the reference's log-probs, the exact KL, PPO's values, into the rollout's arrays; leaves the
+ * rows gathered in r->mb_*, the policy's forward of them (truncated as the sampler's) in the policy and the
+ * reference's logits in the reference (LoRA: s->ref_logits). */
+int rollout_score_run(rl_run *s, const leash_rl_config *c, const int *rows, int n);
+/* After every run: the rows put together over the ranks, *logprob_gap, the per-token KL the algorithm uses
+ * (LEASH_ENUMERIC when one is not finite). */
+int rollout_score_finish(rl_run *s, const leash_rl_config *c, int step, double *logprob_gap);
+/* The per-token KL of rows first .. first + n - 1 as rollout_score_finish computes it, and the same failure
+ * where one is not finite (a single process scoring in the update checks each run before its loss). */
+int rollout_kl_rows(rollout *r, const leash_rl_config *c, int step, long first, long n);
 
 /* Checkpoints (src/rl_checkpoint.c): everything of a run that is not a function of (seed, step). */
 typedef struct {

@@ -112,65 +112,76 @@ int rollout_truncate(leash_gpt *policy, const int *targets, int n, int T, const 
     return leash_sample_mask_rows((float *)leash_gpt_logits(policy), n * T, V, targets, &sc, outside);
 }
 
-/* Log-probs, entropies, the exact KL and (PPO) values of the batch, and the per-token KL the algorithm uses;
- * *logprob_gap: the largest difference of a sampled token's log-prob at sampling and at scoring. */
-static int score_rows(rl_run *s, const leash_rl_config *c, int step, double *logprob_gap) {
-    rollout *r = &s->r;
-    int R = s->R, P = r->P, M = r->M, T = r->T, V = leash_gpt_cfg(s->policy)->vocab_size, rc = LEASH_OK, n_own = s->n_own;
-    const float *gen_lp = r->gen_lp;
-    // log-probs, entropy, exact KL and values of this rank's rows, in the minibatch shapes the first update
-    // will use, so that the first minibatch's ratio is exactly 1
+/* Zeroes what the scoring runs fill (each rank its own rows; the rest is assembled from the others). */
+static void score_begin(rollout *r) {
     float *assembled[] = {r->old_logp, r->entropy, r->ref_logp, r->kl_exact, r->values};
-    for (size_t a = 0; a < sizeof assembled / sizeof assembled[0]; a++) memset(assembled[a], 0, (size_t)R * T * sizeof(float));
-    long outside = 0;
+    for (size_t a = 0; a < sizeof assembled / sizeof assembled[0]; a++) memset(assembled[a], 0, (size_t)r->B * r->T * sizeof(float));
     r->outside_set = 0;
-    for (int k0 = 0, nb = 0; k0 < n_own && !rc; k0 += nb) {
-        // this rank's rows come in runs, one per minibatch chunk: score run by run
-        nb = 1;
-        while (k0 + nb < n_own && s->own[k0 + nb] == s->own[k0] + nb && (s->own[k0] / s->mb) == (s->own[k0 + nb] / s->mb)) nb++;
-        int first = s->own[k0];
-        rollout_gather(r, s->own + k0, nb);
-        float *lp = r->mb_buf, *h = r->mb_buf2;
-        const float *zp, *zq;
-        if (s->ref) {
-            // the policy's distribution truncated as the sampler's was (top-k / top-p), the reference's whole
-            if ((rc = leash_gpt_forward(s->policy, r->mb_tokens, r->mb_mask, nb, T)) ||
-                (rc = rollout_truncate(s->policy, r->mb_targets, nb, T, c, &outside)) ||
-                (rc = leash_gpt_token_logprobs(s->policy, r->mb_targets, c->temperature, lp, h)) ||
-                (rc = leash_gpt_forward(s->ref, r->mb_tokens, r->mb_mask, nb, T)))
-                break;
-            r->outside_set += outside;
-            memcpy(r->old_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
-            memcpy(r->entropy + (size_t)first * T, h, (size_t)nb * T * sizeof(float));
-            if ((rc = leash_gpt_token_logprobs(s->ref, r->mb_targets, c->temperature, lp, NULL))) break;
-            memcpy(r->ref_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
-            zp = leash_gpt_logits(s->policy), zq = leash_gpt_logits(s->ref);
-        } else { // LoRA: the reference is the policy with its adapters off; its logits wait in ref_logits
-            leash_gpt_set_adapters(s->policy, 0);
-            rc = leash_gpt_forward(s->policy, r->mb_tokens, r->mb_mask, nb, T);
-            leash_gpt_set_adapters(s->policy, 1);
-            if (rc || (rc = leash_gpt_token_logprobs(s->policy, r->mb_targets, c->temperature, lp, NULL))) break;
-            memcpy(r->ref_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
-            memcpy(s->ref_logits, leash_gpt_logits(s->policy), (size_t)nb * T * V * sizeof(float));
-            if ((rc = leash_gpt_forward(s->policy, r->mb_tokens, r->mb_mask, nb, T)) ||
-                (rc = rollout_truncate(s->policy, r->mb_targets, nb, T, c, &outside)) ||
-                (rc = leash_gpt_token_logprobs(s->policy, r->mb_targets, c->temperature, lp, h)))
-                break;
-            r->outside_set += outside;
-            memcpy(r->old_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
-            memcpy(r->entropy + (size_t)first * T, h, (size_t)nb * T * sizeof(float));
-            zp = leash_gpt_logits(s->policy), zq = s->ref_logits;
-        }
-        for (long i = 0; i < (long)nb * T && !rc; i++) {
-            double kl = 0.0;
-            if (r->mb_targets[i] >= 0) rc = leash_kl_exact(zp + i * V, zq + i * V, V, c->temperature, &kl, NULL);
-            r->kl_exact[(size_t)first * T + i] = (float)kl;
-        }
-        if (!rc && s->value) {
-            if ((rc = leash_gpt_forward(s->value, r->mb_tokens, r->mb_mask, nb, T))) break;
-            for (long i = 0; i < (long)nb * T; i++) r->values[(size_t)first * T + i] = r->mb_targets[i] >= 0 ? leash_gpt_values(s->value)[i] : 0.0f;
-        }
+}
+
+int rollout_score_run(rl_run *s, const leash_rl_config *c, const int *rows, int nb) {
+    rollout *r = &s->r;
+    int T = r->T, V = leash_gpt_cfg(s->policy)->vocab_size, rc = LEASH_OK, first = rows[0];
+    long outside = 0;
+    rollout_gather(r, rows, nb);
+    float *lp = r->mb_buf, *h = r->mb_buf2;
+    const float *zp, *zq;
+    if (s->ref) {
+        // the policy's distribution truncated as the sampler's was (top-k / top-p), the reference's whole
+        if ((rc = leash_gpt_forward(s->policy, r->mb_tokens, r->mb_mask, nb, T)) ||
+            (rc = rollout_truncate(s->policy, r->mb_targets, nb, T, c, &outside)) ||
+            (rc = leash_gpt_token_logprobs(s->policy, r->mb_targets, c->temperature, lp, h)) ||
+            (rc = leash_gpt_forward(s->ref, r->mb_tokens, r->mb_mask, nb, T)))
+            return rc;
+        r->outside_set += outside;
+        memcpy(r->old_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
+        memcpy(r->entropy + (size_t)first * T, h, (size_t)nb * T * sizeof(float));
+        if ((rc = leash_gpt_token_logprobs(s->ref, r->mb_targets, c->temperature, lp, NULL))) return rc;
+        memcpy(r->ref_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
+        zp = leash_gpt_logits(s->policy), zq = leash_gpt_logits(s->ref);
+    } else { // LoRA: the reference is the policy with its adapters off; its logits wait in ref_logits
+        leash_gpt_set_adapters(s->policy, 0);
+        rc = leash_gpt_forward(s->policy, r->mb_tokens, r->mb_mask, nb, T);
+        leash_gpt_set_adapters(s->policy, 1);
+        if (rc || (rc = leash_gpt_token_logprobs(s->policy, r->mb_targets, c->temperature, lp, NULL))) return rc;
+        memcpy(r->ref_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
+        memcpy(s->ref_logits, leash_gpt_logits(s->policy), (size_t)nb * T * V * sizeof(float));
+        if ((rc = leash_gpt_forward(s->policy, r->mb_tokens, r->mb_mask, nb, T)) ||
+            (rc = rollout_truncate(s->policy, r->mb_targets, nb, T, c, &outside)) ||
+            (rc = leash_gpt_token_logprobs(s->policy, r->mb_targets, c->temperature, lp, h)))
+            return rc;
+        r->outside_set += outside;
+        memcpy(r->old_logp + (size_t)first * T, lp, (size_t)nb * T * sizeof(float));
+        memcpy(r->entropy + (size_t)first * T, h, (size_t)nb * T * sizeof(float));
+        zp = leash_gpt_logits(s->policy), zq = s->ref_logits;
     }
+    for (long i = 0; i < (long)nb * T && !rc; i++) {
+        double kl = 0.0;
+        if (r->mb_targets[i] >= 0) rc = leash_kl_exact(zp + i * V, zq + i * V, V, c->temperature, &kl, NULL);
+        r->kl_exact[(size_t)first * T + i] = (float)kl;
+    }
+    if (!rc && s->value) {
+        if ((rc = leash_gpt_forward(s->value, r->mb_tokens, r->mb_mask, nb, T))) return rc;
+        for (long i = 0; i < (long)nb * T; i++) r->values[(size_t)first * T + i] = r->mb_targets[i] >= 0 ? leash_gpt_values(s->value)[i] : 0.0f;
+    }
+    return rc;
+}
+
+int rollout_kl_rows(rollout *r, const leash_rl_config *c, int step, long first, long n) {
+    for (long i = first * r->T; i < (first + n) * r->T; i++) {
+        if (r->targets[i] < 0) { r->kl[i] = 0.0f; continue; }
+        int exact = c->kl_estimator == LEASH_KL_EXACT;
+        r->kl[i] = exact ? r->kl_exact[i] : (float)leash_kl_estimate(c->kl_estimator, r->old_logp[i], r->ref_logp[i]);
+        if (!exact) r->kl_clamped += leash_kl_estimate_clamped(c->kl_estimator, r->old_logp[i], r->ref_logp[i]);
+        if (!isfinite(r->kl[i])) return leash_fail(LEASH_ENUMERIC, "the KL at step %d is %g: the policy has left the reference's support", step + 1, r->kl[i]);
+    }
+    return LEASH_OK;
+}
+
+int rollout_score_finish(rl_run *s, const leash_rl_config *c, int step, double *logprob_gap) {
+    rollout *r = &s->r;
+    int R = s->R, P = r->P, M = r->M, T = r->T, rc = LEASH_OK;
+    float *assembled[] = {r->old_logp, r->entropy, r->ref_logp, r->kl_exact, r->values};
     const char *names[] = {"policy log-probs", "entropies", "reference log-probs", "exact KLs", "values"};
     for (size_t a = 0; a < sizeof assembled / sizeof assembled[0] && !rc; a++)
         if (a < 4 || s->value) rc = assemble_f32(assembled[a], (size_t)R * T, names[a]);
@@ -181,19 +192,23 @@ static int score_rows(rl_run *s, const leash_rl_config *c, int step, double *log
     *logprob_gap = 0.0;
     for (int b = 0; b < R; b++)
         for (int j = 0; j < r->resp_len[b]; j++) {
-            double d = fabs((double)gen_lp[b * M + j] - r->old_logp[(long)b * T + P + j - 1]);
+            double d = fabs((double)r->gen_lp[b * M + j] - r->old_logp[(long)b * T + P + j - 1]);
             if (d > *logprob_gap) *logprob_gap = d;
         }
     // the per-token KL the algorithm uses
     r->kl_clamped = 0;
-    for (long i = 0; i < (long)R * T; i++) {
-        if (r->targets[i] < 0) { r->kl[i] = 0.0f; continue; }
-        int exact = c->kl_estimator == LEASH_KL_EXACT;
-        r->kl[i] = exact ? r->kl_exact[i] : (float)leash_kl_estimate(c->kl_estimator, r->old_logp[i], r->ref_logp[i]);
-        if (!exact) r->kl_clamped += leash_kl_estimate_clamped(c->kl_estimator, r->old_logp[i], r->ref_logp[i]);
-        if (!isfinite(r->kl[i])) return leash_fail(LEASH_ENUMERIC, "the KL at step %d is %g: the policy has left the reference's support", step + 1, r->kl[i]);
-    }
-    return LEASH_OK;
+    return rollout_kl_rows(r, c, step, 0, R);
+}
+
+/* Log-probs, entropies, the exact KL and (PPO) values of the batch, and the per-token KL the algorithm uses;
+ * *logprob_gap: the largest difference of a sampled token's log-prob at sampling and at scoring. This rank's
+ * rows are scored run by run in the micro-batch shapes the first update will use, so that the first
+ * minibatch's ratio is exactly 1. */
+static int score_rows(rl_run *s, const leash_rl_config *c, int step, double *logprob_gap) {
+    int rc = LEASH_OK;
+    score_begin(&s->r);
+    for (int k = 0, k0 = 0; k < s->n_runs && !rc; k0 += s->run_len[k++]) rc = rollout_score_run(s, c, s->own + k0, s->run_len[k]);
+    return rc ? rc : rollout_score_finish(s, c, step, logprob_gap);
 }
 
 /* Row b through the reward commands (request id): its prompt with the prompt line's other columns, its
@@ -297,7 +312,7 @@ static int reward_rows(rl_run *s, const leash_rl_config *c, int step) {
     return rc;
 }
 
-int rollout_collect(rl_run *s, const leash_rl_config *c, int step, double *logprob_gap, double *phase) {
+int rollout_collect(rl_run *s, const leash_rl_config *c, int step, int score, double *logprob_gap, double *phase) {
     leash_sample_config sc = leash_sample_defaults();
     sc.temperature = c->temperature, sc.max_new_tokens = s->r.M, sc.seed = c->seed;
     sc.top_k = c->top_k, sc.top_p = c->top_p;
@@ -307,7 +322,8 @@ int rollout_collect(rl_run *s, const leash_rl_config *c, int step, double *logpr
     phase[0] += now_s() - t0;
     if (rc || (rc = lay_out(s, &sc))) return rc;
     double t1 = now_s();
-    rc = score_rows(s, c, step, logprob_gap);
+    if (score) rc = score_rows(s, c, step, logprob_gap);
+    else score_begin(&s->r); // the update's forward scores
     double t2 = now_s();
     phase[1] += t2 - t1;
     if (rc) return rc;

@@ -154,6 +154,15 @@ typedef struct {
     /* optimisation */
     leash_adamw_config optim;       /* policy */
     int epochs, minibatch;   /* passes over each batch; sequences per update */
+    int grad_accum;          /* gradient accumulation (TRL's gradient_accumulation_steps): each update's
+                              * minibatch (this rank's part of it) runs as grad_accum micro-batches whose
+                              * gradients add up before the one optimiser step, every loss normalised by the whole
+                              * minibatch's counts, so the step equals the un-accumulated one up to float
+                              * summation order; peak memory falls with the micro-batch. 0 or 1: off */
+    int separate_scoring;    /* 1: always run the scoring forward before the updates. With one epoch and one
+                              * minibatch the update's own forward serves as the scoring pass (the old log-probs,
+                              * entropy and exact KL; bit-identical, one policy forward per step less); this turns
+                              * that off, for comparisons */
     float clip_eps;          /* the clipped surrogate's epsilon (both) */
     leash_ppo_config ppo;    /* PPO only */
     leash_grpo_config grpo;  /* GRPO only */

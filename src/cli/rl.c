@@ -57,6 +57,8 @@ static const char *usage_ppo =
     "sampling and updates:\n"
     "  --steps N (100)  --batch N (64 sequences)  --max-new N (24)  -t, --temperature T (1)  --seed S (0)\n"
     "  --epochs N (4)  --minibatch N (whole batch)  --lr X (3e-5)  --value-lr X (1e-4)  --clip X (0.2)\n"
+    "  --grad-accum K (1)   each minibatch in K micro-batches, gradients summed before its one optimiser\n"
+    "                       step (TRL's gradient_accumulation_steps): the same step, less memory\n"
     "  --value-clip X (0.2)  --vf-coef X (0.1)  --gamma X (1)  --lambda X (0.95)\n"
     "  --grad-clip X (1; 0 = off)  --weight-decay X (0)  --warmup N (0 updates): policy and value optimisers\n"
     "  --sample-every N (10)  -q, --quiet\n"
@@ -79,6 +81,8 @@ static const char *usage_grpo =
     "sampling and updates:\n"
     "  --steps N (100)  --batch N (8 prompts)  --group G (8 responses each)  --max-new N (24)\n"
     "  -t, --temperature T (1)  --seed S (0)  --epochs N (1)  --minibatch N (whole batch)  --lr X (3e-5)\n"
+    "  --grad-accum K (1)   each minibatch in K micro-batches, gradients summed before its one optimiser\n"
+    "                       step (TRL's gradient_accumulation_steps): the same step, less memory\n"
     "  --clip X (0.2)  --no-std-scaling (= --scale-rewards none)  --token-level-loss (= --loss bnpo)\n"
     "the GRPO family (TRL's names; docs/rl.md):\n"
     "  --baseline M         group (the group mean, default) or loo (RLOO: the mean of the other G-1;\n"
@@ -102,6 +106,8 @@ static const char *usage_tail =
     "                       sampler drew from, capped at C (default 0: off; TRL uses 2 to 5)\n"
     "  --tis-mode M         token_truncate (default), token_mask (0 above C), sequence_truncate or sequence_mask\n"
     "                       (one weight per response: the product over its tokens)\n"
+    "  --separate-scoring   score the batch in its own forward before the updates even where the update's\n"
+    "                       forward serves (one epoch, one minibatch): the same results, one forward slower\n"
     "checkpoints and resuming:\n"
     "  --save-every N       write DIR/checkpoint every N steps (default 0: at the end, and when stopped);\n"
     "                       SIGINT or SIGTERM finishes the current step, writes it, and exits 0\n"
@@ -259,10 +265,12 @@ static int run(int argc, char **argv, leash_rl_algo algo, int rloo) {
            O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_BF16, O_GCLIP, O_WD, O_WARM, O_TB, O_BASELINE, O_LOSS,
            O_SCALE, O_ISLEVEL, O_EPSHIGH, O_MASKTRUNC, O_ENTCOEF, O_RWEIGHTS, O_RNAMES,
            O_CHAT, O_CKPT };
-    enum { O_TISCAP = 0x500, O_TISMODE, O_TOPK, O_TOPP, O_REFSYNC, O_REFALPHA }; // off-policy, top-k/p, reference refresh
+    enum { O_TISCAP = 0x500, O_TISMODE, O_TOPK, O_TOPP, O_REFSYNC, O_REFALPHA, // off-policy, top-k/p, reference refresh
+           O_ACCUM, O_SEPSCORE }; // gradient accumulation, the scoring pass
     static const struct option opts[] = {
         {"tis-cap", 1, 0, O_TISCAP}, {"tis-mode", 1, 0, O_TISMODE}, {"top-k", 1, 0, O_TOPK}, {"top-p", 1, 0, O_TOPP},
         {"ref-sync-every", 1, 0, O_REFSYNC}, {"ref-sync-alpha", 1, 0, O_REFALPHA},
+        {"grad-accum", 1, 0, O_ACCUM}, {"separate-scoring", 0, 0, O_SEPSCORE},
         {"policy", 1, 0, O_POLICY}, {"reward", 1, 0, O_REWARD}, {"gold-reward", 0, 0, O_GOLDR},
         {"gold-metrics", 0, 0, O_GOLDM}, {"prompts", 1, 0, O_PROMPTS}, {"out", 1, 0, O_OUT}, {"beta", 1, 0, O_BETA},
         {"fixed-beta", 0, 0, O_FIXED}, {"kl-target", 1, 0, O_TARGET}, {"kl-horizon", 1, 0, O_HORIZON},
@@ -315,6 +323,8 @@ static int run(int argc, char **argv, leash_rl_algo algo, int rloo) {
         case O_SEED: bad = cli_int(cmd, "--seed", optarg, 0, 2147483647, &seed); break;
         case O_EPOCHS: bad = cli_int(cmd, "--epochs", optarg, 1, 1000, &c.epochs); break;
         case O_MB: bad = cli_int(cmd, "--minibatch", optarg, 1, 1 << 16, &c.minibatch); break;
+        case O_ACCUM: bad = cli_int(cmd, "--grad-accum", optarg, 1, 1 << 16, &c.grad_accum); break;
+        case O_SEPSCORE: c.separate_scoring = 1; break;
         case O_LR: bad = cli_float(cmd, "--lr", optarg, 1e-12, 1, &c.optim.lr); break;
         case O_VLR: bad = PPO_ONLY("--value-lr", "the value model; GRPO has none") || cli_float(cmd, "--value-lr", optarg, 1e-12, 1, &c.ppo.value_optim.lr); break;
         case O_CLIP: bad = cli_float(cmd, "--clip", optarg, 1e-6, 0.999, &c.clip_eps); break;
