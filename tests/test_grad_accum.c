@@ -86,6 +86,7 @@ static double reward(const char *prompt, const char *response, const int *tokens
 }
 
 static float value_lr; // > 0: the value model's learning rate instead of the policy's
+static int checkpoint; // --checkpoint-activations
 
 static leash_rl_config config(const rl_scratch *s, const variant *v, int steps, int K, int separate, const char *out) {
     leash_rl_config c = leash_rl_defaults(v->algo);
@@ -96,6 +97,7 @@ static leash_rl_config config(const rl_scratch *s, const variant *v, int steps, 
     c.optim.lr = v->lr > 0 ? v->lr : 1.0f, c.optim.eps = 10.0f, c.optim.grad_clip = 0.0f; // step ~ g / 10: linear in the gradient
     c.ppo.value_optim = c.optim;
     if (value_lr > 0) c.ppo.value_optim.lr = value_lr;
+    c.checkpoint_activations = checkpoint;
     c.sample_every = 0;
     if (v->loss) cr_assert_eq(leash_grpo_choice(&c.grpo, "loss", v->loss), 0);
     if (v->exact) c.kl_estimator = LEASH_KL_EXACT;
@@ -231,19 +233,22 @@ Test(grad_accum, the_updates_forward_scores_bit_identically, .timeout = 600) {
     eos_heavy(s.dir);
     static const struct {
         variant v;
-        int K;
+        int K, checkpoint;
     } cases[] = {
-        {{"ppo", LEASH_PPO, NULL, 0, 0, 0, 0, 0.0f, 0}, 1},                 // one micro-batch: scored, then the advantages
-        {{"grpo", LEASH_GRPO, NULL, 0, 0, 0, 0, 0.0f, 0}, 1},
-        {{"grpo-k3", LEASH_GRPO, "bnpo", 0, 0, 0, 0, 0.0f, 0}, 3},          // each micro-batch scored before its loss
-        {{"exact-entropy", LEASH_GRPO, NULL, 1, 0, 0, 0, 0.05f, 0}, 2},     // the reference's logits from the scoring
-        {{"lora-exact", LEASH_GRPO, "dr_grpo", 1, 1, 0, 0, 0.0f, 0}, 2},   // LoRA: the reference's logits kept aside
-        {{"lora-ppo", LEASH_PPO, NULL, 0, 1, 0, 0, 0.0f, 0}, 1},
-        {{"minibatches", LEASH_GRPO, NULL, 0, 0, 4, 1, 0.0f, 0}, 2},        // not fused: two optimiser steps
+        {{"ppo", LEASH_PPO, NULL, 0, 0, 0, 0, 0.0f, 0}, 1, 0},                 // one micro-batch: scored, then the advantages
+        {{"grpo", LEASH_GRPO, NULL, 0, 0, 0, 0, 0.0f, 0}, 1, 0},
+        {{"grpo-k3", LEASH_GRPO, "bnpo", 0, 0, 0, 0, 0.0f, 0}, 3, 0},          // each micro-batch scored before its loss
+        {{"exact-entropy", LEASH_GRPO, NULL, 1, 0, 0, 0, 0.05f, 0}, 2, 0},     // the reference's logits from the scoring
+        {{"lora-exact", LEASH_GRPO, "dr_grpo", 1, 1, 0, 0, 0.0f, 0}, 2, 0},   // LoRA: the reference's logits kept aside
+        {{"lora-ppo", LEASH_PPO, NULL, 0, 1, 0, 0, 0.0f, 0}, 1, 0},
+        {{"minibatches", LEASH_GRPO, NULL, 0, 0, 4, 1, 0.0f, 0}, 2, 0},        // not fused: two optimiser steps
+        {{"ckpt-lora", LEASH_GRPO, NULL, 1, 1, 0, 0, 0.05f, 0}, 2, 1},    // the backward recomputes the scoring's forward
+        {{"ckpt-ppo", LEASH_PPO, NULL, 0, 0, 0, 0, 0.0f, 0}, 1, 1},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         const variant *v = &cases[k].v;
         int K = cases[k].K;
+        checkpoint = cases[k].checkpoint;
         seen fused = run(&s, v, 3, K, 0, "fz"), sep = run(&s, v, 3, K, 1, "fz");
         cr_assert_eq(fused.n, sep.n);
         cr_assert(!memcmp(fused.w, sep.w, fused.n * sizeof(float)), "%s K=%d: the weights differ", v->name, K);
@@ -259,7 +264,8 @@ Test(grad_accum, the_updates_forward_scores_bit_identically, .timeout = 600) {
         }
         free(a), free(b), free(fused.w), free(sep.w);
     }
-    printf("grad_accum: the update's forward as the scoring pass: 7 runs of 3 steps bit-identical to a separate pass "
+    checkpoint = 0;
+    printf("grad_accum: the update's forward as the scoring pass: 9 runs of 3 steps bit-identical to a separate pass "
            "(weights, value models, metrics), first ratio exactly 1\n");
     rl_scratch_drop(&s);
 }
