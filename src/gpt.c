@@ -270,6 +270,11 @@ int leash_gpt_forward_values(leash_gpt *m, const int *tokens, const uint8_t *mas
     return forward_trunk(m, tokens, mask, B, T, NULL, NULL);
 }
 
+int leash_gpt_forward_hidden(leash_gpt *m, const int *tokens, const uint8_t *mask, int B, int T, leash_gpt_layer_fn fn,
+                             void *ctx) {
+    return forward_trunk(m, tokens, mask, B, T, fn, ctx);
+}
+
 int leash_gpt_forward(leash_gpt *m, const int *tokens, const uint8_t *mask, int B, int T) {
     return leash_gpt_forward_each(m, tokens, mask, B, T, NULL, NULL);
 }

@@ -1,6 +1,7 @@
-/* The KV cache and the decode step: see include/leash/gpt.h. A prefill runs the full forward (gpt.c) and keeps
- * each layer's keys and values; a decode step then feeds one token per sequence through the same layer code
- * (leash_gpt_layer_in / _out), attending over the cache instead of the sequence.
+/* The KV cache and the decode step: see include/leash/gpt.h. A prefill runs the forward's layers (gpt.c), keeps
+ * each layer's keys and values and multiplies only the last column by the LM head; a decode step then feeds one
+ * token per sequence through the same layer code (leash_gpt_layer_in / _out), attending over the cache instead of
+ * the sequence.
  *
  * Dimensions: B sequences, Tc cache columns, C channels, V vocabulary, L layers, NH query heads, NKV key/value
  * heads, hs head size; W, AW, FW, I as in gpt_internal.h.
@@ -93,8 +94,10 @@ int leash_gpt_prefill(leash_gpt *m, leash_kv_cache *c, const int *tokens, const 
     int B = c->B, V = d->V;
     if (Tp < 1 || Tp > c->Tc)
         return leash_fail(LEASH_EINVAL, "prefill of %d tokens into a KV cache of %d columns", Tp, c->Tc);
-    int rc = leash_gpt_forward_each(m, tokens, mask, B, Tp, prefill_layer, c);
+    int rc = leash_gpt_forward_hidden(m, tokens, mask, B, Tp, prefill_layer, c); // no (B, Tp, V) logits
     if (rc) return rc;
+    leash_sgemm(0, 1, B, V, d->C, 1.0f, m->a.lnf + (size_t)(Tp - 1) * d->C, Tp * d->C, leash_gpt_head_weight(m), d->C,
+                0.0f, c->logits, V); // (B, V): only the rows (b, Tp - 1) of lnf (B, Tp, C)
     for (int b = 0; b < B; b++) {
         c->pos[b] = 0;
         for (int t = 0; t < c->Tc; t++) {
@@ -102,7 +105,6 @@ int leash_gpt_prefill(leash_gpt *m, leash_kv_cache *c, const int *tokens, const 
             c->valid[(size_t)b * c->Tc + t] = (uint8_t)real;
             c->pos[b] += t < Tp && real;
         }
-        memcpy(c->logits + (size_t)b * V, m->a.logits + ((size_t)b * Tp + Tp - 1) * V, V * sizeof(float));
     }
     c->len = Tp;
     return LEASH_OK;

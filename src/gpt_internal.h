@@ -112,6 +112,10 @@ typedef void (*leash_gpt_layer_fn)(void *ctx, const leash_gpt *m, int l, const l
 /* leash_gpt_forward, calling fn(ctx, ...) at each layer (fn may be NULL). */
 int leash_gpt_forward_each(leash_gpt *m, const int *tokens, const uint8_t *mask, int B, int T, leash_gpt_layer_fn fn,
                            void *ctx);
+/* leash_gpt_forward_each without the LM head: up to the final norm, a.lnf (B T, C), and no logits (the KV
+ * cache's prefill multiplies only each sequence's last column by the head). */
+int leash_gpt_forward_hidden(leash_gpt *m, const int *tokens, const uint8_t *mask, int B, int T, leash_gpt_layer_fn fn,
+                             void *ctx);
 /* Every LoRA target of an architecture (LEASH_LORA_* bits): all seven for the Llama family, GPT-2's four. */
 unsigned leash_lora_all_targets(int arch);
 /* Initialises tensor i as leash_gpt_init does (its own random stream of seed): loaders use it for the

@@ -218,21 +218,38 @@ static int check_config(const leash_gpt *m, const leash_sample_config *sc) {
 }
 
 /* Samples token i of every sequence from its row of logits (B, V) into cur (B) and the outputs; a sequence that
- * stopped gets the padding id. done (B) marks the stopped ones. */
+ * stopped gets the padding id. done (B) marks the stopped ones. Sequences in parallel, each with its own random
+ * stream and its own scratch row of work (one a thread, V each): the draws are those of a serial loop. */
 static int sample_step(const leash_sample_config *sc, const float *logits, int V, int B, int M, int i, leash_rng *rng,
                        leash_scored_token *work, int *cur, int *done, int *out_tokens, float *out_logprobs, int *out_lens) {
+    int first_bad = B, bad_rc = LEASH_OK;
+#pragma omp parallel for schedule(dynamic, 1) if (B > 1)
     for (int b = 0; b < B; b++) {
-        int tok = sc->eos_id >= 0 ? sc->eos_id : 0;
+        int tok = sc->eos_id >= 0 ? sc->eos_id : 0, tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
         float lp = 0.0f;
         double u = leash_rng_uniform(&rng[b]); // drawn even when done: streams stay aligned
         if (!done[b]) {
-            int rc = leash_sample_token(logits + (size_t)b * V, V, sc, u, work, &tok, &lp);
-            if (rc) return leash_fail_wrap(rc, "sampling token %d of sequence %d", i, b);
+            int rc = leash_sample_token(logits + (size_t)b * V, V, sc, u, work + (size_t)tid * V, &tok, &lp);
+            if (rc) {
+#pragma omp critical(leash_sample_step)
+                if (b < first_bad) first_bad = b, bad_rc = rc;
+                continue;
+            }
             if (leash_sample_is_eos(sc, tok)) done[b] = 1, out_lens[b] = i + 1;
         }
         out_tokens[(size_t)b * M + i] = tok;
         out_logprobs[(size_t)b * M + i] = lp;
         cur[b] = tok;
+    }
+    if (first_bad < B) {
+        // the failing row again, serially, for its message (leash_fail's message is per thread)
+        int tok;
+        float lp;
+        leash_sample_token(logits + (size_t)first_bad * V, V, sc, 0.5, work, &tok, &lp);
+        return leash_fail_wrap(bad_rc, "sampling token %d of sequence %d", i, first_bad);
     }
     return LEASH_OK;
 }
@@ -258,7 +275,11 @@ int leash_generate(leash_gpt *m, const leash_sample_config *sc, const int *promp
     int *ptoks = malloc(((size_t)B * Tp + 2 * (size_t)B) * sizeof(int)); // (B, Tp), then cur and done (B) each
     uint8_t *pm = malloc((size_t)B * Tp);
     leash_rng *rng = malloc((size_t)B * sizeof *rng);
-    leash_scored_token *work = malloc((size_t)V * sizeof *work);
+    int nt = 1;
+#ifdef _OPENMP
+    nt = omp_get_max_threads();
+#endif
+    leash_scored_token *work = malloc((size_t)nt * V * sizeof *work); // a scratch row a thread
     if (!ptoks || !pm || !rng || !work) {
         free(ptoks), free(pm), free(rng), free(work), leash_kv_cache_free(kv);
         return leash_fail(LEASH_ENOMEM, "cannot allocate the prompts and sampling scratch of %d sequences", B);

@@ -156,7 +156,8 @@ typedef struct leash_kv_cache leash_kv_cache;
 int leash_kv_cache_create(leash_kv_cache **out, const leash_gpt *m, int B, int Tc);
 void leash_kv_cache_free(leash_kv_cache *kv);
 /* Fills columns [0, Tp) from tokens (B, Tp) with mask (B, Tp) or NULL (left-padded prompts: the last column
- * must be real) through leash_gpt_forward; the logits are then those of each sequence's last column. */
+ * must be real) through the forward's layers; the logits are then those of each sequence's last column, the only
+ * column the LM head multiplies (leash_gpt_logits is not set). */
 int leash_gpt_prefill(leash_gpt *m, leash_kv_cache *kv, const int *tokens, const uint8_t *mask, int Tp);
 /* Feeds one token per sequence, tokens (B), at the next column (at the next position of its own sequence)
  * through the same layers as the forward, attending over the cache; the logits are then this step's. */
