@@ -82,6 +82,7 @@ static int alloc_acts(leash_gpt *m, int B, int T) {
     m->B = B;
     m->T = T;
     m->act_ckpt = m->ckpt;
+    m->ckpt_live = -1;
     return LEASH_OK;
 }
 
@@ -102,15 +103,22 @@ static void norm_backward(const leash_gpt *m, float *dx, float *dw, float *db, c
     else leash_layernorm_backward(dx, dw, db, dout, x, w, mean, rstd, N, m->d.C);
 }
 
+/* u (N, r) = x (N, in) A^T when p has an adapter and the adapters are on (returns 1), else nothing (0). */
+static int lora_in(const leash_gpt *m, const proj *p, const float *x, int N, int in, float *u) {
+    if (!p->A || !m->adapters_on || !u) return 0;
+    int r = m->cfg.lora_rank;
+    leash_sgemm(0, 1, N, r, in, 1.0f, x, in, p->A, in, 0.0f, u, r);
+    return 1;
+}
+
 /* out (N, OC; row stride ldo) = x (N, in) through projection p, plus its adapter's (alpha / r) (x A^T) B^T
  * when the adapters are on; u (N, r) keeps x A^T for the backward. */
 static void proj_forward(const leash_gpt *m, const proj *p, float *out, int ldo, const float *x, int N, int in, int OC,
                          float *u) {
     if (p->wh) leash_linear_forward_bf16(out, ldo, x, p->wh, p->b, N, in, OC, m->d.out_in);
     else leash_linear_forward(out, ldo, x, p->w, p->b, N, in, OC, m->d.out_in);
-    if (!p->A || !m->adapters_on || !u) return;
+    if (!lora_in(m, p, x, N, in, u)) return;
     int r = m->cfg.lora_rank;
-    leash_sgemm(0, 1, N, r, in, 1.0f, x, in, p->A, in, 0.0f, u, r);
     leash_sgemm(0, 1, N, OC, r, m->cfg.lora_alpha / r, u, r, p->B, r, 1.0f, out, ldo);
 }
 
@@ -159,9 +167,10 @@ static void qkv_backward(const leash_gpt *m, float *dln, layer_ptrs *dw, float *
     proj_backward(m, &w->v, &dw->v, dln, dqkv + qo + kvo, d->W, ln, N, d->C, kvo, USLOT(u, SLOT_V, N));
 }
 
-/* out (N, C) = the MLP of ln (N, C) with fch (N, FW) and fchg (N, I) as its intermediates. */
+/* out (N, C) = the MLP of ln (N, C) with fch (N, FW) and fchg (N, I) as its intermediates; !full stops before
+ * the down projection, out untouched (its adapter's u is still made): what the backward needs. */
 static void mlp_forward(const leash_gpt *m, float *out, float *fch, float *fchg, const float *ln, const layer_ptrs *w,
-                        int N, float *u) {
+                        int N, float *u, int full) {
     const dims *d = &m->d;
     proj_forward(m, &w->gate, fch, d->FW, ln, N, d->C, d->I, USLOT(u, SLOT_GATE, N));
     if (d->swiglu) {
@@ -170,7 +179,8 @@ static void mlp_forward(const leash_gpt *m, float *out, float *fch, float *fchg,
     } else {
         leash_gelu_forward(fchg, fch, (size_t)N * d->I);
     }
-    proj_forward(m, &w->down, out, d->C, fchg, N, d->I, d->C, USLOT(u, SLOT_DOWN, N));
+    if (full) proj_forward(m, &w->down, out, d->C, fchg, N, d->I, d->C, USLOT(u, SLOT_DOWN, N));
+    else lora_in(m, &w->down, fchg, N, d->I, USLOT(u, SLOT_DOWN, N));
 }
 
 const float *leash_gpt_head_weight(const leash_gpt *m) { return m->p.lm_head ? m->p.lm_head : m->p.wte; }
@@ -183,16 +193,22 @@ void leash_gpt_layer_in(const leash_gpt *m, const layer_ptrs *w, const float *x,
     qkv_forward(m, s->qkv, s->ln1, w, pos, N, s->u);
 }
 
-void leash_gpt_layer_out(const leash_gpt *m, const layer_ptrs *w, const float *x, const layer_acts *s, int N) {
+/* leash_gpt_layer_out; !full: without the MLP's down projection and r3, which no backward reads. */
+static void layer_out(const leash_gpt *m, const layer_ptrs *w, const float *x, const layer_acts *s, int N, int full) {
     const dims *d = &m->d;
     float *r2 = s->r2, *r3 = s->r3;
     proj_forward(m, &w->o, r2, d->C, s->atty, N, d->AW, d->C, USLOT(s->u, SLOT_O, N));
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < (size_t)N * d->C; i++) r2[i] += x[i];
     leash_gpt_norm(m, s->ln2, s->ln2_mean, s->ln2_rstd, r2, w->ln2w, w->ln2b, N);
-    mlp_forward(m, r3, s->fch, s->fchg, s->ln2, w, N, s->u); // r3 may be x's buffer: x is not read again
+    mlp_forward(m, r3, s->fch, s->fchg, s->ln2, w, N, s->u, full); // r3 may be x's buffer: x is not read again
+    if (!full) return;
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < (size_t)N * d->C; i++) r3[i] += r2[i];
+}
+
+void leash_gpt_layer_out(const leash_gpt *m, const layer_ptrs *w, const float *x, const layer_acts *s, int N) {
+    layer_out(m, w, x, s, N, 1);
 }
 
 /* Layer l's slices of the forward's activations (a.ln1 .. a.resid3 at shape (B, T)), and its input x (N, C).
@@ -211,15 +227,15 @@ static layer_acts layer_slice(const leash_gpt *m, int l, const float **x) {
         .r3 = a->resid3 + out, .u = a->lora_u ? a->lora_u + k * LEASH_LORA_SLOTS * N * m->cfg.lora_rank : NULL};
 }
 
-/* Layer l's forward from x (N, C) into s: the full forward's, and the backward's recompute when checkpointing
- * (the same calls, so the same numbers). */
-static void layer_forward(leash_gpt *m, int l, const float *x, const layer_acts *s, const uint8_t *mask) {
+/* Layer l's forward from x (N, C) into s: the full forward's, and (!full: all but the MLP's down projection and
+ * r3) the backward's recompute when checkpointing; the same calls, so the same numbers. */
+static void layer_forward(leash_gpt *m, int l, const float *x, const layer_acts *s, const uint8_t *mask, int full) {
     const dims *d = &m->d;
     layer_ptrs tmp;
     const layer_ptrs *w = leash_gpt_layer(m, l, &tmp);
     leash_gpt_layer_in(m, w, x, s, m->a.pos, m->B * m->T);
     leash_attention_forward(s->atty, s->att, s->qkv, mask, m->B, m->T, d->NH, d->NKV, d->hs);
-    leash_gpt_layer_out(m, w, x, s, m->B * m->T);
+    layer_out(m, w, x, s, m->B * m->T, full);
 }
 
 /* Everything up to the final norm (and the scalar head): a->lnf (N, C); fn (or NULL) sees every layer. */
@@ -256,9 +272,10 @@ static int forward_trunk(leash_gpt *m, const int *tokens, const uint8_t *mask, i
     for (int l = 0; l < L; l++) {
         const float *x;
         layer_acts s = layer_slice(m, l, &x);
-        layer_forward(m, l, x, &s, mask);
+        layer_forward(m, l, x, &s, mask, 1);
         if (fn) fn(ctx, m, l, &s);
     }
+    m->ckpt_live = L - 1; // checkpointing: the one layer's buffers hold the last layer's activations
     float *last = a->resid3 + (size_t)(L - 1) * N * C;
     leash_gpt_norm(m, a->lnf, a->lnf_mean, a->lnf_rstd, last, m->p.lnfw, m->p.lnfb, N);
     if (c->scalar_head) leash_matmul_forward(a->values, a->lnf, m->p.headw, m->p.headb, N, C, 1);
@@ -345,11 +362,12 @@ int leash_gpt_backward(leash_gpt *m) {
     for (int l = L - 1; l >= 0; l--) {
         const float *x;
         layer_acts s = layer_slice(m, l, &x);
-        if (m->act_ckpt) { // layer l again, as its forward ran (adapters as then); r3 is no longer read
+        if (m->act_ckpt && m->ckpt_live != l) { // layer l again, as its forward ran (adapters as then)
             int on = m->adapters_on;
             m->adapters_on = m->fwd_adapters;
-            layer_forward(m, l, x, &s, m->fwd_masked ? a->mask : NULL);
+            layer_forward(m, l, x, &s, m->fwd_masked ? a->mask : NULL, 0);
             m->adapters_on = on;
+            m->ckpt_live = l;
         }
         layer_ptrs tmp; // after the recompute: both use the one layer's F32 scratch
         const layer_ptrs *w = leash_gpt_layer_f32(m, l, &tmp);

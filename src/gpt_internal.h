@@ -163,6 +163,7 @@ struct leash_gpt {
     int ckpt;                   // activation checkpointing (leash_gpt_set_checkpoint_activations)
     int act_ckpt;               // the layout act_memory has: 1 one layer's buffers (ckpt), 0 all L layers'
     int fwd_masked;             // the last forward had a mask (kept in a.mask when act_ckpt)
+    int ckpt_live;              // act_ckpt: the layer whose activations the one layer's buffers hold, or -1
 };
 
 #endif
