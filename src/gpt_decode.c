@@ -14,18 +14,22 @@
 #include "leash/error.h"
 #include "leash/ops.h"
 
+/* A cache holds B sequences (its slots); a decode step feeds n <= B of them (its rows: row j is slot live[j]).
+ * Sequences that stopped leave the rows (leash_kv_cache_keep) without moving anything in the cache. */
 struct leash_kv_cache {
     int B, Tc;
     int len;         // columns filled: the next token goes to column len
-    float *k, *v;    // (L, B, NKV, Tc, hs) each
-    uint8_t *valid;  // (B, Tc) 1 where a column holds a real token (prompts are left-padded)
-    int *pos;        // (B) the next token's position: the real tokens of its sequence so far
-    int *step_pos;   // (B) the positions of this step's tokens
-    float *x;        // (B, C) the residual stream, then each layer's output
-    layer_acts s;    // (B) rows of one layer's activations
-    float *lnf;      // (B, C) the final norm
-    float *mean, *rstd; // (B) each, the final norm's statistics
-    float *logits;   // (B, V) the last step's logits, for its last column
+    int n;           // rows: the sequences a decode step feeds
+    int *live;       // (B) the slot of each row, increasing
+    float *k, *v;    // (L, B, NKV, Tc, hs) each, by slot
+    uint8_t *valid;  // (B, Tc) 1 where a column holds a real token (prompts are left-padded), by slot
+    int *pos;        // (B) the next token's position: the real tokens of its sequence so far, by slot
+    int *step_pos;   // (n) the positions of this step's tokens, by row
+    float *x;        // (n, C) the residual stream, then each layer's output
+    layer_acts s;    // (n) rows of one layer's activations
+    float *lnf;      // (n, C) the final norm
+    float *mean, *rstd; // (n) each, the final norm's statistics
+    float *logits;   // (n, V) the last step's logits, for its last column
     float *mem;      // the one allocation the float buffers point into
 };
 
@@ -41,14 +45,16 @@ int leash_kv_cache_create(leash_kv_cache **out, const leash_gpt *m, int B, int T
     leash_kv_cache *c = calloc(1, sizeof *c);
     float *mem = malloc(floats * sizeof(float));
     uint8_t *valid = malloc((size_t)B * Tc);
-    int *ints = malloc(2 * (size_t)B * sizeof(int));
+    int *ints = malloc(3 * (size_t)B * sizeof(int));
     if (!c || !mem || !valid || !ints) {
         free(c), free(mem), free(valid), free(ints);
         return leash_fail(LEASH_ENOMEM, "cannot allocate a KV cache for %d sequences of %d tokens (%.1f MB)", B, Tc,
                           floats * 4e-6);
     }
     size_t BC = (size_t)B * d->C;
-    c->B = B, c->Tc = Tc, c->mem = mem, c->valid = valid, c->pos = ints, c->step_pos = ints + B;
+    c->B = B, c->Tc = Tc, c->mem = mem, c->valid = valid, c->pos = ints, c->step_pos = ints + B, c->live = ints + 2 * B;
+    c->n = B;
+    for (int b = 0; b < B; b++) c->live[b] = b;
     c->k = mem, c->v = c->k + kv;
     c->x = c->v + kv;
     c->s.r2 = c->x + BC, c->s.ln1 = c->s.r2 + BC, c->s.ln2 = c->s.ln1 + BC, c->lnf = c->s.ln2 + BC;
@@ -72,6 +78,17 @@ void leash_kv_cache_free(leash_kv_cache *c) {
 }
 
 const float *leash_kv_cache_logits(const leash_kv_cache *c) { return c->logits; }
+
+int leash_kv_cache_keep(leash_kv_cache *c, const int *rows, int n) {
+    if (n < 1 || n > c->n) return leash_fail(LEASH_EINVAL, "keep %d of a KV cache's %d rows; need 1 to %d", n, c->n, c->n);
+    for (int j = 0; j < n; j++) {
+        if (rows[j] < 0 || rows[j] >= c->n || (j && rows[j] <= rows[j - 1]))
+            return leash_fail(LEASH_EINVAL, "kept row %d is %d; rows must increase within [0, %d)", j, rows[j], c->n);
+        c->live[j] = c->live[rows[j]]; // rows[j] >= j: read before it is overwritten
+    }
+    c->n = n;
+    return LEASH_OK;
+}
 
 /* The keys and values of one qkv row (NH query heads, then NKV key heads, then NKV value heads) into the
  * cache at layer l, sequence b, column col. */
@@ -106,19 +123,22 @@ int leash_gpt_prefill(leash_gpt *m, leash_kv_cache *c, const int *tokens, const 
             c->pos[b] += t < Tp && real;
         }
     }
-    c->len = Tp;
+    c->len = Tp, c->n = B;
+    for (int b = 0; b < B; b++) c->live[b] = b;
     return LEASH_OK;
 }
 
-/* atty (B, AW) of this step's queries over cache columns [0, col] of layer l, padding skipped. */
+/* atty (n, AW) of this step's queries over cache columns [0, col] of layer l, padding skipped; row j attends over
+ * slot live[j]. */
 static void cached_attention(const leash_kv_cache *c, const dims *d, int l, int col) {
-    int B = c->B, NH = d->NH, G = d->NH / d->NKV, hs = d->hs, Tc = c->Tc;
+    int n = c->n, NH = d->NH, G = d->NH / d->NKV, hs = d->hs, Tc = c->Tc;
     float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++) {
+    for (int j = 0; j < n; j++) {
         for (int hh = 0; hh < NH; hh++) {
-            size_t base = (((size_t)l * B + b) * d->NKV + hh / G) * Tc;
-            const float *q = c->s.qkv + (size_t)b * d->W + hh * hs;
+            int b = c->live[j];
+            size_t base = (((size_t)l * c->B + b) * d->NKV + hh / G) * Tc;
+            const float *q = c->s.qkv + (size_t)j * d->W + hh * hs;
             float a[Tc];
             float mx = -INFINITY, sum = 0.0f;
             for (int s = 0; s <= col; s++) {
@@ -136,7 +156,7 @@ static void cached_attention(const leash_kv_cache *c, const dims *d, int l, int 
                 a[s] = a[s] == -INFINITY ? 0.0f : expf(a[s] - mx);
                 sum += a[s];
             }
-            float *o = c->s.atty + (size_t)b * d->AW + hh * hs;
+            float *o = c->s.atty + (size_t)j * d->AW + hh * hs;
             for (int e = 0; e < hs; e++) o[e] = 0.0f;
             for (int s = 0; s <= col; s++) {
                 if (a[s] == 0.0f) continue;
@@ -150,26 +170,29 @@ static void cached_attention(const leash_kv_cache *c, const dims *d, int l, int 
 
 int leash_gpt_decode_step(leash_gpt *m, leash_kv_cache *c, const int *tokens) {
     const dims *d = &m->d;
-    int B = c->B, C = d->C, col = c->len, np = m->cfg.n_positions;
+    int n = c->n, C = d->C, col = c->len, np = m->cfg.n_positions;
     if (col >= c->Tc) return leash_fail(LEASH_EINVAL, "the KV cache's %d columns are full", c->Tc);
-    for (int b = 0; b < B; b++) {
-        if (tokens[b] < 0 || tokens[b] >= d->V)
+    for (int j = 0; j < n; j++)
+        if (tokens[j] < 0 || tokens[j] >= d->V)
             return leash_fail(LEASH_EINVAL, "decode step: token %d of sequence %d is outside the vocabulary [0, %d)",
-                              tokens[b], b, d->V);
-        c->step_pos[b] = c->pos[b] < np ? c->pos[b] : np - 1;
+                              tokens[j], c->live[j], d->V);
+    for (int j = 0; j < n; j++) {
+        int b = c->live[j];
+        c->step_pos[j] = c->pos[b] < np ? c->pos[b] : np - 1;
         c->pos[b]++;
     }
-    leash_encoder_forward(c->x, tokens, c->step_pos, m->p.wte, m->p.wpe, B, C);
+    // the n rows through every layer: one product of n rows per weight
+    leash_encoder_forward(c->x, tokens, c->step_pos, m->p.wte, m->p.wpe, n, C);
     for (int l = 0; l < d->L; l++) {
         layer_ptrs tmp;
         const layer_ptrs *w = leash_gpt_layer(m, l, &tmp);
-        leash_gpt_layer_in(m, w, c->x, &c->s, c->step_pos, B);
-        for (int b = 0; b < B; b++) cache_put(c, d, c->s.qkv + (size_t)b * d->W, l, b, col); // this token joins
+        leash_gpt_layer_in(m, w, c->x, &c->s, c->step_pos, n);
+        for (int j = 0; j < n; j++) cache_put(c, d, c->s.qkv + (size_t)j * d->W, l, c->live[j], col); // this token joins
         cached_attention(c, d, l, col);
-        leash_gpt_layer_out(m, w, c->x, &c->s, B);
+        leash_gpt_layer_out(m, w, c->x, &c->s, n);
     }
-    leash_gpt_norm(m, c->lnf, c->mean, c->rstd, c->x, m->p.lnfw, m->p.lnfb, B);
-    leash_sgemm(0, 1, B, d->V, C, 1.0f, c->lnf, C, leash_gpt_head_weight(m), C, 0.0f, c->logits, d->V);
+    leash_gpt_norm(m, c->lnf, c->mean, c->rstd, c->x, m->p.lnfw, m->p.lnfb, n);
+    leash_sgemm(0, 1, n, d->V, C, 1.0f, c->lnf, C, leash_gpt_head_weight(m), C, 0.0f, c->logits, d->V);
     c->len++;
     return LEASH_OK;
 }

@@ -217,39 +217,38 @@ static int check_config(const leash_gpt *m, const leash_sample_config *sc) {
     return LEASH_OK;
 }
 
-/* Samples token i of every sequence from its row of logits (B, V) into cur (B) and the outputs; a sequence that
- * stopped gets the padding id. done (B) marks the stopped ones. Sequences in parallel, each with its own random
- * stream and its own scratch row of work (one a thread, V each): the draws are those of a serial loop. */
-static int sample_step(const leash_sample_config *sc, const float *logits, int V, int B, int M, int i, leash_rng *rng,
-                       leash_scored_token *work, int *cur, int *done, int *out_tokens, float *out_logprobs, int *out_lens) {
-    int first_bad = B, bad_rc = LEASH_OK;
-#pragma omp parallel for schedule(dynamic, 1) if (B > 1)
-    for (int b = 0; b < B; b++) {
-        int tok = sc->eos_id >= 0 ? sc->eos_id : 0, tid = 0;
+/* Samples token i of the n sequences still running, row j being sequence live[j] with its logits (n, V), into
+ * cur (n) and the outputs; done (B) marks the sequences that stop. Rows in parallel, each with its sequence's own
+ * random stream and a scratch row of work a thread (V each): the draws are those of a serial loop. */
+static int sample_step(const leash_sample_config *sc, const float *logits, int V, int n, const int *live, int M, int i,
+                       leash_rng *rng, leash_scored_token *work, int *cur, int *done, int *out_tokens,
+                       float *out_logprobs, int *out_lens) {
+    int first_bad = n, bad_rc = LEASH_OK;
+#pragma omp parallel for schedule(dynamic, 1) if (n > 1)
+    for (int j = 0; j < n; j++) {
+        int b = live[j], tok, tid = 0;
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-        float lp = 0.0f;
-        double u = leash_rng_uniform(&rng[b]); // drawn even when done: streams stay aligned
-        if (!done[b]) {
-            int rc = leash_sample_token(logits + (size_t)b * V, V, sc, u, work + (size_t)tid * V, &tok, &lp);
-            if (rc) {
+        float lp;
+        int rc = leash_sample_token(logits + (size_t)j * V, V, sc, leash_rng_uniform(&rng[b]), work + (size_t)tid * V,
+                                    &tok, &lp);
+        if (rc) {
 #pragma omp critical(leash_sample_step)
-                if (b < first_bad) first_bad = b, bad_rc = rc;
-                continue;
-            }
-            if (leash_sample_is_eos(sc, tok)) done[b] = 1, out_lens[b] = i + 1;
+            if (j < first_bad) first_bad = j, bad_rc = rc;
+            continue;
         }
+        if (leash_sample_is_eos(sc, tok)) done[b] = 1, out_lens[b] = i + 1;
         out_tokens[(size_t)b * M + i] = tok;
         out_logprobs[(size_t)b * M + i] = lp;
-        cur[b] = tok;
+        cur[j] = tok;
     }
-    if (first_bad < B) {
+    if (first_bad < n) {
         // the failing row again, serially, for its message (leash_fail's message is per thread)
         int tok;
         float lp;
         leash_sample_token(logits + (size_t)first_bad * V, V, sc, 0.5, work, &tok, &lp);
-        return leash_fail_wrap(bad_rc, "sampling token %d of sequence %d", i, first_bad);
+        return leash_fail_wrap(bad_rc, "sampling token %d of sequence %d", i, live[first_bad]);
     }
     return LEASH_OK;
 }
@@ -272,7 +271,7 @@ int leash_generate(leash_gpt *m, const leash_sample_config *sc, const int *promp
     }
     leash_kv_cache *kv;
     if ((rc = leash_kv_cache_create(&kv, m, B, Tp + M))) return rc;
-    int *ptoks = malloc(((size_t)B * Tp + 2 * (size_t)B) * sizeof(int)); // (B, Tp), then cur and done (B) each
+    int *ptoks = malloc(((size_t)B * Tp + 3 * (size_t)B) * sizeof(int)); // (B, Tp), then cur, done and live (B) each
     uint8_t *pm = malloc((size_t)B * Tp);
     leash_rng *rng = malloc((size_t)B * sizeof *rng);
     int nt = 1;
@@ -284,31 +283,31 @@ int leash_generate(leash_gpt *m, const leash_sample_config *sc, const int *promp
         free(ptoks), free(pm), free(rng), free(work), leash_kv_cache_free(kv);
         return leash_fail(LEASH_ENOMEM, "cannot allocate the prompts and sampling scratch of %d sequences", B);
     }
-    int *cur = ptoks + (size_t)B * Tp, *done = cur + B;
+    int *cur = ptoks + (size_t)B * Tp, *done = cur + B, *live = done + B, pad = sc->eos_id >= 0 ? sc->eos_id : 0;
     size_t off = 0;
     for (int b = 0; b < B; b++) { // left-padded prompts: the last column is every prompt's last token
-        int pad = Tp - prompt_lens[b];
+        int pad_cols = Tp - prompt_lens[b];
         for (int t = 0; t < Tp; t++) {
-            ptoks[(size_t)b * Tp + t] = t < pad ? prompts[off] : prompts[off + t - pad]; // pads repeat a real id
-            pm[(size_t)b * Tp + t] = t >= pad;
+            ptoks[(size_t)b * Tp + t] = t < pad_cols ? prompts[off] : prompts[off + t - pad_cols]; // pads repeat a real id
+            pm[(size_t)b * Tp + t] = t >= pad_cols;
         }
         off += prompt_lens[b];
         leash_rng_seed(&rng[b], sc->seed, streams ? streams[b] : (uint64_t)b);
-        done[b] = 0, out_lens[b] = M;
+        done[b] = 0, out_lens[b] = M, live[b] = b;
+        for (int i = 0; i < M; i++) out_tokens[(size_t)b * M + i] = pad, out_logprobs[(size_t)b * M + i] = 0.0f;
     }
     rc = leash_gpt_prefill(m, kv, ptoks, pm, Tp);
-    for (int i = 0; i < M && !rc; i++) {
-        rc = sample_step(sc, leash_kv_cache_logits(kv), V, B, M, i, rng, work, cur, done, out_tokens, out_logprobs,
+    for (int i = 0, n = B; i < M && !rc; i++) {
+        rc = sample_step(sc, leash_kv_cache_logits(kv), V, n, live, M, i, rng, work, cur, done, out_tokens, out_logprobs,
                          out_lens);
-        int all_done = 1;
-        for (int b = 0; b < B; b++) all_done &= done[b];
-        if (rc || all_done || i == M - 1) {
-            for (int b = 0; b < B && !rc && all_done; b++) // fill the rest for sequences that stopped
-                for (int j = i + 1; j < M; j++) out_tokens[(size_t)b * M + j] = sc->eos_id >= 0 ? sc->eos_id : 0,
-                                                     out_logprobs[(size_t)b * M + j] = 0.0f;
-            break;
-        }
-        rc = leash_gpt_decode_step(m, kv, cur); // token i at the next column
+        // the sequences that stopped leave the batch: the next steps multiply only the running ones' rows
+        int k = 0;
+        for (int j = 0; j < n; j++)
+            if (!done[live[j]]) ptoks[k] = j, live[k] = live[j], cur[k] = cur[j], k++; // ptoks: the kept rows
+        if (rc || k == 0 || i == M - 1) break;
+        if (k < n && (rc = leash_kv_cache_keep(kv, ptoks, k))) break;
+        n = k;
+        rc = leash_gpt_decode_step(m, kv, cur); // token i of the running sequences at the next column
     }
     free(ptoks), free(pm), free(rng), free(work), leash_kv_cache_free(kv);
     return rc;

@@ -159,10 +159,14 @@ void leash_kv_cache_free(leash_kv_cache *kv);
  * must be real) through the forward's layers; the logits are then those of each sequence's last column, the only
  * column the LM head multiplies (leash_gpt_logits is not set). */
 int leash_gpt_prefill(leash_gpt *m, leash_kv_cache *kv, const int *tokens, const uint8_t *mask, int Tp);
-/* Feeds one token per sequence, tokens (B), at the next column (at the next position of its own sequence)
+/* Feeds one token per sequence, tokens (B; n after leash_kv_cache_keep), at the next column (at the next position of its own sequence)
  * through the same layers as the forward, attending over the cache; the logits are then this step's. */
 int leash_gpt_decode_step(leash_gpt *m, leash_kv_cache *kv, const int *tokens);
-const float *leash_kv_cache_logits(const leash_kv_cache *kv); /* (B, V) of the last prefill or decode step */
+const float *leash_kv_cache_logits(const leash_kv_cache *kv); /* (n, V) of the last prefill or decode step */
+/* The next decode steps feed only rows[0..n) (increasing indices into the current rows) of the sequences: the
+ * others (stopped ones) leave the batch, nothing in the cache moves. A prefill feeds all B again; after a keep,
+ * decode steps take tokens (n) and give logits (n, V), row j being the kept sequence rows[j]. */
+int leash_kv_cache_keep(leash_kv_cache *kv, const int *rows, int n);
 
 /* ---- checkpoints (src/gpt_io.c) -------------------------------------------------------------- */
 
