@@ -100,8 +100,8 @@ int main(void) {
     for (int k = 0; k < 3; k++) {
         leash_gpt *m = full;
         if (runs[k].targets) {
-            leash_gpt_config lc = {.lora_rank = 16, .lora_alpha = 32.0f};
-            if (leash_lora_parse_targets(runs[k].targets, LEASH_ARCH_LLAMA, &lc.lora_targets) ||
+            leash_lora_config lc = {.rank = 16, .alpha = 32.0f};
+            if (leash_lora_parse_targets(runs[k].targets, LEASH_ARCH_LLAMA, &lc.targets) ||
                 leash_gpt_add_lora(&m, full, &lc, 1))
                 die("lora");
         }

@@ -6,6 +6,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     leash_gpt_config cfg;
-    fuzz_check(leash_config_load(fuzz_file("config.json", data, n), &cfg), "config.json");
+    leash_score_stats score;
+    fuzz_check(leash_config_load(fuzz_file("config.json", data, n), &cfg, &score), "config.json");
     return 0;
 }

@@ -39,13 +39,13 @@ CFG_FIELD(eos_token_id)
 CFG_FIELD(untied_head)
 CFG_FIELD(rope_theta)
 CFG_FIELD(layer_norm_epsilon)
-CFG_FIELD(lora_rank)
 CFG_FIELD(scalar_head)
 #undef CFG_FIELD
 static double get_n_kv_head(const leash_gpt *m) { return leash_gpt_kv_heads(leash_gpt_cfg(m)); }
 static double get_head_dim(const leash_gpt *m) { return leash_gpt_head_size(leash_gpt_cfg(m)); }
 static double get_n_inner(const leash_gpt *m) { return leash_gpt_mlp_width(leash_gpt_cfg(m)); }
 static double get_num_params(const leash_gpt *m) { return (double)leash_gpt_num_params(m); }
+static double get_lora_rank(const leash_gpt *m) { return leash_gpt_lora(m) ? leash_gpt_lora(m)->rank : 0; }
 
 static const config_key CONFIG_KEYS[] = {
     {"vocab_size", get_vocab_size},   {"n_positions", get_n_positions},

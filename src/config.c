@@ -63,10 +63,6 @@ int leash_gpt_config_check(const leash_gpt_config *c) {
             return leash_fail(LEASH_EINVAL, "config: llama3 rope_scaling needs high_freq_factor > low_freq_factor > 0 "
                                             "and original_max_position_embeddings > 0");
     }
-    if (c->lora_rank < 0 || (c->lora_rank > 0 && (!(c->lora_alpha > 0.0f) || !isfinite(c->lora_alpha) ||
-                                                  !(c->lora_dropout >= 0.0f && c->lora_dropout < 1.0f))))
-        return leash_fail(LEASH_EINVAL, "config: LoRA rank %d, alpha %g, dropout %g; rank >= 0, alpha > 0, 0 <= dropout < 1",
-                          c->lora_rank, (double)c->lora_alpha, (double)c->lora_dropout);
     if (c->bos_token_id < -1 || c->bos_token_id >= c->vocab_size)
         return leash_fail(LEASH_EINVAL, "config: bos_token_id = %d outside the vocabulary [0, %d)", c->bos_token_id,
                           c->vocab_size);
@@ -438,7 +434,7 @@ static int load_llama(const char *path, const cJSON *root, const char *type, lea
     return read_rope(path, root, cfg);
 }
 
-int leash_config_load(const char *path, leash_gpt_config *cfg) {
+int leash_config_load(const char *path, leash_gpt_config *cfg, leash_score_stats *score) {
     char *text;
     int rc = leash_read_file(path, 1 << 20, &text, NULL);
     if (rc) return rc;
@@ -451,6 +447,7 @@ int leash_config_load(const char *path, leash_gpt_config *cfg) {
         return leash_fail(LEASH_EFORMAT, "%s: not a JSON object (malformed at byte %ld)", path, at);
     }
     memset(cfg, 0, sizeof *cfg);
+    if (score) *score = (leash_score_stats){0};
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
     const cJSON *lh = cJSON_GetObjectItemCaseSensitive(root, "leash");
     const char *type = cJSON_IsString(mt) ? mt->valuestring : NULL;
@@ -461,16 +458,16 @@ int leash_config_load(const char *path, leash_gpt_config *cfg) {
         rc = leash_fail(LEASH_EFORMAT, "%s: \"model_type\" is %s%s%s; leash loads \"gpt2\", \"llama\", \"qwen2\" and "
                                        "\"mistral\"",
                         path, type ? "\"" : "", type ? type : "missing", type ? "\"" : "");
-    if (!rc && lh) rc = leash_config_read_own_keys(path, lh, cfg);
+    if (!rc && lh) rc = leash_config_read_own_keys(path, lh, cfg, score);
     cJSON_Delete(root);
     if (!rc && (rc = leash_gpt_config_check(cfg))) return leash_fail_wrap(rc, "%s", path);
     return rc;
 }
 
-int leash_config_load_dir(const char *dir, leash_gpt_config *cfg) {
+int leash_config_load_dir(const char *dir, leash_gpt_config *cfg, leash_score_stats *score) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    int rc = leash_config_load(path, cfg);
+    int rc = leash_config_load(path, cfg, score);
     snprintf(path, sizeof path, "%s/generation_config.json", dir);
     if (rc || access(path, F_OK) != 0) return rc;
     char *text;
@@ -576,24 +573,26 @@ static void save_gpt2(cJSON *o, const leash_gpt_config *c) {
     cJSON_AddNumberToObject(o, "attn_pdrop", 0.0);
 }
 
-int leash_config_read_own_keys(const char *path, const cJSON *lh, leash_gpt_config *cfg) {
+int leash_config_read_own_keys(const char *path, const cJSON *lh, leash_gpt_config *cfg, leash_score_stats *score) {
     const cJSON *sh = cJSON_IsObject(lh) ? cJSON_GetObjectItemCaseSensitive(lh, "scalar_head") : NULL;
     const cJSON *mu = cJSON_IsObject(lh) ? cJSON_GetObjectItemCaseSensitive(lh, "score_mean") : NULL;
     const cJSON *sd = cJSON_IsObject(lh) ? cJSON_GetObjectItemCaseSensitive(lh, "score_std") : NULL;
     if ((mu && !cJSON_IsNumber(mu)) || (sd && (!cJSON_IsNumber(sd) || sd->valuedouble < 0)))
         return leash_fail(LEASH_EFORMAT, "%s: \"leash\".score_mean / score_std must be numbers (std >= 0)", path);
     cfg->scalar_head = cJSON_IsTrue(sh);
-    cfg->score_mean = cJSON_IsNumber(mu) ? leash_config_float(mu->valuedouble) : 0.0f;
-    cfg->score_std = cJSON_IsNumber(sd) ? leash_config_float(sd->valuedouble) : 0.0f;
+    if (score) {
+        score->mean = cJSON_IsNumber(mu) ? leash_config_float(mu->valuedouble) : 0.0f;
+        score->std = cJSON_IsNumber(sd) ? leash_config_float(sd->valuedouble) : 0.0f;
+    }
     return LEASH_OK;
 }
 
-void leash_config_add_own_keys(cJSON *o, const leash_gpt_config *c) {
+void leash_config_add_own_keys(cJSON *o, const leash_gpt_config *c, const leash_score_stats *score) {
     cJSON *lh = cJSON_AddObjectToObject(o, "leash");
     cJSON_AddBoolToObject(lh, "scalar_head", c->scalar_head != 0);
     if (c->scalar_head) {
-        cJSON_AddNumberToObject(lh, "score_mean", c->score_mean);
-        cJSON_AddNumberToObject(lh, "score_std", c->score_std);
+        cJSON_AddNumberToObject(lh, "score_mean", score ? score->mean : 0.0f);
+        cJSON_AddNumberToObject(lh, "score_std", score ? score->std : 0.0f);
     }
 }
 
@@ -615,7 +614,7 @@ int leash_json_save(const char *path, cJSON *o) {
     return rc;
 }
 
-int leash_config_save(const char *path, const leash_gpt_config *c) {
+int leash_config_save(const char *path, const leash_gpt_config *c, const leash_score_stats *score) {
     if (c->arch == LEASH_ARCH_LLAMA && !strcmp(c->model_type, "qwen2") ? (!c->qkv_bias || c->o_bias)
                                                                        : c->qkv_bias != c->o_bias)
         return leash_fail(LEASH_EINVAL, "%s: model_type \"%s\" cannot express q/k/v bias %d with o_proj bias %d", path,
@@ -623,6 +622,6 @@ int leash_config_save(const char *path, const leash_gpt_config *c) {
     cJSON *o = cJSON_CreateObject();
     if (c->arch == LEASH_ARCH_LLAMA) save_llama(o, c);
     else save_gpt2(o, c);
-    leash_config_add_own_keys(o, c);
+    leash_config_add_own_keys(o, c, score);
     return leash_json_save(path, o);
 }

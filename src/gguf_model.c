@@ -332,7 +332,7 @@ static int tied_copy(const leash_gguf *g, const leash_gguf_tensor *s) {
 static int read_weights(const leash_gguf *g, leash_gpt *m, char *seen, char *used) {
     const leash_gpt_config *cfg = leash_gpt_cfg(m);
     const char *path = leash_gguf_path(g);
-    int n = cfg->lora_rank ? leash_gpt_first_trainable(m) : leash_gpt_num_tensors(m), hs = leash_gpt_head_size(cfg), rc = LEASH_OK;
+    int n = leash_gpt_lora(m) ? leash_gpt_first_trainable(m) : leash_gpt_num_tensors(m), hs = leash_gpt_head_size(cfg), rc = LEASH_OK;
     for (int i = 0; i < n && !rc; i++) {
         const leash_tensor_info *t = leash_gpt_tensor(m, i);
         char name[128];

@@ -563,10 +563,10 @@ static const char *arch_name(const leash_gpt_config *c) {
 /* What llama.cpp cannot load, refused before anything is written. */
 static int check_model(const leash_gpt *m, const char *arch) {
     const leash_gpt_config *c = leash_gpt_cfg(m);
-    if (c->lora_rank > 0)
+    if (leash_gpt_lora(m))
         return leash_fail(LEASH_EINVAL, "the model has LoRA adapters (rank %d); merge them into the base first: leash lora "
                                         "merge ADAPTER_DIR OUT_DIR, then export OUT_DIR",
-                          c->lora_rank);
+                          leash_gpt_lora(m)->rank);
     if (c->scalar_head)
         return leash_fail(LEASH_EINVAL, "the model has a scalar (reward or value) head, which llama.cpp's %s has no place "
                                         "for; export the policy or SFT model",

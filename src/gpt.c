@@ -59,8 +59,8 @@ static int alloc_acts(leash_gpt *m, int B, int T) {
         {&m->a.dfch, bw ? N * FW : 0, 4},
         {&m->a.dfch_gelu, bw ? N * I : 0, 4},
         {&m->a.scratch, B * NH * T, 4},
-        {&m->a.lora_u, L * LEASH_LORA_SLOTS * N * (size_t)c->lora_rank, 4},
-        {&m->a.lora_du, bw ? N * (size_t)c->lora_rank : 0, 4},
+        {&m->a.lora_u, L * LEASH_LORA_SLOTS * N * (size_t)m->lora.rank, 4},
+        {&m->a.lora_du, bw ? N * (size_t)m->lora.rank : 0, 4},
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) total += (parts[i].count * parts[i].size + 63) & ~(size_t)63;
@@ -106,7 +106,7 @@ static void norm_backward(const leash_gpt *m, float *dx, float *dw, float *db, c
 /* u (N, r) = x (N, in) A^T when p has an adapter and the adapters are on (returns 1), else nothing (0). */
 static int lora_in(const leash_gpt *m, const proj *p, const float *x, int N, int in, float *u) {
     if (!p->A || !m->adapters_on || !u) return 0;
-    int r = m->cfg.lora_rank;
+    int r = m->lora.rank;
     leash_sgemm(0, 1, N, r, in, 1.0f, x, in, p->A, in, 0.0f, u, r);
     return 1;
 }
@@ -118,8 +118,8 @@ static void proj_forward(const leash_gpt *m, const proj *p, float *out, int ldo,
     if (p->wh) leash_linear_forward_bf16(out, ldo, x, p->wh, p->b, N, in, OC, m->d.out_in);
     else leash_linear_forward(out, ldo, x, p->w, p->b, N, in, OC, m->d.out_in);
     if (!lora_in(m, p, x, N, in, u)) return;
-    int r = m->cfg.lora_rank;
-    leash_sgemm(0, 1, N, OC, r, m->cfg.lora_alpha / r, u, r, p->B, r, 1.0f, out, ldo);
+    int r = m->lora.rank;
+    leash_sgemm(0, 1, N, OC, r, m->lora.alpha / r, u, r, p->B, r, 1.0f, out, ldo);
 }
 
 /* dinp (N, in) += d x, and the gradients of whatever of p is trainable (dp's non-NULL slots). */
@@ -127,15 +127,15 @@ static void proj_backward(const leash_gpt *m, const proj *p, const proj *dp, flo
                           const float *x, int N, int in, int OC, const float *u) {
     leash_linear_backward(dinp, dp->w, dp->b, dout, ldd, x, p->w, N, in, OC, m->d.out_in);
     if (!p->A || !m->fwd_adapters) return;
-    int r = m->cfg.lora_rank;
-    float s = m->cfg.lora_alpha / r, *du = m->a.lora_du;
+    int r = m->lora.rank;
+    float s = m->lora.alpha / r, *du = m->a.lora_du;
     leash_sgemm(1, 0, OC, r, N, s, dout, ldd, u, r, 1.0f, dp->B, r);   // dB += s dout^T u
     leash_sgemm(0, 0, N, r, OC, s, dout, ldd, p->B, r, 0.0f, du, r);   // du = s dout B
     leash_sgemm(1, 0, r, in, N, 1.0f, du, r, x, in, 1.0f, dp->A, in);  // dA += du^T x
     leash_sgemm(0, 0, N, in, r, 1.0f, du, r, p->A, in, 1.0f, dinp, in); // dx += du A
 }
 
-#define USLOT(u, j, N) ((u) ? (u) + (size_t)(j) * (N) * m->cfg.lora_rank : NULL)
+#define USLOT(u, j, N) ((u) ? (u) + (size_t)(j) * (N) * m->lora.rank : NULL)
 
 /* qkv (N, W) from the normalised input (N, C), rotated at positions pos when the model is rotary. */
 static void qkv_forward(const leash_gpt *m, float *qkv, const float *ln, const layer_ptrs *w, const int *pos, int N,
@@ -224,7 +224,7 @@ static layer_acts layer_slice(const leash_gpt *m, int l, const float **x) {
         .qkv = a->qkv + ln_ * d->W, .atty = a->atty + ln_ * d->AW, .att = a->att + k * m->B * d->NH * m->T * m->T,
         .r2 = a->resid2 + nc, .ln2 = a->ln2 + nc, .ln2_mean = d->rms ? NULL : a->ln2_mean + ln_,
         .ln2_rstd = a->ln2_rstd + ln_, .fch = a->fch + ln_ * d->FW, .fchg = a->fch_gelu + ln_ * d->I,
-        .r3 = a->resid3 + out, .u = a->lora_u ? a->lora_u + k * LEASH_LORA_SLOTS * N * m->cfg.lora_rank : NULL};
+        .r3 = a->resid3 + out, .u = a->lora_u ? a->lora_u + k * LEASH_LORA_SLOTS * N * m->lora.rank : NULL};
 }
 
 /* Layer l's forward from x (N, C) into s: the full forward's, and (!full: all but the MLP's down projection and

@@ -39,7 +39,7 @@ int leash_kv_cache_create(leash_kv_cache **out, const leash_gpt *m, int B, int T
         return leash_fail(LEASH_EINVAL, "KV cache for %d sequences of %d tokens; need >= 1 of at most the model's %d "
                                         "positions",
                           B, Tc, m->cfg.n_positions);
-    size_t kv = (size_t)d->L * B * d->NKV * Tc * d->hs, R = (size_t)m->cfg.lora_rank;
+    size_t kv = (size_t)d->L * B * d->NKV * Tc * d->hs, R = (size_t)m->lora.rank;
     // k v; x, r2, ln1, ln2, lnf (B, C); atty; qkv; fch; fchg; logits; ln1/ln2/final mean and rstd; LoRA
     size_t floats = 2 * kv + (size_t)B * (5 * d->C + d->AW + d->W + d->FW + d->I + d->V + 6 + LEASH_LORA_SLOTS * R);
     leash_kv_cache *c = calloc(1, sizeof *c);

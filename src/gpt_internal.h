@@ -116,6 +116,9 @@ int leash_gpt_forward_each(leash_gpt *m, const int *tokens, const uint8_t *mask,
  * cache's prefill multiplies only each sequence's last column by the head). */
 int leash_gpt_forward_hidden(leash_gpt *m, const int *tokens, const uint8_t *mask, int B, int T, leash_gpt_layer_fn fn,
                              void *ctx);
+/* leash_gpt_create with LoRA adapters of lora's settings (NULL: none, leash_gpt_create itself) after the base
+ * tensors; the adapters are zero until leash_gpt_init_tensor or a load fills them. */
+int leash_gpt_create_lora(leash_gpt **out, const leash_gpt_config *cfg, const leash_lora_config *lora);
 /* Every LoRA target of an architecture (LEASH_LORA_* bits): all seven for the Llama family, GPT-2's four. */
 unsigned leash_lora_all_targets(int arch);
 /* Initialises tensor i as leash_gpt_init does (its own random stream of seed): loaders use it for the
@@ -132,6 +135,8 @@ const float *leash_gpt_head_weight(const leash_gpt *m);
 
 struct leash_gpt {
     leash_gpt_config cfg;
+    leash_lora_config lora;     // the adapters' settings; rank 0: none (leash_gpt_lora() is then NULL)
+    leash_score_stats score;    // the scalar head's score statistics (leash_gpt_score_stats)
     dims d;
     float *inv_freq;            // (hs / 2) rotary frequencies, or NULL
     int n_tensors;

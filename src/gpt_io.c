@@ -162,14 +162,17 @@ static int set_source(leash_gpt *m, const char *dir) {
     return LEASH_OK;
 }
 
-/* A model of cfg whose base tensors (every one but LoRA's adapters) are read from dir; its adapters, if
- * any, start as leash_gpt_init makes them from seed. *seen_out (if not NULL) receives the tensors read. */
-static int create_from_dir(leash_gpt **out, const leash_gpt_config *cfg, const char *dir, uint64_t seed, char **seen_out) {
+/* A model of cfg, with score statistics score and LoRA adapters of lora (NULL: none), whose base tensors
+ * (every one but the adapters) are read from dir; its adapters start as leash_gpt_init makes them from seed.
+ * *seen_out (if not NULL) receives the tensors read. */
+static int create_from_dir(leash_gpt **out, const leash_gpt_config *cfg, const leash_score_stats *score,
+                           const leash_lora_config *lora, const char *dir, uint64_t seed, char **seen_out) {
     char where[4200];
     leash_gpt *m;
-    int rc = leash_gpt_create(&m, cfg);
+    int rc = leash_gpt_create_lora(&m, cfg, lora);
     if (rc) return leash_fail_wrap(rc, "%s/config.json", dir);
-    int n = leash_gpt_num_tensors(m), first = leash_gpt_first_trainable(m), base = cfg->lora_rank ? first : n;
+    m->score = *score;
+    int n = leash_gpt_num_tensors(m), first = leash_gpt_first_trainable(m), base = lora ? first : n;
     for (int i = base; i < n; i++) leash_gpt_init_tensor(m, i, seed);
     char *seen = calloc(n, 1);
     if (!seen) rc = leash_fail(LEASH_ENOMEM, "out of memory");
@@ -188,9 +191,11 @@ static int create_from_dir(leash_gpt **out, const leash_gpt_config *cfg, const c
 
 static int load_peft(leash_gpt **out, const char *dir);
 
-/* The configuration of a model directory or of a GGUF file (src/gguf_model.c). */
-static int load_config(const char *dir, leash_gpt_config *cfg) {
-    return leash_gguf_is_file(dir) ? leash_gguf_load_config(dir, cfg) : leash_config_load_dir(dir, cfg);
+/* The configuration and score statistics of a model directory or of a GGUF file (src/gguf_model.c; it has
+ * no scalar head, so no statistics). */
+static int load_config(const char *dir, leash_gpt_config *cfg, leash_score_stats *score) {
+    *score = (leash_score_stats){0};
+    return leash_gguf_is_file(dir) ? leash_gguf_load_config(dir, cfg) : leash_config_load_dir(dir, cfg, score);
 }
 
 int leash_gpt_load(leash_gpt **out, const char *dir) {
@@ -198,19 +203,22 @@ int leash_gpt_load(leash_gpt **out, const char *dir) {
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     if (!leash_gguf_is_file(dir) && access(path, F_OK) == 0) return load_peft(out, dir);
     leash_gpt_config cfg;
-    int rc = load_config(dir, &cfg);
-    return rc ? rc : create_from_dir(out, &cfg, dir, 0, NULL);
+    leash_score_stats score;
+    int rc = load_config(dir, &cfg, &score);
+    return rc ? rc : create_from_dir(out, &cfg, &score, NULL, dir, 0, NULL);
 }
 
 int leash_gpt_load_lora(leash_gpt **out, const char *dir, int rank, float alpha, float dropout, const char *targets,
                         uint64_t seed) {
     leash_gpt_config cfg;
-    int rc = load_config(dir, &cfg);
+    leash_score_stats score;
+    int rc = load_config(dir, &cfg, &score);
     if (rc) return rc;
-    cfg.lora_rank = rank, cfg.lora_alpha = alpha, cfg.lora_dropout = dropout;
+    leash_lora_config lora = {.rank = rank, .alpha = alpha, .dropout = dropout};
     if (!targets) targets = cfg.arch == LEASH_ARCH_LLAMA ? "q_proj,v_proj" : "c_attn";
-    if ((rc = leash_lora_parse_targets(targets, cfg.arch, &cfg.lora_targets))) return rc;
-    return create_from_dir(out, &cfg, dir, seed, NULL);
+    if ((rc = leash_lora_parse_targets(targets, cfg.arch, &lora.targets)) || (rc = leash_lora_config_check(&lora, cfg.arch)))
+        return rc;
+    return create_from_dir(out, &cfg, &score, &lora, dir, seed, NULL);
 }
 
 /* ---- PEFT LoRA directories --------------------------------------------------------------------- */
@@ -308,13 +316,16 @@ static int load_peft(leash_gpt **out, const char *dir) {
                             path, bpath->valuestring);
     }
     leash_gpt_config cfg;
-    if (!rc) rc = load_config(base, &cfg);
+    leash_score_stats score;
+    leash_lora_config lora = {0};
+    if (!rc) rc = load_config(base, &cfg, &score);
     if (!rc) {
-        cfg.lora_rank = (int)r->valuedouble;
-        cfg.lora_alpha = leash_config_float(alpha->valuedouble);
-        cfg.lora_dropout = cJSON_IsNumber(drop) ? leash_config_float(drop->valuedouble) : 0.0f;
-        if (n_names == 1 && cJSON_IsString(targets)) rc = leash_lora_parse_targets(names[0], cfg.arch, &cfg.lora_targets);
-        else rc = leash_lora_parse_modules(names, n_names, cfg.arch, cfg.n_layer, &cfg.lora_targets);
+        lora.rank = (int)r->valuedouble;
+        lora.alpha = leash_config_float(alpha->valuedouble);
+        lora.dropout = cJSON_IsNumber(drop) ? leash_config_float(drop->valuedouble) : 0.0f;
+        if (n_names == 1 && cJSON_IsString(targets)) rc = leash_lora_parse_targets(names[0], cfg.arch, &lora.targets);
+        else rc = leash_lora_parse_modules(names, n_names, cfg.arch, cfg.n_layer, &lora.targets);
+        if (!rc) rc = leash_lora_config_check(&lora, cfg.arch);
         if (rc) rc = leash_fail_wrap(rc, "%s", path);
         // Linear weights are (out, in); fan_in_fan_out says they are stored transposed, which only GPT-2's
         // Conv1D is (PEFT sets it for Conv1D by itself)
@@ -323,13 +334,13 @@ static int load_peft(leash_gpt **out, const char *dir) {
                                            "(out, in) layers",
                             path);
         // a value or reward model: the head travels with the adapters (save_peft writes the keys only then)
-        if (!rc && lh) rc = leash_config_read_own_keys(path, lh, &cfg);
+        if (!rc && lh) rc = leash_config_read_own_keys(path, lh, &cfg, &score);
     }
     cJSON_Delete(root);
     free(names);
     leash_gpt *m = NULL;
     char *seen = NULL;
-    if (!rc) rc = create_from_dir(&m, &cfg, base, 0, &seen);
+    if (!rc) rc = create_from_dir(&m, &cfg, &score, &lora, base, 0, &seen);
     if (rc) return rc;
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
     if (!(rc = load_file(m, path, seen))) rc = check_all_seen(m, seen, leash_gpt_first_trainable(m), leash_gpt_num_tensors(m), path);
@@ -344,6 +355,7 @@ static int load_peft(leash_gpt **out, const char *dir) {
 
 static int save_peft(const leash_gpt *m, const char *dir) {
     const leash_gpt_config *c = leash_gpt_cfg(m);
+    const leash_lora_config *lora = leash_gpt_lora(m);
     if (!m->source_dir)
         return leash_fail(LEASH_EINVAL, "%s: a LoRA model saves only its adapters, with the path of its base model, and this "
                                         "one's base was not loaded from a directory",
@@ -364,11 +376,11 @@ static int save_peft(const leash_gpt *m, const char *dir) {
     cJSON_AddStringToObject(o, "peft_type", "LORA");
     cJSON_AddStringToObject(o, "task_type", "CAUSAL_LM");
     cJSON_AddStringToObject(o, "base_model_name_or_path", m->source_dir);
-    cJSON_AddNumberToObject(o, "r", c->lora_rank);
-    cJSON_AddNumberToObject(o, "lora_alpha", c->lora_alpha);
-    cJSON_AddNumberToObject(o, "lora_dropout", c->lora_dropout);
+    cJSON_AddNumberToObject(o, "r", lora->rank);
+    cJSON_AddNumberToObject(o, "lora_alpha", lora->alpha);
+    cJSON_AddNumberToObject(o, "lora_dropout", lora->dropout);
     const char *names[LEASH_LORA_SLOTS];
-    int k = leash_lora_target_names(c->arch, c->lora_targets, names, LEASH_LORA_SLOTS);
+    int k = leash_lora_target_names(c->arch, lora->targets, names, LEASH_LORA_SLOTS);
     cJSON_AddItemToObject(o, "target_modules", cJSON_CreateStringArray(names, k));
     cJSON_AddStringToObject(o, "bias", "none");
     cJSON_AddBoolToObject(o, "fan_in_fan_out", c->arch == LEASH_ARCH_GPT2); // GPT-2's Conv1D layout
@@ -379,7 +391,7 @@ static int save_peft(const leash_gpt *m, const char *dir) {
     cJSON_AddNullToObject(o, "modules_to_save");
     // PEFT refuses keys it does not know: leash's own go in only for a scalar head (a value model in an RL
     // checkpoint, which PEFT has no use for)
-    if (c->scalar_head) leash_config_add_own_keys(o, c);
+    if (c->scalar_head) leash_config_add_own_keys(o, c, &m->score);
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     return leash_json_save(path, o);
 }
@@ -387,7 +399,7 @@ static int save_peft(const leash_gpt *m, const char *dir) {
 int leash_gpt_save(const leash_gpt *m, const char *dir) {
     int rc = leash_mkdir(dir);
     if (rc) return rc;
-    if (leash_gpt_cfg(m)->lora_rank) return save_peft(m, dir);
+    if (leash_gpt_lora(m)) return save_peft(m, dir);
     if (m->bf16)
         return leash_fail(LEASH_EINVAL, "%s: this model keeps its layers in BF16 (a reference): it is not saved; save the "
                                         "F32 model it was loaded as",
@@ -410,5 +422,5 @@ int leash_gpt_save(const leash_gpt *m, const char *dir) {
     free(t);
     if (rc) return rc;
     snprintf(path, sizeof path, "%s/config.json", dir);
-    return leash_config_save(path, leash_gpt_cfg(m));
+    return leash_config_save(path, leash_gpt_cfg(m), &m->score);
 }

@@ -107,15 +107,15 @@ static void add_adapters(leash_gpt *m) {
     for (int l = 0; l < L; l++)
         for (int i = 0; i < n_base; i++) {
             int j = m->tensor_layer[i] == l ? lora_slot_of_weight(m->tensor_slot[i]) : -1;
-            if (j < 0 || !(cfg->lora_targets & (1u << j))) continue;
+            if (j < 0 || !(m->lora.targets & (1u << j))) continue;
             const leash_tensor_info *w = &m->tensors[i];
             int in = (int)w->shape[d->out_in ? 1 : 0], outw = (int)w->shape[d->out_in ? 0 : 1];
             int stem = (int)strlen(w->name) - 7; // the weight's name without ".weight"
             size_t p = m->tensor_slot[i] - offsetof(proj, w);
             snprintf(n, sizeof n, "%s%.*s.lora_A.weight", prefix, stem, w->name);
-            add_tensor(m, n, l, p + offsetof(proj, A), 2, cfg->lora_rank, in, 1);
+            add_tensor(m, n, l, p + offsetof(proj, A), 2, m->lora.rank, in, 1);
             snprintf(n, sizeof n, "%s%.*s.lora_B.weight", prefix, stem, w->name);
-            add_tensor(m, n, l, p + offsetof(proj, B), 2, outw, cfg->lora_rank, 1);
+            add_tensor(m, n, l, p + offsetof(proj, B), 2, outw, m->lora.rank, 1);
         }
 }
 
@@ -174,7 +174,7 @@ static void build_table(leash_gpt *m) {
         if (cfg->untied_head) G2("lm_head.weight", lm_head, d->V, C, 1);
     }
     m->first_trainable = 0;
-    if (cfg->lora_rank > 0) add_adapters(m);
+    if (m->lora.rank > 0) add_adapters(m);
     if (cfg->scalar_head) {
         G2("score.weight", headw, 1, C, 1);
         G1("score.bias", headb, 1, 0);
@@ -185,15 +185,16 @@ static void build_table(leash_gpt *m) {
 #undef T2
 }
 
-int leash_gpt_create(leash_gpt **out, const leash_gpt_config *cfg) {
+int leash_gpt_create(leash_gpt **out, const leash_gpt_config *cfg) { return leash_gpt_create_lora(out, cfg, NULL); }
+
+int leash_gpt_create_lora(leash_gpt **out, const leash_gpt_config *cfg, const leash_lora_config *lora) {
     int rc = leash_gpt_config_check(cfg);
+    if (!rc && lora) rc = leash_lora_config_check(lora, cfg->arch);
     if (rc) return rc;
-    if (cfg->lora_rank > 0 && (!cfg->lora_targets || (cfg->lora_targets & ~leash_lora_all_targets(cfg->arch))))
-        return leash_fail(LEASH_EINVAL, "config: LoRA targets 0x%x are empty or not projections of this architecture",
-                          cfg->lora_targets);
     leash_gpt *m = calloc(1, sizeof *m);
     if (!m) return leash_fail(LEASH_ENOMEM, "cannot allocate a model");
     m->cfg = *cfg;
+    if (lora) m->lora = *lora;
     m->d = derive(cfg);
     const dims *d = &m->d;
     int L = d->L;
@@ -278,17 +279,15 @@ void leash_gpt_init(leash_gpt *m, uint64_t seed) {
 
 const leash_gpt_config *leash_gpt_cfg(const leash_gpt *m) { return &m->cfg; }
 
-void leash_gpt_set_score_stats(leash_gpt *m, float mean, float std) {
-    m->cfg.score_mean = mean;
-    m->cfg.score_std = std;
-}
+leash_score_stats leash_gpt_score_stats(const leash_gpt *m) { return m->score; }
+void leash_gpt_set_score_stats(leash_gpt *m, leash_score_stats score) { m->score = score; }
 
 int leash_gpt_copy_with_head(leash_gpt **out, const leash_gpt *src, int keep_head, uint64_t seed) {
     if (src->bf16) return leash_fail(LEASH_EINVAL, "a model with BF16 storage cannot be copied; copy it before storing BF16");
     leash_gpt_config cfg = src->cfg;
     cfg.scalar_head = 1;
     leash_gpt *m;
-    int rc = leash_gpt_create(&m, &cfg);
+    int rc = leash_gpt_create_lora(&m, &cfg, leash_gpt_lora(src));
     if (rc) return rc;
     if (src->source_dir && !(m->source_dir = strdup(src->source_dir))) {
         leash_gpt_free(m);
@@ -299,12 +298,12 @@ int leash_gpt_copy_with_head(leash_gpt **out, const leash_gpt *src, int keep_hea
     memcpy(m->params, src->params, body * sizeof(float));
     if (src->cfg.scalar_head && keep_head) {
         memcpy(m->params + body, src->params + body, ((size_t)cfg.n_embd + 1) * sizeof(float));
+        m->score = src->score;
     } else {
         leash_rng rng;
         leash_rng_seed(&rng, seed, UINT64_C(0x68656164));
         for (int k = 0; k < cfg.n_embd; k++) m->p.headw[k] = (float)(0.02 * leash_rng_normal(&rng));
         m->p.headb[0] = 0.0f;
-        m->cfg.score_mean = m->cfg.score_std = 0.0f;
     }
     *out = m;
     return LEASH_OK;

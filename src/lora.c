@@ -1,5 +1,5 @@
 #define _POSIX_C_SOURCE 200809L /* strdup */
-/* LoRA: low-rank adapters on a frozen base model (see include/leash/gpt.h). The adapters are tensors of
+/* LoRA: low-rank adapters on a frozen base model (see include/leash/lora.h and gpt.h). The adapters are tensors of
  * the model itself, after the base weights in the parameter block, so the optimizer, gradient sums and
  * checkpoints see only them; gpt.c adds them in every forward and backward. */
 #include <math.h>
@@ -22,6 +22,15 @@ unsigned leash_lora_all_targets(int arch) {
     for (int j = 0; j < LEASH_LORA_SLOTS; j++)
         if (names[j]) bits |= 1u << j;
     return bits;
+}
+
+int leash_lora_config_check(const leash_lora_config *lora, int arch) {
+    if (lora->rank < 1 || !(lora->alpha > 0.0f) || !isfinite(lora->alpha) || !(lora->dropout >= 0.0f && lora->dropout < 1.0f))
+        return leash_fail(LEASH_EINVAL, "LoRA rank %d, alpha %g, dropout %g; rank >= 1, alpha > 0, 0 <= dropout < 1",
+                          lora->rank, (double)lora->alpha, (double)lora->dropout);
+    if (!lora->targets || (lora->targets & ~leash_lora_all_targets(arch)))
+        return leash_fail(LEASH_EINVAL, "LoRA targets 0x%x are empty or not projections of this architecture", lora->targets);
+    return LEASH_OK;
 }
 
 int leash_lora_parse_targets(const char *list, int arch, unsigned *targets) {
@@ -117,19 +126,16 @@ int leash_lora_target_names(int arch, unsigned targets, const char **names, int 
     return n;
 }
 
-int leash_gpt_add_lora(leash_gpt **out, const leash_gpt *base, const leash_gpt_config *lora, uint64_t seed) {
-    if (base->cfg.lora_rank)
+const leash_lora_config *leash_gpt_lora(const leash_gpt *m) { return m->lora.rank ? &m->lora : NULL; }
+
+int leash_gpt_add_lora(leash_gpt **out, const leash_gpt *base, const leash_lora_config *lora, uint64_t seed) {
+    if (base->lora.rank)
         return leash_fail(LEASH_EINVAL, "the model already has LoRA adapters; merge them first (leash lora merge)");
     if (base->bf16) return leash_fail(LEASH_EINVAL, "add LoRA before storing the base in BF16");
-    leash_gpt_config cfg = base->cfg;
-    cfg.lora_rank = lora->lora_rank;
-    cfg.lora_alpha = lora->lora_alpha;
-    cfg.lora_dropout = lora->lora_dropout;
-    cfg.lora_targets = lora->lora_targets;
-    if (cfg.lora_rank < 1) return leash_fail(LEASH_EINVAL, "LoRA rank %d; it must be >= 1", cfg.lora_rank);
     leash_gpt *m;
-    int rc = leash_gpt_create(&m, &cfg);
+    int rc = leash_gpt_create_lora(&m, &base->cfg, lora);
     if (rc) return rc;
+    m->score = base->score;
     // base tensors (and a scalar head) keep their values; the adapters start from PEFT's initialisation
     for (int i = 0, k = 0; i < leash_gpt_num_tensors(m); i++) {
         const leash_tensor_info *t = leash_gpt_tensor(m, i);
@@ -165,7 +171,7 @@ static void merge_one(float *w, const float *A, const float *B, float s, int in,
 /* Every adapter of m merged into the weight beside it in dst's layers: dst is m itself, or a copy of its base
  * (the same layers without adapters). */
 static void merge_adapters(const leash_gpt *m, leash_gpt *dst) {
-    float s = m->cfg.lora_alpha / m->cfg.lora_rank;
+    float s = m->lora.alpha / m->lora.rank;
     for (int i = m->first_trainable; i < m->n_tensors; i++) { // lora_A, then its lora_B
         const leash_tensor_info *ta = &m->tensors[i];
         if (!strstr(ta->name, ".lora_A.")) continue;
@@ -178,7 +184,7 @@ static void merge_adapters(const leash_gpt *m, leash_gpt *dst) {
 }
 
 int leash_gpt_merge_lora_into_base(leash_gpt *m) {
-    if (!m->cfg.lora_rank) return leash_fail(LEASH_EINVAL, "the model has no LoRA adapters to merge");
+    if (!m->lora.rank) return leash_fail(LEASH_EINVAL, "the model has no LoRA adapters to merge");
     if (m->bf16) return leash_fail(LEASH_EINVAL, "cannot merge adapters into a base stored in BF16 (--frozen-bf16)");
     merge_adapters(m, m);
     for (int i = m->first_trainable; i < m->n_tensors; i++) // B = 0: the adapters start again
@@ -188,13 +194,12 @@ int leash_gpt_merge_lora_into_base(leash_gpt *m) {
 }
 
 int leash_gpt_merge_lora(leash_gpt **out, const leash_gpt *m) {
-    if (!m->cfg.lora_rank) return leash_fail(LEASH_EINVAL, "the model has no LoRA adapters to merge");
+    if (!m->lora.rank) return leash_fail(LEASH_EINVAL, "the model has no LoRA adapters to merge");
     if (m->bf16) return leash_fail(LEASH_EINVAL, "merge a LoRA model from its directory (leash lora merge), not one stored in BF16");
-    leash_gpt_config cfg = m->cfg;
-    cfg.lora_rank = 0, cfg.lora_alpha = 0.0f, cfg.lora_dropout = 0.0f, cfg.lora_targets = 0;
     leash_gpt *r;
-    int rc = leash_gpt_create(&r, &cfg);
+    int rc = leash_gpt_create(&r, &m->cfg);
     if (rc) return rc;
+    r->score = m->score;
     for (int i = 0, k = 0; i < m->n_tensors; i++) { // every tensor but the adapters, in order
         const leash_tensor_info *t = &m->tensors[i];
         if (strstr(t->name, ".lora_")) continue;

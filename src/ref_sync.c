@@ -22,12 +22,12 @@ int ref_sync_check(const leash_rl_config *c) {
 int ref_sync_ready(const rl_run *s, const leash_rl_config *c) {
     if (!c->ref_sync_every) return LEASH_OK;
     const leash_gpt_config *p = leash_gpt_cfg(s->policy);
-    if (p->lora_rank && s->ref)
+    if (leash_gpt_lora(s->policy) && s->ref)
         return leash_fail(LEASH_EINVAL, "--ref-sync-every with LoRA and --ref %s: a separate reference cannot take a LoRA "
                                         "policy's weights; leave --ref out (the base under the adapters is then the "
                                         "reference, refreshed by merging them)",
                           c->ref_dir);
-    if (p->lora_rank && c->ref_sync_alpha != 1.0f)
+    if (leash_gpt_lora(s->policy) && c->ref_sync_alpha != 1.0f)
         return leash_fail(LEASH_EINVAL, "--ref-sync-alpha %g with LoRA: the reference is the base under the adapters, which "
                                         "can only take the whole policy (alpha 1: the adapters merged into the base, then "
                                         "fresh ones from B = 0); give --ref-sync-alpha 1, or train without LoRA for a "

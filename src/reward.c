@@ -351,7 +351,7 @@ int leash_rm_train(const leash_rm_config *c, leash_rm_fn fn, void *ctx, leash_rm
         }
         p.stats_done = p.stats_total = 0; // final receives the last validation, as before
         double mean = s / cnt, var = s2 / cnt - mean * mean;
-        leash_gpt_set_score_stats(m, (float)mean, (float)sqrt(var > 0 ? var : 0));
+        leash_gpt_set_score_stats(m, (leash_score_stats){(float)mean, (float)sqrt(var > 0 ? var : 0)});
     }
     if (!rc && leash_dist_rank() == 0) rc = leash_gpt_save(m, c->out_dir);
     if (!rc && leash_dist_rank() == 0) rc = leash_tokenizer_copy(tok_dir, c->out_dir); // the tokenizer travels with the model

@@ -388,7 +388,7 @@ static int watch_step(leash_rl_progress *p, const rl_run *s, const batch_sums *m
                       leash_klwatch *watch) {
     hist[4 * step] = p->scores, hist[4 * step + 1] = p->gold_reward, hist[4 * step + 2] = p->grammatical;
     hist[4 * step + 3] = p->ref_nll;
-    *alarm = *alarm || hacking_alarm(hist, step, s->rm && leash_gpt_cfg(s->rm)->score_std > 0 ? leash_gpt_cfg(s->rm)->score_std : 0.1);
+    *alarm = *alarm || hacking_alarm(hist, step, s->rm && leash_gpt_score_stats(s->rm).std > 0 ? leash_gpt_score_stats(s->rm).std : 0.1);
     p->hacking_alarm = *alarm;
     int signals = leash_klwatch_update(watch, p->kl, kl_mean_stderr(m, s->R));
     if (signals < 0) return LEASH_ENUMERIC;
@@ -535,19 +535,20 @@ static leash_rl_batch batch_view(const rl_run *s, const leash_rl_config *c) {
 static int continue_adapters(rl_run *s, const leash_rl_config *c) {
     int rc = leash_gpt_load(&s->policy, c->policy_dir);
     if (rc) return rc;
-    const leash_gpt_config *p = leash_gpt_cfg(s->policy);
-    unsigned want = p->lora_targets;
-    if (c->lora_targets && (rc = leash_lora_parse_targets(c->lora_targets, p->arch, &want))) return rc;
-    float alpha = c->lora_alpha > 0.0f ? c->lora_alpha : p->lora_alpha;
-    if (c->lora_rank == p->lora_rank && want == p->lora_targets && alpha == p->lora_alpha) return LEASH_OK;
+    int arch = leash_gpt_cfg(s->policy)->arch;
+    const leash_lora_config *p = leash_gpt_lora(s->policy);
+    unsigned want = p->targets;
+    if (c->lora_targets && (rc = leash_lora_parse_targets(c->lora_targets, arch, &want))) return rc;
+    float alpha = c->lora_alpha > 0.0f ? c->lora_alpha : p->alpha;
+    if (c->lora_rank == p->rank && want == p->targets && alpha == p->alpha) return LEASH_OK;
     const char *names[LEASH_LORA_SLOTS];
     char have[128] = "";
-    int n = leash_lora_target_names(p->arch, p->lora_targets, names, LEASH_LORA_SLOTS);
+    int n = leash_lora_target_names(arch, p->targets, names, LEASH_LORA_SLOTS);
     for (int i = 0; i < n; i++) snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s", i ? "," : "", names[i]);
     return leash_fail(LEASH_EINVAL, "%s is a LoRA adapter directory (r = %d, alpha = %g, on %s), so --lora-r %d%s%s would be "
                                     "ignored: leave the LoRA options out to continue these adapters, or merge them first "
                                     "(leash lora merge) to train new ones",
-                      c->policy_dir, p->lora_rank, (double)p->lora_alpha, have, c->lora_rank,
+                      c->policy_dir, p->rank, (double)p->alpha, have, c->lora_rank,
                       c->lora_targets ? " --lora-targets " : "", c->lora_targets ? c->lora_targets : "");
 }
 
@@ -566,12 +567,12 @@ static int load_policy(rl_run *s, const leash_rl_config *c) {
  * model, frozen weights in BF16 when asked; *tok_dir: where the policy's tokenizer was found. */
 static int load_models(rl_run *s, const leash_rl_config *c, const char **tok_dir) {
     int rc = load_policy(s, c);
-    if (!rc && (c->ref_dir || !leash_gpt_cfg(s->policy)->lora_rank)) // LoRA: the policy with its adapters off
+    if (!rc && (c->ref_dir || !leash_gpt_lora(s->policy))) // LoRA: the policy with its adapters off
         rc = leash_gpt_load(&s->ref, c->ref_dir ? c->ref_dir : c->policy_dir);
     if (!rc) {
         rc = leash_tokenizer_load_dir(&s->tok, *tok_dir);
         // a PEFT adapter directory from elsewhere may carry no tokenizer: its base's is the one
-        if (rc && leash_gpt_cfg(s->policy)->lora_rank && leash_gpt_source_dir(s->policy) &&
+        if (rc && leash_gpt_lora(s->policy) && leash_gpt_source_dir(s->policy) &&
             !leash_tokenizer_load_dir(&s->tok, leash_gpt_source_dir(s->policy)))
             rc = LEASH_OK, *tok_dir = leash_gpt_source_dir(s->policy);
     }
@@ -592,8 +593,8 @@ static int load_models(rl_run *s, const leash_rl_config *c, const char **tok_dir
         rc = leash_gpt_copy_with_head(&s->value, s->rm ? s->rm : s->policy, s->rm != NULL, c->seed);
     if (!rc && s->rm) leash_gpt_freeze(s->rm); // the reward model only scores
     if (!rc && c->frozen_bf16) { // every frozen weight in BF16: reference, reward model, a LoRA base
-        leash_gpt *frozen[] = {s->ref, s->rm, leash_gpt_cfg(s->policy)->lora_rank ? s->policy : NULL,
-                               s->value && leash_gpt_cfg(s->value)->lora_rank ? s->value : NULL};
+        leash_gpt *frozen[] = {s->ref, s->rm, leash_gpt_lora(s->policy) ? s->policy : NULL,
+                               s->value && leash_gpt_lora(s->value) ? s->value : NULL};
         // the policy's own checkpoint as the reference, exact in BF16, keeps F32 products: KL exactly 0 at step 1
         int ref_f32 = s->ref && !c->ref_dir && leash_bf16_exact(leash_gpt_params(s->ref), leash_gpt_num_params(s->ref));
         for (size_t i = 0; i < sizeof frozen / sizeof frozen[0] && !rc; i++)

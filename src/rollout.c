@@ -264,7 +264,7 @@ static int reward_rows(rl_run *s, const leash_rl_config *c, int step) {
     double *batch = NULL; // LEASH_REWARD_BATCH: the function's scores of this rank's rows, in one call
     if (!rc && c->reward.kind == LEASH_REWARD_BATCH) rc = batch_rewards(s, c, step, &batch);
     if (!rc && c->reward.kind == LEASH_REWARD_COMMAND) rc = scorers_begin(&s->scorers, R);
-    const leash_gpt_config *rc_cfg = s->rm ? leash_gpt_cfg(s->rm) : NULL;
+    leash_score_stats st = s->rm ? leash_gpt_score_stats(s->rm) : (leash_score_stats){0};
     memset(r->score, 0, R * sizeof *r->score), memset(r->shaped, 0, R * sizeof *r->shaped);
     memset(r->gold, 0, R * sizeof *r->gold), memset(r->grammatical, 0, R * sizeof *r->grammatical);
     int bad = 0;
@@ -294,7 +294,7 @@ static int reward_rows(rl_run *s, const leash_rl_config *c, int step) {
             bad++; // skipped below, once every rank knows (the collectives must still run)
             score = 0.0;
         }
-        if (s->rm && c->normalize_scores && rc_cfg->score_std > 0) x = (x - rc_cfg->score_mean) / rc_cfg->score_std;
+        if (s->rm && c->normalize_scores && st.std > 0) x = (x - st.mean) / st.std;
         if (c->score_clip > 0) x = x < -c->score_clip ? -c->score_clip : x > c->score_clip ? c->score_clip : x;
         if (!r->has_eos[b]) x += c->no_eos_penalty;
         x -= c->length_penalty * r->resp_len[b];

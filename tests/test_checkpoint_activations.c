@@ -30,8 +30,8 @@ static leash_gpt *tiny(int llama, int head) {
 
 /* A LoRA copy of base on every target with trained-looking (non-zero) B; base is freed. */
 static leash_gpt *lora(leash_gpt *base, int llama) {
-    leash_gpt_config lc = {.lora_rank = 4, .lora_alpha = 8.0f,
-                           .lora_targets = llama ? 0x7Fu : (LEASH_LORA_Q | LEASH_LORA_O | LEASH_LORA_GATE | LEASH_LORA_DOWN)};
+    leash_lora_config lc = {.rank = 4, .alpha = 8.0f,
+                            .targets = llama ? 0x7Fu : (LEASH_LORA_Q | LEASH_LORA_O | LEASH_LORA_GATE | LEASH_LORA_DOWN)};
     leash_gpt *m;
     cr_assert_eq(leash_gpt_add_lora(&m, base, &lc, 3), 0, "%s", leash_errmsg());
     leash_gpt_free(base);

@@ -25,7 +25,7 @@ static int load_llama_text(const char *dir, const char *extra, leash_gpt_config 
              "\"max_position_embeddings\": 2048, \"rms_norm_eps\": 1e-5%s}",
              extra);
     cr_assert_eq(leash_write_file_atomic(path, text, strlen(text)), 0);
-    return leash_config_load_dir(dir, c);
+    return leash_config_load_dir(dir, c, NULL);
 }
 
 /* What transformers 5.x's save_pretrained writes for a Llama (keys as it orders them): the rotary base only
@@ -113,7 +113,7 @@ Test(config, unknown_keys_are_errors_that_name_them) {
         "\"use_cache\": true, \"vocab_size\": 49152}";
     cr_assert_eq(leash_write_file_atomic(path, smollm2, strlen(smollm2)), 0);
     leash_gpt_config c;
-    cr_assert_eq(leash_config_load(path, &c), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_config_load(path, &c, NULL), 0, "%s", leash_errmsg());
     cr_assert(c.n_layer == 30 && c.n_kv_head == 3 && c.rope_theta == 100000.0f && !c.untied_head && c.eos_token_id == 2);
     struct {
         const char *extra, *error;
@@ -144,10 +144,10 @@ Test(config, unknown_keys_are_errors_that_name_them) {
     char text[2048];
     snprintf(text, sizeof text, gpt2, ", \"scale_attn_weights\": true, \"reorder_and_upcast_attn\": false");
     cr_assert_eq(leash_write_file_atomic(path, text, strlen(text)), 0);
-    cr_assert_eq(leash_config_load(path, &c), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_config_load(path, &c, NULL), 0, "%s", leash_errmsg());
     snprintf(text, sizeof text, gpt2, ", \"scale_attn_by_inverse_layer_idx\": true");
     cr_assert_eq(leash_write_file_atomic(path, text, strlen(text)), 0);
-    cr_assert_neq(leash_config_load(path, &c), 0);
+    cr_assert_neq(leash_config_load(path, &c, NULL), 0);
     cr_assert(strstr(leash_errmsg(), "scale_attn_by_inverse_layer_idx"), "%s", leash_errmsg());
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -169,9 +169,9 @@ Test(config, eos_lists) {
     cr_assert_eq(load_llama_text(dir, ", \"eos_token_id\": [7, 8, 9]", &c), 0, "%s", leash_errmsg());
     cr_assert(c.n_eos_more == 3 && c.eos_more[2] == 11, "generation_config.json's <|eot_id|> is an end too");
     snprintf(path, sizeof path, "%s/config.json", dir);
-    cr_assert_eq(leash_config_save(path, &c), 0);
+    cr_assert_eq(leash_config_save(path, &c, NULL), 0);
     leash_gpt_config back;
-    cr_assert_eq(leash_config_load(path, &back), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_config_load(path, &back, NULL), 0, "%s", leash_errmsg());
     cr_assert(back.eos_token_id == 7 && back.n_eos_more == 3 && back.eos_more[2] == 11);
     cr_assert_neq(load_llama_text(dir, ", \"eos_token_id\": [7, 8, 9, 10, 11, 12, 13, 14, 15]", &c), 0);
     cr_assert(strstr(leash_errmsg(), "lists 9 ids"), "%s", leash_errmsg());
@@ -246,4 +246,71 @@ Test(config, gpt2_checkpoint_with_attention_buffers_loads) {
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
     leash_gpt_free(m);
+}
+
+/* A reward head's score statistics are not the architecture: the model holds them, config.json (and a
+ * PEFT adapter_config.json) carries them under "leash" beside scalar_head; a copy with a new head starts at
+ * 0, one that keeps its head, gets adapters or has them merged keeps them. */
+Test(config, score_stats_travel_beside_the_architecture) {
+    leash_gpt_config cfg = {.vocab_size = 40, .n_positions = 16, .n_embd = 16, .n_layer = 1, .n_head = 2,
+                            .bos_token_id = -1, .eos_token_id = -1, .layer_norm_epsilon = 1e-5f, .scalar_head = 1};
+    const leash_score_stats want = {0.25f, 1.5f};
+    char dir[] = "/tmp/leash-score-XXXXXX", adir[600], path[600], cmd[1300];
+    cr_assert(mkdtemp(dir));
+    leash_gpt *m, *r, *lm, *merged, *fresh, *kept;
+    cr_assert_eq(leash_gpt_create(&m, &cfg), 0, "%s", leash_errmsg());
+    leash_gpt_init(m, 2);
+    cr_assert(leash_gpt_score_stats(m).mean == 0.0f && leash_gpt_score_stats(m).std == 0.0f, "not measured: both 0");
+    leash_gpt_set_score_stats(m, want);
+    cr_assert_eq(leash_gpt_save(m, dir), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_load(&r, dir), 0, "%s", leash_errmsg());
+    cr_assert(leash_gpt_score_stats(r).mean == want.mean && leash_gpt_score_stats(r).std == want.std, "%g %g",
+              (double)leash_gpt_score_stats(r).mean, (double)leash_gpt_score_stats(r).std);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    leash_gpt_config back;
+    leash_score_stats got = {9.0f, 9.0f};
+    cr_assert_eq(leash_config_load(path, &back, &got), 0, "%s", leash_errmsg());
+    cr_assert(back.scalar_head && got.mean == want.mean && got.std == want.std);
+    cr_assert_eq(leash_config_load(path, &back, NULL), 0, "score may be NULL: %s", leash_errmsg());
+    // copies: a new head starts unmeasured, a kept head keeps its statistics
+    cr_assert_eq(leash_gpt_copy_with_head(&fresh, r, 0, 1), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_copy_with_head(&kept, r, 1, 1), 0, "%s", leash_errmsg());
+    cr_assert(leash_gpt_score_stats(fresh).std == 0.0f && leash_gpt_score_stats(kept).std == want.std);
+    // adapters keep them; a PEFT directory with a head (its base has none, as leash rm train --lora-r writes
+    // it) carries them, and a merge keeps them
+    leash_lora_config lora = {.rank = 2, .alpha = 4.0f, .targets = LEASH_LORA_Q};
+    cr_assert_eq(leash_gpt_add_lora(&lm, r, &lora, 3), 0, "%s", leash_errmsg());
+    cr_assert(leash_gpt_score_stats(lm).std == want.std && leash_gpt_lora(lm)->rank == 2);
+    leash_gpt_free(lm);
+    leash_gpt_config plain = cfg;
+    plain.scalar_head = 0;
+    leash_gpt *p0, *p, *pl;
+    cr_assert_eq(leash_gpt_create(&p0, &plain), 0, "%s", leash_errmsg());
+    leash_gpt_init(p0, 4);
+    snprintf(adir, sizeof adir, "%s/base", dir);
+    cr_assert_eq(leash_gpt_save(p0, adir), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_load(&p, adir), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_add_lora(&pl, p, &lora, 3), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_copy_with_head(&lm, pl, 0, 5), 0, "%s", leash_errmsg());
+    cr_assert(leash_gpt_lora(lm) && leash_gpt_lora(lm)->rank == 2, "a copy keeps its adapters");
+    leash_gpt_free(p0), leash_gpt_free(p), leash_gpt_free(pl);
+    leash_gpt_set_score_stats(lm, (leash_score_stats){-0.5f, 2.0f});
+    snprintf(adir, sizeof adir, "%s/adapter", dir);
+    cr_assert_eq(leash_gpt_save(lm, adir), 0, "%s", leash_errmsg());
+    leash_gpt_free(lm);
+    cr_assert_eq(leash_gpt_load(&lm, adir), 0, "%s", leash_errmsg());
+    cr_assert(leash_gpt_score_stats(lm).mean == -0.5f && leash_gpt_score_stats(lm).std == 2.0f,
+              "adapter_config.json's statistics: %g", (double)leash_gpt_score_stats(lm).mean);
+    cr_assert_eq(leash_gpt_merge_lora(&merged, lm), 0, "%s", leash_errmsg());
+    cr_assert(!leash_gpt_lora(merged) && leash_gpt_score_stats(merged).std == 2.0f);
+    // a negative standard deviation is an error naming the key and the file
+    const char *bad = "{\"model_type\": \"gpt2\", \"vocab_size\": 40, \"n_positions\": 16, \"n_embd\": 16, \"n_layer\": 1, "
+                      "\"n_head\": 2, \"leash\": {\"scalar_head\": true, \"score_mean\": 0, \"score_std\": -1}}";
+    cr_assert_eq(leash_write_file_atomic(path, bad, strlen(bad)), 0);
+    cr_assert_neq(leash_config_load(path, &back, &got), 0);
+    cr_assert(strstr(leash_errmsg(), "score_std") && strstr(leash_errmsg(), path), "%s", leash_errmsg());
+    leash_gpt_free(m), leash_gpt_free(r), leash_gpt_free(lm), leash_gpt_free(merged), leash_gpt_free(fresh);
+    leash_gpt_free(kept);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
 }

@@ -345,7 +345,7 @@ Test(corrupt, open_model_files, .timeout = 900) {
     torture(dir, "model-00002.safetensors", load_model, NULL, 13);
     // a PEFT adapter on the sharded base
     cr_assert_eq(leash_gpt_load(&base, dir), 0, "%s", leash_errmsg());
-    leash_gpt_config lc = {.lora_rank = 2, .lora_alpha = 4.0f, .lora_targets = LEASH_LORA_Q | LEASH_LORA_V};
+    leash_lora_config lc = {.rank = 2, .alpha = 4.0f, .targets = LEASH_LORA_Q | LEASH_LORA_V};
     leash_gpt *lm;
     cr_assert_eq(leash_gpt_add_lora(&lm, base, &lc, 3), 0, "%s", leash_errmsg());
     snprintf(adir, sizeof adir, "%s/adapter", dir);

@@ -298,8 +298,7 @@ Test(gguf_write, bad_input_fails_clearly_and_writes_nothing, .timeout = 120) {
     no_temporaries(dir);
     // LoRA adapters are not exported unmerged
     leash_gpt_params(m)[leash_gpt_num_params(m) - 1] = 0.0f;
-    leash_gpt_config lc = c;
-    lc.lora_rank = 2, lc.lora_alpha = 4.0f, lc.lora_targets = LEASH_LORA_Q;
+    leash_lora_config lc = {.rank = 2, .alpha = 4.0f, .targets = LEASH_LORA_Q};
     leash_gpt *lm;
     cr_assert_eq(leash_gpt_add_lora(&lm, m, &lc, 1), 0, "%s", leash_errmsg());
     cr_assert_neq(leash_gguf_save(lm, mdir, out, LEASH_GGML_F32, NULL), 0);

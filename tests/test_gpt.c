@@ -256,7 +256,7 @@ Test(gpt, llama_config_json_variants) {
         snprintf(text, sizeof text, base, cases[i].type, cases[i].eos, cases[i].extra);
         cr_assert_eq(leash_write_file_atomic(path, text, strlen(text)), 0);
         leash_gpt_config c;
-        int rc = leash_config_load(path, &c);
+        int rc = leash_config_load(path, &c, NULL);
         if (cases[i].error) {
             cr_assert_neq(rc, 0, "case %zu must fail", i);
             cr_assert(strstr(leash_errmsg(), cases[i].error) && strstr(leash_errmsg(), path), "case %zu: %s", i, leash_errmsg());
@@ -282,7 +282,7 @@ Test(gpt, llama_config_json_variants) {
                  fuzzed[k][0]);
         cr_assert_eq(leash_write_file_atomic(path, text, strlen(text)), 0);
         leash_gpt_config c0;
-        cr_assert_neq(leash_config_load(path, &c0), 0);
+        cr_assert_neq(leash_config_load(path, &c0, NULL), 0);
         cr_assert(strstr(leash_errmsg(), fuzzed[k][1]), "%s", leash_errmsg());
     }
     unlink(path);

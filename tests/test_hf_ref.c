@@ -196,8 +196,8 @@ static void write_leash_model(const char *dir, int k, leash_gpt **model, leash_g
     cr_assert_eq(leash_gpt_save(*model, mdir), 0, "%s", leash_errmsg());
     leash_gpt *base;
     cr_assert_eq(leash_gpt_load(&base, mdir), 0, "%s", leash_errmsg());
-    leash_gpt_config lc = {.lora_rank = 4, .lora_alpha = 8.0f};
-    cr_assert_eq(leash_lora_parse_targets("all-linear", leash_gpt_cfg(base)->arch, &lc.lora_targets), 0);
+    leash_lora_config lc = {.rank = 4, .alpha = 8.0f};
+    cr_assert_eq(leash_lora_parse_targets("all-linear", leash_gpt_cfg(base)->arch, &lc.targets), 0);
     cr_assert_eq(leash_gpt_add_lora(lora, base, &lc, 3), 0, "%s", leash_errmsg());
     leash_gpt_free(base);
     leash_rng r;

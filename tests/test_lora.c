@@ -35,7 +35,7 @@ static leash_gpt *base_model_layers(int llama, uint64_t seed, int n_layer) {
 static leash_gpt *base_model(int llama, uint64_t seed) { return base_model_layers(llama, seed, 2); }
 
 static leash_gpt *with_lora(const leash_gpt *base, unsigned targets, int randomise_b) {
-    leash_gpt_config lc = {.lora_rank = 3, .lora_alpha = 6.0f, .lora_targets = targets};
+    leash_lora_config lc = {.rank = 3, .alpha = 6.0f, .targets = targets};
     leash_gpt *m;
     cr_assert_eq(leash_gpt_add_lora(&m, base, &lc, 9), 0, "%s", leash_errmsg());
     if (randomise_b) { // a trained-looking adapter: B != 0
@@ -187,7 +187,7 @@ Test(lora, peft_directory_round_trip) {
     cr_assert_eq(leash_gpt_load(&base, bdir), 0, "%s", leash_errmsg());
     // loading with fresh adapters straight from the directory = loading, then adding them (one copy in memory)
     leash_gpt *direct, *added;
-    leash_gpt_config lc = {.lora_rank = 3, .lora_alpha = 6.0f, .lora_targets = LEASH_LORA_Q | LEASH_LORA_V};
+    leash_lora_config lc = {.rank = 3, .alpha = 6.0f, .targets = LEASH_LORA_Q | LEASH_LORA_V};
     cr_assert_eq(leash_gpt_load_lora(&direct, bdir, 3, 6.0f, 0.0f, "q_proj,v_proj", 9), 0, "%s", leash_errmsg());
     cr_assert_eq(leash_gpt_add_lora(&added, base, &lc, 9), 0);
     cr_assert_eq(leash_gpt_num_params(direct), leash_gpt_num_params(added));
@@ -201,7 +201,11 @@ Test(lora, peft_directory_round_trip) {
     cr_assert_eq(leash_gpt_load(&r, adir), 0, "%s", leash_errmsg());
     cr_assert_eq(leash_gpt_num_params(r), leash_gpt_num_params(m));
     cr_assert_eq(memcmp(leash_gpt_params(r), leash_gpt_params(m), leash_gpt_num_params(m) * sizeof(float)), 0);
-    cr_assert(leash_gpt_cfg(r)->lora_rank == 3 && leash_gpt_cfg(r)->lora_targets == (LEASH_LORA_Q | LEASH_LORA_V));
+    cr_assert(leash_gpt_lora(r) && leash_gpt_lora(r)->rank == 3 && leash_gpt_lora(r)->targets == (LEASH_LORA_Q | LEASH_LORA_V));
+    cr_assert(leash_gpt_lora(r)->alpha == 6.0f && leash_gpt_lora(r)->dropout == 0.0f);
+    cr_assert(!leash_gpt_lora(base), "a model without adapters has no LoRA settings");
+    cr_assert_eq(memcmp(leash_gpt_cfg(r), leash_gpt_cfg(base), sizeof(leash_gpt_config)), 0,
+                 "adapters leave the architecture as it was");
     leash_gpt_free(r);
     snprintf(cmd, sizeof cmd, "mv %s %s.moved", bdir, bdir);
     cr_assert_eq(system(cmd), 0);
@@ -358,7 +362,7 @@ static void lora_rl(leash_rl_algo algo, int bf16) {
     leash_gpt *trained;
     cr_assert_eq(leash_gpt_load(&trained, path), 0, "%s", leash_errmsg());
     int first = leash_gpt_first_trainable(trained);
-    cr_assert(first > 0 && leash_gpt_cfg(trained)->lora_rank == 4);
+    cr_assert(first > 0 && leash_gpt_lora(trained) && leash_gpt_lora(trained)->rank == 4);
     size_t nbase = leash_gpt_tensor(trained, first)->offset;
     leash_gpt *orig;
     cr_assert_eq(leash_gpt_load(&orig, w.dir), 0);
@@ -372,7 +376,7 @@ static void lora_rl(leash_rl_algo algo, int bf16) {
     leash_gpt *merged, *want;
     cr_assert_eq(leash_gpt_load(&merged, mdir), 0, "%s", leash_errmsg());
     cr_assert_eq(leash_gpt_merge_lora(&want, trained), 0);
-    cr_assert(leash_gpt_cfg(merged)->lora_rank == 0 && leash_gpt_num_params(merged) == leash_gpt_num_params(want));
+    cr_assert(!leash_gpt_lora(merged) && !leash_gpt_lora(want) && leash_gpt_num_params(merged) == leash_gpt_num_params(want));
     cr_assert_eq(memcmp(leash_gpt_params(merged), leash_gpt_params(want), leash_gpt_num_params(want) * sizeof(float)), 0);
     leash_gpt_free(merged), leash_gpt_free(want);
     cr_log_info("%s with LoRA: KL exactly 0 at step 1, %.4f nats/seq at step 4; reference = base at every step",

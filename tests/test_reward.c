@@ -70,13 +70,14 @@ static void learns_a_preference(int lora) {
     cr_assert_eq(leash_gpt_load(&rm, out), 0, "%s", leash_errmsg());
     cr_assert_eq(leash_tokenizer_load_dir(&tok, out), 0, "the tokenizer travels with the model");
     const leash_gpt_config *cfg = leash_gpt_cfg(rm);
-    cr_assert(cfg->scalar_head && cfg->score_std > 0, "score statistics were stored (std %g)", cfg->score_std);
+    cr_assert(cfg->scalar_head && leash_gpt_score_stats(rm).std > 0, "score statistics were stored (std %g)",
+              (double)leash_gpt_score_stats(rm).std);
     const char *texts[2] = {"the soup was good.", "the soup was bad."};
     float s[2];
     cr_assert_eq(leash_rm_score_texts(rm, tok, texts, 2, 2, s), 0);
     cr_assert(s[0] > s[1], "good %g should beat bad %g", s[0], s[1]);
     if (lora) { // a PEFT directory whose base is the untouched SFT model
-        cr_assert(cfg->lora_rank == 8 && leash_gpt_first_trainable(rm) > 0);
+        cr_assert(leash_gpt_lora(rm) && leash_gpt_lora(rm)->rank == 8 && leash_gpt_first_trainable(rm) > 0);
         snprintf(path, sizeof path, "%s/adapter_config.json", out);
         cr_assert_eq(access(path, F_OK), 0);
         leash_gpt *sft;

@@ -1,5 +1,6 @@
 /* A model's configuration, leash_gpt_config (the architecture, its sizes and switches; what config.json
- * holds), its checks and derived sizes, and config.json in the Hugging Face layouts of GPT-2 and the Llama
+ * holds), its checks and derived sizes, a scalar head's score statistics (leash_score_stats, which
+ * config.json carries beside it), and config.json in the Hugging Face layouts of GPT-2 and the Llama
  * family, read and written. The model (leash/gpt.h) is built from it; the files that describe a model fill
  * it without reaching into the model. */
 #ifndef LEASH_CONFIG_H
@@ -10,17 +11,10 @@ enum { LEASH_ARCH_GPT2 = 0, LEASH_ARCH_LLAMA = 1 };
  * (Llama 3.1's frequency-band rescaling). Others are refused at load with their name. */
 enum { LEASH_ROPE_DEFAULT = 0, LEASH_ROPE_LINEAR = 1, LEASH_ROPE_LLAMA3 = 2 };
 
-/* LoRA target projections (PEFT's target_modules). Llama family: q_proj k_proj v_proj o_proj gate_proj
- * up_proj down_proj. GPT-2: c_attn (LEASH_LORA_Q: the fused q/k/v), attn.c_proj (O), mlp.c_fc (GATE) and
- * mlp.c_proj (DOWN). */
-enum {
-    LEASH_LORA_Q = 1, LEASH_LORA_K = 2, LEASH_LORA_V = 4, LEASH_LORA_O = 8,
-    LEASH_LORA_GATE = 16, LEASH_LORA_UP = 32, LEASH_LORA_DOWN = 64
-};
-#define LEASH_LORA_SLOTS 7
 #define LEASH_MAX_EOS 8 /* end-of-text ids a model may list */
 
-/* Every field's zero is GPT-2's choice, so a GPT-2 configuration names only the sizes. */
+/* Every field's zero is GPT-2's choice, so a GPT-2 configuration names only the sizes. Architecture only:
+ * LoRA's settings are leash/lora.h's leash_lora_config, a reward head's statistics leash_score_stats below. */
 typedef struct {
     int vocab_size;           /* V */
     int n_positions;          /* the longest sequence, T <= n_positions */
@@ -46,14 +40,16 @@ typedef struct {
     int n_eos_more;           /* the list's further end ids (Llama 3.1's <|eom_id|>, <|eot_id|>): eos_more[0..n) */
     int eos_more[LEASH_MAX_EOS - 1];
     float layer_norm_epsilon; /* GPT-2's LayerNorm or Llama's RMSNorm epsilon: 1e-5, 1e-6, ... */
-    int lora_rank;            /* LoRA: r > 0 adds low-rank adapters and freezes every base weight; 0: none */
-    float lora_alpha;         /* the adapters' output is scaled by alpha / r */
-    float lora_dropout;       /* kept for adapter_config.json; leash's forwards apply no dropout (docs/models.md) */
-    unsigned lora_targets;    /* LEASH_LORA_* bits */
     int scalar_head;          /* 1: a scalar head (value or reward) on the final hidden state */
-    float score_mean;         /* scalar head: mean and standard deviation of its scores on reference texts, */
-    float score_std;          /* for reward normalisation; both 0 when not measured */
 } leash_gpt_config;
+
+/* A scalar head's score statistics: the mean and standard deviation of its scores on reference texts (a
+ * reward model's training pairs), for reward normalisation; both 0 when not measured. They are not the
+ * architecture: the model holds them beside its head (leash_gpt_score_stats, leash/gpt.h), and config.json
+ * (or a PEFT adapter_config.json with a head) carries them under "leash", next to scalar_head. */
+typedef struct {
+    float mean, std;
+} leash_score_stats;
 
 /* 1 when id ends a text for this model: eos_token_id or one of eos_more. */
 int leash_gpt_is_eos(const leash_gpt_config *cfg, int id);
@@ -63,7 +59,6 @@ int leash_gpt_config_check(const leash_gpt_config *cfg);
 int leash_gpt_head_size(const leash_gpt_config *cfg);
 int leash_gpt_kv_heads(const leash_gpt_config *cfg);
 int leash_gpt_mlp_width(const leash_gpt_config *cfg);
-/* (The LoRA targets' fit to the architecture is checked by leash_gpt_create, where the adapters are made.) */
 
 /* ---- config.json (src/config.c) ---------------------------------------------------------------- */
 
@@ -80,22 +75,25 @@ int leash_gpt_mlp_width(const leash_gpt_config *cfg);
  * model's n_positions (identical results within it).
  * No key is skipped silently: a key that is neither read nor on a short list of keys known to change nothing
  * leash computes (bookkeeping, generation defaults, dropout) is an error naming it, and so is a key with a
- * value leash does not compute (rope_interleaved true, scale_attn_by_inverse_layer_idx true, ...). */
-int leash_config_load(const char *path, leash_gpt_config *cfg);
+ * value leash does not compute (rope_interleaved true, scale_attn_by_inverse_layer_idx true, ...).
+ * score (may be NULL) receives the score statistics under "leash" (both 0 when the file has none). */
+int leash_config_load(const char *path, leash_gpt_config *cfg, leash_score_stats *score);
 /* A model directory's config.json, with the end ids of its generation_config.json (where transformers'
  * generate() reads them; Llama 3 instruct models list <|eot_id|> only there) added to eos_more. */
-int leash_config_load_dir(const char *dir, leash_gpt_config *cfg);
-/* Writes it atomically, with leash's own keys under "leash". */
-int leash_config_save(const char *path, const leash_gpt_config *cfg);
+int leash_config_load_dir(const char *dir, leash_gpt_config *cfg, leash_score_stats *score);
+/* Writes it atomically, with leash's own keys under "leash": scalar_head, and with a scalar head the score
+ * statistics (score NULL: both 0). */
+int leash_config_save(const char *path, const leash_gpt_config *cfg, const leash_score_stats *score);
 
 /* A JSON number as a float, +-infinity beyond float's range (a plain conversion would be undefined). */
 float leash_config_float(double x);
 struct cJSON;
-/* For other files that carry leash's keys (adapter_config.json): adds "leash": {scalar_head, score
- * statistics} to the cJSON object o, reads them from such an object lh into cfg (an error names path),
- * and writes o (then deleted) atomically with a final newline. */
-void leash_config_add_own_keys(struct cJSON *o, const leash_gpt_config *cfg);
-int leash_config_read_own_keys(const char *path, const struct cJSON *lh, leash_gpt_config *cfg);
+/* For other files that carry leash's keys (adapter_config.json): adds "leash": {scalar_head, and with a
+ * scalar head the score statistics (score NULL: both 0)} to the cJSON object o, reads them from such an
+ * object lh into cfg and score (may be NULL; an error names path), and writes o (then deleted) atomically
+ * with a final newline. */
+void leash_config_add_own_keys(struct cJSON *o, const leash_gpt_config *cfg, const leash_score_stats *score);
+int leash_config_read_own_keys(const char *path, const struct cJSON *lh, leash_gpt_config *cfg, leash_score_stats *score);
 int leash_json_save(const char *path, struct cJSON *o);
 
 #endif

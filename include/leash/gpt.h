@@ -27,8 +27,10 @@
 #include <stdint.h>
 
 #include "leash/config.h"
+#include "leash/lora.h"
 
-/* leash_gpt_config, the architecture enums and the LoRA target bits: leash/config.h */
+/* leash_gpt_config, the architecture enums and leash_score_stats: leash/config.h; leash_lora_config and the
+ * LoRA target bits: leash/lora.h */
 
 typedef struct {
     char name[96];    /* Hugging Face name (PEFT's for LoRA adapters) */
@@ -42,7 +44,8 @@ typedef struct {
 
 typedef struct leash_gpt leash_gpt;
 
-/* A model with zeroed parameters; leash_gpt_init() or a checkpoint fills them. */
+/* A model with zeroed parameters and no LoRA adapters (leash_gpt_add_lora adds them); leash_gpt_init() or a
+ * checkpoint fills them. */
 int leash_gpt_create(leash_gpt **out, const leash_gpt_config *cfg);
 void leash_gpt_free(leash_gpt *m);
 /* GPT-2's initialisation: N(0, 0.02) weights, residual projections N(0, 0.02 / sqrt(2 L)), zero biases,
@@ -50,11 +53,15 @@ void leash_gpt_free(leash_gpt *m);
 void leash_gpt_init(leash_gpt *m, uint64_t seed);
 
 const leash_gpt_config *leash_gpt_cfg(const leash_gpt *m);
-/* A copy of src with a scalar head (new, N(0, 0.02) weight and zero bias, from seed) or, if src has one
- * and keep_head, the same head: how a reward or value model starts from the SFT checkpoint. */
+/* A copy of src (with its LoRA adapters, if any) with a scalar head (new, N(0, 0.02) weight and zero bias,
+ * from seed) or, if src has one and keep_head, the same head: how a reward or value model starts from the
+ * SFT checkpoint. */
 int leash_gpt_copy_with_head(leash_gpt **out, const leash_gpt *src, int keep_head, uint64_t seed);
-/* Records the scalar head's score statistics (written to config.json on save). */
-void leash_gpt_set_score_stats(leash_gpt *m, float mean, float std);
+/* The scalar head's score statistics, read with the model's config.json (or adapter_config.json) and
+ * written with it on save; both 0 when not measured. A copy with a new head starts at 0, one that keeps its
+ * head or adds or merges adapters keeps them. */
+leash_score_stats leash_gpt_score_stats(const leash_gpt *m);
+void leash_gpt_set_score_stats(leash_gpt *m, leash_score_stats score);
 size_t leash_gpt_num_params(const leash_gpt *m);
 float *leash_gpt_params(leash_gpt *m); /* (num_params) */
 /* The trainable parameters: every one, or with LoRA the adapters (and a scalar head), which come last in
@@ -85,14 +92,18 @@ int leash_gpt_store_bf16(leash_gpt *m);
  * FP32 sums (leash_linear_forward_bf16) instead of converting them to F32 a layer at a time. leash_gpt_store_bf16
  * turns it on where the CPU has it (AVX512_BF16 or AMX); on = 0 turns it off. Returns whether it is on. */
 int leash_gpt_set_bf16_compute(leash_gpt *m, int on);
-/* LoRA. A copy of base (which must have no adapters) with adapters on cfg's targets: A ~ U(-1/sqrt(in),
- * 1/sqrt(in)) as PEFT initialises them and B = 0, so the copy computes exactly what base does; base's
- * weights are frozen in it (no gradients, no optimizer state). lora_rank etc. come from lora. */
-int leash_gpt_add_lora(leash_gpt **out, const leash_gpt *base, const leash_gpt_config *lora, uint64_t seed);
+/* LoRA (leash/lora.h). A copy of base (which must have no adapters) with adapters of lora's rank on its
+ * targets: A ~ U(-1/sqrt(in), 1/sqrt(in)) as PEFT initialises them and B = 0, so the copy computes exactly
+ * what base does; base's weights are frozen in it (no gradients, no optimizer state). The copy holds lora;
+ * its architecture (leash_gpt_cfg) is base's. */
+int leash_gpt_add_lora(leash_gpt **out, const leash_gpt *base, const leash_lora_config *lora, uint64_t seed);
 /* The same straight from a model directory, without a second copy of the weights in memory: rank, alpha,
- * dropout and PEFT target names (NULL: q_proj,v_proj, or c_attn for GPT-2). */
+ * dropout (checked as leash_lora_config_check does) and PEFT target names (NULL: q_proj,v_proj, or c_attn
+ * for GPT-2). */
 int leash_gpt_load_lora(leash_gpt **out, const char *dir, int rank, float alpha, float dropout, const char *targets,
                         uint64_t seed);
+/* The model's LoRA settings, or NULL when it has no adapters. */
+const leash_lora_config *leash_gpt_lora(const leash_gpt *m);
 /* Turns a LoRA model's adapters off (0) or on (1): off, it is its base model, which is how PPO and GRPO get
  * the reference without a second copy of the weights. A backward uses the setting of its forward. */
 void leash_gpt_set_adapters(leash_gpt *m, int on);
@@ -103,15 +114,6 @@ int leash_gpt_merge_lora(leash_gpt **out, const leash_gpt *m);
 /* The same in place: base += (alpha / r) B A, then B = 0 (A is kept), so the model computes what it did (to
  * float rounding) and its base, the reference with adapters off, is now the policy: a hard reference refresh. */
 int leash_gpt_merge_lora_into_base(leash_gpt *m);
-/* Parses PEFT target_modules ("q_proj,v_proj", "all-linear") for an architecture into LEASH_LORA_* bits;
- * an unknown name is an error naming it and the choices. */
-int leash_lora_parse_targets(const char *list, int arch, unsigned *targets);
-/* adapter_config.json's target_modules: short names ("q_proj") or the full module paths PEFT 0.21 writes for
- * all-linear ("model.layers.3.self_attn.q_proj", "transformer.h.0.attn.c_attn"). leash adapts a projection in
- * every layer, so full paths must name it in all n_layer layers; anything else is an error naming it. */
-int leash_lora_parse_modules(const char *const *names, int n, int arch, int n_layer, unsigned *targets);
-/* The PEFT target_modules names of targets' bits into names (at most max); returns how many. */
-int leash_lora_target_names(int arch, unsigned targets, const char **names, int max);
 
 /* Activation checkpointing, off (0) by default: forwards keep only each layer's input (the residual stream,
  * (L, B, T, C)) and one layer's activations; the backward recomputes each layer's forward, one at a time, into

@@ -67,7 +67,7 @@ int cli_export(int argc, char **argv) {
     const char *dir = argv[optind + 1], *out = argv[optind + 2];
     leash_gpt *m = NULL, *merged = NULL;
     int rc = leash_gpt_load(&m, dir);
-    if (!rc && leash_gpt_cfg(m)->lora_rank > 0 && (rc = leash_gpt_merge_lora(&merged, m))) rc = leash_fail_wrap(rc, "%s", dir);
+    if (!rc && leash_gpt_lora(m) && (rc = leash_gpt_merge_lora(&merged, m))) rc = leash_fail_wrap(rc, "%s", dir);
     if (!rc) rc = leash_gguf_save(merged ? merged : m, tokenizer_dir(dir, m), out, type, name);
     if (rc) fprintf(stderr, "leash export: %s\n", leash_errmsg());
     else printf("wrote %s (%s%s)\n", out, type_name, merged ? ", LoRA adapters merged" : "");

@@ -115,8 +115,7 @@ int cli_lora(int argc, char **argv) {
     if (!rc) rc = write_merged(merged, m, in, out);
     if (rc) fprintf(stderr, "leash lora: %s\n", leash_errmsg());
     else
-        printf("merged %s (rank %d, alpha %g) into %s\n", in, leash_gpt_cfg(m)->lora_rank, (double)leash_gpt_cfg(m)->lora_alpha,
-               out);
+        printf("merged %s (rank %d, alpha %g) into %s\n", in, leash_gpt_lora(m)->rank, (double)leash_gpt_lora(m)->alpha, out);
     leash_gpt_free(merged);
     leash_gpt_free(m);
     return rc ? (usage_error ? 2 : 1) : 0;

@@ -178,9 +178,9 @@ static int score(int argc, char **argv) {
         free(s);
         goto done;
     }
-    const leash_gpt_config *cfg = leash_gpt_cfg(m);
+    leash_score_stats st = leash_gpt_score_stats(m);
     for (int i = 0; i < n; i++) {
-        double z = cfg->score_std > 0 ? (s[i] - cfg->score_mean) / cfg->score_std : NAN;
+        double z = st.std > 0 ? (s[i] - st.mean) / st.std : NAN;
         if (isnan(z)) printf("{\"score\": %.6f, \"normalized\": null}\n", s[i]);
         else printf("{\"score\": %.6f, \"normalized\": %.6f}\n", s[i], z);
     }
