@@ -107,16 +107,22 @@ typedef enum {
     LEASH_AGG_SEQ_MEAN = 2,   /* mean over sequences of the per-sequence token mean (GRPO paper) */
 } leash_agg;
 
-/* Per-sequence sums of x (B, T) over mask (B, T): sums (B) in float64, counts (B) or NULL. */
+/* Per-sequence sums of x (B, T) over mask (B, T): sums (B) in float64, counts (B) or NULL. A selected value
+ * that is not finite is an error naming its place. */
 int leash_masked_row_sums(const float *x, const uint8_t *mask, int B, int T, double *sums, int *counts);
 
 /* One number from x (B, T) under mask (B, T) by `agg`. Sequences with no selected token count as
  * sequences (their sum is 0) for SEQ_SUM and are left out for SEQ_MEAN; the call fails when no token
- * at all is selected. If weights != NULL it receives d out / d x (B, T), so a loss can backpropagate
- * through the aggregation: masked-out entries get weight 0. For callers with one batch in memory (the Python
- * package's leash.masked_reduce); the trainers' losses weight their tokens themselves (grpo.c's row_weight),
- * as their counts are over every rank's rows and TRL's loss types (Dr. GRPO's S x M, masked truncations) are
- * not one of these three. */
+ * at all is selected, or a selected value is not finite. If weights != NULL it receives d out / d x (B, T),
+ * so a loss can backpropagate through the aggregation: masked-out entries get weight 0.
+ * A public helper for callers with one whole batch in memory: `leash kl` (src/cli/kl.c) and bindings (the
+ * Python package's leash.masked_reduce, tests/test_aggregate.c). The trainers do not call it, on purpose:
+ * their batch is split over ranks, so counts and sums are summed over every rank's rows before dividing
+ * (leash_dist); their token selection is the rollout's targets >= 0, not a byte mask; their losses weight
+ * tokens by TRL's loss types (grpo.c's row_weight: Dr. GRPO's S x M, masked truncations), none of these
+ * three; and their metric sums (rl.c's sum_batch) add several quantities in one pass, in an order whose
+ * float64 rounding these per-row sums would change, and must pass non-finite values on to --skip-nonfinite
+ * rather than fail. */
 int leash_masked_reduce(const float *x, const uint8_t *mask, int B, int T, leash_agg agg, double *out,
                         float *weights);
 
