@@ -60,9 +60,9 @@ static leash_gpt *make_model(int kind) {
     if (leash_gpt_create(&m, &c)) die("smollm2-shaped model");
     leash_gpt_init(m, 1);
     if (kind == SMOL) return m;
-    leash_gpt_config lc = {.lora_rank = 16, .lora_alpha = 32.0f};
+    leash_lora_config lc = {.rank = 16, .alpha = 32.0f};
     leash_gpt *lm;
-    if (leash_lora_parse_targets("all-linear", LEASH_ARCH_LLAMA, &lc.lora_targets) || leash_gpt_add_lora(&lm, m, &lc, 1))
+    if (leash_lora_parse_targets("all-linear", LEASH_ARCH_LLAMA, &lc.targets) || leash_gpt_add_lora(&lm, m, &lc, 1))
         die("LoRA");
     leash_gpt_free(m);
     return lm;
