@@ -333,6 +333,25 @@ static int update_epochs(rl_run *s, const leash_rl_config *c, int step, double b
     return rc;
 }
 
+/* A step's batch and its updates: collected (scored in the update when fused_scoring: one forward less,
+ * bit-identical), the advantages with this step's beta, the updates. *batch_failed: the error came from the
+ * collection or its scoring, which skips the batch, not an update, under skip_nonfinite. phase[3]: the updates'
+ * seconds, less the scoring done in them. */
+static int collect_and_update(rl_run *s, const leash_rl_config *c, int step, int *order, update_stats *st, tis_stats *tis,
+                              double *gap, double *phase, long *skipped, char *why, int *batch_failed) {
+    double beta = c->beta.beta;
+    int fused = fused_scoring(s, c);
+    fused_pass f = {.step = step, .late = s->accum == 1, .beta = beta, .gap = gap, .phase = phase, .tis = tis};
+    int rc = rollout_collect(s, c, step, !fused, gap, phase);
+    if ((*batch_failed = rc != LEASH_OK)) return rc;
+    double t0 = leash_now_s(), t_score = phase[1];
+    if (!(fused && f.late)) rc = advantages(s, c, beta, tis); // fused and late: after the scoring, in the update
+    if (!rc) rc = update_epochs(s, c, step, beta, order, fused ? &f : NULL, st, skipped, why);
+    *batch_failed = rc && fused && f.failed;
+    phase[3] = leash_now_s() - t0 - (phase[1] - t_score);
+    return rc;
+}
+
 /* The batch's sums behind a step's metrics: over its R rows, and over their ntok response tokens. */
 typedef struct {
     double kl_seq, kl_seq2, kl_ex, ntok, ent, nll, sc, shaped, gold, gram, len, eos;
@@ -775,19 +794,11 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
     for (int step = start; step < c->steps && !rc; step++) {
         int stop = 0;
         double t0 = leash_now_s();
-        double gap = 0.0, phase[4] = {0}, beta = cfg.beta.beta, rep, d2, t_update = 0.0, t_score = 0.0;
+        double gap = 0.0, phase[4] = {0}, beta = cfg.beta.beta, rep, d2;
         update_stats st;
         tis_stats tis = {0};
-        // one epoch of one minibatch: the update's forward is the scoring pass (bit-identical, one forward less)
-        int fused = fused_scoring(&s, &cfg), collected;
-        fused_pass f = {.step = step, .late = s.accum == 1, .beta = beta, .gap = &gap, .phase = phase, .tis = &tis};
-        if ((collected = !(rc = rollout_collect(&s, &cfg, step, !fused, &gap, phase)))) {
-            // advantages with this step's beta, then the updates (fused and late: after the scoring, in the update)
-            t_update = leash_now_s(), t_score = phase[1];
-            if (!(fused && f.late)) rc = advantages(&s, &cfg, beta, &tis);
-            if (!rc) rc = update_epochs(&s, &cfg, step, beta, order, fused ? &f : NULL, &st, &skipped, why);
-        }
-        if (rc && (!collected || (fused && f.failed))) { // the batch could not be collected (or scored in the update)
+        int batch_failed; // the batch could not be collected (or scored in the update)
+        if ((rc = collect_and_update(&s, &cfg, step, order, &st, &tis, &gap, phase, &skipped, why, &batch_failed)) && batch_failed) {
             if (step > start && leash_stop_requested()) { // SIGINT/SIGTERM while a scorer answered: the step is
                 // dropped (nothing has moved since the step before), and the run stops with that step's checkpoint
                 rl_state now = {.step = step, .beta = cfg.beta, .watch = watch, .alarm = alarm, .skipped = skipped,
@@ -804,7 +815,6 @@ int leash_rl_train(const leash_rl_config *c, leash_rl_fn fn, void *ctx, leash_rl
             goto step_end;
         }
         if (rc) break;
-        phase[3] = leash_now_s() - t_update - (phase[1] - t_score); // less the scoring done in the update
         batch_sums m; // measured KL of this batch, per sequence, and the statistics
         sum_batch(r, &m);
         rep = leash_repetition(r->gen, r->resp_len, R, c->max_new);

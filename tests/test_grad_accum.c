@@ -277,3 +277,36 @@ Test(grad_accum, bad_values_are_named) {
     cr_assert_eq(leash_rl_train(&c, NULL, NULL, NULL), LEASH_EINVAL);
     cr_assert(strstr(leash_errmsg(), "--grad-accum -1"), "%s", leash_errmsg());
 }
+
+/* A reference whose logits are NaN (every weight 3e38: its sums overflow): the scoring fails, in the update as in
+ * the separate pass, and under skip_nonfinite the batch (not an update) is skipped with the same reason. */
+Test(grad_accum, a_scoring_failure_in_the_update_skips_the_batch, .timeout = 120) {
+    rl_scratch s;
+    rl_scratch_make(&s, "fzfail");
+    char nan_dir[128], cmd[512], why[2][600];
+    snprintf(nan_dir, sizeof nan_dir, "%s/nan", s.dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && cp %s/*.json %s/*.txt %s/", nan_dir, s.dir, s.dir, nan_dir);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    leash_gpt *m;
+    cr_assert_eq(leash_gpt_load(&m, s.dir), 0, "%s", leash_errmsg());
+    for (size_t i = 0; i < leash_gpt_num_params(m); i++) leash_gpt_params(m)[i] = 3e38f;
+    cr_assert_eq(leash_gpt_save(m, nan_dir), 0, "%s", leash_errmsg());
+    leash_gpt_free(m);
+    const variant v = {"nan", LEASH_GRPO, NULL, 0, 0, 0, 0, 0.0f, 0};
+    for (int K = 1; K <= 2; K++) {
+        for (int separate = 0; separate < 2; separate++) {
+            char out[160];
+            snprintf(out, sizeof out, "%s/nan-k%d-s%d", s.dir, K, separate);
+            leash_rl_config c = config(&s, &v, 2, K, separate, out);
+            c.ref_dir = nan_dir, c.skip_nonfinite = 1;
+            leash_rl_progress fin;
+            cr_assert_eq(leash_rl_train(&c, NULL, NULL, &fin), LEASH_ENUMERIC, "K=%d: %s", K, leash_errmsg());
+            cr_assert_eq(fin.skipped, 2, "K=%d separate=%d: %ld skipped", K, separate, fin.skipped);
+            snprintf(why[separate], sizeof why[separate], "%s", fin.skip_reason);
+        }
+        cr_assert(strstr(why[0], "step 2 was skipped: "), "K=%d: %s", K, why[0]);
+        cr_assert_str_eq(why[0], why[1], "K=%d: the update's scoring says %s, the separate pass %s", K, why[0], why[1]);
+    }
+    printf("grad_accum: a NaN reference skips every batch, the same reason in the update's scoring and the separate pass\n");
+    rl_scratch_drop(&s);
+}
