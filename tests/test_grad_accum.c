@@ -1,8 +1,9 @@
 /* Gradient accumulation (--grad-accum) and the update's forward as the scoring pass, on a tiny model.
  *
  * Accumulation: one step with K = 1 against K = 2, 3, 4 micro-batches, for every loss's normalisation (PPO's
- * token mean and value loss, GRPO's per-sequence mean, bnpo/dapo's token mean, Dr. GRPO's constant, the exact
- * KL and the entropy bonus in the loss, LoRA, several minibatches). The policy's responses end at an
+ * token mean and value loss, GRPO's per-sequence mean, bnpo/dapo's token mean, Dr. GRPO's constant, GSPO's
+ * sequence ratio, masked truncated responses, the exact KL and the entropy bonus in the loss, LoRA, several
+ * minibatches). The policy's responses end at an
  * end-of-text token often (the model is biased towards it), so the micro-batches hold unequal token counts and
  * a micro-batch's own mean would differ from the minibatch's. AdamW runs with eps 10 and no clipping, so its
  * first step is lr g / (|g| + 10), nearly linear in the gradient: a wrong denominator moves the weights. The
@@ -100,6 +101,8 @@ static leash_rl_config config(const rl_scratch *s, const variant *v, int steps, 
     c.checkpoint_activations = checkpoint;
     c.sample_every = 0;
     if (v->loss) cr_assert_eq(leash_grpo_choice(&c.grpo, "loss", v->loss), 0);
+    if (!strcmp(v->name, "gspo")) cr_assert_eq(leash_grpo_choice(&c.grpo, "importance-sampling-level", "sequence"), 0);
+    c.grpo.mask_truncated = !strcmp(v->name, "masked"); // rows without an end token add no loss (nor tokens)
     if (v->exact) c.kl_estimator = LEASH_KL_EXACT;
     c.grpo.entropy_coef = v->entropy_coef;
     if (v->lora) c.lora_rank = 2;
@@ -145,6 +148,8 @@ static const variant VARIANTS[] = {
     {"bnpo", LEASH_GRPO, "bnpo", 0, 0, 0, 0, 0.0f, 0},
     {"dapo", LEASH_GRPO, "dapo", 0, 0, 0, 0, 0.0f, 0},
     {"dr_grpo", LEASH_GRPO, "dr_grpo", 0, 0, 0, 0, 0.0f, 0},
+    {"gspo", LEASH_GRPO, NULL, 0, 0, 0, 0, 0.0f, 0},
+    {"masked", LEASH_GRPO, "bnpo", 0, 0, 0, 0, 0.0f, 0},
     {"exact-entropy", LEASH_GRPO, NULL, 1, 0, 0, 0, 0.05f, 0},
     {"lora-exact-bnpo", LEASH_GRPO, "bnpo", 1, 1, 0, 0, 0.0f, 0},
     {"lora-ppo", LEASH_PPO, NULL, 0, 1, 0, 0, 0.0f, 0},
