@@ -19,18 +19,19 @@
 /* ---- activations ------------------------------------------------------------------------------- */
 
 static int alloc_acts(leash_gpt *m, int B, int T) {
-    if (m->B == B && m->T == T && m->act_ckpt == m->ckpt) return LEASH_OK;
+    int one = m->ckpt || m->frozen; // one layer's buffers: checkpointing, or a frozen model (no backward reads them)
+    if (m->B == B && m->T == T && m->act_ckpt == one) return LEASH_OK;
     const leash_gpt_config *c = &m->cfg;
     const dims *d = &m->d;
     // L: the layers the per-layer buffers hold (one when checkpointing); resid3 always holds all d->L
-    size_t N = (size_t)B * T, C = d->C, L = m->ckpt ? 1 : d->L, NH = d->NH, W = d->W, AW = d->AW, FW = d->FW, I = d->I;
+    size_t N = (size_t)B * T, C = d->C, L = one ? 1 : d->L, NH = d->NH, W = d->W, AW = d->AW, FW = d->FW, I = d->I;
     int bw = !m->frozen; // backward buffers
     struct {
         void *dst;
         size_t count, size;
     } parts[] = {
         {&m->a.pos, N, sizeof(int)},
-        {&m->a.mask, m->ckpt ? N : 0, 1},
+        {&m->a.mask, one && bw ? N : 0, 1},
         {&m->a.encoded, N * C, 4},
         {&m->a.ln1, L * N * C, 4},
         {&m->a.ln1_mean, d->rms ? 0 : L * N, 4},
@@ -81,7 +82,7 @@ static int alloc_acts(leash_gpt *m, int B, int T) {
     }
     m->B = B;
     m->T = T;
-    m->act_ckpt = m->ckpt;
+    m->act_ckpt = one;
     m->ckpt_live = -1;
     return LEASH_OK;
 }

@@ -51,12 +51,13 @@ typedef struct {
     int swiglu;   // 1: SwiGLU MLP, 0: GELU
 } dims;
 
-/* Activations of one forward pass at shape (B, T), one allocation. With activation checkpointing (ckpt) only
- * resid3 keeps all L layers (each layer's output, the next one's input): the other per-layer buffers hold
- * one layer (L reads 1), which the backward fills again by recomputing that layer's forward. */
+/* Activations of one forward pass at shape (B, T), one allocation. With activation checkpointing (ckpt), and
+ * for a frozen model (which has no backward), only resid3 keeps all L layers (each layer's output, the next
+ * one's input): the other per-layer buffers hold one layer (L reads 1), which a backward fills again by
+ * recomputing that layer's forward. */
 typedef struct {
     int *pos;                       // (B, T) position ids
-    uint8_t *mask;                  // (B, T) the forward's mask, kept for the recompute (ckpt only; NULL: none)
+    uint8_t *mask;                  // (B, T) the forward's mask, kept for the recompute (ckpt, not frozen; else NULL)
     float *encoded;                 // (N, C)
     float *ln1, *ln1_mean, *ln1_rstd; // (L, N, C), (L, N), (L, N)
     float *qkv;                     // (L, N, W), q and k after the rotation
@@ -166,7 +167,7 @@ struct leash_gpt {
     int bf16_compute;           // forwards multiply the BF16 projection weights in BF16 (leash_gpt_set_bf16_compute)
     size_t act_bytes;           // bytes of act_memory
     int ckpt;                   // activation checkpointing (leash_gpt_set_checkpoint_activations)
-    int act_ckpt;               // the layout act_memory has: 1 one layer's buffers (ckpt), 0 all L layers'
+    int act_ckpt;               // the layout act_memory has: 1 one layer's buffers (ckpt or frozen), 0 all L layers'
     int fwd_masked;             // the last forward had a mask (kept in a.mask when act_ckpt)
     int ckpt_live;              // act_ckpt: the layer whose activations the one layer's buffers hold, or -1
 };

@@ -2,7 +2,8 @@
  * from its kept input, so every parameter gradient, the loss, the logits and the values must be bit-identical
  * (memcmp) to the default path's, for GPT-2 and the Llama family, with LoRA (also with a BF16-stored base and
  * the adapters switched off between forward and backward), a scalar head, padding, gradient accumulation over
- * two batches of different shapes, and two backwards of one forward. Also: a prefill and decode agree exactly, and the activations shrink. */
+ * two batches of different shapes, and two backwards of one forward. Also: a prefill and decode agree exactly,
+ * the activations shrink, and a frozen model (one layer's activations too) computes what it did. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,5 +186,29 @@ Test(checkpoint_activations, prefill_and_decode_unchanged) {
         }
         cr_assert(!memcmp(logits[0], logits[1], sizeof logits[0]), "%s: decode logits differ with checkpointing by up to %g",
                   llama ? "llama" : "gpt2", worst(&logits[0][0][0], &logits[1][0][0], 4 * B * V));
+    }
+}
+
+/* A frozen model (a reference, a reward model) has no backward, so it keeps one layer's activations as
+ * checkpointing does: its logits and values must be those of the same weights unfrozen, bit for bit. */
+Test(checkpoint_activations, frozen_forward_unchanged) {
+    for (int llama = 0; llama <= 1; llama++) {
+        leash_gpt *m = tiny(llama, 1), *f = tiny(llama, 1);
+        leash_gpt_freeze(f);
+        int tok[B * T];
+        uint8_t mask[B * T];
+        for (int i = 0; i < B * T; i++) tok[i] = (i * 13 + 1) % V, mask[i] = !(i / T == 2 && i % T < 4);
+        cr_assert_eq(leash_gpt_forward(m, tok, mask, B, T), 0, "%s", leash_errmsg());
+        cr_assert_eq(leash_gpt_forward(f, tok, mask, B, T), 0, "%s", leash_errmsg());
+        cr_assert(!memcmp(leash_gpt_logits(m), leash_gpt_logits(f), sizeof(float) * B * T * V),
+                  "%s: frozen logits differ by up to %g", llama ? "llama" : "gpt2",
+                  worst(leash_gpt_logits(m), leash_gpt_logits(f), B * T * V));
+        cr_assert(!memcmp(leash_gpt_values(m), leash_gpt_values(f), sizeof(float) * B * T), "frozen values differ");
+        cr_assert_eq(leash_gpt_forward_values(f, tok, NULL, B, T), 0, "%s", leash_errmsg());
+        cr_assert_eq(leash_gpt_forward_values(m, tok, NULL, B, T), 0, "%s", leash_errmsg());
+        cr_assert(!memcmp(leash_gpt_values(m), leash_gpt_values(f), sizeof(float) * B * T), "frozen values differ (no mask)");
+        fprintf(stderr, "checkpoint_activations frozen %s: model memory %zu (trainable) and %zu (frozen) bytes\n",
+                llama ? "llama" : "gpt2", leash_gpt_memory_bytes(m), leash_gpt_memory_bytes(f));
+        leash_gpt_free(m), leash_gpt_free(f);
     }
 }

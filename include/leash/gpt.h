@@ -76,7 +76,8 @@ const leash_tensor_info *leash_gpt_tensor(const leash_gpt *m, int i);
 void leash_gpt_zero_grad(leash_gpt *m);
 
 /* Freezes the model for good, as a reference or any model that only scores: its gradients are freed and
- * its later forwards allocate no backward buffers (about half the activation and logit memory);
+ * its later forwards allocate no backward buffers (about half the activation and logit memory) and keep one
+ * layer's activations, as checkpointing does (the same numbers);
  * leash_gpt_grads() and leash_gpt_dlogits() then return NULL and a backward fails with a clear error. */
 void leash_gpt_freeze(leash_gpt *m);
 int leash_gpt_is_frozen(const leash_gpt *m);
