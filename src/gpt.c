@@ -23,7 +23,8 @@ static int alloc_acts(leash_gpt *m, int B, int T) {
     if (m->B == B && m->T == T && m->act_ckpt == one) return LEASH_OK;
     const leash_gpt_config *c = &m->cfg;
     const dims *d = &m->d;
-    // L: the layers the per-layer buffers hold (one when checkpointing); resid3 always holds all d->L
+    // L: the layers the per-layer buffers hold (one when checkpointing); resid3 holds all d->L layers' outputs
+    // (a backward reads each layer's input), a frozen model's only the last (resid_slot)
     size_t N = (size_t)B * T, C = d->C, L = one ? 1 : d->L, NH = d->NH, W = d->W, AW = d->AW, FW = d->FW, I = d->I;
     int bw = !m->frozen; // backward buffers
     struct {
@@ -45,7 +46,7 @@ static int alloc_acts(leash_gpt *m, int B, int T) {
         {&m->a.ln2_rstd, L * N, 4},
         {&m->a.fch, L * N * FW, 4},
         {&m->a.fch_gelu, L * N * I, 4},
-        {&m->a.resid3, (size_t)d->L * N * C, 4},
+        {&m->a.resid3, (m->frozen ? 1 : (size_t)d->L) * N * C, 4},
         {&m->a.lnf, N * C, 4},
         {&m->a.lnf_mean, d->rms ? 0 : N, 4},
         {&m->a.lnf_rstd, N, 4},
@@ -212,14 +213,18 @@ void leash_gpt_layer_out(const leash_gpt *m, const layer_ptrs *w, const float *x
     layer_out(m, w, x, s, N, 1);
 }
 
+/* Where layer l's output is in resid3, in (N, C) slices: l, or for a frozen model 0, over its input (a layer
+ * reads x before it writes r3, leash_gpt_layer_out; nothing reads an earlier layer's output again). */
+static size_t resid_slot(const leash_gpt *m, int l) { return m->frozen ? 0 : (size_t)l; }
+
 /* Layer l's slices of the forward's activations (a.ln1 .. a.resid3 at shape (B, T)), and its input x (N, C).
  * Checkpointing: every layer shares the one layer's buffers, but for r3 (its output, kept for every layer). */
 static layer_acts layer_slice(const leash_gpt *m, int l, const float **x) {
     const dims *d = &m->d;
     const acts *a = &m->a;
     size_t N = (size_t)m->B * m->T, k = m->act_ckpt ? 0 : (size_t)l, nc = k * N * d->C, ln_ = k * N;
-    size_t out = (size_t)l * N * d->C; // resid3's slice
-    *x = l == 0 ? a->encoded : a->resid3 + out - N * d->C;
+    size_t out = resid_slot(m, l) * N * d->C; // resid3's slice
+    *x = l == 0 ? a->encoded : a->resid3 + resid_slot(m, l - 1) * N * d->C;
     return (layer_acts){
         .ln1 = a->ln1 + nc, .ln1_mean = d->rms ? NULL : a->ln1_mean + ln_, .ln1_rstd = a->ln1_rstd + ln_,
         .qkv = a->qkv + ln_ * d->W, .atty = a->atty + ln_ * d->AW, .att = a->att + k * m->B * d->NH * m->T * m->T,
@@ -277,7 +282,7 @@ static int forward_trunk(leash_gpt *m, const int *tokens, const uint8_t *mask, i
         if (fn) fn(ctx, m, l, &s);
     }
     m->ckpt_live = L - 1; // checkpointing: the one layer's buffers hold the last layer's activations
-    float *last = a->resid3 + (size_t)(L - 1) * N * C;
+    float *last = a->resid3 + resid_slot(m, L - 1) * N * C;
     leash_gpt_norm(m, a->lnf, a->lnf_mean, a->lnf_rstd, last, m->p.lnfw, m->p.lnfb, N);
     if (c->scalar_head) leash_matmul_forward(a->values, a->lnf, m->p.headw, m->p.headb, N, C, 1);
     return LEASH_OK;
@@ -357,7 +362,7 @@ int leash_gpt_backward(leash_gpt *m) {
     if (c->scalar_head) leash_matmul_backward(a->dln, m->g.headw, m->g.headb, a->dvalues, a->lnf, m->p.headw, N, C, 1);
 
     memset(a->dresid, 0, nc_bytes);
-    float *last = a->resid3 + (size_t)(L - 1) * N * C;
+    float *last = a->resid3 + resid_slot(m, L - 1) * N * C;
     norm_backward(m, a->dresid, m->g.lnfw, m->g.lnfb, a->dln, last, m->p.lnfw, a->lnf_mean, a->lnf_rstd, N);
 
     for (int l = L - 1; l >= 0; l--) {
