@@ -18,12 +18,16 @@ python3 - "$W" <<'PY'
 import sys, statistics, collections
 rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
-    which, model, batch, tps, step = line.rstrip("\n").split("\t")
-    rows[(model, int(batch), which)].append((float(tps), float(step)))
-print(f"{'model':20} {'batch':>5} {'base tok/s':>11} {'new tok/s':>10} {'new/base':>9} {'base step ms':>13} {'new step ms':>12}")
+    which, model, batch, tps, step, full = line.rstrip("\n").split("\t")
+    rows[(model, int(batch), which)].append((float(tps), float(step), float(full)))
+print("tok/s: new tokens over generation less its prefill; with prefill: over the whole call; step: a bare decode step")
+print(f"{'model':20} {'batch':>5} {'base tok/s':>11} {'new tok/s':>10} {'new/base':>9} {'base step ms':>13} {'new step ms':>12}"
+      f" {'base w/ prefill':>16} {'new w/ prefill':>15} {'new/base':>9}")
 for model, batch in sorted({(m, b) for m, b, _ in rows}, key=lambda k: (k[0], k[1])):
     b = rows[(model, batch, "base")]; n = rows[(model, batch, "new")]
     bt, nt = statistics.median(x[0] for x in b), statistics.median(x[0] for x in n)
     bs, ns = statistics.median(x[1] for x in b), statistics.median(x[1] for x in n)
-    print(f"{model:20} {batch:5d} {bt:11.1f} {nt:10.1f} {nt / bt:8.2f}x {bs:13.1f} {ns:12.1f}   ({len(b)} rounds)")
+    bf, nf = statistics.median(x[2] for x in b), statistics.median(x[2] for x in n)
+    print(f"{model:20} {batch:5d} {bt:11.1f} {nt:10.1f} {nt / bt:8.2f}x {bs:13.1f} {ns:12.1f} {bf:16.1f} {nf:15.1f}"
+          f" {nf / bf:8.2f}x   ({len(b)} rounds)")
 PY
