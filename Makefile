@@ -113,6 +113,8 @@ bench: $(BENCH_BIN) $(BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
 	@echo "== bench/threads.sh (OpenMP wait policy: libgomp's spinning against leash's passive default, beside a busy loop)"
 	@bench/threads.sh $(BUILD)
+	@echo "== bench/trl_grpo.sh (GRPO against TRL 1.16's GRPOTrainer: same model, prompts, reward; interleaved rounds)"
+	@bench/trl_grpo.sh $(BUILD)
 	@if command -v mpicc >/dev/null && command -v mpirun >/dev/null; then \
 	  echo "== bench/scaling.sh (2 MPI ranks x 1 thread against 1 rank x 2 threads)"; \
 	  $(MAKE) --no-print-directory MPI=1 build-mpi/leash >/dev/null && bench/scaling.sh build-mpi; \

