@@ -113,6 +113,9 @@ def bench(leash, model, prompts, rounds, steps, batch, group, max_new, lr, work)
             print(f"  round {r + 1} {who:5s} s/step " + " ".join(f"{x:.3f}" for x in s)
                   + f" (first dropped)  peak RSS {rss / 2**20:.0f} MiB", flush=True)
     load = open("/proc/loadavg").read().split()[:3]
+    c = json.load(open(os.path.join(model, "config.json")))
+    print(f"model: {c['model_type']}, {c.get('n_layer', c.get('num_hidden_layers'))} layers, width "
+          f"{c.get('n_embd', c.get('hidden_size'))}, vocabulary {c['vocab_size']}")
     print(f"GRPO, {batch} prompts x {group} = {batch * group} responses of up to {max_new} tokens, beta 0.04 k3, "
           f"lr {lr}, 2 threads each, OMP_WAIT_POLICY=PASSIVE, {rounds} interleaved rounds x {steps - 1} timed "
           f"steps (load average: {' '.join(load)})")
