@@ -251,173 +251,220 @@ static void pretrain_metrics(const leash_pretrain_progress *p, leash_metrics *t)
     leash_metrics_int(t, "skipped", p->skipped);
 }
 
+/* A run's state from setup to the last step. */
+typedef struct {
+    int rank, nranks, lo, hi; // this rank of nranks, and its rows [lo, hi) of every batch
+    leash_tokenizer *tok;
+    leash_gpt *m;
+    leash_adamw opt;
+    stream train, val;
+    int have_val;          // the val stream holds a window
+    size_t BT;             // B * T
+    int *inputs, *targets; // (B, T)
+    int start;             // the steps done before this invocation (resuming)
+    long skipped, tokens_seen;
+    leash_log metrics;
+    leash_metrics table;
+} pretrain_run;
+
+/* Trains a tokenizer of c->vocab_size on the data files (concatenated, a newline after each) into OUT; rank 0
+ * alone writes it, the others only read the files. */
+static int train_tokenizer(const leash_pretrain_config *c, int rank) {
+    int rc = LEASH_OK;
+    size_t total = 0, cap = 0;
+    char *all = NULL;
+    for (int f = 0; f < c->n_data && !rc; f++) {
+        char *t;
+        size_t n;
+        if ((rc = leash_read_file(c->data[f], (size_t)4 << 30, &t, &n))) break;
+        if (total + n + 2 > cap) {
+            char *g = realloc(all, cap = 2 * (total + n + 2));
+            if (!g) { free(t); rc = leash_fail(LEASH_ENOMEM, "out of memory"); break; }
+            all = g;
+        }
+        memcpy(all + total, t, n);
+        total += n;
+        all[total++] = '\n';
+        free(t);
+    }
+    if (!rc && rank == 0) rc = leash_tokenizer_train(all ? all : "", total, c->vocab_size, 2, c->out_dir);
+    free(all);
+    return rc;
+}
+
+/* The tokenizer: the starting model's, the one given, or one trained on the data; rank 0 writes it to OUT and
+ * every rank loads it. *eos: its document separator. */
+static int load_tokenizer(pretrain_run *s, const leash_pretrain_config *c, int *eos) {
+    int rc = LEASH_OK;
+    const char *tok_dir = c->resume ? c->out_dir : c->init_dir ? c->init_dir : c->tokenizer_dir;
+    if (!tok_dir) {
+        rc = train_tokenizer(c, s->rank);
+        tok_dir = c->out_dir;
+    } else if (!c->resume && s->rank == 0) {
+        rc = leash_tokenizer_copy(tok_dir, c->out_dir);
+    }
+    if (s->nranks > 1) { // wait for rank 0's tokenizer, and stop together if it failed
+        int failed = rc != 0;
+        int rc2 = leash_dist_sum_i32(&failed, 1, "tokenizer");
+        if (!rc && (rc2 || failed)) rc = rc2 ? rc2 : leash_fail(LEASH_EIO, "rank 0 could not write the tokenizer to %s", c->out_dir);
+    }
+    if (!rc) rc = leash_tokenizer_load_dir(&s->tok, tok_dir);
+    *eos = s->tok ? leash_tokenizer_special_id(s->tok, EOT) : -1;
+    if (!rc && *eos < 0) rc = leash_fail(LEASH_EFORMAT, "%s: the tokenizer has no \"<|endoftext|>\" token to separate documents", tok_dir);
+    return rc;
+}
+
+/* The model (the checkpoint's when resuming, the starting one, or a fresh one of c->model's shape sized to the
+ * tokenizer) and its optimizer; when resuming also the optimizer's state, the step and the skipped count. */
+static int load_model(pretrain_run *s, const leash_pretrain_config *c, int eos) {
+    int rc = LEASH_OK;
+    char ckpt[4200] = "", path[4400];
+    if (c->resume && (rc = leash_checkpoint_find(c->out_dir, ckpt, sizeof ckpt))) rc = leash_fail_wrap(rc, "--resume");
+    if (!rc && (c->resume || c->init_dir)) rc = leash_gpt_load(&s->m, c->resume ? ckpt : c->init_dir);
+    else if (!rc) {
+        leash_gpt_config mc = c->model;
+        mc.vocab_size = leash_tokenizer_vocab_size(s->tok);
+        mc.eos_token_id = mc.bos_token_id = eos;
+        if (mc.n_positions < c->seq_len) mc.n_positions = c->seq_len;
+        if (!(rc = leash_gpt_create(&s->m, &mc))) leash_gpt_init(s->m, c->seed);
+    }
+    if (!rc && leash_gpt_cfg(s->m)->vocab_size < leash_tokenizer_vocab_size(s->tok))
+        rc = leash_fail(LEASH_EINVAL, "the model's vocab_size %d is smaller than the tokenizer's %d: they do not belong "
+                                      "together",
+                        leash_gpt_cfg(s->m)->vocab_size, leash_tokenizer_vocab_size(s->tok));
+    if (!rc && c->seq_len > leash_gpt_cfg(s->m)->n_positions)
+        rc = leash_fail(LEASH_EINVAL, "--seq-len %d exceeds the model's n_positions %d", c->seq_len,
+                        leash_gpt_cfg(s->m)->n_positions);
+    if (!rc) leash_gpt_set_checkpoint_activations(s->m, c->checkpoint_activations);
+    if (!rc) rc = leash_adamw_create(&s->opt, &c->optim, leash_gpt_num_trainable(s->m));
+    if (!rc && c->resume) {
+        snprintf(path, sizeof path, "%s/optimizer.safetensors", ckpt);
+        // the optimizer counts the updates it made: the steps done less those skipped
+        if (!(rc = load_state(c, ckpt, &s->start, &s->skipped)) && !(rc = leash_adamw_load(&s->opt, path)) &&
+            s->opt.step != s->start - s->skipped)
+            rc = leash_fail(LEASH_EFORMAT, "%s: the optimizer is at step %ld but trainer_state.json at %d: the checkpoint "
+                                           "is damaged (its files were not written together)",
+                            ckpt, s->opt.step, s->start);
+        s->opt.cfg = c->optim; // the schedule of this invocation (same as before when resuming exactly)
+    }
+    return rc;
+}
+
+/* The train and val token streams, the batch buffers, and metrics.jsonl (rank 0). */
+static int load_data(pretrain_run *s, const leash_pretrain_config *c, int eos) {
+    int rc = load_corpus(c, s->tok, eos, &s->train, &s->val);
+    if (!rc && s->train.n < (size_t)c->seq_len + 1)
+        rc = leash_fail(LEASH_EINVAL, "the training data has %zu tokens; a window needs --seq-len + 1 = %d", s->train.n,
+                        c->seq_len + 1);
+    s->have_val = !rc && s->val.n >= (size_t)c->seq_len + 1;
+    s->inputs = malloc(s->BT * sizeof *s->inputs);
+    s->targets = malloc(s->BT * sizeof *s->targets);
+    if (!rc && (!s->inputs || !s->targets)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    // a killed run may have logged further (or half a line): on resume, cut back to the checkpoint's step
+    if (!rc && s->rank == 0) rc = leash_log_open(&s->metrics, c->out_dir, "metrics.jsonl", c->resume ? s->start : -1);
+    return rc;
+}
+
+/* One update (step from 0): c->grad_accum micro-batches, this rank's rows of each, the gradient averaged over
+ * them and the ranks, one optimizer step. With skip_nonfinite a non-finite loss or gradient skips the update on
+ * every rank (*loss NAN). */
+static int train_step(pretrain_run *s, const leash_pretrain_config *c, int step, double *loss, double *gnorm, double *lr) {
+    int rc = LEASH_OK, lo = s->lo, hi = s->hi, nranks = s->nranks;
+    int bad = 0; // a non-finite loss with skip_nonfinite: this update is skipped on every rank
+    leash_gpt *m = s->m;
+    *loss = 0.0, *gnorm = 0.0, *lr = 0.0;
+    leash_gpt_zero_grad(m);
+    for (int k = 0; k < c->grad_accum && !rc; k++) {
+        leash_rng rng;
+        leash_rng_seed(&rng, c->seed, (uint64_t)step * c->grad_accum + k);
+        draw_batch(&s->train, &rng, c->batch_size, c->seq_len, s->inputs, s->targets); // the whole batch, on every rank
+        double l = 0.0;
+        if (hi > lo) { // rows [lo, hi): every row has seq_len targets, so the batch mean is the rows' mean
+            size_t off = (size_t)lo * c->seq_len;
+            rc = leash_gpt_forward(m, s->inputs + off, NULL, hi - lo, c->seq_len);
+            if (!rc) rc = leash_gpt_cross_entropy(m, s->targets + off, &l, NULL);
+            if (rc == LEASH_ENUMERIC && c->skip_nonfinite) bad = 1, rc = LEASH_OK, l = NAN; // non-finite logits
+            if (!rc && !isfinite(l)) {
+                if (!c->skip_nonfinite)
+                    rc = leash_fail(LEASH_ENUMERIC, "training loss is %g at step %d; the weights were not changed", l, step + 1);
+                bad = 1;
+            }
+            if (!rc && !bad) rc = leash_gpt_backward(m);
+        }
+        *loss += (nranks > 1 ? l * (hi - lo) / c->batch_size : l) / c->grad_accum;
+    }
+    // the mean over micro-batches and over ranks: this rank's gradient weighs its share of the rows
+    if (!rc && (c->grad_accum > 1 || nranks > 1)) {
+        float *g = leash_gpt_grads(m), sc = (float)((double)(hi - lo) / c->batch_size / c->grad_accum);
+        for (size_t i = 0; i < leash_gpt_num_trainable(m); i++) g[i] *= sc;
+    }
+    if (!rc && nranks > 1 && !(rc = leash_dist_sum_f32(leash_gpt_grads(m), leash_gpt_num_trainable(m), "gradients")))
+        rc = leash_dist_sum_f64(loss, 1, "loss");
+    if (!rc && c->skip_nonfinite && nranks > 1) rc = leash_dist_sum_i32(&bad, 1, "non-finite losses");
+    if (!rc && !bad) rc = leash_adamw_step(&s->opt, m, gnorm, lr);
+    if (rc == LEASH_ENUMERIC && c->skip_nonfinite) bad = 1, rc = LEASH_OK; // a non-finite gradient: nothing was changed
+    if (!rc && bad) {
+        s->skipped++;
+        *loss = NAN;
+    }
+    if (!rc && nranks > 1)
+        rc = leash_dist_check_same(leash_gpt_params(m), leash_gpt_num_params(m) * sizeof(float), "model weights", NULL);
+    return rc;
+}
+
+/* After update p->step: validation (every val_every steps and at the last), the metrics line, the callback and
+ * the stop requests (*stop, agreed by every rank), the checkpoint. */
+static int finish_step(pretrain_run *s, const leash_pretrain_config *c, leash_pretrain_progress *p, leash_pretrain_fn fn,
+                       void *ctx, int *stop) {
+    int rc, last = p->step == c->steps;
+    if (s->have_val && ((c->val_every && p->step % c->val_every == 0) || last))
+        if ((rc = validate(s->m, c, &s->val, s->inputs, s->targets, &p->val_loss))) return rc;
+    // one line per update, flushed whole: a killed run leaves at most a truncated last line
+    pretrain_metrics(p, &s->table);
+    p->metrics = &s->table;
+    if (s->metrics.f && (rc = leash_log_metrics(&s->metrics, &s->table))) return rc;
+    if (fn) *stop = fn(p, ctx);
+    // a stop asked for on any rank (the callback, or SIGINT/SIGTERM) stops every rank after this step
+    *stop = *stop || leash_stop_requested();
+    if (s->nranks > 1 && (rc = leash_dist_sum_i32(stop, 1, "stop request"))) return rc;
+    if (last && s->skipped == c->steps) // nothing trained: no model to write
+        return leash_fail(LEASH_ENUMERIC, "every one of the %d updates was skipped for a non-finite loss or gradient "
+                                          "(--skip-nonfinite): the model did not train and was not written; check --init "
+                                          "and the data, or lower --lr",
+                          c->steps);
+    if (s->rank == 0 && (last || *stop || (c->save_every && p->step % c->save_every == 0)))
+        return save_state(c, s->m, &s->opt, p->step, s->skipped, last);
+    return LEASH_OK;
+}
+
 int leash_pretrain(const leash_pretrain_config *c, leash_pretrain_fn fn, void *ctx) {
     int rc = check_config(c);
     if (rc) return rc;
     // several MPI ranks: each computes its part of every batch; rank 0 alone writes files (a tokenizer
     // trained here is read back by the others from DIR, which must then be on a shared file system)
-    int rank = leash_dist_rank(), nranks = leash_dist_size();
-    if (rank == 0 && (rc = leash_mkdir(c->out_dir))) return rc;
-    leash_tokenizer *tok = NULL;
-    leash_gpt *m = NULL;
-    leash_adamw opt = {0};
-    stream train = {0}, val = {0};
-    int *inputs = NULL, *targets = NULL, start = 0;
-    long skipped = 0;
-    leash_log metrics = {0};
-    leash_metrics table;
-    char path[4400];
+    pretrain_run s = {.rank = leash_dist_rank(), .nranks = leash_dist_size(), .BT = (size_t)c->batch_size * c->seq_len};
+    if (s.rank == 0 && (rc = leash_mkdir(c->out_dir))) return rc;
+    leash_dist_split(c->batch_size, s.rank, s.nranks, &s.lo, &s.hi);
+    int eos = -1;
+    rc = load_tokenizer(&s, c, &eos);
+    if (!rc) rc = load_model(&s, c, eos);
+    if (!rc) rc = load_data(&s, c, eos);
 
-    // tokenizer: the starting model's, the one given, or one trained on the data
-    const char *tok_dir = c->resume ? c->out_dir : c->init_dir ? c->init_dir : c->tokenizer_dir;
-    if (!tok_dir) {
-        size_t total = 0, cap = 0;
-        char *all = NULL;
-        for (int f = 0; f < c->n_data && !rc; f++) {
-            char *t;
-            size_t n;
-            if ((rc = leash_read_file(c->data[f], (size_t)4 << 30, &t, &n))) break;
-            if (total + n + 2 > cap) {
-                char *g = realloc(all, cap = 2 * (total + n + 2));
-                if (!g) { free(t); rc = leash_fail(LEASH_ENOMEM, "out of memory"); break; }
-                all = g;
-            }
-            memcpy(all + total, t, n);
-            total += n;
-            all[total++] = '\n';
-            free(t);
-        }
-        if (!rc && rank == 0) rc = leash_tokenizer_train(all ? all : "", total, c->vocab_size, 2, c->out_dir);
-        free(all);
-        tok_dir = c->out_dir;
-    } else if (!c->resume && !rc && rank == 0) {
-        rc = leash_tokenizer_copy(tok_dir, c->out_dir);
-    }
-    if (nranks > 1) { // wait for rank 0's tokenizer, and stop together if it failed
-        int failed = rc != 0;
-        int rc2 = leash_dist_sum_i32(&failed, 1, "tokenizer");
-        if (!rc && (rc2 || failed)) rc = rc2 ? rc2 : leash_fail(LEASH_EIO, "rank 0 could not write the tokenizer to %s", c->out_dir);
-    }
-    if (!rc) rc = leash_tokenizer_load_dir(&tok, tok_dir);
-    int eos = tok ? leash_tokenizer_special_id(tok, EOT) : -1;
-    if (!rc && eos < 0) rc = leash_fail(LEASH_EFORMAT, "%s: the tokenizer has no \"<|endoftext|>\" token to separate documents", tok_dir);
-
-    // model
-    char ckpt[4200] = "";
-    if (!rc && c->resume && (rc = leash_checkpoint_find(c->out_dir, ckpt, sizeof ckpt))) rc = leash_fail_wrap(rc, "--resume");
-    if (!rc && (c->resume || c->init_dir)) rc = leash_gpt_load(&m, c->resume ? ckpt : c->init_dir);
-    else if (!rc) {
-        leash_gpt_config mc = c->model;
-        mc.vocab_size = leash_tokenizer_vocab_size(tok);
-        mc.eos_token_id = mc.bos_token_id = eos;
-        if (mc.n_positions < c->seq_len) mc.n_positions = c->seq_len;
-        if (!(rc = leash_gpt_create(&m, &mc))) leash_gpt_init(m, c->seed);
-    }
-    if (!rc && leash_gpt_cfg(m)->vocab_size < leash_tokenizer_vocab_size(tok))
-        rc = leash_fail(LEASH_EINVAL, "the model's vocab_size %d is smaller than the tokenizer's %d: they do not belong "
-                                      "together",
-                        leash_gpt_cfg(m)->vocab_size, leash_tokenizer_vocab_size(tok));
-    if (!rc && c->seq_len > leash_gpt_cfg(m)->n_positions)
-        rc = leash_fail(LEASH_EINVAL, "--seq-len %d exceeds the model's n_positions %d", c->seq_len,
-                        leash_gpt_cfg(m)->n_positions);
-    if (!rc) leash_gpt_set_checkpoint_activations(m, c->checkpoint_activations);
-    if (!rc) rc = leash_adamw_create(&opt, &c->optim, leash_gpt_num_trainable(m));
-    if (!rc && c->resume) {
-        snprintf(path, sizeof path, "%s/optimizer.safetensors", ckpt);
-        // the optimizer counts the updates it made: the steps done less those skipped
-        if (!(rc = load_state(c, ckpt, &start, &skipped)) && !(rc = leash_adamw_load(&opt, path)) && opt.step != start - skipped)
-            rc = leash_fail(LEASH_EFORMAT, "%s: the optimizer is at step %ld but trainer_state.json at %d: the checkpoint "
-                                           "is damaged (its files were not written together)",
-                            ckpt, opt.step, start);
-        opt.cfg = c->optim; // the schedule of this invocation (same as before when resuming exactly)
-    }
-
-    // data
-    if (!rc) rc = load_corpus(c, tok, eos, &train, &val);
-    if (!rc && train.n < (size_t)c->seq_len + 1)
-        rc = leash_fail(LEASH_EINVAL, "the training data has %zu tokens; a window needs --seq-len + 1 = %d", train.n,
-                        c->seq_len + 1);
-    int have_val = !rc && val.n >= (size_t)c->seq_len + 1;
-    size_t BT = (size_t)c->batch_size * c->seq_len;
-    inputs = malloc(BT * sizeof *inputs);
-    targets = malloc(BT * sizeof *targets);
-    if (!rc && (!inputs || !targets)) rc = leash_fail(LEASH_ENOMEM, "out of memory");
-    // a killed run may have logged further (or half a line): on resume, cut back to the checkpoint's step
-    if (!rc && rank == 0) rc = leash_log_open(&metrics, c->out_dir, "metrics.jsonl", c->resume ? start : -1);
-    int lo, hi; // this rank's rows of every batch
-    leash_dist_split(c->batch_size, rank, nranks, &lo, &hi);
-
-    long tokens_seen = (long)start * c->grad_accum * (long)BT;
+    s.tokens_seen = (long)s.start * c->grad_accum * (long)s.BT;
     int stop = 0;
-    for (int step = start; step < c->steps && !rc && !stop; step++) {
-        double t0 = leash_now_s(), loss = 0.0;
-        int bad = 0; // a non-finite loss with skip_nonfinite: this update is skipped on every rank
-        leash_gpt_zero_grad(m);
-        for (int k = 0; k < c->grad_accum && !rc; k++) {
-            leash_rng rng;
-            leash_rng_seed(&rng, c->seed, (uint64_t)step * c->grad_accum + k);
-            draw_batch(&train, &rng, c->batch_size, c->seq_len, inputs, targets); // the whole batch, on every rank
-            double l = 0.0;
-            if (hi > lo) { // rows [lo, hi): every row has seq_len targets, so the batch mean is the rows' mean
-                size_t off = (size_t)lo * c->seq_len;
-                rc = leash_gpt_forward(m, inputs + off, NULL, hi - lo, c->seq_len);
-                if (!rc) rc = leash_gpt_cross_entropy(m, targets + off, &l, NULL);
-                if (rc == LEASH_ENUMERIC && c->skip_nonfinite) bad = 1, rc = LEASH_OK, l = NAN; // non-finite logits
-                if (!rc && !isfinite(l)) {
-                    if (!c->skip_nonfinite)
-                        rc = leash_fail(LEASH_ENUMERIC, "training loss is %g at step %d; the weights were not changed", l, step + 1);
-                    bad = 1;
-                }
-                if (!rc && !bad) rc = leash_gpt_backward(m);
-            }
-            loss += (nranks > 1 ? l * (hi - lo) / c->batch_size : l) / c->grad_accum;
-        }
-        // the mean over micro-batches and over ranks: this rank's gradient weighs its share of the rows
-        if (!rc && (c->grad_accum > 1 || nranks > 1)) {
-            float *g = leash_gpt_grads(m), s = (float)((double)(hi - lo) / c->batch_size / c->grad_accum);
-            for (size_t i = 0; i < leash_gpt_num_trainable(m); i++) g[i] *= s;
-        }
-        if (!rc && nranks > 1 && !(rc = leash_dist_sum_f32(leash_gpt_grads(m), leash_gpt_num_trainable(m), "gradients")))
-            rc = leash_dist_sum_f64(&loss, 1, "loss");
-        if (!rc && c->skip_nonfinite && nranks > 1) rc = leash_dist_sum_i32(&bad, 1, "non-finite losses");
-        double gnorm = 0.0, lr = 0.0;
-        if (!rc && !bad) rc = leash_adamw_step(&opt, m, &gnorm, &lr);
-        if (rc == LEASH_ENUMERIC && c->skip_nonfinite) bad = 1, rc = LEASH_OK; // a non-finite gradient: nothing was changed
-        if (!rc && bad) {
-            skipped++;
-            loss = NAN;
-        }
-        if (!rc && nranks > 1)
-            rc = leash_dist_check_same(leash_gpt_params(m), leash_gpt_num_params(m) * sizeof(float), "model weights", NULL);
-        if (rc) break;
-        tokens_seen += (long)c->grad_accum * (long)BT;
+    for (int step = s.start; step < c->steps && !rc && !stop; step++) {
+        double t0 = leash_now_s(), loss, gnorm, lr;
+        if ((rc = train_step(&s, c, step, &loss, &gnorm, &lr))) break;
+        s.tokens_seen += (long)c->grad_accum * (long)s.BT;
         leash_pretrain_progress p = {.step = step + 1, .steps = c->steps, .loss = loss, .val_loss = NAN, .lr = lr,
-                                     .grad_norm = gnorm, .tokens_per_s = c->grad_accum * BT / (leash_now_s() - t0),
-                                     .tokens_seen = tokens_seen, .skipped = skipped};
-        int last = step + 1 == c->steps;
-        if (have_val && ((c->val_every && (step + 1) % c->val_every == 0) || last))
-            if ((rc = validate(m, c, &val, inputs, targets, &p.val_loss))) break;
-        // one line per update, flushed whole: a killed run leaves at most a truncated last line
-        pretrain_metrics(&p, &table);
-        p.metrics = &table;
-        if (metrics.f && (rc = leash_log_metrics(&metrics, &table))) break;
-        if (fn) stop = fn(&p, ctx);
-        // a stop asked for on any rank (the callback, or SIGINT/SIGTERM) stops every rank after this step
-        stop = stop || leash_stop_requested();
-        if (nranks > 1 && (rc = leash_dist_sum_i32(&stop, 1, "stop request"))) break;
-        if (last && skipped == c->steps) { // nothing trained: no model to write
-            rc = leash_fail(LEASH_ENUMERIC, "every one of the %d updates was skipped for a non-finite loss or gradient "
-                                            "(--skip-nonfinite): the model did not train and was not written; check --init "
-                                            "and the data, or lower --lr",
-                            c->steps);
-            break;
-        }
-        if (rank == 0 && (last || stop || (c->save_every && (step + 1) % c->save_every == 0))) rc = save_state(c, m, &opt, step + 1, skipped, last);
+                                     .grad_norm = gnorm, .tokens_per_s = c->grad_accum * s.BT / (leash_now_s() - t0),
+                                     .tokens_seen = s.tokens_seen, .skipped = s.skipped};
+        rc = finish_step(&s, c, &p, fn, ctx, &stop);
     }
-    leash_log_close(&metrics);
-    leash_adamw_free(&opt);
-    leash_gpt_free(m);
-    leash_tokenizer_free(tok);
-    free(train.ids), free(val.ids), free(inputs), free(targets);
+    leash_log_close(&s.metrics);
+    leash_adamw_free(&s.opt);
+    leash_gpt_free(s.m);
+    leash_tokenizer_free(s.tok);
+    free(s.train.ids), free(s.val.ids), free(s.inputs), free(s.targets);
     return rc;
 }
