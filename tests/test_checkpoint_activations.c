@@ -4,6 +4,7 @@
  * the adapters switched off between forward and backward), a scalar head, padding, gradient accumulation over
  * two batches of different shapes, and two backwards of one forward. Also: a prefill and decode agree exactly,
  * the activations shrink, and a frozen model (one layer's activations too) computes what it did. */
+#define _DEFAULT_SOURCE
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "leash/error.h"
 #include "leash/gpt.h"
 #include "leash/rng.h"
+#include "testutil.h"
 
 enum { B = 3, T = 9, L = 3, V = 50 };
 
@@ -36,13 +38,7 @@ static leash_gpt *lora(leash_gpt *base, int llama) {
     leash_gpt *m;
     cr_assert_eq(leash_gpt_add_lora(&m, base, &lc, 3), 0, "%s", leash_errmsg());
     leash_gpt_free(base);
-    leash_rng r;
-    leash_rng_seed(&r, 5, 5);
-    for (int i = leash_gpt_first_trainable(m); i < leash_gpt_num_tensors(m); i++) {
-        const leash_tensor_info *t = leash_gpt_tensor(m, i);
-        if (strstr(t->name, "lora_B"))
-            for (size_t k = 0; k < t->numel; k++) leash_gpt_params(m)[t->offset + k] = (float)(0.3 * leash_rng_normal(&r));
-    }
+    lora_randomise_b(m);
     return m;
 }
 

@@ -38,15 +38,7 @@ static leash_gpt *with_lora(const leash_gpt *base, unsigned targets, int randomi
     leash_lora_config lc = {.rank = 3, .alpha = 6.0f, .targets = targets};
     leash_gpt *m;
     cr_assert_eq(leash_gpt_add_lora(&m, base, &lc, 9), 0, "%s", leash_errmsg());
-    if (randomise_b) { // a trained-looking adapter: B != 0
-        leash_rng r;
-        leash_rng_seed(&r, 5, 5);
-        for (int i = leash_gpt_first_trainable(m); i < leash_gpt_num_tensors(m); i++) {
-            const leash_tensor_info *t = leash_gpt_tensor(m, i);
-            if (strstr(t->name, "lora_B"))
-                for (size_t k = 0; k < t->numel; k++) leash_gpt_params(m)[t->offset + k] = (float)(0.3 * leash_rng_normal(&r));
-        }
-    }
+    if (randomise_b) lora_randomise_b(m); // a trained-looking adapter: B != 0
     return m;
 }
 

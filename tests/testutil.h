@@ -109,6 +109,17 @@ static inline void tiny_model_dir(const char *dir, const char *text, size_t n, i
     leash_gpt_free(m);
 }
 
+/* A trained-looking LoRA adapter: every lora_B tensor of m drawn from N(0, 0.3^2) (stream 5, 5), so B != 0. */
+static inline void lora_randomise_b(leash_gpt *m) {
+    leash_rng r;
+    leash_rng_seed(&r, 5, 5);
+    for (int i = leash_gpt_first_trainable(m); i < leash_gpt_num_tensors(m); i++) {
+        const leash_tensor_info *t = leash_gpt_tensor(m, i);
+        if (strstr(t->name, "lora_B"))
+            for (size_t k = 0; k < t->numel; k++) leash_gpt_params(m)[t->offset + k] = (float)(0.3 * leash_rng_normal(&r));
+    }
+}
+
 /* A tiny policy on the world's words (tokenizer of 400, untrained weights) and 20 prompts.jsonl beside it. */
 static inline void tiny_policy(const char *dir) {
     leash_rng rng;
