@@ -146,7 +146,9 @@ static int generate_all(leash_gpt *m, const leash_sample_config *sc, const promp
         for (int b = 0; b < B && !rc; b++)
             rc = print_sample(ps, (int)((s0 + b) / n), sc, tok, out + (size_t)b * M, lps + (size_t)b * M, olens[b], json);
         fflush(stdout);
+        if (!rc && total > CHUNK) cli_progress(s0 + B == total, "sample: %ld/%ld sequences   ", s0 + B, total);
     }
+    if (total > CHUNK) cli_progress_end();
     free(packed), free(lens), free(out), free(olens), free(lps), free(streams);
     return rc;
 }
