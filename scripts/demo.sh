@@ -3,7 +3,7 @@
 #   world -> SFT model -> AI judge -> RLAIF preference labels -> reward model
 #   -> PPO with the KL leash (adaptive beta)  and  the same PPO with beta = 0
 #   -> a side-by-side report: proxy reward, gold reward, grammaticality, KL, fluency, samples.
-# Stages already finished in build/demo are reused. About 9 minutes on 2 idle cores from scratch.
+# Stages already finished in build/demo are reused. About 12 minutes on 2 cores from scratch (README).
 # Every stage shows its progress: one updating line on a terminal, a plain line every 5 s in a log.
 #   DEMO_QUICK=1 scripts/demo.sh    a tiny version of every stage (CI checks the pipeline with it)
 #   LEASH=path/to/leash DEMO_DIR=dir scripts/demo.sh    another binary, another directory for the stages
