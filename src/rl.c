@@ -474,6 +474,8 @@ static void rl_metrics(const leash_rl_progress *p, leash_metrics *t) {
     leash_metrics_int(t, "alarm/kl_band", p->kl_band_warning);
     leash_metrics_int(t, "alarm/kl_negative", p->kl_negative_warning);
     leash_metrics_real(t, "time/step_s", "%.3f", p->seconds);
+    static const char *const phases[4] = {"time/rollout_s", "time/scoring_s", "time/reward_s", "time/update_s"};
+    for (int k = 0; k < 4; k++) leash_metrics_real(t, phases[k], "%.3f", p->phase_seconds[k]);
 }
 
 /* TRL's names beside leash's, appended to the step's table (docs/rl.md): every trainer's grad_norm (the

@@ -23,7 +23,7 @@ case $WHAT in
   pretrain) args=(pretrain --data "$W/corpus.txt" --tokenizer "$W/model" --n-layer 1 --n-embd 32 --n-head 2
               --seq-len 16 --batch 4 --steps 200 --val-every 10 --save-every 1 -q); final=model.safetensors ;;
 esac
-strip_times() { sed -e 's/"time\/step_s": [0-9.e+-]*//' -e 's/"tokens_per_s": [0-9.e+-]*//' "$1"; }
+strip_times() { sed -e 's/"time\/[a-z_]*": [0-9.e+-]*//g' -e 's/"tokens_per_s": [0-9.e+-]*//' "$1"; }
 
 "$L" "${args[@]}" --out "$W/$WHAT-a"                       # uninterrupted
 

@@ -216,13 +216,13 @@ Test(grad_accum, one_step_equals_the_unaccumulated_step, .timeout = 600) {
     rl_scratch_drop(&s);
 }
 
-/* metrics.jsonl without its timings ("time/step_s", "tokens_per_s"), which vary between runs. */
+/* metrics.jsonl without its timings ("time/step_s", "time/rollout_s", ..., "tokens_per_s"), which vary between runs. */
 static char *metrics_untimed(const rl_scratch *s, const char *name, const char *tag, int K, int separate) {
     char path[220];
     snprintf(path, sizeof path, "%s/%s-%s-k%d-s%d/metrics.jsonl", s->dir, name, tag, K, separate);
     char *t = read_text(path);
     cr_assert(t, "cannot read %s", path);
-    const char *keys[] = {", \"time/step_s\": ", ", \"tokens_per_s\": "};
+    const char *keys[] = {", \"time/", ", \"tokens_per_s\": "};
     for (size_t k = 0; k < 2; k++)
         for (char *p; (p = strstr(t, keys[k]));) {
             char *e = p + strlen(keys[k]);

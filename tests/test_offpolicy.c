@@ -451,7 +451,7 @@ Test(refsync, resume_restores_the_refreshed_reference, .timeout = 240) {
         snprintf(cmd, sizeof cmd, "cmp %s/policy/%s %s/policy/%s && cmp %s/checkpoint/reference.safetensors "
                                   "%s/checkpoint/reference.safetensors", a, model, b, model, a, b);
         cr_assert_eq(system(cmd), 0, "%s run: resumed at step 3 differs from straight (%s)", lora ? "LoRA" : "full", cmd);
-        snprintf(cmd, sizeof cmd, "for d in %s %s; do sed -e 's/, \"time[^,]*//' -e 's/, \"tokens_per_s[^,]*//' "
+        snprintf(cmd, sizeof cmd, "for d in %s %s; do sed -e 's/, \"time[^,]*//g' -e 's/, \"tokens_per_s[^,]*//' "
                                   "$d/metrics.jsonl > $d/m.txt; done; cmp %s/m.txt %s/m.txt", a, b, a, b);
         cr_assert_eq(system(cmd), 0, "%s run: metrics differ (%s)", lora ? "LoRA" : "full", cmd);
         printf("refsync %s: 3 steps + --resume to 4 = 4 steps straight (policy, reference, metrics)\n", lora ? "LoRA" : "full");

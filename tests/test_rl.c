@@ -2,6 +2,7 @@
  * which the first step's KL is exactly 0 and the first minibatch's ratio exactly 1. */
 #define _DEFAULT_SOURCE
 #include <criterion/criterion.h>
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,37 @@ static int record(const leash_rl_progress *p, void *ctx) {
     return 0;
 }
 
+/* Every line of metrics.jsonl logs the step's phases (time/rollout_s, ...), each >= 0, adding up to at most
+ * time/step_s (each printed to 3 decimals: within their rounding); the progress's phase_seconds likewise. */
+static void phases_logged(const char *out, const leash_rl_progress *first) {
+    double sum = 0.0;
+    for (int k = 0; k < 4; k++) {
+        cr_assert(first->phase_seconds[k] >= 0.0, "phase %d: %g s", k, first->phase_seconds[k]);
+        sum += first->phase_seconds[k];
+    }
+    cr_assert(sum <= first->seconds, "phases %g s of a %g s step", sum, first->seconds);
+    char path[512];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", out);
+    char *text = read_text(path), *save = NULL;
+    cr_assert(text, "cannot read %s", path);
+    static const char *const keys[4] = {"time/rollout_s", "time/scoring_s", "time/reward_s", "time/update_s"};
+    int lines = 0;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save), lines++) {
+        cJSON *o = cJSON_Parse(line);
+        cr_assert(o, "line %d of %s is not JSON", lines + 1, path);
+        double phases = 0.0, step = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "time/step_s"));
+        for (int k = 0; k < 4; k++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[k]);
+            cr_assert(cJSON_IsNumber(v) && v->valuedouble >= 0.0, "line %d: %s missing or negative", lines + 1, keys[k]);
+            phases += v->valuedouble;
+        }
+        cr_assert(phases <= step + 0.0025, "line %d: phases %g s of a %g s step", lines + 1, phases, step);
+        cJSON_Delete(o);
+    }
+    cr_assert_eq(lines, 3);
+    free(text);
+}
+
 static void short_run(leash_rl_algo algo) {
     rl_scratch w;
     char cmd[1024];
@@ -110,6 +142,7 @@ static void short_run(leash_rl_algo algo) {
     snprintf(cmd, sizeof cmd, "test -s %s/metrics.jsonl && test -f %s/policy/model.safetensors && test -f %s/policy/vocab.json",
              w.out, w.out, w.out);
     cr_assert_eq(system(cmd), 0, "run outputs missing");
+    phases_logged(w.out, &s.first);
     rl_scratch_drop(&w);
 }
 
