@@ -115,6 +115,8 @@ bench: $(BENCH_BIN) $(BIN)
 	@bench/threads.sh $(BUILD)
 	@echo "== bench/trl_grpo.sh (GRPO against TRL 1.16's GRPOTrainer: same model, prompts, reward; interleaved rounds)"
 	@bench/trl_grpo.sh $(BUILD)
+	@echo "== bench/trl_grpo.sh smollm2 (the same at SmolLM2-135M-Instruct, the real GGUF; 2 rounds x 1 timed step)"
+	@bench/trl_grpo.sh $(BUILD) 2 2 smollm2
 	@if command -v mpicc >/dev/null && command -v mpirun >/dev/null; then \
 	  echo "== bench/scaling.sh (2 MPI ranks x 1 thread against 1 rank x 2 threads)"; \
 	  $(MAKE) --no-print-directory MPI=1 build-mpi/leash >/dev/null && bench/scaling.sh build-mpi; \

@@ -6,9 +6,10 @@
 # (scripts/deps.sh --ref: transformers 5, TRL) is missing; asserts nothing.
 #
 # Model: the demo's shape written by leash (GPT-2 layout, V 1024, C 128, 4 layers, 4 heads: leash world +
-# one pretrain step), Hugging Face's files, which transformers loads as they are; or, with MODEL smollm2 (not
-# in make bench: about 25 s a step and 9 GB a process), SmolLM2-135M-Instruct's GGUF file (LEASH_SMOLLM2_GGUF)
-# written out by leash as a Hugging Face LlamaForCausalLM directory in F32 (one GRPO step at lr 1e-12).
+# one pretrain step), Hugging Face's files, which transformers loads as they are; or, with MODEL smollm2 (make
+# bench runs 2 rounds x 2 steps: about 25 s a step and 9.3 GB for TRL's process, so it is skipped with less
+# than 12 GB available), SmolLM2-135M-Instruct's GGUF file (LEASH_SMOLLM2_GGUF) written out by leash as a
+# Hugging Face LlamaForCausalLM directory in F32 (one GRPO step at lr 1e-12).
 # GRPO: 8 prompts x 8 responses of up to 32 tokens, STEPS steps a run (the first a warm-up), ROUNDS rounds.
 #   bench/trl_grpo.sh [BUILD_DIR] [ROUNDS] [STEPS] [gpt2|smollm2]     LEASH_HF5_PYTHON: the venv's python
 set -euo pipefail
@@ -20,6 +21,10 @@ PY=${LEASH_HF5_PYTHON:-/opt/leash-hf5/bin/python}
 G=${LEASH_SMOLLM2_GGUF:-/opt/leash-ref/SmolLM2-135M-Instruct.Q4_1.gguf}
 if [ "$MODEL" = smollm2 ] && [ ! -f "$G" ]; then
   echo "skipped: $G is missing (scripts/deps.sh --ref, or set LEASH_SMOLLM2_GGUF)"; exit 0
+fi
+AVAIL_KB=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)
+if [ "$MODEL" = smollm2 ] && [ "${AVAIL_KB:-0}" -lt 12000000 ]; then
+  echo "skipped: $((${AVAIL_KB:-0} / 1000000)) GB of memory available; the SmolLM2 row needs about 12 (TRL's process: 9.3 GB)"; exit 0
 fi
 if [ ! -x "$PY" ]; then echo "skipped: $PY is missing (scripts/deps.sh --ref, or set LEASH_HF5_PYTHON)"; exit 0; fi
 if ! "$PY" -c 'import trl, datasets' 2>/dev/null; then
