@@ -5,7 +5,8 @@
 #   tests/rl_determinism.sh record LEASH_BIN DIR    write the reference outputs into DIR
 #   tests/rl_determinism.sh check  LEASH_BIN DIR    rerun into DIR.new and cmp every file with DIR's
 # Not run by make test (about 1-2 minutes on 2 cores). metrics.jsonl's timings ("time/step_s", "time/rollout_s", ...)
-# and "tokens_per_s" vary and are cut out before comparing; everything else (weights, checkpoints, samples, metrics) must be byte-identical.
+# and "tokens_per_s" vary and are cut out before comparing; everything else (weights, checkpoints, samples,
+# metrics) must be byte-identical.
 set -euo pipefail
 mode=$1 L=$(realpath "$2") ref=$3
 export OMP_NUM_THREADS=2
