@@ -41,6 +41,7 @@ static void run(const char *name, int scalar_head, const int *tokens) {
     leash_gpt_init(m, 1);
     leash_gpt_freeze(m);
     if (leash_gpt_store_bf16(m)) die("store_bf16");
+    if (!scalar_head && leash_gpt_store_head_bf16(m)) die("store_head_bf16"); // a reference: its LM head too
     double t[3][ROUNDS]; // F32, BF16, BF16 values only (a reward model)
     for (int r = -1; r < ROUNDS; r++) // round -1 warms up (allocations, oneDNN's kernels for these shapes)
         for (int k = scalar_head ? 2 : 1; k >= 0; k--) {

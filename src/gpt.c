@@ -187,6 +187,12 @@ static void mlp_forward(const leash_gpt *m, float *out, float *fch, float *fchg,
 
 const float *leash_gpt_head_weight(const leash_gpt *m) { return m->p.lm_head ? m->p.lm_head : m->p.wte; }
 
+void leash_gpt_head_forward(const leash_gpt *m, float *logits, const float *x, int N) {
+    int C = m->cfg.n_embd, V = m->cfg.vocab_size;
+    if (m->head_bf16 && m->bf16_compute) leash_linear_forward_bf16(logits, V, x, m->head_bf16, NULL, N, C, V, 1);
+    else leash_sgemm(0, 1, N, V, C, 1.0f, x, C, leash_gpt_head_weight(m), C, 0.0f, logits, V);
+}
+
 /* ---- one layer, shared by the full forward and the KV-cache decode step (gpt_decode.c) ------------ */
 
 void leash_gpt_layer_in(const leash_gpt *m, const layer_ptrs *w, const float *x, const layer_acts *s, const int *pos,
@@ -318,8 +324,7 @@ int leash_gpt_forward_each(leash_gpt *m, const int *tokens, const uint8_t *mask,
     }
     m->a.logits = m->head_memory;
     m->a.dlogits = m->frozen ? NULL : m->head_memory + N * V;
-    leash_sgemm(0, 1, (int)N, (int)V, m->cfg.n_embd, 1.0f, m->a.lnf, m->cfg.n_embd, leash_gpt_head_weight(m),
-                m->cfg.n_embd, 0.0f, m->a.logits, (int)V);
+    leash_gpt_head_forward(m, m->a.logits, m->a.lnf, (int)N);
     m->has_logits = 1;
     return LEASH_OK;
 }

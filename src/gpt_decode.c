@@ -108,13 +108,14 @@ static void prefill_layer(void *ctx, const leash_gpt *m, int l, const layer_acts
 
 int leash_gpt_prefill(leash_gpt *m, leash_kv_cache *c, const int *tokens, const uint8_t *mask, int Tp) {
     const dims *d = &m->d;
-    int B = c->B, V = d->V;
+    int B = c->B;
     if (Tp < 1 || Tp > c->Tc)
         return leash_fail(LEASH_EINVAL, "prefill of %d tokens into a KV cache of %d columns", Tp, c->Tc);
     int rc = leash_gpt_forward_hidden(m, tokens, mask, B, Tp, prefill_layer, c); // no (B, Tp, V) logits
     if (rc) return rc;
-    leash_sgemm(0, 1, B, V, d->C, 1.0f, m->a.lnf + (size_t)(Tp - 1) * d->C, Tp * d->C, leash_gpt_head_weight(m), d->C,
-                0.0f, c->logits, V); // (B, V): only the rows (b, Tp - 1) of lnf (B, Tp, C)
+    for (int b = 0; b < B; b++) // only the rows (b, Tp - 1) of lnf (B, Tp, C) through the head
+        memcpy(c->lnf + (size_t)b * d->C, m->a.lnf + ((size_t)b * Tp + Tp - 1) * d->C, d->C * sizeof(float));
+    leash_gpt_head_forward(m, c->logits, c->lnf, B);
     for (int b = 0; b < B; b++) {
         c->pos[b] = 0;
         for (int t = 0; t < c->Tc; t++) {
@@ -192,7 +193,7 @@ int leash_gpt_decode_step(leash_gpt *m, leash_kv_cache *c, const int *tokens) {
         leash_gpt_layer_out(m, w, c->x, &c->s, n);
     }
     leash_gpt_norm(m, c->lnf, c->mean, c->rstd, c->x, m->p.lnfw, m->p.lnfb, n);
-    leash_sgemm(0, 1, n, d->V, C, 1.0f, c->lnf, C, leash_gpt_head_weight(m), C, 0.0f, c->logits, d->V);
+    leash_gpt_head_forward(m, c->logits, c->lnf, n);
     c->len++;
     return LEASH_OK;
 }

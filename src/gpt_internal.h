@@ -133,6 +133,10 @@ const layer_ptrs *leash_gpt_layer(leash_gpt *m, int l, layer_ptrs *tmp);
 const layer_ptrs *leash_gpt_layer_f32(leash_gpt *m, int l, layer_ptrs *tmp);
 /* The LM head's weight (V, C): the token embedding or the untied head. */
 const float *leash_gpt_head_weight(const leash_gpt *m);
+/* logits (N, V) = x (N, C) through the LM head: in BF16 with FP32 sums where a frozen model keeps its head in
+ * BF16 (leash_gpt_store_head_bf16) and BF16 compute is on, else in F32. The forward, the prefill and the decode step all
+ * multiply here, so a model samples with the arithmetic it scores with. */
+void leash_gpt_head_forward(const leash_gpt *m, float *logits, const float *x, int N);
 
 struct leash_gpt {
     leash_gpt_config cfg;
@@ -164,6 +168,7 @@ struct leash_gpt {
     size_t bf16_n;
     size_t *layer_bf16;         // (L + 1) where each layer's run starts in bf16
     float *wscratch;            // (largest layer run) one layer's weights back in F32
+    uint16_t *head_bf16;        // (V, C) a frozen model's LM head in BF16 (leash_gpt_store_head_bf16), or NULL
     int bf16_compute;           // forwards multiply the BF16 projection weights in BF16 (leash_gpt_set_bf16_compute)
     size_t act_bytes;           // bytes of act_memory
     int ckpt;                   // activation checkpointing (leash_gpt_set_checkpoint_activations)

@@ -236,6 +236,7 @@ void leash_gpt_free(leash_gpt *m) {
     free(m->bf16);
     free(m->layer_bf16);
     free(m->wscratch);
+    free(m->head_bf16);
     free(m->inv_freq);
     free(m->p.layer);
     free(m->g.layer);
@@ -345,6 +346,20 @@ static uint16_t to_bf16(float x) { // round to nearest, ties to even (no NaN her
     return (uint16_t)(u >> 16);
 }
 
+int leash_gpt_store_head_bf16(leash_gpt *m) {
+    if (m->head_bf16) return LEASH_OK;
+    if (!m->frozen || !m->bf16)
+        return leash_fail(LEASH_EINVAL, "a BF16 LM head is for a frozen model with BF16 storage (leash_gpt_freeze, then "
+                                        "leash_gpt_store_bf16)%s", m->frozen ? "" : ": this one has trainable weights");
+    size_t n = (size_t)m->cfg.vocab_size * m->cfg.n_embd;
+    const float *w = leash_gpt_head_weight(m);
+    if (!(m->head_bf16 = malloc(n * sizeof *m->head_bf16)))
+        return leash_fail(LEASH_ENOMEM, "cannot allocate the LM head's BF16 copy (%.1f MB)", n * 2e-6);
+#pragma omp parallel for schedule(static)
+    for (size_t k = 0; k < n; k++) m->head_bf16[k] = to_bf16(w[k]);
+    return LEASH_OK;
+}
+
 int leash_gpt_store_bf16(leash_gpt *m) {
     if (m->bf16) return LEASH_OK;
     if (!m->frozen && m->first_trainable == 0)
@@ -447,6 +462,7 @@ int leash_gpt_set_bf16_compute(leash_gpt *m, int on) {
 size_t leash_gpt_memory_bytes(const leash_gpt *m) {
     size_t V = m->cfg.vocab_size, head = (size_t)m->head_B * m->head_T * V * (m->frozen ? 1 : 2);
     size_t f32 = m->num_params - m->bf16_n + (m->bf16 ? m->layer_bf16[1] - m->layer_bf16[0] : 0); // + wscratch
-    return (f32 + (m->grads ? leash_gpt_num_trainable(m) : 0) + head + m->bf16_n / 2) * sizeof(float) +
+    size_t half = m->bf16_n + (m->head_bf16 ? (size_t)V * m->cfg.n_embd : 0); // BF16 values
+    return (f32 + (m->grads ? leash_gpt_num_trainable(m) : 0) + head + half / 2) * sizeof(float) +
            m->act_bytes + (m->tokens ? (size_t)m->B * m->T * sizeof(int) : 0);
 }

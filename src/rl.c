@@ -621,6 +621,7 @@ static int load_models(rl_run *s, const leash_rl_config *c, const char **tok_dir
         for (size_t i = 0; i < sizeof frozen / sizeof frozen[0] && !rc; i++)
             if (frozen[i]) rc = leash_gpt_store_bf16(frozen[i]);
         if (!rc && ref_f32) leash_gpt_set_bf16_compute(s->ref, 0);
+        else if (!rc && s->ref) rc = leash_gpt_store_head_bf16(s->ref); // it only scores: its head in BF16 too
     }
     if (!rc && c->checkpoint_activations) leash_gpt_set_checkpoint_activations(s->policy, 1);
     if (!rc && c->checkpoint_activations && s->value) leash_gpt_set_checkpoint_activations(s->value, 1);

@@ -1,5 +1,6 @@
 /* BF16 compute for frozen models (src/matmul_bf16.c): the product against a double-precision product of the same
- * BF16 values, whole models against their F32 path, and the reference of a BF16 checkpoint still at KL 0.
+ * BF16 values, whole models against their F32 path, a frozen model's LM head in BF16 (its logits, prefill and
+ * decode), and the reference of a BF16 checkpoint still at KL 0.
  * Skipped, with the reason, on a CPU without AVX512_BF16 (there every product is F32 and the rest of the suite
  * covers it). */
 #define _POSIX_C_SOURCE 200809L
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/gpt_internal.h"
 #include "leash/error.h"
 #include "leash/gpt.h"
 #include "leash/ops.h"
@@ -134,6 +136,85 @@ Test(bf16_compute, models_agree_with_their_f32_path_within_bf16_error) {
                               .n_kv_head = 2, .n_inner = 96, .arch = LEASH_ARCH_LLAMA, .bos_token_id = -1,
                               .eos_token_id = -1, .layer_norm_epsilon = 1e-5f};
     model_check(llama, "Llama (GQA)");
+}
+
+/* A frozen model can keep its LM head in BF16 too (leash_gpt_store_head_bf16; a LoRA base cannot): each logit is the
+ * FP32 sum of the BF16-rounded final-norm output times the BF16 head (checked against that sum in double within
+ * FP32 summation, and away from the F32 head's product, so the BF16 head ran); the prefill's logits are the
+ * forward's last column and a decode step's agree with a forward over one more token, within FP32 summation. */
+Test(bf16_compute, a_frozen_models_lm_head_multiplies_in_bf16) {
+    if (!need_bf16()) return;
+    leash_gpt_config cfg = {.vocab_size = 200, .n_positions = 32, .n_embd = 64, .n_layer = 2, .n_head = 4,
+                            .n_kv_head = 2, .n_inner = 96, .arch = LEASH_ARCH_LLAMA, .bos_token_id = -1,
+                            .eos_token_id = -1, .layer_norm_epsilon = 1e-5f};
+    enum { B = 2, T = 9, C = 64, V = 200 };
+    leash_gpt *m, *base, *lora;
+    cr_assert_eq(leash_gpt_create(&m, &cfg), 0, "%s", leash_errmsg());
+    leash_gpt_init(m, 3);
+    leash_gpt_freeze(m);
+    cr_assert_neq(leash_gpt_store_head_bf16(m), 0, "a BF16 head without BF16 storage");
+    cr_assert_eq(leash_gpt_store_bf16(m), 0, "%s", leash_errmsg());
+    size_t before = leash_gpt_memory_bytes(m);
+    cr_assert_eq(leash_gpt_store_head_bf16(m), 0, "%s", leash_errmsg());
+    cr_assert(m->head_bf16 && m->bf16_compute, "the frozen model's head is not in BF16");
+    cr_assert_eq(leash_gpt_memory_bytes(m), before + (size_t)V * C * 2, "the BF16 head's bytes are not counted");
+    cr_assert_eq(leash_gpt_create(&base, &cfg), 0);
+    leash_lora_config lc = {.rank = 2, .alpha = 4.0f, .targets = LEASH_LORA_Q | LEASH_LORA_V};
+    cr_assert_eq(leash_gpt_add_lora(&lora, base, &lc, 1), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_store_bf16(lora), 0, "%s", leash_errmsg());
+    cr_assert_neq(leash_gpt_store_head_bf16(lora), 0, "a LoRA base's head (the policy's) went BF16");
+    cr_assert(strstr(leash_errmsg(), "trainable"), "%s", leash_errmsg());
+    int tokens[B * T];
+    for (int i = 0; i < B * T; i++) tokens[i] = (i * 53 + 7) % V;
+    cr_assert_eq(leash_gpt_forward(m, tokens, NULL, B, T), 0, "%s", leash_errmsg());
+    static float logits[B * T * V], last[B * V], step[B * V];
+    memcpy(logits, leash_gpt_logits(m), sizeof logits);
+    const float *lnf = m->a.lnf, *w = leash_gpt_head_weight(m);
+    double worst = 0, away = 0;
+    for (int n = 0; n < B * T; n++)
+        for (int v = 0; v < V; v++) {
+            double s = 0, s32 = 0, mag = 0;
+            for (int c = 0; c < C; c++) {
+                double x = lnf[(size_t)n * C + c];
+                s += (double)bf((float)x) * bf(w[(size_t)v * C + c]), s32 += x * w[(size_t)v * C + c];
+                mag += fabs(x * w[(size_t)v * C + c]);
+            }
+            double tol = C * ldexp(mag + fabs(s), -24) + 1e-30;
+            worst = fmax(worst, fabs(logits[(size_t)n * V + v] - s) / tol);
+            away = fmax(away, fabs(logits[(size_t)n * V + v] - s32) / tol);
+        }
+    cr_log_info("BF16 LM head: worst |logit - BF16 sum| %.3f of FP32 summation's bound; from the F32 head up to %.0fx it",
+                worst, away);
+    cr_assert(worst <= 1.0, "the head's logits are not the BF16 products summed in FP32: %.3f of the bound", worst);
+    cr_assert(away > 1.0, "the logits are the F32 head's: the BF16 head did not run");
+    // the prefill's logits: the forward's last column; a decode step: a forward over one more token
+    leash_kv_cache *kv;
+    cr_assert_eq(leash_kv_cache_create(&kv, m, B, T + 1), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_prefill(m, kv, tokens, NULL, T), 0, "%s", leash_errmsg());
+    memcpy(last, leash_kv_cache_logits(kv), sizeof last);
+    int next[B] = {5, 77}, longer[B * (T + 1)];
+    cr_assert_eq(leash_gpt_decode_step(m, kv, next), 0, "%s", leash_errmsg());
+    memcpy(step, leash_kv_cache_logits(kv), sizeof step);
+    for (int b = 0; b < B; b++) {
+        memcpy(longer + b * (T + 1), tokens + b * T, T * sizeof(int));
+        longer[b * (T + 1) + T] = next[b];
+    }
+    static float full[B * (T + 1) * V];
+    double d_prefill = 0, d_step = 0, big = 0;
+    for (int b = 0; b < B; b++)
+        for (int v = 0; v < V; v++) {
+            d_prefill = fmax(d_prefill, fabs(last[b * V + v] - logits[((size_t)b * T + T - 1) * V + v]));
+            big = fmax(big, fabs(logits[((size_t)b * T + T - 1) * V + v]));
+        }
+    cr_assert_eq(leash_gpt_forward(m, longer, NULL, B, T + 1), 0, "%s", leash_errmsg());
+    memcpy(full, leash_gpt_logits(m), sizeof full);
+    for (int b = 0; b < B; b++)
+        for (int v = 0; v < V; v++) d_step = fmax(d_step, fabs(step[b * V + v] - full[((size_t)b * (T + 1) + T) * V + v]));
+    cr_log_info("BF16 LM head: prefill against the forward's last column %.2e, a decode step against a longer forward "
+                "%.2e (largest logit %.2f)", d_prefill, d_step, big);
+    cr_assert(d_prefill <= 1e-5 * big && d_step <= 1e-4 * big, "prefill %g, decode %g from the forward", d_prefill, d_step);
+    leash_kv_cache_free(kv);
+    leash_gpt_free(m), leash_gpt_free(lora), leash_gpt_free(base);
 }
 
 static double kl_step1;

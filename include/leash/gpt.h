@@ -93,6 +93,12 @@ int leash_gpt_store_bf16(leash_gpt *m);
  * FP32 sums (leash_linear_forward_bf16) instead of converting them to F32 a layer at a time. leash_gpt_store_bf16
  * turns it on where the CPU has it (AVX512_BF16 or AMX); on = 0 turns it off. Returns whether it is on. */
 int leash_gpt_set_bf16_compute(leash_gpt *m, int on);
+/* A frozen model with BF16 storage keeps its LM head in BF16 too (V x C x 2 bytes more; the F32 head stays, the
+ * embedding reads it) and, while BF16 compute is on, multiplies it there: its forward, prefill and decode step
+ * alike. For a model that only scores, such as a full fine-tuning run's separate reference (--frozen-bf16):
+ * its logits then differ from an F32 head's by BF16 rounding. Fails for a model that is not frozen (a LoRA
+ * base, whose head the policy trains through and samples with) or has no BF16 storage. */
+int leash_gpt_store_head_bf16(leash_gpt *m);
 /* LoRA (leash/lora.h). A copy of base (which must have no adapters) with adapters of lora's rank on its
  * targets: A ~ U(-1/sqrt(in), 1/sqrt(in)) as PEFT initialises them and B = 0, so the copy computes exactly
  * what base does; base's weights are frozen in it (no gradients, no optimizer state). The copy holds lora;
