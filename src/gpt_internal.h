@@ -134,8 +134,8 @@ const layer_ptrs *leash_gpt_layer_f32(leash_gpt *m, int l, layer_ptrs *tmp);
 /* The LM head's weight (V, C): the token embedding or the untied head. */
 const float *leash_gpt_head_weight(const leash_gpt *m);
 /* logits (N, V) = x (N, C) through the LM head: in BF16 with FP32 sums where a frozen model keeps its head in
- * BF16 (leash_gpt_store_head_bf16) and BF16 compute is on, else in F32. The forward, the prefill and the decode step all
- * multiply here, so a model samples with the arithmetic it scores with. */
+ * BF16 (leash_gpt_store_head_bf16) and BF16 compute is on, else in F32. The forward, the prefill and the decode
+ * step all multiply here, so a model samples with the arithmetic it scores with. */
 void leash_gpt_head_forward(const leash_gpt *m, float *logits, const float *x, int N);
 
 struct leash_gpt {
