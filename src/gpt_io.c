@@ -342,6 +342,10 @@ static int load_peft(leash_gpt **out, const char *dir) {
     char *seen = NULL;
     if (!rc) rc = create_from_dir(&m, &cfg, &score, &lora, base, 0, &seen);
     if (rc) return rc;
+    // the trainable tensors (the adapters, a head) come from the adapter file, also where the base held them too
+    // (a reward model as the base: its head was the trained one's starting point)
+    int first = leash_gpt_first_trainable(m);
+    memset(seen + first, 0, (size_t)(leash_gpt_num_tensors(m) - first));
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
     if (!(rc = load_file(m, path, seen))) rc = check_all_seen(m, seen, leash_gpt_first_trainable(m), leash_gpt_num_tensors(m), path);
     free(seen);

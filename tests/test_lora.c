@@ -209,6 +209,45 @@ Test(lora, peft_directory_round_trip) {
     leash_gpt_free(m), leash_gpt_free(base), leash_gpt_free(b0);
 }
 
+/* A reward model as the base of a LoRA reward model (`leash rm train --init RM_DIR --lora-r N`): the base
+ * directory holds a scalar head, and so does the adapter directory (the trained head travels with the
+ * adapters); the adapter file's head is the one loaded, the base's only the starting point. */
+Test(lora, adapters_on_a_reward_model_round_trip_with_their_head) {
+    char dir[] = "/tmp/leash-lora-rm-XXXXXX", bdir[64], adir[64];
+    cr_assert(mkdtemp(dir));
+    snprintf(bdir, sizeof bdir, "%s/rm", dir);
+    snprintf(adir, sizeof adir, "%s/adapter", dir);
+    leash_gpt *shape = base_model(1, 4);
+    leash_gpt_config c = *leash_gpt_cfg(shape);
+    leash_gpt_free(shape);
+    c.scalar_head = 1;
+    leash_gpt *rm, *m, *r;
+    cr_assert_eq(leash_gpt_create(&rm, &c), 0, "%s", leash_errmsg());
+    leash_gpt_init(rm, 4);
+    cr_assert_eq(leash_gpt_save(rm, bdir), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_load_lora(&m, bdir, 3, 6.0f, 0.0f, "q_proj,v_proj", 9), 0, "%s", leash_errmsg());
+    lora_randomise_b(m);
+    for (int i = leash_gpt_first_trainable(m); i < leash_gpt_num_tensors(m); i++) { // a head unlike the base's
+        const leash_tensor_info *t = leash_gpt_tensor(m, i);
+        if (!strncmp(t->name, "score.", 6))
+            for (size_t k = 0; k < t->numel; k++) leash_gpt_params(m)[t->offset + k] += 0.25f * (float)(k + 1);
+    }
+    cr_assert_eq(leash_gpt_save(m, adir), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_load(&r, adir), 0, "%s", leash_errmsg());
+    cr_assert_eq(leash_gpt_num_params(r), leash_gpt_num_params(m));
+    cr_assert_eq(memcmp(leash_gpt_params(r), leash_gpt_params(m), leash_gpt_num_params(m) * sizeof(float)), 0,
+                 "the reloaded LoRA reward model is not the saved one (its head or adapters)");
+    cr_assert_eq(leash_gpt_forward_values(m, tokens, mask, B, T), 0, "%s", leash_errmsg());
+    float want[B * T];
+    memcpy(want, leash_gpt_values(m), sizeof want);
+    cr_assert_eq(leash_gpt_forward_values(r, tokens, mask, B, T), 0, "%s", leash_errmsg());
+    cr_assert_eq(memcmp(leash_gpt_values(r), want, sizeof want), 0, "scores differ after the round trip");
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+    leash_gpt_free(rm), leash_gpt_free(m), leash_gpt_free(r);
+}
+
 Test(lora, target_names) {
     unsigned t;
     cr_assert_eq(leash_lora_parse_targets("q_proj,v_proj", LEASH_ARCH_LLAMA, &t), 0);
