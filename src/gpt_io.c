@@ -342,13 +342,22 @@ static int load_peft(leash_gpt **out, const char *dir) {
     char *seen = NULL;
     if (!rc) rc = create_from_dir(&m, &cfg, &score, &lora, base, 0, &seen);
     if (rc) return rc;
-    // the trainable tensors (the adapters, a head) come from the adapter file, also where the base held them too
-    // (a reward model as the base: its head was the trained one's starting point)
-    int first = leash_gpt_first_trainable(m);
-    memset(seen + first, 0, (size_t)(leash_gpt_num_tensors(m) - first));
+    // the adapter file's trainable tensors (the adapters, a head) replace what the base held (a reward model as
+    // the base: its head was the trained one's starting point); a head the file lacks stays the base's, as PEFT
+    // keeps a module it did not save
+    int first = leash_gpt_first_trainable(m), n = leash_gpt_num_tensors(m);
+    char *from_base = malloc((size_t)(n - first) + 1);
+    if (!from_base) rc = leash_fail(LEASH_ENOMEM, "out of memory");
+    else {
+        memcpy(from_base, seen + first, (size_t)(n - first));
+        memset(seen + first, 0, (size_t)(n - first));
+    }
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-    if (!(rc = load_file(m, path, seen))) rc = check_all_seen(m, seen, leash_gpt_first_trainable(m), leash_gpt_num_tensors(m), path);
-    free(seen);
+    if (!rc && !(rc = load_file(m, path, seen))) {
+        for (int k = first; k < n; k++) seen[k] |= from_base[k - first];
+        rc = check_all_seen(m, seen, first, n, path);
+    }
+    free(from_base), free(seen);
     if (rc) {
         leash_gpt_free(m);
         return rc;
